@@ -1,0 +1,80 @@
+#include "authority/admin_service.h"
+
+#include "absl/strings/match.h"
+#include "common/status.h"
+
+namespace latchkey {
+
+std::string BearerToken(const grpc::ServerContextBase& context) {
+  const auto& md = context.client_metadata();
+  auto it = md.find("authorization");
+  if (it == md.end()) return "";
+  std::string_view value(it->second.data(), it->second.size());
+  constexpr std::string_view kBearer = "Bearer ";
+  if (value.size() < kBearer.size() ||
+      !absl::EqualsIgnoreCase(absl::string_view(value.data(), kBearer.size()), "Bearer ")) {
+    return "";
+  }
+  return std::string(value.substr(kBearer.size()));
+}
+
+absl::StatusOr<Caller> AuthenticateCall(const KeyAuthority& authority,
+                                        const grpc::ServerContextBase& context) {
+  return authority.Authenticate(BearerToken(context));
+}
+
+template <typename Req, typename Resp, typename Method>
+AdminService::Reactor* AdminService::Unary(Ctx* ctx, const Req* req, Resp* resp, Method method) {
+  Reactor* reactor = ctx->DefaultReactor();
+  absl::StatusOr<Caller> caller = AuthenticateCall(*authority_, *ctx);
+  if (!caller.ok()) {
+    reactor->Finish(ToGrpcStatus(caller.status()));
+    return reactor;
+  }
+  auto result = (authority_->*method)(*caller, *req);
+  if (result.ok()) *resp = *std::move(result);
+  reactor->Finish(ToGrpcStatus(result.status()));
+  return reactor;
+}
+
+#define LATCHKEY_UNARY(Method, Req, Resp)                              \
+  AdminService::Reactor* AdminService::Method(Ctx* c, const Req* q, Resp* r) { \
+    return Unary(c, q, r, &KeyAuthority::Method);                      \
+  }
+
+LATCHKEY_UNARY(CreateProject, v1::CreateProjectRequest, v1::CreateProjectResponse)
+LATCHKEY_UNARY(GetProject, v1::GetProjectRequest, v1::Project)
+LATCHKEY_UNARY(ListProjects, v1::ListProjectsRequest, v1::ListProjectsResponse)
+LATCHKEY_UNARY(SetApiAccess, v1::SetApiAccessRequest, v1::Project)
+LATCHKEY_UNARY(GenerateApiKey, v1::GenerateApiKeyRequest, v1::GenerateApiKeyResponse)
+LATCHKEY_UNARY(GetApiKeyValue, v1::GetApiKeyValueRequest, v1::GetApiKeyValueResponse)
+LATCHKEY_UNARY(RevokeApiKey, v1::RevokeApiKeyRequest, v1::Key)
+LATCHKEY_UNARY(RotateApiKey, v1::RotateApiKeyRequest, v1::RotateApiKeyResponse)
+LATCHKEY_UNARY(GenerateSecretKey, v1::GenerateSecretKeyRequest, v1::GenerateSecretKeyResponse)
+LATCHKEY_UNARY(DeleteSecretKey, v1::DeleteSecretKeyRequest, v1::DeleteSecretKeyResponse)
+LATCHKEY_UNARY(GetKey, v1::GetKeyRequest, v1::Key)
+LATCHKEY_UNARY(ListKeys, v1::ListKeysRequest, v1::ListKeysResponse)
+LATCHKEY_UNARY(ListAuditEvents, v1::ListAuditEventsRequest, v1::ListAuditEventsResponse)
+LATCHKEY_UNARY(CreatePrincipal, v1::CreatePrincipalRequest, v1::CreatePrincipalResponse)
+LATCHKEY_UNARY(ListPrincipals, v1::ListPrincipalsRequest, v1::ListPrincipalsResponse)
+LATCHKEY_UNARY(DeletePrincipal, v1::DeletePrincipalRequest, v1::DeletePrincipalResponse)
+
+#undef LATCHKEY_UNARY
+
+AdminService::Reactor* AdminService::GetPropagation(Ctx* ctx, const v1::GetPropagationRequest* req,
+                                                    v1::GetPropagationResponse* resp) {
+  Reactor* reactor = ctx->DefaultReactor();
+  absl::StatusOr<Caller> caller = AuthenticateCall(*authority_, *ctx);
+  absl::Status status = caller.status();
+  if (status.ok()) status = Authorize(*caller, Permission::kRead);
+  if (status.ok()) {
+    absl::StatusOr<v1::GetPropagationResponse> receipt =
+        propagation_->Receipt(req->revision(), authority_->store().head_revision());
+    status = receipt.status();
+    if (receipt.ok()) *resp = *std::move(receipt);
+  }
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+}  // namespace latchkey

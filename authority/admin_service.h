@@ -1,0 +1,71 @@
+// KeyAdmin over gRPC: authenticate, call KeyAuthority, convert the result.
+#ifndef LATCHKEY_AUTHORITY_ADMIN_SERVICE_H_
+#define LATCHKEY_AUTHORITY_ADMIN_SERVICE_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/statusor.h"
+#include "authority/key_authority.h"
+#include "authority/propagation.h"
+#include "latchkey/v1/key_admin.grpc.pb.h"
+
+namespace latchkey {
+
+// The bearer token of a call ("authorization: Bearer <token>"), or "".
+std::string BearerToken(const grpc::ServerContextBase& context);
+
+// The caller of `context`, authenticated against `authority`.
+absl::StatusOr<Caller> AuthenticateCall(const KeyAuthority& authority,
+                                        const grpc::ServerContextBase& context);
+
+// Thread-safe; `authority` and `propagation` must outlive the service.
+class AdminService final : public v1::KeyAdmin::CallbackService {
+ public:
+  AdminService(KeyAuthority* authority, const PropagationTracker* propagation)
+      : authority_(authority), propagation_(propagation) {}
+
+  using Ctx = grpc::CallbackServerContext;
+  using Reactor = grpc::ServerUnaryReactor;
+
+  Reactor* CreateProject(Ctx* c, const v1::CreateProjectRequest* q,
+                         v1::CreateProjectResponse* r) override;
+  Reactor* GetProject(Ctx* c, const v1::GetProjectRequest* q, v1::Project* r) override;
+  Reactor* ListProjects(Ctx* c, const v1::ListProjectsRequest* q,
+                        v1::ListProjectsResponse* r) override;
+  Reactor* SetApiAccess(Ctx* c, const v1::SetApiAccessRequest* q, v1::Project* r) override;
+  Reactor* GenerateApiKey(Ctx* c, const v1::GenerateApiKeyRequest* q,
+                          v1::GenerateApiKeyResponse* r) override;
+  Reactor* GetApiKeyValue(Ctx* c, const v1::GetApiKeyValueRequest* q,
+                          v1::GetApiKeyValueResponse* r) override;
+  Reactor* RevokeApiKey(Ctx* c, const v1::RevokeApiKeyRequest* q, v1::Key* r) override;
+  Reactor* RotateApiKey(Ctx* c, const v1::RotateApiKeyRequest* q,
+                        v1::RotateApiKeyResponse* r) override;
+  Reactor* GenerateSecretKey(Ctx* c, const v1::GenerateSecretKeyRequest* q,
+                             v1::GenerateSecretKeyResponse* r) override;
+  Reactor* DeleteSecretKey(Ctx* c, const v1::DeleteSecretKeyRequest* q,
+                           v1::DeleteSecretKeyResponse* r) override;
+  Reactor* GetKey(Ctx* c, const v1::GetKeyRequest* q, v1::Key* r) override;
+  Reactor* ListKeys(Ctx* c, const v1::ListKeysRequest* q, v1::ListKeysResponse* r) override;
+  Reactor* ListAuditEvents(Ctx* c, const v1::ListAuditEventsRequest* q,
+                           v1::ListAuditEventsResponse* r) override;
+  Reactor* CreatePrincipal(Ctx* c, const v1::CreatePrincipalRequest* q,
+                           v1::CreatePrincipalResponse* r) override;
+  Reactor* ListPrincipals(Ctx* c, const v1::ListPrincipalsRequest* q,
+                          v1::ListPrincipalsResponse* r) override;
+  Reactor* DeletePrincipal(Ctx* c, const v1::DeletePrincipalRequest* q,
+                           v1::DeletePrincipalResponse* r) override;
+  Reactor* GetPropagation(Ctx* c, const v1::GetPropagationRequest* q,
+                          v1::GetPropagationResponse* r) override;
+
+ private:
+  // Authenticates, runs `method` of the core, finishes the call.
+  template <typename Req, typename Resp, typename Method>
+  Reactor* Unary(Ctx* ctx, const Req* req, Resp* resp, Method method);
+
+  KeyAuthority* const authority_;
+  const PropagationTracker* const propagation_;
+};
+
+}  // namespace latchkey
+
+#endif  // LATCHKEY_AUTHORITY_ADMIN_SERVICE_H_

@@ -1,0 +1,66 @@
+#include "authority/event_hub.h"
+
+namespace latchkey {
+
+EventHub::EventHub(std::string store_id, absl::Duration progress_interval,
+                   std::function<uint64_t()> head)
+    : store_id_(std::move(store_id)),
+      progress_interval_(progress_interval),
+      head_(std::move(head)),
+      ticker_([this] { TickProgress(); }) {}
+
+EventHub::~EventHub() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  ticker_.join();
+}
+
+void EventHub::Add(Subscriber* s) {
+  absl::MutexLock lock(&mu_);
+  subscribers_.insert(s);
+}
+
+void EventHub::Remove(Subscriber* s) {
+  absl::MutexLock lock(&mu_);
+  subscribers_.erase(s);
+}
+
+size_t EventHub::size() const {
+  absl::MutexLock lock(&mu_);
+  return subscribers_.size();
+}
+
+void EventHub::CloseAll() {
+  absl::MutexLock lock(&mu_);
+  for (Subscriber* s : subscribers_) s->Close();
+}
+
+void EventHub::Publish(const v1::KeyEvent& event) {
+  auto message = std::make_shared<v1::WatchResponse>();
+  message->set_store_id(store_id_);
+  *message->mutable_event() = event;
+  Broadcast(message);
+}
+
+void EventHub::Broadcast(const SharedResponse& message) {
+  absl::MutexLock lock(&mu_);
+  for (Subscriber* s : subscribers_) s->Deliver(message);
+}
+
+void EventHub::TickProgress() {
+  auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
+  absl::MutexLock lock(&mu_);
+  while (!mu_.AwaitWithTimeout(absl::Condition(&stopping), progress_interval_)) {
+    // The head is read under mu_, which Publish also takes: a progress message
+    // never names a head behind an event already delivered. It may name one
+    // whose event follows right after it.
+    auto message = std::make_shared<v1::WatchResponse>();
+    message->set_store_id(store_id_);
+    message->mutable_progress()->set_head_revision(head_());
+    for (Subscriber* s : subscribers_) s->Deliver(message);
+  }
+}
+
+}  // namespace latchkey

@@ -1,0 +1,71 @@
+// Fans committed events out to every watch stream, in revision order, and
+// ticks progress messages.
+//
+// Subscribers are told of each event while the store's commit lock is held
+// (so delivery order is revision order); Deliver must therefore only queue
+// and kick a write, never read the store or block.
+//
+// An EventHub is safe for concurrent access from multiple threads.
+#ifndef LATCHKEY_AUTHORITY_EVENT_HUB_H_
+#define LATCHKEY_AUTHORITY_EVENT_HUB_H_
+
+#include <functional>
+#include <memory>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "latchkey/v1/key_sync.pb.h"
+
+namespace latchkey {
+
+using SharedResponse = std::shared_ptr<const v1::WatchResponse>;
+
+class Subscriber {
+ public:
+  virtual ~Subscriber() = default;
+  // A committed event or a progress message. Must not block.
+  virtual void Deliver(const SharedResponse& message) = 0;
+  // The authority is stopping: end the stream (UNAVAILABLE). Must not block.
+  virtual void Close() = 0;
+};
+
+class EventHub {
+ public:
+  // `head` answers the current head revision for progress messages.
+  EventHub(std::string store_id, absl::Duration progress_interval,
+           std::function<uint64_t()> head);
+  ~EventHub();  // stops the progress ticker
+
+  // Subscribers are not owned; Remove before destroying one. After Remove
+  // returns, the hub never calls it again.
+  void Add(Subscriber* s);
+  void Remove(Subscriber* s);
+  size_t size() const;
+
+  // Closes every subscriber, for shutdown.
+  void CloseAll();
+
+  // Called by the store's commit listener, in revision order.
+  void Publish(const v1::KeyEvent& event);
+
+ private:
+  void Broadcast(const SharedResponse& message);
+  void TickProgress();
+
+  // Constant after construction.
+  const std::string store_id_;
+  const absl::Duration progress_interval_;
+  const std::function<uint64_t()> head_;
+
+  mutable absl::Mutex mu_;
+  absl::flat_hash_set<Subscriber*> subscribers_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread ticker_;
+};
+
+}  // namespace latchkey
+
+#endif  // LATCHKEY_AUTHORITY_EVENT_HUB_H_

@@ -1,0 +1,154 @@
+// The key lifecycle: every rule of DESIGN.md "Rules from the product", in
+// plain C++ over a KeyStore. The gRPC services are thin wrappers around it.
+//
+// Each method takes the authenticated caller and the request message, checks
+// the caller's role, validates the request, and either commits exactly one
+// Mutation or changes nothing. Mutations are serialized; reads are not.
+//
+// A KeyAuthority is safe for concurrent access from multiple threads without
+// any external synchronization.
+#ifndef LATCHKEY_AUTHORITY_KEY_AUTHORITY_H_
+#define LATCHKEY_AUTHORITY_KEY_AUTHORITY_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "authority/internal/records.pb.h"
+#include "authority/key_store.h"
+#include "common/crypto.h"
+#include "latchkey/v1/key_admin.pb.h"
+#include "latchkey/v1/key_sync.pb.h"
+
+namespace latchkey {
+
+// Who is calling, as established from their bearer token.
+struct Caller {
+  std::string principal_id;
+  std::string name;
+  v1::Role role = v1::ROLE_UNSPECIFIED;
+};
+
+struct KeyAuthorityOptions {
+  int max_active_keys = 50;
+  absl::Duration max_grace_period = absl::Hours(24 * 7);
+  int max_retired_values = 16;  // rotated-away values a key remembers
+};
+
+// What a caller may do; each role grants a set of these.
+enum class Permission {
+  kRead,       // metadata: projects, keys, audit (ADMIN, MANAGER, MEMBER)
+  kWrite,      // create, revoke, rotate, delete, read key values (ADMIN, MANAGER)
+  kPrincipals, // manage principals (ADMIN)
+  kSync,       // KeySync (ADMIN, SIDECAR)
+};
+
+// OK, PERMISSION_DENIED for a caller whose role lacks `p`.
+absl::Status Authorize(const Caller& caller, Permission p);
+
+// The digests a sidecar must know for one key: its current value and every
+// retired value it remembers.
+std::vector<v1::KeyEntry> SidecarEntries(const internal::KeyRecord& record);
+
+class KeyAuthority {
+ public:
+  // `store` must outlive the KeyAuthority.
+  static absl::StatusOr<std::unique_ptr<KeyAuthority>> Create(KeyStore* store, Sealer sealer,
+                                                              KeyAuthorityOptions options);
+
+  // The caller a bearer token belongs to; UNAUTHENTICATED when none does.
+  // Reads an in-memory table, so a deleted principal fails at once.
+  absl::StatusOr<Caller> Authenticate(std::string_view token) const;
+
+  // On a store with no principals, creates an ADMIN principal named "admin"
+  // and writes its token to `token_path` (0600). Does nothing otherwise.
+  // Returns true when it created one.
+  absl::StatusOr<bool> BootstrapAdmin(const std::string& token_path);
+
+  absl::StatusOr<v1::CreateProjectResponse> CreateProject(const Caller& caller,
+                                                          const v1::CreateProjectRequest& req);
+  absl::StatusOr<v1::Project> GetProject(const Caller& caller, const v1::GetProjectRequest& req);
+  absl::StatusOr<v1::ListProjectsResponse> ListProjects(const Caller& caller,
+                                                        const v1::ListProjectsRequest& req);
+  absl::StatusOr<v1::Project> SetApiAccess(const Caller& caller,
+                                           const v1::SetApiAccessRequest& req);
+  absl::StatusOr<v1::GenerateApiKeyResponse> GenerateApiKey(const Caller& caller,
+                                                            const v1::GenerateApiKeyRequest& req);
+  absl::StatusOr<v1::GetApiKeyValueResponse> GetApiKeyValue(const Caller& caller,
+                                                            const v1::GetApiKeyValueRequest& req);
+  absl::StatusOr<v1::Key> RevokeApiKey(const Caller& caller, const v1::RevokeApiKeyRequest& req);
+  absl::StatusOr<v1::RotateApiKeyResponse> RotateApiKey(const Caller& caller,
+                                                        const v1::RotateApiKeyRequest& req);
+  absl::StatusOr<v1::GenerateSecretKeyResponse> GenerateSecretKey(
+      const Caller& caller, const v1::GenerateSecretKeyRequest& req);
+  absl::StatusOr<v1::DeleteSecretKeyResponse> DeleteSecretKey(
+      const Caller& caller, const v1::DeleteSecretKeyRequest& req);
+  absl::StatusOr<v1::Key> GetKey(const Caller& caller, const v1::GetKeyRequest& req);
+  absl::StatusOr<v1::ListKeysResponse> ListKeys(const Caller& caller,
+                                                const v1::ListKeysRequest& req);
+  absl::StatusOr<v1::ListAuditEventsResponse> ListAuditEvents(
+      const Caller& caller, const v1::ListAuditEventsRequest& req);
+  absl::StatusOr<v1::CreatePrincipalResponse> CreatePrincipal(
+      const Caller& caller, const v1::CreatePrincipalRequest& req);
+  absl::StatusOr<v1::ListPrincipalsResponse> ListPrincipals(const Caller& caller,
+                                                            const v1::ListPrincipalsRequest& req);
+  absl::StatusOr<v1::DeletePrincipalResponse> DeletePrincipal(
+      const Caller& caller, const v1::DeletePrincipalRequest& req);
+
+  // Adds sidecars' validation counts and last-used times to each key's usage
+  // (SIDECAR or ADMIN). One advisory store write per report, whatever the
+  // number of validations; unknown key ids are skipped.
+  absl::Status RecordUsage(const Caller& caller, const v1::ReportUsageRequest& req);
+
+  KeyStore& store() { return *store_; }
+
+ private:
+  KeyAuthority(KeyStore* store, Sealer sealer, KeyAuthorityOptions options)
+      : store_(store), sealer_(std::move(sealer)), options_(options) {}
+
+  absl::Status LoadPrincipals();
+  absl::StatusOr<internal::KeyRecord> LoadKey(std::string_view key_id) const;
+  absl::StatusOr<internal::ProjectRecord> LoadProject(std::string_view project_id) const;
+  // The key as returned by the API: its record's metadata plus usage.
+  absl::StatusOr<v1::Key> WithUsage(v1::Key key) const;
+  absl::StatusOr<int> CountActiveKeys(std::string_view project_id, absl::Time now) const;
+
+  // A new key of `kind` in `project_id`, with its value, as one mutation.
+  struct NewKey {
+    internal::KeyRecord record;
+    std::string value;
+  };
+  absl::StatusOr<NewKey> MakeKey(const Caller& caller, std::string_view project_id,
+                                 std::string_view name, v1::KeyKind kind, bool legacy,
+                                 const google::protobuf::Timestamp* expire_time, absl::Time now,
+                                 Mutation& mutation) const;
+  absl::StatusOr<NewKey> GenerateKey(const Caller& caller, std::string_view project_id,
+                                     std::string_view name, v1::KeyKind kind,
+                                     const google::protobuf::Timestamp& expire_time)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<internal::PrincipalRecord> AddPrincipal(const std::string& actor,
+                                                         std::string_view name, v1::Role role,
+                                                         const std::string& token)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Constant after construction.
+  KeyStore* const store_;
+  const Sealer sealer_;
+  const KeyAuthorityOptions options_;
+
+  absl::Mutex mu_;        // serializes mutations: each reads, checks, then commits
+  absl::Mutex usage_mu_;  // serializes usage read-add-write
+  mutable absl::Mutex principals_mu_;
+  // Token digest -> caller. Guarded by principals_mu_.
+  absl::flat_hash_map<std::string, Caller> principals_ ABSL_GUARDED_BY(principals_mu_);
+};
+
+}  // namespace latchkey
+
+#endif  // LATCHKEY_AUTHORITY_KEY_AUTHORITY_H_

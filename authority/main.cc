@@ -1,0 +1,81 @@
+// latchkey-authority: owns all key state and streams it to sidecars.
+#include <csignal>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+
+#include "absl/strings/str_join.h"
+#include "authority/server.h"
+#include "common/log.h"
+
+namespace {
+
+// Blocks SIGINT and SIGTERM in every thread and returns when one arrives, so
+// shutdown runs on the main thread, not in a signal handler.
+int AwaitStopSignal(const sigset_t& set) {
+  int sig = 0;
+  sigwait(&set, &sig);
+  return sig;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  latchkey::AuthorityOptions options;
+  std::string log_format = "text", log_level = "info";
+  double progress_seconds = 1.0;
+  CLI::App app{"latchkey-authority: owns all key state and streams it to sidecars"};
+  app.add_option("--listen", options.listen.addresses,
+                 "gRPC listen address, host:port or unix:/path (repeatable)")
+      ->default_str("127.0.0.1:7700");
+  app.add_option("--data-dir", options.data_dir, "RocksDB data directory")->capture_default_str();
+  app.add_option("--master-key-file", options.master_key_file,
+                 "AES-256 master key for stored API key values (default <data-dir>/master.key)");
+  app.add_option("--max-active-keys", options.max_active_keys, "active keys per project")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
+  app.add_option("--event-retention", options.event_retention, "events kept for replay")
+      ->capture_default_str()
+      ->check(CLI::Range(uint64_t{1}, uint64_t{100000000}));
+  app.add_option("--progress-interval", progress_seconds, "seconds between progress messages")
+      ->capture_default_str()
+      ->check(CLI::Range(0.01, 3600.0));
+  app.add_flag("--allow-insecure-remote", options.listen.allow_insecure_remote,
+               "allow plaintext listeners beyond loopback");
+  app.add_option("--log-format", log_format, "text or json")->capture_default_str();
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
+      ->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  if (options.listen.addresses.empty()) options.listen.addresses = {"127.0.0.1:7700"};
+  options.progress_interval = absl::Seconds(progress_seconds);
+
+  if (absl::Status s = latchkey::InitLogging(log_format, log_level); !s.ok()) {
+    std::cerr << "latchkey-authority: " << s.message() << "\n";
+    return 2;
+  }
+  absl::StatusOr<std::unique_ptr<latchkey::AuthorityServer>> server =
+      latchkey::AuthorityServer::Start(options);
+  if (!server.ok()) {
+    spdlog::error("cannot start: {}", server.status().ToString());
+    return 1;
+  }
+  std::vector<std::string> bound;
+  for (size_t i = 0; i < options.listen.addresses.size(); ++i) {
+    bound.push_back(options.listen.addresses[i] + " (port " + std::to_string((*server)->port(i)) +
+                    ")");
+  }
+  spdlog::info("latchkey-authority {} serving on {}; data dir {}; admin token {}",
+               LATCHKEY_VERSION, absl::StrJoin(bound, ", "), options.data_dir,
+               (*server)->admin_token_path());
+  const int sig = AwaitStopSignal(stop_signals);
+  spdlog::info("signal {}: shutting down", sig);
+  (*server)->Shutdown();
+  spdlog::info("stopped");
+  return 0;
+}

@@ -1,0 +1,337 @@
+// The embedded RocksDB KeyStore. One column family per table and log; the
+// default column family holds the store id and the revision counter.
+#include <rocksdb/db.h>
+#include <rocksdb/options.h>
+#include <rocksdb/utilities/options_util.h>
+#include <rocksdb/write_batch.h>
+
+#include <array>
+#include <atomic>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "common/strings.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "authority/key_store.h"
+#include "common/key_format.h"
+
+namespace latchkey {
+namespace {
+
+constexpr char kStoreIdKey[] = "store_id";
+constexpr char kRevisionKey[] = "revision";
+
+// Column families, in the order they are opened. Index 0 is RocksDB's default.
+enum Cf : size_t {
+  kMeta = 0,
+  kCfProjects,
+  kCfKeys,
+  kCfProjectKeys,
+  kCfDigests,
+  kCfPrincipals,
+  kCfTokens,
+  kCfEvents,
+  kCfAudit,
+  kCfUsage,
+  kCfCount
+};
+const std::array<const char*, kCfCount> kCfNames = {
+    "default",  // rocksdb::kDefaultColumnFamilyName
+    "projects",
+    "keys",
+    "project_keys",
+    "digests",
+    "principals",
+    "tokens",
+    "events",
+    "audit",
+    "usage"};
+
+Cf CfOf(Table t) {
+  switch (t) {
+    case Table::kProjects:
+      return kCfProjects;
+    case Table::kKeys:
+      return kCfKeys;
+    case Table::kProjectKeys:
+      return kCfProjectKeys;
+    case Table::kDigests:
+      return kCfDigests;
+    case Table::kPrincipals:
+      return kCfPrincipals;
+    case Table::kTokens:
+      return kCfTokens;
+    case Table::kUsage:
+      return kCfUsage;
+  }
+  return kMeta;
+}
+
+// Big-endian, so that RocksDB's byte order is revision order.
+std::string EncodeRevision(uint64_t r) {
+  std::string s(8, '\0');
+  for (int i = 7; i >= 0; --i, r >>= 8) s[i] = static_cast<char>(r & 0xff);
+  return s;
+}
+
+uint64_t DecodeRevision(std::string_view s) {
+  uint64_t r = 0;
+  for (char c : s.substr(0, 8)) r = (r << 8) | static_cast<uint8_t>(c);
+  return r;
+}
+
+// Audit rows: project id (empty for principal changes) + '/' + revision.
+std::string AuditKey(std::string_view project_id, uint64_t revision) {
+  return StrCat(project_id, "/", EncodeRevision(revision));
+}
+
+absl::Status FromRocks(const rocksdb::Status& s, std::string_view what) {
+  if (s.ok()) return absl::OkStatus();
+  if (s.IsNotFound()) return absl::NotFoundError(StrCat(what, ": ", s.ToString()));
+  if (s.IsBusy() || s.IsTimedOut() || s.IsTryAgain()) {
+    return absl::UnavailableError(StrCat(what, ": ", s.ToString()));
+  }
+  if (s.IsCorruption()) return absl::DataLossError(StrCat(what, ": ", s.ToString()));
+  return absl::InternalError(StrCat(what, ": ", s.ToString()));
+}
+
+class RocksSnapshot : public StoreSnapshot {
+ public:
+  RocksSnapshot(rocksdb::DB* db, const rocksdb::Snapshot* snap, uint64_t revision)
+      : db_(db), snap_(snap), revision_(revision) {}
+  ~RocksSnapshot() override { db_->ReleaseSnapshot(snap_); }
+  uint64_t revision() const override { return revision_; }
+  const rocksdb::Snapshot* get() const { return snap_; }
+
+ private:
+  rocksdb::DB* const db_;
+  const rocksdb::Snapshot* const snap_;
+  const uint64_t revision_;
+};
+
+class RocksDbStore : public KeyStore {
+ public:
+  RocksDbStore(std::unique_ptr<rocksdb::DB> db, std::vector<rocksdb::ColumnFamilyHandle*> cfs,
+               std::string store_id, uint64_t head, uint64_t retention)
+      : db_(std::move(db)),
+        cfs_(std::move(cfs)),
+        store_id_(std::move(store_id)),
+        retention_(retention),
+        head_(head) {}
+
+  ~RocksDbStore() override {
+    for (auto* cf : cfs_) db_->DestroyColumnFamilyHandle(cf);
+    db_->Close().PermitUncheckedError();
+  }
+
+  const std::string& store_id() const override { return store_id_; }
+
+  uint64_t head_revision() const override { return head_.load(std::memory_order_acquire); }
+
+  absl::StatusOr<uint64_t> Commit(Mutation m) override {
+    absl::MutexLock lock(&mu_);
+    const uint64_t revision = head_.load(std::memory_order_relaxed) + 1;
+    m.event.set_revision(revision);
+    m.audit.set_revision(revision);
+    rocksdb::WriteBatch batch;
+    for (const Write& w : m.writes) {
+      rocksdb::ColumnFamilyHandle* cf = cfs_[CfOf(w.table)];
+      rocksdb::Status s = w.value ? batch.Put(cf, w.key, *w.value) : batch.Delete(cf, w.key);
+      if (!s.ok()) return FromRocks(s, "batch");
+    }
+    const std::string rev_key = EncodeRevision(revision);
+    rocksdb::Status s = batch.Put(cfs_[kMeta], kRevisionKey, rev_key);
+    if (s.ok()) s = batch.Put(cfs_[kCfEvents], rev_key, m.event.SerializeAsString());
+    if (s.ok()) {
+      s = batch.Put(cfs_[kCfAudit], AuditKey(m.audit.project_id(), revision),
+                    m.audit.SerializeAsString());
+    }
+    if (s.ok() && revision > retention_) {
+      s = batch.Delete(cfs_[kCfEvents], EncodeRevision(revision - retention_));
+    }
+    if (!s.ok()) return FromRocks(s, "batch");
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    absl::Status written = FromRocks(db_->Write(wo, &batch), "commit");
+    if (!written.ok()) return written;
+    head_.store(revision, std::memory_order_release);
+    commits_.fetch_add(1, std::memory_order_relaxed);
+    if (listener_) listener_(m.event);
+    return revision;
+  }
+
+  absl::Status WriteAdvisory(std::vector<Write> writes) override {
+    rocksdb::WriteBatch batch;
+    for (const Write& w : writes) {
+      rocksdb::ColumnFamilyHandle* cf = cfs_[CfOf(w.table)];
+      rocksdb::Status s = w.value ? batch.Put(cf, w.key, *w.value) : batch.Delete(cf, w.key);
+      if (!s.ok()) return FromRocks(s, "batch");
+    }
+    absl::Status written = FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), "write");
+    if (written.ok()) advisory_writes_.fetch_add(1, std::memory_order_relaxed);
+    return written;
+  }
+
+  StoreStats stats() const override {
+    return StoreStats{commits_.load(std::memory_order_relaxed),
+                      advisory_writes_.load(std::memory_order_relaxed)};
+  }
+
+  absl::StatusOr<std::optional<std::string>> Get(Table table, std::string_view key,
+                                                 const StoreSnapshot* at) const override {
+    rocksdb::ReadOptions ro;
+    if (at != nullptr) ro.snapshot = static_cast<const RocksSnapshot*>(at)->get();
+    std::string value;
+    rocksdb::Status s = db_->Get(ro, cfs_[CfOf(table)], key, &value);
+    if (s.IsNotFound()) return std::nullopt;
+    if (!s.ok()) return FromRocks(s, "get");
+    return value;
+  }
+
+  absl::StatusOr<Page> Scan(Table table, std::string_view prefix, std::string_view after,
+                            size_t limit, const StoreSnapshot* at) const override {
+    rocksdb::ReadOptions ro;
+    if (at != nullptr) ro.snapshot = static_cast<const RocksSnapshot*>(at)->get();
+    return ScanCf(ro, cfs_[CfOf(table)], prefix, after, limit);
+  }
+
+  absl::StatusOr<std::vector<v1::KeyEvent>> EventsAfter(uint64_t after,
+                                                        size_t limit) const override {
+    const uint64_t head = head_revision();
+    if (after > head) {
+      return absl::FailedPreconditionError(
+          StrCat("revision ", after, " is ahead of this store's head ", head));
+    }
+    const uint64_t oldest_retained = head > retention_ ? head - retention_ + 1 : 1;
+    if (after + 1 < oldest_retained) {
+      return absl::OutOfRangeError(StrCat("events after ", after, " were trimmed"));
+    }
+    absl::StatusOr<Page> page =
+        ScanCf(rocksdb::ReadOptions(), cfs_[kCfEvents], "", EncodeRevision(after), limit);
+    if (!page.ok()) return page.status();
+    std::vector<v1::KeyEvent> events;
+    events.reserve(page->rows.size());
+    for (const Row& row : page->rows) {
+      if (!events.emplace_back().ParseFromString(row.value)) {
+        return absl::DataLossError(StrCat("event ", DecodeRevision(row.key)));
+      }
+    }
+    return events;
+  }
+
+  absl::StatusOr<std::vector<v1::AuditEvent>> AuditEvents(std::string_view project_id,
+                                                          uint64_t after,
+                                                          size_t limit) const override {
+    const std::string prefix = StrCat(project_id, "/");
+    absl::StatusOr<Page> page = ScanCf(rocksdb::ReadOptions(), cfs_[kCfAudit], prefix,
+                                       after == 0 ? "" : AuditKey(project_id, after), limit);
+    if (!page.ok()) return page.status();
+    std::vector<v1::AuditEvent> events;
+    for (const Row& row : page->rows) {
+      if (!events.emplace_back().ParseFromString(row.value)) {
+        return absl::DataLossError("audit record");
+      }
+    }
+    return events;
+  }
+
+  std::unique_ptr<StoreSnapshot> Snapshot() const override {
+    absl::MutexLock lock(&mu_);  // no commit between the view and its revision
+    return std::make_unique<RocksSnapshot>(db_.get(), db_->GetSnapshot(), head_revision());
+  }
+
+  void SetCommitListener(CommitListener listener) override {
+    absl::MutexLock lock(&mu_);
+    listener_ = std::move(listener);
+  }
+
+ private:
+  absl::StatusOr<Page> ScanCf(rocksdb::ReadOptions ro, rocksdb::ColumnFamilyHandle* cf,
+                              std::string_view prefix, std::string_view after,
+                              size_t limit) const {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf));
+    Page page;
+    if (after.empty()) {
+      it->Seek(prefix);
+    } else {
+      it->Seek(after);
+      if (it->Valid() && it->key() == after) it->Next();
+    }
+    for (; it->Valid() && it->key().starts_with(prefix); it->Next()) {
+      if (page.rows.size() == limit) {
+        page.more = true;
+        break;
+      }
+      page.rows.push_back({it->key().ToString(), it->value().ToString()});
+    }
+    if (!it->status().ok()) return FromRocks(it->status(), "scan");
+    return page;
+  }
+
+  // Constant after construction.
+  const std::unique_ptr<rocksdb::DB> db_;
+  const std::vector<rocksdb::ColumnFamilyHandle*> cfs_;
+  const std::string store_id_;
+  const uint64_t retention_;
+
+  mutable absl::Mutex mu_;  // serializes commits
+  std::atomic<uint64_t> head_;  // written only under mu_; read anywhere
+  std::atomic<uint64_t> commits_{0};
+  std::atomic<uint64_t> advisory_writes_{0};
+  CommitListener listener_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<KeyStore>> OpenRocksDbStore(const RocksDbStoreOptions& options) {
+  if (options.event_retention == 0) {
+    return absl::InvalidArgumentError("event retention must be at least 1");
+  }
+  rocksdb::DBOptions db_options;
+  db_options.create_if_missing = true;
+  db_options.create_missing_column_families = true;
+  db_options.info_log_level = rocksdb::WARN_LEVEL;
+  db_options.keep_log_file_num = 3;
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (const char* name : kCfNames) {
+    descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions());
+  }
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  absl::Status opened =
+      FromRocks(rocksdb::DB::Open(db_options, options.path, descriptors, &handles, &raw),
+                "open " + options.path);
+  if (!opened.ok()) return opened;
+  std::unique_ptr<rocksdb::DB> db(raw);
+
+  auto cleanup = [&](absl::Status status) {
+    for (auto* cf : handles) db->DestroyColumnFamilyHandle(cf);
+    return status;
+  };
+  std::string store_id;
+  rocksdb::Status s = db->Get(rocksdb::ReadOptions(), handles[kMeta], kStoreIdKey, &store_id);
+  if (s.IsNotFound()) {
+    store_id = GenerateId("st_", 16);
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    s = db->Put(wo, handles[kMeta], kStoreIdKey, store_id);
+  }
+  if (!s.ok()) return cleanup(FromRocks(s, "store id"));
+  std::string rev;
+  s = db->Get(rocksdb::ReadOptions(), handles[kMeta], kRevisionKey, &rev);
+  if (!s.ok() && !s.IsNotFound()) return cleanup(FromRocks(s, "revision"));
+  const uint64_t head = s.ok() ? DecodeRevision(rev) : 0;
+
+  // Trim events a smaller --event-retention no longer keeps.
+  if (head > options.event_retention) {
+    s = db->DeleteRange(rocksdb::WriteOptions(), handles[kCfEvents], EncodeRevision(0),
+                        EncodeRevision(head - options.event_retention + 1));
+    if (!s.ok()) return cleanup(FromRocks(s, "trim events"));
+  }
+  return std::unique_ptr<KeyStore>(new RocksDbStore(std::move(db), std::move(handles),
+                                                    std::move(store_id), head,
+                                                    options.event_retention));
+}
+
+}  // namespace latchkey

@@ -1,0 +1,109 @@
+#include "authority/server.h"
+
+#include <sys/stat.h>
+
+#include <filesystem>
+
+#include "common/strings.h"
+#include "absl/time/clock.h"
+#include "authority/admin_service.h"
+#include "authority/event_hub.h"
+#include "authority/propagation.h"
+#include "authority/sync_service.h"
+#include "common/log.h"
+
+namespace latchkey {
+
+// Everything the server owns, in construction order (destroyed in reverse).
+struct AuthorityServer::Parts {
+  std::unique_ptr<KeyStore> store;
+  std::unique_ptr<KeyAuthority> authority;
+  PropagationTracker propagation;
+  std::unique_ptr<EventHub> hub;
+  std::unique_ptr<AdminService> admin;
+  std::unique_ptr<SyncService> sync;
+  std::unique_ptr<grpc::Server> server;
+};
+
+AuthorityServer::AuthorityServer(std::unique_ptr<Parts> parts) : parts_(std::move(parts)) {
+  authority_ = parts_->authority.get();
+}
+
+absl::StatusOr<std::unique_ptr<AuthorityServer>> AuthorityServer::Start(
+    const AuthorityOptions& options) {
+  std::error_code ec;
+  std::filesystem::create_directories(options.data_dir, ec);
+  if (ec) return absl::InternalError("cannot create " + options.data_dir + ": " + ec.message());
+  ::chmod(options.data_dir.c_str(), 0700);
+
+  auto parts = std::make_unique<Parts>();
+  absl::StatusOr<std::unique_ptr<KeyStore>> store =
+      OpenRocksDbStore({options.data_dir + "/db", options.event_retention});
+  if (!store.ok()) return store.status();
+  parts->store = *std::move(store);
+
+  const std::string master_key = options.master_key_file.empty()
+                                     ? options.data_dir + "/master.key"
+                                     : options.master_key_file;
+  absl::StatusOr<Sealer> sealer = Sealer::LoadOrCreate(master_key);
+  if (!sealer.ok()) return sealer.status();
+  KeyAuthorityOptions core_options;
+  core_options.max_active_keys = options.max_active_keys;
+  absl::StatusOr<std::unique_ptr<KeyAuthority>> authority =
+      KeyAuthority::Create(parts->store.get(), *std::move(sealer), core_options);
+  if (!authority.ok()) return authority.status();
+  parts->authority = *std::move(authority);
+  const std::string token_path = options.data_dir + "/admin.token";
+  absl::StatusOr<bool> bootstrapped = parts->authority->BootstrapAdmin(token_path);
+  if (!bootstrapped.ok()) return bootstrapped.status();
+  if (*bootstrapped) spdlog::info("created ADMIN principal; token written to {}", token_path);
+
+  KeyStore* raw_store = parts->store.get();
+  parts->hub = std::make_unique<EventHub>(raw_store->store_id(), options.progress_interval,
+                                          [raw_store] { return raw_store->head_revision(); });
+  EventHub* hub = parts->hub.get();
+  PropagationTracker* propagation = &parts->propagation;
+  raw_store->SetCommitListener([hub, propagation](const v1::KeyEvent& event) {
+    propagation->Committed(event.revision(), absl::Now());
+    hub->Publish(event);
+  });
+  parts->admin = std::make_unique<AdminService>(parts->authority.get(), propagation);
+  parts->sync = std::make_unique<SyncService>(parts->authority.get(), hub, propagation,
+                                              SyncServiceOptions{options.watch_queue_limit});
+
+  EnableServerPlugins();
+  grpc::ServerBuilder builder;
+  std::vector<int> ports;
+  if (absl::Status s = AddListeners(builder, options.listen, ports); !s.ok()) return s;
+  builder.RegisterService(parts->admin.get());
+  builder.RegisterService(parts->sync.get());
+  absl::StatusOr<std::unique_ptr<grpc::Server>> server =
+      StartServer(builder, options.listen, ports);
+  if (!server.ok()) return server.status();
+  parts->server = *std::move(server);
+
+  std::unique_ptr<AuthorityServer> self(new AuthorityServer(std::move(parts)));
+  self->ports_ = std::move(ports);
+  self->data_dir_ = options.data_dir;
+  return self;
+}
+
+AuthorityServer::~AuthorityServer() { Shutdown(); }
+
+void AuthorityServer::Shutdown(absl::Duration deadline) {
+  if (shut_down_) return;
+  shut_down_ = true;
+  parts_->hub->CloseAll();  // watch streams never end by themselves
+  parts_->server->Shutdown(absl::ToChronoTime(absl::Now() + deadline));
+  parts_->server->Wait();
+  parts_->store->SetCommitListener(nullptr);
+  parts_.reset();
+}
+
+std::string AuthorityServer::address(size_t i) const {
+  return StrCat("127.0.0.1:", port(i));
+}
+
+std::string AuthorityServer::admin_token_path() const { return data_dir_ + "/admin.token"; }
+
+}  // namespace latchkey

@@ -1,0 +1,58 @@
+// latchkey-authority as one object: store, lifecycle core, event hub and the
+// gRPC server, started together and stopped together. main() and the
+// in-process tests both use it.
+#ifndef LATCHKEY_AUTHORITY_SERVER_H_
+#define LATCHKEY_AUTHORITY_SERVER_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "authority/key_authority.h"
+#include "common/grpc_server.h"
+
+namespace latchkey {
+
+struct AuthorityOptions {
+  ListenOptions listen{{"127.0.0.1:7700"}};
+  std::string data_dir = "./latchkey-data";
+  std::string master_key_file;  // empty: <data_dir>/master.key
+  int max_active_keys = 50;
+  uint64_t event_retention = 100000;
+  absl::Duration progress_interval = absl::Seconds(1);
+  size_t watch_queue_limit = 10000;
+};
+
+class AuthorityServer {
+ public:
+  // Opens (or creates) the data dir, bootstraps the admin token on first
+  // start, and serves. Returns once the server is listening.
+  static absl::StatusOr<std::unique_ptr<AuthorityServer>> Start(const AuthorityOptions& options);
+  ~AuthorityServer();  // Shutdown()
+
+  // Stops accepting calls, ends watch streams, waits for calls in flight
+  // (at most `deadline`), then closes the store. Idempotent.
+  void Shutdown(absl::Duration deadline = absl::Seconds(5));
+
+  // The bound TCP port of listen address `i` (resolves port 0).
+  int port(size_t i = 0) const { return ports_.at(i); }
+  std::string address(size_t i = 0) const;
+  std::string admin_token_path() const;
+  KeyAuthority& authority() { return *authority_; }
+
+ private:
+  struct Parts;
+  explicit AuthorityServer(std::unique_ptr<Parts> parts);
+
+  std::unique_ptr<Parts> parts_;
+  KeyAuthority* authority_ = nullptr;
+  std::vector<int> ports_;
+  std::string data_dir_;
+  bool shut_down_ = false;
+};
+
+}  // namespace latchkey
+
+#endif  // LATCHKEY_AUTHORITY_SERVER_H_

@@ -1,0 +1,52 @@
+#include "common/grpc_server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include "common/strings.h"
+#include "absl/strings/str_join.h"
+#include "common/net.h"
+
+namespace latchkey {
+
+void EnableServerPlugins() {
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+}
+
+absl::Status AddListeners(grpc::ServerBuilder& builder, const ListenOptions& options,
+                          std::vector<int>& ports) {
+  if (options.addresses.empty()) return absl::InvalidArgumentError("no --listen address");
+  ports.assign(options.addresses.size(), 0);
+  for (size_t i = 0; i < options.addresses.size(); ++i) {
+    const std::string& address = options.addresses[i];
+    if (!IsLocalAddress(address) && !options.allow_insecure_remote) {
+      return absl::InvalidArgumentError(
+          StrCat("refusing to listen on ", address,
+                       " without TLS; use a loopback address or pass --allow-insecure-remote"));
+    }
+    builder.AddListeningPort(address, grpc::InsecureServerCredentials(),
+                             IsUnixAddress(address) ? nullptr : &ports[i]);
+  }
+  builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<grpc::Server>> StartServer(grpc::ServerBuilder& builder,
+                                                          const ListenOptions& options,
+                                                          const std::vector<int>& ports) {
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server) {
+    return absl::InternalError(
+        StrCat("cannot listen on ", absl::StrJoin(options.addresses, ", ")));
+  }
+  for (size_t i = 0; i < ports.size(); ++i) {
+    if (!IsUnixAddress(options.addresses[i]) && ports[i] == 0) {
+      server->Shutdown();
+      return absl::InternalError(StrCat("cannot listen on ", options.addresses[i]));
+    }
+  }
+  return server;
+}
+
+}  // namespace latchkey

@@ -1,0 +1,41 @@
+// What every latchkey gRPC server shares: listeners, health, reflection and
+// resource limits.
+#ifndef LATCHKEY_COMMON_GRPC_SERVER_H_
+#define LATCHKEY_COMMON_GRPC_SERVER_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace latchkey {
+
+struct ListenOptions {
+  std::vector<std::string> addresses;  // "host:port" or "unix:/path"
+  bool allow_insecure_remote = false;
+  int max_receive_message_bytes = 4 << 20;
+};
+
+// Turns on health checking and reflection, and must run before the first
+// ServerBuilder is made.
+void EnableServerPlugins();
+
+// Adds every address to `builder`, with plaintext HTTP/2 for loopback and
+// unix sockets. An address beyond loopback is refused (INVALID_ARGUMENT)
+// unless allow_insecure_remote. `ports[i]` receives the port bound for
+// addresses[i] once the server starts (0 for unix sockets).
+absl::Status AddListeners(grpc::ServerBuilder& builder, const ListenOptions& options,
+                          std::vector<int>& ports);
+
+// Builds and starts; INTERNAL naming the addresses when a port cannot be bound.
+absl::StatusOr<std::unique_ptr<grpc::Server>> StartServer(grpc::ServerBuilder& builder,
+                                                          const ListenOptions& options,
+                                                          const std::vector<int>& ports);
+
+}  // namespace latchkey
+
+#endif  // LATCHKEY_COMMON_GRPC_SERVER_H_

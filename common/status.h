@@ -1,0 +1,17 @@
+// Status conversion at the gRPC edge. Inside, code uses absl::Status; services
+// convert once, here, on the way out (and clients on the way in).
+#ifndef LATCHKEY_COMMON_STATUS_H_
+#define LATCHKEY_COMMON_STATUS_H_
+
+#include <grpcpp/support/status.h>
+
+#include "absl/status/status.h"
+
+namespace latchkey {
+
+grpc::Status ToGrpcStatus(const absl::Status& status);
+absl::Status FromGrpcStatus(const grpc::Status& status);
+
+}  // namespace latchkey
+
+#endif  // LATCHKEY_COMMON_STATUS_H_

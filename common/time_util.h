@@ -1,0 +1,42 @@
+// Conversions between absl::Time and google.protobuf.Timestamp / Duration.
+#ifndef LATCHKEY_COMMON_TIME_UTIL_H_
+#define LATCHKEY_COMMON_TIME_UTIL_H_
+
+#include <google/protobuf/duration.pb.h>
+#include <google/protobuf/timestamp.pb.h>
+
+#include "absl/time/time.h"
+
+namespace latchkey {
+
+inline google::protobuf::Timestamp ToProto(absl::Time t) {
+  const int64_t micros = absl::ToUnixMicros(t);
+  google::protobuf::Timestamp ts;
+  ts.set_seconds(micros / 1000000);
+  ts.set_nanos(static_cast<int32_t>((micros % 1000000) * 1000));
+  if (ts.nanos() < 0) {
+    ts.set_seconds(ts.seconds() - 1);
+    ts.set_nanos(ts.nanos() + 1000000000);
+  }
+  return ts;
+}
+
+inline absl::Time FromProto(const google::protobuf::Timestamp& ts) {
+  return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
+}
+
+inline google::protobuf::Duration ToProto(absl::Duration d) {
+  google::protobuf::Duration out;
+  const int64_t nanos = absl::ToInt64Nanoseconds(d);
+  out.set_seconds(nanos / 1000000000);
+  out.set_nanos(static_cast<int32_t>(nanos % 1000000000));
+  return out;
+}
+
+inline absl::Duration FromProto(const google::protobuf::Duration& d) {
+  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+}
+
+}  // namespace latchkey
+
+#endif  // LATCHKEY_COMMON_TIME_UTIL_H_
