@@ -1,0 +1,607 @@
+// The product rules of DESIGN.md, one group per rule, against the real core
+// and a real RocksDB store.
+#include "authority/key_authority.h"
+
+#include <catch2/catch.hpp>
+
+#include "absl/time/clock.h"
+#include "common/key_format.h"
+#include "common/time_util.h"
+#include "tests/testing/authority_fixture.h"
+
+namespace latchkey {
+namespace {
+
+using testing::AuthorityFixture;
+
+v1::Key GetKey(AuthorityFixture& f, const std::string& key_id) {
+  v1::GetKeyRequest req;
+  req.set_key_id(key_id);
+  absl::StatusOr<v1::Key> key = f.authority().GetKey(f.member(), req);
+  REQUIRE(key.ok());
+  return *key;
+}
+
+absl::StatusOr<v1::Key> Revoke(AuthorityFixture& f, const std::string& key_id) {
+  v1::RevokeApiKeyRequest req;
+  req.set_key_id(key_id);
+  return f.authority().RevokeApiKey(f.manager(), req);
+}
+
+absl::StatusOr<v1::DeleteSecretKeyResponse> Delete(AuthorityFixture& f, const std::string& key_id,
+                                                   const std::string& confirm) {
+  v1::DeleteSecretKeyRequest req;
+  req.set_key_id(key_id);
+  req.set_confirm(confirm);
+  return f.authority().DeleteSecretKey(f.manager(), req);
+}
+
+absl::StatusOr<std::string> Value(AuthorityFixture& f, const Caller& who,
+                                  const std::string& key_id) {
+  v1::GetApiKeyValueRequest req;
+  req.set_key_id(key_id);
+  absl::StatusOr<v1::GetApiKeyValueResponse> resp = f.authority().GetApiKeyValue(who, req);
+  if (!resp.ok()) return resp.status();
+  return resp->api_key();
+}
+
+absl::StatusOr<v1::RotateApiKeyResponse> Rotate(AuthorityFixture& f, const std::string& key_id,
+                                                absl::Duration grace = absl::ZeroDuration()) {
+  v1::RotateApiKeyRequest req;
+  req.set_key_id(key_id);
+  *req.mutable_grace_period() = ToProto(grace);
+  return f.authority().RotateApiKey(f.manager(), req);
+}
+
+// Rule 1 ---------------------------------------------------------------------
+
+TEST_CASE("rule 1: API and secret keys are created, named and listed per project") {
+  AuthorityFixture f;
+  const v1::CreateProjectResponse a = f.CreateProject("A");
+  const v1::CreateProjectResponse b = f.CreateProject("B");
+  absl::StatusOr<v1::GenerateApiKeyResponse> api = f.GenerateApiKey(a.project().project_id(), "ios");
+  absl::StatusOr<v1::GenerateSecretKeyResponse> secret =
+      f.GenerateSecretKey(a.project().project_id(), "billing export");
+  REQUIRE(api.ok());
+  REQUIRE(secret.ok());
+  REQUIRE(ParseKey(api->api_key()) == v1::API_KEY);
+  REQUIRE(ParseKey(secret->secret_key()) == v1::SECRET_KEY);
+  std::vector<v1::Key> keys = f.ListKeys(a.project().project_id());
+  REQUIRE(keys.size() == 3);  // legacy + 2
+  std::set<std::string> names;
+  for (const v1::Key& k : keys) names.insert(k.name());
+  REQUIRE(names == std::set<std::string>{"Legacy API key", "ios", "billing export"});
+  REQUIRE(f.ListKeys(b.project().project_id()).size() == 1);
+}
+
+TEST_CASE("rule 1: names must be 1 to 100 characters and bad names change nothing") {
+  AuthorityFixture f;
+  const std::string project = f.CreateProject().project().project_id();
+  const uint64_t head = f.store().head_revision();
+  const std::string bad = GENERATE(std::string(""), std::string("   "), std::string(101, 'x'),
+                                   std::string("two\nlines"));
+  REQUIRE(absl::IsInvalidArgument(f.GenerateApiKey(project, bad).status()));
+  REQUIRE(absl::IsInvalidArgument(f.GenerateSecretKey(project, bad).status()));
+  REQUIRE(f.store().head_revision() == head);
+  REQUIRE(f.ListKeys(project).size() == 1);
+  // 100 characters, multi-byte ones included, is fine.
+  REQUIRE(f.GenerateApiKey(project, std::string(100, 'x')).ok());
+  std::string hundred_e_acute;
+  for (int i = 0; i < 100; ++i) hundred_e_acute += "\u00e9";
+  REQUIRE(f.GenerateApiKey(project, hundred_e_acute).ok());
+}
+
+// Rule 2 ---------------------------------------------------------------------
+
+TEST_CASE("rule 2: each key shows its creator and its last action after each mutation") {
+  AuthorityFixture f;
+  const std::string project = f.CreateProject().project().project_id();
+  v1::GenerateApiKeyResponse api = *f.GenerateApiKey(project);
+  v1::Key key = GetKey(f, api.key().key_id());
+  REQUIRE(key.created_by() == "maria");
+  REQUIRE(key.create_time().seconds() > 0);
+  REQUIRE(key.last_action().action() == "created");
+  REQUIRE(key.last_action().actor() == "maria");
+
+  Caller other{"prn_o", "olga", v1::ROLE_ADMIN};
+  v1::RotateApiKeyRequest rot;
+  rot.set_key_id(key.key_id());
+  REQUIRE(f.authority().RotateApiKey(other, rot).ok());
+  key = GetKey(f, key.key_id());
+  REQUIRE(key.created_by() == "maria");
+  REQUIRE(key.last_action().action() == "rotated");
+  REQUIRE(key.last_action().actor() == "olga");
+
+  REQUIRE(Revoke(f, key.key_id()).ok());
+  key = GetKey(f, key.key_id());
+  REQUIRE(key.last_action().action() == "revoked");
+  REQUIRE(key.last_action().actor() == "maria");
+  REQUIRE(key.last_action().time().seconds() >= key.create_time().seconds());
+}
+
+TEST_CASE("rule 2: the audit log lists every mutation of a project in order") {
+  AuthorityFixture f;
+  const std::string project = f.CreateProject().project().project_id();
+  const std::string api = f.GenerateApiKey(project)->key().key_id();
+  const std::string secret = f.GenerateSecretKey(project)->key().key_id();
+  REQUIRE(Rotate(f, api).ok());
+  REQUIRE(Revoke(f, api).ok());
+  REQUIRE(Delete(f, secret, "DELETE").ok());
+  v1::SetApiAccessRequest off;
+  off.set_project_id(project);
+  off.set_enabled(false);
+  REQUIRE(f.authority().SetApiAccess(f.manager(), off).ok());
+
+  std::vector<v1::AuditEvent> audit = f.Audit(project);
+  std::vector<std::string> actions;
+  for (const v1::AuditEvent& e : audit) actions.push_back(e.action());
+  REQUIRE(actions == std::vector<std::string>{"project.created", "key.created", "key.created",
+                                              "key.rotated", "key.revoked", "key.deleted",
+                                              "project.api_access_disabled"});
+  for (size_t i = 1; i < audit.size(); ++i) REQUIRE(audit[i].revision() > audit[i - 1].revision());
+  REQUIRE(audit[5].key_id() == secret);  // the audit log remembers the deleted key
+  for (const v1::AuditEvent& e : audit) REQUIRE(e.actor() == "maria");
+}
+
+TEST_CASE("rule 2: audit pages follow each other with no gap or overlap") {
+  AuthorityFixture f;
+  const std::string project = f.CreateProject().project().project_id();
+  for (int i = 0; i < 9; ++i) REQUIRE(f.GenerateApiKey(project).ok());
+  v1::ListAuditEventsRequest req;
+  req.set_project_id(project);
+  req.set_page_size(4);
+  std::vector<uint64_t> revs;
+  do {
+    absl::StatusOr<v1::ListAuditEventsResponse> page = f.authority().ListAuditEvents(f.member(), req);
+    REQUIRE(page.ok());
+    for (const v1::AuditEvent& e : page->events()) revs.push_back(e.revision());
+    req.set_page_token(page->next_page_token());
+  } while (!req.page_token().empty());
+  REQUIRE(revs.size() == 10);
+  for (size_t i = 1; i < revs.size(); ++i) REQUIRE(revs[i] > revs[i - 1]);
+}
+
+// Rule 3 ---------------------------------------------------------------------
+
+TEST_CASE("rule 3: a project is born with a legacy API key that cannot be revoked") {
+  AuthorityFixture f;
+  const v1::CreateProjectResponse created = f.CreateProject();
+  REQUIRE(created.legacy_key().legacy());
+  REQUIRE(created.legacy_key().kind() == v1::API_KEY);
+  REQUIRE(created.project().legacy_key_id() == created.legacy_key().key_id());
+  REQUIRE(ParseKey(created.legacy_api_key()) == v1::API_KEY);
+  const uint64_t head = f.store().head_revision();
+  absl::StatusOr<v1::Key> revoked = Revoke(f, created.legacy_key().key_id());
+  REQUIRE(absl::IsFailedPrecondition(revoked.status()));
+  REQUIRE(f.store().head_revision() == head);
+  REQUIRE(GetKey(f, created.legacy_key().key_id()).state() == v1::KEY_STATE_ACTIVE);
+}
+
+TEST_CASE("rule 3: rotating the legacy key keeps its id and gives it a new value") {
+  AuthorityFixture f;
+  const v1::CreateProjectResponse created = f.CreateProject();
+  absl::StatusOr<v1::RotateApiKeyResponse> rotated = Rotate(f, created.legacy_key().key_id());
+  REQUIRE(rotated.ok());
+  REQUIRE(rotated->key().key_id() == created.legacy_key().key_id());
+  REQUIRE(rotated->key().legacy());
+  REQUIRE(rotated->api_key() != created.legacy_api_key());
+  REQUIRE(ParseKey(rotated->api_key()) == v1::API_KEY);
+  REQUIRE(*Value(f, f.manager(), created.legacy_key().key_id()) == rotated->api_key());
+  REQUIRE(rotated->key().hint() == KeyHint(rotated->api_key()));
+}
+
+// Rule 4 ---------------------------------------------------------------------
+
+TEST_CASE("rule 4: a revoked API key stays listed as REVOKED and its value can still be copied") {
+  AuthorityFixture f;
+  const std::string project = f.CreateProject().project().project_id();
+  v1::GenerateApiKeyResponse api = *f.GenerateApiKey(project);
+  absl::StatusOr<v1::Key> revoked = Revoke(f, api.key().key_id());
+  REQUIRE(revoked.ok());
+  REQUIRE(revoked->state() == v1::KEY_STATE_REVOKED);
+  bool listed = false;
+  for (const v1::Key& k : f.ListKeys(project)) {
+    if (k.key_id() == api.key().key_id()) listed = k.state() == v1::KEY_STATE_REVOKED;
+  }
+  REQUIRE(listed);
+  REQUIRE(*Value(f, f.manager(), api.key().key_id()) == api.api_key());
+}
+
+TEST_CASE("rule 4: revoking a revoked key returns it unchanged") {
+  AuthorityFixture f;
+  const std::string project = f.CreateProject().project().project_id();
+  const std::string id = f.GenerateApiKey(project)->key().key_id();
+  v1::Key first = *Revoke(f, id);
+  const uint64_t head = f.store().head_revision();
+  v1::Key second = *Revoke(f, id);
+  REQUIRE(second.SerializeAsString() == first.SerializeAsString());
+  REQUIRE(f.store().head_revision() == head);
+}
+
+TEST_CASE("rule 4: a revoked key cannot be rotated back to life") {
+  AuthorityFixture f;
+  const std::string id = f.GenerateApiKey(f.CreateProject().project().project_id())->key().key_id();
+  REQUIRE(Revoke(f, id).ok());
+  REQUIRE(absl::IsFailedPrecondition(Rotate(f, id).status()));
+}
+
+// Rule 5 ---------------------------------------------------------------------
+
+TEST_CASE("rule 5: a secret key is shown once and no RPC returns it again") {
+  AuthorityFixture f;
+  const std::string project = f.CreateProject().project().project_id();
+  v1::GenerateSecretKeyResponse secret = *f.GenerateSecretKey(project);
+  REQUIRE(ParseKey(secret.secret_key()) == v1::SECRET_KEY);
+  REQUIRE(absl::IsFailedPrecondition(Value(f, f.admin(), secret.key().key_id()).status()));
+  const std::string key_id = secret.key().key_id();
+  REQUIRE(GetKey(f, key_id).DebugString().find(secret.secret_key()) == std::string::npos);
+  for (const v1::Key& k : f.ListKeys(project)) {
+    REQUIRE(k.DebugString().find(secret.secret_key()) == std::string::npos);
+  }
+  for (const v1::AuditEvent& e : f.Audit(project)) {
+    REQUIRE(e.DebugString().find(secret.secret_key()) == std::string::npos);
+  }
+  // Nor does the store hold it, in any form but its digest.
+  REQUIRE(testing::FilesContaining(f.dir().path(), secret.secret_key()).empty());
+}
+
+// Rule 6 ---------------------------------------------------------------------
+
+TEST_CASE("rule 6: deleting a secret key needs confirm exactly DELETE") {
+  AuthorityFixture f;
+  const std::string project = f.CreateProject().project().project_id();
+  const std::string id = f.GenerateSecretKey(project)->key().key_id();
+  const uint64_t head = f.store().head_revision();
+  const std::string wrong = GENERATE(std::string("delete"), std::string(" DELETE"),
+                                     std::string(""), std::string("DELETE "), std::string("yes"));
+  REQUIRE(absl::IsInvalidArgument(Delete(f, id, wrong).status()));
+  REQUIRE(f.store().head_revision() == head);
+  REQUIRE(GetKey(f, id).state() == v1::KEY_STATE_ACTIVE);
+}
+
+TEST_CASE("rule 6: a deleted secret key is gone from every listing but the audit log remembers it") {
+  AuthorityFixture f;
+  const std::string project = f.CreateProject().project().project_id();
+  const std::string id = f.GenerateSecretKey(project)->key().key_id();
+  REQUIRE(Delete(f, id, "DELETE").ok());
+  v1::GetKeyRequest get;
+  get.set_key_id(id);
+  REQUIRE(absl::IsNotFound(f.authority().GetKey(f.member(), get).status()));
+  for (const v1::Key& k : f.ListKeys(project)) REQUIRE(k.key_id() != id);
+  REQUIRE(f.Audit(project).back().key_id() == id);
+  REQUIRE(absl::IsNotFound(Delete(f, id, "DELETE").status()));
+}
+
+// Rule 7 ---------------------------------------------------------------------
+
+TEST_CASE("rule 7: the 51st active key is RESOURCE_EXHAUSTED and the 50 stay") {
+  AuthorityFixture f;
+  const std::string project = f.CreateProject().project().project_id();
+  for (int i = 1; i < 50; ++i) {  // + legacy = 50
+    if (i % 2 == 0) {
+      REQUIRE(f.GenerateApiKey(project, "api " + std::to_string(i)).ok());
+    } else {
+      REQUIRE(f.GenerateSecretKey(project, "secret " + std::to_string(i)).ok());
+    }
+  }
+  const uint64_t head = f.store().head_revision();
+  REQUIRE(absl::IsResourceExhausted(f.GenerateApiKey(project).status()));
+  REQUIRE(absl::IsResourceExhausted(f.GenerateSecretKey(project).status()));
+  REQUIRE(f.store().head_revision() == head);
+  std::vector<v1::Key> keys = f.ListKeys(project);
+  REQUIRE(keys.size() == 50);
+  for (const v1::Key& k : keys) REQUIRE(k.state() == v1::KEY_STATE_ACTIVE);
+  // Revoking one frees a slot.
+  for (const v1::Key& k : keys) {
+    if (k.kind() == v1::API_KEY && !k.legacy()) {
+      REQUIRE(Revoke(f, k.key_id()).ok());
+      break;
+    }
+  }
+  REQUIRE(f.GenerateApiKey(project).ok());
+}
+
+TEST_CASE("rule 7: the limit is the --max-active-keys option") {
+  KeyAuthorityOptions options;
+  options.max_active_keys = 3;
+  AuthorityFixture f(options);
+  const std::string project = f.CreateProject().project().project_id();
+  REQUIRE(f.GenerateApiKey(project).ok());
+  REQUIRE(f.GenerateSecretKey(project).ok());
+  REQUIRE(absl::IsResourceExhausted(f.GenerateApiKey(project).status()));
+}
+
+// Rule 8 ---------------------------------------------------------------------
+
+TEST_CASE("rule 8: SetApiAccess flips the project and tells sidecars in an event") {
+  AuthorityFixture f;
+  const std::string project = f.CreateProject().project().project_id();
+  v1::SetApiAccessRequest req;
+  req.set_project_id(project);
+  req.set_enabled(false);
+  absl::StatusOr<v1::Project> off = f.authority().SetApiAccess(f.manager(), req);
+  REQUIRE(off.ok());
+  REQUIRE_FALSE(off->api_access_enabled());
+  v1::KeyEvent event = f.store().EventsAfter(f.store().head_revision() - 1, 1)->at(0);
+  REQUIRE(event.project_access_size() == 1);
+  REQUIRE(event.project_access(0).project_id() == project);
+  REQUIRE_FALSE(event.project_access(0).enabled());
+  // Setting it to what it is already changes nothing.
+  const uint64_t head = f.store().head_revision();
+  REQUIRE(f.authority().SetApiAccess(f.manager(), req).ok());
+  REQUIRE(f.store().head_revision() == head);
+  req.set_enabled(true);
+  REQUIRE(f.authority().SetApiAccess(f.manager(), req)->api_access_enabled());
+}
+
+// Rule 9 ---------------------------------------------------------------------
+
+TEST_CASE("rule 9: MEMBER can list and read metadata but never change keys or read values") {
+  AuthorityFixture f;
+  const v1::CreateProjectResponse created = f.CreateProject();
+  const std::string project = created.project().project_id();
+  const std::string secret = f.GenerateSecretKey(project)->key().key_id();
+  const Caller& m = f.member();
+  KeyAuthority& a = f.authority();
+  REQUIRE(f.ListKeys(project).size() == 2);
+  v1::GetProjectRequest gp;
+  gp.set_project_id(project);
+  REQUIRE(a.GetProject(m, gp).ok());
+
+  const uint64_t head = f.store().head_revision();
+  v1::GenerateApiKeyRequest gen;
+  gen.set_project_id(project);
+  gen.set_name("x");
+  REQUIRE(absl::IsPermissionDenied(a.GenerateApiKey(m, gen).status()));
+  v1::RevokeApiKeyRequest rev;
+  rev.set_key_id(created.legacy_key().key_id());
+  REQUIRE(absl::IsPermissionDenied(a.RevokeApiKey(m, rev).status()));
+  v1::DeleteSecretKeyRequest del;
+  del.set_key_id(secret);
+  del.set_confirm("DELETE");
+  REQUIRE(absl::IsPermissionDenied(a.DeleteSecretKey(m, del).status()));
+  REQUIRE(absl::IsPermissionDenied(Value(f, m, created.legacy_key().key_id()).status()));
+  v1::CreateProjectRequest cp;
+  cp.set_name("x");
+  REQUIRE(absl::IsPermissionDenied(a.CreateProject(m, cp).status()));
+  REQUIRE(f.store().head_revision() == head);
+}
+
+TEST_CASE("rule 9: roles grant exactly their permissions") {
+  using P = Permission;
+  struct Case {
+    v1::Role role;
+    bool read, write, principals, sync;
+  };
+  const Case c = GENERATE(Case{v1::ROLE_ADMIN, true, true, true, true},
+                          Case{v1::ROLE_MANAGER, true, true, false, false},
+                          Case{v1::ROLE_MEMBER, true, false, false, false},
+                          Case{v1::ROLE_SIDECAR, false, false, false, true},
+                          Case{v1::ROLE_UNSPECIFIED, false, false, false, false});
+  const Caller caller{"prn_x", "x", c.role};
+  REQUIRE(Authorize(caller, P::kRead).ok() == c.read);
+  REQUIRE(Authorize(caller, P::kWrite).ok() == c.write);
+  REQUIRE(Authorize(caller, P::kPrincipals).ok() == c.principals);
+  REQUIRE(Authorize(caller, P::kSync).ok() == c.sync);
+}
+
+TEST_CASE("rule 9: tokens authenticate their principal but unknown or deleted ones do not") {
+  AuthorityFixture f;
+  const std::string admin_token = testing::ReadFile(f.dir() / "admin.token");
+  absl::StatusOr<Caller> admin =
+      f.authority().Authenticate(admin_token.substr(0, admin_token.size() - 1));
+  REQUIRE(admin.ok());
+  REQUIRE(admin->role == v1::ROLE_ADMIN);
+  REQUIRE(absl::IsUnauthenticated(f.authority().Authenticate("").status()));
+  REQUIRE(absl::IsUnauthenticated(f.authority().Authenticate(GenerateToken()).status()));
+
+  v1::CreatePrincipalRequest create;
+  create.set_name("ci");
+  create.set_role(v1::ROLE_MANAGER);
+  absl::StatusOr<v1::CreatePrincipalResponse> made = f.authority().CreatePrincipal(*admin, create);
+  REQUIRE(made.ok());
+  REQUIRE(f.authority().Authenticate(made->token())->role == v1::ROLE_MANAGER);
+  REQUIRE(absl::IsPermissionDenied(
+      f.authority().CreatePrincipal(*f.authority().Authenticate(made->token()), create).status()));
+  v1::DeletePrincipalRequest del;
+  del.set_principal_id(made->principal().principal_id());
+  REQUIRE(f.authority().DeletePrincipal(*admin, del).ok());
+  REQUIRE(absl::IsUnauthenticated(f.authority().Authenticate(made->token()).status()));
+}
+
+TEST_CASE("rule 9: the last ADMIN principal cannot be deleted") {
+  AuthorityFixture f;
+  v1::ListPrincipalsRequest list;
+  absl::StatusOr<v1::ListPrincipalsResponse> all = f.authority().ListPrincipals(f.admin(), list);
+  REQUIRE(all->principals_size() == 1);
+  v1::DeletePrincipalRequest del;
+  del.set_principal_id(all->principals(0).principal_id());
+  REQUIRE(absl::IsFailedPrecondition(f.authority().DeletePrincipal(f.admin(), del).status()));
+}
+
+TEST_CASE("rule 9: principals' tokens are stored as digests only") {
+  AuthorityFixture f;
+  v1::CreatePrincipalRequest create;
+  create.set_name("sidecar-1");
+  create.set_role(v1::ROLE_SIDECAR);
+  const std::string token = f.authority().CreatePrincipal(f.admin(), create)->token();
+  REQUIRE(testing::FilesContaining(f.dir() / "db", token).empty());
+}
+
+// Rule 10 --------------------------------------------------------------------
+
+TEST_CASE("rule 10: keys take an optional expire time, which must be in the future") {
+  AuthorityFixture f;
+  const std::string project = f.CreateProject().project().project_id();
+  v1::GenerateApiKeyRequest req;
+  req.set_project_id(project);
+  req.set_name("temp");
+  *req.mutable_expire_time() = ToProto(absl::Now() + absl::Hours(1));
+  absl::StatusOr<v1::GenerateApiKeyResponse> ok = f.authority().GenerateApiKey(f.manager(), req);
+  REQUIRE(ok.ok());
+  REQUIRE(ok->key().expire_time().seconds() == req.expire_time().seconds());
+  *req.mutable_expire_time() = ToProto(absl::Now() - absl::Seconds(1));
+  REQUIRE(absl::IsInvalidArgument(f.authority().GenerateApiKey(f.manager(), req).status()));
+  req.mutable_expire_time()->set_nanos(-5);
+  REQUIRE(absl::IsInvalidArgument(f.authority().GenerateApiKey(f.manager(), req).status()));
+}
+
+TEST_CASE("rule 10: an expired key no longer counts against the active-key limit") {
+  KeyAuthorityOptions options;
+  options.max_active_keys = 2;
+  AuthorityFixture f(options);
+  const std::string project = f.CreateProject().project().project_id();
+  v1::GenerateSecretKeyRequest req;
+  req.set_project_id(project);
+  req.set_name("short-lived");
+  *req.mutable_expire_time() = ToProto(absl::Now() + absl::Milliseconds(300));
+  REQUIRE(f.authority().GenerateSecretKey(f.manager(), req).ok());
+  REQUIRE(absl::IsResourceExhausted(f.GenerateApiKey(project).status()));
+  absl::SleepFor(absl::Milliseconds(400));
+  REQUIRE(f.GenerateApiKey(project).ok());
+}
+
+TEST_CASE("rule 10: rotating with a grace period keeps the old value valid until then") {
+  AuthorityFixture f;
+  const v1::CreateProjectResponse created = f.CreateProject();
+  const absl::Time before = absl::Now();
+  absl::StatusOr<v1::RotateApiKeyResponse> rotated =
+      Rotate(f, created.legacy_key().key_id(), absl::Hours(2));
+  REQUIRE(rotated.ok());
+  const absl::Time until = FromProto(rotated->previous_valid_until());
+  REQUIRE(until >= before + absl::Hours(2));
+  REQUIRE(until <= absl::Now() + absl::Hours(2));
+  // Sidecars learn both values: the new one active, the old one until `until`.
+  v1::KeyEvent event = f.store().EventsAfter(rotated->revision() - 1, 1)->at(0);
+  REQUIRE(event.upserts_size() == 2);
+  REQUIRE(event.upserts(0).state() == v1::KEY_STATE_ACTIVE);
+  REQUIRE_FALSE(event.upserts(0).has_expire_time());
+  REQUIRE(event.upserts(1).state() == v1::KEY_STATE_ACTIVE);
+  REQUIRE(FromProto(event.upserts(1).expire_time()) - until < absl::Milliseconds(1));
+}
+
+TEST_CASE("rule 10: without a grace period the old value is revoked at once") {
+  AuthorityFixture f;
+  const std::string id = f.GenerateApiKey(f.CreateProject().project().project_id())->key().key_id();
+  absl::StatusOr<v1::RotateApiKeyResponse> rotated = Rotate(f, id);
+  v1::KeyEvent event = f.store().EventsAfter(rotated->revision() - 1, 1)->at(0);
+  REQUIRE(event.upserts_size() == 2);
+  REQUIRE(event.upserts(1).state() == v1::KEY_STATE_REVOKED);
+}
+
+TEST_CASE("rule 10: grace periods are limited to 7 days") {
+  AuthorityFixture f;
+  const std::string id = f.GenerateApiKey(f.CreateProject().project().project_id())->key().key_id();
+  REQUIRE(absl::IsInvalidArgument(Rotate(f, id, absl::Hours(24 * 7 + 1)).status()));
+  REQUIRE(absl::IsInvalidArgument(Rotate(f, id, -absl::Seconds(1)).status()));
+  REQUIRE(Rotate(f, id, absl::Hours(24 * 7)).ok());
+}
+
+TEST_CASE("rule 10: a key rotated many times remembers a bounded number of old values") {
+  KeyAuthorityOptions options;
+  options.max_retired_values = 3;
+  AuthorityFixture f(options);
+  const std::string id = f.GenerateApiKey(f.CreateProject().project().project_id())->key().key_id();
+  for (int i = 0; i < 5; ++i) REQUIRE(Rotate(f, id).ok());
+  v1::KeyEvent last = f.store().EventsAfter(f.store().head_revision() - 1, 1)->at(0);
+  REQUIRE(last.upserts_size() == 4);  // current + 3 retired
+  REQUIRE(last.removed_digests_size() == 1);
+}
+
+// Across all rules -----------------------------------------------------------
+
+TEST_CASE("an id of the wrong kind is FAILED_PRECONDITION and changes nothing") {
+  AuthorityFixture f;
+  const std::string project = f.CreateProject().project().project_id();
+  const std::string api = f.GenerateApiKey(project)->key().key_id();
+  const std::string secret = f.GenerateSecretKey(project)->key().key_id();
+  const uint64_t head = f.store().head_revision();
+  REQUIRE(absl::IsFailedPrecondition(Revoke(f, secret).status()));
+  REQUIRE(absl::IsFailedPrecondition(Delete(f, api, "DELETE").status()));
+  REQUIRE(absl::IsFailedPrecondition(Value(f, f.manager(), secret).status()));
+  REQUIRE(absl::IsFailedPrecondition(Rotate(f, secret).status()));
+  REQUIRE(f.store().head_revision() == head);
+  REQUIRE(GetKey(f, api).state() == v1::KEY_STATE_ACTIVE);
+  REQUIRE(GetKey(f, secret).state() == v1::KEY_STATE_ACTIVE);
+}
+
+TEST_CASE("unknown ids are NOT_FOUND and malformed ids INVALID_ARGUMENT") {
+  AuthorityFixture f;
+  const uint64_t head = f.store().head_revision();
+  REQUIRE(absl::IsNotFound(Revoke(f, GenerateKeyId()).status()));
+  REQUIRE(absl::IsNotFound(f.GenerateApiKey(GenerateProjectId()).status()));
+  REQUIRE(absl::IsNotFound(Delete(f, GenerateKeyId(), "DELETE").status()));
+  REQUIRE(absl::IsInvalidArgument(Revoke(f, "").status()));
+  REQUIRE(absl::IsInvalidArgument(Revoke(f, "key_../../etc").status()));
+  REQUIRE(absl::IsInvalidArgument(f.GenerateApiKey("nope").status()));
+  REQUIRE(f.store().head_revision() == head);
+}
+
+TEST_CASE("list pages cover every key once and foreign or malformed page tokens are refused") {
+  AuthorityFixture f;
+  const std::string project = f.CreateProject().project().project_id();
+  const std::string other = f.CreateProject("other").project().project_id();
+  for (int i = 0; i < 11; ++i) REQUIRE(f.GenerateApiKey(project).ok());
+  v1::ListKeysRequest req;
+  req.set_project_id(project);
+  req.set_page_size(5);
+  std::set<std::string> seen;
+  int pages = 0;
+  do {
+    absl::StatusOr<v1::ListKeysResponse> page = f.authority().ListKeys(f.member(), req);
+    REQUIRE(page.ok());
+    ++pages;
+    for (const v1::Key& k : page->keys()) REQUIRE(seen.insert(k.key_id()).second);
+    req.set_page_token(page->next_page_token());
+  } while (!req.page_token().empty());
+  REQUIRE(seen.size() == 12);
+  REQUIRE(pages == 3);
+
+  req.set_page_size(5);
+  const std::string token = f.authority().ListKeys(f.member(), req)->next_page_token();
+  req.set_project_id(other);
+  req.set_page_token(token);
+  REQUIRE(absl::IsInvalidArgument(f.authority().ListKeys(f.member(), req).status()));
+  req.set_page_token(GENERATE(std::string("garbage!"), std::string("AAAA"),
+                              std::string(5000, 'A')));
+  REQUIRE(absl::IsInvalidArgument(f.authority().ListKeys(f.member(), req).status()));
+  req.set_page_size(-1);
+  req.set_page_token("");
+  REQUIRE(absl::IsInvalidArgument(f.authority().ListKeys(f.member(), req).status()));
+}
+
+TEST_CASE("page sizes default to 50 and are capped at 1000") {
+  AuthorityFixture f;
+  for (int i = 0; i < 60; ++i) f.CreateProject("p" + std::to_string(i));
+  v1::ListProjectsRequest req;
+  absl::StatusOr<v1::ListProjectsResponse> page = f.authority().ListProjects(f.member(), req);
+  REQUIRE(page->projects_size() == 50);
+  REQUIRE_FALSE(page->next_page_token().empty());
+  req.set_page_size(100000);
+  page = f.authority().ListProjects(f.member(), req);
+  REQUIRE(page->projects_size() == 60);
+  REQUIRE(page->next_page_token().empty());
+}
+
+TEST_CASE("usage reports add up across sidecars with one store write per report") {
+  AuthorityFixture f;
+  const std::string id = f.GenerateApiKey(f.CreateProject().project().project_id())->key().key_id();
+  const Caller sidecar{"prn_s", "sidecar", v1::ROLE_SIDECAR};
+  const uint64_t writes = f.store().stats().advisory_writes;
+  for (int s = 0; s < 2; ++s) {
+    v1::ReportUsageRequest report;
+    v1::KeyUsage* u = report.add_usage();
+    u->set_key_id(id);
+    u->set_count(1000 + s);
+    *u->mutable_last_used_time() = ToProto(absl::FromUnixSeconds(1700000000 + s));
+    REQUIRE(f.authority().RecordUsage(sidecar, report).ok());
+  }
+  REQUIRE(f.store().stats().advisory_writes == writes + 2);
+  v1::Key key = GetKey(f, id);
+  REQUIRE(key.use_count() == 2001);
+  REQUIRE(key.last_used_time().seconds() == 1700000001);
+  REQUIRE(absl::IsPermissionDenied(f.authority().RecordUsage(f.member(), {})));
+}
+
+}  // namespace
+}  // namespace latchkey

@@ -1,0 +1,114 @@
+// KeyAdmin over real gRPC on port 0, against a real store in a temp dir.
+#include "authority/server.h"
+
+#include <catch2/catch.hpp>
+
+#include "common/key_format.h"
+#include "tests/testing/clients.h"
+
+namespace latchkey {
+namespace {
+
+using testing::Admin;
+
+struct Running {
+  testing::TempDir dir;
+  std::unique_ptr<AuthorityServer> server;
+
+  Running() {
+    AuthorityOptions options;
+    options.listen.addresses = {"127.0.0.1:0"};
+    options.data_dir = dir / "data";
+    absl::StatusOr<std::unique_ptr<AuthorityServer>> started = AuthorityServer::Start(options);
+    REQUIRE(started.ok());
+    server = *std::move(started);
+  }
+  std::string admin_token() { return testing::TokenFrom(server->admin_token_path()); }
+};
+
+TEST_CASE("calls without a valid bearer token are UNAUTHENTICATED") {
+  Running r;
+  const std::string bad = GENERATE(std::string(""), std::string("not-a-token"), GenerateToken());
+  Admin client(r.server->address(), bad);
+  v1::ListProjectsResponse resp;
+  grpc::Status s = client.Call(&v1::KeyAdmin::Stub::ListProjects, v1::ListProjectsRequest{}, &resp);
+  REQUIRE(s.error_code() == grpc::StatusCode::UNAUTHENTICATED);
+  // The error never echoes the token.
+  if (!bad.empty()) REQUIRE(s.error_message().find(bad) == std::string::npos);
+}
+
+TEST_CASE("a wrong role is PERMISSION_DENIED over gRPC and a right one works") {
+  Running r;
+  Admin admin(r.server->address(), r.admin_token());
+  Admin member(r.server->address(), admin.CreatePrincipal("viewer", v1::ROLE_MEMBER));
+  Admin sidecar(r.server->address(), admin.CreatePrincipal("pod-1", v1::ROLE_SIDECAR));
+  v1::CreateProjectRequest req;
+  req.set_name("shop");
+  v1::CreateProjectResponse resp;
+  REQUIRE(member.Call(&v1::KeyAdmin::Stub::CreateProject, req, &resp).error_code() ==
+          grpc::StatusCode::PERMISSION_DENIED);
+  v1::ListProjectsResponse list;
+  REQUIRE(sidecar.Call(&v1::KeyAdmin::Stub::ListProjects, v1::ListProjectsRequest{}, &list)
+              .error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  REQUIRE(admin.Call(&v1::KeyAdmin::Stub::CreateProject, req, &resp).ok());
+  REQUIRE(member.Call(&v1::KeyAdmin::Stub::ListProjects, v1::ListProjectsRequest{}, &list).ok());
+  REQUIRE(list.projects_size() == 1);
+}
+
+TEST_CASE("the core's status codes reach gRPC clients unchanged") {
+  Running r;
+  Admin admin(r.server->address(), r.admin_token());
+  const v1::CreateProjectResponse p = admin.CreateProject("shop");
+  v1::Key key;
+  REQUIRE(admin.Revoke(p.legacy_key().key_id(), &key).error_code() ==
+          grpc::StatusCode::FAILED_PRECONDITION);
+  REQUIRE(admin.Revoke(GenerateKeyId()).error_code() == grpc::StatusCode::NOT_FOUND);
+  REQUIRE(admin.Revoke("bogus").error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  v1::DeleteSecretKeyRequest del;
+  del.set_key_id(admin.GenerateSecretKey(p.project().project_id()).key().key_id());
+  del.set_confirm("delete");
+  v1::DeleteSecretKeyResponse dresp;
+  REQUIRE(admin.Call(&v1::KeyAdmin::Stub::DeleteSecretKey, del, &dresp).error_code() ==
+          grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_CASE("the authority reports SERVING on gRPC health checking") {
+  Running r;
+  REQUIRE(testing::Health(testing::Channel(r.server->address())) == "SERVING");
+}
+
+TEST_CASE("no key value, API or secret, is on disk in plaintext") {
+  Running r;
+  Admin admin(r.server->address(), r.admin_token());
+  std::vector<std::string> values;
+  for (int i = 0; i < 5; ++i) {
+    const v1::CreateProjectResponse p = admin.CreateProject("p" + std::to_string(i));
+    values.push_back(p.legacy_api_key());
+    values.push_back(admin.GenerateApiKey(p.project().project_id()).api_key());
+    values.push_back(admin.GenerateSecretKey(p.project().project_id()).secret_key());
+    v1::RotateApiKeyRequest rot;
+    rot.set_key_id(p.legacy_key().key_id());
+    v1::RotateApiKeyResponse rotated;
+    REQUIRE(admin.Call(&v1::KeyAdmin::Stub::RotateApiKey, rot, &rotated).ok());
+    values.push_back(rotated.api_key());
+  }
+  r.server->Shutdown();  // flush everything RocksDB will write
+  for (const std::string& v : values) {
+    INFO("value " << KeyHint(v));
+    REQUIRE(testing::FilesContaining(r.dir.path(), v).empty());
+    // Nor the random part alone.
+    REQUIRE(testing::FilesContaining(r.dir.path(), v.substr(4, 32)).empty());
+  }
+}
+
+TEST_CASE("a listener beyond loopback without TLS is refused") {
+  testing::TempDir dir;
+  AuthorityOptions options;
+  options.listen.addresses = {"0.0.0.0:0"};
+  options.data_dir = dir / "data";
+  absl::StatusOr<std::unique_ptr<AuthorityServer>> started = AuthorityServer::Start(options);
+  REQUIRE(absl::IsInvalidArgument(started.status()));
+}
+
+}  // namespace
+}  // namespace latchkey

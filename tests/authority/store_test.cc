@@ -1,0 +1,114 @@
+#include <catch2/catch.hpp>
+
+#include "authority/key_store.h"
+#include "tests/testing/testing.h"
+
+namespace latchkey {
+namespace {
+
+Mutation Put(const std::string& key, const std::string& value) {
+  Mutation m;
+  m.writes.push_back(Write{Table::kProjects, key, value});
+  m.audit.set_project_id("prj_x");
+  m.audit.set_action("test");
+  return m;
+}
+
+std::unique_ptr<KeyStore> Open(const std::string& path, uint64_t retention = 100000) {
+  absl::StatusOr<std::unique_ptr<KeyStore>> store = OpenRocksDbStore({path, retention});
+  REQUIRE(store.ok());
+  return *std::move(store);
+}
+
+TEST_CASE("revisions start at 1, are contiguous, and survive reopening") {
+  testing::TempDir dir;
+  std::string store_id;
+  {
+    auto store = Open(dir.path());
+    store_id = store->store_id();
+    REQUIRE(store->head_revision() == 0);
+    for (int i = 1; i <= 20; ++i) {
+      absl::StatusOr<uint64_t> rev = store->Commit(Put("k" + std::to_string(i), "v"));
+      REQUIRE(rev.ok());
+      REQUIRE(*rev == static_cast<uint64_t>(i));
+    }
+  }
+  auto store = Open(dir.path());
+  REQUIRE(store->store_id() == store_id);
+  REQUIRE(store->head_revision() == 20);
+  REQUIRE(*store->Commit(Put("k21", "v")) == 21);
+  for (int i = 1; i <= 21; ++i) {
+    REQUIRE(store->Get(Table::kProjects, "k" + std::to_string(i))->has_value());
+  }
+  absl::StatusOr<std::vector<v1::KeyEvent>> events = store->EventsAfter(0, 100);
+  REQUIRE(events.ok());
+  REQUIRE(events->size() == 21);
+  for (size_t i = 0; i < events->size(); ++i) REQUIRE((*events)[i].revision() == i + 1);
+}
+
+TEST_CASE("each store has its own random id") {
+  testing::TempDir a, b;
+  REQUIRE(Open(a.path())->store_id() != Open(b.path())->store_id());
+}
+
+TEST_CASE("a mutation's writes, event and audit record commit together") {
+  testing::TempDir dir;
+  auto store = Open(dir.path());
+  Mutation m = Put("p", "1");
+  m.writes.push_back(Write{Table::kKeys, "k", "2"});
+  m.event.add_removed_digests("d");
+  std::vector<uint64_t> heard;
+  store->SetCommitListener([&](const v1::KeyEvent& e) { heard.push_back(e.revision()); });
+  REQUIRE(*store->Commit(std::move(m)) == 1);
+  REQUIRE(**store->Get(Table::kProjects, "p") == "1");
+  REQUIRE(**store->Get(Table::kKeys, "k") == "2");
+  REQUIRE(store->EventsAfter(0, 10)->at(0).removed_digests(0) == "d");
+  absl::StatusOr<std::vector<v1::AuditEvent>> audit = store->AuditEvents("prj_x", 0, 10);
+  REQUIRE(audit->size() == 1);
+  REQUIRE(audit->at(0).revision() == 1);
+  REQUIRE(heard == std::vector<uint64_t>{1});
+}
+
+TEST_CASE("events beyond the retention are trimmed and asking for them is OUT_OF_RANGE") {
+  testing::TempDir dir;
+  auto store = Open(dir.path(), 5);
+  for (int i = 0; i < 12; ++i) REQUIRE(store->Commit(Put("k", "v")).ok());
+  REQUIRE(absl::IsOutOfRange(store->EventsAfter(0, 100).status()));
+  REQUIRE(absl::IsOutOfRange(store->EventsAfter(6, 100).status()));
+  absl::StatusOr<std::vector<v1::KeyEvent>> kept = store->EventsAfter(7, 100);
+  REQUIRE(kept.ok());
+  REQUIRE(kept->size() == 5);
+  REQUIRE(kept->front().revision() == 8);
+  REQUIRE(absl::IsFailedPrecondition(store->EventsAfter(13, 100).status()));
+  REQUIRE(store->EventsAfter(12, 100)->empty());
+}
+
+TEST_CASE("a snapshot keeps reading the state of its revision") {
+  testing::TempDir dir;
+  auto store = Open(dir.path());
+  REQUIRE(store->Commit(Put("a", "1")).ok());
+  std::unique_ptr<StoreSnapshot> snap = store->Snapshot();
+  REQUIRE(store->Commit(Put("a", "2")).ok());
+  REQUIRE(store->Commit(Put("b", "1")).ok());
+  REQUIRE(snap->revision() == 1);
+  REQUIRE(**store->Get(Table::kProjects, "a", snap.get()) == "1");
+  REQUIRE_FALSE(store->Get(Table::kProjects, "b", snap.get())->has_value());
+  REQUIRE(store->Scan(Table::kProjects, "", "", 10, snap.get())->rows.size() == 1);
+  REQUIRE(store->Scan(Table::kProjects, "", "", 10)->rows.size() == 2);
+}
+
+TEST_CASE("scans page by prefix and resume after the last key") {
+  testing::TempDir dir;
+  auto store = Open(dir.path());
+  for (const char* k : {"a1", "a2", "a3", "b1"}) REQUIRE(store->Commit(Put(k, "v")).ok());
+  absl::StatusOr<Page> first = store->Scan(Table::kProjects, "a", "", 2);
+  REQUIRE(first->rows.size() == 2);
+  REQUIRE(first->more);
+  absl::StatusOr<Page> rest = store->Scan(Table::kProjects, "a", first->rows.back().key, 2);
+  REQUIRE(rest->rows.size() == 1);
+  REQUIRE(rest->rows[0].key == "a3");
+  REQUIRE_FALSE(rest->more);
+}
+
+}  // namespace
+}  // namespace latchkey

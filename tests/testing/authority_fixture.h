@@ -1,0 +1,88 @@
+// An in-process KeyAuthority over a real RocksDB store in a temp dir.
+#ifndef LATCHKEY_TESTS_TESTING_AUTHORITY_FIXTURE_H_
+#define LATCHKEY_TESTS_TESTING_AUTHORITY_FIXTURE_H_
+
+#include <catch2/catch.hpp>
+
+#include "authority/key_authority.h"
+#include "tests/testing/testing.h"
+
+namespace latchkey::testing {
+
+class AuthorityFixture {
+ public:
+  explicit AuthorityFixture(KeyAuthorityOptions options = {}) {
+    absl::StatusOr<std::unique_ptr<KeyStore>> store = OpenRocksDbStore({dir_ / "db", 100000});
+    REQUIRE(store.ok());
+    store_ = *std::move(store);
+    absl::StatusOr<Sealer> sealer = Sealer::LoadOrCreate(dir_ / "master.key");
+    REQUIRE(sealer.ok());
+    absl::StatusOr<std::unique_ptr<KeyAuthority>> authority =
+        KeyAuthority::Create(store_.get(), *sealer, options);
+    REQUIRE(authority.ok());
+    authority_ = *std::move(authority);
+    REQUIRE(*authority_->BootstrapAdmin(dir_ / "admin.token"));
+    admin_ = Caller{"prn_admin", "admin", v1::ROLE_ADMIN};
+    manager_ = Caller{"prn_manager", "maria", v1::ROLE_MANAGER};
+    member_ = Caller{"prn_member", "mo", v1::ROLE_MEMBER};
+  }
+
+  KeyAuthority& authority() { return *authority_; }
+  KeyStore& store() { return *store_; }
+  const TempDir& dir() const { return dir_; }
+  const Caller& admin() const { return admin_; }
+  const Caller& manager() const { return manager_; }
+  const Caller& member() const { return member_; }
+
+  v1::CreateProjectResponse CreateProject(const std::string& name = "Web shop") {
+    v1::CreateProjectRequest req;
+    req.set_name(name);
+    absl::StatusOr<v1::CreateProjectResponse> resp = authority_->CreateProject(manager_, req);
+    REQUIRE(resp.ok());
+    return *resp;
+  }
+
+  absl::StatusOr<v1::GenerateApiKeyResponse> GenerateApiKey(const std::string& project_id,
+                                                            const std::string& name = "ingest") {
+    v1::GenerateApiKeyRequest req;
+    req.set_project_id(project_id);
+    req.set_name(name);
+    return authority_->GenerateApiKey(manager_, req);
+  }
+
+  absl::StatusOr<v1::GenerateSecretKeyResponse> GenerateSecretKey(
+      const std::string& project_id, const std::string& name = "backend") {
+    v1::GenerateSecretKeyRequest req;
+    req.set_project_id(project_id);
+    req.set_name(name);
+    return authority_->GenerateSecretKey(manager_, req);
+  }
+
+  std::vector<v1::Key> ListKeys(const std::string& project_id) {
+    v1::ListKeysRequest req;
+    req.set_project_id(project_id);
+    req.set_page_size(1000);
+    absl::StatusOr<v1::ListKeysResponse> resp = authority_->ListKeys(member_, req);
+    REQUIRE(resp.ok());
+    return {resp->keys().begin(), resp->keys().end()};
+  }
+
+  std::vector<v1::AuditEvent> Audit(const std::string& project_id) {
+    v1::ListAuditEventsRequest req;
+    req.set_project_id(project_id);
+    req.set_page_size(1000);
+    absl::StatusOr<v1::ListAuditEventsResponse> resp = authority_->ListAuditEvents(member_, req);
+    REQUIRE(resp.ok());
+    return {resp->events().begin(), resp->events().end()};
+  }
+
+ private:
+  TempDir dir_;
+  std::unique_ptr<KeyStore> store_;
+  std::unique_ptr<KeyAuthority> authority_;
+  Caller admin_, manager_, member_;
+};
+
+}  // namespace latchkey::testing
+
+#endif  // LATCHKEY_TESTS_TESTING_AUTHORITY_FIXTURE_H_

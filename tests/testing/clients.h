@@ -1,0 +1,105 @@
+// gRPC client helpers for tests that talk to real servers.
+#ifndef LATCHKEY_TESTS_TESTING_CLIENTS_H_
+#define LATCHKEY_TESTS_TESTING_CLIENTS_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+
+#include "latchkey/v1/key_admin.grpc.pb.h"
+#include "tests/testing/proto/health_client.grpc.pb.h"
+#include "tests/testing/testing.h"
+
+namespace latchkey::testing {
+
+inline std::shared_ptr<grpc::Channel> Channel(const std::string& address) {
+  return grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+}
+
+// "SERVING", "NOT_SERVING", or the RPC error, for the server's overall health.
+inline std::string Health(const std::shared_ptr<grpc::Channel>& channel) {
+  auto stub = grpc::health::v1::Health::NewStub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  grpc::health::v1::HealthCheckResponse resp;
+  grpc::Status s = stub->Check(&ctx, {}, &resp);
+  if (!s.ok()) return "error " + std::to_string(s.error_code());
+  return grpc::health::v1::HealthCheckResponse::ServingStatus_Name(resp.status());
+}
+
+// An admin client: a KeyAdmin stub plus the token it sends.
+struct Admin {
+  std::unique_ptr<v1::KeyAdmin::Stub> stub;
+  std::string token;
+
+  Admin(const std::string& address, std::string bearer)
+      : stub(v1::KeyAdmin::NewStub(Channel(address))), token(std::move(bearer)) {}
+
+  template <typename Req, typename Resp>
+  grpc::Status Call(grpc::Status (v1::KeyAdmin::Stub::*method)(grpc::ClientContext*, const Req&,
+                                                                Resp*),
+                    const Req& req, Resp* resp) {
+    return ((*stub).*method)(AuthContext(token).get(), req, resp);
+  }
+
+  v1::CreateProjectResponse CreateProject(const std::string& name) {
+    v1::CreateProjectRequest req;
+    req.set_name(name);
+    v1::CreateProjectResponse resp;
+    grpc::Status s = Call(&v1::KeyAdmin::Stub::CreateProject, req, &resp);
+    if (!s.ok()) throw std::runtime_error("CreateProject: " + s.error_message());
+    return resp;
+  }
+
+  v1::GenerateApiKeyResponse GenerateApiKey(const std::string& project_id,
+                                            const std::string& name = "ingest") {
+    v1::GenerateApiKeyRequest req;
+    req.set_project_id(project_id);
+    req.set_name(name);
+    v1::GenerateApiKeyResponse resp;
+    grpc::Status s = Call(&v1::KeyAdmin::Stub::GenerateApiKey, req, &resp);
+    if (!s.ok()) throw std::runtime_error("GenerateApiKey: " + s.error_message());
+    return resp;
+  }
+
+  v1::GenerateSecretKeyResponse GenerateSecretKey(const std::string& project_id) {
+    v1::GenerateSecretKeyRequest req;
+    req.set_project_id(project_id);
+    req.set_name("backend");
+    v1::GenerateSecretKeyResponse resp;
+    grpc::Status s = Call(&v1::KeyAdmin::Stub::GenerateSecretKey, req, &resp);
+    if (!s.ok()) throw std::runtime_error("GenerateSecretKey: " + s.error_message());
+    return resp;
+  }
+
+  grpc::Status Revoke(const std::string& key_id, v1::Key* out = nullptr) {
+    v1::RevokeApiKeyRequest req;
+    req.set_key_id(key_id);
+    v1::Key resp;
+    grpc::Status s = Call(&v1::KeyAdmin::Stub::RevokeApiKey, req, &resp);
+    if (out) *out = resp;
+    return s;
+  }
+
+  std::string CreatePrincipal(const std::string& name, v1::Role role) {
+    v1::CreatePrincipalRequest req;
+    req.set_name(name);
+    req.set_role(role);
+    v1::CreatePrincipalResponse resp;
+    grpc::Status s = Call(&v1::KeyAdmin::Stub::CreatePrincipal, req, &resp);
+    if (!s.ok()) throw std::runtime_error("CreatePrincipal: " + s.error_message());
+    return resp.token();
+  }
+};
+
+// The token in a token file, without its newline.
+inline std::string TokenFrom(const std::string& path) {
+  std::string token = ReadFile(path);
+  while (!token.empty() && (token.back() == '\n' || token.back() == ' ')) token.pop_back();
+  return token;
+}
+
+}  // namespace latchkey::testing
+
+#endif  // LATCHKEY_TESTS_TESTING_CLIENTS_H_
