@@ -1,0 +1,84 @@
+// latchkey-sidecar: validates keys from memory beside an ingestion pod.
+#include <csignal>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+
+#include "absl/strings/str_join.h"
+#include "common/files.h"
+#include "common/log.h"
+#include "sidecar/server.h"
+
+int main(int argc, char** argv) {
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  latchkey::SidecarOptions options;
+  std::string token_file, stale_policy = "serve", log_format = "text", log_level = "info";
+  double max_staleness = 30, usage_interval = 10;
+  CLI::App app{"latchkey-sidecar: validates keys from memory beside an ingestion pod"};
+  app.add_option("--listen", options.listen.addresses,
+                 "Validator listen address, host:port or unix:/path (repeatable)")
+      ->default_str("127.0.0.1:7710");
+  app.add_option("--authority", options.authority, "authority address")->capture_default_str();
+  app.add_option("--token-file", token_file, "file holding a SIDECAR principal's token")
+      ->required();
+  app.add_option("--sidecar-id", options.sidecar_id,
+                 "name in revocation receipts (default hostname-pid)");
+  app.add_option("--max-staleness", max_staleness,
+                 "seconds without the authority confirming our revision before NOT_SERVING")
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 86400.0));
+  app.add_option("--stale-policy", stale_policy, "when stale: serve (last known set) or reject")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"serve", "reject"}));
+  app.add_option("--usage-interval", usage_interval, "seconds between usage reports")
+      ->capture_default_str()
+      ->check(CLI::Range(0.05, 3600.0));
+  app.add_option("--max-batch", options.max_batch, "most keys in one ValidateBatch")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000000));
+  app.add_flag("--allow-insecure-remote", options.listen.allow_insecure_remote,
+               "allow plaintext listeners beyond loopback");
+  app.add_option("--log-format", log_format, "text or json")->capture_default_str();
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
+      ->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  if (options.listen.addresses.empty()) options.listen.addresses = {"127.0.0.1:7710"};
+  options.max_staleness = absl::Seconds(max_staleness);
+  options.usage_interval = absl::Seconds(usage_interval);
+  options.stale_policy =
+      stale_policy == "reject" ? latchkey::StalePolicy::kReject : latchkey::StalePolicy::kServe;
+
+  if (absl::Status s = latchkey::InitLogging(log_format, log_level); !s.ok()) {
+    std::cerr << "latchkey-sidecar: " << s.message() << "\n";
+    return 2;
+  }
+  absl::StatusOr<std::string> token = latchkey::ReadTokenFile(token_file);
+  if (!token.ok()) {
+    spdlog::error("cannot read --token-file: {}", token.status().ToString());
+    return 2;
+  }
+  options.token = *token;
+  absl::StatusOr<std::unique_ptr<latchkey::SidecarServer>> server =
+      latchkey::SidecarServer::Start(options);
+  if (!server.ok()) {
+    spdlog::error("cannot start: {}", server.status().ToString());
+    return 1;
+  }
+  std::vector<std::string> bound;
+  for (size_t i = 0; i < options.listen.addresses.size(); ++i) {
+    bound.push_back((*server)->address(i));
+  }
+  spdlog::info("latchkey-sidecar {} ({}) serving on {}; following authority {}", LATCHKEY_VERSION,
+               (*server)->sidecar_id(), absl::StrJoin(bound, ", "), options.authority);
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  spdlog::info("signal {}: shutting down", sig);
+  (*server)->Shutdown();
+  spdlog::info("stopped");
+  return 0;
+}

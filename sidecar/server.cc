@@ -1,0 +1,121 @@
+#include "sidecar/server.h"
+
+#include <unistd.h>
+
+#include "absl/time/clock.h"
+#include "common/log.h"
+#include "common/strings.h"
+#include "sidecar/usage.h"
+#include "sidecar/validator_service.h"
+
+namespace latchkey {
+
+struct SidecarServer::Parts {
+  std::unique_ptr<UsageReporter> usage;
+  std::unique_ptr<ValidatorService> validator;
+  std::unique_ptr<grpc::Server> server;
+};
+
+namespace {
+
+std::string DefaultSidecarId() {
+  char host[256] = {};
+  gethostname(host, sizeof(host) - 1);
+  return StrCat(host, "-", getpid());
+}
+
+}  // namespace
+
+SidecarServer::SidecarServer(SidecarOptions options)
+    : options_(std::move(options)), parts_(std::make_unique<Parts>()) {}
+
+absl::StatusOr<std::unique_ptr<SidecarServer>> SidecarServer::Start(SidecarOptions options) {
+  if (options.token.empty()) return absl::InvalidArgumentError("no token for the authority");
+  if (options.sidecar_id.empty()) options.sidecar_id = DefaultSidecarId();
+  std::unique_ptr<SidecarServer> self(new SidecarServer(std::move(options)));
+  const SidecarOptions& o = self->options_;
+
+  auto channel = grpc::CreateChannel(o.authority, grpc::InsecureChannelCredentials());
+  self->parts_->usage =
+      std::make_unique<UsageReporter>(channel, o.token, o.sidecar_id, o.usage_interval);
+  SyncOptions sync;
+  sync.channel = channel;
+  sync.token = o.token;
+  sync.sidecar_id = o.sidecar_id;
+  sync.on_applied = o.on_applied;
+  self->sync_ = std::make_unique<SyncClient>(std::move(sync), &self->keys_);
+
+  ValidatorOptions validator;
+  validator.max_batch = o.max_batch;
+  SidecarServer* raw = self.get();
+  validator.rejecting = [raw] {
+    return raw->options_.stale_policy == StalePolicy::kReject && !raw->fresh();
+  };
+  self->parts_->validator =
+      std::make_unique<ValidatorService>(&self->keys_, self->parts_->usage.get(), validator);
+
+  EnableServerPlugins();
+  grpc::ServerBuilder builder;
+  if (absl::Status s = AddListeners(builder, o.listen, self->ports_); !s.ok()) return s;
+  builder.RegisterService(self->parts_->validator.get());
+  absl::StatusOr<std::unique_ptr<grpc::Server>> server =
+      StartServer(builder, o.listen, self->ports_);
+  if (!server.ok()) return server.status();
+  self->parts_->server = *std::move(server);
+  self->parts_->server->GetHealthCheckService()->SetServingStatus(false);
+
+  self->sync_->Start();
+  self->parts_->usage->Start();
+  self->health_ = std::thread([raw] { raw->WatchHealth(); });
+  return self;
+}
+
+SidecarServer::~SidecarServer() { Shutdown(); }
+
+bool SidecarServer::fresh() const {
+  const SyncClient::State s = sync_->state();
+  return s.synced && absl::Now() - s.last_confirmed <= options_.max_staleness;
+}
+
+void SidecarServer::WatchHealth() {
+  bool serving = false;
+  absl::MutexLock lock(&mu_);
+  auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
+  while (!mu_.AwaitWithTimeout(absl::Condition(&stop), absl::Milliseconds(20))) {
+    const bool now_serving = fresh();
+    if (now_serving == serving) continue;
+    serving = now_serving;
+    parts_->server->GetHealthCheckService()->SetServingStatus(serving);
+    const SyncClient::State s = sync_->state();
+    if (serving) {
+      spdlog::info("SERVING: {} keys at revision {}", keys_.size(), s.applied);
+    } else {
+      spdlog::warn("NOT_SERVING: last confirmed by the authority {} ago (max {})",
+                   absl::FormatDuration(absl::Now() - s.last_confirmed),
+                   absl::FormatDuration(options_.max_staleness));
+    }
+  }
+}
+
+void SidecarServer::Shutdown() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  if (health_.joinable()) health_.join();
+  if (parts_->server) {
+    parts_->server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
+    parts_->server->Wait();
+  }
+  if (parts_->usage) parts_->usage->Stop();  // final report while the authority may listen
+  if (sync_) sync_->Stop();
+}
+
+std::string SidecarServer::address(size_t i) const {
+  const std::string& a = options_.listen.addresses.at(i);
+  if (a.starts_with("unix:")) return a;
+  return StrCat("127.0.0.1:", port(i));
+}
+
+}  // namespace latchkey

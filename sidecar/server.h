@@ -1,0 +1,73 @@
+// latchkey-sidecar as one object: key set, sync client, usage reporter,
+// Validator service and health, started and stopped together. main() and the
+// in-process tests both use it.
+#ifndef LATCHKEY_SIDECAR_SERVER_H_
+#define LATCHKEY_SIDECAR_SERVER_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/grpc_server.h"
+#include "sidecar/key_set.h"
+#include "sidecar/sync_client.h"
+
+namespace latchkey {
+
+enum class StalePolicy { kServe, kReject };
+
+struct SidecarOptions {
+  ListenOptions listen{{"127.0.0.1:7710"}};
+  std::string authority = "127.0.0.1:7700";
+  std::string token;  // a SIDECAR (or ADMIN) principal's token
+  std::string sidecar_id;  // empty: hostname-pid
+  absl::Duration max_staleness = absl::Seconds(30);
+  StalePolicy stale_policy = StalePolicy::kServe;
+  absl::Duration usage_interval = absl::Seconds(10);
+  size_t max_batch = 10000;
+  // For tests of the watch contract.
+  std::function<void(uint64_t revision, bool snapshot)> on_applied;
+};
+
+class SidecarServer {
+ public:
+  // Serves at once (health NOT_SERVING until the first snapshot) and starts
+  // following the authority in the background.
+  static absl::StatusOr<std::unique_ptr<SidecarServer>> Start(SidecarOptions options);
+  ~SidecarServer();  // Shutdown()
+
+  // Stops serving, flushes usage, stops syncing. Idempotent.
+  void Shutdown();
+
+  int port(size_t i = 0) const { return ports_.at(i); }
+  std::string address(size_t i = 0) const;
+  const std::string& sidecar_id() const { return options_.sidecar_id; }
+  const KeySet& keys() const { return keys_; }
+  SyncClient::State sync_state() const { return sync_->state(); }
+  // Fresh: synced, and the authority confirmed our revision within
+  // max_staleness.
+  bool fresh() const;
+  // Ends the current watch stream; the sidecar resumes (for tests).
+  void Reconnect() { sync_->Reconnect(); }
+
+ private:
+  struct Parts;
+  SidecarServer(SidecarOptions options);
+  void WatchHealth();
+
+  SidecarOptions options_;
+  KeySet keys_;
+  std::unique_ptr<SyncClient> sync_;
+  std::unique_ptr<Parts> parts_;
+  std::vector<int> ports_;
+
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread health_;
+};
+
+}  // namespace latchkey
+
+#endif  // LATCHKEY_SIDECAR_SERVER_H_

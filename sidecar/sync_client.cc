@@ -1,0 +1,237 @@
+#include "sidecar/sync_client.h"
+
+#include "absl/time/clock.h"
+#include "common/log.h"
+#include "common/status.h"
+#include "common/strings.h"
+
+namespace latchkey {
+
+SyncClient::SyncClient(SyncOptions options, KeySet* keys)
+    : options_(std::move(options)),
+      keys_(keys),
+      stub_(v1::KeySync::NewStub(options_.channel)) {}
+
+SyncClient::~SyncClient() { Stop(); }
+
+void SyncClient::Start() {
+  reader_ = std::thread([this] { ReadLoop(); });
+  acker_ = std::thread([this] { AckLoop(); });
+}
+
+void SyncClient::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_ && !reader_.joinable()) return;
+    stopping_ = true;
+    if (stream_ != nullptr) stream_->TryCancel();
+  }
+  if (reader_.joinable()) reader_.join();
+  if (acker_.joinable()) acker_.join();
+}
+
+void SyncClient::Reconnect() {
+  absl::MutexLock lock(&mu_);
+  if (stream_ != nullptr) stream_->TryCancel();
+}
+
+SyncClient::State SyncClient::state() const {
+  absl::MutexLock lock(&mu_);
+  return state_;
+}
+
+absl::Duration SyncClient::NextBackoff(absl::Duration previous) {
+  const absl::Duration doubled = std::min(previous * 2, options_.max_backoff);
+  // Full jitter over the upper half, so restarted sidecars do not reconnect
+  // in lockstep.
+  std::uniform_real_distribution<double> jitter(0.5, 1.0);
+  return std::max(options_.min_backoff, doubled * jitter(rng_));
+}
+
+void SyncClient::ReadLoop() {
+  absl::Duration backoff = options_.min_backoff;
+  for (;;) {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Bearer " + options_.token);
+    v1::WatchRequest req;
+    req.set_sidecar_id(options_.sidecar_id);
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return;
+      stream_ = &ctx;
+      if (state_.synced) {
+        req.set_after_revision(state_.applied);
+        req.set_store_id(state_.store_id);
+      }
+    }
+    building_.reset();
+    std::unique_ptr<grpc::ClientReader<v1::WatchResponse>> reader = stub_->Watch(&ctx, req);
+    v1::WatchResponse msg;
+    absl::Status broken;
+    bool first = true;
+    while (reader->Read(&msg)) {
+      if (first) {
+        first = false;
+        backoff = options_.min_backoff;  // the authority answers: start over
+        absl::MutexLock lock(&mu_);
+        acked_ = 0;  // a new stream: tell this authority where we are
+      }
+      broken = Handle(msg);
+      if (!broken.ok()) {
+        spdlog::error("watch stream from authority broke the contract: {}; resyncing",
+                      broken.ToString());
+        ctx.TryCancel();
+        break;
+      }
+    }
+    const grpc::Status finished = reader->Finish();
+    bool stopping;
+    {
+      absl::MutexLock lock(&mu_);
+      stream_ = nullptr;
+      stopping = stopping_;
+      if (!stopping) ++state_.reconnects;
+      if (!broken.ok()) ++state_.contract_violations;
+    }
+    if (stopping) return;
+    if (broken.ok()) {
+      spdlog::warn("watch stream ended ({}: {}); reconnecting in {}",
+                   static_cast<int>(finished.error_code()), finished.error_message(),
+                   absl::FormatDuration(backoff));
+    }
+    absl::MutexLock lock(&mu_);
+    auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
+    mu_.AwaitWithTimeout(absl::Condition(&stop), backoff);
+    backoff = NextBackoff(backoff);
+  }
+}
+
+absl::Status SyncClient::Handle(const v1::WatchResponse& msg) {
+  switch (msg.message_case()) {
+    case v1::WatchResponse::kSnapshotChunk: {
+      if (!building_) building_ = std::make_unique<KeySet::Builder>();
+      for (const v1::KeyEntry& e : msg.snapshot_chunk().entries()) {
+        if (absl::Status s = building_->Add(e); !s.ok()) return s;
+      }
+      for (const std::string& p : msg.snapshot_chunk().disabled_project_ids()) {
+        if (absl::Status s = building_->AddDisabledProject(p); !s.ok()) return s;
+      }
+      return absl::OkStatus();
+    }
+    case v1::WatchResponse::kSnapshotEnd:
+      return HandleSnapshotEnd(msg);
+    case v1::WatchResponse::kEvent:
+      return HandleEvent(msg);
+    case v1::WatchResponse::kProgress:
+      return HandleProgress(msg);
+    case v1::WatchResponse::MESSAGE_NOT_SET:
+      break;
+  }
+  return absl::InvalidArgumentError("empty watch message");
+}
+
+absl::Status SyncClient::HandleSnapshotEnd(const v1::WatchResponse& msg) {
+  const uint64_t revision = msg.snapshot_end().revision();
+  {
+    absl::MutexLock lock(&mu_);
+    if (state_.synced && msg.store_id() == state_.store_id && revision < state_.applied) {
+      return absl::FailedPreconditionError(
+          StrCat("snapshot at revision ", revision, " is behind applied ", state_.applied));
+    }
+  }
+  KeySet::Builder empty;
+  KeySet::Builder& built = building_ ? *building_ : empty;
+  const size_t keys = built.size();
+  keys_->Replace(built);
+  building_.reset();
+  {
+    absl::MutexLock lock(&mu_);
+    state_.store_id = msg.store_id();
+    state_.synced = true;
+    state_.applied = revision;
+    known_head_ = std::max(known_head_, revision);
+    ++state_.snapshots;
+    state_.last_confirmed = absl::Now();
+  }
+  spdlog::info("loaded snapshot of {} keys at revision {} of store {}", keys, revision,
+               msg.store_id());
+  MarkApplied(revision, true);
+  return absl::OkStatus();
+}
+
+absl::Status SyncClient::HandleEvent(const v1::WatchResponse& msg) {
+  const uint64_t revision = msg.event().revision();
+  {
+    absl::MutexLock lock(&mu_);
+    if (building_) return absl::FailedPreconditionError("event inside a snapshot");
+    if (!state_.synced) return absl::FailedPreconditionError("event before any snapshot");
+    if (msg.store_id() != state_.store_id) {
+      return absl::FailedPreconditionError("event from another store id without a snapshot");
+    }
+    if (revision != state_.applied + 1) {
+      return absl::FailedPreconditionError(
+          StrCat("expected revision ", state_.applied + 1, ", got ", revision));
+    }
+  }
+  if (absl::Status s = keys_->Apply(msg.event()); !s.ok()) return s;
+  {
+    absl::MutexLock lock(&mu_);
+    state_.applied = revision;
+    ++state_.events;
+    if (revision >= known_head_) state_.last_confirmed = absl::Now();
+  }
+  MarkApplied(revision, false);
+  return absl::OkStatus();
+}
+
+absl::Status SyncClient::HandleProgress(const v1::WatchResponse& msg) {
+  const uint64_t head = msg.progress().head_revision();
+  absl::MutexLock lock(&mu_);
+  if (!state_.synced || building_) return absl::OkStatus();
+  if (msg.store_id() != state_.store_id) {
+    return absl::FailedPreconditionError("progress from another store id");
+  }
+  if (head < state_.applied) {
+    return absl::FailedPreconditionError(
+        StrCat("authority head ", head, " is behind applied revision ", state_.applied,
+               " of the same store: refusing to go backwards (restored from a backup?)"));
+  }
+  known_head_ = std::max(known_head_, head);
+  if (state_.applied >= head) state_.last_confirmed = absl::Now();
+  acked_ = 0;  // acknowledge with each progress message too
+  return absl::OkStatus();
+}
+
+void SyncClient::MarkApplied(uint64_t revision, bool snapshot) {
+  if (options_.on_applied) options_.on_applied(revision, snapshot);
+}
+
+void SyncClient::AckLoop() {
+  absl::MutexLock lock(&mu_);
+  for (;;) {
+    auto work = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return stopping_ || (state_.synced && state_.applied != acked_);
+    };
+    mu_.Await(absl::Condition(&work));
+    if (stopping_) return;
+    v1::AcknowledgeRequest req;
+    req.set_sidecar_id(options_.sidecar_id);
+    req.set_applied_revision(state_.applied);
+    req.set_store_id(state_.store_id);
+    mu_.Unlock();
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Bearer " + options_.token);
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    v1::AcknowledgeResponse resp;
+    const grpc::Status s = stub_->Acknowledge(&ctx, req, &resp);
+    mu_.Lock();
+    if (s.ok()) {
+      acked_ = req.applied_revision();
+    } else {
+      auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
+      mu_.AwaitWithTimeout(absl::Condition(&stop), absl::Milliseconds(200));
+    }
+  }
+}
+
+}  // namespace latchkey

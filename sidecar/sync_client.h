@@ -1,0 +1,99 @@
+// Follows the authority's KeySync.Watch stream into a KeySet.
+//
+// One thread reads the stream: a snapshot is collected in a KeySet::Builder
+// and swapped in at its end marker; events are applied one revision at a
+// time. The client enforces the watch contract on what it receives (ordered,
+// no duplicates, no gaps, never backwards within a store id) and, when it is
+// broken, drops the stream and resumes. It reconnects with jittered
+// exponential backoff, resuming after its applied revision; a new store id
+// means a full resync. A second thread acknowledges applied revisions, so
+// the authority can issue revocation receipts.
+//
+// A SyncClient is safe for concurrent access from multiple threads.
+#ifndef LATCHKEY_SIDECAR_SYNC_CLIENT_H_
+#define LATCHKEY_SIDECAR_SYNC_CLIENT_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <functional>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "latchkey/v1/key_sync.grpc.pb.h"
+#include "sidecar/key_set.h"
+
+namespace latchkey {
+
+struct SyncOptions {
+  std::shared_ptr<grpc::Channel> channel;
+  std::string token;
+  std::string sidecar_id;
+  absl::Duration min_backoff = absl::Milliseconds(50);
+  absl::Duration max_backoff = absl::Seconds(5);
+  // Called on the reader thread after each snapshot (true) or event (false)
+  // is applied, with its revision. For tests and metrics; must be quick.
+  std::function<void(uint64_t revision, bool snapshot)> on_applied;
+};
+
+class SyncClient {
+ public:
+  struct State {
+    bool synced = false;  // a full snapshot has been applied
+    uint64_t applied = 0;
+    std::string store_id;
+    absl::Time last_confirmed = absl::InfinitePast();  // authority confirmed we were current
+    uint64_t snapshots = 0;
+    uint64_t events = 0;
+    uint64_t reconnects = 0;
+    uint64_t contract_violations = 0;
+  };
+
+  SyncClient(SyncOptions options, KeySet* keys);
+  ~SyncClient();  // Stop()
+
+  void Start();
+  // Ends the stream and the threads. Idempotent.
+  void Stop();
+  // Ends the current stream; the client reconnects and resumes.
+  void Reconnect();
+
+  State state() const;
+
+ private:
+  void ReadLoop();
+  void AckLoop();
+  // Applies one message; an error ends the stream.
+  absl::Status Handle(const v1::WatchResponse& msg) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status HandleEvent(const v1::WatchResponse& msg);
+  absl::Status HandleSnapshotEnd(const v1::WatchResponse& msg);
+  absl::Status HandleProgress(const v1::WatchResponse& msg);
+  void MarkApplied(uint64_t revision, bool snapshot);
+  absl::Duration NextBackoff(absl::Duration previous);
+
+  // Constant after construction.
+  const SyncOptions options_;
+  KeySet* const keys_;
+  const std::unique_ptr<v1::KeySync::Stub> stub_;
+
+  // Owned by the reader thread.
+  std::unique_ptr<KeySet::Builder> building_;
+  std::mt19937_64 rng_{std::random_device{}()};
+
+  mutable absl::Mutex mu_;
+  State state_ ABSL_GUARDED_BY(mu_);
+  uint64_t known_head_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t acked_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::ClientContext* stream_ ABSL_GUARDED_BY(mu_) = nullptr;  // the open stream's context
+  std::thread reader_;
+  std::thread acker_;
+};
+
+}  // namespace latchkey
+
+#endif  // LATCHKEY_SIDECAR_SYNC_CLIENT_H_

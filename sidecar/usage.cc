@@ -1,0 +1,94 @@
+#include "sidecar/usage.h"
+
+#include "common/log.h"
+#include "common/time_util.h"
+
+namespace latchkey {
+
+UsageReporter::UsageReporter(std::shared_ptr<grpc::Channel> channel, std::string token,
+                             std::string sidecar_id, absl::Duration interval)
+    : stub_(v1::KeySync::NewStub(std::move(channel))),
+      token_(std::move(token)),
+      sidecar_id_(std::move(sidecar_id)),
+      interval_(interval) {}
+
+UsageReporter::~UsageReporter() { Stop(); }
+
+UsageReporter::Shard& UsageReporter::ShardFor(std::string_view key_id) {
+  return shards_[std::hash<std::string_view>()(key_id) % kShards];
+}
+
+void UsageReporter::Record(std::string_view key_id, absl::Time when) {
+  Shard& shard = ShardFor(key_id);
+  absl::MutexLock lock(&shard.mu);
+  auto it = shard.counts.find(absl::string_view(key_id.data(), key_id.size()));
+  if (it == shard.counts.end()) it = shard.counts.emplace(std::string(key_id), Count{}).first;
+  ++it->second.count;
+  it->second.last_used_micros = std::max(it->second.last_used_micros, absl::ToUnixMicros(when));
+}
+
+void UsageReporter::Start() {
+  thread_ = std::thread([this] { Loop(); });
+}
+
+void UsageReporter::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
+  if (grpc::Status s = Flush(); !s.ok()) {
+    spdlog::warn("final usage report failed: {}", s.error_message());
+  }
+}
+
+grpc::Status UsageReporter::Flush() {
+  absl::MutexLock flush(&flush_mu_);
+  v1::ReportUsageRequest req;
+  req.set_sidecar_id(sidecar_id_);
+  for (Shard& shard : shards_) {
+    absl::flat_hash_map<std::string, Count> taken;
+    {
+      absl::MutexLock lock(&shard.mu);
+      taken.swap(shard.counts);
+    }
+    for (auto& [key_id, c] : taken) {
+      v1::KeyUsage* u = req.add_usage();
+      u->set_key_id(key_id);
+      u->set_count(c.count);
+      *u->mutable_last_used_time() = ToProto(absl::FromUnixMicros(c.last_used_micros));
+    }
+  }
+  if (req.usage().empty()) return grpc::Status::OK;
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", "Bearer " + token_);
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  v1::ReportUsageResponse resp;
+  grpc::Status s = stub_->ReportUsage(&ctx, req, &resp);
+  if (!s.ok()) {
+    for (const v1::KeyUsage& u : req.usage()) {  // keep them for the next report
+      Shard& shard = ShardFor(u.key_id());
+      absl::MutexLock lock(&shard.mu);
+      Count& c = shard.counts[u.key_id()];
+      c.count += u.count();
+      c.last_used_micros = std::max(c.last_used_micros,
+                                    absl::ToUnixMicros(FromProto(u.last_used_time())));
+    }
+  }
+  return s;
+}
+
+void UsageReporter::Loop() {
+  absl::MutexLock lock(&mu_);
+  auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
+  while (!mu_.AwaitWithTimeout(absl::Condition(&stop), interval_)) {
+    mu_.Unlock();
+    if (grpc::Status s = Flush(); !s.ok()) {
+      spdlog::warn("usage report failed ({}); will retry", s.error_message());
+    }
+    mu_.Lock();
+  }
+}
+
+}  // namespace latchkey

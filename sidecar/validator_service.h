@@ -1,0 +1,44 @@
+// Validator over gRPC: answers from the KeySet in memory, never from the
+// authority.
+#ifndef LATCHKEY_SIDECAR_VALIDATOR_SERVICE_H_
+#define LATCHKEY_SIDECAR_VALIDATOR_SERVICE_H_
+
+#include <functional>
+
+#include "latchkey/v1/validator.grpc.pb.h"
+#include "sidecar/key_set.h"
+#include "sidecar/usage.h"
+
+namespace latchkey {
+
+struct ValidatorOptions {
+  size_t max_batch = 10000;
+  // True while validation must answer UNKNOWN (past --max-staleness under
+  // --stale-policy=reject, or before the first sync).
+  std::function<bool()> rejecting = [] { return false; };
+};
+
+// Thread-safe; `keys` and `usage` must outlive the service.
+class ValidatorService final : public v1::Validator::CallbackService {
+ public:
+  ValidatorService(const KeySet* keys, UsageReporter* usage, ValidatorOptions options)
+      : keys_(keys), usage_(usage), options_(std::move(options)) {}
+
+  grpc::ServerUnaryReactor* Validate(grpc::CallbackServerContext* ctx,
+                                     const v1::ValidateRequest* req,
+                                     v1::ValidateResponse* resp) override;
+  grpc::ServerUnaryReactor* ValidateBatch(grpc::CallbackServerContext* ctx,
+                                          const v1::ValidateBatchRequest* req,
+                                          v1::ValidateBatchResponse* resp) override;
+
+ private:
+  void Check(const std::string& key, bool rejecting, absl::Time now, v1::ValidateResponse* out);
+
+  const KeySet* const keys_;
+  UsageReporter* const usage_;
+  const ValidatorOptions options_;
+};
+
+}  // namespace latchkey
+
+#endif  // LATCHKEY_SIDECAR_VALIDATOR_SERVICE_H_
