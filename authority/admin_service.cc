@@ -37,9 +37,9 @@ AdminService::Reactor* AdminService::Unary(Ctx* ctx, const Req* req, Resp* resp,
   return reactor;
 }
 
-#define LATCHKEY_UNARY(Method, Req, Resp)                              \
+#define LATCHKEY_UNARY(Method, Req, Resp)                                      \
   AdminService::Reactor* AdminService::Method(Ctx* c, const Req* q, Resp* r) { \
-    return Unary(c, q, r, &KeyAuthority::Method);                      \
+    return Unary(c, q, r, &KeyAuthority::Method);                              \
   }
 
 LATCHKEY_UNARY(CreateProject, v1::CreateProjectRequest, v1::CreateProjectResponse)

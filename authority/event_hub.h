@@ -35,8 +35,7 @@ class Subscriber {
 class EventHub {
  public:
   // `head` answers the current head revision for progress messages.
-  EventHub(std::string store_id, absl::Duration progress_interval,
-           std::function<uint64_t()> head);
+  EventHub(std::string store_id, absl::Duration progress_interval, std::function<uint64_t()> head);
   ~EventHub();  // stops the progress ticker
 
   // Subscribers are not owned; Remove before destroying one. After Remove

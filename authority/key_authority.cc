@@ -3,11 +3,11 @@
 #include <algorithm>
 
 #include "absl/status/status.h"
-#include "common/strings.h"
 #include "absl/time/clock.h"
 #include "authority/internal/requests.h"
 #include "common/files.h"
 #include "common/key_format.h"
+#include "common/strings.h"
 #include "common/time_util.h"
 
 namespace latchkey {
@@ -133,9 +133,8 @@ std::vector<v1::KeyEntry> SidecarEntries(const KeyRecord& record) {
   return entries;
 }
 
-absl::StatusOr<std::unique_ptr<KeyAuthority>> KeyAuthority::Create(KeyStore* store,
-                                                                    Sealer sealer,
-                                                                    KeyAuthorityOptions options) {
+absl::StatusOr<std::unique_ptr<KeyAuthority>> KeyAuthority::Create(KeyStore* store, Sealer sealer,
+                                                                   KeyAuthorityOptions options) {
   if (options.max_active_keys < 1) {
     return absl::InvalidArgumentError("max active keys must be at least 1");
   }
@@ -147,7 +146,7 @@ absl::StatusOr<std::unique_ptr<KeyAuthority>> KeyAuthority::Create(KeyStore* sto
 
 absl::Status KeyAuthority::LoadPrincipals() {
   std::string after;
-  absl::MutexLock lock(&principals_mu_);
+  MutexLock lock(&principals_mu_);
   for (;;) {
     absl::StatusOr<Page> page = store_->Scan(Table::kPrincipals, "", after, 1000);
     if (!page.ok()) return page.status();
@@ -164,14 +163,14 @@ absl::Status KeyAuthority::LoadPrincipals() {
 
 absl::StatusOr<Caller> KeyAuthority::Authenticate(std::string_view token) const {
   if (!IsWellFormedToken(token)) return absl::UnauthenticatedError("missing or malformed token");
-  absl::MutexLock lock(&principals_mu_);
+  MutexLock lock(&principals_mu_);
   auto it = principals_.find(Sha256Bytes(token));
   if (it == principals_.end()) return absl::UnauthenticatedError("unknown token");
   return it->second;
 }
 
 absl::StatusOr<bool> KeyAuthority::BootstrapAdmin(const std::string& token_path) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   absl::StatusOr<Page> any = store_->Scan(Table::kPrincipals, "", "", 1);
   if (!any.ok()) return any.status();
   if (!any->rows.empty()) return false;
@@ -260,7 +259,7 @@ absl::StatusOr<v1::CreateProjectResponse> KeyAuthority::CreateProject(
     const Caller& caller, const v1::CreateProjectRequest& req) {
   if (absl::Status s = Authorize(caller, Permission::kWrite); !s.ok()) return s;
   if (absl::Status s = CheckName(req.name(), "name"); !s.ok()) return s;
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   const absl::Time now = absl::Now();
   ProjectRecord project;
   v1::Project& p = *project.mutable_project();
@@ -311,14 +310,15 @@ absl::StatusOr<v1::ListProjectsResponse> KeyAuthority::ListProjects(
     if (!rec.ParseFromString(row.value)) return absl::DataLossError("project record");
     *resp.add_projects() = rec.project();
   }
-  if (page->more) resp.set_next_page_token(internal::EncodePageToken("projects", page->rows.back().key));
+  if (page->more)
+    resp.set_next_page_token(internal::EncodePageToken("projects", page->rows.back().key));
   return resp;
 }
 
 absl::StatusOr<v1::Project> KeyAuthority::SetApiAccess(const Caller& caller,
                                                        const v1::SetApiAccessRequest& req) {
   if (absl::Status s = Authorize(caller, Permission::kWrite); !s.ok()) return s;
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   absl::StatusOr<ProjectRecord> project = LoadProject(req.project_id());
   if (!project.ok()) return project.status();
   v1::Project& p = *project->mutable_project();
@@ -330,8 +330,9 @@ absl::StatusOr<v1::Project> KeyAuthority::SetApiAccess(const Caller& caller,
   v1::ProjectAccess* access = m.event.add_project_access();
   access->set_project_id(p.project_id());
   access->set_enabled(req.enabled());
-  m.audit = Audit(caller, req.enabled() ? "project.api_access_enabled" : "project.api_access_disabled",
-                  p.project_id(), "", "", absl::Now());
+  m.audit =
+      Audit(caller, req.enabled() ? "project.api_access_enabled" : "project.api_access_disabled",
+            p.project_id(), "", "", absl::Now());
   absl::StatusOr<uint64_t> rev = store_->Commit(std::move(m));
   if (!rev.ok()) return rev.status();
   return p;
@@ -344,16 +345,15 @@ absl::StatusOr<KeyAuthority::NewKey> KeyAuthority::GenerateKey(
   if (absl::Status s = CheckName(name, "name"); !s.ok()) return s;
   const absl::Time now = absl::Now();
   if (absl::Status s = CheckExpireTime(expire_time, now); !s.ok()) return s;
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   absl::StatusOr<ProjectRecord> project = LoadProject(project_id);
   if (!project.ok()) return project.status();
   absl::StatusOr<int> active = CountActiveKeys(project_id, now);
   if (!active.ok()) return active.status();
   if (*active >= options_.max_active_keys) {
     return absl::ResourceExhaustedError(
-        StrCat("project ", project_id, " already has ", *active,
-                     " active keys; the limit is ", options_.max_active_keys,
-                     ". Revoke or delete a key first."));
+        StrCat("project ", project_id, " already has ", *active, " active keys; the limit is ",
+               options_.max_active_keys, ". Revoke or delete a key first."));
   }
   Mutation m;
   absl::StatusOr<NewKey> made =
@@ -409,7 +409,7 @@ absl::StatusOr<v1::GetApiKeyValueResponse> KeyAuthority::GetApiKeyValue(
 absl::StatusOr<v1::Key> KeyAuthority::RevokeApiKey(const Caller& caller,
                                                    const v1::RevokeApiKeyRequest& req) {
   if (absl::Status s = Authorize(caller, Permission::kWrite); !s.ok()) return s;
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   absl::StatusOr<KeyRecord> rec = LoadKey(req.key_id());
   if (!rec.ok()) return rec.status();
   v1::Key& key = *rec->mutable_key();
@@ -437,10 +437,10 @@ absl::StatusOr<v1::RotateApiKeyResponse> KeyAuthority::RotateApiKey(
   if (absl::Status s = Authorize(caller, Permission::kWrite); !s.ok()) return s;
   const absl::Duration grace = FromProto(req.grace_period());
   if (grace < absl::ZeroDuration() || grace > options_.max_grace_period) {
-    return absl::InvalidArgumentError(StrCat(
-        "grace_period must be between 0 and ", absl::FormatDuration(options_.max_grace_period)));
+    return absl::InvalidArgumentError(StrCat("grace_period must be between 0 and ",
+                                             absl::FormatDuration(options_.max_grace_period)));
   }
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   absl::StatusOr<KeyRecord> rec = LoadKey(req.key_id());
   if (!rec.ok()) return rec.status();
   v1::Key& key = *rec->mutable_key();
@@ -488,7 +488,7 @@ absl::StatusOr<v1::DeleteSecretKeyResponse> KeyAuthority::DeleteSecretKey(
   if (req.confirm() != kDeleteConfirmation) {
     return absl::InvalidArgumentError("deleting a secret key needs confirm: \"DELETE\"");
   }
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   absl::StatusOr<KeyRecord> rec = LoadKey(req.key_id());
   if (!rec.ok()) return rec.status();
   const v1::Key& key = rec->key();
@@ -530,7 +530,7 @@ absl::StatusOr<v1::Key> KeyAuthority::WithUsage(v1::Key key) const {
 
 absl::Status KeyAuthority::RecordUsage(const Caller& caller, const v1::ReportUsageRequest& req) {
   if (absl::Status s = Authorize(caller, Permission::kSync); !s.ok()) return s;
-  absl::MutexLock lock(&usage_mu_);
+  MutexLock lock(&usage_mu_);
   std::vector<Write> writes;
   for (const v1::KeyUsage& u : req.usage()) {
     if (!CheckKeyId(u.key_id()).ok()) continue;
@@ -544,8 +544,8 @@ absl::Status KeyAuthority::RecordUsage(const Caller& caller, const v1::ReportUsa
       return absl::DataLossError("usage record");
     }
     usage.set_count(usage.count() + u.count());
-    usage.set_last_used_micros(std::max(usage.last_used_micros(),
-                                        absl::ToUnixMicros(FromProto(u.last_used_time()))));
+    usage.set_last_used_micros(
+        std::max(usage.last_used_micros(), absl::ToUnixMicros(FromProto(u.last_used_time()))));
     writes.push_back(Put(Table::kUsage, u.key_id(), usage));
   }
   if (writes.empty()) return absl::OkStatus();
@@ -627,11 +627,10 @@ absl::StatusOr<PrincipalRecord> KeyAuthority::AddPrincipal(const std::string& ac
   m.writes.push_back(Put(Table::kPrincipals, p.principal_id(), rec));
   m.writes.push_back(Write{Table::kTokens, rec.token_digest(), p.principal_id()});
   m.audit = Audit(Caller{"", actor, v1::ROLE_UNSPECIFIED}, "principal.created", "", "",
-                  StrCat(p.principal_id(), " name=", name, " role=", v1::Role_Name(role)),
-                  now);
+                  StrCat(p.principal_id(), " name=", name, " role=", v1::Role_Name(role)), now);
   absl::StatusOr<uint64_t> rev = store_->Commit(std::move(m));
   if (!rev.ok()) return rev.status();
-  absl::MutexLock lock(&principals_mu_);
+  MutexLock lock(&principals_mu_);
   principals_[rec.token_digest()] = Caller{p.principal_id(), p.name(), p.role()};
   return rec;
 }
@@ -643,7 +642,7 @@ absl::StatusOr<v1::CreatePrincipalResponse> KeyAuthority::CreatePrincipal(
   if (req.role() == v1::ROLE_UNSPECIFIED || !v1::Role_IsValid(req.role())) {
     return absl::InvalidArgumentError("role must be ADMIN, MANAGER, MEMBER or SIDECAR");
   }
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   const std::string token = GenerateToken();
   absl::StatusOr<PrincipalRecord> rec = AddPrincipal(caller.name, req.name(), req.role(), token);
   if (!rec.ok()) return rec.status();
@@ -677,12 +676,12 @@ absl::StatusOr<v1::ListPrincipalsResponse> KeyAuthority::ListPrincipals(
 absl::StatusOr<v1::DeletePrincipalResponse> KeyAuthority::DeletePrincipal(
     const Caller& caller, const v1::DeletePrincipalRequest& req) {
   if (absl::Status s = Authorize(caller, Permission::kPrincipals); !s.ok()) return s;
-  if (absl::Status s = CheckId(req.principal_id(), kPrincipalIdPrefix, kPrincipalIdRandomChars,
-                               "principal_id");
+  if (absl::Status s =
+          CheckId(req.principal_id(), kPrincipalIdPrefix, kPrincipalIdRandomChars, "principal_id");
       !s.ok()) {
     return s;
   }
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   absl::StatusOr<std::optional<std::string>> row =
       store_->Get(Table::kPrincipals, req.principal_id());
   if (!row.ok()) return row.status();
@@ -691,7 +690,7 @@ absl::StatusOr<v1::DeletePrincipalResponse> KeyAuthority::DeletePrincipal(
   if (!rec.ParseFromString(**row)) return absl::DataLossError("principal record");
   int admins = 0;
   {
-    absl::MutexLock plock(&principals_mu_);
+    MutexLock plock(&principals_mu_);
     for (const auto& [digest, c] : principals_) admins += c.role == v1::ROLE_ADMIN ? 1 : 0;
   }
   if (rec.principal().role() == v1::ROLE_ADMIN && admins <= 1) {
@@ -704,7 +703,7 @@ absl::StatusOr<v1::DeletePrincipalResponse> KeyAuthority::DeletePrincipal(
                   StrCat(req.principal_id(), " name=", rec.principal().name()), absl::Now());
   absl::StatusOr<uint64_t> rev = store_->Commit(std::move(m));
   if (!rev.ok()) return rev.status();
-  absl::MutexLock plock(&principals_mu_);
+  MutexLock plock(&principals_mu_);
   principals_.erase(rec.token_digest());
   v1::DeletePrincipalResponse resp;
   resp.set_revision(*rev);

@@ -18,11 +18,11 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "authority/internal/records.pb.h"
 #include "authority/key_store.h"
 #include "common/crypto.h"
+#include "common/mutex.h"
 #include "latchkey/v1/key_admin.pb.h"
 #include "latchkey/v1/key_sync.pb.h"
 
@@ -43,10 +43,10 @@ struct KeyAuthorityOptions {
 
 // What a caller may do; each role grants a set of these.
 enum class Permission {
-  kRead,       // metadata: projects, keys, audit (ADMIN, MANAGER, MEMBER)
-  kWrite,      // create, revoke, rotate, delete, read key values (ADMIN, MANAGER)
-  kPrincipals, // manage principals (ADMIN)
-  kSync,       // KeySync (ADMIN, SIDECAR)
+  kRead,        // metadata: projects, keys, audit (ADMIN, MANAGER, MEMBER)
+  kWrite,       // create, revoke, rotate, delete, read key values (ADMIN, MANAGER)
+  kPrincipals,  // manage principals (ADMIN)
+  kSync,        // KeySync (ADMIN, SIDECAR)
 };
 
 // OK, PERMISSION_DENIED for a caller whose role lacks `p`.
@@ -142,9 +142,9 @@ class KeyAuthority {
   const Sealer sealer_;
   const KeyAuthorityOptions options_;
 
-  absl::Mutex mu_;        // serializes mutations: each reads, checks, then commits
-  absl::Mutex usage_mu_;  // serializes usage read-add-write
-  mutable absl::Mutex principals_mu_;
+  Mutex mu_;        // serializes mutations: each reads, checks, then commits
+  Mutex usage_mu_;  // serializes usage read-add-write
+  mutable Mutex principals_mu_;
   // Token digest -> caller. Guarded by principals_mu_.
   absl::flat_hash_map<std::string, Caller> principals_ ABSL_GUARDED_BY(principals_mu_);
 };

@@ -1,8 +1,7 @@
 // latchkey-authority: owns all key state and streams it to sidecars.
+#include <CLI/CLI.hpp>
 #include <csignal>
 #include <iostream>
-
-#include <CLI/CLI.hpp>
 
 #include "absl/strings/str_join.h"
 #include "authority/server.h"
@@ -70,9 +69,8 @@ int main(int argc, char** argv) {
     bound.push_back(options.listen.addresses[i] + " (port " + std::to_string((*server)->port(i)) +
                     ")");
   }
-  spdlog::info("latchkey-authority {} serving on {}; data dir {}; admin token {}",
-               LATCHKEY_VERSION, absl::StrJoin(bound, ", "), options.data_dir,
-               (*server)->admin_token_path());
+  spdlog::info("latchkey-authority {} serving on {}; data dir {}; admin token {}", LATCHKEY_VERSION,
+               absl::StrJoin(bound, ", "), options.data_dir, (*server)->admin_token_path());
   const int sig = AwaitStopSignal(stop_signals);
   spdlog::info("signal {}: shutting down", sig);
   (*server)->Shutdown();

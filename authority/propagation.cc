@@ -8,18 +8,18 @@
 namespace latchkey {
 
 void PropagationTracker::Committed(uint64_t revision, absl::Time at) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   commit_times_[revision] = at;
   while (commit_times_.size() > kHistory) commit_times_.erase(commit_times_.begin());
 }
 
 void PropagationTracker::Connected(const std::string& sidecar_id) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   ++sidecars_[sidecar_id].streams;
 }
 
 void PropagationTracker::Disconnected(const std::string& sidecar_id) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto it = sidecars_.find(sidecar_id);
   if (it == sidecars_.end()) return;
   if (--it->second.streams <= 0) sidecars_.erase(it);
@@ -27,7 +27,7 @@ void PropagationTracker::Disconnected(const std::string& sidecar_id) {
 
 void PropagationTracker::Acknowledged(const std::string& sidecar_id, uint64_t applied_revision,
                                       absl::Time at) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto it = sidecars_.find(sidecar_id);
   if (it == sidecars_.end()) return;  // only connected sidecars count
   Sidecar& s = it->second;
@@ -43,7 +43,7 @@ absl::StatusOr<v1::GetPropagationResponse> PropagationTracker::Receipt(uint64_t 
     return absl::InvalidArgumentError(
         StrCat("revision must be between 1 and the head revision ", head));
   }
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   v1::GetPropagationResponse resp;
   resp.set_revision(revision);
   resp.set_head_revision(head);

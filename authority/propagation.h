@@ -18,8 +18,8 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/mutex.h"
 #include "latchkey/v1/key_admin.pb.h"
 
 namespace latchkey {
@@ -47,7 +47,7 @@ class PropagationTracker {
     std::deque<std::pair<uint64_t, absl::Time>> acks;
   };
 
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   std::map<uint64_t, absl::Time> commit_times_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, Sidecar> sidecars_ ABSL_GUARDED_BY(mu_);
 };

@@ -10,11 +10,11 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
-#include "common/strings.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "authority/key_store.h"
 #include "common/key_format.h"
+#include "common/mutex.h"
+#include "common/strings.h"
 
 namespace latchkey {
 namespace {
@@ -36,17 +36,10 @@ enum Cf : size_t {
   kCfUsage,
   kCfCount
 };
-const std::array<const char*, kCfCount> kCfNames = {
-    "default",  // rocksdb::kDefaultColumnFamilyName
-    "projects",
-    "keys",
-    "project_keys",
-    "digests",
-    "principals",
-    "tokens",
-    "events",
-    "audit",
-    "usage"};
+const std::array<const char*, kCfCount> kCfNames = {"default",  // rocksdb::kDefaultColumnFamilyName
+                                                    "projects", "keys",       "project_keys",
+                                                    "digests",  "principals", "tokens",
+                                                    "events",   "audit",      "usage"};
 
 Cf CfOf(Table t) {
   switch (t) {
@@ -130,7 +123,7 @@ class RocksDbStore : public KeyStore {
   uint64_t head_revision() const override { return head_.load(std::memory_order_acquire); }
 
   absl::StatusOr<uint64_t> Commit(Mutation m) override {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     const uint64_t revision = head_.load(std::memory_order_relaxed) + 1;
     m.event.set_revision(revision);
     m.audit.set_revision(revision);
@@ -237,19 +230,18 @@ class RocksDbStore : public KeyStore {
   }
 
   std::unique_ptr<StoreSnapshot> Snapshot() const override {
-    absl::MutexLock lock(&mu_);  // no commit between the view and its revision
+    MutexLock lock(&mu_);  // no commit between the view and its revision
     return std::make_unique<RocksSnapshot>(db_.get(), db_->GetSnapshot(), head_revision());
   }
 
   void SetCommitListener(CommitListener listener) override {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     listener_ = std::move(listener);
   }
 
  private:
   absl::StatusOr<Page> ScanCf(rocksdb::ReadOptions ro, rocksdb::ColumnFamilyHandle* cf,
-                              std::string_view prefix, std::string_view after,
-                              size_t limit) const {
+                              std::string_view prefix, std::string_view after, size_t limit) const {
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf));
     Page page;
     if (after.empty()) {
@@ -275,7 +267,7 @@ class RocksDbStore : public KeyStore {
   const std::string store_id_;
   const uint64_t retention_;
 
-  mutable absl::Mutex mu_;  // serializes commits
+  mutable Mutex mu_;            // serializes commits
   std::atomic<uint64_t> head_;  // written only under mu_; read anywhere
   std::atomic<uint64_t> commits_{0};
   std::atomic<uint64_t> advisory_writes_{0};
@@ -329,9 +321,8 @@ absl::StatusOr<std::unique_ptr<KeyStore>> OpenRocksDbStore(const RocksDbStoreOpt
                         EncodeRevision(head - options.event_retention + 1));
     if (!s.ok()) return cleanup(FromRocks(s, "trim events"));
   }
-  return std::unique_ptr<KeyStore>(new RocksDbStore(std::move(db), std::move(handles),
-                                                    std::move(store_id), head,
-                                                    options.event_retention));
+  return std::unique_ptr<KeyStore>(new RocksDbStore(
+      std::move(db), std::move(handles), std::move(store_id), head, options.event_retention));
 }
 
 }  // namespace latchkey

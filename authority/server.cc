@@ -4,13 +4,13 @@
 
 #include <filesystem>
 
-#include "common/strings.h"
 #include "absl/time/clock.h"
 #include "authority/admin_service.h"
 #include "authority/event_hub.h"
 #include "authority/propagation.h"
 #include "authority/sync_service.h"
 #include "common/log.h"
+#include "common/strings.h"
 
 namespace latchkey {
 
@@ -42,9 +42,8 @@ absl::StatusOr<std::unique_ptr<AuthorityServer>> AuthorityServer::Start(
   if (!store.ok()) return store.status();
   parts->store = *std::move(store);
 
-  const std::string master_key = options.master_key_file.empty()
-                                     ? options.data_dir + "/master.key"
-                                     : options.master_key_file;
+  const std::string master_key =
+      options.master_key_file.empty() ? options.data_dir + "/master.key" : options.master_key_file;
   absl::StatusOr<Sealer> sealer = Sealer::LoadOrCreate(master_key);
   if (!sealer.ok()) return sealer.status();
   KeyAuthorityOptions core_options;
@@ -100,9 +99,7 @@ void AuthorityServer::Shutdown(absl::Duration deadline) {
   parts_.reset();
 }
 
-std::string AuthorityServer::address(size_t i) const {
-  return StrCat("127.0.0.1:", port(i));
-}
+std::string AuthorityServer::address(size_t i) const { return StrCat("127.0.0.1:", port(i)); }
 
 std::string AuthorityServer::admin_token_path() const { return data_dir_ + "/admin.token"; }
 

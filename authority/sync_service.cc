@@ -2,12 +2,12 @@
 
 #include <deque>
 
-#include "common/strings.h"
 #include "absl/time/clock.h"
 #include "authority/admin_service.h"
 #include "authority/internal/records.pb.h"
 #include "common/log.h"
 #include "common/status.h"
+#include "common/strings.h"
 
 namespace latchkey {
 namespace {
@@ -109,7 +109,8 @@ class WatchStream final : public grpc::ServerWriteReactor<v1::WatchResponse>, pu
     const bool same_store = req.store_id().empty() || req.store_id() == store_->store_id();
     if (req.after_revision() > 0 && same_store) {
       // Probe: replay when the events are retained, snapshot when trimmed.
-      absl::StatusOr<std::vector<v1::KeyEvent>> probe = store_->EventsAfter(req.after_revision(), 0);
+      absl::StatusOr<std::vector<v1::KeyEvent>> probe =
+          store_->EventsAfter(req.after_revision(), 0);
       if (probe.ok()) {
         phase_ = Phase::kReplay;
         sent_ = req.after_revision();
@@ -308,7 +309,7 @@ class WatchStream final : public grpc::ServerWriteReactor<v1::WatchResponse>, pu
   bool claimed_ ABSL_GUARDED_BY(mu_) = false;
   bool kicked_ ABSL_GUARDED_BY(mu_) = false;  // work arrived while claimed
   bool live_ ABSL_GUARDED_BY(mu_) = false;
-  bool done_ ABSL_GUARDED_BY(mu_) = false;  // Finish issued
+  bool done_ ABSL_GUARDED_BY(mu_) = false;                 // Finish issued
   std::deque<SharedResponse> queue_ ABSL_GUARDED_BY(mu_);  // from the hub
   SharedResponse current_ ABSL_GUARDED_BY(mu_);            // being written
   std::optional<grpc::Status> end_status_ ABSL_GUARDED_BY(mu_);

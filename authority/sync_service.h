@@ -22,10 +22,7 @@ class SyncService final : public v1::KeySync::CallbackService {
  public:
   SyncService(KeyAuthority* authority, EventHub* hub, PropagationTracker* propagation,
               SyncServiceOptions options)
-      : authority_(authority),
-        hub_(hub),
-        propagation_(propagation),
-        options_(options) {}
+      : authority_(authority), hub_(hub), propagation_(propagation), options_(options) {}
 
   grpc::ServerWriteReactor<v1::WatchResponse>* Watch(grpc::CallbackServerContext* ctx,
                                                      const v1::WatchRequest* req) override;

@@ -3,9 +3,9 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 
-#include "common/strings.h"
 #include "absl/strings/str_join.h"
 #include "common/net.h"
+#include "common/strings.h"
 
 namespace latchkey {
 
@@ -23,7 +23,7 @@ absl::Status AddListeners(grpc::ServerBuilder& builder, const ListenOptions& opt
     if (!IsLocalAddress(address) && !options.allow_insecure_remote) {
       return absl::InvalidArgumentError(
           StrCat("refusing to listen on ", address,
-                       " without TLS; use a loopback address or pass --allow-insecure-remote"));
+                 " without TLS; use a loopback address or pass --allow-insecure-remote"));
     }
     builder.AddListeningPort(address, grpc::InsecureServerCredentials(),
                              IsUnixAddress(address) ? nullptr : &ports[i]);
@@ -37,8 +37,7 @@ absl::StatusOr<std::unique_ptr<grpc::Server>> StartServer(grpc::ServerBuilder& b
                                                           const std::vector<int>& ports) {
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server) {
-    return absl::InternalError(
-        StrCat("cannot listen on ", absl::StrJoin(options.addresses, ", ")));
+    return absl::InternalError(StrCat("cannot listen on ", absl::StrJoin(options.addresses, ", ")));
   }
   for (size_t i = 0; i < ports.size(); ++i) {
     if (!IsUnixAddress(options.addresses[i]) && ports[i] == 0) {

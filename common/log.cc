@@ -13,9 +13,8 @@ absl::Status InitLogging(const std::string& format, const std::string& level) {
   if (format == "json") {
     // Messages are built by our own code from ids, counts and addresses; the
     // pattern escapes nothing, so callers never log quotes or user text.
-    logger->set_pattern(
-        R"({"time":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l","thread":%t,"msg":"%v"})",
-        spdlog::pattern_time_type::utc);
+    logger->set_pattern(R"({"time":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l","thread":%t,"msg":"%v"})",
+                        spdlog::pattern_time_type::utc);
   } else if (format == "text") {
     logger->set_pattern("%Y-%m-%dT%H:%M:%S.%fZ %L %v", spdlog::pattern_time_type::utc);
   } else {

@@ -1,6 +1,5 @@
 #include "common/net.h"
 
-
 namespace latchkey {
 
 bool IsUnixAddress(std::string_view listen) { return listen.starts_with("unix:"); }

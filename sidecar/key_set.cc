@@ -100,7 +100,7 @@ Validation KeySet::Lookup(const Digest& digest, v1::KeyKind kind, absl::Time now
   Entry e;
   {
     const Shard& shard = shards_[ShardOf(digest)];
-    absl::ReaderMutexLock lock(&shard.mu);
+    ReaderMutexLock lock(&shard.mu);
     auto it = shard.map.find(digest);
     if (it == shard.map.end()) return Only(v1::UNKNOWN);
     e = it->second;
@@ -119,7 +119,7 @@ Validation KeySet::Lookup(const Digest& digest, v1::KeyKind kind, absl::Time now
 }
 
 bool KeySet::ProjectDisabled(const ProjectId& p) const {
-  absl::ReaderMutexLock lock(&disabled_mu_);
+  ReaderMutexLock lock(&disabled_mu_);
   return !disabled_.empty() && disabled_.contains(p);
 }
 
@@ -146,7 +146,7 @@ absl::Status KeySet::Apply(const v1::KeyEvent& event) {
       continue;
     }
     Shard& shard = shards_[ShardOf(digest)];
-    absl::MutexLock lock(&shard.mu);
+    MutexLock lock(&shard.mu);
     shard.map.insert_or_assign(digest, e);
   }
   for (const std::string& raw : event.removed_digests()) {
@@ -157,7 +157,7 @@ absl::Status KeySet::Apply(const v1::KeyEvent& event) {
     Digest digest;
     std::memcpy(digest.data(), raw.data(), digest.size());
     Shard& shard = shards_[ShardOf(digest)];
-    absl::MutexLock lock(&shard.mu);
+    MutexLock lock(&shard.mu);
     shard.map.erase(digest);
   }
   for (const v1::ProjectAccess& access : event.project_access()) {
@@ -166,7 +166,7 @@ absl::Status KeySet::Apply(const v1::KeyEvent& event) {
       first_error.Update(absl::InvalidArgumentError("malformed project id in event"));
       continue;
     }
-    absl::MutexLock lock(&disabled_mu_);
+    MutexLock lock(&disabled_mu_);
     if (access.enabled()) {
       disabled_.erase(p);
     } else {
@@ -179,7 +179,7 @@ absl::Status KeySet::Apply(const v1::KeyEvent& event) {
 size_t KeySet::size() const {
   size_t n = 0;
   for (const Shard& s : shards_) {
-    absl::ReaderMutexLock lock(&s.mu);
+    ReaderMutexLock lock(&s.mu);
     n += s.map.size();
   }
   return n;
@@ -188,7 +188,7 @@ size_t KeySet::size() const {
 std::vector<std::string> KeySet::Dump() const {
   std::vector<std::string> lines;
   for (const Shard& s : shards_) {
-    absl::ReaderMutexLock lock(&s.mu);
+    ReaderMutexLock lock(&s.mu);
     for (const auto& [digest, e] : s.map) {
       lines.push_back(StrCat(HexPrefix(AsBytes(digest), 32), " ", UnpackId(kKeyIdPrefix, e.key_id),
                              " ", static_cast<int>(e.kind), " ", static_cast<int>(e.state), " ",
@@ -201,7 +201,7 @@ std::vector<std::string> KeySet::Dump() const {
 
 std::vector<std::string> KeySet::DisabledProjects() const {
   std::vector<std::string> out;
-  absl::ReaderMutexLock lock(&disabled_mu_);
+  ReaderMutexLock lock(&disabled_mu_);
   for (const ProjectId& p : disabled_) out.push_back(UnpackId(kProjectIdPrefix, p));
   std::sort(out.begin(), out.end());
   return out;

@@ -1,8 +1,7 @@
 // latchkey-sidecar: validates keys from memory beside an ingestion pod.
+#include <CLI/CLI.hpp>
 #include <csignal>
 #include <iostream>
-
-#include <CLI/CLI.hpp>
 
 #include "absl/strings/str_join.h"
 #include "common/files.h"

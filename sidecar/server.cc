@@ -52,7 +52,7 @@ absl::StatusOr<std::unique_ptr<SidecarServer>> SidecarServer::Start(SidecarOptio
     return raw->options_.stale_policy == StalePolicy::kReject && !raw->fresh();
   };
   self->parts_->validator =
-      std::make_unique<ValidatorService>(&self->keys_, self->parts_->usage.get(), validator);
+      std::make_unique<ValidatorService>(&self->keys_, &self->parts_->usage->counter(), validator);
 
   EnableServerPlugins();
   grpc::ServerBuilder builder;

@@ -21,7 +21,7 @@ enum class StalePolicy { kServe, kReject };
 struct SidecarOptions {
   ListenOptions listen{{"127.0.0.1:7710"}};
   std::string authority = "127.0.0.1:7700";
-  std::string token;  // a SIDECAR (or ADMIN) principal's token
+  std::string token;       // a SIDECAR (or ADMIN) principal's token
   std::string sidecar_id;  // empty: hostname-pid
   absl::Duration max_staleness = absl::Seconds(30);
   StalePolicy stale_policy = StalePolicy::kServe;

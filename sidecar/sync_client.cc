@@ -8,9 +8,7 @@
 namespace latchkey {
 
 SyncClient::SyncClient(SyncOptions options, KeySet* keys)
-    : options_(std::move(options)),
-      keys_(keys),
-      stub_(v1::KeySync::NewStub(options_.channel)) {}
+    : options_(std::move(options)), keys_(keys), stub_(v1::KeySync::NewStub(options_.channel)) {}
 
 SyncClient::~SyncClient() { Stop(); }
 

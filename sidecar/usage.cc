@@ -5,6 +5,47 @@
 
 namespace latchkey {
 
+UsageCounter::Shard& UsageCounter::ShardFor(std::string_view key_id) {
+  return shards_[std::hash<std::string_view>()(key_id) % kShards];
+}
+
+void UsageCounter::Add(std::string_view key_id, uint64_t count, int64_t last_used_micros) {
+  Shard& shard = ShardFor(key_id);
+  MutexLock lock(&shard.mu);
+  auto it = shard.counts.find(absl::string_view(key_id.data(), key_id.size()));
+  if (it == shard.counts.end()) it = shard.counts.emplace(std::string(key_id), Count{}).first;
+  it->second.count += count;
+  it->second.last_used_micros = std::max(it->second.last_used_micros, last_used_micros);
+}
+
+void UsageCounter::Record(std::string_view key_id, absl::Time when) {
+  Add(key_id, 1, absl::ToUnixMicros(when));
+}
+
+void UsageCounter::Merge(const v1::ReportUsageRequest& usage) {
+  for (const v1::KeyUsage& u : usage.usage()) {
+    Add(u.key_id(), u.count(), absl::ToUnixMicros(FromProto(u.last_used_time())));
+  }
+}
+
+v1::ReportUsageRequest UsageCounter::Drain() {
+  v1::ReportUsageRequest req;
+  for (Shard& shard : shards_) {
+    absl::flat_hash_map<std::string, Count> taken;
+    {
+      MutexLock lock(&shard.mu);
+      taken.swap(shard.counts);
+    }
+    for (auto& [key_id, c] : taken) {
+      v1::KeyUsage* u = req.add_usage();
+      u->set_key_id(key_id);
+      u->set_count(c.count);
+      *u->mutable_last_used_time() = ToProto(absl::FromUnixMicros(c.last_used_micros));
+    }
+  }
+  return req;
+}
+
 UsageReporter::UsageReporter(std::shared_ptr<grpc::Channel> channel, std::string token,
                              std::string sidecar_id, absl::Duration interval)
     : stub_(v1::KeySync::NewStub(std::move(channel))),
@@ -13,19 +54,6 @@ UsageReporter::UsageReporter(std::shared_ptr<grpc::Channel> channel, std::string
       interval_(interval) {}
 
 UsageReporter::~UsageReporter() { Stop(); }
-
-UsageReporter::Shard& UsageReporter::ShardFor(std::string_view key_id) {
-  return shards_[std::hash<std::string_view>()(key_id) % kShards];
-}
-
-void UsageReporter::Record(std::string_view key_id, absl::Time when) {
-  Shard& shard = ShardFor(key_id);
-  absl::MutexLock lock(&shard.mu);
-  auto it = shard.counts.find(absl::string_view(key_id.data(), key_id.size()));
-  if (it == shard.counts.end()) it = shard.counts.emplace(std::string(key_id), Count{}).first;
-  ++it->second.count;
-  it->second.last_used_micros = std::max(it->second.last_used_micros, absl::ToUnixMicros(when));
-}
 
 void UsageReporter::Start() {
   thread_ = std::thread([this] { Loop(); });
@@ -45,37 +73,15 @@ void UsageReporter::Stop() {
 
 grpc::Status UsageReporter::Flush() {
   absl::MutexLock flush(&flush_mu_);
-  v1::ReportUsageRequest req;
-  req.set_sidecar_id(sidecar_id_);
-  for (Shard& shard : shards_) {
-    absl::flat_hash_map<std::string, Count> taken;
-    {
-      absl::MutexLock lock(&shard.mu);
-      taken.swap(shard.counts);
-    }
-    for (auto& [key_id, c] : taken) {
-      v1::KeyUsage* u = req.add_usage();
-      u->set_key_id(key_id);
-      u->set_count(c.count);
-      *u->mutable_last_used_time() = ToProto(absl::FromUnixMicros(c.last_used_micros));
-    }
-  }
+  v1::ReportUsageRequest req = counter_.Drain();
   if (req.usage().empty()) return grpc::Status::OK;
+  req.set_sidecar_id(sidecar_id_);
   grpc::ClientContext ctx;
   ctx.AddMetadata("authorization", "Bearer " + token_);
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
   v1::ReportUsageResponse resp;
   grpc::Status s = stub_->ReportUsage(&ctx, req, &resp);
-  if (!s.ok()) {
-    for (const v1::KeyUsage& u : req.usage()) {  // keep them for the next report
-      Shard& shard = ShardFor(u.key_id());
-      absl::MutexLock lock(&shard.mu);
-      Count& c = shard.counts[u.key_id()];
-      c.count += u.count();
-      c.last_used_micros = std::max(c.last_used_micros,
-                                    absl::ToUnixMicros(FromProto(u.last_used_time())));
-    }
-  }
+  if (!s.ok()) counter_.Merge(req);  // keep them for the next report
   return s;
 }
 

@@ -1,11 +1,11 @@
-// Counts validations per key and reports them to the authority.
+// Validation counts per key, and their delivery to the authority.
 //
-// Record() is on the hot path: one of 16 shard locks, held for one hash map
-// update. A reporter thread takes the counts every interval (and once more on
-// Stop) and sends them with KeySync.ReportUsage; counts a failed report could
-// not deliver are merged back and sent next time.
+// UsageCounter::Record is on the hot path: one of 16 shard locks, held for
+// one hash map update. UsageReporter takes the counts every interval (and
+// once more on Stop) and sends them with KeySync.ReportUsage; counts a failed
+// report could not deliver go back into the counter for the next one.
 //
-// A UsageReporter is safe for concurrent access from multiple threads.
+// Both are safe for concurrent access from multiple threads.
 #ifndef LATCHKEY_SIDECAR_USAGE_H_
 #define LATCHKEY_SIDECAR_USAGE_H_
 
@@ -14,30 +14,23 @@
 #include <array>
 #include <string>
 #include <thread>
-#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/mutex.h"
 #include "latchkey/v1/key_sync.grpc.pb.h"
 
 namespace latchkey {
 
-class UsageReporter {
+class UsageCounter {
  public:
-  UsageReporter(std::shared_ptr<grpc::Channel> channel, std::string token, std::string sidecar_id,
-                absl::Duration interval);
-  ~UsageReporter();  // Stop()
-
   void Record(std::string_view key_id, absl::Time when);
-
-  void Start();
-  // Flushes once more and stops. Idempotent.
-  void Stop();
-
-  // Sends what has been counted now. OK when there was nothing to send.
-  grpc::Status Flush();
+  // Adds counts back (from a report that failed).
+  void Merge(const v1::ReportUsageRequest& usage);
+  // Takes every count, leaving none.
+  v1::ReportUsageRequest Drain();
 
  private:
   struct Count {
@@ -45,12 +38,31 @@ class UsageReporter {
     int64_t last_used_micros = 0;
   };
   struct Shard {
-    absl::Mutex mu;
+    Mutex mu;
     absl::flat_hash_map<std::string, Count> counts ABSL_GUARDED_BY(mu);
   };
   static constexpr size_t kShards = 16;
-
   Shard& ShardFor(std::string_view key_id);
+  void Add(std::string_view key_id, uint64_t count, int64_t last_used_micros);
+
+  std::array<Shard, kShards> shards_;
+};
+
+class UsageReporter {
+ public:
+  UsageReporter(std::shared_ptr<grpc::Channel> channel, std::string token, std::string sidecar_id,
+                absl::Duration interval);
+  ~UsageReporter();  // Stop()
+
+  UsageCounter& counter() { return counter_; }
+
+  void Start();
+  // Flushes once more and stops. Idempotent.
+  void Stop();
+  // Sends what has been counted now. OK when there was nothing to send.
+  grpc::Status Flush();
+
+ private:
   void Loop();
 
   // Constant after construction.
@@ -59,7 +71,7 @@ class UsageReporter {
   const std::string sidecar_id_;
   const absl::Duration interval_;
 
-  std::array<Shard, kShards> shards_;
+  UsageCounter counter_;
   absl::Mutex flush_mu_;  // one report at a time
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

@@ -33,9 +33,9 @@ grpc::ServerUnaryReactor* ValidatorService::ValidateBatch(grpc::CallbackServerCo
                                                           v1::ValidateBatchResponse* resp) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   if (static_cast<size_t>(req->keys_size()) > options_.max_batch) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                 StrCat("a batch holds at most ", options_.max_batch, " keys; got ",
-                                        req->keys_size())));
+    reactor->Finish(grpc::Status(
+        grpc::StatusCode::INVALID_ARGUMENT,
+        StrCat("a batch holds at most ", options_.max_batch, " keys; got ", req->keys_size())));
     return reactor;
   }
   const bool rejecting = options_.rejecting();

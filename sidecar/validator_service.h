@@ -21,7 +21,7 @@ struct ValidatorOptions {
 // Thread-safe; `keys` and `usage` must outlive the service.
 class ValidatorService final : public v1::Validator::CallbackService {
  public:
-  ValidatorService(const KeySet* keys, UsageReporter* usage, ValidatorOptions options)
+  ValidatorService(const KeySet* keys, UsageCounter* usage, ValidatorOptions options)
       : keys_(keys), usage_(usage), options_(std::move(options)) {}
 
   grpc::ServerUnaryReactor* Validate(grpc::CallbackServerContext* ctx,
@@ -35,7 +35,7 @@ class ValidatorService final : public v1::Validator::CallbackService {
   void Check(const std::string& key, bool rejecting, absl::Time now, v1::ValidateResponse* out);
 
   const KeySet* const keys_;
-  UsageReporter* const usage_;
+  UsageCounter* const usage_;
   const ValidatorOptions options_;
 };
 

@@ -2,9 +2,9 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/escaping.h"
-#include "common/strings.h"
 #include "authority/internal/records.pb.h"
 #include "common/key_format.h"
+#include "common/strings.h"
 
 namespace latchkey::internal {
 
@@ -30,8 +30,8 @@ absl::Status CheckId(std::string_view id, std::string_view prefix, size_t random
                      std::string_view field) {
   if (id.empty()) return absl::InvalidArgumentError(StrCat(field, " is required"));
   if (!IsWellFormedId(id, prefix, random_chars)) {
-    return absl::InvalidArgumentError(StrCat(field, " must look like ", prefix, "<",
-                                                   random_chars, " base62 characters>"));
+    return absl::InvalidArgumentError(
+        StrCat(field, " must look like ", prefix, "<", random_chars, " base62 characters>"));
   }
   return absl::OkStatus();
 }
@@ -53,7 +53,8 @@ absl::StatusOr<std::string> DecodePageToken(std::string_view token, std::string_
   if (token.empty()) return std::string();
   std::string raw;
   PageToken decoded;
-  if (token.size() > 4096 || !absl::WebSafeBase64Unescape(absl::string_view(token.data(), token.size()), &raw) ||
+  if (token.size() > 4096 ||
+      !absl::WebSafeBase64Unescape(absl::string_view(token.data(), token.size()), &raw) ||
       !decoded.ParseFromString(raw) || decoded.scope() != scope || decoded.after().empty()) {
     return absl::InvalidArgumentError("page_token is not one this listing returned");
   }

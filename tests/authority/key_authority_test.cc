@@ -2,7 +2,9 @@
 // and a real RocksDB store.
 #include "authority/key_authority.h"
 
+#include <atomic>
 #include <catch2/catch.hpp>
+#include <thread>
 
 #include "absl/time/clock.h"
 #include "common/key_format.h"
@@ -59,7 +61,8 @@ TEST_CASE("rule 1: API and secret keys are created, named and listed per project
   AuthorityFixture f;
   const v1::CreateProjectResponse a = f.CreateProject("A");
   const v1::CreateProjectResponse b = f.CreateProject("B");
-  absl::StatusOr<v1::GenerateApiKeyResponse> api = f.GenerateApiKey(a.project().project_id(), "ios");
+  absl::StatusOr<v1::GenerateApiKeyResponse> api =
+      f.GenerateApiKey(a.project().project_id(), "ios");
   absl::StatusOr<v1::GenerateSecretKeyResponse> secret =
       f.GenerateSecretKey(a.project().project_id(), "billing export");
   REQUIRE(api.ok());
@@ -152,7 +155,8 @@ TEST_CASE("rule 2: audit pages follow each other with no gap or overlap") {
   req.set_page_size(4);
   std::vector<uint64_t> revs;
   do {
-    absl::StatusOr<v1::ListAuditEventsResponse> page = f.authority().ListAuditEvents(f.member(), req);
+    absl::StatusOr<v1::ListAuditEventsResponse> page =
+        f.authority().ListAuditEvents(f.member(), req);
     REQUIRE(page.ok());
     for (const v1::AuditEvent& e : page->events()) revs.push_back(e.revision());
     req.set_page_token(page->next_page_token());
@@ -252,14 +256,15 @@ TEST_CASE("rule 6: deleting a secret key needs confirm exactly DELETE") {
   const std::string project = f.CreateProject().project().project_id();
   const std::string id = f.GenerateSecretKey(project)->key().key_id();
   const uint64_t head = f.store().head_revision();
-  const std::string wrong = GENERATE(std::string("delete"), std::string(" DELETE"),
-                                     std::string(""), std::string("DELETE "), std::string("yes"));
+  const std::string wrong = GENERATE(std::string("delete"), std::string(" DELETE"), std::string(""),
+                                     std::string("DELETE "), std::string("yes"));
   REQUIRE(absl::IsInvalidArgument(Delete(f, id, wrong).status()));
   REQUIRE(f.store().head_revision() == head);
   REQUIRE(GetKey(f, id).state() == v1::KEY_STATE_ACTIVE);
 }
 
-TEST_CASE("rule 6: a deleted secret key is gone from every listing but the audit log remembers it") {
+TEST_CASE(
+    "rule 6: a deleted secret key is gone from every listing but the audit log remembers it") {
   AuthorityFixture f;
   const std::string project = f.CreateProject().project().project_id();
   const std::string id = f.GenerateSecretKey(project)->key().key_id();
@@ -562,8 +567,8 @@ TEST_CASE("list pages cover every key once and foreign or malformed page tokens 
   req.set_project_id(other);
   req.set_page_token(token);
   REQUIRE(absl::IsInvalidArgument(f.authority().ListKeys(f.member(), req).status()));
-  req.set_page_token(GENERATE(std::string("garbage!"), std::string("AAAA"),
-                              std::string(5000, 'A')));
+  req.set_page_token(
+      GENERATE(std::string("garbage!"), std::string("AAAA"), std::string(5000, 'A')));
   REQUIRE(absl::IsInvalidArgument(f.authority().ListKeys(f.member(), req).status()));
   req.set_page_size(-1);
   req.set_page_token("");
@@ -601,6 +606,35 @@ TEST_CASE("usage reports add up across sidecars with one store write per report"
   REQUIRE(key.use_count() == 2001);
   REQUIRE(key.last_used_time().seconds() == 1700000001);
   REQUIRE(absl::IsPermissionDenied(f.authority().RecordUsage(f.member(), {})));
+}
+
+}  // namespace
+}  // namespace latchkey
+
+namespace latchkey {
+namespace {
+
+TEST_CASE("rule 7 holds under concurrent creates: exactly the limit is reached", "[concurrency]") {
+  testing::AuthorityFixture f;
+  const std::string project = f.CreateProject().project().project_id();
+  std::atomic<int> created{0}, refused{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 20; ++i) {
+        absl::StatusOr<v1::GenerateApiKeyResponse> r = f.GenerateApiKey(project);
+        if (r.ok()) {
+          ++created;
+        } else if (absl::IsResourceExhausted(r.status())) {
+          ++refused;
+        }
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  REQUIRE(created == 49);  // + the legacy key = 50
+  REQUIRE(refused == 80 - 49);
+  REQUIRE(f.ListKeys(project).size() == 50);
 }
 
 }  // namespace

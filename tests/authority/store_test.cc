@@ -1,4 +1,5 @@
 #include <catch2/catch.hpp>
+#include <thread>
 
 #include "authority/key_store.h"
 #include "tests/testing/testing.h"
@@ -108,6 +109,32 @@ TEST_CASE("scans page by prefix and resume after the last key") {
   REQUIRE(rest->rows.size() == 1);
   REQUIRE(rest->rows[0].key == "a3");
   REQUIRE_FALSE(rest->more);
+}
+
+}  // namespace
+}  // namespace latchkey
+
+namespace latchkey {
+namespace {
+
+TEST_CASE("concurrent commits get unique contiguous revisions, heard in order", "[concurrency]") {
+  testing::TempDir dir;
+  auto store = Open(dir.path());
+  std::vector<uint64_t> heard;  // written under the store's commit lock
+  store->SetCommitListener([&](const v1::KeyEvent& e) { heard.push_back(e.revision()); });
+  std::vector<std::vector<uint64_t>> got(4);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 50; ++i) got[t].push_back(*store->Commit(Put("k", "v")));
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  std::vector<uint64_t> all;
+  for (const auto& g : got) all.insert(all.end(), g.begin(), g.end());
+  std::sort(all.begin(), all.end());
+  for (size_t i = 0; i < all.size(); ++i) REQUIRE(all[i] == i + 1);
+  REQUIRE(heard == all);
 }
 
 }  // namespace

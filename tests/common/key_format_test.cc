@@ -21,8 +21,7 @@ TEST_CASE("generated API and secret keys have the documented shape and parse as 
 TEST_CASE("the checksum is zlib CRC-32 of the body in 6 base62 digits, most significant first") {
   const std::string body = "lkp_" + std::string(32, 'a');
   uint32_t crc = crc32(0L, reinterpret_cast<const Bytef*>(body.data()), body.size());
-  const std::string alphabet =
-      "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+  const std::string alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
   std::string expected;
   for (int i = 0; i < 6; ++i) {
     expected.insert(expected.begin(), alphabet[crc % 62]);
@@ -41,11 +40,11 @@ TEST_CASE("malformed keys are rejected without a lookup") {
   typo[10] = typo[10] == 'a' ? 'b' : 'a';
   std::string bad_checksum = good;
   bad_checksum.back() = bad_checksum.back() == '0' ? '1' : '0';
-  const std::string malformed = GENERATE_COPY(
-      std::string(""), std::string("lkp_"), good.substr(0, 41), good + "x",
-      std::string("lkx_") + good.substr(4), "lkt_" + good.substr(4), typo, bad_checksum,
-      good.substr(0, 20) + "!" + good.substr(21), std::string(10 * 1024, 'A'),
-      std::string("lkp_") + std::string(38, '\0'));
+  const std::string malformed =
+      GENERATE_COPY(std::string(""), std::string("lkp_"), good.substr(0, 41), good + "x",
+                    std::string("lkx_") + good.substr(4), "lkt_" + good.substr(4), typo,
+                    bad_checksum, good.substr(0, 20) + "!" + good.substr(21),
+                    std::string(10 * 1024, 'A'), std::string("lkp_") + std::string(38, '\0'));
   REQUIRE(ParseKey(malformed) == v1::KEY_KIND_UNSPECIFIED);
 }
 

@@ -22,8 +22,8 @@ TEST_CASE("the authority lists its services through server reflection") {
                                 dir / "authority.log");
   REQUIRE(authority.WaitForLog("serving on", std::chrono::seconds(20)));
 
-  auto stub = ServerReflection::NewStub(grpc::CreateChannel(
-      "127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
+  auto stub = ServerReflection::NewStub(
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
   grpc::ClientContext ctx;
   auto stream = stub->ServerReflectionInfo(&ctx);
   ServerReflectionRequest req;

@@ -1,9 +1,8 @@
 // The real binaries: one authority, three sidecars, each its own process.
 #include <signal.h>
 
-#include <fstream>
-
 #include <catch2/catch.hpp>
+#include <fstream>
 
 #include "tests/testing/cluster.h"
 
@@ -63,8 +62,8 @@ TEST_CASE("a revocation reaches three sidecar processes, which survive the autho
   for (size_t i = 0; i < p.sidecar_addresses.size(); ++i) {
     REQUIRE(testing::Eventually(
         [&] { return Verdict(p.sidecar_addresses[i], key.api_key()) == v1::REVOKED; }));
-    const auto delay = std::chrono::duration<double, std::milli>(
-        std::chrono::steady_clock::now() - revoked_at);
+    const auto delay =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - revoked_at);
     std::printf("revocation visible on pod-%zu %.2f ms after RevokeApiKey returned\n", i,
                 delay.count());
   }

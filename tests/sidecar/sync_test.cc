@@ -105,9 +105,9 @@ TEST_CASE("malformed strings are MALFORMED, and a batch answers in order") {
   bad_checksum.back() = bad_checksum.back() == 'A' ? 'B' : 'A';
   auto stub = v1::Validator::NewStub(testing::Channel(s.address()));
   v1::ValidateBatchRequest req;
-  for (const std::string& k : {p.legacy_api_key(), bad_checksum, std::string("lks_") +
-                               p.legacy_api_key().substr(4), std::string(),
-                               std::string(10 * 1024, '#'), GenerateKey(v1::SECRET_KEY)}) {
+  for (const std::string& k :
+       {p.legacy_api_key(), bad_checksum, std::string("lks_") + p.legacy_api_key().substr(4),
+        std::string(), std::string(10 * 1024, '#'), GenerateKey(v1::SECRET_KEY)}) {
     req.add_keys(k);
   }
   grpc::ClientContext ctx;
@@ -145,11 +145,14 @@ TEST_CASE("past --max-staleness a sidecar turns NOT_SERVING, and rejects under r
   REQUIRE(c.AllCaughtUp());
   REQUIRE(Verdict(s2.address(), p.legacy_api_key()) == v1::VALID);
   for (SidecarServer* s : {&s1, &s2}) {
-    REQUIRE(Eventually([&] { return testing::Health(testing::Channel(s->address())) == "SERVING"; }));
+    REQUIRE(
+        Eventually([&] { return testing::Health(testing::Channel(s->address())) == "SERVING"; }));
   }
   c.StopAuthority();
-  REQUIRE(Eventually([&] { return testing::Health(testing::Channel(s1.address())) == "NOT_SERVING"; }));
-  REQUIRE(Eventually([&] { return testing::Health(testing::Channel(s2.address())) == "NOT_SERVING"; }));
+  REQUIRE(
+      Eventually([&] { return testing::Health(testing::Channel(s1.address())) == "NOT_SERVING"; }));
+  REQUIRE(
+      Eventually([&] { return testing::Health(testing::Channel(s2.address())) == "NOT_SERVING"; }));
   REQUIRE(Verdict(s1.address(), p.legacy_api_key()) == v1::VALID);
   REQUIRE(Verdict(s2.address(), p.legacy_api_key()) == v1::UNKNOWN);
   REQUIRE(Verdict(s2.address(), "garbage") == v1::MALFORMED);
@@ -182,7 +185,8 @@ TEST_CASE("a sidecar offline past the event retention catches up by snapshot to 
   {
     // While it is down, 30 mutations straight into its store.
     auto store = *OpenRocksDbStore({c.dir() / "authority/db", 10});
-    auto core = *KeyAuthority::Create(store.get(), *Sealer::LoadOrCreate(c.dir() / "authority/master.key"), {});
+    auto core = *KeyAuthority::Create(store.get(),
+                                      *Sealer::LoadOrCreate(c.dir() / "authority/master.key"), {});
     const Caller admin{"prn_x", "admin", v1::ROLE_ADMIN};
     for (int i = 0; i < 30; ++i) {
       v1::GenerateSecretKeyRequest g;

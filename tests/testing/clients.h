@@ -38,7 +38,7 @@ struct Admin {
 
   template <typename Req, typename Resp>
   grpc::Status Call(grpc::Status (v1::KeyAdmin::Stub::*method)(grpc::ClientContext*, const Req&,
-                                                                Resp*),
+                                                               Resp*),
                     const Req& req, Resp* resp) {
     return ((*stub).*method)(AuthContext(token).get(), req, resp);
   }

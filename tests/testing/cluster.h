@@ -39,8 +39,8 @@ class Cluster {
     absl::StatusOr<std::unique_ptr<AuthorityServer>> started = AuthorityServer::Start(options);
     REQUIRE(started.ok());
     authority_ = *std::move(started);
-    admin_ = std::make_unique<Admin>(authority_->address(),
-                                     TokenFrom(authority_->admin_token_path()));
+    admin_ =
+        std::make_unique<Admin>(authority_->address(), TokenFrom(authority_->admin_token_path()));
     if (sidecar_token_.empty()) {
       sidecar_token_ = admin_->CreatePrincipal("sidecars", v1::ROLE_SIDECAR);
     }

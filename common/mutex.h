@@ -1,0 +1,56 @@
+// A reader/writer mutex that ThreadSanitizer can see.
+//
+// Debian's Abseil is not built with TSan: absl::Mutex locks and unlocks
+// inside uninstrumented code, so TSan sees no ordering between threads that
+// use it and reports every access it guards as a race. This Mutex is a
+// std::shared_mutex (pthread rwlock, which TSan intercepts) carrying clang's
+// thread-safety annotations, so ABSL_GUARDED_BY still checks at compile time.
+//
+// Use it for data structures the [concurrency] tests run under TSan (the key
+// set, usage counters, propagation tracker). absl::Mutex remains in control
+// threads that wait on conditions (Await), which those tests do not cover.
+#ifndef LATCHKEY_COMMON_MUTEX_H_
+#define LATCHKEY_COMMON_MUTEX_H_
+
+#include <shared_mutex>
+
+#include "absl/base/thread_annotations.h"
+
+namespace latchkey {
+
+class ABSL_LOCKABLE Mutex {
+ public:
+  void Lock() ABSL_EXCLUSIVE_LOCK_FUNCTION() { mu_.lock(); }
+  void Unlock() ABSL_UNLOCK_FUNCTION() { mu_.unlock(); }
+  void ReaderLock() ABSL_SHARED_LOCK_FUNCTION() { mu_.lock_shared(); }
+  void ReaderUnlock() ABSL_UNLOCK_FUNCTION() { mu_.unlock_shared(); }
+
+ private:
+  std::shared_mutex mu_;
+};
+
+class ABSL_SCOPED_LOCKABLE MutexLock {
+ public:
+  explicit MutexLock(Mutex* mu) ABSL_EXCLUSIVE_LOCK_FUNCTION(mu) : mu_(mu) { mu_->Lock(); }
+  ~MutexLock() ABSL_UNLOCK_FUNCTION() { mu_->Unlock(); }
+  MutexLock(const MutexLock&) = delete;
+  MutexLock& operator=(const MutexLock&) = delete;
+
+ private:
+  Mutex* const mu_;
+};
+
+class ABSL_SCOPED_LOCKABLE ReaderMutexLock {
+ public:
+  explicit ReaderMutexLock(Mutex* mu) ABSL_SHARED_LOCK_FUNCTION(mu) : mu_(mu) { mu_->ReaderLock(); }
+  ~ReaderMutexLock() ABSL_UNLOCK_FUNCTION() { mu_->ReaderUnlock(); }
+  ReaderMutexLock(const ReaderMutexLock&) = delete;
+  ReaderMutexLock& operator=(const ReaderMutexLock&) = delete;
+
+ private:
+  Mutex* const mu_;
+};
+
+}  // namespace latchkey
+
+#endif  // LATCHKEY_COMMON_MUTEX_H_
