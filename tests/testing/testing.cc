@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -81,6 +82,35 @@ std::string Subprocess::Log() const { return ReadFile(log_path_); }
 
 bool Subprocess::WaitForLog(const std::string& needle, std::chrono::milliseconds timeout) const {
   return Eventually([&] { return Log().find(needle) != std::string::npos; }, timeout);
+}
+
+CommandResult RunCommand(const std::vector<std::string>& argv, const std::string& input,
+                         const std::vector<std::string>& env) {
+  TempDir dir;
+  const std::string in_path = dir / "stdin", out_path = dir / "stdout", err_path = dir / "stderr";
+  std::ofstream(in_path) << input;
+  const pid_t pid = fork();
+  if (pid == 0) {
+    int in = open(in_path.c_str(), O_RDONLY);
+    int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int err = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    dup2(in, 0);
+    dup2(out, 1);
+    dup2(err, 2);
+    for (const std::string& e : env) putenv(strdup(e.c_str()));
+    std::vector<char*> args;
+    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  int raw = 0;
+  waitpid(pid, &raw, 0);
+  CommandResult r;
+  r.exit_code = WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
+  r.out = ReadFile(out_path);
+  r.err = ReadFile(err_path);
+  return r;
 }
 
 bool Eventually(const std::function<bool()>& done, std::chrono::milliseconds timeout) {

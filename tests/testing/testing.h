@@ -51,6 +51,16 @@ class Subprocess {
   std::string log_path_;
 };
 
+struct CommandResult {
+  int exit_code = -1;
+  std::string out;  // stdout
+  std::string err;  // stderr
+};
+
+// Runs a command to completion with no terminal on stdin (it reads `input`).
+CommandResult RunCommand(const std::vector<std::string>& argv, const std::string& input = "",
+                         const std::vector<std::string>& env = {});
+
 // Polls `done` every millisecond until it is true or `timeout` passes.
 bool Eventually(const std::function<bool()>& done,
                 std::chrono::milliseconds timeout = std::chrono::seconds(10));

@@ -1,0 +1,480 @@
+#include "cli/ctl.h"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include "absl/strings/numbers.h"
+#include "absl/time/clock.h"
+#include "common/files.h"
+#include "common/key_format.h"
+#include "common/strings.h"
+#include "common/time_util.h"
+#include "latchkey/v1/validator.grpc.pb.h"
+
+namespace latchkey::cli {
+namespace {
+
+// absl durations, plus whole days ("30d").
+std::optional<absl::Duration> ParseDuration(const std::string& text) {
+  int64_t days = 0;
+  if (text.size() > 1 && text.back() == 'd' &&
+      absl::SimpleAtoi(absl::string_view(text.data(), text.size() - 1), &days)) {
+    return absl::Hours(24 * days);
+  }
+  absl::Duration d;
+  if (absl::ParseDuration(text, &d)) return d;
+  return std::nullopt;
+}
+
+// Fills `expire` from --expires-in / --expires-at; false on bad input.
+bool ExpireTime(const KeyOptions& o, google::protobuf::Timestamp* expire, std::ostream& err) {
+  if (!o.expire_in.empty()) {
+    std::optional<absl::Duration> d = ParseDuration(o.expire_in);
+    if (!d) {
+      err << "error: --expires-in takes a duration such as 90m, 720h or 30d\n";
+      return false;
+    }
+    *expire = ToProto(absl::Now() + *d);
+  } else if (!o.expire_at.empty()) {
+    absl::Time t;
+    std::string why;
+    if (!absl::ParseTime(absl::RFC3339_full, o.expire_at, &t, &why)) {
+      err << "error: --expires-at takes an RFC 3339 time such as 2027-01-31T00:00:00Z\n";
+      return false;
+    }
+    *expire = ToProto(t);
+  }
+  return true;
+}
+
+std::string CodeName(grpc::StatusCode code) {
+  static const char* const kNames[] = {"OK",
+                                       "CANCELLED",
+                                       "UNKNOWN",
+                                       "INVALID_ARGUMENT",
+                                       "DEADLINE_EXCEEDED",
+                                       "NOT_FOUND",
+                                       "ALREADY_EXISTS",
+                                       "PERMISSION_DENIED",
+                                       "RESOURCE_EXHAUSTED",
+                                       "FAILED_PRECONDITION",
+                                       "ABORTED",
+                                       "OUT_OF_RANGE",
+                                       "UNIMPLEMENTED",
+                                       "INTERNAL",
+                                       "UNAVAILABLE",
+                                       "DATA_LOSS",
+                                       "UNAUTHENTICATED"};
+  const int i = static_cast<int>(code);
+  return i >= 0 && i <= 16 ? kNames[i] : StrCat("CODE_", i);
+}
+
+}  // namespace
+
+Ctl::Ctl(Globals globals, std::ostream& out, std::ostream& err)
+    : globals_(std::move(globals)), out_(out), err_(err) {
+  if (globals_.token.empty()) {
+    absl::StatusOr<std::string> token = ReadTokenFile(globals_.token_file);
+    if (token.ok()) globals_.token = *token;
+  }
+  admin_ = v1::KeyAdmin::NewStub(
+      grpc::CreateChannel(globals_.authority, grpc::InsecureChannelCredentials()));
+}
+
+std::unique_ptr<grpc::ClientContext> Ctl::Context() const {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  if (!globals_.token.empty()) ctx->AddMetadata("authorization", "Bearer " + globals_.token);
+  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(15));
+  return ctx;
+}
+
+int Ctl::Fail(const std::string& what, const grpc::Status& status) {
+  err_ << "error: " << what << ": " << CodeName(status.error_code()) << ": "
+       << status.error_message() << "\n";
+  if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED && globals_.token.empty()) {
+    err_ << "hint: no token; set LATCHKEY_TOKEN or --token-file (tried " << globals_.token_file
+         << ")\n";
+  }
+  return 1;
+}
+
+int Ctl::ProjectCreate(const std::string& name) {
+  v1::CreateProjectRequest req;
+  req.set_name(name);
+  v1::CreateProjectResponse resp;
+  if (grpc::Status s = admin_->CreateProject(Context().get(), req, &resp); !s.ok()) {
+    return Fail("create project", s);
+  }
+  if (globals_.format == Format::kJson) {
+    PrintJson(out_, resp);
+    return 0;
+  }
+  out_ << "Created project " << resp.project().project_id() << " (" << resp.project().name()
+       << ").\nIts legacy API key " << resp.legacy_key().key_id() << ":\n\n  "
+       << resp.legacy_api_key() << "\n\n";
+  return 0;
+}
+
+int Ctl::ProjectList() {
+  v1::ListProjectsRequest req;
+  req.set_page_size(1000);
+  v1::ListProjectsResponse all;
+  do {
+    v1::ListProjectsResponse page;
+    if (grpc::Status s = admin_->ListProjects(Context().get(), req, &page); !s.ok()) {
+      return Fail("list projects", s);
+    }
+    all.mutable_projects()->MergeFrom(page.projects());
+    req.set_page_token(page.next_page_token());
+  } while (!req.page_token().empty());
+  if (globals_.format == Format::kJson) {
+    PrintJson(out_, all);
+    return 0;
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const v1::Project& p : all.projects()) rows.push_back(ProjectRow(p));
+  PrintTable(out_, ProjectHeader(), rows);
+  return 0;
+}
+
+int Ctl::ProjectGet(const std::string& project_id) {
+  v1::GetProjectRequest req;
+  req.set_project_id(project_id);
+  v1::Project p;
+  if (grpc::Status s = admin_->GetProject(Context().get(), req, &p); !s.ok()) {
+    return Fail("get project", s);
+  }
+  if (globals_.format == Format::kJson) {
+    PrintJson(out_, p);
+  } else {
+    PrintTable(out_, ProjectHeader(), {ProjectRow(p)});
+  }
+  return 0;
+}
+
+int Ctl::ProjectSetAccess(const std::string& project_id, bool enabled) {
+  v1::SetApiAccessRequest req;
+  req.set_project_id(project_id);
+  req.set_enabled(enabled);
+  v1::Project p;
+  if (grpc::Status s = admin_->SetApiAccess(Context().get(), req, &p); !s.ok()) {
+    return Fail(enabled ? "enable API access" : "disable API access", s);
+  }
+  if (globals_.format == Format::kJson) {
+    PrintJson(out_, p);
+  } else {
+    out_ << "API access for " << p.project_id() << " is " << (enabled ? "enabled" : "DISABLED")
+         << (enabled ? ".\n" : ": every key of the project now fails validation.\n");
+  }
+  return 0;
+}
+
+int Ctl::KeyGenerate(const std::string& project_id, const KeyOptions& options) {
+  v1::GenerateApiKeyRequest req;
+  req.set_project_id(project_id);
+  req.set_name(options.name);
+  if (!ExpireTime(options, req.mutable_expire_time(), err_)) return 2;
+  v1::GenerateApiKeyResponse resp;
+  if (grpc::Status s = admin_->GenerateApiKey(Context().get(), req, &resp); !s.ok()) {
+    return Fail("generate API key", s);
+  }
+  if (globals_.format == Format::kJson) {
+    PrintJson(out_, resp);
+    return 0;
+  }
+  out_ << "Generated API key " << resp.key().key_id() << " (" << resp.key().name() << "):\n\n  "
+       << resp.api_key() << "\n\n";
+  return 0;
+}
+
+int Ctl::KeyList(const std::string& project_id) {
+  v1::ListKeysRequest req;
+  req.set_project_id(project_id);
+  req.set_page_size(1000);
+  v1::ListKeysResponse all;
+  do {
+    v1::ListKeysResponse page;
+    if (grpc::Status s = admin_->ListKeys(Context().get(), req, &page); !s.ok()) {
+      return Fail("list keys", s);
+    }
+    all.mutable_keys()->MergeFrom(page.keys());
+    req.set_page_token(page.next_page_token());
+  } while (!req.page_token().empty());
+  if (globals_.format == Format::kJson) {
+    PrintJson(out_, all);
+    return 0;
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const v1::Key& k : all.keys()) rows.push_back(KeyRow(k));
+  PrintTable(out_, KeyHeader(), rows);
+  return 0;
+}
+
+int Ctl::KeyGet(const std::string& key_id) {
+  v1::GetKeyRequest req;
+  req.set_key_id(key_id);
+  v1::Key key;
+  if (grpc::Status s = admin_->GetKey(Context().get(), req, &key); !s.ok()) {
+    return Fail("get key", s);
+  }
+  if (globals_.format == Format::kJson) {
+    PrintJson(out_, key);
+  } else {
+    PrintTable(out_, KeyHeader(), {KeyRow(key)});
+    out_ << "use count: " << key.use_count() << "   revision: " << key.revision() << "\n";
+  }
+  return 0;
+}
+
+int Ctl::KeyValue(const std::string& key_id) {
+  v1::GetApiKeyValueRequest req;
+  req.set_key_id(key_id);
+  v1::GetApiKeyValueResponse resp;
+  if (grpc::Status s = admin_->GetApiKeyValue(Context().get(), req, &resp); !s.ok()) {
+    return Fail("get API key value", s);
+  }
+  if (globals_.format == Format::kJson) {
+    PrintJson(out_, resp);
+  } else {
+    out_ << resp.api_key() << "\n";
+  }
+  return 0;
+}
+
+int Ctl::KeyRevoke(const std::string& key_id, std::optional<absl::Duration> wait) {
+  v1::RevokeApiKeyRequest req;
+  req.set_key_id(key_id);
+  v1::Key key;
+  if (grpc::Status s = admin_->RevokeApiKey(Context().get(), req, &key); !s.ok()) {
+    return Fail("revoke API key", s);
+  }
+  if (globals_.format == Format::kJson && !wait) {
+    PrintJson(out_, key);
+    return 0;
+  }
+  if (!wait) {
+    out_ << "revoked " << key.key_id() << " (" << key.name() << ") at revision " << key.revision()
+         << "\n";
+    return 0;
+  }
+  return WaitForPropagation(key.revision(), *wait, "revoked");
+}
+
+int Ctl::WaitForPropagation(uint64_t revision, absl::Duration timeout, const std::string& what) {
+  const absl::Time deadline = absl::Now() + timeout;
+  v1::GetPropagationRequest req;
+  req.set_revision(revision);
+  v1::GetPropagationResponse receipt;
+  for (;;) {
+    if (grpc::Status s = admin_->GetPropagation(Context().get(), req, &receipt); !s.ok()) {
+      return Fail("get propagation", s);
+    }
+    const bool all = receipt.sidecars_applied() == receipt.sidecars_connected();
+    if (all || absl::Now() >= deadline) break;
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+  if (globals_.format == Format::kJson) {
+    PrintJson(out_, receipt);
+  } else if (receipt.sidecars_connected() == 0) {
+    out_ << what << "; no sidecars connected\n";
+  } else {
+    const double ms = absl::ToDoubleMilliseconds(FromProto(receipt.slowest_apply_delay()));
+    out_ << what << "; applied on " << receipt.sidecars_applied() << "/"
+         << receipt.sidecars_connected() << " sidecars in " << fmt::format("{:.1f}", ms) << " ms";
+    for (int i = 0; i < receipt.missing_sidecar_ids_size(); ++i) {
+      out_ << (i == 0 ? "; missing: " : ", ") << receipt.missing_sidecar_ids(i);
+    }
+    out_ << "\n";
+  }
+  if (receipt.sidecars_applied() == receipt.sidecars_connected()) return 0;
+  err_ << "error: timed out after " << absl::FormatDuration(timeout)
+       << " waiting for every sidecar to apply revision " << revision << "\n";
+  return 3;
+}
+
+int Ctl::KeyRotate(const std::string& key_id, const std::string& grace) {
+  v1::RotateApiKeyRequest req;
+  req.set_key_id(key_id);
+  if (!grace.empty()) {
+    std::optional<absl::Duration> d = ParseDuration(grace);
+    if (!d) {
+      err_ << "error: --grace takes a duration such as 30m, 24h or 7d\n";
+      return 2;
+    }
+    *req.mutable_grace_period() = ToProto(*d);
+  }
+  v1::RotateApiKeyResponse resp;
+  if (grpc::Status s = admin_->RotateApiKey(Context().get(), req, &resp); !s.ok()) {
+    return Fail("rotate API key", s);
+  }
+  if (globals_.format == Format::kJson) {
+    PrintJson(out_, resp);
+    return 0;
+  }
+  out_ << "Rotated " << resp.key().key_id() << " (" << resp.key().name() << "). New value:\n\n  "
+       << resp.api_key() << "\n\nThe old value "
+       << (grace.empty() ? "stopped working now.\n"
+                         : "works until " + FormatTime(resp.previous_valid_until()) + ".\n");
+  return 0;
+}
+
+int Ctl::SecretGenerate(const std::string& project_id, const KeyOptions& options) {
+  v1::GenerateSecretKeyRequest req;
+  req.set_project_id(project_id);
+  req.set_name(options.name);
+  if (!ExpireTime(options, req.mutable_expire_time(), err_)) return 2;
+  v1::GenerateSecretKeyResponse resp;
+  if (grpc::Status s = admin_->GenerateSecretKey(Context().get(), req, &resp); !s.ok()) {
+    return Fail("generate secret key", s);
+  }
+  if (globals_.format == Format::kJson) {
+    PrintJson(out_, resp);
+    return 0;
+  }
+  out_ << "Generated secret key " << resp.key().key_id() << " (" << resp.key().name()
+       << "). It is shown once; store it now:\n\n  " << resp.secret_key() << "\n\n";
+  return 0;
+}
+
+int Ctl::SecretDelete(const std::string& key_id, const std::string& confirm) {
+  std::string typed = confirm;
+  if (typed.empty()) {
+    if (!isatty(STDIN_FILENO)) {
+      err_ << "error: refusing to delete " << key_id
+           << " without confirmation: no terminal to ask at; pass --confirm DELETE\n";
+      return 2;
+    }
+    err_ << "Deleting secret key " << key_id
+         << " cannot be undone; it stops working everywhere.\nType DELETE to confirm: ";
+    std::getline(std::cin, typed);
+  }
+  v1::DeleteSecretKeyRequest req;
+  req.set_key_id(key_id);
+  req.set_confirm(typed);
+  v1::DeleteSecretKeyResponse resp;
+  if (grpc::Status s = admin_->DeleteSecretKey(Context().get(), req, &resp); !s.ok()) {
+    return Fail("delete secret key", s);
+  }
+  if (globals_.format == Format::kJson) {
+    PrintJson(out_, resp);
+  } else {
+    out_ << "deleted " << key_id << " at revision " << resp.revision() << "\n";
+  }
+  return 0;
+}
+
+int Ctl::Audit(const std::string& project_id) {
+  v1::ListAuditEventsRequest req;
+  req.set_project_id(project_id);
+  req.set_page_size(1000);
+  v1::ListAuditEventsResponse all;
+  do {
+    v1::ListAuditEventsResponse page;
+    if (grpc::Status s = admin_->ListAuditEvents(Context().get(), req, &page); !s.ok()) {
+      return Fail("list audit events", s);
+    }
+    all.mutable_events()->MergeFrom(page.events());
+    req.set_page_token(page.next_page_token());
+  } while (!req.page_token().empty());
+  if (globals_.format == Format::kJson) {
+    PrintJson(out_, all);
+    return 0;
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const v1::AuditEvent& e : all.events()) {
+    rows.push_back({std::to_string(e.revision()), FormatTime(e.time()), e.actor(), e.action(),
+                    e.key_id().empty() ? "-" : e.key_id(), e.detail()});
+  }
+  PrintTable(out_, {"REVISION", "TIME", "ACTOR", "ACTION", "KEY", "DETAIL"}, rows);
+  return 0;
+}
+
+int Ctl::PrincipalCreate(const std::string& name, const std::string& role) {
+  v1::Role r;
+  if (!v1::Role_Parse("ROLE_" + role, &r)) {
+    err_ << "error: --role is one of ADMIN, MANAGER, MEMBER, SIDECAR\n";
+    return 2;
+  }
+  v1::CreatePrincipalRequest req;
+  req.set_name(name);
+  req.set_role(r);
+  v1::CreatePrincipalResponse resp;
+  if (grpc::Status s = admin_->CreatePrincipal(Context().get(), req, &resp); !s.ok()) {
+    return Fail("create principal", s);
+  }
+  if (globals_.format == Format::kJson) {
+    PrintJson(out_, resp);
+    return 0;
+  }
+  out_ << "Created principal " << resp.principal().principal_id() << " (" << name << ", " << role
+       << "). Its token is shown once:\n\n  " << resp.token() << "\n\n";
+  return 0;
+}
+
+int Ctl::PrincipalList() {
+  v1::ListPrincipalsRequest req;
+  req.set_page_size(1000);
+  v1::ListPrincipalsResponse all;
+  do {
+    v1::ListPrincipalsResponse page;
+    if (grpc::Status s = admin_->ListPrincipals(Context().get(), req, &page); !s.ok()) {
+      return Fail("list principals", s);
+    }
+    all.mutable_principals()->MergeFrom(page.principals());
+    req.set_page_token(page.next_page_token());
+  } while (!req.page_token().empty());
+  if (globals_.format == Format::kJson) {
+    PrintJson(out_, all);
+    return 0;
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const v1::Principal& p : all.principals()) {
+    rows.push_back({p.principal_id(), p.name(), v1::Role_Name(p.role()).substr(5), p.created_by(),
+                    FormatTime(p.create_time())});
+  }
+  PrintTable(out_, {"PRINCIPAL ID", "NAME", "ROLE", "CREATED BY", "CREATED"}, rows);
+  return 0;
+}
+
+int Ctl::PrincipalDelete(const std::string& principal_id) {
+  v1::DeletePrincipalRequest req;
+  req.set_principal_id(principal_id);
+  v1::DeletePrincipalResponse resp;
+  if (grpc::Status s = admin_->DeletePrincipal(Context().get(), req, &resp); !s.ok()) {
+    return Fail("delete principal", s);
+  }
+  if (globals_.format == Format::kJson) {
+    PrintJson(out_, resp);
+  } else {
+    out_ << "deleted principal " << principal_id << "; its token stopped working\n";
+  }
+  return 0;
+}
+
+int Ctl::Propagation(uint64_t revision) {
+  return WaitForPropagation(revision, absl::ZeroDuration(), StrCat("revision ", revision));
+}
+
+int Ctl::Validate(const std::string& key, const std::string& sidecar) {
+  auto stub =
+      v1::Validator::NewStub(grpc::CreateChannel(sidecar, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  v1::ValidateRequest req;
+  req.set_key(key);
+  v1::ValidateResponse resp;
+  if (grpc::Status s = stub->Validate(&ctx, req, &resp); !s.ok()) return Fail("validate", s);
+  if (globals_.format == Format::kJson) {
+    PrintJson(out_, resp);
+    return 0;
+  }
+  out_ << v1::Verdict_Name(resp.verdict());
+  if (!resp.key_id().empty()) {
+    out_ << "  " << (resp.kind() == v1::SECRET_KEY ? "secret key " : "API key ") << resp.key_id()
+         << " of project " << resp.project_id();
+  }
+  out_ << "\n";
+  return resp.verdict() == v1::VALID ? 0 : 4;
+}
+
+}  // namespace latchkey::cli

@@ -1,0 +1,78 @@
+// latchkeyctl's commands: one method per subcommand, each returning the
+// process exit code (0 ok, 1 the RPC failed, 2 bad usage, 3 --wait timed out).
+#ifndef LATCHKEY_CLI_CTL_H_
+#define LATCHKEY_CLI_CTL_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/time/time.h"
+#include "cli/output.h"
+#include "latchkey/v1/key_admin.grpc.pb.h"
+
+namespace latchkey::cli {
+
+struct Globals {
+  std::string authority = "127.0.0.1:7700";
+  std::string token;  // LATCHKEY_TOKEN, else read from token_file
+  std::string token_file = "./latchkey-data/admin.token";
+  Format format = Format::kTable;
+};
+
+struct KeyOptions {
+  std::string name;
+  std::string expire_in;  // e.g. "720h" or "30d"
+  std::string expire_at;  // RFC 3339
+};
+
+class Ctl {
+ public:
+  Ctl(Globals globals, std::ostream& out = std::cout, std::ostream& err = std::cerr);
+
+  int ProjectCreate(const std::string& name);
+  int ProjectList();
+  int ProjectGet(const std::string& project_id);
+  int ProjectSetAccess(const std::string& project_id, bool enabled);
+
+  int KeyGenerate(const std::string& project_id, const KeyOptions& options);
+  int KeyList(const std::string& project_id);
+  int KeyGet(const std::string& key_id);
+  int KeyValue(const std::string& key_id);
+  // `wait` set: then waits up to it for every connected sidecar to apply the
+  // revocation, and prints the receipt.
+  int KeyRevoke(const std::string& key_id, std::optional<absl::Duration> wait);
+  int KeyRotate(const std::string& key_id, const std::string& grace);
+
+  int SecretGenerate(const std::string& project_id, const KeyOptions& options);
+  // `confirm` empty: asks for DELETE at a terminal, refuses without one.
+  int SecretDelete(const std::string& key_id, const std::string& confirm);
+
+  int Audit(const std::string& project_id);
+  int PrincipalCreate(const std::string& name, const std::string& role);
+  int PrincipalList();
+  int PrincipalDelete(const std::string& principal_id);
+  int Propagation(uint64_t revision);
+
+  int Validate(const std::string& key, const std::string& sidecar);
+
+ private:
+  // Reports a failed RPC in one line and returns 1.
+  int Fail(const std::string& what, const grpc::Status& status);
+  std::unique_ptr<grpc::ClientContext> Context() const;
+  // Polls GetPropagation until every connected sidecar applied `revision`.
+  // `what` names the change in the receipt line ("revoked").
+  int WaitForPropagation(uint64_t revision, absl::Duration timeout, const std::string& what);
+
+  Globals globals_;
+  std::ostream& out_;
+  std::ostream& err_;
+  std::unique_ptr<v1::KeyAdmin::Stub> admin_;
+};
+
+}  // namespace latchkey::cli
+
+#endif  // LATCHKEY_CLI_CTL_H_
