@@ -45,6 +45,10 @@ int main(int argc, char** argv) {
   app.add_option("--progress-interval", progress_seconds, "seconds between progress messages")
       ->capture_default_str()
       ->check(CLI::Range(0.01, 3600.0));
+  app.add_option("--tls-cert", options.tls.cert, "PEM certificate for TLS listeners");
+  app.add_option("--tls-key", options.tls.key, "PEM private key for --tls-cert");
+  app.add_option("--tls-client-ca", options.tls.client_ca,
+                 "PEM CA: clients must present a certificate it signed (mTLS)");
   app.add_flag("--allow-insecure-remote", options.listen.allow_insecure_remote,
                "allow plaintext listeners beyond loopback");
   app.add_option("--log-format", log_format, "text or json")->capture_default_str();

@@ -70,14 +70,19 @@ absl::StatusOr<std::unique_ptr<AuthorityServer>> AuthorityServer::Start(
   parts->sync = std::make_unique<SyncService>(parts->authority.get(), hub, propagation,
                                               SyncServiceOptions{options.watch_queue_limit});
 
+  ListenOptions listen = options.listen;
+  if (options.tls.enabled()) {
+    absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> tls = ServerCredentials(options.tls);
+    if (!tls.ok()) return tls.status();
+    listen.tls = *std::move(tls);
+  }
   EnableServerPlugins();
   grpc::ServerBuilder builder;
   std::vector<int> ports;
-  if (absl::Status s = AddListeners(builder, options.listen, ports); !s.ok()) return s;
+  if (absl::Status s = AddListeners(builder, listen, ports); !s.ok()) return s;
   builder.RegisterService(parts->admin.get());
   builder.RegisterService(parts->sync.get());
-  absl::StatusOr<std::unique_ptr<grpc::Server>> server =
-      StartServer(builder, options.listen, ports);
+  absl::StatusOr<std::unique_ptr<grpc::Server>> server = StartServer(builder, listen, ports);
   if (!server.ok()) return server.status();
   parts->server = *std::move(server);
 

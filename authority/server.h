@@ -12,6 +12,7 @@
 #include "absl/time/time.h"
 #include "authority/key_authority.h"
 #include "common/grpc_server.h"
+#include "common/tls.h"
 
 namespace latchkey {
 
@@ -23,6 +24,7 @@ struct AuthorityOptions {
   uint64_t event_retention = 100000;
   absl::Duration progress_interval = absl::Seconds(1);
   size_t watch_queue_limit = 10000;
+  ServerTlsFiles tls;  // TLS (and mTLS) for the TCP listeners
 };
 
 class AuthorityServer {

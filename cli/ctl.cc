@@ -77,8 +77,13 @@ Ctl::Ctl(Globals globals, std::ostream& out, std::ostream& err)
     absl::StatusOr<std::string> token = ReadTokenFile(globals_.token_file);
     if (token.ok()) globals_.token = *token;
   }
-  admin_ = v1::KeyAdmin::NewStub(
-      grpc::CreateChannel(globals_.authority, grpc::InsecureChannelCredentials()));
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds =
+      ChannelCredentials(globals_.tls);
+  if (!creds.ok()) {
+    err_ << "error: " << creds.status().message() << "\n";
+    creds = grpc::InsecureChannelCredentials();  // calls then fail with a clear status
+  }
+  admin_ = v1::KeyAdmin::NewStub(grpc::CreateChannel(globals_.authority, *creds));
 }
 
 std::unique_ptr<grpc::ClientContext> Ctl::Context() const {

@@ -12,6 +12,7 @@
 
 #include "absl/time/time.h"
 #include "cli/output.h"
+#include "common/tls.h"
 #include "latchkey/v1/key_admin.grpc.pb.h"
 
 namespace latchkey::cli {
@@ -21,6 +22,7 @@ struct Globals {
   std::string token;  // LATCHKEY_TOKEN, else read from token_file
   std::string token_file = "./latchkey-data/admin.token";
   Format format = Format::kTable;
+  ClientTlsFiles tls;  // how to reach the authority over TLS
 };
 
 struct KeyOptions {

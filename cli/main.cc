@@ -32,6 +32,9 @@ int main(int argc, char** argv) {
   app.add_option("--token-file", g.token_file,
                  "file holding your token (LATCHKEY_TOKEN, when set, wins)")
       ->capture_default_str();
+  app.add_option("--authority-ca", g.tls.ca, "PEM CA to verify the authority (enables TLS)");
+  app.add_option("--tls-cert", g.tls.cert, "PEM client certificate (mTLS)");
+  app.add_option("--tls-key", g.tls.key, "PEM private key for --tls-cert");
   app.add_option("--output,-o", output, "table or json")
       ->capture_default_str()
       ->check(CLI::IsMember({"table", "json"}));

@@ -20,12 +20,13 @@ absl::Status AddListeners(grpc::ServerBuilder& builder, const ListenOptions& opt
   ports.assign(options.addresses.size(), 0);
   for (size_t i = 0; i < options.addresses.size(); ++i) {
     const std::string& address = options.addresses[i];
-    if (!IsLocalAddress(address) && !options.allow_insecure_remote) {
+    const bool tls = options.tls != nullptr && !IsUnixAddress(address);
+    if (!tls && !IsLocalAddress(address) && !options.allow_insecure_remote) {
       return absl::InvalidArgumentError(
           StrCat("refusing to listen on ", address,
                  " without TLS; use a loopback address or pass --allow-insecure-remote"));
     }
-    builder.AddListeningPort(address, grpc::InsecureServerCredentials(),
+    builder.AddListeningPort(address, tls ? options.tls : grpc::InsecureServerCredentials(),
                              IsUnixAddress(address) ? nullptr : &ports[i]);
   }
   builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);

@@ -15,18 +15,23 @@
 namespace latchkey {
 
 struct ListenOptions {
+  explicit ListenOptions(std::vector<std::string> default_addresses = {})
+      : addresses(std::move(default_addresses)) {}
+
   std::vector<std::string> addresses;  // "host:port" or "unix:/path"
   bool allow_insecure_remote = false;
   int max_receive_message_bytes = 4 << 20;
+  // TLS for TCP listeners; unix sockets stay plaintext (local by nature).
+  std::shared_ptr<grpc::ServerCredentials> tls;
 };
 
 // Turns on health checking and reflection, and must run before the first
 // ServerBuilder is made.
 void EnableServerPlugins();
 
-// Adds every address to `builder`, with plaintext HTTP/2 for loopback and
-// unix sockets. An address beyond loopback is refused (INVALID_ARGUMENT)
-// unless allow_insecure_remote. `ports[i]` receives the port bound for
+// Adds every address to `builder`: TCP with options.tls when set, else
+// plaintext HTTP/2. A plaintext address beyond loopback is refused
+// (INVALID_ARGUMENT) unless allow_insecure_remote. `ports[i]` receives the port bound for
 // addresses[i] once the server starts (0 for unix sockets).
 absl::Status AddListeners(grpc::ServerBuilder& builder, const ListenOptions& options,
                           std::vector<int>& ports);

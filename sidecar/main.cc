@@ -40,6 +40,11 @@ int main(int argc, char** argv) {
   app.add_option("--max-batch", options.max_batch, "most keys in one ValidateBatch")
       ->capture_default_str()
       ->check(CLI::Range(1, 1000000));
+  app.add_option("--authority-ca", options.authority_tls.ca,
+                 "PEM CA to verify the authority's certificate (enables TLS)");
+  app.add_option("--tls-cert", options.authority_tls.cert,
+                 "PEM client certificate for the authority (mTLS)");
+  app.add_option("--tls-key", options.authority_tls.key, "PEM private key for --tls-cert");
   app.add_flag("--allow-insecure-remote", options.listen.allow_insecure_remote,
                "allow plaintext listeners beyond loopback");
   app.add_option("--log-format", log_format, "text or json")->capture_default_str();

@@ -35,7 +35,10 @@ absl::StatusOr<std::unique_ptr<SidecarServer>> SidecarServer::Start(SidecarOptio
   std::unique_ptr<SidecarServer> self(new SidecarServer(std::move(options)));
   const SidecarOptions& o = self->options_;
 
-  auto channel = grpc::CreateChannel(o.authority, grpc::InsecureChannelCredentials());
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds =
+      ChannelCredentials(o.authority_tls);
+  if (!creds.ok()) return creds.status();
+  auto channel = grpc::CreateChannel(o.authority, *creds);
   self->parts_->usage =
       std::make_unique<UsageReporter>(channel, o.token, o.sidecar_id, o.usage_interval);
   SyncOptions sync;

@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/grpc_server.h"
+#include "common/tls.h"
 #include "sidecar/key_set.h"
 #include "sidecar/sync_client.h"
 
@@ -21,8 +22,9 @@ enum class StalePolicy { kServe, kReject };
 struct SidecarOptions {
   ListenOptions listen{{"127.0.0.1:7710"}};
   std::string authority = "127.0.0.1:7700";
-  std::string token;       // a SIDECAR (or ADMIN) principal's token
-  std::string sidecar_id;  // empty: hostname-pid
+  ClientTlsFiles authority_tls;  // how to reach the authority over TLS
+  std::string token;             // a SIDECAR (or ADMIN) principal's token
+  std::string sidecar_id;        // empty: hostname-pid
   absl::Duration max_staleness = absl::Seconds(30);
   StalePolicy stale_policy = StalePolicy::kServe;
   absl::Duration usage_interval = absl::Seconds(10);
