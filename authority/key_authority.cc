@@ -162,10 +162,16 @@ absl::Status KeyAuthority::LoadPrincipals() {
 }
 
 absl::StatusOr<Caller> KeyAuthority::Authenticate(std::string_view token) const {
-  if (!IsWellFormedToken(token)) return absl::UnauthenticatedError("missing or malformed token");
+  if (!IsWellFormedToken(token)) {
+    failed_auth_.fetch_add(1, std::memory_order_relaxed);
+    return absl::UnauthenticatedError("missing or malformed token");
+  }
   MutexLock lock(&principals_mu_);
   auto it = principals_.find(Sha256Bytes(token));
-  if (it == principals_.end()) return absl::UnauthenticatedError("unknown token");
+  if (it == principals_.end()) {
+    failed_auth_.fetch_add(1, std::memory_order_relaxed);
+    return absl::UnauthenticatedError("unknown token");
+  }
   return it->second;
 }
 

@@ -10,6 +10,7 @@
 #ifndef LATCHKEY_AUTHORITY_KEY_AUTHORITY_H_
 #define LATCHKEY_AUTHORITY_KEY_AUTHORITY_H_
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -65,6 +66,7 @@ class KeyAuthority {
   // The caller a bearer token belongs to; UNAUTHENTICATED when none does.
   // Reads an in-memory table, so a deleted principal fails at once.
   absl::StatusOr<Caller> Authenticate(std::string_view token) const;
+  uint64_t failed_authentications() const { return failed_auth_.load(std::memory_order_relaxed); }
 
   // On a store with no principals, creates an ADMIN principal named "admin"
   // and writes its token to `token_path` (0600). Does nothing otherwise.
@@ -145,7 +147,8 @@ class KeyAuthority {
   Mutex mu_;        // serializes mutations: each reads, checks, then commits
   Mutex usage_mu_;  // serializes usage read-add-write
   mutable Mutex principals_mu_;
-  // Token digest -> caller. Guarded by principals_mu_.
+  mutable std::atomic<uint64_t> failed_auth_{0};
+  // Token digest -> caller.
   absl::flat_hash_map<std::string, Caller> principals_ ABSL_GUARDED_BY(principals_mu_);
 };
 

@@ -79,8 +79,9 @@ class StoreSnapshot {
 class KeyStore {
  public:
   // Called once per committed mutation, in revision order, after it is
-  // durable. Runs while later commits wait, so it must be quick.
-  using CommitListener = std::function<void(const v1::KeyEvent&)>;
+  // durable, with its event and audit record. Runs while later commits wait,
+  // so it must be quick.
+  using CommitListener = std::function<void(const v1::KeyEvent&, const v1::AuditEvent&)>;
 
   virtual ~KeyStore() = default;
 

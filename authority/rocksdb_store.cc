@@ -150,7 +150,7 @@ class RocksDbStore : public KeyStore {
     if (!written.ok()) return written;
     head_.store(revision, std::memory_order_release);
     commits_.fetch_add(1, std::memory_order_relaxed);
-    if (listener_) listener_(m.event);
+    if (listener_) listener_(m.event, m.audit);
     return revision;
   }
 

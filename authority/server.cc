@@ -8,6 +8,7 @@
 #include "authority/admin_service.h"
 #include "authority/event_hub.h"
 #include "authority/propagation.h"
+#include "authority/rpc_metrics.h"
 #include "authority/sync_service.h"
 #include "common/log.h"
 #include "common/strings.h"
@@ -23,7 +24,28 @@ struct AuthorityServer::Parts {
   std::unique_ptr<AdminService> admin;
   std::unique_ptr<SyncService> sync;
   std::unique_ptr<grpc::Server> server;
+  Registry metrics;
+  std::unique_ptr<MetricsServer> metrics_server;
 };
+
+namespace {
+
+void AddStoreMetrics(Registry& metrics, KeyStore* store, EventHub* hub, KeyAuthority* authority) {
+  metrics.AddGauge("latchkey_head_revision", "Revision of the last committed mutation.",
+                   [store] { return static_cast<double>(store->head_revision()); });
+  metrics.AddGauge("latchkey_watchers", "Watch streams open (connected sidecars).",
+                   [hub] { return static_cast<double>(hub->size()); });
+  metrics.AddCounterFunc(
+      "latchkey_auth_failures_total", "Calls refused for a missing, malformed or unknown token.",
+      [authority] { return static_cast<double>(authority->failed_authentications()); });
+  metrics.AddCounterFunc("latchkey_store_commits_total", "Durable mutations (synced writes).",
+                         [store] { return static_cast<double>(store->stats().commits); });
+  metrics.AddCounterFunc("latchkey_store_advisory_writes_total",
+                         "Unsynced usage writes (one per usage report).",
+                         [store] { return static_cast<double>(store->stats().advisory_writes); });
+}
+
+}  // namespace
 
 AuthorityServer::AuthorityServer(std::unique_ptr<Parts> parts) : parts_(std::move(parts)) {
   authority_ = parts_->authority.get();
@@ -62,10 +84,18 @@ absl::StatusOr<std::unique_ptr<AuthorityServer>> AuthorityServer::Start(
                                           [raw_store] { return raw_store->head_revision(); });
   EventHub* hub = parts->hub.get();
   PropagationTracker* propagation = &parts->propagation;
-  raw_store->SetCommitListener([hub, propagation](const v1::KeyEvent& event) {
-    propagation->Committed(event.revision(), absl::Now());
-    hub->Publish(event);
-  });
+  Registry::Family<Counter>* mutations = &parts->metrics.AddCounterFamily(
+      "latchkey_mutations_total", "Committed mutations, by audit action.", {"action"});
+  AddStoreMetrics(parts->metrics, raw_store, hub, parts->authority.get());
+  raw_store->SetCommitListener(
+      [hub, propagation, mutations](const v1::KeyEvent& event, const v1::AuditEvent& audit) {
+        propagation->Committed(event.revision(), absl::Now());
+        hub->Publish(event);
+        mutations->With({audit.action()}).Inc();
+        spdlog::info("revision {}: {} by {} project={} key={}", event.revision(), audit.action(),
+                     audit.actor(), audit.project_id().empty() ? "-" : audit.project_id(),
+                     audit.key_id().empty() ? "-" : audit.key_id());
+      });
   parts->admin = std::make_unique<AdminService>(parts->authority.get(), propagation);
   parts->sync = std::make_unique<SyncService>(parts->authority.get(), hub, propagation,
                                               SyncServiceOptions{options.watch_queue_limit});
@@ -80,11 +110,23 @@ absl::StatusOr<std::unique_ptr<AuthorityServer>> AuthorityServer::Start(
   grpc::ServerBuilder builder;
   std::vector<int> ports;
   if (absl::Status s = AddListeners(builder, listen, ports); !s.ok()) return s;
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(RpcMetricsInterceptor(&parts->metrics));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   builder.RegisterService(parts->admin.get());
   builder.RegisterService(parts->sync.get());
   absl::StatusOr<std::unique_ptr<grpc::Server>> server = StartServer(builder, listen, ports);
   if (!server.ok()) return server.status();
   parts->server = *std::move(server);
+  if (!options.metrics_listen.empty()) {
+    absl::StatusOr<std::unique_ptr<MetricsServer>> metrics =
+        MetricsServer::Start(options.metrics_listen, &parts->metrics);
+    if (!metrics.ok()) {
+      parts->server->Shutdown();
+      return metrics.status();
+    }
+    parts->metrics_server = *std::move(metrics);
+  }
 
   std::unique_ptr<AuthorityServer> self(new AuthorityServer(std::move(parts)));
   self->ports_ = std::move(ports);
@@ -105,6 +147,10 @@ void AuthorityServer::Shutdown(absl::Duration deadline) {
 }
 
 std::string AuthorityServer::address(size_t i) const { return StrCat("127.0.0.1:", port(i)); }
+
+int AuthorityServer::metrics_port() const {
+  return parts_ && parts_->metrics_server ? parts_->metrics_server->port() : 0;
+}
 
 std::string AuthorityServer::admin_token_path() const { return data_dir_ + "/admin.token"; }
 

@@ -24,7 +24,8 @@ struct AuthorityOptions {
   uint64_t event_retention = 100000;
   absl::Duration progress_interval = absl::Seconds(1);
   size_t watch_queue_limit = 10000;
-  ServerTlsFiles tls;  // TLS (and mTLS) for the TCP listeners
+  ServerTlsFiles tls;          // TLS (and mTLS) for the TCP listeners
+  std::string metrics_listen;  // host:port for HTTP /metrics; empty: off
 };
 
 class AuthorityServer {
@@ -43,6 +44,8 @@ class AuthorityServer {
   std::string address(size_t i = 0) const;
   std::string admin_token_path() const;
   KeyAuthority& authority() { return *authority_; }
+  // The bound port of the metrics server, 0 when it is off.
+  int metrics_port() const;
 
  private:
   struct Parts;

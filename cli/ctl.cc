@@ -9,6 +9,7 @@
 #include "common/key_format.h"
 #include "common/strings.h"
 #include "common/time_util.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "latchkey/v1/validator.grpc.pb.h"
 
 namespace latchkey::cli {
@@ -480,6 +481,26 @@ int Ctl::Validate(const std::string& key, const std::string& sidecar) {
   }
   out_ << "\n";
   return resp.verdict() == v1::VALID ? 0 : 4;
+}
+
+int Ctl::Health(const std::string& address) {
+  std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
+  if (!address.starts_with("unix:")) {
+    absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> tls =
+        ChannelCredentials(globals_.tls);
+    if (!tls.ok()) {
+      err_ << "error: " << tls.status().message() << "\n";
+      return 2;
+    }
+    creds = *tls;
+  }
+  auto stub = grpc::health::v1::Health::NewStub(grpc::CreateChannel(address, creds));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
+  grpc::health::v1::HealthCheckResponse resp;
+  if (grpc::Status s = stub->Check(&ctx, {}, &resp); !s.ok()) return Fail("health", s);
+  out_ << grpc::health::v1::HealthCheckResponse::ServingStatus_Name(resp.status()) << "\n";
+  return resp.status() == grpc::health::v1::HealthCheckResponse::SERVING ? 0 : 1;
 }
 
 }  // namespace latchkey::cli

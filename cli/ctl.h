@@ -60,6 +60,9 @@ class Ctl {
   int Propagation(uint64_t revision);
 
   int Validate(const std::string& key, const std::string& sidecar);
+  // Exit 0 when `address` (host:port or unix:/path) reports SERVING. TLS
+  // applies to TCP addresses only.
+  int Health(const std::string& address);
 
  private:
   // Reports a failed RPC in one line and returns 1.

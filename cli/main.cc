@@ -145,6 +145,10 @@ int main(int argc, char** argv) {
   v->add_option("--sidecar", sidecar, "sidecar address")->capture_default_str();
   v->callback([&] { run = [&](Ctl& c) { return c.Validate(a, sidecar); }; });
 
+  auto* h = app.add_subcommand("health", "gRPC health of a daemon (exit 0 when SERVING)");
+  h->add_option("ADDRESS", a, "host:port or unix:/path")->required();
+  h->callback([&] { run = [&](Ctl& c) { return c.Health(a); }; });
+
   CLI11_PARSE(app, argc, argv);
   g.format = output == "json" ? Format::kJson : Format::kTable;
   Ctl ctl(g);

@@ -2,6 +2,7 @@
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <sys/stat.h>
 
 #include "absl/strings/str_join.h"
 #include "common/net.h"
@@ -41,9 +42,17 @@ absl::StatusOr<std::unique_ptr<grpc::Server>> StartServer(grpc::ServerBuilder& b
     return absl::InternalError(StrCat("cannot listen on ", absl::StrJoin(options.addresses, ", ")));
   }
   for (size_t i = 0; i < ports.size(); ++i) {
-    if (!IsUnixAddress(options.addresses[i]) && ports[i] == 0) {
+    const std::string& address = options.addresses[i];
+    if (IsUnixAddress(address)) {
+      // Owner and group only: the pod's containers share a group, nobody else.
+      const std::string path = address.substr(address.starts_with("unix://") ? 7 : 5);
+      if (::chmod(path.c_str(), 0660) != 0) {
+        server->Shutdown();
+        return absl::InternalError(StrCat("cannot chmod 0660 ", path));
+      }
+    } else if (ports[i] == 0) {
       server->Shutdown();
-      return absl::InternalError(StrCat("cannot listen on ", options.addresses[i]));
+      return absl::InternalError(StrCat("cannot listen on ", address));
     }
   }
   return server;

@@ -47,6 +47,10 @@ int main(int argc, char** argv) {
   app.add_option("--tls-key", options.authority_tls.key, "PEM private key for --tls-cert");
   app.add_flag("--allow-insecure-remote", options.listen.allow_insecure_remote,
                "allow plaintext listeners beyond loopback");
+  options.metrics_listen = "127.0.0.1:7711";
+  app.add_option("--metrics-listen", options.metrics_listen,
+                 "HTTP address for Prometheus /metrics; empty turns it off")
+      ->capture_default_str();
   app.add_option("--log-format", log_format, "text or json")->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->capture_default_str();

@@ -11,6 +11,9 @@
 namespace latchkey {
 
 struct SidecarServer::Parts {
+  Registry metrics;
+  std::unique_ptr<ValidationMetrics> validation_metrics;
+  std::unique_ptr<MetricsServer> metrics_server;
   std::unique_ptr<UsageReporter> usage;
   std::unique_ptr<ValidatorService> validator;
   std::unique_ptr<grpc::Server> server;
@@ -54,8 +57,11 @@ absl::StatusOr<std::unique_ptr<SidecarServer>> SidecarServer::Start(SidecarOptio
   validator.rejecting = [raw] {
     return raw->options_.stale_policy == StalePolicy::kReject && !raw->fresh();
   };
+  self->parts_->validation_metrics = std::make_unique<ValidationMetrics>(self->parts_->metrics);
+  self->AddSyncMetrics();
   self->parts_->validator =
-      std::make_unique<ValidatorService>(&self->keys_, &self->parts_->usage->counter(), validator);
+      std::make_unique<ValidatorService>(&self->keys_, &self->parts_->usage->counter(),
+                                         self->parts_->validation_metrics.get(), validator);
 
   EnableServerPlugins();
   grpc::ServerBuilder builder;
@@ -66,6 +72,12 @@ absl::StatusOr<std::unique_ptr<SidecarServer>> SidecarServer::Start(SidecarOptio
   if (!server.ok()) return server.status();
   self->parts_->server = *std::move(server);
   self->parts_->server->GetHealthCheckService()->SetServingStatus(false);
+  if (!o.metrics_listen.empty()) {
+    absl::StatusOr<std::unique_ptr<MetricsServer>> metrics =
+        MetricsServer::Start(o.metrics_listen, &self->parts_->metrics);
+    if (!metrics.ok()) return metrics.status();
+    self->parts_->metrics_server = *std::move(metrics);
+  }
 
   self->sync_->Start();
   self->parts_->usage->Start();
@@ -74,6 +86,40 @@ absl::StatusOr<std::unique_ptr<SidecarServer>> SidecarServer::Start(SidecarOptio
 }
 
 SidecarServer::~SidecarServer() { Shutdown(); }
+
+int SidecarServer::metrics_port() const {
+  return parts_->metrics_server ? parts_->metrics_server->port() : 0;
+}
+
+void SidecarServer::AddSyncMetrics() {
+  Registry& m = parts_->metrics;
+  SyncClient* sync = sync_.get();
+  const KeySet* keys = &keys_;
+  m.AddGauge("latchkey_keys", "Key digests in memory (current and rotated-away values).",
+             [keys] { return static_cast<double>(keys->size()); });
+  m.AddGauge("latchkey_applied_revision", "Last revision applied from the authority.",
+             [sync] { return static_cast<double>(sync->state().applied); });
+  m.AddGauge("latchkey_synced", "1 once a full snapshot has been applied.",
+             [sync] { return sync->state().synced ? 1.0 : 0.0; });
+  const absl::Time started = absl::Now();
+  m.AddGauge("latchkey_staleness_seconds",
+             "Seconds since the authority last confirmed this sidecar was current (since start "
+             "before the first sync).",
+             [sync, started] {
+               const SyncClient::State s = sync->state();
+               const absl::Time since = s.synced ? s.last_confirmed : started;
+               return absl::ToDoubleSeconds(absl::Now() - since);
+             });
+  m.AddCounterFunc("latchkey_snapshot_loads_total", "Full snapshots loaded.",
+                   [sync] { return static_cast<double>(sync->state().snapshots); });
+  m.AddCounterFunc("latchkey_events_applied_total", "Revisions applied from the watch stream.",
+                   [sync] { return static_cast<double>(sync->state().events); });
+  m.AddCounterFunc("latchkey_reconnects_total", "Watch streams that ended and were reopened.",
+                   [sync] { return static_cast<double>(sync->state().reconnects); });
+  m.AddCounterFunc("latchkey_watch_contract_violations_total",
+                   "Streams dropped for a gap, duplicate or backwards revision.",
+                   [sync] { return static_cast<double>(sync->state().contract_violations); });
+}
 
 bool SidecarServer::fresh() const {
   const SyncClient::State s = sync_->state();

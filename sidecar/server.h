@@ -29,6 +29,7 @@ struct SidecarOptions {
   StalePolicy stale_policy = StalePolicy::kServe;
   absl::Duration usage_interval = absl::Seconds(10);
   size_t max_batch = 10000;
+  std::string metrics_listen;  // host:port for HTTP /metrics; empty: off
   // For tests of the watch contract.
   std::function<void(uint64_t revision, bool snapshot)> on_applied;
 };
@@ -51,6 +52,8 @@ class SidecarServer {
   // Fresh: synced, and the authority confirmed our revision within
   // max_staleness.
   bool fresh() const;
+  // The bound port of the metrics server, 0 when it is off.
+  int metrics_port() const;
   // Ends the current watch stream; the sidecar resumes (for tests).
   void Reconnect() { sync_->Reconnect(); }
 
@@ -58,6 +61,7 @@ class SidecarServer {
   struct Parts;
   SidecarServer(SidecarOptions options);
   void WatchHealth();
+  void AddSyncMetrics();
 
   SidecarOptions options_;
   KeySet keys_;

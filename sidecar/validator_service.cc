@@ -1,22 +1,46 @@
 #include "sidecar/validator_service.h"
 
+#include <chrono>
+
 #include "absl/time/clock.h"
 #include "common/key_format.h"
 #include "common/strings.h"
 
 namespace latchkey {
 
+ValidationMetrics::ValidationMetrics(Registry& registry) {
+  auto& verdicts = registry.AddCounterFamily("latchkey_validations_total",
+                                             "Keys checked, by verdict.", {"verdict"});
+  for (int v = 0; v < v1::Verdict_ARRAYSIZE; ++v) {
+    by_verdict[v] = v1::Verdict_IsValid(v)
+                        ? &verdicts.With({v1::Verdict_Name(static_cast<v1::Verdict>(v))})
+                        : nullptr;
+  }
+  check_seconds = &registry
+                       .AddHistogramFamily("latchkey_validation_check_seconds",
+                                           "Time to check one key in memory (format, SHA-256, "
+                                           "lookup), without the RPC around it.",
+                                           {})
+                       .With({});
+}
+
 void ValidatorService::Check(const std::string& key, bool rejecting, absl::Time now,
                              v1::ValidateResponse* out) {
+  const auto start = std::chrono::steady_clock::now();
   if (rejecting) {
     // Stale under --stale-policy=reject: say nothing we cannot vouch for,
     // but a malformed key is malformed whatever the authority says.
     out->set_verdict(ParseKey(key) == v1::KEY_KIND_UNSPECIFIED ? v1::MALFORMED : v1::UNKNOWN);
-    return;
+  } else {
+    const Validation v = keys_->Validate(key, now);
+    if (v.verdict == v1::VALID) usage_->Record(v.key_id, now);
+    v.ToProto(out);
   }
-  const Validation v = keys_->Validate(key, now);
-  if (v.verdict == v1::VALID) usage_->Record(v.key_id, now);
-  v.ToProto(out);
+  if (metrics_ != nullptr) {
+    metrics_->by_verdict[out->verdict()]->Inc();
+    metrics_->check_seconds->Observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
 }
 
 grpc::ServerUnaryReactor* ValidatorService::Validate(grpc::CallbackServerContext* ctx,

@@ -3,13 +3,22 @@
 #ifndef LATCHKEY_SIDECAR_VALIDATOR_SERVICE_H_
 #define LATCHKEY_SIDECAR_VALIDATOR_SERVICE_H_
 
+#include <array>
 #include <functional>
 
+#include "common/metrics.h"
 #include "latchkey/v1/validator.grpc.pb.h"
 #include "sidecar/key_set.h"
 #include "sidecar/usage.h"
 
 namespace latchkey {
+
+// Counters per verdict and the check's latency, resolved once.
+struct ValidationMetrics {
+  explicit ValidationMetrics(Registry& registry);
+  std::array<Counter*, v1::Verdict_ARRAYSIZE> by_verdict;
+  Histogram* check_seconds;
+};
 
 struct ValidatorOptions {
   size_t max_batch = 10000;
@@ -21,8 +30,10 @@ struct ValidatorOptions {
 // Thread-safe; `keys` and `usage` must outlive the service.
 class ValidatorService final : public v1::Validator::CallbackService {
  public:
-  ValidatorService(const KeySet* keys, UsageCounter* usage, ValidatorOptions options)
-      : keys_(keys), usage_(usage), options_(std::move(options)) {}
+  // `metrics` may be null.
+  ValidatorService(const KeySet* keys, UsageCounter* usage, ValidationMetrics* metrics,
+                   ValidatorOptions options)
+      : keys_(keys), usage_(usage), metrics_(metrics), options_(std::move(options)) {}
 
   grpc::ServerUnaryReactor* Validate(grpc::CallbackServerContext* ctx,
                                      const v1::ValidateRequest* req,
@@ -36,6 +47,7 @@ class ValidatorService final : public v1::Validator::CallbackService {
 
   const KeySet* const keys_;
   UsageCounter* const usage_;
+  ValidationMetrics* const metrics_;
   const ValidatorOptions options_;
 };
 

@@ -19,7 +19,8 @@ using testing::Subprocess;
 std::unique_ptr<Subprocess> StartAuthority(const testing::TempDir& dir, int port, int run) {
   auto p = std::make_unique<Subprocess>(
       std::vector<std::string>{testing::Binary("latchkey-authority"), "--listen",
-                               "127.0.0.1:" + std::to_string(port), "--data-dir", dir / "data"},
+                               "127.0.0.1:" + std::to_string(port), "--data-dir", dir / "data",
+                               "--metrics-listen", "127.0.0.1:0"},
       dir / ("authority-" + std::to_string(run) + ".log"));
   REQUIRE(p->WaitForLog("serving on", std::chrono::seconds(20)));
   return p;

@@ -59,7 +59,8 @@ TEST_CASE("a mutation's writes, event and audit record commit together") {
   m.writes.push_back(Write{Table::kKeys, "k", "2"});
   m.event.add_removed_digests("d");
   std::vector<uint64_t> heard;
-  store->SetCommitListener([&](const v1::KeyEvent& e) { heard.push_back(e.revision()); });
+  store->SetCommitListener(
+      [&](const v1::KeyEvent& e, const v1::AuditEvent&) { heard.push_back(e.revision()); });
   REQUIRE(*store->Commit(std::move(m)) == 1);
   REQUIRE(**store->Get(Table::kProjects, "p") == "1");
   REQUIRE(**store->Get(Table::kKeys, "k") == "2");
@@ -121,7 +122,8 @@ TEST_CASE("concurrent commits get unique contiguous revisions, heard in order", 
   testing::TempDir dir;
   auto store = Open(dir.path());
   std::vector<uint64_t> heard;  // written under the store's commit lock
-  store->SetCommitListener([&](const v1::KeyEvent& e) { heard.push_back(e.revision()); });
+  store->SetCommitListener(
+      [&](const v1::KeyEvent& e, const v1::AuditEvent&) { heard.push_back(e.revision()); });
   std::vector<std::vector<uint64_t>> got(4);
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t) {

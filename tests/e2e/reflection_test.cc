@@ -17,9 +17,10 @@ using grpc::reflection::v1alpha::ServerReflectionResponse;
 TEST_CASE("the authority lists its services through server reflection") {
   testing::TempDir dir;
   const int port = testing::PickFreePort();
-  testing::Subprocess authority({testing::Binary("latchkey-authority"), "--listen",
-                                 "127.0.0.1:" + std::to_string(port), "--data-dir", dir / "data"},
-                                dir / "authority.log");
+  testing::Subprocess authority(
+      {testing::Binary("latchkey-authority"), "--listen", "127.0.0.1:" + std::to_string(port),
+       "--data-dir", dir / "data", "--metrics-listen", "127.0.0.1:0"},
+      dir / "authority.log");
   REQUIRE(authority.WaitForLog("serving on", std::chrono::seconds(20)));
 
   auto stub = ServerReflection::NewStub(

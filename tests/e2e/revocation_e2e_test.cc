@@ -25,7 +25,7 @@ struct Processes {
     authority = std::make_unique<Subprocess>(
         std::vector<std::string>{testing::Binary("latchkey-authority"), "--listen",
                                  authority_address, "--data-dir", dir / "data",
-                                 "--progress-interval", "0.1"},
+                                 "--progress-interval", "0.1", "--metrics-listen", "127.0.0.1:0"},
         dir / ("authority-" + std::to_string(++authority_runs) + ".log"));
     REQUIRE(authority->WaitForLog("serving on", std::chrono::seconds(20)));
   }
@@ -36,7 +36,8 @@ struct Processes {
     sidecars.push_back(std::make_unique<Subprocess>(
         std::vector<std::string>{testing::Binary("latchkey-sidecar"), "--listen", address,
                                  "--authority", authority_address, "--token-file", token_file,
-                                 "--sidecar-id", "pod-" + std::to_string(i)},
+                                 "--sidecar-id", "pod-" + std::to_string(i), "--metrics-listen",
+                                 "127.0.0.1:0"},
         dir / ("sidecar-" + std::to_string(i) + ".log")));
     sidecar_addresses.push_back(address);
     REQUIRE(sidecars.back()->WaitForLog("SERVING", std::chrono::seconds(20)));

@@ -14,8 +14,9 @@ TEST_CASE("scripts/run starts an authority and a sidecar, prints ready, and stop
   const std::string authority = "127.0.0.1:" + std::to_string(testing::PickFreePort());
   const std::string sidecar = "127.0.0.1:" + std::to_string(testing::PickFreePort());
   const std::vector<std::string> env = {
-      "LATCHKEY_DATA_DIR=" + (dir / "data"), "LATCHKEY_AUTHORITY_LISTEN=" + authority,
-      "LATCHKEY_SIDECAR_LISTEN=" + sidecar, "LATCHKEY_BIN_DIR=" + std::string(LATCHKEY_BIN_DIR)};
+      "LATCHKEY_DATA_DIR=" + (dir / "data"),  "LATCHKEY_AUTHORITY_LISTEN=" + authority,
+      "LATCHKEY_SIDECAR_LISTEN=" + sidecar,   "LATCHKEY_AUTHORITY_METRICS=127.0.0.1:0",
+      "LATCHKEY_SIDECAR_METRICS=127.0.0.1:0", "LATCHKEY_BIN_DIR=" + std::string(LATCHKEY_BIN_DIR)};
   for (const std::string& e : env) putenv(strdup(e.c_str()));  // inherited by the script
   testing::Subprocess run({std::string(LATCHKEY_SOURCE_DIR) + "/scripts/run"}, dir / "run.log");
   INFO(run.Log());

@@ -7,8 +7,8 @@
 #include <memory>
 #include <string>
 
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "latchkey/v1/key_admin.grpc.pb.h"
-#include "tests/testing/proto/health_client.grpc.pb.h"
 #include "tests/testing/testing.h"
 
 namespace latchkey::testing {
