@@ -176,7 +176,7 @@ absl::StatusOr<Caller> KeyAuthority::Authenticate(std::string_view token) const 
 }
 
 absl::StatusOr<bool> KeyAuthority::BootstrapAdmin(const std::string& token_path) {
-  MutexLock lock(&mu_);
+  ReleasableMutexLock lock(&mu_);
   absl::StatusOr<Page> any = store_->Scan(Table::kPrincipals, "", "", 1);
   if (!any.ok()) return any.status();
   if (!any->rows.empty()) return false;
@@ -210,6 +210,14 @@ absl::StatusOr<ProjectRecord> KeyAuthority::LoadProject(std::string_view project
   ProjectRecord record;
   if (!record.ParseFromString(**row)) return absl::DataLossError("project record");
   return record;
+}
+
+absl::StatusOr<uint64_t> KeyAuthority::CommitAndRelease(Mutation m, ReleasableMutexLock& lock) {
+  absl::StatusOr<uint64_t> revision = store_->Append(std::move(m));
+  lock.Release();
+  if (!revision.ok()) return revision;
+  if (absl::Status synced = store_->Sync(*revision); !synced.ok()) return synced;
+  return revision;
 }
 
 absl::StatusOr<int> KeyAuthority::CountActiveKeys(std::string_view project_id,
@@ -255,7 +263,7 @@ absl::StatusOr<KeyAuthority::NewKey> KeyAuthority::MakeKey(
     if (!sealed.ok()) return sealed.status();
     made.record.set_sealed_value(*std::move(sealed));
   }
-  PutKey(m, made.record, store_->head_revision() + 1);
+  PutKey(m, made.record, store_->last_appended_revision() + 1);
   m.writes.push_back(Write{Table::kDigests, made.record.digest(), key.key_id()});
   m.writes.push_back(Write{Table::kProjectKeys, ProjectKeysRow(project_id, key.key_id()), ""});
   return made;
@@ -265,7 +273,7 @@ absl::StatusOr<v1::CreateProjectResponse> KeyAuthority::CreateProject(
     const Caller& caller, const v1::CreateProjectRequest& req) {
   if (absl::Status s = Authorize(caller, Permission::kWrite); !s.ok()) return s;
   if (absl::Status s = CheckName(req.name(), "name"); !s.ok()) return s;
-  MutexLock lock(&mu_);
+  ReleasableMutexLock lock(&mu_);
   const absl::Time now = absl::Now();
   ProjectRecord project;
   v1::Project& p = *project.mutable_project();
@@ -274,7 +282,7 @@ absl::StatusOr<v1::CreateProjectResponse> KeyAuthority::CreateProject(
   p.set_api_access_enabled(true);
   p.set_created_by(caller.name);
   *p.mutable_create_time() = ToProto(now);
-  p.set_revision(store_->head_revision() + 1);
+  p.set_revision(store_->last_appended_revision() + 1);
   Mutation m;
   absl::StatusOr<NewKey> legacy =
       MakeKey(caller, p.project_id(), "Legacy API key", v1::API_KEY, true, nullptr, now, m);
@@ -283,7 +291,7 @@ absl::StatusOr<v1::CreateProjectResponse> KeyAuthority::CreateProject(
   m.writes.push_back(Put(Table::kProjects, p.project_id(), project));
   m.audit = Audit(caller, "project.created", p.project_id(), p.legacy_key_id(),
                   StrCat("name=", p.name()), now);
-  absl::StatusOr<uint64_t> rev = store_->Commit(std::move(m));
+  absl::StatusOr<uint64_t> rev = CommitAndRelease(std::move(m), lock);
   if (!rev.ok()) return rev.status();
   v1::CreateProjectResponse resp;
   *resp.mutable_project() = p;
@@ -324,13 +332,13 @@ absl::StatusOr<v1::ListProjectsResponse> KeyAuthority::ListProjects(
 absl::StatusOr<v1::Project> KeyAuthority::SetApiAccess(const Caller& caller,
                                                        const v1::SetApiAccessRequest& req) {
   if (absl::Status s = Authorize(caller, Permission::kWrite); !s.ok()) return s;
-  MutexLock lock(&mu_);
+  ReleasableMutexLock lock(&mu_);
   absl::StatusOr<ProjectRecord> project = LoadProject(req.project_id());
   if (!project.ok()) return project.status();
   v1::Project& p = *project->mutable_project();
   if (p.api_access_enabled() == req.enabled()) return p;  // already so: nothing changes
   p.set_api_access_enabled(req.enabled());
-  p.set_revision(store_->head_revision() + 1);
+  p.set_revision(store_->last_appended_revision() + 1);
   Mutation m;
   m.writes.push_back(Put(Table::kProjects, p.project_id(), *project));
   v1::ProjectAccess* access = m.event.add_project_access();
@@ -339,7 +347,7 @@ absl::StatusOr<v1::Project> KeyAuthority::SetApiAccess(const Caller& caller,
   m.audit =
       Audit(caller, req.enabled() ? "project.api_access_enabled" : "project.api_access_disabled",
             p.project_id(), "", "", absl::Now());
-  absl::StatusOr<uint64_t> rev = store_->Commit(std::move(m));
+  absl::StatusOr<uint64_t> rev = CommitAndRelease(std::move(m), lock);
   if (!rev.ok()) return rev.status();
   return p;
 }
@@ -351,7 +359,7 @@ absl::StatusOr<KeyAuthority::NewKey> KeyAuthority::GenerateKey(
   if (absl::Status s = CheckName(name, "name"); !s.ok()) return s;
   const absl::Time now = absl::Now();
   if (absl::Status s = CheckExpireTime(expire_time, now); !s.ok()) return s;
-  MutexLock lock(&mu_);
+  ReleasableMutexLock lock(&mu_);
   absl::StatusOr<ProjectRecord> project = LoadProject(project_id);
   if (!project.ok()) return project.status();
   absl::StatusOr<int> active = CountActiveKeys(project_id, now);
@@ -367,7 +375,7 @@ absl::StatusOr<KeyAuthority::NewKey> KeyAuthority::GenerateKey(
   if (!made.ok()) return made.status();
   m.audit = Audit(caller, "key.created", project_id, made->record.key().key_id(),
                   StrCat(KindName(kind), " name=", name), now);
-  absl::StatusOr<uint64_t> rev = store_->Commit(std::move(m));
+  absl::StatusOr<uint64_t> rev = CommitAndRelease(std::move(m), lock);
   if (!rev.ok()) return rev.status();
   return made;
 }
@@ -415,7 +423,7 @@ absl::StatusOr<v1::GetApiKeyValueResponse> KeyAuthority::GetApiKeyValue(
 absl::StatusOr<v1::Key> KeyAuthority::RevokeApiKey(const Caller& caller,
                                                    const v1::RevokeApiKeyRequest& req) {
   if (absl::Status s = Authorize(caller, Permission::kWrite); !s.ok()) return s;
-  MutexLock lock(&mu_);
+  ReleasableMutexLock lock(&mu_);
   absl::StatusOr<KeyRecord> rec = LoadKey(req.key_id());
   if (!rec.ok()) return rec.status();
   v1::Key& key = *rec->mutable_key();
@@ -431,9 +439,9 @@ absl::StatusOr<v1::Key> KeyAuthority::RevokeApiKey(const Caller& caller,
   key.set_state(v1::KEY_STATE_REVOKED);
   SetLastAction(key, "revoked", caller, now);
   Mutation m;
-  PutKey(m, *rec, store_->head_revision() + 1);
+  PutKey(m, *rec, store_->last_appended_revision() + 1);
   m.audit = Audit(caller, "key.revoked", key.project_id(), key.key_id(), "", now);
-  absl::StatusOr<uint64_t> rev = store_->Commit(std::move(m));
+  absl::StatusOr<uint64_t> rev = CommitAndRelease(std::move(m), lock);
   if (!rev.ok()) return rev.status();
   return key;
 }
@@ -446,7 +454,7 @@ absl::StatusOr<v1::RotateApiKeyResponse> KeyAuthority::RotateApiKey(
     return absl::InvalidArgumentError(StrCat("grace_period must be between 0 and ",
                                              absl::FormatDuration(options_.max_grace_period)));
   }
-  MutexLock lock(&mu_);
+  ReleasableMutexLock lock(&mu_);
   absl::StatusOr<KeyRecord> rec = LoadKey(req.key_id());
   if (!rec.ok()) return rec.status();
   v1::Key& key = *rec->mutable_key();
@@ -474,11 +482,11 @@ absl::StatusOr<v1::RotateApiKeyResponse> KeyAuthority::RotateApiKey(
   rec->set_digest(Sha256Bytes(value));
   key.set_hint(KeyHint(value));
   SetLastAction(key, "rotated", caller, now);
-  PutKey(m, *rec, store_->head_revision() + 1);
+  PutKey(m, *rec, store_->last_appended_revision() + 1);
   m.writes.push_back(Write{Table::kDigests, rec->digest(), key.key_id()});
   m.audit = Audit(caller, "key.rotated", key.project_id(), key.key_id(),
                   StrCat("grace_period=", absl::FormatDuration(grace)), now);
-  absl::StatusOr<uint64_t> rev = store_->Commit(std::move(m));
+  absl::StatusOr<uint64_t> rev = CommitAndRelease(std::move(m), lock);
   if (!rev.ok()) return rev.status();
   v1::RotateApiKeyResponse resp;
   *resp.mutable_key() = key;
@@ -494,7 +502,7 @@ absl::StatusOr<v1::DeleteSecretKeyResponse> KeyAuthority::DeleteSecretKey(
   if (req.confirm() != kDeleteConfirmation) {
     return absl::InvalidArgumentError("deleting a secret key needs confirm: \"DELETE\"");
   }
-  MutexLock lock(&mu_);
+  ReleasableMutexLock lock(&mu_);
   absl::StatusOr<KeyRecord> rec = LoadKey(req.key_id());
   if (!rec.ok()) return rec.status();
   const v1::Key& key = rec->key();
@@ -509,7 +517,7 @@ absl::StatusOr<v1::DeleteSecretKeyResponse> KeyAuthority::DeleteSecretKey(
   m.event.add_removed_digests(rec->digest());
   m.audit = Audit(caller, "key.deleted", key.project_id(), key.key_id(),
                   StrCat("secret key name=", key.name(), " hint=", key.hint()), absl::Now());
-  absl::StatusOr<uint64_t> rev = store_->Commit(std::move(m));
+  absl::StatusOr<uint64_t> rev = CommitAndRelease(std::move(m), lock);
   if (!rev.ok()) return rev.status();
   v1::DeleteSecretKeyResponse resp;
   resp.set_revision(*rev);
@@ -648,7 +656,7 @@ absl::StatusOr<v1::CreatePrincipalResponse> KeyAuthority::CreatePrincipal(
   if (req.role() == v1::ROLE_UNSPECIFIED || !v1::Role_IsValid(req.role())) {
     return absl::InvalidArgumentError("role must be ADMIN, MANAGER, MEMBER or SIDECAR");
   }
-  MutexLock lock(&mu_);
+  ReleasableMutexLock lock(&mu_);
   const std::string token = GenerateToken();
   absl::StatusOr<PrincipalRecord> rec = AddPrincipal(caller.name, req.name(), req.role(), token);
   if (!rec.ok()) return rec.status();
@@ -687,7 +695,7 @@ absl::StatusOr<v1::DeletePrincipalResponse> KeyAuthority::DeletePrincipal(
       !s.ok()) {
     return s;
   }
-  MutexLock lock(&mu_);
+  ReleasableMutexLock lock(&mu_);
   absl::StatusOr<std::optional<std::string>> row =
       store_->Get(Table::kPrincipals, req.principal_id());
   if (!row.ok()) return row.status();
@@ -707,7 +715,7 @@ absl::StatusOr<v1::DeletePrincipalResponse> KeyAuthority::DeletePrincipal(
   m.writes.push_back(Erase(Table::kTokens, rec.token_digest()));
   m.audit = Audit(caller, "principal.deleted", "", "",
                   StrCat(req.principal_id(), " name=", rec.principal().name()), absl::Now());
-  absl::StatusOr<uint64_t> rev = store_->Commit(std::move(m));
+  absl::StatusOr<uint64_t> rev = CommitAndRelease(std::move(m), lock);
   if (!rev.ok()) return rev.status();
   MutexLock plock(&principals_mu_);
   principals_.erase(rec.token_digest());

@@ -119,6 +119,10 @@ class KeyAuthority {
   absl::StatusOr<internal::ProjectRecord> LoadProject(std::string_view project_id) const;
   // The key as returned by the API: its record's metadata plus usage.
   absl::StatusOr<v1::Key> WithUsage(v1::Key key) const;
+  // Appends `m` under mu_ (held through `lock`), releases mu_, then waits for
+  // the mutation to be durable: other mutations proceed during the fsync.
+  absl::StatusOr<uint64_t> CommitAndRelease(Mutation m, ReleasableMutexLock& lock)
+      ABSL_UNLOCK_FUNCTION(mu_);
   absl::StatusOr<int> CountActiveKeys(std::string_view project_id, absl::Time now) const;
 
   // A new key of `kind` in `project_id`, with its value, as one mutation.

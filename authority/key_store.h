@@ -2,8 +2,11 @@
 //
 // A KeyStore holds tables of opaque rows plus two logs: the event log that
 // sidecars follow and the audit log people read. Every change is a Mutation,
-// committed atomically with the next revision, its event and its audit record,
-// and durable when Commit returns. The embedded RocksDB store is the default;
+// appended atomically with the next revision, its event and its audit record.
+// Append makes it visible to reads; Sync makes it durable and only then hands
+// its event to the commit listener (and so to sidecars). Concurrent Syncs
+// share one fsync (group commit), so a caller that serializes Appends need
+// not hold its lock while waiting for the disk. The embedded RocksDB store is the default;
 // nothing outside rocksdb_store.cc depends on RocksDB types, so a replicated
 // store (etcd) can put the same contract on shared state.
 //
@@ -54,7 +57,8 @@ struct Mutation {
 
 // What a store has done since it opened; for tests and metrics.
 struct StoreStats {
-  uint64_t commits = 0;
+  uint64_t commits = 0;  // mutations appended
+  uint64_t syncs = 0;    // fsyncs of the log (group commit shares one among many)
   uint64_t advisory_writes = 0;
 };
 
@@ -88,12 +92,31 @@ class KeyStore {
   // Random id made when the store was created. Revisions compare only within it.
   virtual const std::string& store_id() const = 0;
 
-  // The revision of the last committed mutation; 0 for a new store.
+  // The last revision that is durable and published; 0 for a new store.
   virtual uint64_t head_revision() const = 0;
 
-  // Applies `mutation` atomically with the next revision, its event and its
-  // audit record. Returns that revision once it is durable.
-  virtual absl::StatusOr<uint64_t> Commit(Mutation mutation) = 0;
+  // The revision the last Append took: written and readable, perhaps not yet
+  // durable. A caller that serializes its Appends knows its next one takes
+  // last_appended_revision() + 1.
+  virtual uint64_t last_appended_revision() const = 0;
+
+  // Writes `mutation` atomically with the next revision, its event and its
+  // audit record, and returns that revision. Reads see it at once; it is not
+  // acknowledged (durable, published) until Sync covers it.
+  virtual absl::StatusOr<uint64_t> Append(Mutation mutation) = 0;
+
+  // Returns once `revision` and every revision before it are durable and
+  // their events were passed to the commit listener, in order. After a failed
+  // fsync the store refuses every further Append and Sync (DATA_LOSS).
+  virtual absl::Status Sync(uint64_t revision) = 0;
+
+  // Append, then Sync.
+  absl::StatusOr<uint64_t> Commit(Mutation mutation) {
+    absl::StatusOr<uint64_t> revision = Append(std::move(mutation));
+    if (!revision.ok()) return revision;
+    if (absl::Status synced = Sync(*revision); !synced.ok()) return synced;
+    return revision;
+  }
 
   // Writes rows outside the revision log: no revision, event or audit record,
   // and not synced. Only for advisory data (key usage), where losing the last
@@ -111,7 +134,8 @@ class KeyStore {
   virtual absl::StatusOr<Page> Scan(Table table, std::string_view prefix, std::string_view after,
                                     size_t limit, const StoreSnapshot* at = nullptr) const = 0;
 
-  // Retained events with revision > `after`, in order, at most `limit`.
+  // Retained, published events with revision > `after`, in order, at most
+  // `limit`.
   // OUT_OF_RANGE when some of them were already trimmed (resync by snapshot);
   // FAILED_PRECONDITION when `after` is ahead of the head revision.
   virtual absl::StatusOr<std::vector<v1::KeyEvent>> EventsAfter(uint64_t after,
@@ -123,7 +147,9 @@ class KeyStore {
                                                                   uint64_t after,
                                                                   size_t limit) const = 0;
 
-  virtual std::unique_ptr<StoreSnapshot> Snapshot() const = 0;
+  // A read view at the head revision, with nothing appended but not yet
+  // durable in it (it syncs first when it must).
+  virtual std::unique_ptr<StoreSnapshot> Snapshot() = 0;
 
   // Replaces the commit listener. Call before concurrent use.
   virtual void SetCommitListener(CommitListener listener) = 0;
@@ -132,6 +158,11 @@ class KeyStore {
 struct RocksDbStoreOptions {
   std::string path;
   uint64_t event_retention = 100000;  // events kept for replay
+  // One fsync shared by concurrent Syncs. Off: every Append is its own synced
+  // write (kept to measure group commit against).
+  bool group_commit = true;
+  // Off: nothing is ever fsynced. Only for bulk loads in benchmarks.
+  bool sync = true;
 };
 
 // Opens (creating when missing) the embedded RocksDB store at options.path.

@@ -7,6 +7,7 @@
 
 #include <array>
 #include <atomic>
+#include <deque>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
@@ -106,12 +107,15 @@ class RocksSnapshot : public StoreSnapshot {
 class RocksDbStore : public KeyStore {
  public:
   RocksDbStore(std::unique_ptr<rocksdb::DB> db, std::vector<rocksdb::ColumnFamilyHandle*> cfs,
-               std::string store_id, uint64_t head, uint64_t retention)
+               std::string store_id, uint64_t head, const RocksDbStoreOptions& options)
       : db_(std::move(db)),
         cfs_(std::move(cfs)),
         store_id_(std::move(store_id)),
-        retention_(retention),
-        head_(head) {}
+        retention_(options.event_retention),
+        group_commit_(options.group_commit && options.sync),
+        sync_each_(options.sync && !options.group_commit),
+        head_(head),
+        appended_(head) {}
 
   ~RocksDbStore() override {
     for (auto* cf : cfs_) db_->DestroyColumnFamilyHandle(cf);
@@ -122,9 +126,14 @@ class RocksDbStore : public KeyStore {
 
   uint64_t head_revision() const override { return head_.load(std::memory_order_acquire); }
 
-  absl::StatusOr<uint64_t> Commit(Mutation m) override {
+  uint64_t last_appended_revision() const override {
+    return appended_.load(std::memory_order_acquire);
+  }
+
+  absl::StatusOr<uint64_t> Append(Mutation m) override {
     MutexLock lock(&mu_);
-    const uint64_t revision = head_.load(std::memory_order_relaxed) + 1;
+    if (!broken_.ok()) return broken_;
+    const uint64_t revision = appended_.load(std::memory_order_relaxed) + 1;
     m.event.set_revision(revision);
     m.audit.set_revision(revision);
     rocksdb::WriteBatch batch;
@@ -145,13 +154,40 @@ class RocksDbStore : public KeyStore {
     }
     if (!s.ok()) return FromRocks(s, "batch");
     rocksdb::WriteOptions wo;
-    wo.sync = true;
+    wo.sync = sync_each_;
     absl::Status written = FromRocks(db_->Write(wo, &batch), "commit");
     if (!written.ok()) return written;
-    head_.store(revision, std::memory_order_release);
+    if (sync_each_) syncs_.fetch_add(1, std::memory_order_relaxed);
+    appended_.store(revision, std::memory_order_release);
     commits_.fetch_add(1, std::memory_order_relaxed);
-    if (listener_) listener_(m.event, m.audit);
+    pending_.push_back({std::move(m.event), std::move(m.audit)});
     return revision;
+  }
+
+  absl::Status Sync(uint64_t revision) override {
+    MutexLock lock(&sync_mu_);
+    while (head_revision() < revision) {
+      if (syncing_) {
+        sync_done_.Wait(&sync_mu_);
+        continue;
+      }
+      // This caller syncs for everyone appended so far.
+      syncing_ = true;
+      const uint64_t target = last_appended_revision();
+      sync_mu_.Unlock();
+      const rocksdb::Status fsynced = FsyncWal();
+      sync_mu_.Lock();
+      syncing_ = false;
+      sync_done_.SignalAll();
+      if (!fsynced.ok()) {
+        MutexLock append(&mu_);
+        Break(fsynced);
+        return broken_;
+      }
+      PublishUpTo(target);
+    }
+    MutexLock append(&mu_);
+    return broken_;
   }
 
   absl::Status WriteAdvisory(std::vector<Write> writes) override {
@@ -168,6 +204,7 @@ class RocksDbStore : public KeyStore {
 
   StoreStats stats() const override {
     return StoreStats{commits_.load(std::memory_order_relaxed),
+                      syncs_.load(std::memory_order_relaxed),
                       advisory_writes_.load(std::memory_order_relaxed)};
   }
 
@@ -206,6 +243,7 @@ class RocksDbStore : public KeyStore {
     std::vector<v1::KeyEvent> events;
     events.reserve(page->rows.size());
     for (const Row& row : page->rows) {
+      if (DecodeRevision(row.key) > head) break;  // appended, not yet durable
       if (!events.emplace_back().ParseFromString(row.value)) {
         return absl::DataLossError(StrCat("event ", DecodeRevision(row.key)));
       }
@@ -229,17 +267,84 @@ class RocksDbStore : public KeyStore {
     return events;
   }
 
-  std::unique_ptr<StoreSnapshot> Snapshot() const override {
-    MutexLock lock(&mu_);  // no commit between the view and its revision
-    return std::make_unique<RocksSnapshot>(db_.get(), db_->GetSnapshot(), head_revision());
+  std::unique_ptr<StoreSnapshot> Snapshot() override {
+    // With no sync in flight and appends held off, make everything appended
+    // durable and published, then take the view: it holds exactly the head.
+    MutexLock lock(&sync_mu_);
+    while (syncing_) sync_done_.Wait(&sync_mu_);
+    std::vector<Published> ready;
+    uint64_t target = head_revision();
+    const rocksdb::Snapshot* view;
+    {
+      MutexLock append(&mu_);
+      const uint64_t appended = appended_.load(std::memory_order_relaxed);
+      if (appended > target) {
+        const rocksdb::Status fsynced = FsyncWal();
+        if (fsynced.ok()) {
+          ready = TakePendingUpTo(appended);
+          target = appended;
+        } else {
+          Break(fsynced);  // the view may then hold undurable writes; nothing is served after
+        }
+      }
+      view = db_->GetSnapshot();
+    }
+    Publish(ready, target);
+    return std::make_unique<RocksSnapshot>(db_.get(), view, target);
   }
 
   void SetCommitListener(CommitListener listener) override {
-    MutexLock lock(&mu_);
+    MutexLock lock(&sync_mu_);
     listener_ = std::move(listener);
   }
 
  private:
+  struct Published {
+    v1::KeyEvent event;
+    v1::AuditEvent audit;
+  };
+
+  // Makes every append so far durable: one fsync of the WAL, which does not
+  // block appends running meanwhile.
+  rocksdb::Status FsyncWal() {
+    if (!group_commit_) return rocksdb::Status::OK();  // appends synced themselves, or never
+    syncs_.fetch_add(1, std::memory_order_relaxed);
+    return db_->SyncWAL();
+  }
+
+  // After a failed fsync what was appended may or may not be on disk, so the
+  // store promises nothing more: every later Append and Sync fails.
+  void Break(const rocksdb::Status& fsync) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    broken_ = absl::DataLossError(StrCat("fsync of the WAL failed: ", fsync.ToString()));
+  }
+
+  std::vector<Published> TakePendingUpTo(uint64_t target) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::vector<Published> ready;
+    while (!pending_.empty() && pending_.front().event.revision() <= target) {
+      ready.push_back(std::move(pending_.front()));
+      pending_.pop_front();
+    }
+    return ready;
+  }
+
+  // Hands durable events to the listener in order, then moves the head.
+  void Publish(const std::vector<Published>& ready, uint64_t target)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(sync_mu_) {
+    for (const Published& p : ready) {
+      if (listener_) listener_(p.event, p.audit);
+    }
+    if (target > head_revision()) head_.store(target, std::memory_order_release);
+  }
+
+  void PublishUpTo(uint64_t target) ABSL_EXCLUSIVE_LOCKS_REQUIRED(sync_mu_) {
+    std::vector<Published> ready;
+    {
+      MutexLock append(&mu_);
+      ready = TakePendingUpTo(target);
+    }
+    Publish(ready, target);
+  }
+
   absl::StatusOr<Page> ScanCf(rocksdb::ReadOptions ro, rocksdb::ColumnFamilyHandle* cf,
                               std::string_view prefix, std::string_view after, size_t limit) const {
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf));
@@ -266,12 +371,24 @@ class RocksDbStore : public KeyStore {
   const std::vector<rocksdb::ColumnFamilyHandle*> cfs_;
   const std::string store_id_;
   const uint64_t retention_;
+  const bool group_commit_;  // appends unsynced; Sync fsyncs the WAL for many
+  const bool sync_each_;     // every append is its own synced write
 
-  mutable Mutex mu_;            // serializes commits
-  std::atomic<uint64_t> head_;  // written only under mu_; read anywhere
+  // Lock order: sync_mu_ before mu_.
+  Mutex sync_mu_;  // one syncer at a time; publication in revision order
+  CondVar sync_done_;
+  bool syncing_ ABSL_GUARDED_BY(sync_mu_) = false;
+  CommitListener listener_ ABSL_GUARDED_BY(sync_mu_);
+  std::atomic<uint64_t> head_;  // durable and published; written under sync_mu_
+
+  Mutex mu_;                                            // serializes appends
+  std::atomic<uint64_t> appended_;                      // written under mu_
+  std::deque<Published> pending_ ABSL_GUARDED_BY(mu_);  // appended, not yet published
+  absl::Status broken_ ABSL_GUARDED_BY(mu_);
+
   std::atomic<uint64_t> commits_{0};
+  std::atomic<uint64_t> syncs_{0};
   std::atomic<uint64_t> advisory_writes_{0};
-  CommitListener listener_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace
@@ -321,8 +438,8 @@ absl::StatusOr<std::unique_ptr<KeyStore>> OpenRocksDbStore(const RocksDbStoreOpt
                         EncodeRevision(head - options.event_retention + 1));
     if (!s.ok()) return cleanup(FromRocks(s, "trim events"));
   }
-  return std::unique_ptr<KeyStore>(new RocksDbStore(
-      std::move(db), std::move(handles), std::move(store_id), head, options.event_retention));
+  return std::unique_ptr<KeyStore>(
+      new RocksDbStore(std::move(db), std::move(handles), std::move(store_id), head, options));
 }
 
 }  // namespace latchkey

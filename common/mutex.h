@@ -12,6 +12,7 @@
 #ifndef LATCHKEY_COMMON_MUTEX_H_
 #define LATCHKEY_COMMON_MUTEX_H_
 
+#include <condition_variable>
 #include <shared_mutex>
 
 #include "absl/base/thread_annotations.h"
@@ -49,6 +50,45 @@ class ABSL_SCOPED_LOCKABLE ReaderMutexLock {
 
  private:
   Mutex* const mu_;
+};
+
+// A MutexLock that can let go before the end of its scope.
+class ABSL_SCOPED_LOCKABLE ReleasableMutexLock {
+ public:
+  explicit ReleasableMutexLock(Mutex* mu) ABSL_EXCLUSIVE_LOCK_FUNCTION(mu) : mu_(mu) {
+    mu_->Lock();
+  }
+  ~ReleasableMutexLock() ABSL_UNLOCK_FUNCTION() {
+    if (mu_ != nullptr) mu_->Unlock();
+  }
+  void Release() ABSL_UNLOCK_FUNCTION() {
+    mu_->Unlock();
+    mu_ = nullptr;
+  }
+  ReleasableMutexLock(const ReleasableMutexLock&) = delete;
+  ReleasableMutexLock& operator=(const ReleasableMutexLock&) = delete;
+
+ private:
+  Mutex* mu_;
+};
+
+// Waits on a Mutex for another thread's signal. As with any condition
+// variable, re-check the condition after Wait returns.
+class CondVar {
+ public:
+  void Wait(Mutex* mu) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    Adapter held{mu};
+    cv_.wait(held);
+  }
+  void SignalAll() { cv_.notify_all(); }
+
+ private:
+  struct Adapter {
+    Mutex* mu;
+    void lock() ABSL_NO_THREAD_SAFETY_ANALYSIS { mu->Lock(); }
+    void unlock() ABSL_NO_THREAD_SAFETY_ANALYSIS { mu->Unlock(); }
+  };
+  std::condition_variable_any cv_;
 };
 
 }  // namespace latchkey

@@ -47,6 +47,36 @@ TEST_CASE("revisions start at 1, are contiguous, and survive reopening") {
   for (size_t i = 0; i < events->size(); ++i) REQUIRE((*events)[i].revision() == i + 1);
 }
 
+TEST_CASE("an appended mutation is readable at once but published and replayed only once synced") {
+  testing::TempDir dir;
+  auto store = Open(dir.path());
+  std::vector<uint64_t> heard;
+  store->SetCommitListener(
+      [&](const v1::KeyEvent& e, const v1::AuditEvent&) { heard.push_back(e.revision()); });
+  absl::StatusOr<uint64_t> rev = store->Append(Put("p", "1"));
+  REQUIRE(*rev == 1);
+  REQUIRE(store->last_appended_revision() == 1);
+  REQUIRE(**store->Get(Table::kProjects, "p") == "1");
+  REQUIRE(store->head_revision() == 0);
+  REQUIRE(heard.empty());
+  REQUIRE(store->EventsAfter(0, 10)->empty());  // appended, not yet durable: not replayed
+  REQUIRE(store->Sync(1).ok());
+  REQUIRE(store->head_revision() == 1);
+  REQUIRE(heard == std::vector<uint64_t>{1});
+  REQUIRE(store->EventsAfter(0, 10)->size() == 1);
+}
+
+TEST_CASE("a snapshot makes pending appends durable and holds exactly its revision") {
+  testing::TempDir dir;
+  auto store = Open(dir.path());
+  REQUIRE(store->Append(Put("a", "1")).ok());
+  REQUIRE(store->Append(Put("b", "1")).ok());
+  std::unique_ptr<StoreSnapshot> snap = store->Snapshot();
+  REQUIRE(snap->revision() == 2);
+  REQUIRE(store->head_revision() == 2);
+  REQUIRE(store->Scan(Table::kProjects, "", "", 10, snap.get())->rows.size() == 2);
+}
+
 TEST_CASE("each store has its own random id") {
   testing::TempDir a, b;
   REQUIRE(Open(a.path())->store_id() != Open(b.path())->store_id());
