@@ -32,10 +32,6 @@ std::string_view KindName(v1::KeyKind kind) {
   return kind == v1::SECRET_KEY ? "secret key" : "API key";
 }
 
-bool IsExpired(const v1::Key& key, absl::Time now) {
-  return key.has_expire_time() && FromProto(key.expire_time()) <= now;
-}
-
 void SetLastAction(v1::Key& key, std::string_view action, const Caller& caller, absl::Time now) {
   v1::KeyAction* last = key.mutable_last_action();
   last->set_action(std::string(action));
@@ -220,21 +216,27 @@ absl::StatusOr<uint64_t> KeyAuthority::CommitAndRelease(Mutation m, ReleasableMu
   return revision;
 }
 
-absl::StatusOr<int> KeyAuthority::CountActiveKeys(std::string_view project_id,
-                                                  absl::Time now) const {
-  int active = 0;
-  std::string after;
-  for (;;) {
-    absl::StatusOr<Page> page = store_->Scan(Table::kProjectKeys, project_id, after, 1000);
-    if (!page.ok()) return page.status();
-    for (const Row& row : page->rows) {
-      absl::StatusOr<KeyRecord> rec = LoadKey(row.key.substr(project_id.size()));
-      if (!rec.ok()) return rec.status();
-      if (rec->key().state() == v1::KEY_STATE_ACTIVE && !IsExpired(rec->key(), now)) ++active;
-    }
-    if (!page->more) return active;
-    after = page->rows.back().key;
-  }
+int KeyAuthority::PruneActiveKeys(ProjectRecord& project, absl::Time now) {
+  auto* keys = project.mutable_active_keys();
+  const int64_t now_micros = absl::ToUnixMicros(now);
+  keys->erase(std::remove_if(keys->begin(), keys->end(),
+                             [&](const internal::ActiveKey& k) {
+                               return k.expire_micros() != 0 && k.expire_micros() <= now_micros;
+                             }),
+              keys->end());
+  return keys->size();
+}
+
+absl::Status KeyAuthority::ReleaseActiveKey(const v1::Key& key, Mutation& m) const {
+  absl::StatusOr<ProjectRecord> project = LoadProject(key.project_id());
+  if (!project.ok()) return project.status();
+  auto* keys = project->mutable_active_keys();
+  keys->erase(
+      std::remove_if(keys->begin(), keys->end(),
+                     [&](const internal::ActiveKey& k) { return k.key_id() == key.key_id(); }),
+      keys->end());
+  m.writes.push_back(Put(Table::kProjects, key.project_id(), *project));
+  return absl::OkStatus();
 }
 
 absl::StatusOr<KeyAuthority::NewKey> KeyAuthority::MakeKey(
@@ -288,6 +290,7 @@ absl::StatusOr<v1::CreateProjectResponse> KeyAuthority::CreateProject(
       MakeKey(caller, p.project_id(), "Legacy API key", v1::API_KEY, true, nullptr, now, m);
   if (!legacy.ok()) return legacy.status();
   p.set_legacy_key_id(legacy->record.key().key_id());
+  project.add_active_keys()->set_key_id(p.legacy_key_id());
   m.writes.push_back(Put(Table::kProjects, p.project_id(), project));
   m.audit = Audit(caller, "project.created", p.project_id(), p.legacy_key_id(),
                   StrCat("name=", p.name()), now);
@@ -362,17 +365,22 @@ absl::StatusOr<KeyAuthority::NewKey> KeyAuthority::GenerateKey(
   ReleasableMutexLock lock(&mu_);
   absl::StatusOr<ProjectRecord> project = LoadProject(project_id);
   if (!project.ok()) return project.status();
-  absl::StatusOr<int> active = CountActiveKeys(project_id, now);
-  if (!active.ok()) return active.status();
-  if (*active >= options_.max_active_keys) {
+  const int active = PruneActiveKeys(*project, now);
+  if (active >= options_.max_active_keys) {
     return absl::ResourceExhaustedError(
-        StrCat("project ", project_id, " already has ", *active, " active keys; the limit is ",
+        StrCat("project ", project_id, " already has ", active, " active keys; the limit is ",
                options_.max_active_keys, ". Revoke or delete a key first."));
   }
   Mutation m;
   absl::StatusOr<NewKey> made =
       MakeKey(caller, project_id, name, kind, false, &expire_time, now, m);
   if (!made.ok()) return made.status();
+  internal::ActiveKey* slot = project->add_active_keys();
+  slot->set_key_id(made->record.key().key_id());
+  if (made->record.key().has_expire_time()) {
+    slot->set_expire_micros(absl::ToUnixMicros(FromProto(made->record.key().expire_time())));
+  }
+  m.writes.push_back(Put(Table::kProjects, std::string(project_id), *project));
   m.audit = Audit(caller, "key.created", project_id, made->record.key().key_id(),
                   StrCat(KindName(kind), " name=", name), now);
   absl::StatusOr<uint64_t> rev = CommitAndRelease(std::move(m), lock);
@@ -439,6 +447,7 @@ absl::StatusOr<v1::Key> KeyAuthority::RevokeApiKey(const Caller& caller,
   key.set_state(v1::KEY_STATE_REVOKED);
   SetLastAction(key, "revoked", caller, now);
   Mutation m;
+  if (absl::Status s = ReleaseActiveKey(key, m); !s.ok()) return s;
   PutKey(m, *rec, store_->last_appended_revision() + 1);
   m.audit = Audit(caller, "key.revoked", key.project_id(), key.key_id(), "", now);
   absl::StatusOr<uint64_t> rev = CommitAndRelease(std::move(m), lock);
@@ -510,6 +519,7 @@ absl::StatusOr<v1::DeleteSecretKeyResponse> KeyAuthority::DeleteSecretKey(
     return absl::FailedPreconditionError("API keys are revoked, not deleted: RevokeApiKey");
   }
   Mutation m;
+  if (absl::Status s = ReleaseActiveKey(key, m); !s.ok()) return s;
   m.writes.push_back(Erase(Table::kKeys, key.key_id()));
   m.writes.push_back(Erase(Table::kProjectKeys, ProjectKeysRow(key.project_id(), key.key_id())));
   m.writes.push_back(Erase(Table::kDigests, rec->digest()));

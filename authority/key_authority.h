@@ -123,7 +123,10 @@ class KeyAuthority {
   // the mutation to be durable: other mutations proceed during the fsync.
   absl::StatusOr<uint64_t> CommitAndRelease(Mutation m, ReleasableMutexLock& lock)
       ABSL_UNLOCK_FUNCTION(mu_);
-  absl::StatusOr<int> CountActiveKeys(std::string_view project_id, absl::Time now) const;
+  // Drops expired keys from the project's active list and returns how many remain.
+  static int PruneActiveKeys(internal::ProjectRecord& project, absl::Time now);
+  // Takes a revoked or deleted key off its project's active list, as part of `m`.
+  absl::Status ReleaseActiveKey(const v1::Key& key, Mutation& m) const;
 
   // A new key of `kind` in `project_id`, with its value, as one mutation.
   struct NewKey {

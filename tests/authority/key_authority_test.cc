@@ -306,6 +306,23 @@ TEST_CASE("rule 7: the 51st active key is RESOURCE_EXHAUSTED and the 50 stay") {
   REQUIRE(f.GenerateApiKey(project).ok());
 }
 
+TEST_CASE("rule 7: deleting a secret key or revoking an API key frees its slot") {
+  KeyAuthorityOptions options;
+  options.max_active_keys = 3;
+  AuthorityFixture f(options);
+  const std::string project = f.CreateProject().project().project_id();
+  const std::string secret = f.GenerateSecretKey(project)->key().key_id();
+  const std::string api = f.GenerateApiKey(project)->key().key_id();
+  REQUIRE(absl::IsResourceExhausted(f.GenerateApiKey(project).status()));
+  REQUIRE(Delete(f, secret, "DELETE").ok());
+  REQUIRE(f.GenerateApiKey(project).ok());
+  REQUIRE(absl::IsResourceExhausted(f.GenerateApiKey(project).status()));
+  REQUIRE(Revoke(f, api).ok());
+  REQUIRE(Revoke(f, api).ok());  // revoking twice frees nothing more
+  REQUIRE(f.GenerateApiKey(project).ok());
+  REQUIRE(absl::IsResourceExhausted(f.GenerateApiKey(project).status()));
+}
+
 TEST_CASE("rule 7: the limit is the --max-active-keys option") {
   KeyAuthorityOptions options;
   options.max_active_keys = 3;
