@@ -59,8 +59,11 @@ absl::StatusOr<std::unique_ptr<AuthorityServer>> AuthorityServer::Start(
   ::chmod(options.data_dir.c_str(), 0700);
 
   auto parts = std::make_unique<Parts>();
-  absl::StatusOr<std::unique_ptr<KeyStore>> store =
-      OpenRocksDbStore({options.data_dir + "/db", options.event_retention});
+  RocksDbStoreOptions store_options;
+  store_options.path = options.data_dir + "/db";
+  store_options.event_retention = options.event_retention;
+  store_options.group_commit = options.group_commit;
+  absl::StatusOr<std::unique_ptr<KeyStore>> store = OpenRocksDbStore(store_options);
   if (!store.ok()) return store.status();
   parts->store = *std::move(store);
 

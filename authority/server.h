@@ -26,6 +26,7 @@ struct AuthorityOptions {
   size_t watch_queue_limit = 10000;
   ServerTlsFiles tls;          // TLS (and mTLS) for the TCP listeners
   std::string metrics_listen;  // host:port for HTTP /metrics; empty: off
+  bool group_commit = true;    // off only to measure it (bench/)
 };
 
 class AuthorityServer {

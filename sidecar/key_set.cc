@@ -37,8 +37,8 @@ absl::Status ToEntry(const v1::KeyEntry& in, Digest& digest, KeySet::Entry& out)
       (in.state() != v1::KEY_STATE_ACTIVE && in.state() != v1::KEY_STATE_REVOKED)) {
     return absl::InvalidArgumentError("key entry has an unknown kind or state");
   }
-  out.kind = in.kind();
-  out.state = in.state();
+  out.kind = static_cast<uint8_t>(in.kind());
+  out.state = static_cast<uint8_t>(in.state());
   out.expire_micros = in.has_expire_time() ? absl::ToUnixMicros(FromProto(in.expire_time())) : 0;
   if (in.has_expire_time() && out.expire_micros == 0) out.expire_micros = 1;  // the epoch itself
   return absl::OkStatus();
@@ -52,11 +52,31 @@ Validation Only(v1::Verdict verdict) {
 
 }  // namespace
 
+std::string Validation::key_id() const {
+  return has_ids() ? UnpackId(kKeyIdPrefix, packed_key_id) : "";
+}
+
+std::array<char, 20> Validation::key_id_chars() const {
+  std::array<char, 20> out;
+  std::memcpy(out.data(), kKeyIdPrefix.data(), kKeyIdPrefix.size());
+  std::memcpy(out.data() + kKeyIdPrefix.size(), packed_key_id.data(), packed_key_id.size());
+  return out;
+}
+
+std::string Validation::project_id() const {
+  return has_ids() ? UnpackId(kProjectIdPrefix, packed_project_id) : "";
+}
+
 void Validation::ToProto(v1::ValidateResponse* out) const {
   out->set_verdict(verdict);
   out->set_kind(kind);
-  out->set_key_id(key_id);
-  out->set_project_id(project_id);
+  if (!has_ids()) return;
+  std::string* key_id = out->mutable_key_id();
+  key_id->assign(kKeyIdPrefix.data(), kKeyIdPrefix.size());
+  key_id->append(packed_key_id.data(), packed_key_id.size());
+  std::string* project_id = out->mutable_project_id();
+  project_id->assign(kProjectIdPrefix.data(), kProjectIdPrefix.size());
+  project_id->append(packed_project_id.data(), packed_project_id.size());
 }
 
 size_t KeySet::DigestHash::operator()(const Digest& d) const {
@@ -106,8 +126,11 @@ Validation KeySet::Lookup(const Digest& digest, v1::KeyKind kind, absl::Time now
     e = it->second;
   }
   if (e.kind != kind) return Only(v1::UNKNOWN);
-  Validation v{v1::VALID, e.kind, UnpackId(kKeyIdPrefix, e.key_id),
-               UnpackId(kProjectIdPrefix, e.project_id)};
+  Validation v;
+  v.verdict = v1::VALID;
+  v.kind = static_cast<v1::KeyKind>(e.kind);
+  v.packed_key_id = e.key_id;
+  v.packed_project_id = e.project_id;
   if (e.state == v1::KEY_STATE_REVOKED) {
     v.verdict = v1::REVOKED;
   } else if (e.expire_micros != 0 && e.expire_micros <= absl::ToUnixMicros(now)) {
@@ -119,8 +142,9 @@ Validation KeySet::Lookup(const Digest& digest, v1::KeyKind kind, absl::Time now
 }
 
 bool KeySet::ProjectDisabled(const ProjectId& p) const {
+  if (disabled_count_.load(std::memory_order_acquire) == 0) return false;
   ReaderMutexLock lock(&disabled_mu_);
-  return !disabled_.empty() && disabled_.contains(p);
+  return disabled_.contains(p);
 }
 
 void KeySet::Replace(Builder& builder) {
@@ -129,6 +153,7 @@ void KeySet::Replace(Builder& builder) {
   disabled_mu_.Lock();
   for (size_t i = 0; i < kShards; ++i) shards_[i].map.swap(builder.shards_[i]);
   disabled_.swap(builder.disabled_);
+  disabled_count_.store(disabled_.size(), std::memory_order_release);
   disabled_mu_.Unlock();
   for (Shard& s : shards_) s.mu.Unlock();
   // The old maps are freed here, outside every lock.
@@ -172,6 +197,7 @@ absl::Status KeySet::Apply(const v1::KeyEvent& event) {
     } else {
       disabled_.insert(p);
     }
+    disabled_count_.store(disabled_.size(), std::memory_order_release);
   }
   return first_error;
 }

@@ -12,6 +12,7 @@
 #define LATCHKEY_SIDECAR_KEY_SET_H_
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -29,12 +30,18 @@
 
 namespace latchkey {
 
-// What Validate found. Ids are empty for MALFORMED and UNKNOWN.
+// What Validate found. Ids are empty for MALFORMED and UNKNOWN. They are kept
+// packed (no allocation on the hot path) and spelled out on request.
 struct Validation {
   v1::Verdict verdict = v1::VERDICT_UNSPECIFIED;
   v1::KeyKind kind = v1::KEY_KIND_UNSPECIFIED;
-  std::string key_id;
-  std::string project_id;
+  std::array<char, 16> packed_key_id{};
+  std::array<char, 12> packed_project_id{};
+
+  bool has_ids() const { return packed_key_id[0] != '\0'; }
+  std::string key_id() const;                 // "key_…", or "" without ids
+  std::array<char, 20> key_id_chars() const;  // the same, without allocating
+  std::string project_id() const;             // "prj_…", or "" without ids
   void ToProto(v1::ValidateResponse* out) const;
 };
 
@@ -49,8 +56,8 @@ class KeySet {
   struct Entry {
     KeyId key_id;
     ProjectId project_id;
-    v1::KeyKind kind;
-    v1::KeyState state;
+    uint8_t kind;           // v1::KeyKind
+    uint8_t state;          // v1::KeyState
     int64_t expire_micros;  // 0: never
   };
 
@@ -106,6 +113,7 @@ class KeySet {
   bool ProjectDisabled(const ProjectId& p) const;
 
   std::array<Shard, kShards> shards_;
+  std::atomic<size_t> disabled_count_{0};  // lets the common case skip disabled_mu_
   mutable Mutex disabled_mu_;
   absl::flat_hash_set<ProjectId> disabled_ ABSL_GUARDED_BY(disabled_mu_);
 };

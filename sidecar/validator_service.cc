@@ -33,7 +33,10 @@ void ValidatorService::Check(const std::string& key, bool rejecting, absl::Time 
     out->set_verdict(ParseKey(key) == v1::KEY_KIND_UNSPECIFIED ? v1::MALFORMED : v1::UNKNOWN);
   } else {
     const Validation v = keys_->Validate(key, now);
-    if (v.verdict == v1::VALID) usage_->Record(v.key_id, now);
+    if (v.verdict == v1::VALID) {
+      const std::array<char, 20> id = v.key_id_chars();
+      usage_->Record(std::string_view(id.data(), id.size()), now);
+    }
     v.ToProto(out);
   }
   if (metrics_ != nullptr) {

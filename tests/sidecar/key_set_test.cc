@@ -51,8 +51,9 @@ TEST_CASE("each verdict comes from the right state") {
 
   const Validation v = keys.Validate(valid.value, now);
   REQUIRE(v.verdict == v1::VALID);
-  REQUIRE(v.key_id == valid.key_id);
-  REQUIRE(v.project_id == valid.project_id);
+  REQUIRE(v.key_id() == valid.key_id);
+  REQUIRE(v.project_id() == valid.project_id);
+  REQUIRE(std::string(v.key_id_chars().data(), 20) == valid.key_id);
   REQUIRE(v.kind == v1::API_KEY);
   REQUIRE(keys.Validate(revoked.value, now).verdict == v1::REVOKED);
   REQUIRE(keys.Validate(expired.value, now).verdict == v1::EXPIRED);

@@ -1,0 +1,113 @@
+// latchkey-bench: the load generator and cluster benchmarks behind scripts/bench.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+
+#include "bench/cluster_bench.h"
+#include "bench/validate_load.h"
+
+namespace {
+
+using latchkey::bench::Histogram;
+
+void PrintLoad(const latchkey::bench::LoadOptions& o, const latchkey::bench::LoadResult& r,
+               const std::string& label, const std::string& cdf_file) {
+  const Histogram& h = *r.latency;
+  std::printf(
+      "{\"bench\":\"validate\",\"label\":\"%s\",\"target\":\"%s\",\"connections\":%d,"
+      "\"inflight\":%d,\"rate\":%.0f,\"batch\":%d,\"calls_per_s\":%.0f,\"keys_per_s\":%.0f,"
+      "\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f,"
+      "\"calls\":%llu,\"errors\":%llu,\"wrong_verdicts\":%llu}\n",
+      label.c_str(), o.target.c_str(), o.connections, o.inflight, o.rate, o.batch,
+      r.calls_per_second, r.keys_per_second, h.Quantile(0.5) / 1e3, h.Quantile(0.9) / 1e3,
+      h.Quantile(0.99) / 1e3, h.Quantile(0.999) / 1e3, h.max() / 1e3,
+      static_cast<unsigned long long>(r.calls), static_cast<unsigned long long>(r.errors),
+      static_cast<unsigned long long>(r.wrong_verdicts));
+  if (!cdf_file.empty()) {
+    if (FILE* f = std::fopen(cdf_file.c_str(), "w")) {
+      for (const auto& [ns, fraction] : h.Cdf()) std::fprintf(f, "%.3f %.6f\n", ns / 1e3, fraction);
+      std::fclose(f);
+    }
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"latchkey-bench: load and cluster benchmarks (see scripts/bench)"};
+  app.require_subcommand(1);
+  int status = 0;
+
+  latchkey::bench::LoadOptions load;
+  std::string label, cdf_file;
+  auto* v = app.add_subcommand("validate", "load a Validator and report throughput and latency");
+  v->add_option("--target", load.target)->required();
+  v->add_option("--keys-file", load.keys_file)->required();
+  v->add_option("--connections", load.connections)->capture_default_str();
+  v->add_option("--inflight", load.inflight, "calls in flight per connection")
+      ->capture_default_str();
+  v->add_option("--seconds", load.seconds)->capture_default_str();
+  v->add_option("--warmup", load.warmup_seconds)->capture_default_str();
+  v->add_option("--rate", load.rate, "calls/s, open loop; 0: closed loop")->capture_default_str();
+  v->add_option("--batch", load.batch, "keys per ValidateBatch; 0: Validate")
+      ->capture_default_str();
+  v->add_option("--mix", load.mix.valid, "fraction of valid keys (the rest split evenly)");
+  v->add_flag("!--no-check", load.check_verdicts, "do not check verdicts (empty baseline)");
+  v->add_option("--label", label);
+  v->add_option("--cdf", cdf_file, "write the latency CDF (us fraction) here");
+  v->callback([&] {
+    const double rest = (1 - load.mix.valid) / 3;
+    load.mix.revoked = load.mix.unknown = load.mix.malformed = rest;
+    Histogram h;
+    absl::StatusOr<latchkey::bench::LoadResult> r = latchkey::bench::RunLoad(load, h);
+    if (!r.ok()) {
+      std::fprintf(stderr, "%s\n", r.status().ToString().c_str());
+      status = 2;
+      return;
+    }
+    PrintLoad(load, *r, label, cdf_file);
+  });
+
+  std::string listen;
+  auto* e = app.add_subcommand("empty-server", "a Validator that does nothing (the baseline)");
+  e->add_option("--listen", listen)->required();
+  e->callback([&] { status = latchkey::bench::ServeEmptyValidator(listen); });
+
+  std::string authority, token_file, out, data_dir, sidecar_bin;
+  int valid = 1000, revoked = 100, sidecars = 10, revocations = 200, keys = 100000, clients = 8;
+  double seconds = 5;
+  bool group_commit = true;
+  auto* s = app.add_subcommand("seed", "make valid and revoked keys for validate runs");
+  s->add_option("--authority", authority)->required();
+  s->add_option("--token-file", token_file)->required();
+  s->add_option("--valid", valid)->capture_default_str();
+  s->add_option("--revoked", revoked)->capture_default_str();
+  s->add_option("--out", out)->required();
+  s->callback([&] { status = latchkey::bench::Seed(authority, token_file, valid, revoked, out); });
+
+  auto* p = app.add_subcommand("propagation", "revocation delay to N sidecars");
+  p->add_option("--sidecars", sidecars)->capture_default_str();
+  p->add_option("--revocations", revocations)->capture_default_str();
+  p->callback([&] { status = latchkey::bench::Propagation(sidecars, revocations); });
+
+  auto* l = app.add_subcommand("load", "bulk-load a data dir with N keys");
+  l->add_option("--data-dir", data_dir)->required();
+  l->add_option("--keys", keys)->capture_default_str();
+  l->callback([&] { status = latchkey::bench::Load(data_dir, keys); });
+
+  auto* sn = app.add_subcommand("snapshot", "time a sidecar's first sync, report its memory");
+  sn->add_option("--sidecar-bin", sidecar_bin)->required();
+  sn->add_option("--authority", authority)->required();
+  sn->add_option("--token-file", token_file)->required();
+  sn->add_option("--keys", keys, "keys the authority holds (for the report)")->required();
+  sn->callback(
+      [&] { status = latchkey::bench::Snapshot(sidecar_bin, authority, token_file, keys); });
+
+  auto* w = app.add_subcommand("writes", "durable mutations per second");
+  w->add_option("--clients", clients)->capture_default_str();
+  w->add_option("--seconds", seconds)->capture_default_str();
+  w->add_option("--group-commit", group_commit)->capture_default_str();
+  w->callback([&] { status = latchkey::bench::Writes(clients, seconds, group_commit); });
+
+  CLI11_PARSE(app, argc, argv);
+  return status;
+}

@@ -1,0 +1,341 @@
+#include "bench/cluster_bench.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "absl/time/clock.h"
+#include "authority/key_authority.h"
+#include "authority/server.h"
+#include "common/files.h"
+#include "common/key_format.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "latchkey/v1/key_admin.grpc.pb.h"
+#include "sidecar/sync_client.h"
+
+namespace latchkey::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+std::shared_ptr<grpc::Channel> OwnChannel(const std::string& target, int id) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  args.SetInt("latchkey.bench.connection", id);
+  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+}
+
+struct Admin {
+  std::unique_ptr<v1::KeyAdmin::Stub> stub;
+  std::string token;
+  std::unique_ptr<grpc::ClientContext> Ctx() const {
+    auto c = std::make_unique<grpc::ClientContext>();
+    c->AddMetadata("authorization", "Bearer " + token);
+    return c;
+  }
+};
+
+std::string TempDataDir(const char* what) {
+  std::string dir = (std::filesystem::temp_directory_path() / "latchkey-bench-XXXXXX").string();
+  if (mkdtemp(dir.data()) == nullptr) std::abort();
+  return dir + "/" + what;
+}
+
+std::unique_ptr<AuthorityServer> StartAuthority(const std::string& data_dir, bool group_commit) {
+  AuthorityOptions o;
+  o.listen.addresses = {"127.0.0.1:0"};
+  o.data_dir = data_dir;
+  o.group_commit = group_commit;
+  o.max_active_keys = 50;
+  absl::StatusOr<std::unique_ptr<AuthorityServer>> s = AuthorityServer::Start(o);
+  if (!s.ok()) {
+    std::fprintf(stderr, "authority: %s\n", s.status().ToString().c_str());
+    std::exit(1);
+  }
+  return *std::move(s);
+}
+
+double Quantile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[static_cast<size_t>(q * (v.size() - 1))];
+}
+
+}  // namespace
+
+int Seed(const std::string& authority, const std::string& token_file, int valid, int revoked,
+         const std::string& out) {
+  Admin admin{v1::KeyAdmin::NewStub(OwnChannel(authority, 0)), *ReadTokenFile(token_file)};
+  std::ofstream file(out);
+  std::string project;
+  int in_project = 50;
+  for (int i = 0; i < valid + revoked; ++i) {
+    if (in_project >= 45) {
+      v1::CreateProjectRequest req;
+      req.set_name("bench");
+      v1::CreateProjectResponse resp;
+      if (!admin.stub->CreateProject(admin.Ctx().get(), req, &resp).ok()) return 1;
+      project = resp.project().project_id();
+      file << "VALID " << resp.legacy_api_key() << "\n";
+      in_project = 1;
+    }
+    v1::GenerateApiKeyRequest req;
+    req.set_project_id(project);
+    req.set_name("bench");
+    v1::GenerateApiKeyResponse key;
+    if (!admin.stub->GenerateApiKey(admin.Ctx().get(), req, &key).ok()) return 1;
+    ++in_project;
+    if (i < valid) {
+      file << "VALID " << key.api_key() << "\n";
+      continue;
+    }
+    v1::RevokeApiKeyRequest rev;
+    rev.set_key_id(key.key().key_id());
+    v1::Key k;
+    if (!admin.stub->RevokeApiKey(admin.Ctx().get(), rev, &k).ok()) return 1;
+    --in_project;
+    file << "REVOKED " << key.api_key() << "\n";
+  }
+  return 0;
+}
+
+int Propagation(int n, int revocations) {
+  const std::string data = TempDataDir("authority");
+  std::unique_ptr<AuthorityServer> authority = StartAuthority(data, true);
+  Admin admin{v1::KeyAdmin::NewStub(OwnChannel(authority->address(), 0)),
+              *ReadTokenFile(authority->admin_token_path())};
+  v1::CreatePrincipalRequest pr;
+  pr.set_name("bench sidecars");
+  pr.set_role(v1::ROLE_SIDECAR);
+  v1::CreatePrincipalResponse principal;
+  if (!admin.stub->CreatePrincipal(admin.Ctx().get(), pr, &principal).ok()) return 1;
+
+  // Real sidecar code: a KeySet and a SyncClient each, each on its own connection.
+  struct Side {
+    KeySet keys;
+    std::unique_ptr<SyncClient> sync;
+    std::mutex mu;
+    std::map<uint64_t, Clock::time_point> applied;
+  };
+  std::vector<std::unique_ptr<Side>> sides;
+  for (int i = 0; i < n; ++i) {
+    auto side = std::make_unique<Side>();
+    SyncOptions o;
+    o.channel = OwnChannel(authority->address(), i + 1);
+    o.token = principal.token();
+    o.sidecar_id = "bench-" + std::to_string(i);
+    Side* s = side.get();
+    o.on_applied = [s](uint64_t rev, bool) {
+      std::lock_guard<std::mutex> lock(s->mu);
+      s->applied.emplace(rev, Clock::now());
+    };
+    side->sync = std::make_unique<SyncClient>(std::move(o), &side->keys);
+    side->sync->Start();
+    sides.push_back(std::move(side));
+  }
+  // The keys to revoke, in projects of 40.
+  std::vector<v1::GenerateApiKeyResponse> keys;
+  std::string project;
+  for (int i = 0; i < revocations; ++i) {
+    if (i % 40 == 0) {
+      v1::CreateProjectRequest req;
+      req.set_name("bench");
+      v1::CreateProjectResponse resp;
+      if (!admin.stub->CreateProject(admin.Ctx().get(), req, &resp).ok()) return 1;
+      project = resp.project().project_id();
+    }
+    v1::GenerateApiKeyRequest req;
+    req.set_project_id(project);
+    req.set_name("bench");
+    if (!admin.stub->GenerateApiKey(admin.Ctx().get(), req, &keys.emplace_back()).ok()) return 1;
+  }
+  auto all_applied = [&](uint64_t rev) {
+    for (auto& s : sides) {
+      if (s->sync->state().applied < rev) return false;
+    }
+    return true;
+  };
+  const auto connect_deadline = Clock::now() + std::chrono::seconds(60);
+  while (!all_applied(authority->authority().store().head_revision())) {
+    if (Clock::now() > connect_deadline) return 1;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  std::vector<double> delays;
+  uint64_t wrong = 0;
+  for (const auto& key : keys) {
+    v1::RevokeApiKeyRequest req;
+    req.set_key_id(key.key().key_id());
+    v1::Key revoked;
+    if (!admin.stub->RevokeApiKey(admin.Ctx().get(), req, &revoked).ok()) return 1;
+    const auto returned = Clock::now();
+    const auto deadline = returned + std::chrono::seconds(10);
+    while (!all_applied(revoked.revision()) && Clock::now() < deadline) std::this_thread::yield();
+    for (auto& s : sides) {
+      if (s->keys.Validate(key.api_key(), absl::Now()).verdict != v1::REVOKED) ++wrong;
+      std::lock_guard<std::mutex> lock(s->mu);
+      auto it = s->applied.find(revoked.revision());
+      // A sidecar can apply before the client has read the response: that is 0.
+      delays.push_back(it == s->applied.end() ? 10000.0 : std::max(0.0, Ms(it->second - returned)));
+    }
+  }
+  std::printf(
+      "{\"bench\":\"propagation\",\"sidecars\":%d,\"revocations\":%d,\"p50_ms\":%.3f,"
+      "\"p99_ms\":%.3f,\"max_ms\":%.3f,\"not_revoked\":%llu}\n",
+      n, revocations, Quantile(delays, 0.5), Quantile(delays, 0.99), Quantile(delays, 1.0),
+      static_cast<unsigned long long>(wrong));
+  for (auto& s : sides) s->sync->Stop();
+  return wrong == 0 ? 0 : 1;
+}
+
+int Load(const std::string& data_dir, int keys) {
+  std::filesystem::create_directories(data_dir);
+  RocksDbStoreOptions so;
+  so.path = data_dir + "/db";
+  so.sync = false;  // a bulk load: one fsync per key would take hours
+  auto store = *OpenRocksDbStore(so);
+  auto core =
+      *KeyAuthority::Create(store.get(), *Sealer::LoadOrCreate(data_dir + "/master.key"), {});
+  if (!core->BootstrapAdmin(data_dir + "/admin.token").ok()) return 1;
+  const Caller admin{"prn_bench", "bench", v1::ROLE_ADMIN};
+  v1::CreatePrincipalRequest pr;
+  pr.set_name("bench sidecars");
+  pr.set_role(v1::ROLE_SIDECAR);
+  if (!WritePrivateFile(data_dir + "/sidecar.token", core->CreatePrincipal(admin, pr)->token())
+           .ok()) {
+    return 1;
+  }
+  const auto start = Clock::now();
+  std::string project;
+  for (int i = 0; i < keys; ++i) {
+    if (i % 50 == 0) {
+      v1::CreateProjectRequest req;
+      req.set_name("bench");
+      project = core->CreateProject(admin, req)->project().project_id();  // + its legacy key
+      continue;
+    }
+    if (i % 2 == 0) {
+      v1::GenerateApiKeyRequest req;
+      req.set_project_id(project);
+      req.set_name("bench");
+      if (!core->GenerateApiKey(admin, req).ok()) return 1;
+    } else {
+      v1::GenerateSecretKeyRequest req;
+      req.set_project_id(project);
+      req.set_name("bench");
+      if (!core->GenerateSecretKey(admin, req).ok()) return 1;
+    }
+  }
+  std::printf("{\"bench\":\"load\",\"keys\":%d,\"seconds\":%.1f}\n", keys,
+              Ms(Clock::now() - start) / 1000);
+  return 0;
+}
+
+namespace {
+
+long ResidentKiB(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  }
+  return -1;
+}
+
+bool Serving(const std::string& address) {
+  auto stub = grpc::health::v1::Health::NewStub(
+      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
+  grpc::health::v1::HealthCheckResponse resp;
+  return stub->Check(&ctx, {}, &resp).ok() &&
+         resp.status() == grpc::health::v1::HealthCheckResponse::SERVING;
+}
+
+}  // namespace
+
+int Snapshot(const std::string& sidecar_bin, const std::string& authority,
+             const std::string& token_file, int expected_keys) {
+  const std::string listen = "127.0.0.1:" + std::to_string(17000 + getpid() % 20000);
+  const auto start = Clock::now();
+  const pid_t pid = fork();
+  if (pid == 0) {
+    execl(sidecar_bin.c_str(), sidecar_bin.c_str(), "--listen", listen.c_str(), "--authority",
+          authority.c_str(), "--token-file", token_file.c_str(), "--metrics-listen", "",
+          "--log-level", "warn", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  while (!Serving(listen) && Clock::now() - start < std::chrono::minutes(5)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  const double seconds = Ms(Clock::now() - start) / 1000;
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // freed snapshot buffers settle
+  const long rss_kib = ResidentKiB(pid);
+  kill(pid, SIGTERM);
+  waitpid(pid, nullptr, 0);
+  std::printf("{\"bench\":\"snapshot\",\"keys\":%d,\"seconds\":%.3f,\"rss_kib\":%ld}\n",
+              expected_keys, seconds, rss_kib);
+  return 0;
+}
+
+int Writes(int clients, double seconds, bool group_commit) {
+  const std::string data = TempDataDir("authority");
+  std::unique_ptr<AuthorityServer> authority = StartAuthority(data, group_commit);
+  const std::string token = *ReadTokenFile(authority->admin_token_path());
+  std::atomic<uint64_t> mutations{0}, errors{0};
+  std::atomic<bool> go{false}, stop{false};
+  std::vector<std::thread> threads;
+  for (int c = 0; c < clients; ++c) {
+    threads.emplace_back([&, c] {
+      Admin admin{v1::KeyAdmin::NewStub(OwnChannel(authority->address(), c)), token};
+      v1::CreateProjectRequest cp;
+      cp.set_name("bench");
+      v1::CreateProjectResponse project;
+      if (!admin.stub->CreateProject(admin.Ctx().get(), cp, &project).ok()) return;
+      while (!go) std::this_thread::yield();
+      while (!stop) {
+        v1::GenerateApiKeyRequest g;
+        g.set_project_id(project.project().project_id());
+        g.set_name("bench");
+        v1::GenerateApiKeyResponse key;
+        v1::RevokeApiKeyRequest r;
+        v1::Key revoked;
+        if (!admin.stub->GenerateApiKey(admin.Ctx().get(), g, &key).ok()) {
+          ++errors;
+          continue;
+        }
+        r.set_key_id(key.key().key_id());
+        if (!admin.stub->RevokeApiKey(admin.Ctx().get(), r, &revoked).ok()) ++errors;
+        if (!stop) mutations += 2;
+      }
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // projects created
+  const StoreStats before = authority->authority().store().stats();
+  go = true;
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  stop = true;
+  const StoreStats after = authority->authority().store().stats();
+  for (std::thread& t : threads) t.join();
+  const double commits = static_cast<double>(after.commits - before.commits);
+  std::printf(
+      "{\"bench\":\"writes\",\"clients\":%d,\"group_commit\":%s,\"mutations_per_s\":%.0f,"
+      "\"fsyncs_per_mutation\":%.3f,\"errors\":%llu}\n",
+      clients, group_commit ? "true" : "false", mutations / seconds,
+      commits > 0 ? (after.syncs - before.syncs) / commits : 0.0,
+      static_cast<unsigned long long>(errors.load()));
+  return 0;
+}
+
+}  // namespace latchkey::bench

@@ -1,0 +1,35 @@
+// Benchmarks that need an authority: seeding keys, revocation propagation,
+// snapshot sync, durable writes. Each prints one JSON object on stdout.
+#ifndef LATCHKEY_BENCH_CLUSTER_BENCH_H_
+#define LATCHKEY_BENCH_CLUSTER_BENCH_H_
+
+#include <string>
+
+namespace latchkey::bench {
+
+// Makes `valid` API keys and `revoked` revoked ones on a running authority;
+// writes "VALID <key>" / "REVOKED <key>" lines to `out`.
+int Seed(const std::string& authority, const std::string& token_file, int valid, int revoked,
+         const std::string& out);
+
+// An in-process authority and `sidecars` real sync clients (each its own
+// connection); `revocations` revocations, each timed from RevokeApiKey
+// returning to each sidecar's key set answering REVOKED.
+int Propagation(int sidecars, int revocations);
+
+// Fills a data dir with `keys` keys without fsync (a bulk load), plus a
+// SIDECAR token in <data_dir>/sidecar.token.
+int Load(const std::string& data_dir, int keys);
+
+// Starts `sidecar_bin` against `authority` and times its first snapshot;
+// reports its resident memory.
+int Snapshot(const std::string& sidecar_bin, const std::string& authority,
+             const std::string& token_file, int expected_keys);
+
+// GenerateApiKey + RevokeApiKey from `clients` threads for `seconds`, against
+// an in-process authority with group commit on or off.
+int Writes(int clients, double seconds, bool group_commit);
+
+}  // namespace latchkey::bench
+
+#endif  // LATCHKEY_BENCH_CLUSTER_BENCH_H_
