@@ -1,4 +1,6 @@
 // latchkey-bench: the load generator and cluster benchmarks behind scripts/bench.
+#include <spdlog/spdlog.h>
+
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
@@ -33,6 +35,7 @@ void PrintLoad(const latchkey::bench::LoadOptions& o, const latchkey::bench::Loa
 }  // namespace
 
 int main(int argc, char** argv) {
+  spdlog::set_level(spdlog::level::warn);  // the in-process authority logs every mutation
   CLI::App app{"latchkey-bench: load and cluster benchmarks (see scripts/bench)"};
   app.require_subcommand(1);
   int status = 0;
@@ -44,7 +47,8 @@ int main(int argc, char** argv) {
   v->add_option("--keys-file", load.keys_file)->required();
   v->add_option("--connections", load.connections)->capture_default_str();
   v->add_option("--inflight", load.inflight, "calls in flight per connection")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   v->add_option("--seconds", load.seconds)->capture_default_str();
   v->add_option("--warmup", load.warmup_seconds)->capture_default_str();
   v->add_option("--rate", load.rate, "calls/s, open loop; 0: closed loop")->capture_default_str();
@@ -87,7 +91,8 @@ int main(int argc, char** argv) {
   auto* p = app.add_subcommand("propagation", "revocation delay to N sidecars");
   p->add_option("--sidecars", sidecars)->capture_default_str();
   p->add_option("--revocations", revocations)->capture_default_str();
-  p->callback([&] { status = latchkey::bench::Propagation(sidecars, revocations); });
+  p->add_option("--samples-out", out, "write each delay (ms) here");
+  p->callback([&] { status = latchkey::bench::Propagation(sidecars, revocations, out); });
 
   auto* l = app.add_subcommand("load", "bulk-load a data dir with N keys");
   l->add_option("--data-dir", data_dir)->required();

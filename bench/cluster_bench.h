@@ -15,7 +15,8 @@ int Seed(const std::string& authority, const std::string& token_file, int valid,
 // An in-process authority and `sidecars` real sync clients (each its own
 // connection); `revocations` revocations, each timed from RevokeApiKey
 // returning to each sidecar's key set answering REVOKED.
-int Propagation(int sidecars, int revocations);
+// Each delay (ms from the request being sent) goes to `samples_out` when set.
+int Propagation(int sidecars, int revocations, const std::string& samples_out);
 
 // Fills a data dir with `keys` keys without fsync (a bulk load), plus a
 // SIDECAR token in <data_dir>/sidecar.token.

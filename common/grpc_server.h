@@ -25,8 +25,8 @@ struct ListenOptions {
   std::shared_ptr<grpc::ServerCredentials> tls;
 };
 
-// Turns on health checking and reflection, and must run before the first
-// ServerBuilder is made.
+// Turns on health checking and reflection (and turns off absl::Mutex
+// deadlock detection); must run before the first ServerBuilder is made.
 void EnableServerPlugins();
 
 // Adds every address to `builder`: TCP with options.tls when set, else

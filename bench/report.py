@@ -1,0 +1,307 @@
+#!/usr/bin/env python3
+"""Writes bench/RESULTS.md (and SVG plots) from one scripts/bench run.
+
+Usage: report.py WORK_DIR MODE   (MODE is "full" or "quick")
+
+WORK_DIR holds results.jsonl (one JSON object per measurement), keyset.json
+(Google Benchmark), cdf_*.txt (latency CDFs) and propagation_*.txt (delays).
+Every ratio divides figures measured in the same run.
+"""
+import datetime
+import json
+import os
+import pathlib
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+
+work = pathlib.Path(sys.argv[1])
+mode = sys.argv[2] if len(sys.argv) > 2 else "full"
+out_dir = pathlib.Path(__file__).resolve().parent
+rows = [json.loads(line) for line in open(work / "results.jsonl") if line.strip()]
+
+
+def where(**kw):
+    return [r for r in rows if all(r.get(k) == v for k, v in kw.items())]
+
+
+def median(values):
+    values = list(values)
+    return statistics.median(values) if values else float("nan")
+
+
+def pair_ratios(label, baseline, key="calls_per_s"):
+    a = [r[key] for r in where(bench="validate", label=label)]
+    b = [r[key] for r in where(bench="validate", label=baseline)]
+    return [x / y for x, y in zip(a, b) if y]
+
+
+def fmt(x, digits=0):
+    return f"{x:,.{digits}f}" if x == x else "n/a"
+
+
+def verdict(ok):
+    return "**met**" if ok else "**missed**"
+
+
+# --- machine -------------------------------------------------------------
+cpu = "unknown"
+for line in open("/proc/cpuinfo"):
+    if line.startswith("model name"):
+        cpu = line.split(":", 1)[1].strip()
+        break
+commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                        cwd=out_dir).stdout.strip() or "unknown"
+dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                       capture_output=True, text=True, cwd=out_dir).stdout.strip()
+now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+# --- 1. in-process check ---------------------------------------------------
+keyset = {}
+for b in json.load(open(work / "keyset.json"))["benchmarks"]:
+    keyset[b["name"]] = b["real_time"] if b.get("time_unit") == "ns" else b["real_time"] * 1e3
+
+
+def ks(name, keys, hit):
+    return keyset.get(f"{name}/keys:{keys}/hit:{hit}", float("nan"))
+
+
+# --- 2. Validate -------------------------------------------------------------
+tcp = median(r["calls_per_s"] for r in where(bench="validate", label="sidecar_tcp"))
+tcp_empty = median(r["calls_per_s"] for r in where(bench="validate", label="empty_tcp"))
+unix = median(r["calls_per_s"] for r in where(bench="validate", label="sidecar_unix"))
+unix_empty = median(r["calls_per_s"] for r in where(bench="validate", label="empty_unix"))
+tcp_ratio = median(pair_ratios("sidecar_tcp", "empty_tcp"))
+unix_ratio = median(pair_ratios("sidecar_unix", "empty_unix"))
+lat = {label: where(bench="validate", label=label) for label in
+       ("sidecar_tcp", "empty_tcp", "sidecar_unix", "empty_unix", "sidecar_tcp_half",
+        "empty_tcp_half", "sidecar_tcp_5k", "empty_tcp_5k")}
+half = lat["sidecar_tcp_half"][0] if lat["sidecar_tcp_half"] else {}
+half_empty = lat["empty_tcp_half"][0] if lat["empty_tcp_half"] else {}
+redis = median(r["ops_per_s"] for r in where(bench="redis", label="redis_get"))
+redis_p = median(r["ops_per_s"] for r in where(bench="redis", label="redis_get_pipelined"))
+redis_p99 = median(r["p99_us"] for r in where(bench="redis", label="redis_get"))
+batch = {b: (where(bench="validate", label=f"sidecar_batch_{b}") or [{}])[0] for b in (100, 1000)}
+wrong = sum(r.get("wrong_verdicts", 0) + r.get("errors", 0)
+            for r in where(bench="validate") if r["label"].startswith("sidecar"))
+
+# --- 3-5 -------------------------------------------------------------------
+prop = {r["sidecars"]: r for r in where(bench="propagation")}
+snap = {r["keys"]: r for r in where(bench="snapshot")}
+loads = {r["keys"]: r for r in where(bench="load")}
+writes = {(r["clients"], r["group_commit"]): r for r in where(bench="writes")}
+empty_rss = snap.get(0, {}).get("rss_kib", float("nan"))
+
+
+def bytes_per_key(keys):
+    s = snap.get(keys)
+    return (s["rss_kib"] - empty_rss) * 1024 / keys if s and keys else float("nan")
+
+
+# --- plots ---------------------------------------------------------------
+plots = []
+if shutil.which("gnuplot"):
+    def gnuplot(script):
+        subprocess.run(["gnuplot"], input=script, text=True, check=False)
+
+    if (work / "cdf_sidecar_tcp.txt").exists():
+        gnuplot(f"""
+set terminal svg size 760,420 dynamic font 'sans,11'
+set output '{out_dir}/validate_latency.svg'
+set title 'Validate latency over TCP loopback (closed loop, 64 calls in flight)'
+set xlabel 'latency (us, log scale)'; set ylabel 'fraction of calls'
+set logscale x; set key bottom right; set grid
+plot '{work}/cdf_sidecar_tcp.txt' using 1:2 with lines lw 2 title 'latchkey-sidecar', \\
+     '{work}/cdf_empty_tcp.txt' using 1:2 with lines lw 2 title 'empty handler (baseline)', \\
+     '{work}/cdf_sidecar_half.txt' using 1:2 with lines lw 2 title 'latchkey-sidecar at half of max rate'
+""")
+        plots.append("validate_latency.svg")
+    if (work / "propagation_100.txt").exists():
+        gnuplot(f"""
+set terminal svg size 760,420 dynamic font 'sans,11'
+set output '{out_dir}/propagation.svg'
+set title 'Revocation: request sent to key set answering REVOKED'
+set xlabel 'delay (ms)'; set ylabel 'fraction of (sidecar, revocation) pairs'
+set key bottom right; set grid
+plot '< sort -g {work}/propagation_1.txt | awk "{{n[NR]=\\$1}} END{{for(i=1;i<=NR;i++) print n[i], i/NR}}"' using 1:2 with lines lw 2 title '1 sidecar', \\
+     '< sort -g {work}/propagation_10.txt | awk "{{n[NR]=\\$1}} END{{for(i=1;i<=NR;i++) print n[i], i/NR}}"' using 1:2 with lines lw 2 title '10 sidecars', \\
+     '< sort -g {work}/propagation_100.txt | awk "{{n[NR]=\\$1}} END{{for(i=1;i<=NR;i++) print n[i], i/NR}}"' using 1:2 with lines lw 2 title '100 sidecars'
+""")
+        plots.append("propagation.svg")
+
+# --- goals -----------------------------------------------------------------
+check_1m = ks("keyset_whole_check", 1000000, 1)
+check_1m_miss = ks("keyset_whole_check", 1000000, 0)
+b1000 = batch[1000].get("keys_per_s", float("nan"))
+p100 = prop.get(100, {})
+snap_1m = snap.get(1000000, {})
+w32 = writes.get((32, True), {}).get("mutations_per_s", float("nan"))
+w32_before = writes.get((32, False), {}).get("mutations_per_s", float("nan"))
+
+goals = [
+    ("whole in-process check at 1M keys", "<= 300 ns",
+     f"{fmt(check_1m)} ns (hit), {fmt(check_1m_miss)} ns (miss); bare flat_hash_set lookup "
+     f"{fmt(ks('baseline_flat_hash_set', 1000000, 1), 1)} ns", check_1m <= 300),
+    ("Validate throughput vs empty-handler gRPC", ">= 0.9x",
+     f"TCP {tcp_ratio:.2f}x ({fmt(tcp)} vs {fmt(tcp_empty)} calls/s); "
+     f"unix socket {unix_ratio:.2f}x ({fmt(unix)} vs {fmt(unix_empty)})", tcp_ratio >= 0.9),
+    ("Validate p99 at half of max throughput", "<= 1 ms",
+     f"{fmt(half.get('p99_us', float('nan')))} us at {fmt(half.get('rate', float('nan')))} calls/s "
+     f"(empty handler at the same rate: {fmt(half_empty.get('p99_us', float('nan')))} us)",
+     half.get("p99_us", 1e9) <= 1000),
+    ("ValidateBatch(1000)", ">= 2,000,000 keys/s and >= 2x Redis pipelined",
+     f"{fmt(b1000)} keys/s; {b1000 / redis_p:.2f}x Redis pipelined GET ({fmt(redis_p)}/s)",
+     b1000 >= 2e6 and b1000 >= 2 * redis_p),
+    ("propagation to 100 sidecars", "p99 <= 20 ms",
+     f"p99 {fmt(p100.get('p99_ms', float('nan')), 2)} ms from RevokeApiKey returning; "
+     f"{fmt(p100.get('sent_p99_ms', float('nan')), 2)} ms from the request being sent",
+     p100.get("p99_ms", 1e9) <= 20 and p100.get("sent_p99_ms", 1e9) <= 20),
+    ("snapshot of 1M keys", "<= 2 s, <= 120 bytes/key resident",
+     (f"{snap_1m['seconds']:.2f} s, {bytes_per_key(1000000):.0f} bytes/key" if snap_1m
+      else "not run (--quick runs 100k only)"),
+     bool(snap_1m) and snap_1m["seconds"] <= 2 and bytes_per_key(1000000) <= 120),
+    ("authority durable mutations, 32 clients", ">= 2,000/s",
+     f"{fmt(w32)}/s with group commit; {fmt(w32_before)}/s without ({w32 / w32_before:.2f}x)",
+     w32 >= 2000),
+]
+
+# --- RESULTS.md --------------------------------------------------------------
+L = []
+L.append("# latchkey benchmark results\n")
+L.append(f"Generated by `scripts/bench{' --quick' if mode == 'quick' else ''}` on {now}, "
+         f"commit `{commit}`{' (with uncommitted changes)' if dirty else ''}.  ")
+L.append(f"Machine: {cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}. "
+         "The load generator runs on the same machine. These machines are noisy (+-30% between "
+         "runs): compare ratios within this file, not figures across files.\n")
+L.append("## Goals\n")
+L.append("| figure | goal | measured (baseline in the same run) | |")
+L.append("|---|---|---|---|")
+for name, goal, measured, ok in goals:
+    L.append(f"| {name} | {goal} | {measured} | {verdict(ok)} |")
+L.append("")
+L.append(f"Wrong verdicts or RPC errors across all latchkey load runs: {wrong}.\n")
+
+L.append("## 1. In-process check (Google Benchmark)\n")
+L.append("Queries walk a random sample of 65,536 keys. `baseline` is a bare "
+         "`absl::flat_hash_set<Digest>::contains`; `lookup` is the key set with the digest "
+         "given (shard lock, find, verdict); `whole check` adds the format and checksum check, "
+         "SHA-256 and the clock.\n")
+L.append("| keys | query | baseline (ns) | lookup (ns) | whole check (ns) | lookup / baseline |")
+L.append("|---|---|---|---|---|---|")
+for keys in (1000, 100000, 1000000):
+    for hit in (1, 0):
+        base, look, whole = (ks("baseline_flat_hash_set", keys, hit), ks("keyset_lookup", keys, hit),
+                             ks("keyset_whole_check", keys, hit))
+        L.append(f"| {keys:,} | {'hit' if hit else 'miss'} | {base:.1f} | {look:.1f} | {whole:.0f} "
+                 f"| {look / base:.1f}x |")
+L.append("")
+
+L.append("## 2. Validate over gRPC\n")
+L.append(f"Closed loop, {2} connections x {32} calls in flight, {'1' if mode == 'quick' else '3'} "
+         "alternating pair(s) of runs; key mix 70% valid, 10% revoked, 10% unknown, 10% "
+         "malformed; every verdict checked. The baseline is a Validator whose handlers do "
+         "nothing (`latchkey-bench empty-server`), built and served exactly like the sidecar. "
+         "Redis: `redis-benchmark GET` of a 32-byte value over a unix socket at the same "
+         "concurrency (64), without and with pipelining (100).\n")
+L.append("| run | calls/s | p50 (us) | p90 (us) | p99 (us) | p99.9 (us) |")
+L.append("|---|---|---|---|---|---|")
+for label in ("sidecar_tcp", "empty_tcp", "sidecar_unix", "empty_unix", "sidecar_tcp_half",
+              "empty_tcp_half", "sidecar_tcp_5k", "empty_tcp_5k"):
+    for r in lat[label]:
+        L.append(f"| {label} | {fmt(r['calls_per_s'])} | {r['p50_us']:.0f} | {r['p90_us']:.0f} | "
+                 f"{r['p99_us']:.0f} | {r['p999_us']:.0f} |")
+for r in where(bench="redis"):
+    L.append(f"| {r['label']} (pipeline {r['pipeline']}) | {fmt(r['ops_per_s'])} | "
+             f"{r['p50_us']:.0f} | | {r['p99_us']:.0f} | |")
+L.append("")
+L.append(f"Per pair, sidecar / empty handler: TCP {', '.join(f'{x:.2f}' for x in pair_ratios('sidecar_tcp', 'empty_tcp'))}; "
+         f"unix {', '.join(f'{x:.2f}' for x in pair_ratios('sidecar_unix', 'empty_unix'))}. "
+         f"Sidecar Validate vs Redis GET (unpipelined): {tcp / redis:.2f}x over TCP, "
+         f"{unix / redis:.2f}x over a unix socket.\n")
+L.append("### ValidateBatch\n")
+L.append("| batch | keys/s | calls/s | p99 (us) | vs Redis pipelined GET |")
+L.append("|---|---|---|---|---|")
+for b, r in batch.items():
+    if r:
+        L.append(f"| {b} | {fmt(r['keys_per_s'])} | {fmt(r['calls_per_s'])} | {r['p99_us']:.0f} | "
+                 f"{r['keys_per_s'] / redis_p:.2f}x |")
+L.append("")
+
+L.append("## 3. Revocation propagation\n")
+L.append("An authority and N sidecars' real sync code (KeySet + SyncClient, each on its own "
+         "connection) in one process; each revocation is timed to the moment each sidecar's key "
+         "set answers REVOKED, from the RevokeApiKey request being sent and from its response "
+         "being read (the authority hands the event to the watch streams before it answers, so "
+         "most sidecars have applied it by then: 0).\n")
+L.append("| sidecars | revocations | from response p50 / p99 / max (ms) | from request p50 / p99 / max (ms) |")
+L.append("|---|---|---|---|")
+for n, r in sorted(prop.items()):
+    L.append(f"| {n} | {r['revocations']} | {r['p50_ms']:.2f} / {r['p99_ms']:.2f} / {r['max_ms']:.2f} | "
+             f"{r['sent_p50_ms']:.2f} / {r['sent_p99_ms']:.2f} / {r['sent_max_ms']:.2f} |")
+L.append("")
+
+L.append("## 4. Snapshot sync\n")
+L.append("A real `latchkey-sidecar` process started against an authority holding N keys (bulk "
+         "loaded without fsync), timed from process start to health SERVING; resident memory "
+         "per key is its RSS minus the RSS of the same sidecar synced to an empty authority "
+         f"({fmt(empty_rss)} KiB).\n")
+L.append("| keys | load (s) | first sync (s) | RSS (KiB) | bytes per key |")
+L.append("|---|---|---|---|---|")
+for keys, r in sorted(snap.items()):
+    if keys:
+        L.append(f"| {keys:,} | {loads.get(keys, {}).get('seconds', float('nan')):.1f} | "
+                 f"{r['seconds']:.2f} | {fmt(r['rss_kib'])} | {bytes_per_key(keys):.0f} |")
+L.append("")
+
+L.append("## 5. Durable writes\n")
+L.append("GenerateApiKey + RevokeApiKey in a loop per client over gRPC, each acknowledged only "
+         "once durable. Without group commit every mutation is its own synced write under the "
+         "lifecycle lock (the previous design, kept as an option to measure against).\n")
+L.append("| clients | without group commit (mutations/s) | with (mutations/s) | ratio | fsyncs per mutation (with) |")
+L.append("|---|---|---|---|---|")
+for c in (1, 8, 32):
+    a, b = writes.get((c, False)), writes.get((c, True))
+    if a and b:
+        L.append(f"| {c} | {fmt(a['mutations_per_s'])} | {fmt(b['mutations_per_s'])} | "
+                 f"{b['mutations_per_s'] / a['mutations_per_s']:.2f}x | {b['fsyncs_per_mutation']:.2f} |")
+L.append("")
+
+if plots:
+    L.append("## Plots\n")
+    for p in plots:
+        L.append(f"![{p}]({p})\n")
+
+L.append("## What limits each missed goal\n")
+L.append("The figures in this section come from profiling by hand during development (perf, "
+         "CPU time per call), not from this script's run.\n")
+L.append("""- **Whole check at 1M keys.** Format + checksum, SHA-256 (about 80 ns with the
+  prefetched EVP digest and SHA-NI) and the clock cost about 300 ns at 1k keys. At 1M keys the
+  table no longer fits in cache and a hit pays two dependent memory misses (flat_hash_map's
+  control byte, then the 72-byte slot); the lookup-only column hides them because independent
+  lookups overlap, the whole check cannot (the SHA-256 sits between them). Closing the gap needs
+  a table with entry and tag in one cache line (16-byte digest prefix + ids = 64 bytes), which
+  would also cut memory per key.
+- **Validate vs the empty handler.** Our own code is about 3% of the sidecar's CPU under load
+  (perf); gRPC and the kernel are about two thirds. Measured as CPU per call, a sidecar that is
+  following an authority costs about 4-5 us more per call than the same sidecar disconnected:
+  its watch stream is a gRPC client in the same process, sharing gRPC's pollers and executor
+  with the Validator server. The fix is to serve Validator from a dedicated completion-queue
+  server with its own polling threads (STYLE.md's exception for a measured hot path).
+- **ValidateBatch(1000).** Each result is a sub-message with two id strings: allocated,
+  serialized and parsed again by the load generator on the same two cores. Protobuf arenas for
+  the response (gRPC's message allocator) are the next step.
+- **p99 at half of max throughput.** Open-loop runs time each call from when it was due. At
+  half the closed-loop maximum the pacer thread, the client's gRPC threads and the server share
+  two cores; whenever the pacer loses its core, calls queue and the tail grows, for the empty
+  handler as much as for the sidecar (compare the two `_half` rows). The `_5k` rows show the
+  same servers at a rate the machine can pace.
+- Machine: 2 cores shared by the server, the load generator and (for propagation) 100 sync
+  clients; absolute figures are lower than on a dedicated host, which is why every goal is also
+  given as a ratio to a baseline run beside it.
+""")
+
+(out_dir / "RESULTS.md").write_text("\n".join(L))
+for name, goal, measured, ok in goals:
+    print(f"{'met   ' if ok else 'MISSED'} {name}: {measured}")
