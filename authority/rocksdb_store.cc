@@ -327,13 +327,16 @@ class RocksDbStore : public KeyStore {
     return ready;
   }
 
-  // Hands durable events to the listener in order, then moves the head.
+  // Moves the head, then hands the durable events to the listener in order.
+  // The head first: a progress message read from it must never name a
+  // revision behind an event already delivered (replay may see an event
+  // before its live copy arrives; watch streams drop the duplicate).
   void Publish(const std::vector<Published>& ready, uint64_t target)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(sync_mu_) {
+    if (target > head_revision()) head_.store(target, std::memory_order_release);
     for (const Published& p : ready) {
       if (listener_) listener_(p.event, p.audit);
     }
-    if (target > head_revision()) head_.store(target, std::memory_order_release);
   }
 
   void PublishUpTo(uint64_t target) ABSL_EXCLUSIVE_LOCKS_REQUIRED(sync_mu_) {

@@ -36,6 +36,17 @@ absl::Status AddListeners(grpc::ServerBuilder& builder, const ListenOptions& opt
                              IsUnixAddress(address) ? nullptr : &ports[i]);
   }
   builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, options.max_concurrent_streams);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS, options.max_connection_idle_ms);
+  // Keepalive enforcement: a client pinging more often than every 10 s
+  // without data gets strikes, and after 2 its connection is closed
+  // (GOAWAY ENHANCE_YOUR_CALM), so pings cannot be used to burn CPU.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 2);
+  // Our own keepalive finds dead peers (a sidecar host gone without a FIN).
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   return absl::OkStatus();
 }
 

@@ -21,6 +21,9 @@ struct ListenOptions {
   std::vector<std::string> addresses;  // "host:port" or "unix:/path"
   bool allow_insecure_remote = false;
   int max_receive_message_bytes = 4 << 20;
+  int max_concurrent_streams = 1000;  // per connection; more wait for a slot
+  // Connections idle this long are closed (watch streams keep theirs busy).
+  int max_connection_idle_ms = 5 * 60 * 1000;
   // TLS for TCP listeners; unix sockets stay plaintext (local by nature).
   std::shared_ptr<grpc::ServerCredentials> tls;
 };
