@@ -5,29 +5,16 @@
 
 #include "absl/strings/str_join.h"
 #include "authority/server.h"
+#include "common/daemon.h"
 #include "common/log.h"
 
-namespace {
-
-// Blocks SIGINT and SIGTERM in every thread and returns when one arrives, so
-// shutdown runs on the main thread, not in a signal handler.
-int AwaitStopSignal(const sigset_t& set) {
-  int sig = 0;
-  sigwait(&set, &sig);
-  return sig;
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // Shutdown runs on the main thread, not in a signal handler.
+  const sigset_t stop_signals = latchkey::BlockStopSignals();
 
   latchkey::AuthorityOptions options;
-  std::string log_format = "text", log_level = "info";
+  latchkey::DaemonFlags daemon;
+  daemon.metrics_listen = "127.0.0.1:7701";
   double progress_seconds = 1.0;
   CLI::App app{"latchkey-authority: owns all key state and streams it to sidecars"};
   app.add_option("--listen", options.listen.addresses,
@@ -49,20 +36,13 @@ int main(int argc, char** argv) {
   app.add_option("--tls-key", options.tls.key, "PEM private key for --tls-cert");
   app.add_option("--tls-client-ca", options.tls.client_ca,
                  "PEM CA: clients must present a certificate it signed (mTLS)");
-  app.add_flag("--allow-insecure-remote", options.listen.allow_insecure_remote,
-               "allow plaintext listeners beyond loopback");
-  options.metrics_listen = "127.0.0.1:7701";
-  app.add_option("--metrics-listen", options.metrics_listen,
-                 "HTTP address for Prometheus /metrics; empty turns it off")
-      ->capture_default_str();
-  app.add_option("--log-format", log_format, "text or json")->capture_default_str();
-  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
-      ->capture_default_str();
+  latchkey::AddDaemonFlags(app, options.listen, daemon);
   CLI11_PARSE(app, argc, argv);
+  options.metrics_listen = daemon.metrics_listen;
   if (options.listen.addresses.empty()) options.listen.addresses = {"127.0.0.1:7700"};
   options.progress_interval = absl::Seconds(progress_seconds);
 
-  if (absl::Status s = latchkey::InitLogging(log_format, log_level); !s.ok()) {
+  if (absl::Status s = latchkey::InitLogging(daemon.log_format, daemon.log_level); !s.ok()) {
     std::cerr << "latchkey-authority: " << s.message() << "\n";
     return 2;
   }
@@ -79,7 +59,7 @@ int main(int argc, char** argv) {
   }
   spdlog::info("latchkey-authority {} serving on {}; data dir {}; admin token {}", LATCHKEY_VERSION,
                absl::StrJoin(bound, ", "), options.data_dir, (*server)->admin_token_path());
-  const int sig = AwaitStopSignal(stop_signals);
+  const int sig = latchkey::AwaitStopSignal(stop_signals);
   spdlog::info("signal {}: shutting down", sig);
   (*server)->Shutdown();
   spdlog::info("stopped");

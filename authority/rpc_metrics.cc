@@ -2,30 +2,10 @@
 
 #include <chrono>
 
+#include "common/status.h"
+
 namespace latchkey {
 namespace {
-
-const char* CodeName(grpc::StatusCode code) {
-  static const char* const kNames[] = {"OK",
-                                       "CANCELLED",
-                                       "UNKNOWN",
-                                       "INVALID_ARGUMENT",
-                                       "DEADLINE_EXCEEDED",
-                                       "NOT_FOUND",
-                                       "ALREADY_EXISTS",
-                                       "PERMISSION_DENIED",
-                                       "RESOURCE_EXHAUSTED",
-                                       "FAILED_PRECONDITION",
-                                       "ABORTED",
-                                       "OUT_OF_RANGE",
-                                       "UNIMPLEMENTED",
-                                       "INTERNAL",
-                                       "UNAVAILABLE",
-                                       "DATA_LOSS",
-                                       "UNAUTHENTICATED"};
-  const int i = static_cast<int>(code);
-  return i >= 0 && i <= 16 ? kNames[i] : "UNKNOWN";
-}
 
 struct Families {
   Registry::Family<Counter>* calls;
@@ -48,7 +28,8 @@ class Interceptor final : public grpc::experimental::Interceptor {
             grpc::experimental::InterceptionHookPoints::PRE_SEND_STATUS)) {
       const double seconds =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-      families_.calls->With({service_, method_, CodeName(methods->GetSendStatus().error_code())})
+      families_.calls
+          ->With({service_, method_, StatusCodeName(methods->GetSendStatus().error_code())})
           .Inc();
       families_.durations->With({service_, method_}).Observe(seconds);
     }

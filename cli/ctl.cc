@@ -7,6 +7,7 @@
 #include "absl/time/clock.h"
 #include "common/files.h"
 #include "common/key_format.h"
+#include "common/status.h"
 #include "common/strings.h"
 #include "common/time_util.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -48,29 +49,22 @@ bool ExpireTime(const KeyOptions& o, google::protobuf::Timestamp* expire, std::o
   return true;
 }
 
-std::string CodeName(grpc::StatusCode code) {
-  static const char* const kNames[] = {"OK",
-                                       "CANCELLED",
-                                       "UNKNOWN",
-                                       "INVALID_ARGUMENT",
-                                       "DEADLINE_EXCEEDED",
-                                       "NOT_FOUND",
-                                       "ALREADY_EXISTS",
-                                       "PERMISSION_DENIED",
-                                       "RESOURCE_EXHAUSTED",
-                                       "FAILED_PRECONDITION",
-                                       "ABORTED",
-                                       "OUT_OF_RANGE",
-                                       "UNIMPLEMENTED",
-                                       "INTERNAL",
-                                       "UNAVAILABLE",
-                                       "DATA_LOSS",
-                                       "UNAUTHENTICATED"};
-  const int i = static_cast<int>(code);
-  return i >= 0 && i <= 16 ? kNames[i] : StrCat("CODE_", i);
-}
-
 }  // namespace
+
+template <typename Req, typename Resp>
+grpc::Status Ctl::ListAll(grpc::Status (v1::KeyAdmin::Stub::*method)(grpc::ClientContext*,
+                                                                     const Req&, Resp*),
+                          Req req, Resp* all) {
+  req.set_page_size(1000);
+  do {
+    Resp page;
+    if (grpc::Status s = ((*admin_).*method)(Context().get(), req, &page); !s.ok()) return s;
+    req.set_page_token(page.next_page_token());
+    all->MergeFrom(page);  // appends the page's repeated field
+  } while (!req.page_token().empty());
+  all->clear_next_page_token();
+  return grpc::Status::OK;
+}
 
 Ctl::Ctl(Globals globals, std::ostream& out, std::ostream& err)
     : globals_(std::move(globals)), out_(out), err_(err) {
@@ -95,7 +89,7 @@ std::unique_ptr<grpc::ClientContext> Ctl::Context() const {
 }
 
 int Ctl::Fail(const std::string& what, const grpc::Status& status) {
-  err_ << "error: " << what << ": " << CodeName(status.error_code()) << ": "
+  err_ << "error: " << what << ": " << StatusCodeName(status.error_code()) << ": "
        << status.error_message() << "\n";
   if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED && globals_.token.empty()) {
     err_ << "hint: no token; set LATCHKEY_TOKEN or --token-file (tried " << globals_.token_file
@@ -122,17 +116,11 @@ int Ctl::ProjectCreate(const std::string& name) {
 }
 
 int Ctl::ProjectList() {
-  v1::ListProjectsRequest req;
-  req.set_page_size(1000);
   v1::ListProjectsResponse all;
-  do {
-    v1::ListProjectsResponse page;
-    if (grpc::Status s = admin_->ListProjects(Context().get(), req, &page); !s.ok()) {
-      return Fail("list projects", s);
-    }
-    all.mutable_projects()->MergeFrom(page.projects());
-    req.set_page_token(page.next_page_token());
-  } while (!req.page_token().empty());
+  if (grpc::Status s = ListAll(&v1::KeyAdmin::Stub::ListProjects, v1::ListProjectsRequest(), &all);
+      !s.ok()) {
+    return Fail("list projects", s);
+  }
   if (globals_.format == Format::kJson) {
     PrintJson(out_, all);
     return 0;
@@ -196,16 +184,10 @@ int Ctl::KeyGenerate(const std::string& project_id, const KeyOptions& options) {
 int Ctl::KeyList(const std::string& project_id) {
   v1::ListKeysRequest req;
   req.set_project_id(project_id);
-  req.set_page_size(1000);
   v1::ListKeysResponse all;
-  do {
-    v1::ListKeysResponse page;
-    if (grpc::Status s = admin_->ListKeys(Context().get(), req, &page); !s.ok()) {
-      return Fail("list keys", s);
-    }
-    all.mutable_keys()->MergeFrom(page.keys());
-    req.set_page_token(page.next_page_token());
-  } while (!req.page_token().empty());
+  if (grpc::Status s = ListAll(&v1::KeyAdmin::Stub::ListKeys, req, &all); !s.ok()) {
+    return Fail("list keys", s);
+  }
   if (globals_.format == Format::kJson) {
     PrintJson(out_, all);
     return 0;
@@ -372,16 +354,10 @@ int Ctl::SecretDelete(const std::string& key_id, const std::string& confirm) {
 int Ctl::Audit(const std::string& project_id) {
   v1::ListAuditEventsRequest req;
   req.set_project_id(project_id);
-  req.set_page_size(1000);
   v1::ListAuditEventsResponse all;
-  do {
-    v1::ListAuditEventsResponse page;
-    if (grpc::Status s = admin_->ListAuditEvents(Context().get(), req, &page); !s.ok()) {
-      return Fail("list audit events", s);
-    }
-    all.mutable_events()->MergeFrom(page.events());
-    req.set_page_token(page.next_page_token());
-  } while (!req.page_token().empty());
+  if (grpc::Status s = ListAll(&v1::KeyAdmin::Stub::ListAuditEvents, req, &all); !s.ok()) {
+    return Fail("list audit events", s);
+  }
   if (globals_.format == Format::kJson) {
     PrintJson(out_, all);
     return 0;
@@ -418,17 +394,12 @@ int Ctl::PrincipalCreate(const std::string& name, const std::string& role) {
 }
 
 int Ctl::PrincipalList() {
-  v1::ListPrincipalsRequest req;
-  req.set_page_size(1000);
   v1::ListPrincipalsResponse all;
-  do {
-    v1::ListPrincipalsResponse page;
-    if (grpc::Status s = admin_->ListPrincipals(Context().get(), req, &page); !s.ok()) {
-      return Fail("list principals", s);
-    }
-    all.mutable_principals()->MergeFrom(page.principals());
-    req.set_page_token(page.next_page_token());
-  } while (!req.page_token().empty());
+  if (grpc::Status s =
+          ListAll(&v1::KeyAdmin::Stub::ListPrincipals, v1::ListPrincipalsRequest(), &all);
+      !s.ok()) {
+    return Fail("list principals", s);
+  }
   if (globals_.format == Format::kJson) {
     PrintJson(out_, all);
     return 0;

@@ -68,6 +68,11 @@ class Ctl {
   // Reports a failed RPC in one line and returns 1.
   int Fail(const std::string& what, const grpc::Status& status);
   std::unique_ptr<grpc::ClientContext> Context() const;
+  // Every page of a List call, merged into `all`.
+  template <typename Req, typename Resp>
+  grpc::Status ListAll(grpc::Status (v1::KeyAdmin::Stub::*method)(grpc::ClientContext*, const Req&,
+                                                                  Resp*),
+                       Req req, Resp* all);
   // Polls GetPropagation until every connected sidecar applied `revision`.
   // `what` names the change in the receipt line ("revoked").
   int WaitForPropagation(uint64_t revision, absl::Duration timeout, const std::string& what);

@@ -12,6 +12,9 @@ namespace latchkey {
 grpc::Status ToGrpcStatus(const absl::Status& status);
 absl::Status FromGrpcStatus(const grpc::Status& status);
 
+// "NOT_FOUND" and so on, for metrics labels and one-line errors.
+const char* StatusCodeName(grpc::StatusCode code);
+
 }  // namespace latchkey
 
 #endif  // LATCHKEY_COMMON_STATUS_H_

@@ -4,19 +4,19 @@
 #include <iostream>
 
 #include "absl/strings/str_join.h"
+#include "common/daemon.h"
 #include "common/files.h"
 #include "common/log.h"
 #include "sidecar/server.h"
 
 int main(int argc, char** argv) {
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // Shutdown runs on the main thread, not in a signal handler.
+  const sigset_t stop_signals = latchkey::BlockStopSignals();
 
   latchkey::SidecarOptions options;
-  std::string token_file, stale_policy = "serve", log_format = "text", log_level = "info";
+  latchkey::DaemonFlags daemon;
+  daemon.metrics_listen = "127.0.0.1:7711";
+  std::string token_file, stale_policy = "serve";
   double max_staleness = 30, usage_interval = 10;
   CLI::App app{"latchkey-sidecar: validates keys from memory beside an ingestion pod"};
   app.add_option("--listen", options.listen.addresses,
@@ -45,23 +45,16 @@ int main(int argc, char** argv) {
   app.add_option("--tls-cert", options.authority_tls.cert,
                  "PEM client certificate for the authority (mTLS)");
   app.add_option("--tls-key", options.authority_tls.key, "PEM private key for --tls-cert");
-  app.add_flag("--allow-insecure-remote", options.listen.allow_insecure_remote,
-               "allow plaintext listeners beyond loopback");
-  options.metrics_listen = "127.0.0.1:7711";
-  app.add_option("--metrics-listen", options.metrics_listen,
-                 "HTTP address for Prometheus /metrics; empty turns it off")
-      ->capture_default_str();
-  app.add_option("--log-format", log_format, "text or json")->capture_default_str();
-  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
-      ->capture_default_str();
+  latchkey::AddDaemonFlags(app, options.listen, daemon);
   CLI11_PARSE(app, argc, argv);
+  options.metrics_listen = daemon.metrics_listen;
   if (options.listen.addresses.empty()) options.listen.addresses = {"127.0.0.1:7710"};
   options.max_staleness = absl::Seconds(max_staleness);
   options.usage_interval = absl::Seconds(usage_interval);
   options.stale_policy =
       stale_policy == "reject" ? latchkey::StalePolicy::kReject : latchkey::StalePolicy::kServe;
 
-  if (absl::Status s = latchkey::InitLogging(log_format, log_level); !s.ok()) {
+  if (absl::Status s = latchkey::InitLogging(daemon.log_format, daemon.log_level); !s.ok()) {
     std::cerr << "latchkey-sidecar: " << s.message() << "\n";
     return 2;
   }
@@ -83,8 +76,7 @@ int main(int argc, char** argv) {
   }
   spdlog::info("latchkey-sidecar {} ({}) serving on {}; following authority {}", LATCHKEY_VERSION,
                (*server)->sidecar_id(), absl::StrJoin(bound, ", "), options.authority);
-  int sig = 0;
-  sigwait(&stop_signals, &sig);
+  const int sig = latchkey::AwaitStopSignal(stop_signals);
   spdlog::info("signal {}: shutting down", sig);
   (*server)->Shutdown();
   spdlog::info("stopped");

@@ -26,35 +26,6 @@ std::unique_ptr<Subprocess> StartAuthority(const testing::TempDir& dir, int port
   return p;
 }
 
-// Every audit revision of the store: principals' and each project's.
-std::vector<uint64_t> AllAuditRevisions(Admin& admin) {
-  std::vector<uint64_t> revs;
-  std::vector<std::string> scopes = {""};
-  v1::ListProjectsRequest lp;
-  lp.set_page_size(1000);
-  for (;;) {
-    v1::ListProjectsResponse page;
-    REQUIRE(admin.Call(&v1::KeyAdmin::Stub::ListProjects, lp, &page).ok());
-    for (const v1::Project& p : page.projects()) scopes.push_back(p.project_id());
-    if (page.next_page_token().empty()) break;
-    lp.set_page_token(page.next_page_token());
-  }
-  for (const std::string& scope : scopes) {
-    v1::ListAuditEventsRequest req;
-    req.set_project_id(scope);
-    req.set_page_size(1000);
-    for (;;) {
-      v1::ListAuditEventsResponse page;
-      REQUIRE(admin.Call(&v1::KeyAdmin::Stub::ListAuditEvents, req, &page).ok());
-      for (const v1::AuditEvent& e : page.events()) revs.push_back(e.revision());
-      if (page.next_page_token().empty()) break;
-      req.set_page_token(page.next_page_token());
-    }
-  }
-  std::sort(revs.begin(), revs.end());
-  return revs;
-}
-
 TEST_CASE("acknowledged mutations survive SIGKILL and revisions stay contiguous") {
   testing::TempDir dir;
   const int port = testing::PickFreePort();
@@ -98,7 +69,7 @@ TEST_CASE("acknowledged mutations survive SIGKILL and revisions stay contiguous"
     REQUIRE(admin.Call(&v1::KeyAdmin::Stub::GetProject, req, &p).ok());
     REQUIRE(p.revision() == revision);
   }
-  const std::vector<uint64_t> revs = AllAuditRevisions(admin);
+  const std::vector<uint64_t> revs = testing::AllAuditRevisions(admin);
   for (size_t i = 0; i < revs.size(); ++i) REQUIRE(revs[i] == i + 1);
   // Writing continues from the next revision.
   const v1::CreateProjectResponse next = admin.CreateProject("after restart");

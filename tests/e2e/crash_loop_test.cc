@@ -135,30 +135,7 @@ TEST_CASE("20 SIGKILL cycles under 8 writers lose no acknowledged mutation") {
   pr.set_revision(1);
   v1::GetPropagationResponse receipt;
   REQUIRE(admin.Call(&v1::KeyAdmin::Stub::GetPropagation, pr, &receipt).ok());
-  std::vector<std::string> scopes = {""};
-  v1::ListProjectsRequest lp;
-  lp.set_page_size(1000);
-  for (;;) {
-    v1::ListProjectsResponse page;
-    REQUIRE(admin.Call(&v1::KeyAdmin::Stub::ListProjects, lp, &page).ok());
-    for (const auto& p : page.projects()) scopes.push_back(p.project_id());
-    if (page.next_page_token().empty()) break;
-    lp.set_page_token(page.next_page_token());
-  }
-  std::vector<uint64_t> revisions;
-  for (const std::string& scope : scopes) {
-    v1::ListAuditEventsRequest req;
-    req.set_project_id(scope);
-    req.set_page_size(1000);
-    for (;;) {
-      v1::ListAuditEventsResponse page;
-      REQUIRE(admin.Call(&v1::KeyAdmin::Stub::ListAuditEvents, req, &page).ok());
-      for (const auto& e : page.events()) revisions.push_back(e.revision());
-      if (page.next_page_token().empty()) break;
-      req.set_page_token(page.next_page_token());
-    }
-  }
-  std::sort(revisions.begin(), revisions.end());
+  const std::vector<uint64_t> revisions = testing::AllAuditRevisions(admin);
   REQUIRE(revisions.size() == receipt.head_revision());
   for (size_t i = 0; i < revisions.size(); ++i) REQUIRE(revisions[i] == i + 1);
 

@@ -93,6 +93,36 @@ struct Admin {
   }
 };
 
+// Every audit revision of the store, sorted: the principals' and each
+// project's. After any sequence of mutations it must be exactly 1..head.
+inline std::vector<uint64_t> AllAuditRevisions(Admin& admin) {
+  std::vector<std::string> scopes = {""};
+  v1::ListProjectsRequest lp;
+  lp.set_page_size(1000);
+  for (;;) {
+    v1::ListProjectsResponse page;
+    if (!admin.Call(&v1::KeyAdmin::Stub::ListProjects, lp, &page).ok()) return {};
+    for (const v1::Project& p : page.projects()) scopes.push_back(p.project_id());
+    if (page.next_page_token().empty()) break;
+    lp.set_page_token(page.next_page_token());
+  }
+  std::vector<uint64_t> revisions;
+  for (const std::string& scope : scopes) {
+    v1::ListAuditEventsRequest req;
+    req.set_project_id(scope);
+    req.set_page_size(1000);
+    for (;;) {
+      v1::ListAuditEventsResponse page;
+      if (!admin.Call(&v1::KeyAdmin::Stub::ListAuditEvents, req, &page).ok()) return {};
+      for (const v1::AuditEvent& e : page.events()) revisions.push_back(e.revision());
+      if (page.next_page_token().empty()) break;
+      req.set_page_token(page.next_page_token());
+    }
+  }
+  std::sort(revisions.begin(), revisions.end());
+  return revisions;
+}
+
 // The token in a token file, without its newline.
 inline std::string TokenFrom(const std::string& path) {
   std::string token = ReadFile(path);

@@ -1,0 +1,33 @@
+// What latchkey-authority and latchkey-sidecar share in main(): stop signals
+// and the flags every daemon has.
+#ifndef LATCHKEY_COMMON_DAEMON_H_
+#define LATCHKEY_COMMON_DAEMON_H_
+
+#include <signal.h>
+
+#include <CLI/CLI.hpp>
+#include <string>
+
+#include "common/grpc_server.h"
+
+namespace latchkey {
+
+// Blocks SIGINT and SIGTERM in this thread and every thread started after,
+// so they can be awaited on the main thread instead of handled anywhere.
+sigset_t BlockStopSignals();
+
+// Waits for one of `signals` and returns it.
+int AwaitStopSignal(const sigset_t& signals);
+
+struct DaemonFlags {
+  std::string metrics_listen;  // set to the daemon's default before AddDaemonFlags
+  std::string log_format = "text";
+  std::string log_level = "info";
+};
+
+// --allow-insecure-remote, --metrics-listen, --log-format, --log-level.
+void AddDaemonFlags(CLI::App& app, ListenOptions& listen, DaemonFlags& flags);
+
+}  // namespace latchkey
+
+#endif  // LATCHKEY_COMMON_DAEMON_H_
