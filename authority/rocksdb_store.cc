@@ -233,7 +233,10 @@ class RocksDbStore : public KeyStore {
       return absl::FailedPreconditionError(
           StrCat("revision ", after, " is ahead of this store's head ", head));
     }
-    const uint64_t oldest_retained = head > retention_ ? head - retention_ + 1 : 1;
+    // Appends trim as they go, durable or not: the window follows the last
+    // append, not the head.
+    const uint64_t appended = last_appended_revision();
+    const uint64_t oldest_retained = appended > retention_ ? appended - retention_ + 1 : 1;
     if (after + 1 < oldest_retained) {
       return absl::OutOfRangeError(StrCat("events after ", after, " were trimmed"));
     }
@@ -242,6 +245,10 @@ class RocksDbStore : public KeyStore {
     if (!page.ok()) return page.status();
     std::vector<v1::KeyEvent> events;
     events.reserve(page->rows.size());
+    if (!page->rows.empty() && DecodeRevision(page->rows.front().key) != after + 1) {
+      // Trimmed between the check above and the scan: never hand out a gap.
+      return absl::OutOfRangeError(StrCat("events after ", after, " were trimmed"));
+    }
     for (const Row& row : page->rows) {
       if (DecodeRevision(row.key) > head) break;  // appended, not yet durable
       if (!events.emplace_back().ParseFromString(row.value)) {

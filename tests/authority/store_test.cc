@@ -115,6 +115,20 @@ TEST_CASE("events beyond the retention are trimmed and asking for them is OUT_OF
   REQUIRE(store->EventsAfter(12, 100)->empty());
 }
 
+TEST_CASE("replay never skips an event trimmed by an append that is not yet durable") {
+  testing::TempDir dir;
+  auto store = Open(dir.path(), 5);
+  for (int i = 0; i < 10; ++i) REQUIRE(store->Commit(Put("k", "v")).ok());
+  // Events 6..10 are retained. Appending 11 (not yet synced) trims 6.
+  REQUIRE(store->Append(Put("k", "v")).ok());
+  REQUIRE(store->head_revision() == 10);
+  REQUIRE(absl::IsOutOfRange(store->EventsAfter(5, 100).status()));
+  absl::StatusOr<std::vector<v1::KeyEvent>> kept = store->EventsAfter(6, 100);
+  REQUIRE(kept.ok());
+  REQUIRE(kept->front().revision() == 7);
+  REQUIRE(kept->back().revision() == 10);  // 11 is not durable yet
+}
+
 TEST_CASE("a snapshot keeps reading the state of its revision") {
   testing::TempDir dir;
   auto store = Open(dir.path());

@@ -17,7 +17,9 @@ TEST_CASE("scripts/run starts an authority and a sidecar, prints ready, and stop
       "LATCHKEY_DATA_DIR=" + (dir / "data"),  "LATCHKEY_AUTHORITY_LISTEN=" + authority,
       "LATCHKEY_SIDECAR_LISTEN=" + sidecar,   "LATCHKEY_AUTHORITY_METRICS=127.0.0.1:0",
       "LATCHKEY_SIDECAR_METRICS=127.0.0.1:0", "LATCHKEY_BIN_DIR=" + std::string(LATCHKEY_BIN_DIR)};
-  for (const std::string& e : env) putenv(strdup(e.c_str()));  // inherited by the script
+  for (const std::string& e : env) {  // inherited by the script
+    setenv(e.substr(0, e.find('=')).c_str(), e.substr(e.find('=') + 1).c_str(), 1);
+  }
   testing::Subprocess run({std::string(LATCHKEY_SOURCE_DIR) + "/scripts/run"}, dir / "run.log");
   INFO(run.Log());
   REQUIRE(run.WaitForLog("\nready\n", std::chrono::seconds(60)));
