@@ -38,6 +38,9 @@ absl::Status AddListeners(grpc::ServerBuilder& builder, const ListenOptions& opt
   builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, options.max_concurrent_streams);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS, options.max_connection_idle_ms);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS, options.max_connection_age_ms);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
+                             options.max_connection_age_grace_ms);
   // Keepalive enforcement: a client pinging more often than every 10 s
   // without data gets strikes, and after 2 its connection is closed
   // (GOAWAY ENHANCE_YOUR_CALM), so pings cannot be used to burn CPU.

@@ -24,6 +24,11 @@ struct ListenOptions {
   int max_concurrent_streams = 1000;  // per connection; more wait for a slot
   // Connections idle this long are closed (watch streams keep theirs busy).
   int max_connection_idle_ms = 5 * 60 * 1000;
+  // The cap on any call's duration: a connection this old is told to go
+  // away, and calls still open after the grace are cancelled. A sidecar's
+  // watch stream then resumes on a new connection by replay.
+  int max_connection_age_ms = 60 * 60 * 1000;
+  int max_connection_age_grace_ms = 5 * 60 * 1000;
   // TLS for TCP listeners; unix sockets stay plaintext (local by nature).
   std::shared_ptr<grpc::ServerCredentials> tls;
 };
