@@ -121,8 +121,9 @@ class KeyAuthority {
   absl::StatusOr<v1::Key> WithUsage(v1::Key key) const;
   // Appends `m` under mu_ (held through `lock`), releases mu_, then waits for
   // the mutation to be durable: other mutations proceed during the fsync.
+  // (The analysis cannot follow a lock released through a reference.)
   absl::StatusOr<uint64_t> CommitAndRelease(Mutation m, ReleasableMutexLock& lock)
-      ABSL_UNLOCK_FUNCTION(mu_);
+      ABSL_NO_THREAD_SAFETY_ANALYSIS;
   // Drops expired keys from the project's active list and returns how many remain.
   static int PruneActiveKeys(internal::ProjectRecord& project, absl::Time now);
   // Takes a revoked or deleted key off its project's active list, as part of `m`.

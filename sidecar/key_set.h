@@ -92,7 +92,9 @@ class KeySet {
   Validation Lookup(const Digest& digest, v1::KeyKind kind, absl::Time now) const;
 
   // Replaces everything with what `builder` holds. Leaves `builder` empty.
-  void Replace(Builder& builder);
+  // Locks every shard in a loop, which clang's thread-safety analysis cannot
+  // follow; the locking is in the body.
+  void Replace(Builder& builder) ABSL_NO_THREAD_SAFETY_ANALYSIS;
 
   // Applies one revision's changes. INVALID_ARGUMENT when an entry is
   // malformed; the rest of the event is still applied.
