@@ -58,6 +58,7 @@ LATCHKEY_UNARY(ListAuditEvents, v1::ListAuditEventsRequest, v1::ListAuditEventsR
 LATCHKEY_UNARY(CreatePrincipal, v1::CreatePrincipalRequest, v1::CreatePrincipalResponse)
 LATCHKEY_UNARY(ListPrincipals, v1::ListPrincipalsRequest, v1::ListPrincipalsResponse)
 LATCHKEY_UNARY(DeletePrincipal, v1::DeletePrincipalRequest, v1::DeletePrincipalResponse)
+LATCHKEY_UNARY(WhoAmI, v1::WhoAmIRequest, v1::Principal)
 
 #undef LATCHKEY_UNARY
 

@@ -56,6 +56,7 @@ class AdminService final : public v1::KeyAdmin::CallbackService {
                            v1::DeletePrincipalResponse* r) override;
   Reactor* GetPropagation(Ctx* c, const v1::GetPropagationRequest* q,
                           v1::GetPropagationResponse* r) override;
+  Reactor* WhoAmI(Ctx* c, const v1::WhoAmIRequest* q, v1::Principal* r) override;
 
  private:
   // Authenticates, runs `method` of the core, finishes the call.

@@ -697,6 +697,18 @@ absl::StatusOr<v1::ListPrincipalsResponse> KeyAuthority::ListPrincipals(
   return resp;
 }
 
+absl::StatusOr<v1::Principal> KeyAuthority::WhoAmI(const Caller& caller,
+                                                   const v1::WhoAmIRequest& /*req*/) {
+  absl::StatusOr<std::optional<std::string>> row =
+      store_->Get(Table::kPrincipals, caller.principal_id);
+  if (!row.ok()) return row.status();
+  // Deleted between authentication and this read: the token opens nothing now.
+  if (!row->has_value()) return absl::UnauthenticatedError("unknown token");
+  PrincipalRecord rec;
+  if (!rec.ParseFromString(**row)) return absl::DataLossError("principal record");
+  return rec.principal();
+}
+
 absl::StatusOr<v1::DeletePrincipalResponse> KeyAuthority::DeletePrincipal(
     const Caller& caller, const v1::DeletePrincipalRequest& req) {
   if (absl::Status s = Authorize(caller, Permission::kPrincipals); !s.ok()) return s;

@@ -102,6 +102,8 @@ class KeyAuthority {
                                                             const v1::ListPrincipalsRequest& req);
   absl::StatusOr<v1::DeletePrincipalResponse> DeletePrincipal(
       const Caller& caller, const v1::DeletePrincipalRequest& req);
+  // The caller's own principal record; any role may ask.
+  absl::StatusOr<v1::Principal> WhoAmI(const Caller& caller, const v1::WhoAmIRequest& req);
 
   // Adds sidecars' validation counts and last-used times to each key's usage
   // (SIDECAR or ADMIN). One advisory store write per report, whatever the

@@ -413,6 +413,21 @@ int Ctl::PrincipalList() {
   return 0;
 }
 
+int Ctl::WhoAmI() {
+  v1::Principal me;
+  if (grpc::Status s = admin_->WhoAmI(Context().get(), v1::WhoAmIRequest(), &me); !s.ok()) {
+    return Fail("who am I", s);
+  }
+  if (globals_.format == Format::kJson) {
+    PrintJson(out_, me);
+    return 0;
+  }
+  PrintTable(out_, {"PRINCIPAL ID", "NAME", "ROLE", "CREATED BY", "CREATED"},
+             {{me.principal_id(), me.name(), v1::Role_Name(me.role()).substr(5), me.created_by(),
+               FormatTime(me.create_time())}});
+  return 0;
+}
+
 int Ctl::PrincipalDelete(const std::string& principal_id) {
   v1::DeletePrincipalRequest req;
   req.set_principal_id(principal_id);

@@ -57,6 +57,7 @@ class Ctl {
   int PrincipalCreate(const std::string& name, const std::string& role);
   int PrincipalList();
   int PrincipalDelete(const std::string& principal_id);
+  int WhoAmI();
   int Propagation(uint64_t revision);
 
   int Validate(const std::string& key, const std::string& sidecar);

@@ -136,6 +136,10 @@ int main(int argc, char** argv) {
   prd->add_option("PRINCIPAL_ID", a)->required();
   prd->callback([&] { run = [&](Ctl& c) { return c.PrincipalDelete(a); }; });
 
+  app.add_subcommand("whoami", "the principal your token belongs to, and its role")->callback([&] {
+    run = [](Ctl& c) { return c.WhoAmI(); };
+  });
+
   auto* pp = app.add_subcommand("propagation", "which sidecars applied a revision");
   pp->add_option("REVISION", revision)->required();
   pp->callback([&] { run = [&](Ctl& c) { return c.Propagation(revision); }; });

@@ -431,6 +431,30 @@ TEST_CASE("rule 9: tokens authenticate their principal but unknown or deleted on
   REQUIRE(absl::IsUnauthenticated(f.authority().Authenticate(made->token()).status()));
 }
 
+TEST_CASE("WhoAmI names the caller's own principal, for every role") {
+  AuthorityFixture f;
+  const v1::Role role =
+      GENERATE(v1::ROLE_ADMIN, v1::ROLE_MANAGER, v1::ROLE_MEMBER, v1::ROLE_SIDECAR);
+  v1::CreatePrincipalRequest create;
+  create.set_name("who");
+  create.set_role(role);
+  absl::StatusOr<v1::CreatePrincipalResponse> made =
+      f.authority().CreatePrincipal(f.admin(), create);
+  REQUIRE(made.ok());
+  absl::StatusOr<Caller> caller = f.authority().Authenticate(made->token());
+  REQUIRE(caller.ok());
+  absl::StatusOr<v1::Principal> me = f.authority().WhoAmI(*caller, {});
+  REQUIRE(me.ok());
+  REQUIRE(me->principal_id() == made->principal().principal_id());
+  REQUIRE(me->name() == "who");
+  REQUIRE(me->role() == role);
+
+  v1::DeletePrincipalRequest del;
+  del.set_principal_id(me->principal_id());
+  REQUIRE(f.authority().DeletePrincipal(f.admin(), del).ok());
+  REQUIRE(absl::IsUnauthenticated(f.authority().WhoAmI(*caller, {}).status()));
+}
+
 TEST_CASE("rule 9: the last ADMIN principal cannot be deleted") {
   AuthorityFixture f;
   v1::ListPrincipalsRequest list;

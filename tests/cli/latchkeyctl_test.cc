@@ -111,6 +111,10 @@ TEST_CASE("latchkeyctl prints a failed call's status in one line and exits non-z
   REQUIRE(std::count(r.err.begin(), r.err.end(), '\n') == 1);
   REQUIRE(r.err.rfind("error: revoke API key: NOT_FOUND: ", 0) == 0);
 
+  json me = ctl.Json({"whoami"});
+  REQUIRE(me["name"] == "admin");
+  REQUIRE(me["role"] == "ROLE_ADMIN");
+
   Ctl anonymous{cluster, "/nonexistent/token"};
   CommandResult denied = anonymous({"project", "list"});
   REQUIRE(denied.exit_code == 1);
