@@ -6,7 +6,8 @@
 #include <sstream>
 #include <variant>
 
-#include "absl/strings/numbers.h"
+#include "common/http.h"
+#include "common/net.h"
 #include "common/strings.h"
 
 namespace latchkey {
@@ -199,23 +200,17 @@ template class Registry::Family<Histogram>;
 
 absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const std::string& address,
                                                                     const Registry* registry) {
-  const size_t colon = address.rfind(':');
-  int port = 0;
-  if (colon == std::string::npos || !absl::SimpleAtoi(address.substr(colon + 1), &port)) {
-    return absl::InvalidArgumentError("--metrics-listen must be host:port, got " + address);
-  }
-  std::string host = address.substr(0, colon);
-  if (host.size() > 1 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  absl::StatusOr<HostPort> hp = SplitHostPort(address, "--metrics-listen");
+  if (!hp.ok()) return hp.status();
   std::unique_ptr<MetricsServer> self(new MetricsServer());
   self->server_ = std::make_unique<httplib::Server>();
   self->server_->Get("/metrics", [registry](const httplib::Request&, httplib::Response& res) {
     res.set_content(registry->Render(), "text/plain; version=0.0.4; charset=utf-8");
   });
-  self->port_ = port == 0 ? self->server_->bind_to_any_port(host)
-                          : (self->server_->bind_to_port(host, port) ? port : -1);
+  self->port_ = hp->port == 0 ? self->server_->bind_to_any_port(hp->host)
+                              : (self->server_->bind_to_port(hp->host, hp->port) ? hp->port : -1);
   if (self->port_ <= 0) return absl::UnavailableError("cannot listen on " + address);
-  httplib::Server* server = self->server_.get();
-  self->thread_ = std::thread([server] { server->listen_after_bind(); });
+  self->thread_ = ServeInBackground(self->server_.get());
   return self;
 }
 

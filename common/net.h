@@ -5,6 +5,8 @@
 #include <string>
 #include <string_view>
 
+#include "absl/status/statusor.h"
+
 namespace latchkey {
 
 // True for unix sockets and for 127.0.0.0/8, [::1] and "localhost" hosts.
@@ -12,6 +14,15 @@ bool IsLocalAddress(std::string_view listen);
 
 // True when `listen` names a unix socket ("unix:/path" or "unix:path").
 bool IsUnixAddress(std::string_view listen);
+
+// A TCP listen address split for HTTP servers, brackets of IPv6 hosts removed.
+struct HostPort {
+  std::string host;
+  int port = 0;  // 0 picks a free port
+};
+
+// INVALID_ARGUMENT naming `flag` unless `address` is host:port.
+absl::StatusOr<HostPort> SplitHostPort(std::string_view address, std::string_view flag);
 
 }  // namespace latchkey
 
