@@ -70,6 +70,11 @@ for path in sorted(deploy.rglob("*.service")):
 for kind in ("StatefulSet", "Service", "Deployment", "Secret"):
     if kind not in kinds:
         failures.append(f"deploy/ has no {kind}")
+for binary in ("latchkey-authority", "latchkey-sidecar", "latchkey-console"):
+    if not (deploy / "systemd" / f"{binary}.service").exists():
+        failures.append(f"deploy/systemd has no unit for {binary}")
+    if binary not in (deploy / "Dockerfile").read_text():
+        failures.append(f"deploy/Dockerfile does not ship {binary}")
 
 for f in failures:
     print("FAIL", f)

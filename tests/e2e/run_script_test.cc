@@ -1,4 +1,5 @@
 // scripts/run, as a newcomer runs it, with its own data dir and ports.
+#include <httplib.h>
 #include <signal.h>
 
 #include <catch2/catch.hpp>
@@ -9,14 +10,19 @@
 namespace latchkey {
 namespace {
 
-TEST_CASE("scripts/run starts an authority and a sidecar, prints ready, and stops on SIGINT") {
+TEST_CASE(
+    "scripts/run starts an authority, a sidecar and the console, prints ready, and stops on "
+    "SIGINT") {
   testing::TempDir dir;
   const std::string authority = "127.0.0.1:" + std::to_string(testing::PickFreePort());
   const std::string sidecar = "127.0.0.1:" + std::to_string(testing::PickFreePort());
-  const std::vector<std::string> env = {
-      "LATCHKEY_DATA_DIR=" + (dir / "data"),  "LATCHKEY_AUTHORITY_LISTEN=" + authority,
-      "LATCHKEY_SIDECAR_LISTEN=" + sidecar,   "LATCHKEY_AUTHORITY_METRICS=127.0.0.1:0",
-      "LATCHKEY_SIDECAR_METRICS=127.0.0.1:0", "LATCHKEY_BIN_DIR=" + std::string(LATCHKEY_BIN_DIR)};
+  const std::vector<std::string> env = {"LATCHKEY_DATA_DIR=" + (dir / "data"),
+                                        "LATCHKEY_AUTHORITY_LISTEN=" + authority,
+                                        "LATCHKEY_SIDECAR_LISTEN=" + sidecar,
+                                        "LATCHKEY_AUTHORITY_METRICS=127.0.0.1:0",
+                                        "LATCHKEY_SIDECAR_METRICS=127.0.0.1:0",
+                                        "LATCHKEY_CONSOLE_LISTEN=127.0.0.1:0",
+                                        "LATCHKEY_BIN_DIR=" + std::string(LATCHKEY_BIN_DIR)};
   for (const std::string& e : env) {  // inherited by the script
     setenv(e.substr(0, e.find('=')).c_str(), e.substr(e.find('=') + 1).c_str(), 1);
   }
@@ -24,8 +30,18 @@ TEST_CASE("scripts/run starts an authority and a sidecar, prints ready, and stop
   INFO(run.Log());
   REQUIRE(run.WaitForLog("\nready\n", std::chrono::seconds(60)));
 
-  // Follow what it printed: the admin token path and latchkeyctl.
+  // Follow what it printed: the admin token, its path, latchkeyctl and the console.
   REQUIRE(run.Log().find(dir / "data/admin.token") != std::string::npos);
+  const std::string token = testing::ReadFile(dir / "data/admin.token");
+  REQUIRE(run.Log().find("admin token " + token.substr(0, token.size() - 1)) != std::string::npos);
+  std::smatch url;
+  const std::string log = run.Log();
+  REQUIRE(std::regex_search(log, url, std::regex("console +http://127\\.0\\.0\\.1:([0-9]+)/")));
+  httplib::Client console("127.0.0.1", std::stoi(url[1].str()));
+  httplib::Result page = console.Get("/");
+  REQUIRE(page);
+  REQUIRE(page->status == 200);
+  REQUIRE(page->body.find("Sign in to latchkey") != std::string::npos);
   testing::CommandResult created =
       testing::RunCommand({testing::Binary("latchkeyctl"), "--authority", authority, "--token-file",
                            dir / "data/admin.token", "project", "create", "demo"});
@@ -39,8 +55,10 @@ TEST_CASE("scripts/run starts an authority and a sidecar, prints ready, and stop
   REQUIRE(run.Log().find("stopped (exit 0)") != std::string::npos);
   const std::string authority_log = testing::ReadFile(dir / "data/logs/authority.log");
   const std::string sidecar_log = testing::ReadFile(dir / "data/logs/sidecar.log");
+  const std::string console_log = testing::ReadFile(dir / "data/logs/console.log");
   REQUIRE(authority_log.find("stopped") != std::string::npos);
   REQUIRE(sidecar_log.find("stopped") != std::string::npos);
+  REQUIRE(console_log.find("stopped") != std::string::npos);
   for (const std::string& e : env) unsetenv(e.substr(0, e.find('=')).c_str());
 }
 

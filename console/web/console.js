@@ -1,0 +1,587 @@
+// latchkey console: the self-service key management page.
+//
+// Everything here goes through the console's JSON API (POST /api/v1/<KeyAdmin
+// method>), which passes the signed-in person's token on to the authority;
+// the authority decides what each role may do. The token lives in this tab's
+// sessionStorage only: never in a URL, a cookie or localStorage. Key values
+// are put on the page only while a dialog shows them, and removed with it.
+'use strict';
+
+const TOKEN_KEY = 'latchkey.token';
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  me: null,         // the signed-in principal (WhoAmI)
+  projects: [],     // every project, in the authority's order
+  projectId: '',    // the selected project
+  view: 'keys',     // 'keys' or 'audit'
+};
+
+// ---------------------------------------------------------------------------
+// The API
+
+class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+async function api(method, request = {}) {
+  const token = sessionStorage.getItem(TOKEN_KEY) || '';
+  const response = await fetch(`/api/v1/${method}`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', 'Authorization': `Bearer ${token}` },
+    body: JSON.stringify(request),
+    cache: 'no-store',
+    credentials: 'omit',
+  });
+  let body = {};
+  try {
+    body = await response.json();
+  } catch (e) {
+    body = {};
+  }
+  if (!response.ok) {
+    const error = new ApiError(response.status, body.code || 'UNKNOWN',
+                               body.message || `HTTP ${response.status}`);
+    // A token that stopped working (its principal was deleted) ends the session.
+    if (response.status === 401 && state.me) signOut('Your session ended: sign in again.');
+    throw error;
+  }
+  return body;
+}
+
+// Every page of a List method, merged.
+async function listAll(method, request, field) {
+  const items = [];
+  let pageToken = '';
+  do {
+    const page = await api(method, { ...request, pageSize: 1000, pageToken });
+    items.push(...(page[field] || []));
+    pageToken = page.nextPageToken || '';
+  } while (pageToken);
+  return items;
+}
+
+function describe(error) {
+  return error instanceof ApiError ? `${error.code}: ${error.message}` : String(error);
+}
+
+// ---------------------------------------------------------------------------
+// Small DOM helpers: text only, never HTML built from data.
+
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(props)) {
+    if (name === 'class') node.className = value;
+    else if (name === 'text') node.textContent = value;
+    else if (name.startsWith('on')) node.addEventListener(name.slice(2), value);
+    else node.setAttribute(name, value);
+  }
+  for (const child of children) if (child) node.append(child);
+  return node;
+}
+
+function formatTime(value) {
+  if (!value) return '—';
+  const date = new Date(value);
+  if (Number.isNaN(date.getTime()) || date.getTime() <= 0) return '—';
+  return date.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+}
+
+function plural(n, noun) {
+  return `${n} ${noun}${n === 1 ? '' : 's'}`;
+}
+
+function canWrite() {
+  return state.me && (state.me.role === 'ROLE_ADMIN' || state.me.role === 'ROLE_MANAGER');
+}
+
+function showNotice(text, isError = false) {
+  const notice = $('notice');
+  notice.textContent = text;
+  notice.classList.toggle('error', isError);
+  notice.hidden = false;
+}
+
+function clearNotice() {
+  $('notice').hidden = true;
+  $('notice').textContent = '';
+}
+
+// ---------------------------------------------------------------------------
+// Signing in and out
+
+async function signIn(event) {
+  event.preventDefault();
+  const input = $('token-input');
+  const error = $('sign-in-error');
+  error.hidden = true;
+  const token = input.value.trim();
+  if (!token) {
+    error.textContent = 'Paste your principal token.';
+    error.hidden = false;
+    return;
+  }
+  sessionStorage.setItem(TOKEN_KEY, token);
+  input.value = '';
+  try {
+    await start();
+  } catch (e) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    error.textContent = e instanceof ApiError && e.status === 401
+        ? 'That token is not valid here.'
+        : `Cannot sign in: ${describe(e)}`;
+    error.hidden = false;
+  }
+}
+
+function signOut(message = '') {
+  sessionStorage.removeItem(TOKEN_KEY);
+  state.me = null;
+  state.projects = [];
+  state.projectId = '';
+  for (const dialog of document.querySelectorAll('dialog[open]')) dialog.close();
+  $('app-view').hidden = true;
+  $('whoami').hidden = true;
+  $('sign-out').hidden = true;
+  $('sign-in-view').hidden = false;
+  const error = $('sign-in-error');
+  error.textContent = message;
+  error.hidden = !message;
+}
+
+// Who is signed in decides what the page offers; the authority still checks.
+async function start() {
+  const me = await api('WhoAmI');
+  if (me.role === 'ROLE_SIDECAR') {
+    throw new Error('a SIDECAR token cannot administer keys; use a person\'s token');
+  }
+  state.me = me;
+  const role = (me.role || '').replace('ROLE_', '');
+  $('whoami').textContent = `${me.name} (${role})`;
+  $('whoami').hidden = false;
+  $('sign-out').hidden = false;
+  $('sign-in-view').hidden = true;
+  $('app-view').hidden = false;
+  $('read-only-note').hidden = canWrite();
+  for (const node of document.querySelectorAll('[data-write]')) {
+    if (node.id !== 'toggle-access') node.hidden = !canWrite();
+  }
+  showView();
+  await loadProjects();
+}
+
+// ---------------------------------------------------------------------------
+// Projects
+
+async function loadProjects(selectId = state.projectId) {
+  state.projects = await listAll('ListProjects', {}, 'projects');
+  const select = $('project-select');
+  select.replaceChildren(...state.projects.map(
+      (p) => el('option', { value: p.projectId, text: `${p.name} (${p.projectId})` })));
+  const known = state.projects.some((p) => p.projectId === selectId);
+  state.projectId = known ? selectId : (state.projects[0] ? state.projects[0].projectId : '');
+  select.value = state.projectId;
+  select.disabled = state.projects.length === 0;
+  $('empty-note').hidden = state.projects.length > 0;
+  $('empty-note').textContent = canWrite()
+      ? 'No projects yet. Create one with "New project".'
+      : 'No projects yet.';
+  await refresh();
+}
+
+function currentProject() {
+  return state.projects.find((p) => p.projectId === state.projectId) || null;
+}
+
+function renderProjectStatus() {
+  const project = currentProject();
+  const badge = $('api-access-state');
+  const toggle = $('toggle-access');
+  if (!project) {
+    badge.hidden = true;
+    toggle.hidden = true;
+    return;
+  }
+  const enabled = project.apiAccessEnabled === true;
+  badge.hidden = false;
+  badge.textContent = enabled ? 'API access enabled' : 'API access disabled';
+  badge.className = enabled ? 'badge' : 'badge off';
+  toggle.hidden = !canWrite();
+  toggle.textContent = enabled ? 'Disable API access' : 'Enable API access';
+}
+
+async function refresh() {
+  renderProjectStatus();
+  const keysBody = document.querySelector('#api-keys-table tbody');
+  const secretsBody = document.querySelector('#secret-keys-table tbody');
+  const auditBody = document.querySelector('#audit-table tbody');
+  if (!state.projectId) {
+    keysBody.replaceChildren();
+    secretsBody.replaceChildren();
+    auditBody.replaceChildren();
+    return;
+  }
+  if (state.view === 'audit') {
+    const events = await listAll('ListAuditEvents', { projectId: state.projectId }, 'events');
+    auditBody.replaceChildren(...events.map(auditRow));
+    if (events.length === 0) auditBody.append(emptyRow(6, 'Nothing has happened yet.'));
+    return;
+  }
+  const keys = await listAll('ListKeys', { projectId: state.projectId }, 'keys');
+  const apiKeys = keys.filter((k) => k.kind === 'API_KEY');
+  const secretKeys = keys.filter((k) => k.kind === 'SECRET_KEY');
+  keysBody.replaceChildren(...apiKeys.map(apiKeyRow));
+  if (apiKeys.length === 0) keysBody.append(emptyRow(9, 'No API keys.'));
+  secretsBody.replaceChildren(...secretKeys.map(secretKeyRow));
+  if (secretKeys.length === 0) secretsBody.append(emptyRow(8, 'No secret keys.'));
+}
+
+function emptyRow(columns, text) {
+  return el('tr', {}, el('td', { class: 'empty', colspan: String(columns), text }));
+}
+
+// ---------------------------------------------------------------------------
+// Key rows
+
+function lastAction(key) {
+  const action = key.lastAction;
+  if (!action || !action.action) return el('span', { text: '—' });
+  return el('span', {},
+            el('span', { text: `${action.action} by ${action.actor || '?'}` }),
+            el('span', { class: 'sub', text: formatTime(action.time) }));
+}
+
+function nameCell(key) {
+  const cell = el('td', {}, el('span', { text: key.name }));
+  if (key.legacy) cell.append(el('span', { class: 'badge legacy', text: 'Legacy' }));
+  return cell;
+}
+
+function lastUsed(key) {
+  if (!key.lastUsedTime) return el('span', { text: 'Never' });
+  return el('span', {}, el('span', { text: formatTime(key.lastUsedTime) }),
+            el('span', { class: 'sub', text: plural(Number(key.useCount || 0), 'call') }));
+}
+
+function apiKeyRow(key) {
+  const revoked = key.state === 'KEY_STATE_REVOKED';
+  const actions = el('td', { class: 'actions-cell' });
+  if (canWrite()) {
+    actions.append(el('button', { type: 'button', class: 'link', text: 'Copy',
+                                  onclick: () => copyApiKey(key) }));
+    if (!revoked) {
+      actions.append(el('button', { type: 'button', class: 'link', text: 'Rotate',
+                                    onclick: () => openRotate(key) }));
+    }
+    if (!revoked && !key.legacy) {
+      actions.append(el('button', { type: 'button', class: 'link danger-text', text: 'Revoke',
+                                    onclick: () => openRevoke(key) }));
+    }
+  }
+  return el('tr', { class: revoked ? 'revoked' : '', 'data-key-id': key.keyId },
+            nameCell(key),
+            el('td', {}, el('code', { text: key.hint || '' })),
+            el('td', {}, el('span', { class: revoked ? 'badge revoked' : 'badge',
+                                      text: revoked ? 'Revoked' : 'Active' })),
+            el('td', { text: key.createdBy || '' }),
+            el('td', { text: formatTime(key.createTime) }),
+            el('td', {}, lastAction(key)),
+            el('td', {}, lastUsed(key)),
+            el('td', { text: key.expireTime ? formatTime(key.expireTime) : 'Never' }),
+            actions);
+}
+
+function secretKeyRow(key) {
+  const actions = el('td', { class: 'actions-cell' });
+  if (canWrite()) {
+    actions.append(el('button', { type: 'button', class: 'link danger-text', text: 'Delete',
+                                  onclick: () => openDelete(key) }));
+  }
+  return el('tr', { 'data-key-id': key.keyId },
+            nameCell(key),
+            el('td', {}, el('code', { text: key.hint || '' })),
+            el('td', { text: key.createdBy || '' }),
+            el('td', { text: formatTime(key.createTime) }),
+            el('td', {}, lastAction(key)),
+            el('td', {}, lastUsed(key)),
+            el('td', { text: key.expireTime ? formatTime(key.expireTime) : 'Never' }),
+            actions);
+}
+
+function auditRow(event) {
+  return el('tr', {},
+            el('td', { text: event.revision || '' }),
+            el('td', { text: formatTime(event.time) }),
+            el('td', { text: event.actor || '' }),
+            el('td', {}, el('code', { text: event.action || '' })),
+            el('td', {}, el('code', { text: event.keyId || '' })),
+            el('td', { text: event.detail || '' }));
+}
+
+// ---------------------------------------------------------------------------
+// Dialogs
+
+function dialogError(dialog, error) {
+  const node = dialog.querySelector('.error');
+  node.textContent = error ? describe(error) : '';
+  node.hidden = !error;
+}
+
+// Opens `dialog` at its first step; `onSubmit` runs when its form is sent.
+function openDialog(dialog, onSubmit) {
+  const form = dialog.querySelector('form');
+  dialogError(dialog, null);
+  for (const step of dialog.querySelectorAll('[data-step]')) {
+    step.hidden = step.dataset.step !== 'ask';
+  }
+  form.onsubmit = async (event) => {
+    event.preventDefault();
+    const submit = form.querySelector('button[type=submit]');
+    submit.disabled = true;
+    dialogError(dialog, null);
+    try {
+      await onSubmit();
+    } catch (e) {
+      dialogError(dialog, e);
+    } finally {
+      submit.disabled = dialog.id === 'delete-dialog' ? $('delete-confirm').value !== 'DELETE'
+                                                      : false;
+    }
+  };
+  dialog.showModal();
+  const first = form.querySelector('input, select');
+  if (first) first.focus();
+}
+
+// A key value inside a dialog: read-only text and a Copy button. Removed from
+// the page, with every reference to it, when the dialog closes.
+function showValue(dialog, value, label) {
+  const slot = dialog.querySelector('.secret-slot');
+  const input = el('input', { readonly: '', 'aria-label': label, spellcheck: 'false' });
+  input.value = value;
+  const copied = el('span', { class: 'sub', role: 'status' });
+  const copy = el('button', { type: 'button', text: 'Copy', onclick: async () => {
+    try {
+      await navigator.clipboard.writeText(input.value);
+      copied.textContent = 'Copied';
+    } catch (e) {
+      input.select();
+      copied.textContent = 'Press Ctrl+C to copy';
+    }
+  } });
+  slot.replaceChildren(el('div', { class: 'secret-row' }, input, copy), copied);
+  input.select();
+}
+
+function forgetValues(dialog) {
+  for (const slot of dialog.querySelectorAll('.secret-slot')) slot.replaceChildren();
+}
+
+function showStep(dialog, step) {
+  for (const node of dialog.querySelectorAll('[data-step]')) {
+    node.hidden = node.dataset.step !== step;
+  }
+}
+
+function expireTime(days) {
+  if (!days) return undefined;
+  return new Date(Date.now() + Number(days) * 86400 * 1000).toISOString();
+}
+
+function openCreateProject() {
+  const dialog = $('project-dialog');
+  $('project-name').value = '';
+  openDialog(dialog, async () => {
+    const created = await api('CreateProject', { name: $('project-name').value.trim() });
+    dialog.close();
+    showNotice(`Created project "${created.project.name}" with its legacy API key.`);
+    await loadProjects(created.project.projectId);
+  });
+}
+
+function openGenerate(kind) {
+  const dialog = $('generate-dialog');
+  const secret = kind === 'SECRET_KEY';
+  $('generate-dialog-title').textContent = secret ? 'Generate Secret Key' : 'Generate API Key';
+  $('key-name').value = '';
+  $('key-expiry').value = '';
+  openDialog(dialog, async () => {
+    const request = { projectId: state.projectId, name: $('key-name').value.trim(),
+                      expireTime: expireTime($('key-expiry').value) };
+    const made = await api(secret ? 'GenerateSecretKey' : 'GenerateApiKey', request);
+    const warning = dialog.querySelector('.warning');
+    warning.hidden = !secret;
+    warning.textContent = secret
+        ? 'This is the only time you will see this secret key. Copy it now and keep it ' +
+          'somewhere safe: latchkey keeps only its digest and can never show it again.'
+        : '';
+    dialog.querySelector('.show-title').textContent =
+        secret ? `Your new secret key "${made.key.name}"` : `Your new API key "${made.key.name}"`;
+    showValue(dialog, secret ? made.secretKey : made.apiKey, secret ? 'Secret key' : 'API key');
+    showStep(dialog, 'show');
+    await refresh();
+  });
+}
+
+async function copyApiKey(key) {
+  try {
+    const { apiKey } = await api('GetApiKeyValue', { keyId: key.keyId });
+    try {
+      await navigator.clipboard.writeText(apiKey);
+      showNotice(`Copied the API key "${key.name}" to the clipboard.`);
+    } catch (e) {
+      const dialog = $('copy-dialog');
+      showValue(dialog, apiKey, 'API key');
+      dialog.showModal();
+    }
+  } catch (e) {
+    showNotice(`Cannot copy "${key.name}": ${describe(e)}`, true);
+  }
+}
+
+function openRevoke(key) {
+  const dialog = $('revoke-dialog');
+  dialog.querySelector('.question').textContent = `Revoke "${key.name}" (${key.hint})?`;
+  openDialog(dialog, async () => {
+    const revoked = await api('RevokeApiKey', { keyId: key.keyId });
+    dialog.close();
+    await refresh();
+    await showReceipt(`Revoked "${key.name}"`, revoked.revision);
+  });
+}
+
+function openRotate(key) {
+  const dialog = $('rotate-dialog');
+  dialog.querySelector('.question').textContent =
+      `Give "${key.name}" (${key.hint}) a new value. Its key id stays the same.`;
+  $('rotate-grace').value = '86400s';
+  openDialog(dialog, async () => {
+    const rotated = await api('RotateApiKey',
+                              { keyId: key.keyId, gracePeriod: $('rotate-grace').value });
+    dialog.querySelector('.grace-note').textContent = rotated.previousValidUntil
+        ? `The old value keeps working until ${formatTime(rotated.previousValidUntil)}.`
+        : 'The old value stopped working.';
+    showValue(dialog, rotated.apiKey, 'New API key');
+    showStep(dialog, 'show');
+    await refresh();
+    await showReceipt(`Rotated "${key.name}"`, rotated.revision);
+  });
+}
+
+function openDelete(key) {
+  const dialog = $('delete-dialog');
+  dialog.querySelector('.question').textContent = `Delete the secret key "${key.name}" (${key.hint})?`;
+  const confirm = $('delete-confirm');
+  const submit = dialog.querySelector('button[type=submit]');
+  confirm.value = '';
+  submit.disabled = true;
+  confirm.oninput = () => { submit.disabled = confirm.value !== 'DELETE'; };
+  openDialog(dialog, async () => {
+    await api('DeleteSecretKey', { keyId: key.keyId, confirm: confirm.value });
+    dialog.close();
+    showNotice(`Deleted the secret key "${key.name}".`);
+    await refresh();
+  });
+}
+
+async function setApiAccess(enabled) {
+  const project = await api('SetApiAccess', { projectId: state.projectId, enabled });
+  state.projects = state.projects.map((p) => (p.projectId === project.projectId ? project : p));
+  await refresh();
+  await showReceipt(`API access ${enabled ? 'enabled' : 'disabled'} for "${project.name}"`,
+                    project.revision);
+}
+
+function toggleAccess() {
+  const project = currentProject();
+  if (!project) return;
+  if (project.apiAccessEnabled !== true) {
+    setApiAccess(true).catch((e) => showNotice(describe(e), true));
+    return;
+  }
+  const dialog = $('access-dialog');
+  dialog.querySelector('.question').textContent = `Disable API access for "${project.name}"?`;
+  openDialog(dialog, async () => {
+    await setApiAccess(false);
+    dialog.close();
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Receipts: proof that a change reached every connected sidecar.
+
+async function showReceipt(what, revision) {
+  showNotice(`${what}. Waiting for sidecars...`);
+  const deadline = Date.now() + 5000;
+  let receipt = null;
+  for (;;) {
+    receipt = await api('GetPropagation', { revision });
+    const applied = receipt.sidecarsApplied || 0;
+    const connected = receipt.sidecarsConnected || 0;
+    if (applied === connected || Date.now() >= deadline) break;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  const applied = receipt.sidecarsApplied || 0;
+  const connected = receipt.sidecarsConnected || 0;
+  if (connected === 0) {
+    showNotice(`${what}; no sidecars connected.`);
+    return;
+  }
+  const seconds = parseFloat(receipt.slowestApplyDelay || '0s');
+  let text = `${what}; applied on ${applied}/${connected} sidecars in ${(seconds * 1000).toFixed(1)} ms`;
+  const missing = receipt.missingSidecarIds || [];
+  if (missing.length > 0) text += `; missing: ${missing.join(', ')}`;
+  showNotice(`${text}.`, applied !== connected);
+}
+
+// ---------------------------------------------------------------------------
+// Views
+
+function showView() {
+  state.view = location.hash === '#audit-log' ? 'audit' : 'keys';
+  $('keys-view').hidden = state.view !== 'keys';
+  $('audit-view').hidden = state.view !== 'audit';
+  $('view-title').textContent = state.view === 'audit' ? 'Audit log' : 'API Keys';
+  document.title = `${$('view-title').textContent} · latchkey console`;
+  for (const [id, view] of [['nav-keys', 'keys'], ['nav-audit', 'audit']]) {
+    if (state.view === view) $(id).setAttribute('aria-current', 'page');
+    else $(id).removeAttribute('aria-current');
+  }
+}
+
+function guarded(action) {
+  return () => {
+    clearNotice();
+    Promise.resolve().then(action).catch((e) => showNotice(describe(e), true));
+  };
+}
+
+document.addEventListener('DOMContentLoaded', () => {
+  $('sign-in-form').addEventListener('submit', signIn);
+  $('sign-out').addEventListener('click', () => signOut());
+  $('project-select').addEventListener('change', guarded(async () => {
+    state.projectId = $('project-select').value;
+    await refresh();
+  }));
+  $('new-project').addEventListener('click', guarded(openCreateProject));
+  $('generate-api-key').addEventListener('click', guarded(() => openGenerate('API_KEY')));
+  $('generate-secret-key').addEventListener('click', guarded(() => openGenerate('SECRET_KEY')));
+  $('toggle-access').addEventListener('click', guarded(toggleAccess));
+  window.addEventListener('hashchange', guarded(async () => {
+    showView();
+    if (state.me) await refresh();
+  }));
+  for (const dialog of document.querySelectorAll('dialog')) {
+    dialog.addEventListener('close', () => forgetValues(dialog));
+    for (const button of dialog.querySelectorAll('[data-close]')) {
+      button.addEventListener('click', () => dialog.close());
+    }
+  }
+  if (sessionStorage.getItem(TOKEN_KEY)) {
+    start().catch(() => signOut('Sign in again.'));
+  }
+});

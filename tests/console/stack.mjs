@@ -1,0 +1,123 @@
+// The real latchkey stack for browser tests: an authority (embedded RocksDB
+// in a temp dir), a sidecar and the console, as processes on loopback ports,
+// plus latchkeyctl to act and to ask the sidecar for verdicts.
+import { spawn, execFile } from 'node:child_process';
+import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+export function binDir() {
+  const dir = process.env.LATCHKEY_BIN_DIR;
+  if (!dir) throw new Error('set LATCHKEY_BIN_DIR to the folder holding the built binaries');
+  return dir;
+}
+
+async function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export async function eventually(check, timeoutMs = 10000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return true;
+    if (Date.now() >= deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+export class Stack {
+  constructor() {
+    this.dir = mkdtempSync(join(tmpdir(), 'latchkey-console-'));
+    this.processes = [];
+  }
+
+  start(name, args) {
+    const log = openSync(join(this.dir, `${name}.log`), 'a');
+    const child = spawn(join(binDir(), name), args, { stdio: ['ignore', log, log] });
+    this.processes.push(child);
+    return child;
+  }
+
+  log(name) {
+    return readFileSync(join(this.dir, `${name}.log`), 'utf8');
+  }
+
+  async ctl(...args) {
+    try {
+      const { stdout } = await run(join(binDir(), 'latchkeyctl'),
+                                   ['--authority', this.authority, '--token-file',
+                                    join(this.dir, 'data', 'admin.token'), ...args]);
+      return { code: 0, out: stdout };
+    } catch (e) {
+      return { code: e.code, out: e.stdout || '', err: e.stderr || '' };
+    }
+  }
+
+  async healthy(address) {
+    return (await this.ctl('health', address)).code === 0;
+  }
+
+  // The sidecar's verdict on a key: "VALID", "REVOKED", ...
+  async verdict(key) {
+    const { out } = await this.ctl('validate', key, '--sidecar', this.sidecar);
+    return out.split(/\s/)[0];
+  }
+
+  async createPrincipal(name, role) {
+    const { code, out } = await this.ctl('-o', 'json', 'principal', 'create', name, '--role', role);
+    if (code !== 0) throw new Error(`cannot create principal ${name}`);
+    return JSON.parse(out).token;
+  }
+
+  async up() {
+    this.authority = `127.0.0.1:${await freePort()}`;
+    this.sidecar = `127.0.0.1:${await freePort()}`;
+    const consolePort = await freePort();
+    this.start('latchkey-authority', ['--listen', this.authority, '--data-dir',
+                                      join(this.dir, 'data'), '--metrics-listen', '127.0.0.1:0']);
+    if (!await eventually(() => this.healthy(this.authority))) {
+      throw new Error(`authority did not start:\n${this.log('latchkey-authority')}`);
+    }
+    this.adminToken = readFileSync(join(this.dir, 'data', 'admin.token'), 'utf8').trim();
+    const sidecarTokenFile = join(this.dir, 'sidecar.token');
+    const sidecarToken = await this.createPrincipal('browser-test sidecar', 'SIDECAR');
+    writeFileSync(sidecarTokenFile, sidecarToken, { mode: 0o600 });
+    this.start('latchkey-sidecar', ['--listen', this.sidecar, '--authority', this.authority,
+                                    '--token-file', sidecarTokenFile, '--sidecar-id', 'pod-1',
+                                    '--metrics-listen', '127.0.0.1:0', '--usage-interval', '0.2']);
+    this.start('latchkey-console', ['--listen', `127.0.0.1:${consolePort}`,
+                                    '--authority', this.authority]);
+    this.url = `http://127.0.0.1:${consolePort}/`;
+    const consoleUp = await eventually(async () => {
+      try {
+        return (await fetch(this.url)).ok;
+      } catch (e) {
+        return false;
+      }
+    });
+    if (!consoleUp) throw new Error(`console did not start:\n${this.log('latchkey-console')}`);
+    if (!await eventually(() => this.healthy(this.sidecar))) {
+      throw new Error(`sidecar did not start:\n${this.log('latchkey-sidecar')}`);
+    }
+  }
+
+  async down() {
+    await Promise.all(this.processes.map((child) => new Promise((resolve) => {
+      if (child.exitCode !== null) return resolve();
+      child.on('exit', resolve);
+      child.kill('SIGTERM');
+    })));
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
