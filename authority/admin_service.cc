@@ -59,6 +59,7 @@ LATCHKEY_UNARY(CreatePrincipal, v1::CreatePrincipalRequest, v1::CreatePrincipalR
 LATCHKEY_UNARY(ListPrincipals, v1::ListPrincipalsRequest, v1::ListPrincipalsResponse)
 LATCHKEY_UNARY(DeletePrincipal, v1::DeletePrincipalRequest, v1::DeletePrincipalResponse)
 LATCHKEY_UNARY(WhoAmI, v1::WhoAmIRequest, v1::Principal)
+LATCHKEY_UNARY(FindKey, v1::FindKeyRequest, v1::Key)
 
 #undef LATCHKEY_UNARY
 

@@ -57,6 +57,7 @@ class AdminService final : public v1::KeyAdmin::CallbackService {
   Reactor* GetPropagation(Ctx* c, const v1::GetPropagationRequest* q,
                           v1::GetPropagationResponse* r) override;
   Reactor* WhoAmI(Ctx* c, const v1::WhoAmIRequest* q, v1::Principal* r) override;
+  Reactor* FindKey(Ctx* c, const v1::FindKeyRequest* q, v1::Key* r) override;
 
  private:
   // Authenticates, runs `method` of the core, finishes the call.

@@ -76,6 +76,54 @@ absl::Status CheckExpireTime(const google::protobuf::Timestamp& t, absl::Time no
   return absl::OkStatus();
 }
 
+// A revoked key's usage names the sidecars that still receive it: the most
+// frequent ones, so a report cannot grow the record without bound.
+constexpr int kMaxSidecarCounts = 32;
+constexpr int kTopRejectingSidecars = 5;  // in Key.top_rejecting_sidecars
+
+// Adds one sidecar's report about one key to the key's summed usage. Times
+// from the future are taken as now: a sidecar's clock cannot pin a key's
+// last use ahead of the authority's.
+void AddUsage(internal::KeyUsageRecord& usage, const v1::KeyUsage& u, const std::string& sidecar_id,
+              bool revoked, absl::Time now) {
+  auto micros = [now](const google::protobuf::Timestamp& t) {
+    return absl::ToUnixMicros(std::min(FromProto(t), now));
+  };
+  if (u.count() > 0) {
+    usage.set_count(usage.count() + u.count());
+    usage.set_last_used_micros(std::max(usage.last_used_micros(), micros(u.last_used_time())));
+  }
+  if (u.rejected_count() == 0) return;
+  const int64_t rejected_at = micros(u.last_rejected_time());
+  usage.set_rejected_count(usage.rejected_count() + u.rejected_count());
+  usage.set_last_rejected_micros(std::max(usage.last_rejected_micros(), rejected_at));
+  if (!revoked) return;
+  usage.set_rejected_since_revocation(usage.rejected_since_revocation() + u.rejected_count());
+  auto* counts = usage.mutable_revoked_rejections();
+  auto it = std::find_if(counts->begin(), counts->end(), [&](const internal::SidecarCount& c) {
+    return c.sidecar_id() == sidecar_id;
+  });
+  internal::SidecarCount* c = it != counts->end() ? &*it : counts->Add();
+  c->set_sidecar_id(sidecar_id);
+  c->set_count(c->count() + u.rejected_count());
+  c->set_last_micros(std::max(c->last_micros(), rejected_at));
+  std::stable_sort(counts->begin(), counts->end(),
+                   [](const internal::SidecarCount& a, const internal::SidecarCount& b) {
+                     return a.count() > b.count();
+                   });
+  while (counts->size() > kMaxSidecarCounts) counts->RemoveLast();
+}
+
+// An active, unexpired key that was last used (or, never used, created)
+// before `since`.
+bool UnusedSince(const v1::Key& key, absl::Time since) {
+  if (key.state() != v1::KEY_STATE_ACTIVE) return false;
+  if (key.has_expire_time() && FromProto(key.expire_time()) <= absl::Now()) return false;
+  const google::protobuf::Timestamp& last =
+      key.has_last_used_time() ? key.last_used_time() : key.create_time();
+  return FromProto(last) < since;
+}
+
 }  // namespace
 
 absl::Status Authorize(const Caller& caller, Permission p) {
@@ -548,12 +596,29 @@ absl::StatusOr<v1::Key> KeyAuthority::WithUsage(v1::Key key) const {
   internal::KeyUsageRecord usage;
   if (!usage.ParseFromString(**row)) return absl::DataLossError("usage record");
   key.set_use_count(usage.count());
-  *key.mutable_last_used_time() = ToProto(absl::FromUnixMicros(usage.last_used_micros()));
+  if (usage.last_used_micros() != 0) {
+    *key.mutable_last_used_time() = ToProto(absl::FromUnixMicros(usage.last_used_micros()));
+  }
+  key.set_rejected_count(usage.rejected_count());
+  if (usage.last_rejected_micros() != 0) {
+    *key.mutable_last_rejected_time() = ToProto(absl::FromUnixMicros(usage.last_rejected_micros()));
+  }
+  if (key.state() == v1::KEY_STATE_REVOKED) {
+    key.set_rejected_since_revocation(usage.rejected_since_revocation());
+    for (const internal::SidecarCount& c : usage.revoked_rejections()) {
+      if (key.top_rejecting_sidecars_size() == kTopRejectingSidecars) break;
+      v1::SidecarRejections* top = key.add_top_rejecting_sidecars();
+      top->set_sidecar_id(c.sidecar_id());
+      top->set_count(c.count());
+      *top->mutable_last_time() = ToProto(absl::FromUnixMicros(c.last_micros()));
+    }
+  }
   return key;
 }
 
 absl::Status KeyAuthority::RecordUsage(const Caller& caller, const v1::ReportUsageRequest& req) {
   if (absl::Status s = Authorize(caller, Permission::kSync); !s.ok()) return s;
+  const absl::Time now = absl::Now();
   MutexLock lock(&usage_mu_);
   std::vector<Write> writes;
   for (const v1::KeyUsage& u : req.usage()) {
@@ -561,15 +626,15 @@ absl::Status KeyAuthority::RecordUsage(const Caller& caller, const v1::ReportUsa
     absl::StatusOr<std::optional<std::string>> key_row = store_->Get(Table::kKeys, u.key_id());
     if (!key_row.ok()) return key_row.status();
     if (!key_row->has_value()) continue;  // deleted since it was used
+    KeyRecord key;
+    if (!key.ParseFromString(**key_row)) return absl::DataLossError("key record");
     absl::StatusOr<std::optional<std::string>> row = store_->Get(Table::kUsage, u.key_id());
     if (!row.ok()) return row.status();
     internal::KeyUsageRecord usage;
     if (row->has_value() && !usage.ParseFromString(**row)) {
       return absl::DataLossError("usage record");
     }
-    usage.set_count(usage.count() + u.count());
-    usage.set_last_used_micros(
-        std::max(usage.last_used_micros(), absl::ToUnixMicros(FromProto(u.last_used_time()))));
+    AddUsage(usage, u, req.sidecar_id(), key.key().state() == v1::KEY_STATE_REVOKED, now);
     writes.push_back(Put(Table::kUsage, u.key_id(), usage));
   }
   if (writes.empty()) return absl::OkStatus();
@@ -586,6 +651,14 @@ absl::StatusOr<v1::ListKeysResponse> KeyAuthority::ListKeys(const Caller& caller
   const std::string scope = StrCat("keys:", req.project_id());
   absl::StatusOr<std::string> after = internal::DecodePageToken(req.page_token(), scope);
   if (!after.ok()) return after.status();
+  std::optional<absl::Time> unused_since;
+  if (req.has_unused_for()) {
+    const absl::Duration d = FromProto(req.unused_for());
+    if (d <= absl::ZeroDuration() || req.unused_for().seconds() > 100LL * 366 * 86400) {
+      return absl::InvalidArgumentError("unused_for must be a positive duration of at most 100y");
+    }
+    unused_since = absl::Now() - d;
+  }
   absl::StatusOr<Page> page = store_->Scan(Table::kProjectKeys, req.project_id(), *after, *size);
   if (!page.ok()) return page.status();
   v1::ListKeysResponse resp;
@@ -595,6 +668,7 @@ absl::StatusOr<v1::ListKeysResponse> KeyAuthority::ListKeys(const Caller& caller
     if (!rec.ok()) return rec.status();
     absl::StatusOr<v1::Key> key = WithUsage(rec->key());
     if (!key.ok()) return key.status();
+    if (unused_since && !UnusedSince(*key, *unused_since)) continue;
     *resp.add_keys() = *std::move(key);
   }
   if (page->more) resp.set_next_page_token(internal::EncodePageToken(scope, page->rows.back().key));
@@ -617,7 +691,10 @@ absl::StatusOr<v1::ListAuditEventsResponse> KeyAuthority::ListAuditEvents(
   const std::string scope = StrCat("audit:", req.project_id());
   absl::StatusOr<std::string> after = internal::DecodePageToken(req.page_token(), scope);
   if (!after.ok()) return after.status();
-  uint64_t after_rev = 0;
+  uint64_t after_rev = req.after_revision();
+  if (!after->empty() && after_rev != 0) {
+    return absl::InvalidArgumentError("give page_token or after_revision, not both");
+  }
   if (!after->empty() && !absl::SimpleAtoi(*after, &after_rev)) {
     return absl::InvalidArgumentError("page_token is not one this listing returned");
   }
@@ -695,6 +772,49 @@ absl::StatusOr<v1::ListPrincipalsResponse> KeyAuthority::ListPrincipals(
     resp.set_next_page_token(internal::EncodePageToken("principals", page->rows.back().key));
   }
   return resp;
+}
+
+absl::StatusOr<v1::Key> KeyAuthority::FindKey(const Caller& caller, const v1::FindKeyRequest& req) {
+  if (absl::Status s = Authorize(caller, Permission::kWrite); !s.ok()) return s;
+  if (ParseKey(req.value()) == v1::KEY_KIND_UNSPECIFIED) {
+    return absl::InvalidArgumentError(
+        "value is not a well-formed latchkey key (prefix, length, alphabet or checksum)");
+  }
+  const std::string digest = Sha256Bytes(req.value());
+  const absl::Time now = absl::Now();
+  // The lookup and its audit record under the mutation lock: the record names
+  // the key as it was found.
+  ReleasableMutexLock lock(&mu_);
+  absl::StatusOr<std::optional<std::string>> row = store_->Get(Table::kDigests, digest);
+  if (!row.ok()) return row.status();
+  absl::StatusOr<KeyRecord> rec = absl::NotFoundError("");
+  if (row->has_value()) rec = LoadKey(**row);
+  if (!rec.ok() && !absl::IsNotFound(rec.status())) return rec.status();
+  Mutation m;
+  const std::string hint = StrCat("digest ", HexPrefix(digest, 8));
+  if (!rec.ok()) {
+    m.audit =
+        Audit(caller, "key.lookup_missed", "", "", StrCat(hint, ": no key has this value"), now);
+    absl::StatusOr<uint64_t> rev = CommitAndRelease(std::move(m), lock);
+    if (!rev.ok()) return rev.status();
+    return absl::NotFoundError("no key has this value (never issued, or a deleted secret key)");
+  }
+  v1::ValueMatch match;
+  match.set_current(rec->digest() == digest);
+  for (const internal::RetiredValue& old : rec->retired()) {
+    if (old.digest() == digest && old.valid_until_micros() != 0) {
+      *match.mutable_valid_until() = ToProto(absl::FromUnixMicros(old.valid_until_micros()));
+    }
+  }
+  const v1::Key& key = rec->key();
+  m.audit = Audit(caller, "key.found", key.project_id(), key.key_id(),
+                  StrCat(hint, match.current() ? ": current value" : ": retired value"), now);
+  absl::StatusOr<uint64_t> rev = CommitAndRelease(std::move(m), lock);
+  if (!rev.ok()) return rev.status();
+  absl::StatusOr<v1::Key> found = WithUsage(key);
+  if (!found.ok()) return found.status();
+  *found->mutable_value_match() = std::move(match);
+  return found;
 }
 
 absl::StatusOr<v1::Principal> KeyAuthority::WhoAmI(const Caller& caller,

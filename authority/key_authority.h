@@ -102,6 +102,8 @@ class KeyAuthority {
                                                             const v1::ListPrincipalsRequest& req);
   absl::StatusOr<v1::DeletePrincipalResponse> DeletePrincipal(
       const Caller& caller, const v1::DeletePrincipalRequest& req);
+  // The key `req.value` belongs to (DESIGN.md FindKey); audited either way.
+  absl::StatusOr<v1::Key> FindKey(const Caller& caller, const v1::FindKeyRequest& req);
   // The caller's own principal record; any role may ask.
   absl::StatusOr<v1::Principal> WhoAmI(const Caller& caller, const v1::WhoAmIRequest& req);
 

@@ -15,7 +15,6 @@ int main(int argc, char** argv) {
   latchkey::AuthorityOptions options;
   latchkey::DaemonFlags daemon;
   daemon.metrics_listen = "127.0.0.1:7701";
-  double progress_seconds = 1.0;
   CLI::App app{"latchkey-authority: owns all key state and streams it to sidecars"};
   app.add_option("--listen", options.listen.addresses,
                  "gRPC listen address, host:port or unix:/path (repeatable)")
@@ -29,9 +28,9 @@ int main(int argc, char** argv) {
   app.add_option("--event-retention", options.event_retention, "events kept for replay")
       ->capture_default_str()
       ->check(CLI::Range(uint64_t{1}, uint64_t{100000000}));
-  app.add_option("--progress-interval", progress_seconds, "seconds between progress messages")
-      ->capture_default_str()
-      ->check(CLI::Range(0.01, 3600.0));
+  latchkey::AddDurationFlag(app, "--progress-interval", options.progress_interval,
+                            "between progress messages on watch streams", absl::Milliseconds(10),
+                            absl::Hours(1));
   app.add_option("--tls-cert", options.tls.cert, "PEM certificate for TLS listeners");
   app.add_option("--tls-key", options.tls.key, "PEM private key for --tls-cert");
   app.add_option("--tls-client-ca", options.tls.client_ca,
@@ -40,7 +39,6 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   options.metrics_listen = daemon.metrics_listen;
   if (options.listen.addresses.empty()) options.listen.addresses = {"127.0.0.1:7700"};
-  options.progress_interval = absl::Seconds(progress_seconds);
 
   if (absl::Status s = latchkey::InitLogging(daemon.log_format, daemon.log_level); !s.ok()) {
     std::cerr << "latchkey-authority: " << s.message() << "\n";

@@ -1,8 +1,10 @@
 #include "cli/ctl.h"
 
 #include <fmt/format.h>
+#include <termios.h>
 #include <unistd.h>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/time/clock.h"
 #include "common/files.h"
@@ -15,18 +17,6 @@
 
 namespace latchkey::cli {
 namespace {
-
-// absl durations, plus whole days ("30d").
-std::optional<absl::Duration> ParseDuration(const std::string& text) {
-  int64_t days = 0;
-  if (text.size() > 1 && text.back() == 'd' &&
-      absl::SimpleAtoi(absl::string_view(text.data(), text.size() - 1), &days)) {
-    return absl::Hours(24 * days);
-  }
-  absl::Duration d;
-  if (absl::ParseDuration(text, &d)) return d;
-  return std::nullopt;
-}
 
 // Fills `expire` from --expires-in / --expires-at; false on bad input.
 bool ExpireTime(const KeyOptions& o, google::protobuf::Timestamp* expire, std::ostream& err) {
@@ -47,6 +37,47 @@ bool ExpireTime(const KeyOptions& o, google::protobuf::Timestamp* expire, std::o
     *expire = ToProto(t);
   }
   return true;
+}
+
+// Errors a follower waits out (the authority restarting, a network blip), as
+// opposed to ones that need a person (a bad token or project id).
+bool Transient(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::UNAVAILABLE:
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+    case grpc::StatusCode::CANCELLED:  // a server shutting down cancels calls in flight
+    case grpc::StatusCode::ABORTED:
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+    case grpc::StatusCode::INTERNAL:
+    case grpc::StatusCode::UNKNOWN:
+      return true;
+    default:
+      return false;
+  }
+}
+
+std::string_view KindName(v1::KeyKind kind) {
+  return kind == v1::SECRET_KEY ? "secret key" : "API key";
+}
+
+// A line from `in`; at a terminal, prompts on `err` and does not echo.
+std::string ReadSecretLine(std::istream& in, std::ostream& err, const char* prompt) {
+  const bool tty = &in == &std::cin && isatty(STDIN_FILENO);
+  termios saved{};
+  if (tty) {
+    err << prompt << std::flush;
+    tcgetattr(STDIN_FILENO, &saved);
+    termios quiet = saved;
+    quiet.c_lflag &= ~ECHO;
+    tcsetattr(STDIN_FILENO, TCSANOW, &quiet);
+  }
+  std::string line;
+  std::getline(in, line);
+  if (tty) {
+    tcsetattr(STDIN_FILENO, TCSANOW, &saved);
+    err << "\n";
+  }
+  return line;
 }
 
 }  // namespace
@@ -181,9 +212,17 @@ int Ctl::KeyGenerate(const std::string& project_id, const KeyOptions& options) {
   return 0;
 }
 
-int Ctl::KeyList(const std::string& project_id) {
+int Ctl::KeyList(const std::string& project_id, const std::string& unused) {
   v1::ListKeysRequest req;
   req.set_project_id(project_id);
+  if (!unused.empty()) {
+    std::optional<absl::Duration> d = ParseDuration(unused);
+    if (!d || *d <= absl::ZeroDuration()) {
+      err_ << "error: --unused takes a duration such as 30d, 720h or 90m\n";
+      return 2;
+    }
+    *req.mutable_unused_for() = ToProto(*d);
+  }
   v1::ListKeysResponse all;
   if (grpc::Status s = ListAll(&v1::KeyAdmin::Stub::ListKeys, req, &all); !s.ok()) {
     return Fail("list keys", s);
@@ -209,9 +248,24 @@ int Ctl::KeyGet(const std::string& key_id) {
     PrintJson(out_, key);
   } else {
     PrintTable(out_, KeyHeader(), {KeyRow(key)});
-    out_ << "use count: " << key.use_count() << "   revision: " << key.revision() << "\n";
+    PrintTraffic(key);
   }
   return 0;
+}
+
+void Ctl::PrintTraffic(const v1::Key& key) {
+  out_ << "use count: " << key.use_count() << "   rejected: " << key.rejected_count();
+  if (key.rejected_count() > 0) out_ << " (last " << FormatTime(key.last_rejected_time()) << ")";
+  out_ << "   revision: " << key.revision() << "\n";
+  if (key.state() != v1::KEY_STATE_REVOKED) return;
+  out_ << "rejected since the revocation: " << key.rejected_since_revocation() << "\n";
+  if (key.top_rejecting_sidecars().empty()) return;
+  out_ << "sidecars still receiving it:\n";
+  std::vector<std::vector<std::string>> rows;
+  for (const v1::SidecarRejections& s : key.top_rejecting_sidecars()) {
+    rows.push_back({"  " + s.sidecar_id(), std::to_string(s.count()), FormatTime(s.last_time())});
+  }
+  PrintTable(out_, {"  SIDECAR", "REJECTED", "LAST"}, rows);
 }
 
 int Ctl::KeyValue(const std::string& key_id) {
@@ -246,6 +300,65 @@ int Ctl::KeyRevoke(const std::string& key_id, std::optional<absl::Duration> wait
     return 0;
   }
   return WaitForPropagation(key.revision(), *wait, "revoked");
+}
+
+int Ctl::KeyFind(std::istream& in, const std::string& value_file, bool revoke,
+                 absl::Duration wait) {
+  std::string value;
+  if (!value_file.empty()) {
+    absl::StatusOr<std::string> read = ReadTokenFile(value_file);
+    if (!read.ok()) {
+      err_ << "error: cannot read --value-file: " << read.status().message() << "\n";
+      return 2;
+    }
+    value = *read;
+  } else {
+    value = ReadSecretLine(in, err_, "Paste the key value, then press Enter: ");
+  }
+  value = std::string(absl::StripAsciiWhitespace(value));
+  if (value.empty()) {
+    err_ << "error: no value: pipe it to standard input or give --value-file\n";
+    return 2;
+  }
+  v1::FindKeyRequest req;
+  req.set_value(value);
+  v1::Key key;
+  if (grpc::Status s = admin_->FindKey(Context().get(), req, &key); !s.ok()) {
+    return Fail("find key", s);
+  }
+  if (globals_.format == Format::kJson && !revoke) {
+    PrintJson(out_, key);
+    return 0;
+  }
+  if (globals_.format != Format::kJson) {
+    const v1::ValueMatch& match = key.value_match();
+    out_ << "This value belongs to " << KindName(key.kind()) << " " << key.key_id() << " ("
+         << key.name() << ") of project " << key.project_id() << ".\n";
+    if (match.current()) {
+      out_ << "It is the key's current value.\n";
+    } else if (match.has_valid_until()) {
+      out_ << "It is a value the key had before a rotation; it "
+           << (FromProto(match.valid_until()) > absl::Now() ? "works until " : "stopped at ")
+           << FormatTime(match.valid_until()) << ".\n";
+    } else {
+      out_ << "It is a value the key had before a rotation; it stopped working then.\n";
+    }
+    PrintTable(out_, KeyHeader(), {KeyRow(key)});
+    PrintTraffic(key);
+  }
+  if (!revoke) return 0;
+  if (key.kind() == v1::SECRET_KEY) {
+    err_ << "error: secret keys are deleted, not revoked: latchkeyctl secret delete "
+         << key.key_id() << "\n";
+    return 1;
+  }
+  if (key.legacy()) {
+    err_ << "error: the legacy API key cannot be revoked; give it a new value: latchkeyctl key "
+            "rotate "
+         << key.key_id() << "\n";
+    return 1;
+  }
+  return KeyRevoke(key.key_id(), wait);
 }
 
 int Ctl::WaitForPropagation(uint64_t revision, absl::Duration timeout, const std::string& what) {
@@ -368,6 +481,43 @@ int Ctl::Audit(const std::string& project_id) {
                     e.key_id().empty() ? "-" : e.key_id(), e.detail()});
   }
   PrintTable(out_, {"REVISION", "TIME", "ACTOR", "ACTION", "KEY", "DETAIL"}, rows);
+  return 0;
+}
+
+int Ctl::AuditFollow(const std::string& project_id, absl::Duration interval,
+                     const std::function<bool()>& stop) {
+  v1::ListAuditEventsRequest req;
+  req.set_project_id(project_id);
+  req.set_page_size(1000);
+  bool failing = false;  // say so once per outage, not once per retry
+  while (!stop()) {
+    v1::ListAuditEventsResponse page;
+    grpc::Status s = admin_->ListAuditEvents(Context().get(), req, &page);
+    if (!s.ok()) {
+      if (!Transient(s.error_code())) return Fail("follow audit events", s);
+      if (!failing) {
+        err_ << "warning: authority unreachable (" << s.error_message()
+             << "); retrying from revision " << req.after_revision() << "\n";
+        failing = true;
+      }
+      absl::SleepFor(interval);
+      continue;
+    }
+    if (failing) err_ << "reconnected\n";
+    failing = false;
+    for (const v1::AuditEvent& e : page.events()) {
+      if (globals_.format == Format::kJson) {
+        PrintJsonLine(out_, e);
+      } else {
+        out_ << e.revision() << "  " << FormatTime(e.time()) << "  " << e.actor() << "  "
+             << e.action() << "  " << (e.key_id().empty() ? "-" : e.key_id()) << "  " << e.detail()
+             << "\n";
+      }
+      req.set_after_revision(e.revision());
+    }
+    out_.flush();
+    if (page.next_page_token().empty()) absl::SleepFor(interval);
+  }
   return 0;
 }
 

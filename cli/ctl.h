@@ -1,10 +1,12 @@
 // latchkeyctl's commands: one method per subcommand, each returning the
-// process exit code (0 ok, 1 the RPC failed, 2 bad usage, 3 --wait timed out).
+// process exit code (0 ok, 1 the RPC failed, 2 bad usage, 3 --wait timed out,
+// 4 validate's verdict was not VALID).
 #ifndef LATCHKEY_CLI_CTL_H_
 #define LATCHKEY_CLI_CTL_H_
 
 #include <grpcpp/grpcpp.h>
 
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -41,19 +43,29 @@ class Ctl {
   int ProjectSetAccess(const std::string& project_id, bool enabled);
 
   int KeyGenerate(const std::string& project_id, const KeyOptions& options);
-  int KeyList(const std::string& project_id);
+  // `unused` set ("30d"): only active keys not used within it.
+  int KeyList(const std::string& project_id, const std::string& unused = "");
   int KeyGet(const std::string& key_id);
   int KeyValue(const std::string& key_id);
   // `wait` set: then waits up to it for every connected sidecar to apply the
   // revocation, and prints the receipt.
   int KeyRevoke(const std::string& key_id, std::optional<absl::Duration> wait);
   int KeyRotate(const std::string& key_id, const std::string& grace);
+  // A leak response: the key `in` (or `value_file`, when set) holds the value
+  // of; never from the command line, where it would land in shell history.
+  // `revoke` revokes an API key in the same step and prints the receipt.
+  int KeyFind(std::istream& in, const std::string& value_file, bool revoke, absl::Duration wait);
 
   int SecretGenerate(const std::string& project_id, const KeyOptions& options);
   // `confirm` empty: asks for DELETE at a terminal, refuses without one.
   int SecretDelete(const std::string& key_id, const std::string& confirm);
 
   int Audit(const std::string& project_id);
+  // Prints new audit events as they are committed, every `interval`, until
+  // `stop` returns true (never, from the command line); JSON lines with -o
+  // json. A dropped connection is retried from the last revision printed.
+  int AuditFollow(const std::string& project_id, absl::Duration interval,
+                  const std::function<bool()>& stop);
   int PrincipalCreate(const std::string& name, const std::string& role);
   int PrincipalList();
   int PrincipalDelete(const std::string& principal_id);
@@ -74,6 +86,8 @@ class Ctl {
   grpc::Status ListAll(grpc::Status (v1::KeyAdmin::Stub::*method)(grpc::ClientContext*, const Req&,
                                                                   Resp*),
                        Req req, Resp* all);
+  // Use and rejection counts; for a revoked key, who still sends it.
+  void PrintTraffic(const v1::Key& key);
   // Polls GetPropagation until every connected sidecar applied `revision`.
   // `what` names the change in the receipt line ("revoked").
   int WaitForPropagation(uint64_t revision, absl::Duration timeout, const std::string& what);

@@ -1,8 +1,11 @@
 // latchkeyctl: the admin command line over KeyAdmin.
 #include <CLI/CLI.hpp>
 #include <cstdlib>
+#include <iostream>
 
+#include "cli/completion.h"
 #include "cli/ctl.h"
+#include "common/time_util.h"
 
 namespace {
 
@@ -16,6 +19,22 @@ std::string Env(const char* name, const std::string& fallback) {
   return v != nullptr && *v != '\0' ? v : fallback;
 }
 
+// A subcommand whose --help ends with an example of its use.
+CLI::App* Command(CLI::App* parent, const std::string& name, const std::string& description,
+                  const std::string& example) {
+  CLI::App* c = parent->add_subcommand(name, description);
+  c->footer("\nExample:\n  " + example);
+  return c;
+}
+
+// Parses a --wait value ("5s", "500ms"); nullopt with a message when malformed.
+std::optional<absl::Duration> WaitFor(const std::string& text) {
+  std::optional<absl::Duration> d = latchkey::ParseDuration(text);
+  if (d && *d >= absl::ZeroDuration()) return d;
+  std::cerr << "error: --wait takes a duration such as 5s or 500ms\n";
+  return std::nullopt;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -26,7 +45,12 @@ int main(int argc, char** argv) {
   std::string output = "table";
 
   CLI::App app{"latchkeyctl: administer latchkey projects, keys and principals"};
+  app.name("latchkeyctl");
   app.require_subcommand(1);
+  app.fallthrough();  // global options work after the subcommand too
+  app.footer(
+      "\nExample:\n  latchkeyctl project create \"Web shop\"\n"
+      "  latchkeyctl key list prj_3f9a0c2b7d1e -o json");
   app.add_option("--authority", g.authority, "authority address [env LATCHKEY_AUTHORITY]")
       ->capture_default_str();
   app.add_option("--token-file", g.token_file,
@@ -40,9 +64,11 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"table", "json"}));
 
   std::function<int(Ctl&)> run;
-  std::string a, b;  // positional arguments of the chosen subcommand
+  std::string a;  // the positional argument of the chosen subcommand
   KeyOptions key;
-  std::string grace, confirm, role, sidecar = "127.0.0.1:7710", wait;
+  std::string grace, confirm, role, sidecar = "127.0.0.1:7710", wait = "5s", unused, value_file;
+  std::string interval = "1s";
+  bool follow = false, revoke = false;
   uint64_t revision = 0;
   auto key_options = [&](CLI::App* c) {
     c->add_option("--name", key.name, "what the key is for (1-100 characters)")->required();
@@ -52,38 +78,50 @@ int main(int argc, char** argv) {
 
   auto* project = app.add_subcommand("project", "create, list, inspect, disable, enable projects");
   project->require_subcommand(1);
-  auto* pc = project->add_subcommand("create", "create a project and its legacy API key");
+  auto* pc = Command(project, "create", "create a project and its legacy API key",
+                     "latchkeyctl project create \"Web shop\"");
   pc->add_option("NAME", a)->required();
   pc->callback([&] { run = [&](Ctl& c) { return c.ProjectCreate(a); }; });
-  project->add_subcommand("list", "list projects")->callback([&] {
+  Command(project, "list", "list projects", "latchkeyctl project list -o json")->callback([&] {
     run = [](Ctl& c) { return c.ProjectList(); };
   });
-  auto* pg = project->add_subcommand("get", "show a project");
+  auto* pg = Command(project, "get", "show a project", "latchkeyctl project get prj_3f9a0c2b7d1e");
   pg->add_option("PROJECT_ID", a)->required();
   pg->callback([&] { run = [&](Ctl& c) { return c.ProjectGet(a); }; });
-  auto* pd = project->add_subcommand("disable", "make every key of the project fail validation");
+  auto* pd = Command(project, "disable", "make every key of the project fail validation",
+                     "latchkeyctl project disable prj_3f9a0c2b7d1e");
   pd->add_option("PROJECT_ID", a)->required();
   pd->callback([&] { run = [&](Ctl& c) { return c.ProjectSetAccess(a, false); }; });
-  auto* pe = project->add_subcommand("enable", "re-enable API access");
+  auto* pe = Command(project, "enable", "re-enable API access",
+                     "latchkeyctl project enable prj_3f9a0c2b7d1e");
   pe->add_option("PROJECT_ID", a)->required();
   pe->callback([&] { run = [&](Ctl& c) { return c.ProjectSetAccess(a, true); }; });
 
-  auto* k = app.add_subcommand("key", "API keys: generate, list, copy, revoke, rotate");
+  auto* k = app.add_subcommand("key", "API keys: generate, list, copy, revoke, rotate, find");
   k->require_subcommand(1);
-  auto* kg = k->add_subcommand("generate", "generate an API key");
+  auto* kg =
+      Command(k, "generate", "generate an API key",
+              "latchkeyctl key generate prj_3f9a0c2b7d1e --name \"iOS app\" --expires-in 90d");
   kg->add_option("PROJECT_ID", a)->required();
   key_options(kg);
   kg->callback([&] { run = [&](Ctl& c) { return c.KeyGenerate(a, key); }; });
-  auto* kl = k->add_subcommand("list", "list a project's keys (API and secret)");
+  auto* kl = Command(k, "list", "list a project's keys (API and secret)",
+                     "latchkeyctl key list prj_3f9a0c2b7d1e --unused 30d");
   kl->add_option("PROJECT_ID", a)->required();
-  kl->callback([&] { run = [&](Ctl& c) { return c.KeyList(a); }; });
-  auto* kget = k->add_subcommand("get", "show one key: creator, last action, last use");
+  kl->add_option("--unused", unused,
+                 "only active keys not used within this long (never-used keys older than it too), "
+                 "e.g. 30d");
+  kl->callback([&] { run = [&](Ctl& c) { return c.KeyList(a, unused); }; });
+  auto* kget = Command(k, "get", "show one key: creator, last action, last use, who still sends it",
+                       "latchkeyctl key get key_0Hs2k9LmQx7Tb1Ze");
   kget->add_option("KEY_ID", a)->required();
   kget->callback([&] { run = [&](Ctl& c) { return c.KeyGet(a); }; });
-  auto* kv = k->add_subcommand("value", "print an API key's value (MANAGER or ADMIN)");
+  auto* kv = Command(k, "value", "print an API key's value (MANAGER or ADMIN)",
+                     "latchkeyctl key value key_0Hs2k9LmQx7Tb1Ze");
   kv->add_option("KEY_ID", a)->required();
   kv->callback([&] { run = [&](Ctl& c) { return c.KeyValue(a); }; });
-  auto* kr = k->add_subcommand("revoke", "revoke an API key for good");
+  auto* kr = Command(k, "revoke", "revoke an API key for good",
+                     "latchkeyctl key revoke key_0Hs2k9LmQx7Tb1Ze --wait");
   kr->add_option("KEY_ID", a)->required();
   auto* wait_opt =
       kr->add_option("--wait", wait, "wait until every connected sidecar applied it (default 5s)")
@@ -93,67 +131,113 @@ int main(int argc, char** argv) {
     run = [&](Ctl& c) {
       std::optional<absl::Duration> timeout;
       if (wait_opt->count() > 0) {
-        absl::Duration d;
-        if (!absl::ParseDuration(wait, &d)) {
-          std::cerr << "error: --wait takes a duration such as 5s or 500ms\n";
-          return 2;
-        }
-        timeout = d;
+        timeout = WaitFor(wait);
+        if (!timeout) return 2;
       }
       return c.KeyRevoke(a, timeout);
     };
   });
-  auto* kro = k->add_subcommand("rotate", "give an API key (the legacy one too) a new value");
+  auto* kro = Command(k, "rotate", "give an API key (the legacy one too) a new value",
+                      "latchkeyctl key rotate key_0Hs2k9LmQx7Tb1Ze --grace 24h");
   kro->add_option("KEY_ID", a)->required();
   kro->add_option("--grace", grace, "the old value keeps working this long (at most 7d)");
   kro->callback([&] { run = [&](Ctl& c) { return c.KeyRotate(a, grace); }; });
+  auto* kf =
+      Command(k, "find", "which key a leaked value belongs to; reads the value from standard input",
+              "pbpaste | latchkeyctl key find --revoke");
+  kf->add_option("--value-file", value_file, "read the value from this file instead of stdin");
+  kf->add_flag("--revoke", revoke, "revoke it too (an API key) and wait for the receipt");
+  kf->add_option("--wait", wait, "with --revoke: how long to wait for every sidecar")
+      ->capture_default_str();
+  kf->callback([&] {
+    run = [&](Ctl& c) {
+      std::optional<absl::Duration> timeout = WaitFor(wait);
+      if (!timeout) return 2;
+      return c.KeyFind(std::cin, value_file, revoke, *timeout);
+    };
+  });
 
   auto* s = app.add_subcommand("secret", "secret keys: generate, delete");
   s->require_subcommand(1);
-  auto* sg = s->add_subcommand("generate", "generate a secret key (shown once)");
+  auto* sg = Command(s, "generate", "generate a secret key (shown once)",
+                     "latchkeyctl secret generate prj_3f9a0c2b7d1e --name exports");
   sg->add_option("PROJECT_ID", a)->required();
   key_options(sg);
   sg->callback([&] { run = [&](Ctl& c) { return c.SecretGenerate(a, key); }; });
-  auto* sd = s->add_subcommand("delete", "delete a secret key (asks you to type DELETE)");
+  auto* sd = Command(s, "delete", "delete a secret key (asks you to type DELETE)",
+                     "latchkeyctl secret delete key_0Hs2k9LmQx7Tb1Ze");
   sd->add_option("KEY_ID", a)->required();
   sd->add_option("--confirm", confirm, "DELETE, to skip the prompt");
   sd->callback([&] { run = [&](Ctl& c) { return c.SecretDelete(a, confirm); }; });
 
-  auto* au = app.add_subcommand("audit", "a project's audit log (no id: principal changes)");
+  auto* au = Command(&app, "audit", "a project's audit log (no id: principal changes, lookups)",
+                     "latchkeyctl audit prj_3f9a0c2b7d1e --follow -o json >> audit.jsonl");
   au->add_option("PROJECT_ID", a);
-  au->callback([&] { run = [&](Ctl& c) { return c.Audit(a); }; });
+  au->add_flag("--follow,-f", follow,
+               "keep printing new events as they are committed (JSON lines with -o json)");
+  au->add_option("--interval", interval, "with --follow: how often to ask")->capture_default_str();
+  au->callback([&] {
+    run = [&](Ctl& c) {
+      if (!follow) return c.Audit(a);
+      std::optional<absl::Duration> every = latchkey::ParseDuration(interval);
+      if (!every || *every <= absl::ZeroDuration()) {
+        std::cerr << "error: --interval takes a duration such as 1s or 200ms\n";
+        return 2;
+      }
+      return c.AuditFollow(a, *every, [] { return false; });
+    };
+  });
 
   auto* pr = app.add_subcommand("principal", "who may call the authority (ADMIN only)");
   pr->require_subcommand(1);
-  auto* prc = pr->add_subcommand("create", "create a principal; prints its token once");
+  auto* prc = Command(pr, "create", "create a principal; prints its token once",
+                      "latchkeyctl principal create ci --role MANAGER");
   prc->add_option("NAME", a)->required();
   prc->add_option("--role", role, "ADMIN, MANAGER, MEMBER or SIDECAR")->required();
   prc->callback([&] { run = [&](Ctl& c) { return c.PrincipalCreate(a, role); }; });
-  pr->add_subcommand("list", "list principals")->callback([&] {
+  Command(pr, "list", "list principals", "latchkeyctl principal list")->callback([&] {
     run = [](Ctl& c) { return c.PrincipalList(); };
   });
-  auto* prd = pr->add_subcommand("delete", "delete a principal; its token stops working");
+  auto* prd = Command(pr, "delete", "delete a principal; its token stops working",
+                      "latchkeyctl principal delete prn_7Qm2xZ0aLk4s");
   prd->add_option("PRINCIPAL_ID", a)->required();
   prd->callback([&] { run = [&](Ctl& c) { return c.PrincipalDelete(a); }; });
 
-  app.add_subcommand("whoami", "the principal your token belongs to, and its role")->callback([&] {
-    run = [](Ctl& c) { return c.WhoAmI(); };
-  });
+  Command(&app, "whoami", "the principal your token belongs to, and its role", "latchkeyctl whoami")
+      ->callback([&] { run = [](Ctl& c) { return c.WhoAmI(); }; });
 
-  auto* pp = app.add_subcommand("propagation", "which sidecars applied a revision");
+  auto* pp = Command(&app, "propagation", "which sidecars applied a revision",
+                     "latchkeyctl propagation 42");
   pp->add_option("REVISION", revision)->required();
   pp->callback([&] { run = [&](Ctl& c) { return c.Propagation(revision); }; });
 
-  auto* v = app.add_subcommand("validate", "ask a sidecar about a key (exit 4 unless VALID)");
+  auto* v = Command(&app, "validate", "ask a sidecar about a key (exit 4 unless VALID)",
+                    "latchkeyctl validate lkp_… --sidecar 127.0.0.1:7710");
   v->add_option("KEY", a)->required();
   v->add_option("--sidecar", sidecar, "sidecar address")->capture_default_str();
   v->callback([&] { run = [&](Ctl& c) { return c.Validate(a, sidecar); }; });
 
-  auto* h = app.add_subcommand("health", "gRPC health of a daemon (exit 0 when SERVING)");
+  auto* h = Command(&app, "health", "gRPC health of a daemon (exit 0 when SERVING)",
+                    "latchkeyctl health unix:/var/run/latchkey/validator.sock");
   h->add_option("ADDRESS", a, "host:port or unix:/path")->required();
   h->callback([&] { run = [&](Ctl& c) { return c.Health(a); }; });
 
-  CLI11_PARSE(app, argc, argv);
+  bool completion = false;
+  auto* comp = Command(&app, "completion", "print a shell completion script (bash)",
+                       "source <(latchkeyctl completion bash)");
+  comp->add_option("SHELL", a, "bash")->required()->check(CLI::IsMember({"bash"}));
+  comp->callback([&] { completion = true; });
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help and friends exit 0; every usage error exits 2, as README says.
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  if (completion) {
+    std::cout << latchkey::cli::BashCompletion(app);
+    return 0;
+  }
   g.format = output == "json" ? Format::kJson : Format::kTable;
   Ctl ctl(g);
   return run(ctl);

@@ -55,6 +55,12 @@ void PrintJson(std::ostream& out, const google::protobuf::Message& message) {
   if (json.empty() || json.back() != '\n') out << "\n";
 }
 
+void PrintJsonLine(std::ostream& out, const google::protobuf::Message& message) {
+  std::string json;
+  if (!google::protobuf::util::MessageToJsonString(message, &json).ok()) json = "{}";
+  out << json << "\n";
+}
+
 std::string FormatTime(const google::protobuf::Timestamp& t) {
   if (t.seconds() == 0 && t.nanos() == 0) return "-";
   return absl::FormatTime("%Y-%m-%d %H:%M:%SZ", FromProto(t), absl::UTCTimeZone());

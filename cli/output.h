@@ -21,6 +21,9 @@ void PrintTable(std::ostream& out, const std::vector<std::string>& header,
 // The message as JSON (protobuf's mapping: lowerCamelCase names, enums by name).
 void PrintJson(std::ostream& out, const google::protobuf::Message& message);
 
+// The message as JSON on one line, for streams of records (JSON lines).
+void PrintJsonLine(std::ostream& out, const google::protobuf::Message& message);
+
 // "2026-11-26 06:28:47Z", or "-" when unset.
 std::string FormatTime(const google::protobuf::Timestamp& t);
 

@@ -8,6 +8,7 @@
 #include <CLI/CLI.hpp>
 #include <string>
 
+#include "absl/time/time.h"
 #include "common/grpc_server.h"
 
 namespace latchkey {
@@ -26,7 +27,14 @@ struct DaemonFlags {
 };
 
 // --allow-insecure-remote, --metrics-listen, --log-format, --log-level.
+// `--metrics-listen=` (empty) turns metrics off.
 void AddDaemonFlags(CLI::App& app, ListenOptions& listen, DaemonFlags& flags);
+
+// A duration flag that takes units ("500ms", "30s", "2m", "1h") or, as before
+// units were accepted, a bare number of seconds; refused outside [min, max].
+// `value` holds the default and receives the parsed duration.
+CLI::Option* AddDurationFlag(CLI::App& app, const std::string& name, absl::Duration& value,
+                             const std::string& help, absl::Duration min, absl::Duration max);
 
 }  // namespace latchkey
 

@@ -5,6 +5,9 @@
 #include <google/protobuf/duration.pb.h>
 #include <google/protobuf/timestamp.pb.h>
 
+#include <optional>
+#include <string_view>
+
 #include "absl/time/time.h"
 
 namespace latchkey {
@@ -36,6 +39,10 @@ inline google::protobuf::Duration ToProto(absl::Duration d) {
 inline absl::Duration FromProto(const google::protobuf::Duration& d) {
   return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
 }
+
+// A duration as people type it: absl's units ("500ms", "30s", "1h30m") plus
+// whole days ("30d"). nullopt for anything else.
+std::optional<absl::Duration> ParseDuration(std::string_view text);
 
 }  // namespace latchkey
 

@@ -117,6 +117,7 @@ AdminGateway::AdminGateway(std::shared_ptr<grpc::Channel> channel, absl::Duratio
   Add("DeletePrincipal", &S::DeletePrincipal);
   Add("GetPropagation", &S::GetPropagation);
   Add("WhoAmI", &S::WhoAmI);
+  Add("FindKey", &S::FindKey);
 }
 
 JsonReply AdminGateway::Call(std::string_view method, std::string_view authorization,

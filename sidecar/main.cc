@@ -17,7 +17,6 @@ int main(int argc, char** argv) {
   latchkey::DaemonFlags daemon;
   daemon.metrics_listen = "127.0.0.1:7711";
   std::string token_file, stale_policy = "serve";
-  double max_staleness = 30, usage_interval = 10;
   CLI::App app{"latchkey-sidecar: validates keys from memory beside an ingestion pod"};
   app.add_option("--listen", options.listen.addresses,
                  "Validator listen address, host:port or unix:/path (repeatable)")
@@ -27,16 +26,14 @@ int main(int argc, char** argv) {
       ->required();
   app.add_option("--sidecar-id", options.sidecar_id,
                  "name in revocation receipts (default hostname-pid)");
-  app.add_option("--max-staleness", max_staleness,
-                 "seconds without the authority confirming our revision before NOT_SERVING")
-      ->capture_default_str()
-      ->check(CLI::Range(0.1, 86400.0));
+  latchkey::AddDurationFlag(app, "--max-staleness", options.max_staleness,
+                            "without the authority confirming our revision before NOT_SERVING",
+                            absl::Milliseconds(100), absl::Hours(24));
   app.add_option("--stale-policy", stale_policy, "when stale: serve (last known set) or reject")
       ->capture_default_str()
       ->check(CLI::IsMember({"serve", "reject"}));
-  app.add_option("--usage-interval", usage_interval, "seconds between usage reports")
-      ->capture_default_str()
-      ->check(CLI::Range(0.05, 3600.0));
+  latchkey::AddDurationFlag(app, "--usage-interval", options.usage_interval,
+                            "between usage reports", absl::Milliseconds(50), absl::Hours(1));
   app.add_option("--max-batch", options.max_batch, "most keys in one ValidateBatch")
       ->capture_default_str()
       ->check(CLI::Range(1, 1000000));
@@ -49,8 +46,6 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   options.metrics_listen = daemon.metrics_listen;
   if (options.listen.addresses.empty()) options.listen.addresses = {"127.0.0.1:7710"};
-  options.max_staleness = absl::Seconds(max_staleness);
-  options.usage_interval = absl::Seconds(usage_interval);
   options.stale_policy =
       stale_policy == "reject" ? latchkey::StalePolicy::kReject : latchkey::StalePolicy::kServe;
 

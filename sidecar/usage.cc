@@ -9,22 +9,36 @@ UsageCounter::Shard& UsageCounter::ShardFor(std::string_view key_id) {
   return shards_[std::hash<std::string_view>()(key_id) % kShards];
 }
 
-void UsageCounter::Add(std::string_view key_id, uint64_t count, int64_t last_used_micros) {
+void UsageCounter::Add(std::string_view key_id, const Count& more) {
   Shard& shard = ShardFor(key_id);
   MutexLock lock(&shard.mu);
   auto it = shard.counts.find(absl::string_view(key_id.data(), key_id.size()));
   if (it == shard.counts.end()) it = shard.counts.emplace(std::string(key_id), Count{}).first;
-  it->second.count += count;
-  it->second.last_used_micros = std::max(it->second.last_used_micros, last_used_micros);
+  Count& c = it->second;
+  c.count += more.count;
+  c.last_used_micros = std::max(c.last_used_micros, more.last_used_micros);
+  c.rejected += more.rejected;
+  c.last_rejected_micros = std::max(c.last_rejected_micros, more.last_rejected_micros);
 }
 
 void UsageCounter::Record(std::string_view key_id, absl::Time when) {
-  Add(key_id, 1, absl::ToUnixMicros(when));
+  Add(key_id, Count{.count = 1, .last_used_micros = absl::ToUnixMicros(when)});
+}
+
+void UsageCounter::RecordRejected(std::string_view key_id, absl::Time when) {
+  Add(key_id, Count{.rejected = 1, .last_rejected_micros = absl::ToUnixMicros(when)});
 }
 
 void UsageCounter::Merge(const v1::ReportUsageRequest& usage) {
   for (const v1::KeyUsage& u : usage.usage()) {
-    Add(u.key_id(), u.count(), absl::ToUnixMicros(FromProto(u.last_used_time())));
+    Add(u.key_id(),
+        Count{.count = u.count(),
+              .last_used_micros =
+                  u.count() > 0 ? absl::ToUnixMicros(FromProto(u.last_used_time())) : 0,
+              .rejected = u.rejected_count(),
+              .last_rejected_micros = u.rejected_count() > 0
+                                          ? absl::ToUnixMicros(FromProto(u.last_rejected_time()))
+                                          : 0});
   }
 }
 
@@ -39,8 +53,14 @@ v1::ReportUsageRequest UsageCounter::Drain() {
     for (auto& [key_id, c] : taken) {
       v1::KeyUsage* u = req.add_usage();
       u->set_key_id(key_id);
-      u->set_count(c.count);
-      *u->mutable_last_used_time() = ToProto(absl::FromUnixMicros(c.last_used_micros));
+      if (c.count > 0) {
+        u->set_count(c.count);
+        *u->mutable_last_used_time() = ToProto(absl::FromUnixMicros(c.last_used_micros));
+      }
+      if (c.rejected > 0) {
+        u->set_rejected_count(c.rejected);
+        *u->mutable_last_rejected_time() = ToProto(absl::FromUnixMicros(c.last_rejected_micros));
+      }
     }
   }
   return req;

@@ -1,7 +1,7 @@
 // Validation counts per key, and their delivery to the authority.
 //
-// UsageCounter::Record is on the hot path: one of 16 shard locks, held for
-// one hash map update. UsageReporter takes the counts every interval (and
+// UsageCounter::Record and RecordRejected are on the hot path: one of 16
+// shard locks, held for one hash map update. UsageReporter takes the counts every interval (and
 // once more on Stop) and sends them with KeySync.ReportUsage; counts a failed
 // report could not deliver go back into the counter for the next one.
 //
@@ -26,7 +26,11 @@ namespace latchkey {
 
 class UsageCounter {
  public:
+  // A VALID verdict for the key.
   void Record(std::string_view key_id, absl::Time when);
+  // A verdict other than VALID for a key the sidecar knows (REVOKED, EXPIRED,
+  // PROJECT_DISABLED): who still sends a dead key.
+  void RecordRejected(std::string_view key_id, absl::Time when);
   // Adds counts back (from a report that failed).
   void Merge(const v1::ReportUsageRequest& usage);
   // Takes every count, leaving none.
@@ -36,6 +40,8 @@ class UsageCounter {
   struct Count {
     uint64_t count = 0;
     int64_t last_used_micros = 0;
+    uint64_t rejected = 0;
+    int64_t last_rejected_micros = 0;
   };
   struct Shard {
     Mutex mu;
@@ -43,7 +49,7 @@ class UsageCounter {
   };
   static constexpr size_t kShards = 16;
   Shard& ShardFor(std::string_view key_id);
-  void Add(std::string_view key_id, uint64_t count, int64_t last_used_micros);
+  void Add(std::string_view key_id, const Count& more);
 
   std::array<Shard, kShards> shards_;
 };

@@ -36,6 +36,10 @@ void ValidatorService::Check(const std::string& key, bool rejecting, absl::Time 
     if (v.verdict == v1::VALID) {
       const std::array<char, 20> id = v.key_id_chars();
       usage_->Record(std::string_view(id.data(), id.size()), now);
+    } else if (v.verdict == v1::REVOKED || v.verdict == v1::EXPIRED ||
+               v.verdict == v1::PROJECT_DISABLED) {
+      const std::array<char, 20> id = v.key_id_chars();
+      usage_->RecordRejected(std::string_view(id.data(), id.size()), now);
     }
     v.ToProto(out);
   }

@@ -216,6 +216,7 @@ function renderProjectStatus() {
 
 async function refresh() {
   renderProjectStatus();
+  if (state.view === 'find') return;
   const keysBody = document.querySelector('#api-keys-table tbody');
   const secretsBody = document.querySelector('#secret-keys-table tbody');
   const auditBody = document.querySelector('#audit-table tbody');
@@ -262,9 +263,13 @@ function nameCell(key) {
 }
 
 function lastUsed(key) {
-  if (!key.lastUsedTime) return el('span', { text: 'Never' });
+  const rejected = Number(key.rejectedCount || 0);
+  const rejectedNote = rejected > 0 ? el('span', { class: 'sub', text: `${rejected} rejected` })
+                                    : null;
+  if (!key.lastUsedTime) return el('span', {}, el('span', { text: 'Never' }), rejectedNote);
   return el('span', {}, el('span', { text: formatTime(key.lastUsedTime) }),
-            el('span', { class: 'sub', text: plural(Number(key.useCount || 0), 'call') }));
+            el('span', { class: 'sub', text: plural(Number(key.useCount || 0), 'call') }),
+            rejectedNote);
 }
 
 function apiKeyRow(key) {
@@ -398,8 +403,8 @@ function openCreateProject() {
   openDialog(dialog, async () => {
     const created = await api('CreateProject', { name: $('project-name').value.trim() });
     dialog.close();
-    showNotice(`Created project "${created.project.name}" with its legacy API key.`);
     await loadProjects(created.project.projectId);
+    showNotice(`Created project "${created.project.name}" with its legacy API key.`);
   });
 }
 
@@ -443,13 +448,14 @@ async function copyApiKey(key) {
   }
 }
 
-function openRevoke(key) {
+// `after` runs once the key is revoked (the find view shows the key anew).
+function openRevoke(key, after = refresh) {
   const dialog = $('revoke-dialog');
   dialog.querySelector('.question').textContent = `Revoke "${key.name}" (${key.hint})?`;
   openDialog(dialog, async () => {
     const revoked = await api('RevokeApiKey', { keyId: key.keyId });
     dialog.close();
-    await refresh();
+    await after();
     await showReceipt(`Revoked "${key.name}"`, revoked.revision);
   });
 }
@@ -483,8 +489,8 @@ function openDelete(key) {
   openDialog(dialog, async () => {
     await api('DeleteSecretKey', { keyId: key.keyId, confirm: confirm.value });
     dialog.close();
-    showNotice(`Deleted the secret key "${key.name}".`);
     await refresh();
+    showNotice(`Deleted the secret key "${key.name}".`);
   });
 }
 
@@ -509,6 +515,80 @@ function toggleAccess() {
     await setApiAccess(false);
     dialog.close();
   });
+}
+
+// ---------------------------------------------------------------------------
+// Find a key: a leak response from the value alone.
+
+async function findKey(event) {
+  event.preventDefault();
+  const input = $('find-value');
+  const value = input.value.trim();
+  input.value = '';  // the value is not kept on the page
+  const result = $('find-result');
+  if (!value) {
+    result.replaceChildren(el('p', { class: 'error', text: 'Paste a key value.' }));
+    return;
+  }
+  try {
+    renderFound(await api('FindKey', { value }));
+  } catch (e) {
+    const text = e.status === 404
+        ? 'No key has this value: latchkey never issued it, or it was a secret key that has ' +
+          'been deleted.'
+        : e.status === 400 ? 'That is not a latchkey key: lkp_… or lks_… with a valid checksum.'
+                           : `Cannot look it up: ${describe(e)}`;
+    result.replaceChildren(el('p', { class: 'error', role: 'alert', text }));
+  }
+}
+
+function renderFound(key) {
+  const project = state.projects.find((p) => p.projectId === key.projectId);
+  const kind = key.kind === 'SECRET_KEY' ? 'secret key' : 'API key';
+  const revoked = key.state === 'KEY_STATE_REVOKED';
+  const match = key.valueMatch || {};
+  let which = 'the key\'s current value';
+  if (!match.current) {
+    which = match.validUntil
+        ? `a value the key had before a rotation; it ${new Date(match.validUntil) > new Date()
+            ? 'works until' : 'stopped at'} ${formatTime(match.validUntil)}`
+        : 'a value the key had before a rotation; it stopped working then';
+  }
+  const facts = el('dl', {},
+                   el('dt', { text: 'Key' }), el('dd', { text: `${key.name} (${key.keyId})` }),
+                   el('dt', { text: 'Kind' }), el('dd', { text: kind + (key.legacy ? ', legacy' : '') }),
+                   el('dt', { text: 'Project' }),
+                   el('dd', { text: `${project ? project.name : '?'} (${key.projectId})` }),
+                   el('dt', { text: 'State' }), el('dd', { text: revoked ? 'Revoked' : 'Active' }),
+                   el('dt', { text: 'This value' }), el('dd', { text: which }),
+                   el('dt', { text: 'Last used' }), el('dd', {}, lastUsed(key)));
+  if (revoked) {
+    const senders = (key.topRejectingSidecars || [])
+        .map((s) => `${s.sidecarId} (${s.count})`).join(', ');
+    facts.append(el('dt', { text: 'Rejected since revoked' }),
+                 el('dd', { text: `${key.rejectedSinceRevocation || 0}` +
+                                  (senders ? `; still sent to ${senders}` : '') }));
+  }
+  const actions = el('div', { class: 'actions' });
+  if (!revoked && key.kind === 'API_KEY' && !key.legacy) {
+    actions.append(el('button', { type: 'button', class: 'danger', text: 'Revoke',
+                                  onclick: () => openRevoke(key, () => refreshFound(key)) }));
+  } else if (!revoked && key.legacy) {
+    actions.append(el('p', { text: 'The legacy key cannot be revoked: rotate it.' }),
+                   el('button', { type: 'button', class: 'primary', text: 'Rotate',
+                                  onclick: () => openRotate(key) }));
+  } else if (key.kind === 'SECRET_KEY') {
+    actions.append(el('p', { text: 'Secret keys are deleted, not revoked.' }),
+                   el('button', { type: 'button', class: 'danger', text: 'Delete',
+                                  onclick: () => openDelete(key) }));
+  }
+  $('find-result').replaceChildren(
+      el('h2', { text: `This value belongs to ${kind} "${key.name}"` }), facts, actions);
+}
+
+async function refreshFound(key) {
+  const fresh = await api('GetKey', { keyId: key.keyId });
+  renderFound({ ...fresh, valueMatch: key.valueMatch });
 }
 
 // ---------------------------------------------------------------------------
@@ -541,13 +621,22 @@ async function showReceipt(what, revision) {
 // ---------------------------------------------------------------------------
 // Views
 
+const VIEWS = {
+  '#api-keys': { view: 'keys', title: 'API Keys' },
+  '#audit-log': { view: 'audit', title: 'Audit log' },
+  '#find-key': { view: 'find', title: 'Find a key' },
+};
+
 function showView() {
-  state.view = location.hash === '#audit-log' ? 'audit' : 'keys';
+  const chosen = VIEWS[location.hash] || VIEWS['#api-keys'];
+  state.view = chosen.view === 'find' && !canWrite() ? 'keys' : chosen.view;
   $('keys-view').hidden = state.view !== 'keys';
   $('audit-view').hidden = state.view !== 'audit';
-  $('view-title').textContent = state.view === 'audit' ? 'Audit log' : 'API Keys';
+  $('find-view').hidden = state.view !== 'find';
+  $('project-bar').hidden = state.view === 'find';
+  $('view-title').textContent = state.view === 'keys' ? 'API Keys' : chosen.title;
   document.title = `${$('view-title').textContent} · latchkey console`;
-  for (const [id, view] of [['nav-keys', 'keys'], ['nav-audit', 'audit']]) {
+  for (const [id, view] of [['nav-keys', 'keys'], ['nav-audit', 'audit'], ['nav-find', 'find']]) {
     if (state.view === view) $(id).setAttribute('aria-current', 'page');
     else $(id).removeAttribute('aria-current');
   }
@@ -571,6 +660,7 @@ document.addEventListener('DOMContentLoaded', () => {
   $('generate-api-key').addEventListener('click', guarded(() => openGenerate('API_KEY')));
   $('generate-secret-key').addEventListener('click', guarded(() => openGenerate('SECRET_KEY')));
   $('toggle-access').addEventListener('click', guarded(toggleAccess));
+  $('find-form').addEventListener('submit', findKey);
   window.addEventListener('hashchange', guarded(async () => {
     showView();
     if (state.me) await refresh();

@@ -1,8 +1,14 @@
 // latchkeyctl as a user runs it: a real process against real servers.
+#include <signal.h>
+
 #include <catch2/catch.hpp>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <set>
+#include <sstream>
 
+#include "absl/time/clock.h"
 #include "common/key_format.h"
 #include "tests/testing/cluster.h"
 
@@ -119,6 +125,166 @@ TEST_CASE("latchkeyctl prints a failed call's status in one line and exits non-z
   CommandResult denied = anonymous({"project", "list"});
   REQUIRE(denied.exit_code == 1);
   REQUIRE(denied.err.find("UNAUTHENTICATED") != std::string::npos);
+}
+
+TEST_CASE("a leak response: find the key from its value, revoke it, see who still sends it") {
+  testing::Cluster cluster;
+  SidecarOptions leaky;
+  leaky.sidecar_id = "pod-leaky";
+  leaky.usage_interval = absl::Milliseconds(100);
+  SidecarServer& sidecar = cluster.AddSidecar(leaky);
+  Ctl ctl{cluster, cluster.authority().admin_token_path()};
+  const std::string project = ctl.Json({"project", "create", "Web shop"})["project"]["projectId"];
+  json api = ctl.Json({"key", "generate", project, "--name", "ios app"});
+  const std::string value = api["apiKey"], key_id = api["key"]["keyId"];
+
+  // The value comes on standard input, never on the command line.
+  CommandResult found = ctl({"key", "find"}, value + "\n");
+  INFO(found.out << found.err);
+  REQUIRE(found.exit_code == 0);
+  REQUIRE(found.out.find("belongs to API key " + key_id + " (ios app) of project " + project) !=
+          std::string::npos);
+  REQUIRE(found.out.find("current value") != std::string::npos);
+  REQUIRE(found.out.find(value) == std::string::npos);
+  REQUIRE(ctl({"key", "find", value}).exit_code == 2);  // refused as an argument
+
+  REQUIRE(cluster.AllCaughtUp());
+  CommandResult revoked = ctl({"key", "find", "--revoke", "--wait", "5s"}, value);
+  INFO(revoked.out << revoked.err);
+  REQUIRE(revoked.exit_code == 0);
+  REQUIRE(std::regex_search(revoked.out, std::regex("revoked; applied on 1/1 sidecars in")));
+
+  // The sidecar keeps receiving the key: the authority learns who and how often.
+  for (int i = 0; i < 7; ++i) REQUIRE(testing::Verdict(sidecar.address(), value) == v1::REVOKED);
+  REQUIRE(testing::Eventually([&] {
+    return ctl.Json({"key", "get", key_id}).value("rejectedSinceRevocation", "0") == "7";
+  }));
+  CommandResult get = ctl({"key", "get", key_id});
+  INFO(get.out);
+  REQUIRE(get.out.find("rejected since the revocation: 7") != std::string::npos);
+  REQUIRE(std::regex_search(get.out, std::regex("pod-leaky +7 ")));
+
+  // A secret key is deleted, not revoked: find says how.
+  json secret = ctl.Json({"secret", "generate", project, "--name", "exports"});
+  CommandResult no = ctl({"key", "find", "--revoke"}, std::string(secret["secretKey"]));
+  REQUIRE(no.exit_code == 1);
+  REQUIRE(no.err.find("latchkeyctl secret delete " + std::string(secret["key"]["keyId"])) !=
+          std::string::npos);
+  CommandResult typo = ctl({"key", "find"}, value.substr(0, value.size() - 1) + "x");
+  REQUIRE(typo.exit_code == 1);
+  REQUIRE(typo.err.find("INVALID_ARGUMENT") != std::string::npos);
+  CommandResult unknown = ctl({"key", "find"}, GenerateKey(v1::API_KEY));
+  REQUIRE(unknown.exit_code == 1);
+  REQUIRE(unknown.err.find("NOT_FOUND") != std::string::npos);
+}
+
+TEST_CASE("key list --unused shows the active keys nobody used within the duration") {
+  testing::Cluster cluster;
+  SidecarOptions fast;
+  fast.usage_interval = absl::Milliseconds(50);
+  SidecarServer& sidecar = cluster.AddSidecar(fast);
+  Ctl ctl{cluster, cluster.authority().admin_token_path()};
+  const std::string project = ctl.Json({"project", "create", "p"})["project"]["projectId"];
+  json busy = ctl.Json({"key", "generate", project, "--name", "busy"});
+  const std::string idle = ctl.Json({"key", "generate", project, "--name", "idle"})["key"]["keyId"];
+  absl::SleepFor(absl::Milliseconds(1500));
+  REQUIRE(cluster.AllCaughtUp());
+  REQUIRE(testing::Verdict(sidecar.address(), busy["apiKey"]) == v1::VALID);
+  REQUIRE(testing::Eventually([&] {
+    return ctl.Json({"key", "get", busy["key"]["keyId"]}).contains("lastUsedTime");
+  }));
+
+  std::set<std::string> names;
+  const json listed = ctl.Json({"key", "list", project, "--unused", "1s"});
+  INFO(listed.dump());
+  for (const json& k : listed["keys"]) {
+    names.insert(k["name"]);
+  }
+  REQUIRE(names == std::set<std::string>{"Legacy API key", "idle"});
+  REQUIRE(ctl({"key", "list", project, "--unused", "soon"}).exit_code == 2);
+}
+
+TEST_CASE("audit --follow prints events as JSON lines and resumes after the authority restarts") {
+  testing::Cluster cluster;
+  Ctl ctl{cluster, cluster.authority().admin_token_path()};
+  const std::string project = ctl.Json({"project", "create", "p"})["project"]["projectId"];
+  testing::TempDir dir;
+  testing::Subprocess follow(
+      {testing::Binary("latchkeyctl"), "--authority", cluster.authority().address(), "--token-file",
+       cluster.authority().admin_token_path(), "audit", project, "--follow", "-o", "json",
+       "--interval", "50ms"},
+      dir / "follow.log");
+  REQUIRE(follow.WaitForLog("project.created", std::chrono::seconds(10)));
+  REQUIRE(ctl({"key", "generate", project, "--name", "one"}).exit_code == 0);
+  REQUIRE(follow.WaitForLog("name=one", std::chrono::seconds(10)));
+
+  cluster.StopAuthority();
+  REQUIRE(follow.WaitForLog("authority unreachable", std::chrono::seconds(10)));
+  cluster.StartAuthority();
+  Ctl again{cluster, cluster.authority().admin_token_path()};
+  REQUIRE(again({"key", "generate", project, "--name", "two"}).exit_code == 0);
+  REQUIRE(follow.WaitForLog("name=two", std::chrono::seconds(15)));
+  follow.Signal(SIGTERM);
+  follow.Wait();
+
+  std::vector<std::string> actions;
+  uint64_t last = 0;
+  std::istringstream lines(follow.Log());
+  for (std::string line; std::getline(lines, line);) {
+    if (line.empty() || line[0] != '{') continue;  // warnings are not events
+    json e = json::parse(line);
+    const uint64_t revision = std::stoull(std::string(e["revision"]));
+    REQUIRE(revision > last);  // in order, nothing twice
+    last = revision;
+    actions.push_back(e["action"]);
+  }
+  REQUIRE(actions == std::vector<std::string>{"project.created", "key.created", "key.created"});
+}
+
+TEST_CASE("latchkeyctl takes global options after the subcommand and shows examples in help") {
+  testing::Cluster cluster;
+  Ctl ctl{cluster, cluster.authority().admin_token_path()};
+  const std::string project = ctl.Json({"project", "create", "p"})["project"]["projectId"];
+  CommandResult after = ctl({"key", "list", project, "-o", "json"});
+  INFO(after.err);
+  REQUIRE(after.exit_code == 0);
+  REQUIRE(json::parse(after.out)["keys"].size() == 1);
+
+  const std::vector<std::vector<std::string>> commands = {
+      {"project", "create"},   {"project", "list"},  {"key", "generate"},
+      {"key", "list"},         {"key", "find"},      {"key", "revoke"},
+      {"key", "rotate"},       {"secret", "delete"}, {"audit"},
+      {"principal", "create"}, {"validate"},         {"completion"}};
+  for (std::vector<std::string> command : commands) {
+    command.push_back("--help");
+    CommandResult help = ctl(command);
+    INFO(help.out);
+    REQUIRE(help.exit_code == 0);
+    const size_t example = help.out.find("\nExample:\n  ");
+    REQUIRE(example != std::string::npos);
+    REQUIRE(help.out.find("latchkeyctl " + command[0], example) != std::string::npos);
+  }
+}
+
+TEST_CASE("latchkeyctl completion bash completes subcommands and their options") {
+  testing::TempDir dir;
+  CommandResult script =
+      testing::RunCommand({testing::Binary("latchkeyctl"), "completion", "bash"});
+  REQUIRE(script.exit_code == 0);
+  std::ofstream(dir / "completion.bash") << script.out;
+  auto complete = [&](const std::string& words, int cword) {
+    CommandResult r = testing::RunCommand({"/bin/bash", "-c",
+                                           "source " + dir / "completion.bash" + "; COMP_WORDS=(" +
+                                               words + "); COMP_CWORD=" + std::to_string(cword) +
+                                               "; _latchkeyctl; echo \"${COMPREPLY[*]}\""});
+    REQUIRE(r.exit_code == 0);
+    return r.out;
+  };
+  REQUIRE(complete("latchkeyctl k", 1) == "key\n");
+  REQUIRE(complete("latchkeyctl key l", 2) == "list\n");
+  REQUIRE(complete("latchkeyctl key list prj_x --un", 4) == "--unused\n");
+  REQUIRE(complete("latchkeyctl -o json key find --rev", 5) == "--revoke\n");
+  REQUIRE(complete("latchkeyctl audit --f", 2) == "--follow\n");
 }
 
 }  // namespace

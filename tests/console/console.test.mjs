@@ -189,7 +189,7 @@ test('a manager does every task of the key page in the browser', async (t) => {
     await screenshot(page, 'delete-secret-key');
     await remove.click();
     await page.getByText('Deleted the secret key "nightly export"').waitFor();
-    assert.equal(await row(page, 'secret-keys-table', 'nightly export').count(), 0);
+    await row(page, 'secret-keys-table', 'nightly export').waitFor({ state: 'detached' });
     assert.ok(await eventually(async () => (await stack.verdict(secret)) === 'UNKNOWN'));
   });
 
@@ -208,6 +208,7 @@ test('a manager does every task of the key page in the browser', async (t) => {
   await t.test('reads the project audit log in order', async () => {
     await page.getByRole('link', { name: 'Audit log' }).click();
     await page.getByRole('heading', { name: 'Audit log' }).waitFor();
+    await page.locator('#audit-table tbody tr', { hasText: 'project.api_access_enabled' }).waitFor();
     const actions = await page.locator('#audit-table tbody tr td:nth-child(4)').allTextContents();
     assert.deepEqual(actions, ['project.created', 'key.created', 'key.revoked', 'key.rotated',
                                'key.created', 'key.deleted', 'project.api_access_disabled',
@@ -216,6 +217,50 @@ test('a manager does every task of the key page in the browser', async (t) => {
     await screenshot(page, 'audit-log');
     await page.getByRole('link', { name: 'API Keys' }).click();
     await screenshot(page, 'api-keys');
+  });
+
+  await t.test('finds a leaked key from its value and revokes it from there', async () => {
+    // A key leaks: generate it here, then look it up by value alone.
+    await page.getByRole('button', { name: 'Generate API Key' }).click();
+    await page.locator('#generate-dialog').getByLabel('Name', { exact: true }).fill('leaked');
+    await page.getByRole('button', { name: 'Generate', exact: true }).click();
+    const leaked = await page.getByLabel('API key', { exact: true }).inputValue();
+    await page.getByRole('button', { name: 'Done' }).click();
+    assert.ok(await eventually(async () => (await stack.verdict(leaked)) === 'VALID'));
+
+    await page.getByRole('link', { name: 'Find a key' }).click();
+    await page.getByRole('heading', { name: 'Find a key' }).waitFor();
+    const find = async (value) => {
+      await page.getByLabel('Key value').fill(value);
+      await page.getByRole('button', { name: 'Find', exact: true }).click();
+      assert.equal(await page.getByLabel('Key value').inputValue(), '');  // not kept
+    };
+    await find(leaked);
+    const result = page.getByRole('region', { name: 'Lookup result' });
+    await result.getByText('This value belongs to API key "leaked"').waitFor();
+    await result.getByText("the key's current value").waitFor();
+    await screenshot(page, 'find-a-key');
+    await result.getByRole('button', { name: 'Revoke' }).click();
+    await page.getByRole('dialog', { name: 'Revoke API key' })
+        .getByRole('button', { name: 'Revoke' }).click();
+    await notice(page).filter({ hasText: /Revoked "leaked"; applied on 1\/1 sidecars/ }).waitFor();
+    await result.getByText('Revoked', { exact: true }).waitFor();
+    assert.equal(await stack.verdict(leaked), 'REVOKED');
+
+    // The sidecar keeps receiving it: the page names who still sends it.
+    assert.ok(await eventually(async () => {
+      await find(leaked);
+      return (await result.textContent()).includes('still sent to pod-1');
+    }));
+    assert.ok(!(await pageText(page)).includes(leaked));
+
+    await find(legacyKey);
+    await result.getByText('The legacy key cannot be revoked: rotate it.').waitFor();
+    await find(secretKey);  // deleted earlier
+    await result.getByText('No key has this value').waitFor();
+    await find('lkp_not_a_key');
+    await result.getByText('That is not a latchkey key').waitFor();
+    await page.getByRole('link', { name: 'API Keys' }).click();
   });
 
   await t.test('signs out and forgets the token', async () => {
@@ -237,6 +282,7 @@ test('a MEMBER sees keys read-only: no action buttons, never a value', async () 
                       'Revoke', 'Delete', 'Disable API access', 'Enable API access']) {
     assert.equal(await page.getByRole('button', { name, exact: true }).count(), 0, name);
   }
+  assert.equal(await page.getByRole('link', { name: 'Find a key' }).count(), 0);
   // The page offers nothing, and the authority refuses anyway.
   const refused = await page.evaluate(async (keyId) => {
     const r = await fetch('/api/v1/GetApiKeyValue', {

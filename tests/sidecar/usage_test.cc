@@ -28,6 +28,30 @@ TEST_CASE("usage counts add up per key with the latest use time") {
   REQUIRE(usage.Drain().usage().empty());
 }
 
+TEST_CASE("rejections are counted apart from valid uses, with the latest rejection time") {
+  UsageCounter usage;
+  const absl::Time t = absl::FromUnixSeconds(1700000000);
+  usage.Record("key_a", t);
+  usage.RecordRejected("key_a", t + absl::Seconds(3));
+  usage.RecordRejected("key_a", t + absl::Seconds(1));
+  usage.RecordRejected("key_r", t);
+  v1::ReportUsageRequest req = usage.Drain();
+  std::map<std::string, v1::KeyUsage> got;
+  for (const v1::KeyUsage& u : req.usage()) got[u.key_id()] = u;
+  REQUIRE(got["key_a"].count() == 1);
+  REQUIRE(got["key_a"].rejected_count() == 2);
+  REQUIRE(got["key_a"].last_rejected_time().seconds() == 1700000003);
+  REQUIRE(got["key_r"].count() == 0);
+  REQUIRE_FALSE(got["key_r"].has_last_used_time());  // never used: no time to report
+  REQUIRE(got["key_r"].rejected_count() == 1);
+
+  usage.Merge(req);  // a failed report puts everything back
+  v1::ReportUsageRequest again = usage.Drain();
+  uint64_t rejected = 0;
+  for (const v1::KeyUsage& u : again.usage()) rejected += u.rejected_count();
+  REQUIRE(rejected == 3);
+}
+
 TEST_CASE("a report that fails keeps its counts for the next one") {
   UsageReporter reporter(grpc::CreateChannel("127.0.0.1:" + std::to_string(testing::PickFreePort()),
                                              grpc::InsecureChannelCredentials()),

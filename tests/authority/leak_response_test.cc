@@ -1,0 +1,254 @@
+// Leak response and usage insight in the lifecycle core: finding a key from
+// its value, rejected traffic per key and per sidecar, unused keys, and
+// following the audit log.
+#include <catch2/catch.hpp>
+
+#include "absl/time/clock.h"
+#include "authority/key_authority.h"
+#include "common/key_format.h"
+#include "common/time_util.h"
+#include "tests/testing/authority_fixture.h"
+
+namespace latchkey {
+namespace {
+
+using testing::AuthorityFixture;
+
+const Caller kSidecar{"prn_s", "sidecars", v1::ROLE_SIDECAR};
+
+absl::StatusOr<v1::Key> Find(AuthorityFixture& f, const std::string& value,
+                             const Caller* caller = nullptr) {
+  v1::FindKeyRequest req;
+  req.set_value(value);
+  return f.authority().FindKey(caller ? *caller : f.manager(), req);
+}
+
+v1::Key Get(AuthorityFixture& f, const std::string& key_id) {
+  v1::GetKeyRequest req;
+  req.set_key_id(key_id);
+  absl::StatusOr<v1::Key> key = f.authority().GetKey(f.member(), req);
+  REQUIRE(key.ok());
+  return *key;
+}
+
+void Report(AuthorityFixture& f, const std::string& sidecar_id, const std::string& key_id,
+            uint64_t valid, uint64_t rejected, absl::Time when = absl::Now()) {
+  v1::ReportUsageRequest report;
+  report.set_sidecar_id(sidecar_id);
+  v1::KeyUsage* u = report.add_usage();
+  u->set_key_id(key_id);
+  u->set_count(valid);
+  *u->mutable_last_used_time() = ToProto(when);
+  u->set_rejected_count(rejected);
+  *u->mutable_last_rejected_time() = ToProto(when);
+  REQUIRE(f.authority().RecordUsage(kSidecar, report).ok());
+}
+
+std::vector<v1::AuditEvent> GlobalAudit(AuthorityFixture& f) {
+  v1::ListAuditEventsRequest req;
+  req.set_page_size(1000);
+  absl::StatusOr<v1::ListAuditEventsResponse> resp = f.authority().ListAuditEvents(f.admin(), req);
+  REQUIRE(resp.ok());
+  return {resp->events().begin(), resp->events().end()};
+}
+
+TEST_CASE("FindKey names the key a current API or secret key value belongs to") {
+  AuthorityFixture f;
+  const std::string project = f.CreateProject().project().project_id();
+  const v1::GenerateApiKeyResponse api = *f.GenerateApiKey(project, "ios app");
+  const v1::GenerateSecretKeyResponse secret = *f.GenerateSecretKey(project, "exports");
+
+  absl::StatusOr<v1::Key> found = Find(f, api.api_key());
+  REQUIRE(found.ok());
+  REQUIRE(found->key_id() == api.key().key_id());
+  REQUIRE(found->project_id() == project);
+  REQUIRE(found->kind() == v1::API_KEY);
+  REQUIRE(found->value_match().current());
+  found = Find(f, secret.secret_key());
+  REQUIRE(found.ok());
+  REQUIRE(found->key_id() == secret.key().key_id());
+  REQUIRE(found->kind() == v1::SECRET_KEY);
+}
+
+TEST_CASE("FindKey recognises values retired by rotation and says until when they work") {
+  AuthorityFixture f;
+  const std::string project = f.CreateProject().project().project_id();
+  const v1::GenerateApiKeyResponse api = *f.GenerateApiKey(project);
+  v1::RotateApiKeyRequest rotate;
+  rotate.set_key_id(api.key().key_id());
+  *rotate.mutable_grace_period() = ToProto(absl::Hours(1));
+  const v1::RotateApiKeyResponse graced = *f.authority().RotateApiKey(f.manager(), rotate);
+  rotate.clear_grace_period();
+  const v1::RotateApiKeyResponse abrupt = *f.authority().RotateApiKey(f.manager(), rotate);
+
+  absl::StatusOr<v1::Key> first = Find(f, api.api_key());  // retired with an hour of grace
+  REQUIRE(first.ok());
+  REQUIRE_FALSE(first->value_match().current());
+  REQUIRE(first->value_match().valid_until().seconds() == graced.previous_valid_until().seconds());
+  absl::StatusOr<v1::Key> second = Find(f, graced.api_key());  // retired at once
+  REQUIRE(second.ok());
+  REQUIRE_FALSE(second->value_match().current());
+  REQUIRE_FALSE(second->value_match().has_valid_until());
+  REQUIRE(Find(f, abrupt.api_key())->value_match().current());
+}
+
+TEST_CASE("FindKey is NOT_FOUND for values never issued or deleted, INVALID for malformed ones") {
+  AuthorityFixture f;
+  const std::string project = f.CreateProject().project().project_id();
+  const v1::GenerateSecretKeyResponse secret = *f.GenerateSecretKey(project);
+  v1::DeleteSecretKeyRequest del;
+  del.set_key_id(secret.key().key_id());
+  del.set_confirm("DELETE");
+  REQUIRE(f.authority().DeleteSecretKey(f.manager(), del).ok());
+
+  REQUIRE(absl::IsNotFound(Find(f, secret.secret_key()).status()));
+  REQUIRE(absl::IsNotFound(Find(f, GenerateKey(v1::API_KEY)).status()));
+  const uint64_t head = f.store().last_appended_revision();
+  std::string typo = GenerateKey(v1::API_KEY);
+  typo[10] = typo[10] == 'a' ? 'b' : 'a';
+  for (const std::string& bad : {std::string(""), std::string("lkp_short"), typo}) {
+    absl::StatusOr<v1::Key> r = Find(f, bad);
+    REQUIRE(absl::IsInvalidArgument(r.status()));
+    REQUIRE(r.status().message().find(bad.empty() ? "\x01" : bad) == std::string::npos);
+  }
+  REQUIRE(f.store().last_appended_revision() == head);  // refused: nothing written
+}
+
+TEST_CASE("FindKey is for MANAGER and ADMIN, and every lookup is audited without the value") {
+  AuthorityFixture f;
+  const std::string project = f.CreateProject().project().project_id();
+  const v1::GenerateApiKeyResponse api = *f.GenerateApiKey(project);
+  REQUIRE(absl::IsPermissionDenied(Find(f, api.api_key(), &f.member()).status()));
+  const Caller sidecar{"prn_s", "s", v1::ROLE_SIDECAR};
+  REQUIRE(absl::IsPermissionDenied(Find(f, api.api_key(), &sidecar).status()));
+
+  const std::string stranger = GenerateKey(v1::SECRET_KEY);
+  REQUIRE(Find(f, api.api_key()).ok());
+  REQUIRE(absl::IsNotFound(Find(f, stranger).status()));
+
+  const std::vector<v1::AuditEvent> audit = f.Audit(project);
+  REQUIRE(audit.back().action() == "key.found");
+  REQUIRE(audit.back().key_id() == api.key().key_id());
+  REQUIRE(audit.back().actor() == f.manager().name);
+  const std::vector<v1::AuditEvent> global = GlobalAudit(f);
+  REQUIRE(global.back().action() == "key.lookup_missed");
+  for (const auto& events : {audit, global}) {
+    for (const v1::AuditEvent& e : events) {
+      REQUIRE(e.detail().find(api.api_key()) == std::string::npos);
+      REQUIRE(e.detail().find(stranger) == std::string::npos);
+    }
+  }
+  REQUIRE(testing::FilesContaining(f.dir() / "db", stranger).empty());
+}
+
+TEST_CASE("rejections add up per key, and a revoked key names the sidecars still sending it") {
+  AuthorityFixture f;
+  const std::string project = f.CreateProject().project().project_id();
+  const std::string id = f.GenerateApiKey(project)->key().key_id();
+  Report(f, "pod-a", id, 10, 2);  // e.g. PROJECT_DISABLED while the project was off
+  v1::Key key = Get(f, id);
+  REQUIRE(key.use_count() == 10);
+  REQUIRE(key.rejected_count() == 2);
+  REQUIRE(key.has_last_rejected_time());
+  REQUIRE(key.rejected_since_revocation() == 0);
+  REQUIRE(key.top_rejecting_sidecars().empty());
+
+  v1::RevokeApiKeyRequest revoke;
+  revoke.set_key_id(id);
+  REQUIRE(f.authority().RevokeApiKey(f.manager(), revoke).ok());
+  for (int pod = 0; pod < 8; ++pod) Report(f, "pod-" + std::to_string(pod), id, 0, 10 * pod + 1);
+  Report(f, "pod-3", id, 0, 100);
+  key = Get(f, id);
+  REQUIRE(key.rejected_count() == 2 + (1 + 11 + 21 + 31 + 41 + 51 + 61 + 71) + 100);
+  REQUIRE(key.rejected_since_revocation() == key.rejected_count() - 2);
+  std::vector<std::pair<std::string, uint64_t>> top;
+  for (const v1::SidecarRejections& s : key.top_rejecting_sidecars()) {
+    top.emplace_back(s.sidecar_id(), s.count());
+  }
+  REQUIRE(top == std::vector<std::pair<std::string, uint64_t>>{
+                     {"pod-3", 131}, {"pod-7", 71}, {"pod-6", 61}, {"pod-5", 51}, {"pod-4", 41}});
+}
+
+TEST_CASE("a revoked key's usage stays bounded however many sidecars report") {
+  AuthorityFixture f;
+  const std::string project = f.CreateProject().project().project_id();
+  const std::string id = f.GenerateApiKey(project)->key().key_id();
+  v1::RevokeApiKeyRequest revoke;
+  revoke.set_key_id(id);
+  REQUIRE(f.authority().RevokeApiKey(f.manager(), revoke).ok());
+  for (int pod = 0; pod < 500; ++pod) Report(f, "pod-" + std::to_string(pod), id, 0, 1 + pod % 7);
+  absl::StatusOr<std::optional<std::string>> row = f.store().Get(Table::kUsage, id);
+  REQUIRE(row.ok());
+  REQUIRE(row->has_value());
+  REQUIRE((*row)->size() < 2048);
+  REQUIRE(Get(f, id).top_rejecting_sidecars_size() == 5);
+}
+
+TEST_CASE("a usage time from the future is taken as the authority's now") {
+  AuthorityFixture f;
+  const std::string id = f.GenerateApiKey(f.CreateProject().project().project_id())->key().key_id();
+  Report(f, "pod-skewed", id, 1, 1, absl::Now() + absl::Hours(24 * 365));
+  const v1::Key key = Get(f, id);
+  REQUIRE(FromProto(key.last_used_time()) <= absl::Now());
+  REQUIRE(FromProto(key.last_rejected_time()) <= absl::Now());
+}
+
+TEST_CASE(
+    "ListKeys with unused_for lists active keys not used within it, never-used old ones too") {
+  AuthorityFixture f;
+  const std::string project = f.CreateProject().project().project_id();
+  const std::string legacy = f.ListKeys(project)[0].key_id();
+  const std::string used = f.GenerateApiKey(project, "used")->key().key_id();
+  const std::string idle = f.GenerateApiKey(project, "idle")->key().key_id();
+  const std::string revoked = f.GenerateApiKey(project, "revoked")->key().key_id();
+  v1::RevokeApiKeyRequest revoke;
+  revoke.set_key_id(revoked);
+  REQUIRE(f.authority().RevokeApiKey(f.manager(), revoke).ok());
+  Report(f, "pod-a", idle, 1, 0, absl::Now() - absl::Hours(48));
+  Report(f, "pod-a", used, 1, 0, absl::Now());
+
+  auto unused = [&](absl::Duration d) {
+    v1::ListKeysRequest req;
+    req.set_project_id(project);
+    *req.mutable_unused_for() = ToProto(d);
+    absl::StatusOr<v1::ListKeysResponse> resp = f.authority().ListKeys(f.member(), req);
+    REQUIRE(resp.ok());
+    std::set<std::string> ids;
+    for (const v1::Key& k : resp->keys()) ids.insert(k.key_id());
+    return ids;
+  };
+  REQUIRE(unused(absl::Hours(24)) == std::set<std::string>{idle});  // the rest is too new
+  absl::SleepFor(absl::Milliseconds(20));
+  Report(f, "pod-a", used, 1, 0, absl::Now());  // used again just now; the others are idle
+  REQUIRE(unused(absl::Milliseconds(10)) == std::set<std::string>{legacy, idle});
+
+  v1::ListKeysRequest bad;
+  bad.set_project_id(project);
+  *bad.mutable_unused_for() = ToProto(-absl::Hours(1));
+  REQUIRE(absl::IsInvalidArgument(f.authority().ListKeys(f.member(), bad).status()));
+}
+
+TEST_CASE("ListAuditEvents after_revision returns only newer events, for a follower") {
+  AuthorityFixture f;
+  const std::string project = f.CreateProject().project().project_id();
+  const std::vector<v1::AuditEvent> before = f.Audit(project);
+  REQUIRE(f.GenerateApiKey(project, "one").ok());
+  REQUIRE(f.GenerateApiKey(project, "two").ok());
+  v1::ListAuditEventsRequest req;
+  req.set_project_id(project);
+  req.set_after_revision(before.back().revision());
+  absl::StatusOr<v1::ListAuditEventsResponse> newer =
+      f.authority().ListAuditEvents(f.member(), req);
+  REQUIRE(newer.ok());
+  REQUIRE(newer->events_size() == 2);
+  REQUIRE(newer->events(0).revision() > before.back().revision());
+  REQUIRE(newer->events(1).detail().find("two") != std::string::npos);
+
+  req.set_after_revision(newer->events(1).revision());
+  REQUIRE(f.authority().ListAuditEvents(f.member(), req)->events().empty());
+  req.set_page_token("anything");
+  REQUIRE(absl::IsInvalidArgument(f.authority().ListAuditEvents(f.member(), req).status()));
+}
+
+}  // namespace
+}  // namespace latchkey
