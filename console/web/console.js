@@ -287,17 +287,25 @@ function apiKeyRow(key) {
                                     onclick: () => openRevoke(key) }));
     }
   }
-  return el('tr', { class: revoked ? 'revoked' : '', 'data-key-id': key.keyId },
-            nameCell(key),
-            el('td', {}, el('code', { text: key.hint || '' })),
-            el('td', {}, el('span', { class: revoked ? 'badge revoked' : 'badge',
-                                      text: revoked ? 'Revoked' : 'Active' })),
-            el('td', { text: key.createdBy || '' }),
-            el('td', { text: formatTime(key.createTime) }),
-            el('td', {}, lastAction(key)),
-            el('td', {}, lastUsed(key)),
-            el('td', { text: key.expireTime ? formatTime(key.expireTime) : 'Never' }),
-            actions);
+  return keyRow(key, actions, true);
+}
+
+// One row of either table: API keys show a state column, secret keys (never
+// revoked, only deleted) do not.
+function keyRow(key, actions, withState) {
+  const revoked = key.state === 'KEY_STATE_REVOKED';
+  const cells = [nameCell(key), el('td', {}, el('code', { text: key.hint || '' }))];
+  if (withState) {
+    cells.push(el('td', {}, el('span', { class: revoked ? 'badge revoked' : 'badge',
+                                         text: revoked ? 'Revoked' : 'Active' })));
+  }
+  cells.push(el('td', { text: key.createdBy || '' }),
+             el('td', { text: formatTime(key.createTime) }),
+             el('td', {}, lastAction(key)),
+             el('td', {}, lastUsed(key)),
+             el('td', { text: key.expireTime ? formatTime(key.expireTime) : 'Never' }),
+             actions);
+  return el('tr', { class: revoked ? 'revoked' : '', 'data-key-id': key.keyId }, ...cells);
 }
 
 function secretKeyRow(key) {
@@ -306,15 +314,7 @@ function secretKeyRow(key) {
     actions.append(el('button', { type: 'button', class: 'link danger-text', text: 'Delete',
                                   onclick: () => openDelete(key) }));
   }
-  return el('tr', { 'data-key-id': key.keyId },
-            nameCell(key),
-            el('td', {}, el('code', { text: key.hint || '' })),
-            el('td', { text: key.createdBy || '' }),
-            el('td', { text: formatTime(key.createTime) }),
-            el('td', {}, lastAction(key)),
-            el('td', {}, lastUsed(key)),
-            el('td', { text: key.expireTime ? formatTime(key.expireTime) : 'Never' }),
-            actions);
+  return keyRow(key, actions, false);
 }
 
 function auditRow(event) {
