@@ -76,7 +76,8 @@ int main(int argc, char** argv) {
     c->add_option("--expires-at", key.expire_at, "RFC 3339, e.g. 2027-01-31T00:00:00Z");
   };
 
-  auto* project = app.add_subcommand("project", "create, list, inspect, disable, enable projects");
+  auto* project = Command(&app, "project", "create, list, inspect, disable, enable projects",
+                          "latchkeyctl project create \"Web shop\"");
   project->require_subcommand(1);
   auto* pc = Command(project, "create", "create a project and its legacy API key",
                      "latchkeyctl project create \"Web shop\"");
@@ -97,7 +98,8 @@ int main(int argc, char** argv) {
   pe->add_option("PROJECT_ID", a)->required();
   pe->callback([&] { run = [&](Ctl& c) { return c.ProjectSetAccess(a, true); }; });
 
-  auto* k = app.add_subcommand("key", "API keys: generate, list, copy, revoke, rotate, find");
+  auto* k = Command(&app, "key", "API keys: generate, list, copy, revoke, rotate, find",
+                    "latchkeyctl key revoke key_0Hs2k9LmQx7Tb1Ze --wait");
   k->require_subcommand(1);
   auto* kg =
       Command(k, "generate", "generate an API key",
@@ -157,7 +159,8 @@ int main(int argc, char** argv) {
     };
   });
 
-  auto* s = app.add_subcommand("secret", "secret keys: generate, delete");
+  auto* s = Command(&app, "secret", "secret keys: generate, delete",
+                    "latchkeyctl secret generate prj_3f9a0c2b7d1e --name exports");
   s->require_subcommand(1);
   auto* sg = Command(s, "generate", "generate a secret key (shown once)",
                      "latchkeyctl secret generate prj_3f9a0c2b7d1e --name exports");
@@ -188,7 +191,8 @@ int main(int argc, char** argv) {
     };
   });
 
-  auto* pr = app.add_subcommand("principal", "who may call the authority (ADMIN only)");
+  auto* pr = Command(&app, "principal", "who may call the authority (ADMIN only)",
+                     "latchkeyctl principal create ci --role MANAGER");
   pr->require_subcommand(1);
   auto* prc = Command(pr, "create", "create a principal; prints its token once",
                       "latchkeyctl principal create ci --role MANAGER");
