@@ -522,6 +522,10 @@ absl::StatusOr<v1::RotateApiKeyResponse> KeyAuthority::RotateApiKey(
     return absl::FailedPreconditionError("a revoked key cannot be rotated");
   }
   const absl::Time now = absl::Now();
+  // A new value would not bring an expired key back: it stays expired.
+  if (key.has_expire_time() && FromProto(key.expire_time()) <= now) {
+    return absl::FailedPreconditionError("an expired key cannot be rotated; generate a new key");
+  }
   Mutation m;
   internal::RetiredValue* old = rec->add_retired();
   old->set_digest(rec->digest());
@@ -556,15 +560,17 @@ absl::StatusOr<v1::RotateApiKeyResponse> KeyAuthority::RotateApiKey(
 absl::StatusOr<v1::DeleteSecretKeyResponse> KeyAuthority::DeleteSecretKey(
     const Caller& caller, const v1::DeleteSecretKeyRequest& req) {
   if (absl::Status s = Authorize(caller, Permission::kWrite); !s.ok()) return s;
-  if (req.confirm() != kDeleteConfirmation) {
-    return absl::InvalidArgumentError("deleting a secret key needs confirm: \"DELETE\"");
-  }
   ReleasableMutexLock lock(&mu_);
   absl::StatusOr<KeyRecord> rec = LoadKey(req.key_id());
   if (!rec.ok()) return rec.status();
   const v1::Key& key = rec->key();
   if (key.kind() != v1::SECRET_KEY) {
     return absl::FailedPreconditionError("API keys are revoked, not deleted: RevokeApiKey");
+  }
+  // After the id checks: an unknown or API-key id says so whatever `confirm`
+  // holds, and only a real secret key asks for the word.
+  if (req.confirm() != kDeleteConfirmation) {
+    return absl::InvalidArgumentError("deleting a secret key needs confirm: \"DELETE\"");
   }
   Mutation m;
   if (absl::Status s = ReleaseActiveKey(key, m); !s.ok()) return s;

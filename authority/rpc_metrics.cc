@@ -1,11 +1,21 @@
 #include "authority/rpc_metrics.h"
 
+#include <google/protobuf/descriptor.h>
+
 #include <chrono>
 
 #include "common/status.h"
 
 namespace latchkey {
 namespace {
+
+bool IsKnownMethod(const std::string& service, const std::string& method) {
+  // Health is served by gRPC's own upb code, outside protobuf's pool.
+  if (service == "grpc.health.v1.Health") return method == "Check" || method == "Watch";
+  const google::protobuf::ServiceDescriptor* s =
+      google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(service);
+  return s != nullptr && s->FindMethodByName(method) != nullptr;
+}
 
 struct Families {
   Registry::Family<Counter>* calls;
@@ -17,10 +27,16 @@ class Interceptor final : public grpc::experimental::Interceptor {
   Interceptor(grpc::experimental::ServerRpcInfo* info, const Families& families)
       : families_(families), start_(std::chrono::steady_clock::now()) {
     // "/latchkey.v1.KeyAdmin/CreateProject" -> "latchkey.v1.KeyAdmin", "CreateProject"
-    const std::string full = info->method() != nullptr ? info->method() : "/unknown/unknown";
+    const std::string full = info->method() != nullptr ? info->method() : "";
     const size_t slash = full.rfind('/');
-    service_ = full.substr(1, slash - 1);
-    method_ = full.substr(slash + 1);
+    if (slash != std::string::npos && slash > 1 && full[0] == '/') {
+      service_ = full.substr(1, slash - 1);
+      method_ = full.substr(slash + 1);
+    }
+    // The path is the caller's choice, token or not: only methods this
+    // process has compiled in get labels of their own, so /metrics and the
+    // registry stay bounded whatever strangers send.
+    if (!IsKnownMethod(service_, method_)) service_ = method_ = "unknown";
   }
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {

@@ -13,7 +13,9 @@ namespace latchkey {
 
 // latchkey_rpcs_total{service,method,code} and
 // latchkey_rpc_duration_seconds{service,method} in `registry`, which must
-// outlive the factory and every server it is installed on.
+// outlive the factory and every server it is installed on. Calls to methods
+// the process does not serve are counted as service="unknown",
+// method="unknown".
 std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> RpcMetricsInterceptor(
     Registry* registry);
 

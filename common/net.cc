@@ -1,5 +1,8 @@
 #include "common/net.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
@@ -9,13 +12,16 @@ bool IsUnixAddress(std::string_view listen) { return listen.starts_with("unix:")
 
 bool IsLocalAddress(std::string_view listen) {
   if (IsUnixAddress(listen)) return true;
-  std::string_view host = listen;
-  if (host.starts_with("[")) {
-    const size_t end = host.find(']');
-    return end != std::string_view::npos && host.substr(1, end - 1) == "::1";
-  }
-  host = host.substr(0, host.rfind(':'));
-  return host == "localhost" || host.starts_with("127.");
+  absl::StatusOr<HostPort> hp = SplitHostPort(listen, "address");
+  if (!hp.ok()) return false;
+  if (hp->host == "localhost") return true;
+  // A literal address, parsed: "127.example.com" is a name, not loopback.
+  in_addr v4{};
+  if (inet_pton(AF_INET, hp->host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  if (inet_pton(AF_INET6, hp->host.c_str(), &v6) != 1) return false;
+  if (IN6_IS_ADDR_LOOPBACK(&v6)) return true;
+  return IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127;
 }
 
 absl::StatusOr<HostPort> SplitHostPort(std::string_view address, std::string_view flag) {

@@ -9,7 +9,9 @@
 
 namespace latchkey {
 
-// True for unix sockets and for 127.0.0.0/8, [::1] and "localhost" hosts.
+// True for unix sockets, "localhost", and literal loopback addresses
+// (127.0.0.0/8, [::1], [::ffff:127.x.y.z]). Names are never resolved, so
+// "127.example.com" is not local.
 bool IsLocalAddress(std::string_view listen);
 
 // True when `listen` names a unix socket ("unix:/path" or "unix:path").

@@ -279,6 +279,18 @@ TEST_CASE(
 
 // Rule 7 ---------------------------------------------------------------------
 
+TEST_CASE("rule 6: an unknown or API-key id is reported before the DELETE confirmation") {
+  AuthorityFixture f;
+  const std::string project = f.CreateProject().project().project_id();
+  const std::string api = f.GenerateApiKey(project)->key().key_id();
+  for (const std::string confirm : {"", "delete", "DELETE"}) {
+    INFO(confirm);
+    REQUIRE(absl::IsNotFound(Delete(f, GenerateKeyId(), confirm).status()));
+    REQUIRE(absl::IsFailedPrecondition(Delete(f, api, confirm).status()));
+  }
+  REQUIRE(f.ListKeys(project).size() == 2);
+}
+
 TEST_CASE("rule 7: the 51st active key is RESOURCE_EXHAUSTED and the 50 stay") {
   AuthorityFixture f;
   const std::string project = f.CreateProject().project().project_id();
@@ -505,6 +517,22 @@ TEST_CASE("rule 10: an expired key no longer counts against the active-key limit
   REQUIRE(absl::IsResourceExhausted(f.GenerateApiKey(project).status()));
   absl::SleepFor(absl::Milliseconds(400));
   REQUIRE(f.GenerateApiKey(project).ok());
+}
+
+TEST_CASE("rule 10: an expired key cannot be rotated back to life") {
+  AuthorityFixture f;
+  const std::string project = f.CreateProject().project().project_id();
+  v1::GenerateApiKeyRequest req;
+  req.set_project_id(project);
+  req.set_name("short-lived");
+  *req.mutable_expire_time() = ToProto(absl::Now() + absl::Milliseconds(200));
+  const std::string id = f.authority().GenerateApiKey(f.manager(), req)->key().key_id();
+  absl::SleepFor(absl::Milliseconds(300));
+  const uint64_t head = f.store().last_appended_revision();
+  v1::RotateApiKeyRequest rotate;
+  rotate.set_key_id(id);
+  REQUIRE(absl::IsFailedPrecondition(f.authority().RotateApiKey(f.manager(), rotate).status()));
+  REQUIRE(f.store().last_appended_revision() == head);
 }
 
 TEST_CASE("rule 10: rotating with a grace period keeps the old value valid until then") {

@@ -1,8 +1,10 @@
 // /metrics on both daemons parses as Prometheus text format, and its
 // counters move as validations and mutations happen.
+#include <grpcpp/generic/generic_stub.h>
 #include <httplib.h>
 
 #include <catch2/catch.hpp>
+#include <future>
 #include <map>
 #include <regex>
 #include <sstream>
@@ -119,6 +121,41 @@ TEST_CASE("metrics parse as Prometheus text and move with validations and mutati
       1);
   REQUIRE(delta(after_a, before_a, "latchkey_auth_failures_total") == 1);
   REQUIRE(after_a["latchkey_watchers"] == 1);
+}
+
+TEST_CASE("calls to methods that do not exist share one metrics label, so /metrics stays bounded") {
+  AuthorityOptions options;
+  options.metrics_listen = "127.0.0.1:0";
+  testing::Cluster c(options);
+  grpc::GenericStub stub(testing::Channel(c.authority().address()));
+  for (int i = 0; i < 40; ++i) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    grpc::Slice body("", 0);
+    grpc::ByteBuffer request(&body, 1), response;
+    std::promise<grpc::Status> done;
+    // No token and no such method: a stranger can send any path.
+    stub.UnaryCall(&ctx, "/evil.Service" + std::to_string(i) + "/Method" + std::to_string(i), {},
+                   &request, &response, [&](grpc::Status s) { done.set_value(s); });
+    REQUIRE(done.get_future().get().error_code() == grpc::StatusCode::UNIMPLEMENTED);
+  }
+  const std::map<std::string, double> after = Scrape(c.authority().metrics_port());
+  double unknown = 0;
+  for (const auto& [sample, value] : after) {
+    INFO(sample);
+    REQUIRE(sample.find("evil") == std::string::npos);
+    if (sample.rfind("latchkey_rpcs_total{", 0) == 0 &&
+        sample.find("service=\"unknown\"") != std::string::npos) {
+      unknown += value;
+    }
+  }
+  REQUIRE(unknown == 40);
+  // Real methods keep their names.
+  bool named = false;
+  for (const auto& [sample, value] : after) {
+    named |= sample.find("method=\"CreatePrincipal\"") != std::string::npos;
+  }
+  REQUIRE(named);
 }
 
 TEST_CASE("last-used times reach the authority within the usage interval, counts summed") {

@@ -1,0 +1,42 @@
+// Listen addresses: what counts as loopback, and host:port splitting.
+#include "common/net.h"
+
+#include <catch2/catch.hpp>
+
+namespace latchkey {
+namespace {
+
+TEST_CASE("only real loopback addresses and unix sockets count as local") {
+  struct Case {
+    std::string address;
+    bool local;
+  };
+  const Case c = GENERATE(
+      Case{"127.0.0.1:7700", true}, Case{"127.8.9.10:1", true}, Case{"localhost:7700", true},
+      Case{"[::1]:7700", true}, Case{"unix:/run/latchkey.sock", true}, Case{"0.0.0.0:7700", false},
+      Case{"10.0.0.1:7700", false}, Case{"[::]:7700", false}, Case{"127.example.com:7700", false},
+      Case{"127.0.0.1.nip.io:80", false}, Case{"localhost.evil.com:1", false},
+      Case{"[::1.evil]:1", false}, Case{"1270.0.0.1:1", false}, Case{"example.com:7700", false},
+      Case{"[::ffff:127.0.0.1]:7700", true}, Case{":7700", false});
+  INFO(c.address);
+  REQUIRE(IsLocalAddress(c.address) == c.local);
+}
+
+TEST_CASE("host:port splits, brackets off IPv6 hosts, and bad forms name the flag") {
+  absl::StatusOr<HostPort> v4 = SplitHostPort("127.0.0.1:7720", "--listen");
+  REQUIRE(v4.ok());
+  REQUIRE(v4->host == "127.0.0.1");
+  REQUIRE(v4->port == 7720);
+  absl::StatusOr<HostPort> v6 = SplitHostPort("[::1]:0", "--listen");
+  REQUIRE(v6.ok());
+  REQUIRE(v6->host == "::1");
+  REQUIRE(v6->port == 0);
+  for (const char* bad : {"7720", "host:", "host:http", "host:70000", ":1"}) {
+    absl::StatusOr<HostPort> r = SplitHostPort(bad, "--metrics-listen");
+    REQUIRE(absl::IsInvalidArgument(r.status()));
+    REQUIRE(r.status().message().find("--metrics-listen") != std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace latchkey
