@@ -1,4 +1,4 @@
-// The key lifecycle: every rule of DESIGN.md "Rules from the product", in
+// The key lifecycle: every rule of docs/design.md "Product rules", in
 // plain C++ over a KeyStore. The gRPC services are thin wrappers around it.
 //
 // Each method takes the authenticated caller and the request message, checks
@@ -102,7 +102,7 @@ class KeyAuthority {
                                                             const v1::ListPrincipalsRequest& req);
   absl::StatusOr<v1::DeletePrincipalResponse> DeletePrincipal(
       const Caller& caller, const v1::DeletePrincipalRequest& req);
-  // The key `req.value` belongs to (DESIGN.md FindKey); audited either way.
+  // The key `req.value` belongs to (docs/design.md, API); audited either way.
   absl::StatusOr<v1::Key> FindKey(const Caller& caller, const v1::FindKeyRequest& req);
   // The caller's own principal record; any role may ask.
   absl::StatusOr<v1::Principal> WhoAmI(const Caller& caller, const v1::WhoAmIRequest& req);

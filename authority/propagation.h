@@ -1,4 +1,4 @@
-// Revocation receipts (DESIGN.md rule 11): which connected sidecars have
+// Revocation receipts (docs/design.md, rule 11): which connected sidecars have
 // applied a revision, and how long after its commit.
 //
 // The sync service reports commits, watch streams opening and closing, and

@@ -1,4 +1,4 @@
-// Key, token and id formats (DESIGN.md, "Key format").
+// Key, token and id formats (docs/design.md, "Key format").
 //
 //   API key     lkp_ + 32 random base62 chars + 6-char checksum
 //   secret key  lks_ + 32 random base62 chars + 6-char checksum

@@ -1,4 +1,4 @@
-// The product rules of DESIGN.md, one group per rule, against the real core
+// The product rules of docs/design.md, one group per rule, against the real core
 // and a real RocksDB store.
 #include "authority/key_authority.h"
 
