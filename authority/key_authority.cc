@@ -28,10 +28,6 @@ absl::Status CheckProjectId(std::string_view id) {
   return CheckId(id, kProjectIdPrefix, kProjectIdRandomChars, "project_id");
 }
 
-std::string_view KindName(v1::KeyKind kind) {
-  return kind == v1::SECRET_KEY ? "secret key" : "API key";
-}
-
 void SetLastAction(v1::Key& key, std::string_view action, const Caller& caller, absl::Time now) {
   v1::KeyAction* last = key.mutable_last_action();
   last->set_action(std::string(action));

@@ -56,10 +56,6 @@ bool Transient(grpc::StatusCode code) {
   }
 }
 
-std::string_view KindName(v1::KeyKind kind) {
-  return kind == v1::SECRET_KEY ? "secret key" : "API key";
-}
-
 // A line from `in`; at a terminal, prompts on `err` and does not echo.
 std::string ReadSecretLine(std::istream& in, std::ostream& err, const char* prompt) {
   const bool tty = &in == &std::cin && isatty(STDIN_FILENO);

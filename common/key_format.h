@@ -72,6 +72,11 @@ bool IsWellFormedId(std::string_view id, std::string_view prefix, size_t random_
 // "lkp_3f…a9Qz": enough to recognise a key, never enough to use it.
 std::string KeyHint(std::string_view key);
 
+// "API key" or "secret key", for messages people read.
+inline std::string_view KindName(v1::KeyKind kind) {
+  return kind == v1::SECRET_KEY ? "secret key" : "API key";
+}
+
 }  // namespace latchkey
 
 #endif  // LATCHKEY_COMMON_KEY_FORMAT_H_

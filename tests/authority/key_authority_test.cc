@@ -16,14 +16,6 @@ namespace {
 
 using testing::AuthorityFixture;
 
-v1::Key GetKey(AuthorityFixture& f, const std::string& key_id) {
-  v1::GetKeyRequest req;
-  req.set_key_id(key_id);
-  absl::StatusOr<v1::Key> key = f.authority().GetKey(f.member(), req);
-  REQUIRE(key.ok());
-  return *key;
-}
-
 absl::StatusOr<v1::Key> Revoke(AuthorityFixture& f, const std::string& key_id) {
   v1::RevokeApiKeyRequest req;
   req.set_key_id(key_id);
@@ -100,7 +92,7 @@ TEST_CASE("rule 2: each key shows its creator and its last action after each mut
   AuthorityFixture f;
   const std::string project = f.CreateProject().project().project_id();
   v1::GenerateApiKeyResponse api = *f.GenerateApiKey(project);
-  v1::Key key = GetKey(f, api.key().key_id());
+  v1::Key key = f.GetKey(api.key().key_id());
   REQUIRE(key.created_by() == "maria");
   REQUIRE(key.create_time().seconds() > 0);
   REQUIRE(key.last_action().action() == "created");
@@ -110,13 +102,13 @@ TEST_CASE("rule 2: each key shows its creator and its last action after each mut
   v1::RotateApiKeyRequest rot;
   rot.set_key_id(key.key_id());
   REQUIRE(f.authority().RotateApiKey(other, rot).ok());
-  key = GetKey(f, key.key_id());
+  key = f.GetKey(key.key_id());
   REQUIRE(key.created_by() == "maria");
   REQUIRE(key.last_action().action() == "rotated");
   REQUIRE(key.last_action().actor() == "olga");
 
   REQUIRE(Revoke(f, key.key_id()).ok());
-  key = GetKey(f, key.key_id());
+  key = f.GetKey(key.key_id());
   REQUIRE(key.last_action().action() == "revoked");
   REQUIRE(key.last_action().actor() == "maria");
   REQUIRE(key.last_action().time().seconds() >= key.create_time().seconds());
@@ -178,7 +170,7 @@ TEST_CASE("rule 3: a project is born with a legacy API key that cannot be revoke
   absl::StatusOr<v1::Key> revoked = Revoke(f, created.legacy_key().key_id());
   REQUIRE(absl::IsFailedPrecondition(revoked.status()));
   REQUIRE(f.store().head_revision() == head);
-  REQUIRE(GetKey(f, created.legacy_key().key_id()).state() == v1::KEY_STATE_ACTIVE);
+  REQUIRE(f.GetKey(created.legacy_key().key_id()).state() == v1::KEY_STATE_ACTIVE);
 }
 
 TEST_CASE("rule 3: rotating the legacy key keeps its id and gives it a new value") {
@@ -238,7 +230,7 @@ TEST_CASE("rule 5: a secret key is shown once and no RPC returns it again") {
   REQUIRE(ParseKey(secret.secret_key()) == v1::SECRET_KEY);
   REQUIRE(absl::IsFailedPrecondition(Value(f, f.admin(), secret.key().key_id()).status()));
   const std::string key_id = secret.key().key_id();
-  REQUIRE(GetKey(f, key_id).DebugString().find(secret.secret_key()) == std::string::npos);
+  REQUIRE(f.GetKey(key_id).DebugString().find(secret.secret_key()) == std::string::npos);
   for (const v1::Key& k : f.ListKeys(project)) {
     REQUIRE(k.DebugString().find(secret.secret_key()) == std::string::npos);
   }
@@ -260,7 +252,7 @@ TEST_CASE("rule 6: deleting a secret key needs confirm exactly DELETE") {
                                      std::string("DELETE "), std::string("yes"));
   REQUIRE(absl::IsInvalidArgument(Delete(f, id, wrong).status()));
   REQUIRE(f.store().head_revision() == head);
-  REQUIRE(GetKey(f, id).state() == v1::KEY_STATE_ACTIVE);
+  REQUIRE(f.GetKey(id).state() == v1::KEY_STATE_ACTIVE);
 }
 
 TEST_CASE(
@@ -595,8 +587,8 @@ TEST_CASE("an id of the wrong kind is FAILED_PRECONDITION and changes nothing") 
   REQUIRE(absl::IsFailedPrecondition(Value(f, f.manager(), secret).status()));
   REQUIRE(absl::IsFailedPrecondition(Rotate(f, secret).status()));
   REQUIRE(f.store().head_revision() == head);
-  REQUIRE(GetKey(f, api).state() == v1::KEY_STATE_ACTIVE);
-  REQUIRE(GetKey(f, secret).state() == v1::KEY_STATE_ACTIVE);
+  REQUIRE(f.GetKey(api).state() == v1::KEY_STATE_ACTIVE);
+  REQUIRE(f.GetKey(secret).state() == v1::KEY_STATE_ACTIVE);
 }
 
 TEST_CASE("unknown ids are NOT_FOUND and malformed ids INVALID_ARGUMENT") {
@@ -671,7 +663,7 @@ TEST_CASE("usage reports add up across sidecars with one store write per report"
     REQUIRE(f.authority().RecordUsage(sidecar, report).ok());
   }
   REQUIRE(f.store().stats().advisory_writes == writes + 2);
-  v1::Key key = GetKey(f, id);
+  v1::Key key = f.GetKey(id);
   REQUIRE(key.use_count() == 2001);
   REQUIRE(key.last_used_time().seconds() == 1700000001);
   REQUIRE(absl::IsPermissionDenied(f.authority().RecordUsage(f.member(), {})));

@@ -23,14 +23,6 @@ absl::StatusOr<v1::Key> Find(AuthorityFixture& f, const std::string& value,
   return f.authority().FindKey(caller ? *caller : f.manager(), req);
 }
 
-v1::Key Get(AuthorityFixture& f, const std::string& key_id) {
-  v1::GetKeyRequest req;
-  req.set_key_id(key_id);
-  absl::StatusOr<v1::Key> key = f.authority().GetKey(f.member(), req);
-  REQUIRE(key.ok());
-  return *key;
-}
-
 void Report(AuthorityFixture& f, const std::string& sidecar_id, const std::string& key_id,
             uint64_t valid, uint64_t rejected, absl::Time when = absl::Now()) {
   v1::ReportUsageRequest report;
@@ -146,7 +138,7 @@ TEST_CASE("rejections add up per key, and a revoked key names the sidecars still
   const std::string project = f.CreateProject().project().project_id();
   const std::string id = f.GenerateApiKey(project)->key().key_id();
   Report(f, "pod-a", id, 10, 2);  // e.g. PROJECT_DISABLED while the project was off
-  v1::Key key = Get(f, id);
+  v1::Key key = f.GetKey(id);
   REQUIRE(key.use_count() == 10);
   REQUIRE(key.rejected_count() == 2);
   REQUIRE(key.has_last_rejected_time());
@@ -158,7 +150,7 @@ TEST_CASE("rejections add up per key, and a revoked key names the sidecars still
   REQUIRE(f.authority().RevokeApiKey(f.manager(), revoke).ok());
   for (int pod = 0; pod < 8; ++pod) Report(f, "pod-" + std::to_string(pod), id, 0, 10 * pod + 1);
   Report(f, "pod-3", id, 0, 100);
-  key = Get(f, id);
+  key = f.GetKey(id);
   REQUIRE(key.rejected_count() == 2 + (1 + 11 + 21 + 31 + 41 + 51 + 61 + 71) + 100);
   REQUIRE(key.rejected_since_revocation() == key.rejected_count() - 2);
   std::vector<std::pair<std::string, uint64_t>> top;
@@ -181,14 +173,14 @@ TEST_CASE("a revoked key's usage stays bounded however many sidecars report") {
   REQUIRE(row.ok());
   REQUIRE(row->has_value());
   REQUIRE((*row)->size() < 2048);
-  REQUIRE(Get(f, id).top_rejecting_sidecars_size() == 5);
+  REQUIRE(f.GetKey(id).top_rejecting_sidecars_size() == 5);
 }
 
 TEST_CASE("a usage time from the future is taken as the authority's now") {
   AuthorityFixture f;
   const std::string id = f.GenerateApiKey(f.CreateProject().project().project_id())->key().key_id();
   Report(f, "pod-skewed", id, 1, 1, absl::Now() + absl::Hours(24 * 365));
-  const v1::Key key = Get(f, id);
+  const v1::Key key = f.GetKey(id);
   REQUIRE(FromProto(key.last_used_time()) <= absl::Now());
   REQUIRE(FromProto(key.last_rejected_time()) <= absl::Now());
 }

@@ -58,6 +58,14 @@ class AuthorityFixture {
     return authority_->GenerateSecretKey(manager_, req);
   }
 
+  v1::Key GetKey(const std::string& key_id) {
+    v1::GetKeyRequest req;
+    req.set_key_id(key_id);
+    absl::StatusOr<v1::Key> key = authority_->GetKey(member_, req);
+    REQUIRE(key.ok());
+    return *key;
+  }
+
   std::vector<v1::Key> ListKeys(const std::string& project_id) {
     v1::ListKeysRequest req;
     req.set_project_id(project_id);
