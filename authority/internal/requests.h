@@ -13,8 +13,8 @@ inline constexpr int kDefaultPageSize = 50;
 inline constexpr int kMaxPageSize = 1000;
 inline constexpr size_t kMaxNameChars = 100;
 
-// OK for 1 to 100 characters (UTF-8 code points) with no control characters
-// and not only spaces; INVALID_ARGUMENT naming `field` otherwise.
+// OK for valid UTF-8 of 1 to 100 characters (code points) with no control
+// characters and not only spaces; INVALID_ARGUMENT naming `field` otherwise.
 absl::Status CheckName(std::string_view name, std::string_view field);
 
 // INVALID_ARGUMENT unless `id` has the given prefix and length.

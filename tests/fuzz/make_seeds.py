@@ -51,6 +51,7 @@ messages = [
 write("watch_apply", "snapshot_then_events", b"".join(bytes([len(m)]) + m for m in messages))
 write("watch_apply", "event_only", bytes([len(messages[2])]) + messages[2])
 
+# The first byte indexes kTargets in tests/fuzz/admin_requests_fuzz.cc.
 requests = {
     0: ("latchkey.v1.CreateProjectRequest", 'name: "shop"'),
     2: ("latchkey.v1.ListProjectsRequest", 'page_size: 3 page_token: "AAAA"'),
@@ -62,6 +63,7 @@ requests = {
     11: ("latchkey.v1.ListKeysRequest", 'project_id: "prj_0123456789ab" page_size: -1'),
     13: ("latchkey.v1.CreatePrincipalRequest", 'name: "ci" role: ROLE_MANAGER'),
     16: ("latchkey.v1.CreateProjectRequest", 'name: "x"'),
+    17: ("latchkey.v1.FindKeyRequest", f'value: "{key("lkp_")}"'),
 }
 for method, (message, text) in requests.items():
     write("admin_requests", f"method_{method}", bytes([method]) + encode(message, text))
