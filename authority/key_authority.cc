@@ -728,7 +728,6 @@ absl::StatusOr<PrincipalRecord> KeyAuthority::AddPrincipal(const std::string& ac
   rec.set_token_digest(Sha256Bytes(token));
   Mutation m;
   m.writes.push_back(Put(Table::kPrincipals, p.principal_id(), rec));
-  m.writes.push_back(Write{Table::kTokens, rec.token_digest(), p.principal_id()});
   m.audit = Audit(Caller{"", actor, v1::ROLE_UNSPECIFIED}, "principal.created", "", "",
                   StrCat(p.principal_id(), " name=", name, " role=", v1::Role_Name(role)), now);
   absl::StatusOr<uint64_t> rev = store_->Commit(std::move(m));
@@ -856,7 +855,6 @@ absl::StatusOr<v1::DeletePrincipalResponse> KeyAuthority::DeletePrincipal(
   }
   Mutation m;
   m.writes.push_back(Erase(Table::kPrincipals, req.principal_id()));
-  m.writes.push_back(Erase(Table::kTokens, rec.token_digest()));
   m.audit = Audit(caller, "principal.deleted", "", "",
                   StrCat(req.principal_id(), " name=", rec.principal().name()), absl::Now());
   absl::StatusOr<uint64_t> rev = CommitAndRelease(std::move(m), lock);

@@ -34,8 +34,7 @@ enum class Table {
   kKeys,         // key id -> KeyRecord
   kProjectKeys,  // project id + key id -> "" (index for ListKeys)
   kDigests,      // digest -> key id (every digest a key has, current or retired)
-  kPrincipals,   // principal id -> PrincipalRecord
-  kTokens,       // token digest -> principal id
+  kPrincipals,   // principal id -> PrincipalRecord (with its token's digest)
   kUsage,        // key id -> internal.KeyUsageRecord (advisory, see WriteAdvisory)
 };
 
@@ -154,19 +153,6 @@ class KeyStore {
   // Replaces the commit listener. Call before concurrent use.
   virtual void SetCommitListener(CommitListener listener) = 0;
 };
-
-struct RocksDbStoreOptions {
-  std::string path;
-  uint64_t event_retention = 100000;  // events kept for replay
-  // One fsync shared by concurrent Syncs. Off: every Append is its own synced
-  // write (kept to measure group commit against).
-  bool group_commit = true;
-  // Off: nothing is ever fsynced. Only for bulk loads in benchmarks.
-  bool sync = true;
-};
-
-// Opens (creating when missing) the embedded RocksDB store at options.path.
-absl::StatusOr<std::unique_ptr<KeyStore>> OpenRocksDbStore(const RocksDbStoreOptions& options);
 
 }  // namespace latchkey
 

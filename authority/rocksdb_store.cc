@@ -1,10 +1,13 @@
 // The embedded RocksDB KeyStore. One column family per table and log; the
 // default column family holds the store id and the revision counter.
+#include "authority/rocksdb_store.h"
+
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
 #include <rocksdb/utilities/options_util.h>
 #include <rocksdb/write_batch.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <deque>
@@ -12,7 +15,6 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/time/clock.h"
-#include "authority/key_store.h"
 #include "common/key_format.h"
 #include "common/mutex.h"
 #include "common/strings.h"
@@ -31,16 +33,17 @@ enum Cf : size_t {
   kCfProjectKeys,
   kCfDigests,
   kCfPrincipals,
-  kCfTokens,
   kCfEvents,
   kCfAudit,
   kCfUsage,
   kCfCount
 };
-const std::array<const char*, kCfCount> kCfNames = {"default",  // rocksdb::kDefaultColumnFamilyName
-                                                    "projects", "keys",       "project_keys",
-                                                    "digests",  "principals", "tokens",
-                                                    "events",   "audit",      "usage"};
+const std::array<const char*, kCfCount> kCfNames = {
+    "default",  // rocksdb::kDefaultColumnFamilyName
+    "projects", "keys", "project_keys", "digests", "principals", "events", "audit", "usage"};
+// Tables earlier versions kept and this one drops when it opens their
+// database: "tokens" (token digest -> principal id) was written, never read.
+const std::array<const char*, 1> kRetiredCfNames = {"tokens"};
 
 Cf CfOf(Table t) {
   switch (t) {
@@ -54,8 +57,6 @@ Cf CfOf(Table t) {
       return kCfDigests;
     case Table::kPrincipals:
       return kCfPrincipals;
-    case Table::kTokens:
-      return kCfTokens;
     case Table::kUsage:
       return kCfUsage;
   }
@@ -416,6 +417,15 @@ absl::StatusOr<std::unique_ptr<KeyStore>> OpenRocksDbStore(const RocksDbStoreOpt
   for (const char* name : kCfNames) {
     descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions());
   }
+  // RocksDB opens a database only with all of its column families named.
+  std::vector<std::string> existing;
+  if (rocksdb::DB::ListColumnFamilies(db_options, options.path, &existing).ok()) {
+    for (const char* retired : kRetiredCfNames) {
+      if (std::find(existing.begin(), existing.end(), retired) != existing.end()) {
+        descriptors.emplace_back(retired, rocksdb::ColumnFamilyOptions());
+      }
+    }
+  }
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw = nullptr;
   absl::Status opened =
@@ -423,6 +433,15 @@ absl::StatusOr<std::unique_ptr<KeyStore>> OpenRocksDbStore(const RocksDbStoreOpt
                 "open " + options.path);
   if (!opened.ok()) return opened;
   std::unique_ptr<rocksdb::DB> db(raw);
+  while (handles.size() > kCfCount) {
+    rocksdb::Status dropped = db->DropColumnFamily(handles.back());
+    if (dropped.ok()) dropped = db->DestroyColumnFamilyHandle(handles.back());
+    handles.pop_back();
+    if (!dropped.ok()) {
+      for (auto* cf : handles) db->DestroyColumnFamilyHandle(cf).PermitUncheckedError();
+      return FromRocks(dropped, "drop a retired table");
+    }
+  }
 
   auto cleanup = [&](absl::Status status) {
     for (auto* cf : handles) db->DestroyColumnFamilyHandle(cf);

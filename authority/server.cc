@@ -8,6 +8,7 @@
 #include "authority/admin_service.h"
 #include "authority/event_hub.h"
 #include "authority/propagation.h"
+#include "authority/rocksdb_store.h"
 #include "authority/rpc_metrics.h"
 #include "authority/sync_service.h"
 #include "common/log.h"

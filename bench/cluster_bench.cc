@@ -16,6 +16,7 @@
 
 #include "absl/time/clock.h"
 #include "authority/key_authority.h"
+#include "authority/rocksdb_store.h"
 #include "authority/server.h"
 #include "common/files.h"
 #include "common/key_format.h"

@@ -1,7 +1,10 @@
+#include <rocksdb/db.h>
+
 #include <catch2/catch.hpp>
 #include <thread>
 
 #include "authority/key_store.h"
+#include "authority/rocksdb_store.h"
 #include "tests/testing/testing.h"
 
 namespace latchkey {
@@ -80,6 +83,37 @@ TEST_CASE("a snapshot makes pending appends durable and holds exactly its revisi
 TEST_CASE("each store has its own random id") {
   testing::TempDir a, b;
   REQUIRE(Open(a.path())->store_id() != Open(b.path())->store_id());
+}
+
+TEST_CASE("a database with a retired table opens, and the retired table is dropped") {
+  testing::TempDir dir;
+  const std::string path = dir / "db";
+  Open(path)->Append(Put("prj_1", "one")).value();
+  {
+    // Earlier versions kept a "tokens" table that nothing read.
+    rocksdb::DB* raw = nullptr;
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    std::vector<std::string> names;
+    REQUIRE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), path, &names).ok());
+    std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+    for (const std::string& name : names)
+      descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions());
+    REQUIRE(rocksdb::DB::Open(rocksdb::DBOptions(), path, descriptors, &handles, &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    rocksdb::ColumnFamilyHandle* tokens = nullptr;
+    REQUIRE(db->CreateColumnFamily(rocksdb::ColumnFamilyOptions(), "tokens", &tokens).ok());
+    REQUIRE(db->Put(rocksdb::WriteOptions(), tokens, "digest", "prn_1").ok());
+    handles.push_back(tokens);
+    for (auto* h : handles) REQUIRE(db->DestroyColumnFamilyHandle(h).ok());
+  }
+  {
+    auto store = Open(path);
+    REQUIRE(store->head_revision() == 1);
+    REQUIRE(**store->Get(Table::kProjects, "prj_1") == "one");
+  }
+  std::vector<std::string> names;
+  REQUIRE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), path, &names).ok());
+  REQUIRE(std::find(names.begin(), names.end(), "tokens") == names.end());
 }
 
 TEST_CASE("a mutation's writes, event and audit record commit together") {

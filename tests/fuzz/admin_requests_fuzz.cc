@@ -11,6 +11,7 @@
 #include <memory>
 
 #include "authority/key_authority.h"
+#include "authority/rocksdb_store.h"
 
 namespace {
 

@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include "authority/key_authority.h"
+#include "authority/rocksdb_store.h"
 #include "tests/testing/testing.h"
 
 namespace latchkey::testing {
