@@ -11,29 +11,30 @@ EventHub::EventHub(std::string store_id, absl::Duration progress_interval,
 
 EventHub::~EventHub() {
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     stopping_ = true;
+    stop_.SignalAll();
   }
   ticker_.join();
 }
 
 void EventHub::Add(Subscriber* s) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   subscribers_.insert(s);
 }
 
 void EventHub::Remove(Subscriber* s) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   subscribers_.erase(s);
 }
 
 size_t EventHub::size() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return subscribers_.size();
 }
 
 void EventHub::CloseAll() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   for (Subscriber* s : subscribers_) s->Close();
 }
 
@@ -45,14 +46,14 @@ void EventHub::Publish(const v1::KeyEvent& event) {
 }
 
 void EventHub::Broadcast(const SharedResponse& message) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   for (Subscriber* s : subscribers_) s->Deliver(message);
 }
 
 void EventHub::TickProgress() {
   auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
-  absl::MutexLock lock(&mu_);
-  while (!mu_.AwaitWithTimeout(absl::Condition(&stopping), progress_interval_)) {
+  MutexLock lock(&mu_);
+  while (!stop_.WaitFor(&mu_, progress_interval_, stopping)) {
     // The head is read under mu_, which Publish also takes: a progress message
     // never names a head behind an event already delivered. It may name one
     // whose event follows right after it.

@@ -1,9 +1,10 @@
 // Fans committed events out to every watch stream, in revision order, and
 // ticks progress messages.
 //
-// Subscribers are told of each event while the store's commit lock is held
-// (so delivery order is revision order); Deliver must therefore only queue
-// and kick a write, never read the store or block.
+// Subscribers are told of each event from the store's commit listener, which
+// runs with the store's publish lock held (RocksDbStore's sync_mu_) so that
+// delivery order is revision order; Deliver must therefore only queue and
+// kick a write, never read the store or block.
 //
 // An EventHub is safe for concurrent access from multiple threads.
 #ifndef LATCHKEY_AUTHORITY_EVENT_HUB_H_
@@ -15,8 +16,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_set.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/mutex.h"
 #include "latchkey/v1/key_sync.pb.h"
 
 namespace latchkey {
@@ -59,9 +60,10 @@ class EventHub {
   const absl::Duration progress_interval_;
   const std::function<uint64_t()> head_;
 
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   absl::flat_hash_set<Subscriber*> subscribers_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  CondVar stop_;  // signalled when stopping_ turns true
   std::thread ticker_;
 };
 

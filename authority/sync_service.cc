@@ -6,6 +6,7 @@
 #include "authority/admin_service.h"
 #include "authority/internal/records.pb.h"
 #include "common/log.h"
+#include "common/mutex.h"
 #include "common/status.h"
 #include "common/strings.h"
 
@@ -26,7 +27,7 @@ constexpr size_t kMaxSidecarIdChars = 128;
 // the writer state (phase, cursor, replay); it holds it from choosing a
 // message until that write completes. Store reads happen only under the
 // claim and never under mu_, because the hub delivers while the store's
-// commit lock is held. A Deliver that finds the claim taken leaves a kick,
+// publish lock is held. A Deliver that finds the claim taken leaves a kick,
 // so no wakeup is lost. Every StartWrite and Finish is issued under the
 // claim with no write outstanding, so nothing is written after Finish.
 // Deletes itself in OnDone.
@@ -43,7 +44,7 @@ class WatchStream final : public grpc::ServerWriteReactor<v1::WatchResponse>, pu
   void Start(const v1::WatchRequest& req) {
     propagation_->Connected(sidecar_id_);
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       claimed_ = true;
     }
     hub_->Add(this);  // from here on, live events queue up
@@ -54,7 +55,7 @@ class WatchStream final : public grpc::ServerWriteReactor<v1::WatchResponse>, pu
 
   void Deliver(const SharedResponse& message) override {
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       if (done_ || end_status_) return;
       if (message->has_progress() && (!live_ || !queue_.empty())) return;
       if (queue_.size() >= queue_limit_) {
@@ -77,7 +78,7 @@ class WatchStream final : public grpc::ServerWriteReactor<v1::WatchResponse>, pu
 
   void OnWriteDone(bool ok) override {
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       current_.reset();
       if (!ok && !end_status_) end_status_ = grpc::Status(grpc::StatusCode::CANCELLED, "gone");
       claimed_ = false;
@@ -100,7 +101,7 @@ class WatchStream final : public grpc::ServerWriteReactor<v1::WatchResponse>, pu
   enum class Phase { kSnapshotProjects, kSnapshotKeys, kReplay, kLive };
 
   void End(grpc::Status status) {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (!end_status_) end_status_ = std::move(status);
   }
 
@@ -127,7 +128,7 @@ class WatchStream final : public grpc::ServerWriteReactor<v1::WatchResponse>, pu
   // Takes the claim if it is free; otherwise leaves a kick for its holder.
   void Pump() {
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       if (claimed_ || done_) {
         kicked_ = true;
         return;
@@ -142,7 +143,7 @@ class WatchStream final : public grpc::ServerWriteReactor<v1::WatchResponse>, pu
     for (;;) {
       std::optional<grpc::Status> finish;
       {
-        absl::MutexLock lock(&mu_);
+        MutexLock lock(&mu_);
         kicked_ = false;
         finish = end_status_;
       }
@@ -157,7 +158,7 @@ class WatchStream final : public grpc::ServerWriteReactor<v1::WatchResponse>, pu
       }
       enum class Act { kFinish, kWrite, kAgain, kIdle } act;
       {
-        absl::MutexLock lock(&mu_);
+        MutexLock lock(&mu_);
         if (finish) {
           done_ = true;
           act = Act::kFinish;
@@ -209,7 +210,7 @@ class WatchStream final : public grpc::ServerWriteReactor<v1::WatchResponse>, pu
 
   void GoLive() {
     phase_ = Phase::kLive;
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     live_ = true;
   }
 
@@ -275,7 +276,7 @@ class WatchStream final : public grpc::ServerWriteReactor<v1::WatchResponse>, pu
   }
 
   absl::StatusOr<SharedResponse> Live() {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     while (!queue_.empty()) {
       SharedResponse m = std::move(queue_.front());
       queue_.pop_front();
@@ -305,7 +306,7 @@ class WatchStream final : public grpc::ServerWriteReactor<v1::WatchResponse>, pu
   std::string cursor_;  // snapshot scan position
   std::deque<v1::KeyEvent> replay_;
 
-  absl::Mutex mu_;
+  Mutex mu_;
   bool claimed_ ABSL_GUARDED_BY(mu_) = false;
   bool kicked_ ABSL_GUARDED_BY(mu_) = false;  // work arrived while claimed
   bool live_ ABSL_GUARDED_BY(mu_) = false;

@@ -1,14 +1,17 @@
-// A reader/writer mutex that ThreadSanitizer can see.
+// The one mutex of the project: a reader/writer mutex that ThreadSanitizer
+// can see, with clang's thread-safety annotations.
 //
 // Debian's Abseil is not built with TSan: absl::Mutex locks and unlocks
 // inside uninstrumented code, so TSan sees no ordering between threads that
 // use it and reports every access it guards as a race. This Mutex is a
 // std::shared_mutex (pthread rwlock, which TSan intercepts) carrying clang's
-// thread-safety annotations, so ABSL_GUARDED_BY still checks at compile time.
+// thread-safety annotations, so ABSL_GUARDED_BY still checks at compile time
+// (scripts/test builds with clang -Wthread-safety -Werror).
 //
-// Use it for data structures the [concurrency] tests run under TSan (the key
-// set, usage counters, propagation tracker). absl::Mutex remains in control
-// threads that wait on conditions (Await), which those tests do not cover.
+// The rule: every lock in latchkey is a latchkey::Mutex, and a thread that
+// waits for a condition waits on a latchkey::CondVar with a predicate; the
+// code that changes what the predicate reads calls SignalAll. Our code does
+// not use absl::Mutex (gRPC does, inside; see common/grpc_server.cc).
 #ifndef LATCHKEY_COMMON_MUTEX_H_
 #define LATCHKEY_COMMON_MUTEX_H_
 
@@ -16,6 +19,7 @@
 #include <shared_mutex>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/time/time.h"
 
 namespace latchkey {
 
@@ -79,6 +83,19 @@ class CondVar {
   void Wait(Mutex* mu) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     Adapter held{mu};
     cv_.wait(held);
+  }
+  // Waits until `done()` holds (checked under `mu`).
+  template <typename Predicate>
+  void Wait(Mutex* mu, Predicate done) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    Adapter held{mu};
+    cv_.wait(held, done);
+  }
+  // Waits until `done()` holds or `timeout` passes; returns done().
+  template <typename Predicate>
+  bool WaitFor(Mutex* mu, absl::Duration timeout, Predicate done)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    Adapter held{mu};
+    return cv_.wait_for(held, absl::ToChronoNanoseconds(timeout), done);
   }
   void SignalAll() { cv_.notify_all(); }
 

@@ -128,9 +128,9 @@ bool SidecarServer::fresh() const {
 
 void SidecarServer::WatchHealth() {
   bool serving = false;
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
-  while (!mu_.AwaitWithTimeout(absl::Condition(&stop), absl::Milliseconds(20))) {
+  while (!stop_.WaitFor(&mu_, absl::Milliseconds(20), stop)) {
     const bool now_serving = fresh();
     if (now_serving == serving) continue;
     serving = now_serving;
@@ -148,9 +148,10 @@ void SidecarServer::WatchHealth() {
 
 void SidecarServer::Shutdown() {
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (stopping_) return;
     stopping_ = true;
+    stop_.SignalAll();
   }
   if (health_.joinable()) health_.join();
   if (parts_->server) {

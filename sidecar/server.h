@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/grpc_server.h"
+#include "common/mutex.h"
 #include "common/tls.h"
 #include "sidecar/key_set.h"
 #include "sidecar/sync_client.h"
@@ -69,8 +70,9 @@ class SidecarServer {
   std::unique_ptr<Parts> parts_;
   std::vector<int> ports_;
 
-  absl::Mutex mu_;
+  Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  CondVar stop_;  // signalled when stopping_ turns true
   std::thread health_;
 };
 

@@ -19,9 +19,10 @@ void SyncClient::Start() {
 
 void SyncClient::Stop() {
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (stopping_ && !reader_.joinable()) return;
     stopping_ = true;
+    changed_.SignalAll();
     if (stream_ != nullptr) stream_->TryCancel();
   }
   if (reader_.joinable()) reader_.join();
@@ -29,12 +30,12 @@ void SyncClient::Stop() {
 }
 
 void SyncClient::Reconnect() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (stream_ != nullptr) stream_->TryCancel();
 }
 
 SyncClient::State SyncClient::state() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return state_;
 }
 
@@ -54,7 +55,7 @@ void SyncClient::ReadLoop() {
     v1::WatchRequest req;
     req.set_sidecar_id(options_.sidecar_id);
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       if (stopping_) return;
       stream_ = &ctx;
       if (state_.synced) {
@@ -71,8 +72,9 @@ void SyncClient::ReadLoop() {
       if (first) {
         first = false;
         backoff = options_.min_backoff;  // the authority answers: start over
-        absl::MutexLock lock(&mu_);
+        MutexLock lock(&mu_);
         acked_ = 0;  // a new stream: tell this authority where we are
+        changed_.SignalAll();
       }
       broken = Handle(msg);
       if (!broken.ok()) {
@@ -85,7 +87,7 @@ void SyncClient::ReadLoop() {
     const grpc::Status finished = reader->Finish();
     bool stopping;
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       stream_ = nullptr;
       stopping = stopping_;
       if (!stopping) ++state_.reconnects;
@@ -97,9 +99,9 @@ void SyncClient::ReadLoop() {
                    static_cast<int>(finished.error_code()), finished.error_message(),
                    absl::FormatDuration(backoff));
     }
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
-    mu_.AwaitWithTimeout(absl::Condition(&stop), backoff);
+    changed_.WaitFor(&mu_, backoff, stop);
     backoff = NextBackoff(backoff);
   }
 }
@@ -131,7 +133,7 @@ absl::Status SyncClient::Handle(const v1::WatchResponse& msg) {
 absl::Status SyncClient::HandleSnapshotEnd(const v1::WatchResponse& msg) {
   const uint64_t revision = msg.snapshot_end().revision();
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (state_.synced && msg.store_id() == state_.store_id && revision < state_.applied) {
       return absl::FailedPreconditionError(
           StrCat("snapshot at revision ", revision, " is behind applied ", state_.applied));
@@ -143,13 +145,14 @@ absl::Status SyncClient::HandleSnapshotEnd(const v1::WatchResponse& msg) {
   keys_->Replace(built);
   building_.reset();
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     state_.store_id = msg.store_id();
     state_.synced = true;
     state_.applied = revision;
     known_head_ = std::max(known_head_, revision);
     ++state_.snapshots;
     state_.last_confirmed = absl::Now();
+    changed_.SignalAll();
   }
   spdlog::info("loaded snapshot of {} keys at revision {} of store {}", keys, revision,
                msg.store_id());
@@ -160,7 +163,7 @@ absl::Status SyncClient::HandleSnapshotEnd(const v1::WatchResponse& msg) {
 absl::Status SyncClient::HandleEvent(const v1::WatchResponse& msg) {
   const uint64_t revision = msg.event().revision();
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (building_) return absl::FailedPreconditionError("event inside a snapshot");
     if (!state_.synced) return absl::FailedPreconditionError("event before any snapshot");
     if (msg.store_id() != state_.store_id) {
@@ -173,10 +176,11 @@ absl::Status SyncClient::HandleEvent(const v1::WatchResponse& msg) {
   }
   if (absl::Status s = keys_->Apply(msg.event()); !s.ok()) return s;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     state_.applied = revision;
     ++state_.events;
     if (revision >= known_head_) state_.last_confirmed = absl::Now();
+    changed_.SignalAll();
   }
   MarkApplied(revision, false);
   return absl::OkStatus();
@@ -184,7 +188,7 @@ absl::Status SyncClient::HandleEvent(const v1::WatchResponse& msg) {
 
 absl::Status SyncClient::HandleProgress(const v1::WatchResponse& msg) {
   const uint64_t head = msg.progress().head_revision();
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (!state_.synced || building_) return absl::OkStatus();
   if (msg.store_id() != state_.store_id) {
     return absl::FailedPreconditionError("progress from another store id");
@@ -197,6 +201,7 @@ absl::Status SyncClient::HandleProgress(const v1::WatchResponse& msg) {
   known_head_ = std::max(known_head_, head);
   if (state_.applied >= head) state_.last_confirmed = absl::Now();
   acked_ = 0;  // acknowledge with each progress message too
+  changed_.SignalAll();
   return absl::OkStatus();
 }
 
@@ -205,12 +210,12 @@ void SyncClient::MarkApplied(uint64_t revision, bool snapshot) {
 }
 
 void SyncClient::AckLoop() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   for (;;) {
     auto work = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       return stopping_ || (state_.synced && state_.applied != acked_);
     };
-    mu_.Await(absl::Condition(&work));
+    changed_.Wait(&mu_, work);
     if (stopping_) return;
     v1::AcknowledgeRequest req;
     req.set_sidecar_id(options_.sidecar_id);
@@ -227,7 +232,7 @@ void SyncClient::AckLoop() {
       acked_ = req.applied_revision();
     } else {
       auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
-      mu_.AwaitWithTimeout(absl::Condition(&stop), absl::Milliseconds(200));
+      changed_.WaitFor(&mu_, absl::Milliseconds(200), stop);
     }
   }
 }

@@ -22,8 +22,8 @@
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/mutex.h"
 #include "latchkey/v1/key_sync.grpc.pb.h"
 #include "sidecar/key_set.h"
 
@@ -84,7 +84,9 @@ class SyncClient {
   std::unique_ptr<KeySet::Builder> building_;
   std::mt19937_64 rng_{std::random_device{}()};
 
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
+  // Signalled when stopping_, acked_ or state_'s applied revision changes.
+  CondVar changed_;
   State state_ ABSL_GUARDED_BY(mu_);
   uint64_t known_head_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t acked_ ABSL_GUARDED_BY(mu_) = 0;

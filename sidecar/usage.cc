@@ -81,9 +81,10 @@ void UsageReporter::Start() {
 
 void UsageReporter::Stop() {
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (stopping_) return;
     stopping_ = true;
+    stop_.SignalAll();
   }
   if (thread_.joinable()) thread_.join();
   if (grpc::Status s = Flush(); !s.ok()) {
@@ -92,7 +93,7 @@ void UsageReporter::Stop() {
 }
 
 grpc::Status UsageReporter::Flush() {
-  absl::MutexLock flush(&flush_mu_);
+  MutexLock flush(&flush_mu_);
   v1::ReportUsageRequest req = counter_.Drain();
   if (req.usage().empty()) return grpc::Status::OK;
   req.set_sidecar_id(sidecar_id_);
@@ -106,9 +107,9 @@ grpc::Status UsageReporter::Flush() {
 }
 
 void UsageReporter::Loop() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
-  while (!mu_.AwaitWithTimeout(absl::Condition(&stop), interval_)) {
+  while (!stop_.WaitFor(&mu_, interval_, stop)) {
     mu_.Unlock();
     if (grpc::Status s = Flush(); !s.ok()) {
       spdlog::warn("usage report failed ({}); will retry", s.error_message());

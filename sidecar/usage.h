@@ -17,7 +17,6 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/mutex.h"
 #include "latchkey/v1/key_sync.grpc.pb.h"
@@ -78,9 +77,10 @@ class UsageReporter {
   const absl::Duration interval_;
 
   UsageCounter counter_;
-  absl::Mutex flush_mu_;  // one report at a time
-  absl::Mutex mu_;
+  Mutex flush_mu_;  // one report at a time
+  Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  CondVar stop_;  // signalled when stopping_ turns true
   std::thread thread_;
 };
 
