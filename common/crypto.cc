@@ -50,7 +50,7 @@ std::string HexPrefix(std::string_view bytes, size_t n) {
 }
 
 absl::StatusOr<Sealer> Sealer::LoadOrCreate(const std::string& path) {
-  absl::StatusOr<std::string> existing = ReadFileIfExists(path);
+  absl::StatusOr<std::string> existing = ReadPrivateFile(path);
   if (!existing.ok()) return existing.status();
   std::array<uint8_t, kKeyBytes> key;
   if (existing->empty()) {

@@ -34,7 +34,8 @@ class Sealer {
   static constexpr size_t kKeyBytes = 32;
 
   // Reads the master key from `path`, creating it (mode 0600, random bytes)
-  // when the file does not exist. A file of the wrong size is an error.
+  // when the file does not exist. A file of the wrong size, a link, or a file
+  // others may read is FAILED_PRECONDITION (ReadPrivateFile, common/files.h).
   static absl::StatusOr<Sealer> LoadOrCreate(const std::string& path);
 
   explicit Sealer(std::array<uint8_t, kKeyBytes> key) : key_(key) {}
