@@ -31,9 +31,12 @@ AdminService::Reactor* AdminService::Unary(Ctx* ctx, const Req* req, Resp* resp,
     reactor->Finish(ToGrpcStatus(caller.status()));
     return reactor;
   }
-  auto result = (authority_->*method)(*caller, *req);
-  if (result.ok()) *resp = *std::move(result);
-  reactor->Finish(ToGrpcStatus(result.status()));
+  // The request and response live until Finish, so the task may use them.
+  store_work_->Post([this, reactor, caller = *std::move(caller), req, resp, method] {
+    auto result = (authority_->*method)(caller, *req);
+    if (result.ok()) *resp = *std::move(result);
+    reactor->Finish(ToGrpcStatus(result.status()));
+  });
   return reactor;
 }
 

@@ -7,6 +7,7 @@
 #include "absl/status/statusor.h"
 #include "authority/key_authority.h"
 #include "authority/propagation.h"
+#include "common/work_queue.h"
 #include "latchkey/v1/key_admin.grpc.pb.h"
 
 namespace latchkey {
@@ -18,11 +19,13 @@ std::string BearerToken(const grpc::ServerContextBase& context);
 absl::StatusOr<Caller> AuthenticateCall(const KeyAuthority& authority,
                                         const grpc::ServerContextBase& context);
 
-// Thread-safe; `authority` and `propagation` must outlive the service.
+// Thread-safe; everything passed in must outlive the service. Calls that
+// reach the store run on `store_work`, never on gRPC's callback threads.
 class AdminService final : public v1::KeyAdmin::CallbackService {
  public:
-  AdminService(KeyAuthority* authority, const PropagationTracker* propagation)
-      : authority_(authority), propagation_(propagation) {}
+  AdminService(KeyAuthority* authority, const PropagationTracker* propagation,
+               WorkQueue* store_work)
+      : authority_(authority), propagation_(propagation), store_work_(store_work) {}
 
   using Ctx = grpc::CallbackServerContext;
   using Reactor = grpc::ServerUnaryReactor;
@@ -60,12 +63,14 @@ class AdminService final : public v1::KeyAdmin::CallbackService {
   Reactor* FindKey(Ctx* c, const v1::FindKeyRequest* q, v1::Key* r) override;
 
  private:
-  // Authenticates, runs `method` of the core, finishes the call.
+  // Authenticates, then runs `method` of the core on store_work_, which
+  // finishes the call.
   template <typename Req, typename Resp, typename Method>
   Reactor* Unary(Ctx* ctx, const Req* req, Resp* resp, Method method);
 
   KeyAuthority* const authority_;
   const PropagationTracker* const propagation_;
+  WorkQueue* const store_work_;
 };
 
 }  // namespace latchkey

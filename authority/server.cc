@@ -22,6 +22,7 @@ struct AuthorityServer::Parts {
   std::unique_ptr<KeyAuthority> authority;
   PropagationTracker propagation;
   std::unique_ptr<EventHub> hub;
+  std::unique_ptr<WorkQueue> store_work;  // outlives the services' calls
   std::unique_ptr<AdminService> admin;
   std::unique_ptr<SyncService> sync;
   std::unique_ptr<grpc::Server> server;
@@ -100,8 +101,11 @@ absl::StatusOr<std::unique_ptr<AuthorityServer>> AuthorityServer::Start(
                      audit.actor(), audit.project_id().empty() ? "-" : audit.project_id(),
                      audit.key_id().empty() ? "-" : audit.key_id());
       });
-  parts->admin = std::make_unique<AdminService>(parts->authority.get(), propagation);
+  parts->store_work = std::make_unique<WorkQueue>(options.store_threads);
+  parts->admin =
+      std::make_unique<AdminService>(parts->authority.get(), propagation, parts->store_work.get());
   parts->sync = std::make_unique<SyncService>(parts->authority.get(), hub, propagation,
+                                              parts->store_work.get(),
                                               SyncServiceOptions{options.watch_queue_limit});
 
   ListenOptions listen = options.listen;

@@ -27,6 +27,9 @@ struct AuthorityOptions {
   ServerTlsFiles tls;          // TLS (and mTLS) for the TCP listeners
   std::string metrics_listen;  // host:port for HTTP /metrics; empty: off
   bool group_commit = true;    // off only to measure it (bench/)
+  // Threads that run store reads and commits for RPCs (gRPC's callback
+  // threads never block on the disk). Concurrent commits share one fsync.
+  int store_threads = 16;
 };
 
 class AuthorityServer {

@@ -26,18 +26,21 @@ constexpr size_t kMaxSidecarIdChars = 128;
 // Concurrency: one thread at a time holds the "claim" (claimed_) and with it
 // the writer state (phase, cursor, replay); it holds it from choosing a
 // message until that write completes. Store reads happen only under the
-// claim and never under mu_, because the hub delivers while the store's
-// publish lock is held. A Deliver that finds the claim taken leaves a kick,
+// claim, never under mu_ (the hub delivers while the store's publish lock is
+// held), and only on a store_work thread: a holder of the claim on a gRPC
+// callback thread that needs the store (before the live phase) hands the
+// claim to a task on store_work and returns. A Deliver that finds the claim taken leaves a kick,
 // so no wakeup is lost. Every StartWrite and Finish is issued under the
 // claim with no write outstanding, so nothing is written after Finish.
 // Deletes itself in OnDone.
 class WatchStream final : public grpc::ServerWriteReactor<v1::WatchResponse>, public Subscriber {
  public:
   WatchStream(KeyStore* store, EventHub* hub, PropagationTracker* propagation,
-              std::string sidecar_id, size_t queue_limit)
+              WorkQueue* store_work, std::string sidecar_id, size_t queue_limit)
       : store_(store),
         hub_(hub),
         propagation_(propagation),
+        store_work_(store_work),
         sidecar_id_(std::move(sidecar_id)),
         queue_limit_(queue_limit) {}
 
@@ -48,9 +51,12 @@ class WatchStream final : public grpc::ServerWriteReactor<v1::WatchResponse>, pu
       claimed_ = true;
     }
     hub_->Add(this);  // from here on, live events queue up
-    absl::Status begun = Begin(req);
-    if (!begun.ok()) End(ToGrpcStatus(begun));
-    Drive();
+    // Begin reads the store: on store_work, holding the claim.
+    store_work_->Post([this, req] {
+      absl::Status begun = Begin(req);
+      if (!begun.ok()) End(ToGrpcStatus(begun));
+      Drive();
+    });
   }
 
   void Deliver(const SharedResponse& message) override {
@@ -140,6 +146,11 @@ class WatchStream final : public grpc::ServerWriteReactor<v1::WatchResponse>, pu
 
   // Under the claim: writes the next message, finishes, or gives the claim up.
   void Drive() {
+    if (phase_ != Phase::kLive && !WorkQueue::OnWorkerThread()) {
+      // The snapshot or replay reads the store: not on a callback thread.
+      store_work_->Post([this] { Drive(); });
+      return;
+    }
     for (;;) {
       std::optional<grpc::Status> finish;
       {
@@ -296,6 +307,7 @@ class WatchStream final : public grpc::ServerWriteReactor<v1::WatchResponse>, pu
   KeyStore* const store_;
   EventHub* const hub_;
   PropagationTracker* const propagation_;
+  WorkQueue* const store_work_;
   const std::string sidecar_id_;
   const size_t queue_limit_;
 
@@ -343,8 +355,8 @@ grpc::ServerWriteReactor<v1::WatchResponse>* SyncService::Watch(grpc::CallbackSe
     };
     return new Refused(ToGrpcStatus(status));
   }
-  auto* stream = new WatchStream(&authority_->store(), hub_, propagation_, SidecarId(*ctx, *req),
-                                 options_.queue_limit);
+  auto* stream = new WatchStream(&authority_->store(), hub_, propagation_, store_work_,
+                                 SidecarId(*ctx, *req), options_.queue_limit);
   stream->Start(*req);
   return stream;
 }
@@ -369,8 +381,13 @@ grpc::ServerUnaryReactor* SyncService::ReportUsage(grpc::CallbackServerContext* 
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   absl::StatusOr<Caller> caller = AuthenticateCall(*authority_, *ctx);
   absl::Status status = caller.status();
-  if (status.ok()) status = authority_->RecordUsage(*caller, *req);
-  reactor->Finish(ToGrpcStatus(status));
+  if (!status.ok()) {
+    reactor->Finish(ToGrpcStatus(status));
+    return reactor;
+  }
+  store_work_->Post([this, reactor, caller = *std::move(caller), req] {
+    reactor->Finish(ToGrpcStatus(authority_->RecordUsage(caller, *req)));
+  });
   return reactor;
 }
 

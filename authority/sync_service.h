@@ -8,6 +8,7 @@
 #include "authority/event_hub.h"
 #include "authority/key_authority.h"
 #include "authority/propagation.h"
+#include "common/work_queue.h"
 #include "latchkey/v1/key_sync.grpc.pb.h"
 
 namespace latchkey {
@@ -17,12 +18,18 @@ struct SyncServiceOptions {
   size_t max_watchers = 10000;
 };
 
-// Thread-safe. Everything passed in must outlive the service.
+// Thread-safe. Everything passed in must outlive the service. Store reads
+// and writes (snapshots, replays, usage reports) run on `store_work`, never
+// on gRPC's callback threads.
 class SyncService final : public v1::KeySync::CallbackService {
  public:
   SyncService(KeyAuthority* authority, EventHub* hub, PropagationTracker* propagation,
-              SyncServiceOptions options)
-      : authority_(authority), hub_(hub), propagation_(propagation), options_(options) {}
+              WorkQueue* store_work, SyncServiceOptions options)
+      : authority_(authority),
+        hub_(hub),
+        propagation_(propagation),
+        store_work_(store_work),
+        options_(options) {}
 
   grpc::ServerWriteReactor<v1::WatchResponse>* Watch(grpc::CallbackServerContext* ctx,
                                                      const v1::WatchRequest* req) override;
@@ -37,6 +44,7 @@ class SyncService final : public v1::KeySync::CallbackService {
   KeyAuthority* const authority_;
   EventHub* const hub_;
   PropagationTracker* const propagation_;
+  WorkQueue* const store_work_;
   const SyncServiceOptions options_;
 };
 

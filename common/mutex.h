@@ -97,6 +97,7 @@ class CondVar {
     Adapter held{mu};
     return cv_.wait_for(held, absl::ToChronoNanoseconds(timeout), done);
   }
+  void Signal() { cv_.notify_one(); }  // wakes one waiter
   void SignalAll() { cv_.notify_all(); }
 
  private:
