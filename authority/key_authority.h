@@ -3,7 +3,15 @@
 //
 // Each method takes the authenticated caller and the request message, checks
 // the caller's role, validates the request, and either commits exactly one
-// Mutation or changes nothing. Mutations are serialized; reads are not.
+// Mutation or changes nothing. Mutations are serialized (through Mutate, the
+// one path they all take); reads are not.
+//
+// The implementation is split by concern:
+//   key_authority.cc      roles, the shared loads, Mutate
+//   key_lifecycle.cc      projects and keys: create, revoke, rotate, delete, list, find
+//   key_usage.cc          usage reports from sidecars and the usage a key shows
+//   principals.cc         tokens, authentication, principals
+//   internal/mutations.h  rows, audit records and checks the mutations share
 //
 // A KeyAuthority is safe for concurrent access from multiple threads without
 // any external synchronization.
@@ -123,9 +131,25 @@ class KeyAuthority {
   absl::StatusOr<internal::ProjectRecord> LoadProject(std::string_view project_id) const;
   // The key as returned by the API: its record's metadata plus usage.
   absl::StatusOr<v1::Key> WithUsage(v1::Key key) const;
+  // The one path of every mutation. Under mu_, `build(m, revision)` reads
+  // what it needs, checks the rules and fills `m`, which will take
+  // `revision`; or it returns an error, and nothing changes; or kUnchanged
+  // when there is nothing to do (Mutate then returns revision 0). The
+  // mutation is appended, mu_ released, and Mutate returns once it is
+  // durable: other mutations proceed during the fsync.
+  enum class Built { kCommit, kUnchanged };
+  template <typename Build>
+  absl::StatusOr<uint64_t> Mutate(Build build) ABSL_LOCKS_EXCLUDED(mu_) {
+    ReleasableMutexLock lock(&mu_);
+    Mutation m;
+    absl::StatusOr<Built> built = build(m, store_->last_appended_revision() + 1);
+    if (!built.ok()) return built.status();
+    if (*built == Built::kUnchanged) return uint64_t{0};
+    return CommitAndRelease(std::move(m), lock);
+  }
   // Appends `m` under mu_ (held through `lock`), releases mu_, then waits for
-  // the mutation to be durable: other mutations proceed during the fsync.
-  // (The analysis cannot follow a lock released through a reference.)
+  // the mutation to be durable. (The analysis cannot follow a lock released
+  // through a reference.)
   absl::StatusOr<uint64_t> CommitAndRelease(Mutation m, ReleasableMutexLock& lock)
       ABSL_NO_THREAD_SAFETY_ANALYSIS;
   // Drops expired keys from the project's active list and returns how many remain.
@@ -141,15 +165,19 @@ class KeyAuthority {
   absl::StatusOr<NewKey> MakeKey(const Caller& caller, std::string_view project_id,
                                  std::string_view name, v1::KeyKind kind, bool legacy,
                                  const google::protobuf::Timestamp* expire_time, absl::Time now,
-                                 Mutation& mutation) const;
+                                 uint64_t revision, Mutation& mutation) const;
   absl::StatusOr<NewKey> GenerateKey(const Caller& caller, std::string_view project_id,
                                      std::string_view name, v1::KeyKind kind,
                                      const google::protobuf::Timestamp& expire_time)
       ABSL_LOCKS_EXCLUDED(mu_);
-  absl::StatusOr<internal::PrincipalRecord> AddPrincipal(const std::string& actor,
-                                                         std::string_view name, v1::Role role,
-                                                         const std::string& token)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A new principal holding `token`, written by `m`. Once `m` is committed,
+  // Remember it so that its token authenticates.
+  static internal::PrincipalRecord NewPrincipal(const Caller& creator, std::string_view name,
+                                                v1::Role role, const std::string& token,
+                                                absl::Time now, Mutation& m);
+  void Remember(const internal::PrincipalRecord& rec) ABSL_LOCKS_EXCLUDED(principals_mu_);
+  // ADMIN principals in the store.
+  absl::StatusOr<int> CountAdmins() const;
 
   // Constant after construction.
   KeyStore* const store_;

@@ -471,6 +471,29 @@ TEST_CASE("rule 9: the last ADMIN principal cannot be deleted") {
   REQUIRE(absl::IsFailedPrecondition(f.authority().DeletePrincipal(f.admin(), del).status()));
 }
 
+TEST_CASE("rule 9: deleting the last two ADMINs at once leaves one", "[concurrency]") {
+  for (int round = 0; round < 20; ++round) {
+    AuthorityFixture f;
+    v1::CreatePrincipalRequest second;
+    second.set_name("second admin");
+    second.set_role(v1::ROLE_ADMIN);
+    REQUIRE(f.authority().CreatePrincipal(f.admin(), second).ok());
+    v1::ListPrincipalsResponse all = *f.authority().ListPrincipals(f.admin(), {});
+    REQUIRE(all.principals_size() == 2);
+    std::atomic<int> deleted{0};
+    std::vector<std::thread> threads;
+    for (const v1::Principal& p : all.principals()) {
+      threads.emplace_back([&, id = p.principal_id()] {
+        v1::DeletePrincipalRequest del;
+        del.set_principal_id(id);
+        if (f.authority().DeletePrincipal(f.admin(), del).ok()) deleted.fetch_add(1);
+      });
+    }
+    for (auto& t : threads) t.join();
+    REQUIRE(deleted.load() == 1);
+  }
+}
+
 TEST_CASE("rule 9: principals' tokens are stored as digests only") {
   AuthorityFixture f;
   v1::CreatePrincipalRequest create;

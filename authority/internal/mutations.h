@@ -1,0 +1,40 @@
+// The pieces every KeyAuthority mutation is built from: rows, the records'
+// metadata, audit records, and the checks the lifecycle files share.
+#ifndef LATCHKEY_AUTHORITY_INTERNAL_MUTATIONS_H_
+#define LATCHKEY_AUTHORITY_INTERNAL_MUTATIONS_H_
+
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "authority/internal/records.pb.h"
+#include "authority/key_authority.h"
+#include "authority/key_store.h"
+
+namespace latchkey::internal {
+
+inline constexpr char kDeleteConfirmation[] = "DELETE";
+
+absl::Status CheckKeyId(std::string_view id);
+absl::Status CheckProjectId(std::string_view id);
+// OK for an unset timestamp or one in the future and in range.
+absl::Status CheckExpireTime(const google::protobuf::Timestamp& t, absl::Time now);
+
+// A row holding `value`, and one that deletes `key`.
+Write Put(Table t, std::string key, const google::protobuf::Message& value);
+Write Erase(Table t, std::string key);
+// The ListKeys index row of a key.
+std::string ProjectKeysRow(std::string_view project_id, std::string_view key_id);
+
+void SetLastAction(v1::Key& key, std::string_view action, const Caller& caller, absl::Time now);
+v1::AuditEvent Audit(const Caller& caller, std::string_view action, std::string_view project_id,
+                     std::string_view key_id, std::string detail, absl::Time now);
+
+// Writes the record as of `revision` and tells sidecars every digest it now
+// has (its current value and the retired ones it remembers).
+void PutKey(Mutation& m, KeyRecord& record, uint64_t revision);
+
+}  // namespace latchkey::internal
+
+#endif  // LATCHKEY_AUTHORITY_INTERNAL_MUTATIONS_H_

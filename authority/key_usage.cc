@@ -1,0 +1,110 @@
+// Usage: what sidecars report about the keys they validate, summed per key,
+// and the usage a key shows in the API.
+#include <algorithm>
+
+#include "absl/status/status.h"
+#include "absl/time/clock.h"
+#include "authority/internal/mutations.h"
+#include "authority/key_authority.h"
+#include "common/time_util.h"
+
+namespace latchkey {
+namespace {
+
+using internal::CheckKeyId;
+using internal::KeyRecord;
+using internal::Put;
+
+// A revoked key's usage names the sidecars that still receive it: the most
+// frequent ones, so a report cannot grow the record without bound.
+constexpr int kMaxSidecarCounts = 32;
+constexpr int kTopRejectingSidecars = 5;  // in Key.top_rejecting_sidecars
+
+// Adds one sidecar's report about one key to the key's summed usage. Times
+// from the future are taken as now: a sidecar's clock cannot pin a key's
+// last use ahead of the authority's.
+void AddUsage(internal::KeyUsageRecord& usage, const v1::KeyUsage& u, const std::string& sidecar_id,
+              bool revoked, absl::Time now) {
+  auto micros = [now](const google::protobuf::Timestamp& t) {
+    return absl::ToUnixMicros(std::min(FromProto(t), now));
+  };
+  if (u.count() > 0) {
+    usage.set_count(usage.count() + u.count());
+    usage.set_last_used_micros(std::max(usage.last_used_micros(), micros(u.last_used_time())));
+  }
+  if (u.rejected_count() == 0) return;
+  const int64_t rejected_at = micros(u.last_rejected_time());
+  usage.set_rejected_count(usage.rejected_count() + u.rejected_count());
+  usage.set_last_rejected_micros(std::max(usage.last_rejected_micros(), rejected_at));
+  if (!revoked) return;
+  usage.set_rejected_since_revocation(usage.rejected_since_revocation() + u.rejected_count());
+  auto* counts = usage.mutable_revoked_rejections();
+  auto it = std::find_if(counts->begin(), counts->end(), [&](const internal::SidecarCount& c) {
+    return c.sidecar_id() == sidecar_id;
+  });
+  internal::SidecarCount* c = it != counts->end() ? &*it : counts->Add();
+  c->set_sidecar_id(sidecar_id);
+  c->set_count(c->count() + u.rejected_count());
+  c->set_last_micros(std::max(c->last_micros(), rejected_at));
+  std::stable_sort(counts->begin(), counts->end(),
+                   [](const internal::SidecarCount& a, const internal::SidecarCount& b) {
+                     return a.count() > b.count();
+                   });
+  while (counts->size() > kMaxSidecarCounts) counts->RemoveLast();
+}
+
+}  // namespace
+
+absl::StatusOr<v1::Key> KeyAuthority::WithUsage(v1::Key key) const {
+  absl::StatusOr<std::optional<std::string>> row = store_->Get(Table::kUsage, key.key_id());
+  if (!row.ok()) return row.status();
+  if (!row->has_value()) return key;
+  internal::KeyUsageRecord usage;
+  if (!usage.ParseFromString(**row)) return absl::DataLossError("usage record");
+  key.set_use_count(usage.count());
+  if (usage.last_used_micros() != 0) {
+    *key.mutable_last_used_time() = ToProto(absl::FromUnixMicros(usage.last_used_micros()));
+  }
+  key.set_rejected_count(usage.rejected_count());
+  if (usage.last_rejected_micros() != 0) {
+    *key.mutable_last_rejected_time() = ToProto(absl::FromUnixMicros(usage.last_rejected_micros()));
+  }
+  if (key.state() == v1::KEY_STATE_REVOKED) {
+    key.set_rejected_since_revocation(usage.rejected_since_revocation());
+    for (const internal::SidecarCount& c : usage.revoked_rejections()) {
+      if (key.top_rejecting_sidecars_size() == kTopRejectingSidecars) break;
+      v1::SidecarRejections* top = key.add_top_rejecting_sidecars();
+      top->set_sidecar_id(c.sidecar_id());
+      top->set_count(c.count());
+      *top->mutable_last_time() = ToProto(absl::FromUnixMicros(c.last_micros()));
+    }
+  }
+  return key;
+}
+
+absl::Status KeyAuthority::RecordUsage(const Caller& caller, const v1::ReportUsageRequest& req) {
+  if (absl::Status s = Authorize(caller, Permission::kSync); !s.ok()) return s;
+  const absl::Time now = absl::Now();
+  MutexLock lock(&usage_mu_);
+  std::vector<Write> writes;
+  for (const v1::KeyUsage& u : req.usage()) {
+    if (!CheckKeyId(u.key_id()).ok()) continue;
+    absl::StatusOr<std::optional<std::string>> key_row = store_->Get(Table::kKeys, u.key_id());
+    if (!key_row.ok()) return key_row.status();
+    if (!key_row->has_value()) continue;  // deleted since it was used
+    KeyRecord key;
+    if (!key.ParseFromString(**key_row)) return absl::DataLossError("key record");
+    absl::StatusOr<std::optional<std::string>> row = store_->Get(Table::kUsage, u.key_id());
+    if (!row.ok()) return row.status();
+    internal::KeyUsageRecord usage;
+    if (row->has_value() && !usage.ParseFromString(**row)) {
+      return absl::DataLossError("usage record");
+    }
+    AddUsage(usage, u, req.sidecar_id(), key.key().state() == v1::KEY_STATE_REVOKED, now);
+    writes.push_back(Put(Table::kUsage, u.key_id(), usage));
+  }
+  if (writes.empty()) return absl::OkStatus();
+  return store_->WriteAdvisory(std::move(writes));
+}
+
+}  // namespace latchkey
