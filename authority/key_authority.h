@@ -20,6 +20,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -178,6 +179,9 @@ class KeyAuthority {
   void Remember(const internal::PrincipalRecord& rec) ABSL_LOCKS_EXCLUDED(principals_mu_);
   // ADMIN principals in the store.
   absl::StatusOr<int> CountAdmins() const;
+  // Calls `visit` with every principal record in the store.
+  absl::Status ForEachPrincipal(
+      const std::function<void(const internal::PrincipalRecord&)>& visit) const;
 
   // Constant after construction.
   KeyStore* const store_;

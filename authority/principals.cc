@@ -1,5 +1,7 @@
 // Principals and their tokens: the in-memory token table that authenticates
 // every call, the first ADMIN, and the principal methods of KeyAdmin.
+#include <functional>
+
 #include "absl/status/status.h"
 #include "absl/time/clock.h"
 #include "authority/internal/mutations.h"
@@ -17,7 +19,8 @@ using internal::Erase;
 using internal::PrincipalRecord;
 using internal::Put;
 
-absl::Status KeyAuthority::LoadPrincipals() {
+absl::Status KeyAuthority::ForEachPrincipal(
+    const std::function<void(const PrincipalRecord&)>& visit) const {
   std::string after;
   for (;;) {
     absl::StatusOr<Page> page = store_->Scan(Table::kPrincipals, "", after, 1000);
@@ -25,27 +28,24 @@ absl::Status KeyAuthority::LoadPrincipals() {
     for (const Row& row : page->rows) {
       PrincipalRecord rec;
       if (!rec.ParseFromString(row.value)) return absl::DataLossError("principal record");
-      Remember(rec);
+      visit(rec);
     }
     if (!page->more) return absl::OkStatus();
     after = page->rows.back().key;
   }
 }
 
+absl::Status KeyAuthority::LoadPrincipals() {
+  return ForEachPrincipal([this](const PrincipalRecord& rec) { Remember(rec); });
+}
+
 absl::StatusOr<int> KeyAuthority::CountAdmins() const {
   int admins = 0;
-  std::string after;
-  for (;;) {
-    absl::StatusOr<Page> page = store_->Scan(Table::kPrincipals, "", after, 1000);
-    if (!page.ok()) return page.status();
-    for (const Row& row : page->rows) {
-      PrincipalRecord rec;
-      if (!rec.ParseFromString(row.value)) return absl::DataLossError("principal record");
-      admins += rec.principal().role() == v1::ROLE_ADMIN ? 1 : 0;
-    }
-    if (!page->more) return admins;
-    after = page->rows.back().key;
-  }
+  absl::Status scanned = ForEachPrincipal([&admins](const PrincipalRecord& rec) {
+    admins += rec.principal().role() == v1::ROLE_ADMIN ? 1 : 0;
+  });
+  if (!scanned.ok()) return scanned;
+  return admins;
 }
 
 void KeyAuthority::Remember(const PrincipalRecord& rec) {
