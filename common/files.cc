@@ -88,9 +88,9 @@ absl::StatusOr<std::string> ReadPrivateFile(const std::string& path) {
   }
   if ((st.st_mode & 077) != 0) {
     ::close(fd);
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "%s holds a secret but its mode is %04o, open to others; chmod 600 %s", path,
-        st.st_mode & 0777, path));
+    return absl::FailedPreconditionError(
+        absl::StrFormat("%s holds a secret but its mode is %04o, open to others; chmod 600 %s",
+                        path, st.st_mode & 0777, path));
   }
   std::string out;
   char buf[4096];

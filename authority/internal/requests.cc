@@ -2,10 +2,10 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/escaping.h"
-#include "google/protobuf/stubs/common.h"
 #include "authority/internal/records.pb.h"
 #include "common/key_format.h"
 #include "common/strings.h"
+#include "google/protobuf/stubs/common.h"
 
 namespace latchkey::internal {
 
@@ -13,7 +13,7 @@ absl::Status CheckName(std::string_view name, std::string_view field) {
   // Protobuf's own rule: a proto3 string that is not UTF-8 serializes, but
   // the record holding it would never parse back.
   if (!google::protobuf::internal::IsStructurallyValidUTF8(name.data(),
-                                                          static_cast<int>(name.size()))) {
+                                                           static_cast<int>(name.size()))) {
     return absl::InvalidArgumentError(StrCat(field, " must be UTF-8 text"));
   }
   size_t chars = 0;

@@ -22,9 +22,9 @@ TEST_CASE("names: 1 to 100 characters of UTF-8, no control characters, not blank
   REQUIRE(absl::IsInvalidArgument(CheckName(umlauts + "ü", "name")));
   REQUIRE(absl::IsInvalidArgument(CheckName(std::string(101, 'x'), "name")));
 
-  for (const std::string& bad : {std::string(), std::string("   "), std::string("a\nb"),
-                                std::string("tab\there"), std::string("del\x7f"),
-                                std::string("nul\0x", 5)}) {
+  for (const std::string& bad :
+       {std::string(), std::string("   "), std::string("a\nb"), std::string("tab\there"),
+        std::string("del\x7f"), std::string("nul\0x", 5)}) {
     INFO(absl::CHexEscape(bad));
     absl::Status s = CheckName(bad, "display_name");
     REQUIRE(absl::IsInvalidArgument(s));
