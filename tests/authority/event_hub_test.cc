@@ -62,8 +62,10 @@ v1::KeyEvent Event(uint64_t revision) {
 }
 
 TEST_CASE("every subscriber hears every published event, in order, with the store id") {
-  EventHub hub("st_1", absl::Hours(1), [] { return uint64_t{0}; });
+  // Subscribers outlive the hub (declared first): the hub calls them until
+  // it is gone or they are removed.
   Recorder a, b;
+  EventHub hub("st_1", absl::Hours(1), [] { return uint64_t{0}; });
   hub.Add(&a);
   hub.Add(&b);
   REQUIRE(hub.size() == 2);
@@ -74,8 +76,8 @@ TEST_CASE("every subscriber hears every published event, in order, with the stor
 }
 
 TEST_CASE("a removed subscriber hears nothing more") {
-  EventHub hub("st_1", absl::Hours(1), [] { return uint64_t{0}; });
   Recorder kept, removed;
+  EventHub hub("st_1", absl::Hours(1), [] { return uint64_t{0}; });
   hub.Add(&kept);
   hub.Add(&removed);
   hub.Publish(Event(1));
@@ -88,8 +90,8 @@ TEST_CASE("a removed subscriber hears nothing more") {
 
 TEST_CASE("progress messages tick at the interval and name the current head") {
   std::atomic<uint64_t> head{7};
-  EventHub hub("st_1", absl::Milliseconds(5), [&] { return head.load(); });
   Recorder r;
+  EventHub hub("st_1", absl::Milliseconds(5), [&] { return head.load(); });
   hub.Add(&r);
   REQUIRE(testing::Eventually([&] { return r.ProgressHeads().size() >= 2; }));
   head = 9;
@@ -101,8 +103,8 @@ TEST_CASE("progress messages tick at the interval and name the current head") {
 }
 
 TEST_CASE("CloseAll closes every subscriber") {
-  EventHub hub("st_1", absl::Hours(1), [] { return uint64_t{0}; });
   Recorder a, b;
+  EventHub hub("st_1", absl::Hours(1), [] { return uint64_t{0}; });
   hub.Add(&a);
   hub.Add(&b);
   hub.CloseAll();
@@ -120,8 +122,8 @@ TEST_CASE("destroying the hub stops its ticker at once, whatever the interval") 
 }
 
 TEST_CASE("publishing while subscribers come and go delivers in order to each", "[concurrency]") {
-  EventHub hub("st_1", absl::Milliseconds(1), [] { return uint64_t{0}; });
   Recorder steady;
+  EventHub hub("st_1", absl::Milliseconds(1), [] { return uint64_t{0}; });
   hub.Add(&steady);
   std::atomic<bool> done{false};
   std::thread churn([&] {
