@@ -3,7 +3,6 @@
 #ifndef LATCHKEY_TESTS_TESTING_SERVICES_H_
 #define LATCHKEY_TESTS_TESTING_SERVICES_H_
 
-#include <atomic>
 #include <catch2/catch.hpp>
 #include <memory>
 #include <string>
@@ -15,76 +14,9 @@
 #include "common/grpc_server.h"
 #include "common/work_queue.h"
 #include "tests/testing/clients.h"
+#include "tests/testing/thread_checking_store.h"
 
 namespace latchkey::testing {
-
-// Forwards to a real store and counts calls made off the work queue's
-// threads once armed (startup runs on the test's own thread).
-class ThreadCheckingStore final : public KeyStore {
- public:
-  explicit ThreadCheckingStore(std::unique_ptr<KeyStore> inner) : inner_(std::move(inner)) {}
-
-  void Arm() { armed_ = true; }
-  int off_worker_calls() const { return off_worker_.load(); }
-  int calls() const { return calls_.load(); }
-
-  const std::string& store_id() const override { return inner_->store_id(); }
-  uint64_t head_revision() const override { return inner_->head_revision(); }
-  uint64_t last_appended_revision() const override { return inner_->last_appended_revision(); }
-  absl::StatusOr<uint64_t> Append(Mutation m) override {
-    Note();
-    return inner_->Append(std::move(m));
-  }
-  absl::Status Sync(uint64_t revision) override {
-    Note();
-    return inner_->Sync(revision);
-  }
-  absl::Status WriteAdvisory(std::vector<Write> writes) override {
-    Note();
-    return inner_->WriteAdvisory(std::move(writes));
-  }
-  StoreStats stats() const override { return inner_->stats(); }
-  absl::StatusOr<std::optional<std::string>> Get(Table table, std::string_view key,
-                                                 const StoreSnapshot* at) const override {
-    Note();
-    return inner_->Get(table, key, at);
-  }
-  absl::StatusOr<Page> Scan(Table table, std::string_view prefix, std::string_view after,
-                            size_t limit, const StoreSnapshot* at) const override {
-    Note();
-    return inner_->Scan(table, prefix, after, limit, at);
-  }
-  absl::StatusOr<std::vector<v1::KeyEvent>> EventsAfter(uint64_t after,
-                                                        size_t limit) const override {
-    Note();
-    return inner_->EventsAfter(after, limit);
-  }
-  absl::StatusOr<std::vector<v1::AuditEvent>> AuditEvents(std::string_view project_id,
-                                                          uint64_t after,
-                                                          size_t limit) const override {
-    Note();
-    return inner_->AuditEvents(project_id, after, limit);
-  }
-  std::unique_ptr<StoreSnapshot> Snapshot() override {
-    Note();
-    return inner_->Snapshot();
-  }
-  void SetCommitListener(CommitListener listener) override {
-    inner_->SetCommitListener(std::move(listener));
-  }
-
- private:
-  void Note() const {
-    if (!armed_) return;
-    calls_.fetch_add(1);
-    if (!WorkQueue::OnWorkerThread()) off_worker_.fetch_add(1);
-  }
-
-  const std::unique_ptr<KeyStore> inner_;
-  std::atomic<bool> armed_{false};
-  mutable std::atomic<int> calls_{0};
-  mutable std::atomic<int> off_worker_{0};
-};
 
 // The authority's services without AuthorityServer, so the store can be
 // wrapped. Retention is small so that resumes can fall off the log.

@@ -1,0 +1,278 @@
+#include "authority/watch_stream.h"
+
+#include "authority/internal/records.pb.h"
+#include "authority/key_authority.h"
+#include "common/log.h"
+#include "common/strings.h"
+
+namespace latchkey {
+namespace {
+
+constexpr size_t kReplayPage = 512;
+constexpr size_t kSnapshotKeysPerChunk = 256;  // <= 256 * 17 entries * ~100 B: under 1 MiB
+constexpr size_t kSnapshotProjectsPerChunk = 4096;
+
+}  // namespace
+
+WatchStream::WatchStream(KeyStore* store, EventHub* hub, WorkQueue* store_work, WatchSink* sink,
+                         std::string sidecar_id, size_t queue_limit)
+    : store_(store),
+      hub_(hub),
+      store_work_(store_work),
+      sink_(sink),
+      sidecar_id_(std::move(sidecar_id)),
+      queue_limit_(queue_limit) {}
+
+WatchStream::~WatchStream() { hub_->Remove(this); }
+
+void WatchStream::Start(const v1::WatchRequest& req) {
+  {
+    MutexLock lock(&mu_);
+    claimed_ = true;
+  }
+  // From here on live events queue up, before the snapshot or replay is read,
+  // so none is missed; those at or below the last revision sent are dropped.
+  hub_->Add(this);
+  store_work_->Post([this, req] {
+    absl::Status begun = Begin(req);
+    if (!begun.ok()) EndWith(std::move(begun));
+    Drive();
+  });
+}
+
+void WatchStream::Deliver(const SharedResponse& message) {
+  {
+    MutexLock lock(&mu_);
+    if (ended_ || end_status_) return;
+    if (message->has_progress() && (!live_ || !queue_.empty())) return;
+    if (queue_.size() >= queue_limit_) {
+      queue_.clear();  // the memory goes now, not when the client reads
+      end_status_ =
+          absl::ResourceExhaustedError("watcher fell too far behind; resume from your revision");
+      spdlog::warn("watch from sidecar {} fell behind by {} messages; ending it", sidecar_id_,
+                   queue_limit_);
+    } else {
+      queue_.push_back(message);
+    }
+  }
+  Pump();
+}
+
+void WatchStream::Close() {
+  EndWith(absl::UnavailableError("authority shutting down"));
+  Pump();
+}
+
+void WatchStream::OnWriteDone(bool ok) {
+  {
+    MutexLock lock(&mu_);
+    current_.reset();
+    if (!ok && !end_status_) end_status_ = absl::CancelledError("gone");
+    claimed_ = false;
+  }
+  Pump();
+}
+
+void WatchStream::Cancel() {
+  EndWith(absl::CancelledError("cancelled"));
+  Pump();
+}
+
+void WatchStream::EndWith(absl::Status status) {
+  MutexLock lock(&mu_);
+  if (!end_status_) end_status_ = std::move(status);
+}
+
+// Takes the claim if it is free; otherwise leaves a kick for its holder.
+void WatchStream::Pump() {
+  {
+    MutexLock lock(&mu_);
+    if (claimed_ || ended_) {
+      kicked_ = true;
+      return;
+    }
+    claimed_ = true;
+  }
+  Drive();
+}
+
+// Under the claim: writes the next message, ends the call, or gives the claim
+// up.
+void WatchStream::Drive() {
+  if (phase_ != Phase::kLive && !WorkQueue::OnWorkerThread()) {
+    // The snapshot or replay reads the store: not on the caller's thread.
+    store_work_->Post([this] { Drive(); });
+    return;
+  }
+  for (;;) {
+    std::optional<absl::Status> end;
+    {
+      MutexLock lock(&mu_);
+      kicked_ = false;
+      end = end_status_;
+    }
+    SharedResponse next;
+    if (!end) {
+      absl::StatusOr<SharedResponse> made = Next();
+      if (made.ok()) {
+        next = *std::move(made);
+      } else {
+        end = made.status();
+      }
+    }
+    enum class Act { kEnd, kWrite, kAgain, kIdle } act;
+    {
+      MutexLock lock(&mu_);
+      if (end) {
+        ended_ = true;
+        act = Act::kEnd;
+      } else if (next) {
+        current_ = next;
+        act = Act::kWrite;
+      } else if (kicked_) {
+        act = Act::kAgain;
+      } else {
+        claimed_ = false;
+        act = Act::kIdle;
+      }
+    }
+    switch (act) {
+      case Act::kEnd:
+        sink_->End(*end);
+        return;
+      case Act::kWrite:
+        sink_->Write(next.get());  // the claim passes to OnWriteDone
+        return;
+      case Act::kAgain:
+        continue;
+      case Act::kIdle:
+        return;
+    }
+  }
+}
+
+// Under the claim. Chooses between a replay and a snapshot.
+absl::Status WatchStream::Begin(const v1::WatchRequest& req) {
+  const bool same_store = req.store_id().empty() || req.store_id() == store_->store_id();
+  if (req.after_revision() > 0 && same_store) {
+    // Probe: replay when the events are retained, snapshot when trimmed.
+    absl::StatusOr<std::vector<v1::KeyEvent>> probe = store_->EventsAfter(req.after_revision(), 0);
+    if (probe.ok()) {
+      phase_ = Phase::kReplay;
+      sent_ = req.after_revision();
+      return absl::OkStatus();
+    }
+    if (!absl::IsOutOfRange(probe.status())) return probe.status();
+  }
+  phase_ = Phase::kSnapshotProjects;
+  snapshot_ = store_->Snapshot();
+  sent_ = snapshot_->revision();
+  return absl::OkStatus();
+}
+
+// Under the claim: the next message to send, or null when there is none yet.
+absl::StatusOr<SharedResponse> WatchStream::Next() {
+  switch (phase_) {
+    case Phase::kSnapshotProjects:
+      return SnapshotProjects();
+    case Phase::kSnapshotKeys:
+      return SnapshotKeys();
+    case Phase::kReplay:
+      return Replay();
+    case Phase::kLive:
+      return Live();
+  }
+  return nullptr;
+}
+
+std::shared_ptr<v1::WatchResponse> WatchStream::NewMessage() const {
+  auto m = std::make_shared<v1::WatchResponse>();
+  m->set_store_id(store_->store_id());
+  return m;
+}
+
+void WatchStream::GoLive() {
+  phase_ = Phase::kLive;
+  MutexLock lock(&mu_);
+  live_ = true;
+}
+
+absl::StatusOr<SharedResponse> WatchStream::SnapshotProjects() {
+  auto m = NewMessage();
+  v1::SnapshotChunk* chunk = m->mutable_snapshot_chunk();
+  while (chunk->disabled_project_ids_size() < static_cast<int>(kSnapshotProjectsPerChunk)) {
+    absl::StatusOr<Page> page =
+        store_->Scan(Table::kProjects, "", cursor_, kSnapshotProjectsPerChunk, snapshot_.get());
+    if (!page.ok()) return page.status();
+    for (const Row& row : page->rows) {
+      internal::ProjectRecord rec;
+      if (!rec.ParseFromString(row.value)) return absl::DataLossError("project record");
+      if (!rec.project().api_access_enabled()) chunk->add_disabled_project_ids(row.key);
+    }
+    if (!page->more) {
+      phase_ = Phase::kSnapshotKeys;
+      cursor_.clear();
+      break;
+    }
+    cursor_ = page->rows.back().key;
+  }
+  return m;
+}
+
+absl::StatusOr<SharedResponse> WatchStream::SnapshotKeys() {
+  auto m = NewMessage();
+  absl::StatusOr<Page> page =
+      store_->Scan(Table::kKeys, "", cursor_, kSnapshotKeysPerChunk, snapshot_.get());
+  if (!page.ok()) return page.status();
+  if (page->rows.empty()) {
+    m->mutable_snapshot_end()->set_revision(snapshot_->revision());
+    snapshot_.reset();
+    GoLive();
+    return m;
+  }
+  v1::SnapshotChunk* chunk = m->mutable_snapshot_chunk();
+  for (const Row& row : page->rows) {
+    internal::KeyRecord rec;
+    if (!rec.ParseFromString(row.value)) return absl::DataLossError("key record");
+    for (v1::KeyEntry& e : SidecarEntries(rec)) *chunk->add_entries() = std::move(e);
+  }
+  cursor_ = page->rows.back().key;
+  return m;
+}
+
+absl::StatusOr<SharedResponse> WatchStream::Replay() {
+  if (replay_.empty()) {
+    absl::StatusOr<std::vector<v1::KeyEvent>> events = store_->EventsAfter(sent_, kReplayPage);
+    if (!events.ok()) return events.status();  // trimmed meanwhile: the sidecar resumes
+    if (events->empty()) {
+      GoLive();
+      return Live();
+    }
+    replay_.assign(std::make_move_iterator(events->begin()),
+                   std::make_move_iterator(events->end()));
+  }
+  auto m = NewMessage();
+  *m->mutable_event() = std::move(replay_.front());
+  replay_.pop_front();
+  sent_ = m->event().revision();
+  return m;
+}
+
+absl::StatusOr<SharedResponse> WatchStream::Live() {
+  MutexLock lock(&mu_);
+  while (!queue_.empty()) {
+    SharedResponse m = std::move(queue_.front());
+    queue_.pop_front();
+    if (m->has_progress()) return m;
+    const uint64_t rev = m->event().revision();
+    if (rev <= sent_) continue;  // already sent by the snapshot or replay
+    if (rev != sent_ + 1) {
+      return absl::InternalError(StrCat("watch gap: sent ", sent_, ", next ", rev));
+    }
+    sent_ = rev;
+    return m;
+  }
+  return nullptr;
+}
+
+}  // namespace latchkey
