@@ -33,9 +33,16 @@ size_t EventHub::size() const {
   return subscribers_.size();
 }
 
-void EventHub::CloseAll() {
+void EventHub::CloseAll(const absl::Status& why) {
   MutexLock lock(&mu_);
-  for (Subscriber* s : subscribers_) s->Close();
+  for (Subscriber* s : subscribers_) s->Close(why);
+}
+
+void EventHub::ClosePrincipal(std::string_view principal_id, const absl::Status& why) {
+  MutexLock lock(&mu_);
+  for (Subscriber* s : subscribers_) {
+    if (s->principal_id() == principal_id) s->Close(why);
+  }
 }
 
 void EventHub::Publish(const v1::KeyEvent& event) {

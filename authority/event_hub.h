@@ -16,6 +16,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "common/mutex.h"
 #include "latchkey/v1/key_sync.pb.h"
@@ -29,8 +30,11 @@ class Subscriber {
   virtual ~Subscriber() = default;
   // A committed event or a progress message. Must not block.
   virtual void Deliver(const SharedResponse& message) = 0;
-  // The authority is stopping: end the stream (UNAVAILABLE). Must not block.
-  virtual void Close() = 0;
+  // End the stream with `why` (the authority is stopping, the caller's
+  // principal was deleted). Must not block.
+  virtual void Close(const absl::Status& why) = 0;
+  // Who opened the stream.
+  virtual const std::string& principal_id() const = 0;
 };
 
 class EventHub {
@@ -45,8 +49,10 @@ class EventHub {
   void Remove(Subscriber* s);
   size_t size() const;
 
-  // Closes every subscriber, for shutdown.
-  void CloseAll();
+  // Closes every subscriber with `why`, for shutdown.
+  void CloseAll(const absl::Status& why);
+  // Closes the subscribers `principal_id` opened, with `why`.
+  void ClosePrincipal(std::string_view principal_id, const absl::Status& why);
 
   // Called by the store's commit listener, in revision order.
   void Publish(const v1::KeyEvent& event);

@@ -77,6 +77,13 @@ class KeyAuthority {
   absl::StatusOr<Caller> Authenticate(std::string_view token) const;
   uint64_t failed_authentications() const { return failed_auth_.load(std::memory_order_relaxed); }
 
+  // Called with a principal's id once its deletion is committed and its
+  // token no longer authenticates, on the deleting thread: for ending what
+  // the principal has open (its watch streams). Must not block. Set before
+  // serving.
+  using PrincipalListener = std::function<void(const std::string& principal_id)>;
+  void SetPrincipalDeletedListener(PrincipalListener listener) ABSL_LOCKS_EXCLUDED(principals_mu_);
+
   // On a store with no principals, creates an ADMIN principal named "admin"
   // and writes its token to `token_path` (0600). Does nothing otherwise.
   // Returns true when it created one.
@@ -194,6 +201,7 @@ class KeyAuthority {
   mutable std::atomic<uint64_t> failed_auth_{0};
   // Token digest -> caller.
   absl::flat_hash_map<std::string, Caller> principals_ ABSL_GUARDED_BY(principals_mu_);
+  PrincipalListener principal_deleted_ ABSL_GUARDED_BY(principals_mu_);
 };
 
 }  // namespace latchkey

@@ -160,6 +160,11 @@ absl::StatusOr<v1::Principal> KeyAuthority::WhoAmI(const Caller& caller,
   return rec.principal();
 }
 
+void KeyAuthority::SetPrincipalDeletedListener(PrincipalListener listener) {
+  MutexLock lock(&principals_mu_);
+  principal_deleted_ = std::move(listener);
+}
+
 absl::StatusOr<v1::DeletePrincipalResponse> KeyAuthority::DeletePrincipal(
     const Caller& caller, const v1::DeletePrincipalRequest& req) {
   if (absl::Status s = Authorize(caller, Permission::kPrincipals); !s.ok()) return s;
@@ -191,10 +196,13 @@ absl::StatusOr<v1::DeletePrincipalResponse> KeyAuthority::DeletePrincipal(
     return Built::kCommit;
   });
   if (!rev.ok()) return rev.status();
+  PrincipalListener listener;
   {
     MutexLock lock(&principals_mu_);
     principals_.erase(rec.token_digest());
+    listener = principal_deleted_;
   }
+  if (listener) listener(req.principal_id());
   v1::DeletePrincipalResponse resp;
   resp.set_revision(*rev);
   return resp;

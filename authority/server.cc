@@ -147,7 +147,8 @@ AuthorityServer::~AuthorityServer() { Shutdown(); }
 void AuthorityServer::Shutdown(absl::Duration deadline) {
   if (shut_down_) return;
   shut_down_ = true;
-  parts_->hub->CloseAll();  // watch streams never end by themselves
+  // Watch streams never end by themselves.
+  parts_->hub->CloseAll(absl::UnavailableError("authority shutting down"));
   parts_->server->Shutdown(absl::ToChronoTime(absl::Now() + deadline));
   parts_->server->Wait();
   parts_->store->SetCommitListener(nullptr);

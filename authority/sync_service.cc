@@ -16,14 +16,16 @@ constexpr size_t kMaxSidecarIdChars = 128;
 class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchResponse>, public WatchSink {
  public:
   WatchReactor(KeyStore* store, EventHub* hub, PropagationTracker* propagation,
-               WorkQueue* store_work, std::string sidecar_id, size_t queue_limit)
+               WorkQueue* store_work, std::string principal_id, std::string sidecar_id,
+               size_t queue_limit)
       : propagation_(propagation),
         sidecar_id_(sidecar_id),
-        stream_(store, hub, store_work, this, std::move(sidecar_id), queue_limit) {}
+        stream_(store, hub, store_work, this, std::move(principal_id), std::move(sidecar_id),
+                queue_limit) {}
 
-  void Start(const v1::WatchRequest& req) {
+  void Start(const v1::WatchRequest& req, WatchStream::Admit admit) {
     propagation_->Connected(sidecar_id_);
-    stream_.Start(req);
+    stream_.Start(req, std::move(admit));
   }
 
   // WatchSink.
@@ -51,6 +53,20 @@ std::string SidecarId(const grpc::CallbackServerContext& ctx, const v1::WatchReq
 
 }  // namespace
 
+SyncService::SyncService(KeyAuthority* authority, EventHub* hub, PropagationTracker* propagation,
+                         WorkQueue* store_work, SyncServiceOptions options)
+    : authority_(authority),
+      hub_(hub),
+      propagation_(propagation),
+      store_work_(store_work),
+      options_(options) {
+  authority_->SetPrincipalDeletedListener([hub](const std::string& principal_id) {
+    hub->ClosePrincipal(principal_id, absl::UnauthenticatedError("principal deleted"));
+  });
+}
+
+SyncService::~SyncService() { authority_->SetPrincipalDeletedListener(nullptr); }
+
 grpc::ServerWriteReactor<v1::WatchResponse>* SyncService::Watch(grpc::CallbackServerContext* ctx,
                                                                 const v1::WatchRequest* req) {
   absl::StatusOr<Caller> caller = AuthenticateCall(*authority_, *ctx);
@@ -71,9 +87,14 @@ grpc::ServerWriteReactor<v1::WatchResponse>* SyncService::Watch(grpc::CallbackSe
     };
     return new Refused(ToGrpcStatus(status));
   }
-  auto* stream = new WatchReactor(&authority_->store(), hub_, propagation_, store_work_,
-                                  SidecarId(*ctx, *req), options_.queue_limit);
-  stream->Start(*req);
+  auto* stream =
+      new WatchReactor(&authority_->store(), hub_, propagation_, store_work_, caller->principal_id,
+                       SidecarId(*ctx, *req), options_.queue_limit);
+  // Authenticated again once the stream is in the hub: a deletion of the
+  // caller's principal either closes it there or is seen here.
+  stream->Start(*req, [authority = authority_, token = BearerToken(*ctx)] {
+    return authority->Authenticate(token).status();
+  });
   return stream;
 }
 

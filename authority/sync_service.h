@@ -20,16 +20,14 @@ struct SyncServiceOptions {
 
 // Thread-safe. Everything passed in must outlive the service. Store reads
 // and writes (snapshots, replays, usage reports) run on `store_work`, never
-// on gRPC's callback threads.
+// on gRPC's callback threads. The service is `authority`'s principal-deleted
+// listener while it lives: a deleted principal's watch streams end at once
+// with UNAUTHENTICATED.
 class SyncService final : public v1::KeySync::CallbackService {
  public:
   SyncService(KeyAuthority* authority, EventHub* hub, PropagationTracker* propagation,
-              WorkQueue* store_work, SyncServiceOptions options)
-      : authority_(authority),
-        hub_(hub),
-        propagation_(propagation),
-        store_work_(store_work),
-        options_(options) {}
+              WorkQueue* store_work, SyncServiceOptions options);
+  ~SyncService() override;
 
   grpc::ServerWriteReactor<v1::WatchResponse>* Watch(grpc::CallbackServerContext* ctx,
                                                      const v1::WatchRequest* req) override;

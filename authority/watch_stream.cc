@@ -15,17 +15,18 @@ constexpr size_t kSnapshotProjectsPerChunk = 4096;
 }  // namespace
 
 WatchStream::WatchStream(KeyStore* store, EventHub* hub, WorkQueue* store_work, WatchSink* sink,
-                         std::string sidecar_id, size_t queue_limit)
+                         std::string principal_id, std::string sidecar_id, size_t queue_limit)
     : store_(store),
       hub_(hub),
       store_work_(store_work),
       sink_(sink),
+      principal_id_(std::move(principal_id)),
       sidecar_id_(std::move(sidecar_id)),
       queue_limit_(queue_limit) {}
 
 WatchStream::~WatchStream() { hub_->Remove(this); }
 
-void WatchStream::Start(const v1::WatchRequest& req) {
+void WatchStream::Start(const v1::WatchRequest& req, Admit admit) {
   {
     MutexLock lock(&mu_);
     claimed_ = true;
@@ -33,8 +34,9 @@ void WatchStream::Start(const v1::WatchRequest& req) {
   // From here on live events queue up, before the snapshot or replay is read,
   // so none is missed; those at or below the last revision sent are dropped.
   hub_->Add(this);
-  store_work_->Post([this, req] {
-    absl::Status begun = Begin(req);
+  store_work_->Post([this, req, admit = std::move(admit)]() mutable {
+    absl::Status begun = admit ? std::move(admit)() : absl::OkStatus();
+    if (begun.ok()) begun = Begin(req);
     if (!begun.ok()) EndWith(std::move(begun));
     Drive();
   });
@@ -58,8 +60,8 @@ void WatchStream::Deliver(const SharedResponse& message) {
   Pump();
 }
 
-void WatchStream::Close() {
-  EndWith(absl::UnavailableError("authority shutting down"));
+void WatchStream::Close(const absl::Status& why) {
+  EndWith(why);
   Pump();
 }
 

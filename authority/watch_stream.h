@@ -13,6 +13,7 @@
 #include <string>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "authority/event_hub.h"
@@ -39,17 +40,19 @@ class WatchSink {
 // Thread-safe: Deliver and Close (from the hub), OnWriteDone and Cancel (from
 // the sink's side) may all race. Store reads (the snapshot and the replay)
 // run only on a `store_work` thread. The stream ends with:
-//   UNAVAILABLE         Close: the authority is stopping
+//   Close's status      the authority is stopping (UNAVAILABLE), the caller's
+//                       principal was deleted (UNAUTHENTICATED)
+//   the admit status    admit (see Start) refused the caller
 //   CANCELLED           Cancel, or a write that failed (the client is gone)
 //   RESOURCE_EXHAUSTED  the client fell more than `queue_limit` messages behind
 //   the store's status  a snapshot or replay read failed
 //   INTERNAL            a gap in the revisions heard from the hub (a bug)
 class WatchStream final : public Subscriber {
  public:
-  // Everything passed in must outlive the stream. `sidecar_id` is only named
-  // in logs.
+  // Everything passed in must outlive the stream. `principal_id` opened it
+  // (EventHub::ClosePrincipal); `sidecar_id` is only named in logs.
   WatchStream(KeyStore* store, EventHub* hub, WorkQueue* store_work, WatchSink* sink,
-              std::string sidecar_id, size_t queue_limit);
+              std::string principal_id, std::string sidecar_id, size_t queue_limit);
   // Leaves the hub. Destroy only after the sink has ended the call and every
   // OnWriteDone and Cancel has returned.
   ~WatchStream() override;
@@ -57,8 +60,13 @@ class WatchStream final : public Subscriber {
   WatchStream& operator=(const WatchStream&) = delete;
 
   // Subscribes to the hub and begins: a replay when `req` resumes from a
-  // revision this store still retains, otherwise a snapshot.
-  void Start(const v1::WatchRequest& req);
+  // revision this store still retains, otherwise a snapshot. `admit`, when
+  // given, runs once the stream is in the hub and before anything is sent; a
+  // status other than OK ends the stream with it. (It closes the window in
+  // which a principal deleted between authenticating the call and joining
+  // the hub would be missed by EventHub::ClosePrincipal.)
+  using Admit = absl::AnyInvocable<absl::Status() &&>;
+  void Start(const v1::WatchRequest& req, Admit admit = nullptr);
 
   // The sink finished the write it was given; `ok` is false when the client
   // is gone.
@@ -68,7 +76,8 @@ class WatchStream final : public Subscriber {
 
   // Subscriber.
   void Deliver(const SharedResponse& message) override;
-  void Close() override;
+  void Close(const absl::Status& why) override;
+  const std::string& principal_id() const override { return principal_id_; }
 
  private:
   enum class Phase { kSnapshotProjects, kSnapshotKeys, kReplay, kLive };
@@ -90,6 +99,7 @@ class WatchStream final : public Subscriber {
   EventHub* const hub_;
   WorkQueue* const store_work_;
   WatchSink* const sink_;
+  const std::string principal_id_;
   const std::string sidecar_id_;
   const size_t queue_limit_;
 

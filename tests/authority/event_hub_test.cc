@@ -5,6 +5,7 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -16,14 +17,18 @@ namespace {
 
 class Recorder : public Subscriber {
  public:
+  explicit Recorder(std::string principal_id = "prn_recorder")
+      : principal_id_(std::move(principal_id)) {}
+
   void Deliver(const SharedResponse& message) override {
     MutexLock lock(&mu_);
     messages_.push_back(message);
   }
-  void Close() override {
+  void Close(const absl::Status& why) override {
     MutexLock lock(&mu_);
-    closed_ = true;
+    closed_ = why;
   }
+  const std::string& principal_id() const override { return principal_id_; }
   std::vector<uint64_t> EventRevisions() {
     MutexLock lock(&mu_);
     std::vector<uint64_t> out;
@@ -40,7 +45,8 @@ class Recorder : public Subscriber {
     }
     return out;
   }
-  bool closed() {
+  // Why it was closed; nullopt while open.
+  std::optional<absl::Status> closed() {
     MutexLock lock(&mu_);
     return closed_;
   }
@@ -52,7 +58,8 @@ class Recorder : public Subscriber {
  private:
   Mutex mu_;
   std::vector<SharedResponse> messages_ ABSL_GUARDED_BY(mu_);
-  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  const std::string principal_id_;
+  std::optional<absl::Status> closed_ ABSL_GUARDED_BY(mu_);
 };
 
 v1::KeyEvent Event(uint64_t revision) {
@@ -102,14 +109,26 @@ TEST_CASE("progress messages tick at the interval and name the current head") {
   for (uint64_t h : r.ProgressHeads()) REQUIRE((h == 7 || h == 9));
 }
 
-TEST_CASE("CloseAll closes every subscriber") {
+TEST_CASE("CloseAll closes every subscriber with the status given") {
   Recorder a, b;
   EventHub hub("st_1", absl::Hours(1), [] { return uint64_t{0}; });
   hub.Add(&a);
   hub.Add(&b);
-  hub.CloseAll();
-  REQUIRE(a.closed());
-  REQUIRE(b.closed());
+  hub.CloseAll(absl::UnavailableError("stopping"));
+  REQUIRE(a.closed() == absl::UnavailableError("stopping"));
+  REQUIRE(b.closed() == absl::UnavailableError("stopping"));
+}
+
+TEST_CASE("ClosePrincipal closes the subscribers that principal opened, and no other") {
+  Recorder first("prn_gone"), second("prn_gone"), other("prn_stays");
+  EventHub hub("st_1", absl::Hours(1), [] { return uint64_t{0}; });
+  hub.Add(&first);
+  hub.Add(&second);
+  hub.Add(&other);
+  hub.ClosePrincipal("prn_gone", absl::UnauthenticatedError("principal deleted"));
+  REQUIRE(first.closed() == absl::UnauthenticatedError("principal deleted"));
+  REQUIRE(second.closed() == absl::UnauthenticatedError("principal deleted"));
+  REQUIRE_FALSE(other.closed().has_value());
 }
 
 TEST_CASE("destroying the hub stops its ticker at once, whatever the interval") {

@@ -18,8 +18,9 @@ using testing::Services;
 // One watch stream, read message by message.
 class Watcher {
  public:
-  Watcher(Services& s, uint64_t after_revision = 0, const std::string& store_id = "") {
-    ctx_.AddMetadata("authorization", "Bearer " + s.sidecar_token());
+  Watcher(Services& s, uint64_t after_revision = 0, const std::string& store_id = "",
+          const std::string& token = "") {
+    ctx_.AddMetadata("authorization", "Bearer " + (token.empty() ? s.sidecar_token() : token));
     ctx_.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
     v1::WatchRequest req;
     req.set_sidecar_id("sc-test");
@@ -28,6 +29,7 @@ class Watcher {
     reader_ = s.sync().Watch(&ctx_, req);
   }
   ~Watcher() {
+    if (finished_) return;
     ctx_.TryCancel();
     v1::WatchResponse ignored;
     while (reader_->Read(&ignored)) {
@@ -56,12 +58,14 @@ class Watcher {
     v1::WatchResponse ignored;
     while (reader_->Read(&ignored)) {
     }
+    finished_ = true;
     return reader_->Finish();
   }
 
  private:
   grpc::ClientContext ctx_;
   std::unique_ptr<grpc::ClientReader<v1::WatchResponse>> reader_;
+  bool finished_ = false;
 };
 
 TEST_CASE("no store call runs on a gRPC callback thread: admin calls, snapshots, replays, usage") {
@@ -130,6 +134,23 @@ TEST_CASE("a resume replays retained events and a trimmed one starts over with a
     Watcher foreign(s, head - 1, "st_other");
     REQUIRE(foreign.ReadSnapshot() == head);
   }
+}
+
+TEST_CASE("a deleted principal's open watch streams end UNAUTHENTICATED when it is deleted") {
+  Services s;
+  const v1::CreatePrincipalResponse pod = s.admin().NewPrincipal("leaked-pod", v1::ROLE_SIDECAR);
+  Watcher doomed(s, 0, "", pod.token());
+  Watcher other(s);  // another principal's stream goes on
+  doomed.ReadSnapshot();
+  const uint64_t at = other.ReadSnapshot();
+
+  REQUIRE(s.admin().DeletePrincipal(pod.principal().principal_id()).ok());
+  // Ended by the deletion itself (pushed, not polled): without it the stream
+  // would run to the watcher's 30 s deadline (DEADLINE_EXCEEDED).
+  const grpc::Status ended = doomed.Finish();
+  INFO(ended.error_message());
+  CHECK(ended.error_code() == grpc::StatusCode::UNAUTHENTICATED);
+  CHECK(other.Next().event().revision() == at + 1);  // the deletion's own revision
 }
 
 TEST_CASE("watch calls without a sidecar token, or with a too-long id, are refused") {

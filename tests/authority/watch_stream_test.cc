@@ -216,10 +216,12 @@ class TestSink final : public WatchSink {
 // ended, no completion running, then the stream.
 class Watch {
  public:
-  Watch(World& world, uint64_t after_revision, unsigned seed, size_t queue_limit = 10000)
+  Watch(World& world, uint64_t after_revision, unsigned seed, size_t queue_limit = 10000,
+        const std::string& principal_id = "prn_test")
       : sink_(seed),
         stream_(std::make_unique<WatchStream>(&world.store(), &world.hub(), &world.work(), &sink_,
-                                              "sc-" + std::to_string(seed), queue_limit)) {
+                                              principal_id, "sc-" + std::to_string(seed),
+                                              queue_limit)) {
     sink_.Attach(stream_.get());
     after_revision_ = after_revision;
   }
@@ -235,10 +237,10 @@ class Watch {
     sink_.StopCompleting();
   }
 
-  void Start() {
+  void Start(WatchStream::Admit admit = nullptr) {
     v1::WatchRequest req;
     req.set_after_revision(after_revision_);
-    stream_->Start(req);
+    stream_->Start(req, std::move(admit));
   }
   WatchStream& stream() { return *stream_; }
   TestSink& sink() { return sink_; }
@@ -329,7 +331,7 @@ TEST_CASE("snapshots and replays hand over to live events with no gap while comm
   const std::set<std::string> expected = Replay(reference.sink().messages()).keys;
   REQUIRE(expected.size() == 3 * 31 + 2 * 31);
 
-  world.hub().CloseAll();
+  world.hub().CloseAll(absl::UnavailableError("stopping"));
   for (size_t i = 0; i < watches.size(); i++) {
     TestSink& sink = watches[i]->sink();
     REQUIRE(sink.WaitEnded());
@@ -372,7 +374,7 @@ TEST_CASE("a stream ends exactly once, after its last write, when close, cancel 
     });
     std::thread closer([&] {
       std::this_thread::sleep_for(std::chrono::microseconds(close_after_us));
-      watch.stream().Close();
+      watch.stream().Close(absl::UnavailableError("stopping"));
     });
     writer.join();
     canceller.join();
@@ -458,7 +460,7 @@ TEST_CASE("Close ends an idle stream UNAVAILABLE, and a busy one once its write 
     watch.Start();
     world.SetApiAccess(project, false);
     REQUIRE(watch.sink().WaitWrites(1));
-    watch.stream().Close();
+    watch.stream().Close(absl::UnavailableError("stopping"));
     REQUIRE(watch.sink().WaitEnded());
     CHECK(absl::IsUnavailable(watch.sink().status()));
   }
@@ -468,7 +470,7 @@ TEST_CASE("Close ends an idle stream UNAVAILABLE, and a busy one once its write 
     watch.Start();
     world.SetApiAccess(project, false);
     REQUIRE(watch.sink().WaitWrites(1));
-    watch.stream().Close();
+    watch.stream().Close(absl::UnavailableError("stopping"));
     CHECK_FALSE(watch.sink().WaitEnded(absl::Milliseconds(50)));
     CHECK(watch.sink().writing());
     watch.sink().Hold(false);
@@ -486,6 +488,45 @@ TEST_CASE("a resume from a revision ahead of this store's head is refused before
   REQUIRE(watch.sink().WaitEnded());
   CHECK(absl::IsFailedPrecondition(watch.sink().status()));
   CHECK(watch.sink().messages().empty());
+}
+
+TEST_CASE("admit runs once the stream is in the hub, and a refusal ends it before any write") {
+  World world;
+  world.CreateProject("one");
+  SECTION("refused") {
+    Watch watch(world, 0, 1);
+    size_t subscribers_when_asked = 0;
+    watch.Start([&] {
+      subscribers_when_asked = world.hub().size();
+      return absl::UnauthenticatedError("principal deleted");
+    });
+    REQUIRE(watch.sink().WaitEnded());
+    CHECK(subscribers_when_asked == 1);
+    CHECK(absl::IsUnauthenticated(watch.sink().status()));
+    CHECK(watch.sink().messages().empty());
+  }
+  SECTION("admitted") {
+    Watch watch(world, 0, 1);
+    watch.Start([] { return absl::OkStatus(); });
+    REQUIRE(watch.sink().WaitCovered(world.head()));
+    CHECK(Replay(watch.sink().messages()).snapshot);
+  }
+}
+
+TEST_CASE("the hub ends only the streams of the principal it is told of, with its status") {
+  World world;
+  Watch gone(world, 0, 1, 10000, "prn_gone");
+  Watch stays(world, 0, 2, 10000, "prn_stays");
+  gone.Start();
+  stays.Start();
+  REQUIRE(gone.sink().WaitCovered(world.head()));
+  REQUIRE(stays.sink().WaitCovered(world.head()));
+  world.hub().ClosePrincipal("prn_gone", absl::UnauthenticatedError("principal deleted"));
+  REQUIRE(gone.sink().WaitEnded());
+  CHECK(absl::IsUnauthenticated(gone.sink().status()));
+  const std::string project = world.CreateProject("after");
+  CHECK(stays.sink().WaitCovered(world.head()));
+  CHECK(stays.sink().ends() == 0);
 }
 
 }  // namespace

@@ -82,14 +82,24 @@ struct Admin {
     return s;
   }
 
+  // The new principal's token.
   std::string CreatePrincipal(const std::string& name, v1::Role role) {
+    return NewPrincipal(name, role).token();
+  }
+  v1::CreatePrincipalResponse NewPrincipal(const std::string& name, v1::Role role) {
     v1::CreatePrincipalRequest req;
     req.set_name(name);
     req.set_role(role);
     v1::CreatePrincipalResponse resp;
     grpc::Status s = Call(&v1::KeyAdmin::Stub::CreatePrincipal, req, &resp);
     if (!s.ok()) throw std::runtime_error("CreatePrincipal: " + s.error_message());
-    return resp.token();
+    return resp;
+  }
+  grpc::Status DeletePrincipal(const std::string& principal_id) {
+    v1::DeletePrincipalRequest req;
+    req.set_principal_id(principal_id);
+    v1::DeletePrincipalResponse resp;
+    return Call(&v1::KeyAdmin::Stub::DeletePrincipal, req, &resp);
   }
 };
 

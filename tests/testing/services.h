@@ -54,7 +54,7 @@ class Services {
     store_->Arm();
   }
   ~Services() {
-    hub_->CloseAll();
+    hub_->CloseAll(absl::UnavailableError("test over"));
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
     server_->Wait();
     store_->SetCommitListener(nullptr);
