@@ -52,6 +52,7 @@ absl::StatusOr<KeyAuthority::NewKey> KeyAuthority::MakeKey(
   key.set_state(v1::KEY_STATE_ACTIVE);
   key.set_legacy(legacy);
   key.set_created_by(caller.name);
+  key.set_created_by_id(caller.principal_id);
   *key.mutable_create_time() = ToProto(now);
   if (expire_time != nullptr && (expire_time->seconds() != 0 || expire_time->nanos() != 0)) {
     *key.mutable_expire_time() = *expire_time;
@@ -223,16 +224,27 @@ absl::StatusOr<v1::GenerateSecretKeyResponse> KeyAuthority::GenerateSecretKey(
 absl::StatusOr<v1::GetApiKeyValueResponse> KeyAuthority::GetApiKeyValue(
     const Caller& caller, const v1::GetApiKeyValueRequest& req) {
   if (absl::Status s = Authorize(caller, Permission::kWrite); !s.ok()) return s;
-  absl::StatusOr<KeyRecord> rec = LoadKey(req.key_id());
-  if (!rec.ok()) return rec.status();
-  if (rec->key().kind() != v1::API_KEY) {
-    return absl::FailedPreconditionError(
-        "secret keys are shown once, at creation; their value is not stored");
-  }
-  absl::StatusOr<std::string> value = sealer_.Open(rec->sealed_value(), rec->key().key_id());
-  if (!value.ok()) return value.status();
+  // Reading a value is audited: the value is opened and the read committed
+  // (a revision that changes no key) before it is returned, so no one reads
+  // a key without an audit line naming them.
+  std::string value;
+  absl::StatusOr<uint64_t> rev = Mutate([&](Mutation& m, uint64_t) -> absl::StatusOr<Built> {
+    absl::StatusOr<KeyRecord> rec = LoadKey(req.key_id());
+    if (!rec.ok()) return rec.status();
+    if (rec->key().kind() != v1::API_KEY) {
+      return absl::FailedPreconditionError(
+          "secret keys are shown once, at creation; their value is not stored");
+    }
+    absl::StatusOr<std::string> opened = sealer_.Open(rec->sealed_value(), rec->key().key_id());
+    if (!opened.ok()) return opened.status();
+    value = *std::move(opened);
+    m.audit = Audit(caller, "key.value_read", rec->key().project_id(), rec->key().key_id(), "",
+                    absl::Now());
+    return Built::kCommit;
+  });
+  if (!rev.ok()) return rev.status();
   v1::GetApiKeyValueResponse resp;
-  resp.set_api_key(*std::move(value));
+  resp.set_api_key(std::move(value));
   return resp;
 }
 

@@ -3,6 +3,7 @@
 #include <functional>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/time/clock.h"
 #include "authority/internal/mutations.h"
 #include "authority/internal/requests.h"
@@ -116,6 +117,14 @@ absl::StatusOr<v1::CreatePrincipalResponse> KeyAuthority::CreatePrincipal(
   const std::string token = GenerateToken();
   PrincipalRecord rec;
   absl::StatusOr<uint64_t> rev = Mutate([&](Mutation& m, uint64_t) -> absl::StatusOr<Built> {
+    // Names are unique, ignoring ASCII case, so that an audit line's actor is
+    // one principal (checked under mu_: two racing creations cannot both pass).
+    bool taken = false;
+    absl::Status scanned = ForEachPrincipal([&](const PrincipalRecord& other) {
+      taken = taken || absl::EqualsIgnoreCase(other.principal().name(), req.name());
+    });
+    if (!scanned.ok()) return scanned;
+    if (taken) return absl::AlreadyExistsError("a principal named " + req.name() + " exists");
     rec = NewPrincipal(caller, req.name(), req.role(), token, absl::Now(), m);
     return Built::kCommit;
   });

@@ -37,6 +37,7 @@ void SetLastAction(v1::Key& key, std::string_view action, const Caller& caller, 
   v1::KeyAction* last = key.mutable_last_action();
   last->set_action(std::string(action));
   last->set_actor(caller.name);
+  last->set_actor_id(caller.principal_id);
   *last->mutable_time() = ToProto(now);
 }
 
@@ -45,6 +46,7 @@ v1::AuditEvent Audit(const Caller& caller, std::string_view action, std::string_
   v1::AuditEvent e;
   *e.mutable_time() = ToProto(now);
   e.set_actor(caller.name);
+  e.set_actor_id(caller.principal_id);
   e.set_action(std::string(action));
   e.set_project_id(std::string(project_id));
   e.set_key_id(std::string(key_id));

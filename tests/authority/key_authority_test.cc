@@ -140,6 +140,52 @@ TEST_CASE("rule 2: the audit log lists every mutation of a project in order") {
   for (const v1::AuditEvent& e : audit) REQUIRE(e.actor() == "maria");
 }
 
+TEST_CASE("rule 2: audit events, last actions and creators carry the principal id too") {
+  AuthorityFixture f;
+  const std::string project = f.CreateProject().project().project_id();
+  const std::string api = f.GenerateApiKey(project)->key().key_id();
+  Caller olga{"prn_olga", "olga", v1::ROLE_ADMIN};
+  v1::RotateApiKeyRequest rot;
+  rot.set_key_id(api);
+  REQUIRE(f.authority().RotateApiKey(olga, rot).ok());
+
+  const v1::Key key = f.GetKey(api);
+  CHECK(key.created_by_id() == f.manager().principal_id);
+  CHECK(key.last_action().actor() == "olga");
+  CHECK(key.last_action().actor_id() == "prn_olga");
+  const std::vector<v1::AuditEvent> audit = f.Audit(project);
+  REQUIRE(audit.size() == 3);
+  CHECK(audit[0].actor_id() == f.manager().principal_id);  // project.created
+  CHECK(audit[1].actor_id() == f.manager().principal_id);  // key.created
+  CHECK(audit[2].actor_id() == "prn_olga");                // key.rotated
+}
+
+TEST_CASE("rule 2: reading an API key's value is an audited action, a refused read is not") {
+  AuthorityFixture f;
+  const std::string project = f.CreateProject().project().project_id();
+  const std::string api = f.GenerateApiKey(project)->key().key_id();
+  const std::string secret = f.GenerateSecretKey(project)->key().key_id();
+  const size_t before = f.Audit(project).size();
+
+  v1::GetApiKeyValueRequest read;
+  read.set_key_id(api);
+  REQUIRE(f.authority().GetApiKeyValue(f.manager(), read).ok());
+  std::vector<v1::AuditEvent> audit = f.Audit(project);
+  REQUIRE(audit.size() == before + 1);
+  CHECK(audit.back().action() == "key.value_read");
+  CHECK(audit.back().key_id() == api);
+  CHECK(audit.back().actor() == "maria");
+  CHECK(audit.back().actor_id() == f.manager().principal_id);
+  CHECK(audit.back().revision() == f.store().head_revision());
+  CHECK(f.GetKey(api).last_action().action() == "created");  // a read changes no key
+
+  read.set_key_id(secret);
+  CHECK(absl::IsFailedPrecondition(f.authority().GetApiKeyValue(f.manager(), read).status()));
+  read.set_key_id(api);
+  CHECK(absl::IsPermissionDenied(f.authority().GetApiKeyValue(f.member(), read).status()));
+  CHECK(f.Audit(project).size() == before + 1);
+}
+
 TEST_CASE("rule 2: audit pages follow each other with no gap or overlap") {
   AuthorityFixture f;
   const std::string project = f.CreateProject().project().project_id();
@@ -469,6 +515,25 @@ TEST_CASE("rule 9: the last ADMIN principal cannot be deleted") {
   v1::DeletePrincipalRequest del;
   del.set_principal_id(all->principals(0).principal_id());
   REQUIRE(absl::IsFailedPrecondition(f.authority().DeletePrincipal(f.admin(), del).status()));
+}
+
+TEST_CASE("rule 9: principal names are unique, ignoring case, and a taken one changes nothing") {
+  AuthorityFixture f;
+  v1::CreatePrincipalRequest create;
+  create.set_name("Deploy Bot");
+  create.set_role(v1::ROLE_MANAGER);
+  REQUIRE(f.authority().CreatePrincipal(f.admin(), create).ok());
+  const uint64_t head = f.store().head_revision();
+  for (const char* taken : {"Deploy Bot", "deploy bot", "DEPLOY BOT", "admin"}) {
+    create.set_name(taken);
+    absl::Status s = f.authority().CreatePrincipal(f.admin(), create).status();
+    INFO(taken << ": " << s);
+    CHECK(absl::IsAlreadyExists(s));
+  }
+  CHECK(f.store().head_revision() == head);
+  CHECK(f.authority().ListPrincipals(f.admin(), {})->principals_size() == 2);
+  create.set_name("Deploy Bot 2");
+  CHECK(f.authority().CreatePrincipal(f.admin(), create).ok());
 }
 
 TEST_CASE("rule 9: deleting the last two ADMINs at once leaves one", "[concurrency]") {

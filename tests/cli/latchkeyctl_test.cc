@@ -104,8 +104,8 @@ TEST_CASE("latchkeyctl runs the seed's tasks with tables and JSON") {
   std::vector<std::string> actions;
   for (const json& e : audit["events"]) actions.push_back(e["action"]);
   REQUIRE(actions == std::vector<std::string>{"project.created", "key.created", "key.created",
-                                              "key.revoked", "key.rotated", "key.deleted",
-                                              "project.api_access_disabled",
+                                              "key.value_read", "key.revoked", "key.rotated",
+                                              "key.deleted", "project.api_access_disabled",
                                               "project.api_access_enabled"});
 }
 
