@@ -311,10 +311,28 @@ absl::StatusOr<v1::RotateApiKeyResponse> KeyAuthority::RotateApiKey(
       old->set_valid_until_micros(absl::ToUnixMicros(now + grace));
     }
     while (rec.retired_size() > options_.max_retired_values) {
-      // The oldest value is forgotten: sidecars will answer UNKNOWN for it.
-      m.writes.push_back(Erase(Table::kDigests, rec.retired(0).digest()));
-      m.event.add_removed_digests(rec.retired(0).digest());
-      rec.mutable_retired()->erase(rec.mutable_retired()->begin());
+      // The oldest value out of its grace period (or given none) is
+      // forgotten: sidecars will answer UNKNOWN for it. One still in its grace
+      // period was promised to work until then and is never dropped early.
+      auto& retired = *rec.mutable_retired();
+      auto in_grace = [now](const internal::RetiredValue& r) {
+        return r.valid_until_micros() != 0 && absl::FromUnixMicros(r.valid_until_micros()) > now;
+      };
+      auto forget = std::find_if_not(retired.begin(), retired.end(), in_grace);
+      if (forget == retired.end()) {
+        const int64_t first_end =
+            std::min_element(retired.begin(), retired.end(), [](const auto& a, const auto& b) {
+              return a.valid_until_micros() < b.valid_until_micros();
+            })->valid_until_micros();
+        return absl::ResourceExhaustedError(
+            StrCat("key ", key.key_id(), " already has ", options_.max_retired_values,
+                   " earlier values in their grace period (the first ends ",
+                   absl::FormatTime(absl::FromUnixMicros(first_end)),
+                   "); rotate with no grace period, or after that"));
+      }
+      m.writes.push_back(Erase(Table::kDigests, forget->digest()));
+      m.event.add_removed_digests(forget->digest());
+      retired.erase(forget);
     }
     value = latchkey::GenerateKey(v1::API_KEY);
     absl::StatusOr<std::string> sealed = sealer_.Seal(value, key.key_id());

@@ -664,6 +664,37 @@ TEST_CASE("rule 10: a key rotated many times remembers a bounded number of old v
   REQUIRE(last.removed_digests_size() == 1);
 }
 
+TEST_CASE("rule 10: a rotation that would cut a promised grace period short is refused") {
+  KeyAuthorityOptions options;
+  options.max_retired_values = 2;
+  AuthorityFixture f(options);
+  const std::string id = f.GenerateApiKey(f.CreateProject().project().project_id())->key().key_id();
+  REQUIRE(Rotate(f, id, absl::Hours(1)).ok());
+  REQUIRE(Rotate(f, id, absl::Hours(1)).ok());  // two values in their grace period: the limit
+  const uint64_t head = f.store().head_revision();
+  const v1::Key before = f.GetKey(id);
+
+  // A third value in grace would push out one that was promised an hour.
+  absl::Status refused = Rotate(f, id, absl::Hours(1)).status();
+  INFO(refused);
+  CHECK(absl::IsResourceExhausted(refused));
+  CHECK(refused.message().find("grace period") != std::string::npos);
+  CHECK(f.store().head_revision() == head);
+  CHECK(f.GetKey(id).hint() == before.hint());
+
+  // Without a grace period the value rotated away is the one forgotten, and
+  // the promised ones stay.
+  absl::StatusOr<v1::RotateApiKeyResponse> now = Rotate(f, id);
+  REQUIRE(now.ok());
+  const v1::KeyEvent event = f.store().EventsAfter(now->revision() - 1, 1)->at(0);
+  CHECK(event.upserts_size() == 3);  // the new value + the two in grace
+  for (int i = 1; i < event.upserts_size(); ++i) {
+    CHECK(event.upserts(i).state() == v1::KEY_STATE_ACTIVE);
+    CHECK(event.upserts(i).has_expire_time());
+  }
+  CHECK(event.removed_digests_size() == 1);
+}
+
 // Across all rules -----------------------------------------------------------
 
 TEST_CASE("an id of the wrong kind is FAILED_PRECONDITION and changes nothing") {

@@ -48,6 +48,7 @@ void Check(const absl::Status& s) {
     case absl::StatusCode::kInvalidArgument:
     case absl::StatusCode::kNotFound:
     case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kAlreadyExists:  // a principal name already taken
     case absl::StatusCode::kResourceExhausted:
     case absl::StatusCode::kPermissionDenied:
       return;
