@@ -66,15 +66,51 @@ std::vector<v1::KeyEntry> SidecarEntries(const KeyRecord& record) {
   return entries;
 }
 
+namespace {
+
+// The first key record with a sealed value (an API key), if any. Secret keys
+// come first only as often as they outnumber API keys, and every project has
+// a legacy API key, so the scan ends early.
+absl::StatusOr<std::optional<KeyRecord>> FirstSealedKey(const KeyStore& store) {
+  std::string after;
+  for (;;) {
+    absl::StatusOr<Page> page = store.Scan(Table::kKeys, "", after, 64);
+    if (!page.ok()) return page.status();
+    for (const Row& row : page->rows) {
+      KeyRecord rec;
+      if (!rec.ParseFromString(row.value)) return absl::DataLossError("key record");
+      if (!rec.sealed_value().empty()) return rec;
+    }
+    if (!page->more) return std::nullopt;
+    after = page->rows.back().key;
+  }
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<KeyAuthority>> KeyAuthority::Create(KeyStore* store, Sealer sealer,
                                                                    KeyAuthorityOptions options) {
   if (options.max_active_keys < 1) {
     return absl::InvalidArgumentError("max active keys must be at least 1");
   }
+  absl::StatusOr<std::optional<KeyRecord>> sealed = FirstSealedKey(*store);
+  if (!sealed.ok()) return sealed.status();
+  if (sealed->has_value() &&
+      !sealer.Open((*sealed)->sealed_value(), (*sealed)->key().key_id()).ok()) {
+    return absl::FailedPreconditionError(
+        "the master key does not open the API key values in this store: it is not the key "
+        "they were sealed with (restore the original master key file)");
+  }
   std::unique_ptr<KeyAuthority> authority(new KeyAuthority(store, std::move(sealer), options));
   absl::Status loaded = authority->LoadPrincipals();
   if (!loaded.ok()) return loaded;
   return authority;
+}
+
+absl::StatusOr<bool> KeyAuthority::HoldsSealedValues(const KeyStore& store) {
+  absl::StatusOr<std::optional<KeyRecord>> sealed = FirstSealedKey(store);
+  if (!sealed.ok()) return sealed.status();
+  return sealed->has_value();
 }
 
 absl::StatusOr<KeyRecord> KeyAuthority::LoadKey(std::string_view key_id) const {

@@ -68,9 +68,16 @@ std::vector<v1::KeyEntry> SidecarEntries(const internal::KeyRecord& record);
 
 class KeyAuthority {
  public:
-  // `store` must outlive the KeyAuthority.
+  // `store` must outlive the KeyAuthority. FAILED_PRECONDITION when `sealer`
+  // does not open the API key values already in the store (a lost or
+  // replaced master key): every stored value is its own key check value
+  // (AES-GCM authenticates), and every project holds one (its legacy key).
   static absl::StatusOr<std::unique_ptr<KeyAuthority>> Create(KeyStore* store, Sealer sealer,
                                                               KeyAuthorityOptions options);
+
+  // Whether `store` holds values sealed with a master key: then a missing
+  // master key file must stop the start, not be replaced by a new key.
+  static absl::StatusOr<bool> HoldsSealedValues(const KeyStore& store);
 
   // The caller a bearer token belongs to; UNAUTHENTICATED when none does.
   // Reads an in-memory table, so a deleted principal fails at once.

@@ -11,6 +11,7 @@
 #include "authority/rocksdb_store.h"
 #include "authority/rpc_metrics.h"
 #include "authority/sync_service.h"
+#include "common/files.h"
 #include "common/log.h"
 #include "common/strings.h"
 
@@ -71,6 +72,19 @@ absl::StatusOr<std::unique_ptr<AuthorityServer>> AuthorityServer::Start(
 
   const std::string master_key =
       options.master_key_file.empty() ? options.data_dir + "/master.key" : options.master_key_file;
+  // A new master key is made only for a store with nothing sealed yet: a new
+  // key would never open the values already there.
+  if (absl::StatusOr<std::string> existing = ReadPrivateFile(master_key);
+      existing.ok() && existing->empty()) {
+    absl::StatusOr<bool> sealed = KeyAuthority::HoldsSealedValues(*parts->store);
+    if (!sealed.ok()) return sealed.status();
+    if (*sealed) {
+      return absl::FailedPreconditionError(
+          "master key file " + master_key +
+          " is missing or empty, but the store holds API key values sealed with a master key: "
+          "restore the original file (a new key cannot open them)");
+    }
+  }
   absl::StatusOr<Sealer> sealer = Sealer::LoadOrCreate(master_key);
   if (!sealer.ok()) return sealer.status();
   KeyAuthorityOptions core_options;

@@ -2,7 +2,10 @@
 #include "authority/server.h"
 
 #include <catch2/catch.hpp>
+#include <cstdio>
 
+#include "common/crypto.h"
+#include "common/files.h"
 #include "common/key_format.h"
 #include "tests/testing/clients.h"
 
@@ -108,6 +111,58 @@ TEST_CASE("a listener beyond loopback without TLS is refused") {
   options.data_dir = dir / "data";
   absl::StatusOr<std::unique_ptr<AuthorityServer>> started = AuthorityServer::Start(options);
   REQUIRE(absl::IsInvalidArgument(started.status()));
+}
+
+TEST_CASE("a lost or replaced master key stops the start and is never silently replaced") {
+  testing::TempDir dir;
+  AuthorityOptions options;
+  options.listen.addresses = {"127.0.0.1:0"};
+  options.data_dir = dir / "data";
+  const std::string key_file = dir / "data/master.key";
+  std::string project_id;
+  {
+    absl::StatusOr<std::unique_ptr<AuthorityServer>> first = AuthorityServer::Start(options);
+    REQUIRE(first.ok());
+    Admin admin((*first)->address(), testing::TokenFrom((*first)->admin_token_path()));
+    project_id = admin.CreateProject("shop").project().project_id();  // seals its legacy key
+  }
+  const absl::StatusOr<std::string> original = ReadPrivateFile(key_file);
+  REQUIRE(original.ok());
+  REQUIRE(original->size() == Sealer::kKeyBytes);
+
+  SECTION("missing or empty: refused, and no new key is written") {
+    const bool empty = GENERATE(false, true);
+    REQUIRE(std::remove(key_file.c_str()) == 0);
+    if (empty) REQUIRE(WritePrivateFile(key_file, "").ok());
+    absl::StatusOr<std::unique_ptr<AuthorityServer>> started = AuthorityServer::Start(options);
+    INFO(started.status());
+    CHECK(absl::IsFailedPrecondition(started.status()));
+    CHECK(started.status().message().find("restore") != std::string::npos);
+    CHECK(ReadPrivateFile(key_file).value_or("?").empty());
+  }
+  SECTION("another key: refused at start, not on the first key read") {
+    std::string other = *original;
+    other[0] = static_cast<char>(other[0] ^ 0x5a);
+    REQUIRE(WritePrivateFile(key_file, other).ok());
+    absl::StatusOr<std::unique_ptr<AuthorityServer>> started = AuthorityServer::Start(options);
+    INFO(started.status());
+    CHECK(absl::IsFailedPrecondition(started.status()));
+    CHECK(started.status().message().find("master key") != std::string::npos);
+  }
+  SECTION("the original key back: starts and opens every value") {
+    absl::StatusOr<std::unique_ptr<AuthorityServer>> started = AuthorityServer::Start(options);
+    REQUIRE(started.ok());
+    Admin admin((*started)->address(), testing::TokenFrom((*started)->admin_token_path()));
+    v1::ListKeysRequest list;
+    list.set_project_id(project_id);
+    v1::ListKeysResponse keys;
+    REQUIRE(admin.Call(&v1::KeyAdmin::Stub::ListKeys, list, &keys).ok());
+    REQUIRE(keys.keys_size() == 1);
+    v1::GetApiKeyValueRequest read;
+    read.set_key_id(keys.keys(0).key_id());
+    v1::GetApiKeyValueResponse value;
+    CHECK(admin.Call(&v1::KeyAdmin::Stub::GetApiKeyValue, read, &value).ok());
+  }
 }
 
 }  // namespace
