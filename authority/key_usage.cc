@@ -2,6 +2,7 @@
 // and the usage a key shows in the API.
 #include <algorithm>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/time/clock.h"
 #include "authority/internal/mutations.h"
@@ -53,6 +54,15 @@ void AddUsage(internal::KeyUsageRecord& usage, const v1::KeyUsage& u, const std:
   while (counts->size() > kMaxSidecarCounts) counts->RemoveLast();
 }
 
+// Within google.protobuf.Timestamp's range, so it converts and prints as
+// JSON. An unset time (zero) is valid.
+bool ValidTimestamp(const google::protobuf::Timestamp& t) {
+  constexpr int64_t kMinSeconds = -62135596800;  // 0001-01-01T00:00:00Z
+  constexpr int64_t kMaxSeconds = 253402300799;  // 9999-12-31T23:59:59Z
+  return t.seconds() >= kMinSeconds && t.seconds() <= kMaxSeconds && t.nanos() >= 0 &&
+         t.nanos() <= 999999999;
+}
+
 }  // namespace
 
 absl::StatusOr<v1::Key> KeyAuthority::WithUsage(v1::Key key) const {
@@ -84,27 +94,57 @@ absl::StatusOr<v1::Key> KeyAuthority::WithUsage(v1::Key key) const {
 
 absl::Status KeyAuthority::RecordUsage(const Caller& caller, const v1::ReportUsageRequest& req) {
   if (absl::Status s = Authorize(caller, Permission::kSync); !s.ok()) return s;
+  for (const v1::KeyUsage& u : req.usage()) {
+    if (!ValidTimestamp(u.last_used_time()) || !ValidTimestamp(u.last_rejected_time())) {
+      return absl::InvalidArgumentError(
+          "usage times must be valid timestamps (years 1 to 9999, nanos 0 to 999999999)");
+    }
+  }
   const absl::Time now = absl::Now();
   MutexLock lock(&usage_mu_);
-  std::vector<Write> writes;
+  // Summed per key first: a report may name a key twice.
+  struct Summed {
+    internal::KeyUsageRecord usage;
+    bool revoked = false;
+  };
+  absl::flat_hash_map<std::string, Summed> summed;
   for (const v1::KeyUsage& u : req.usage()) {
     if (!CheckKeyId(u.key_id()).ok()) continue;
-    absl::StatusOr<std::optional<std::string>> key_row = store_->Get(Table::kKeys, u.key_id());
-    if (!key_row.ok()) return key_row.status();
-    if (!key_row->has_value()) continue;  // deleted since it was used
-    KeyRecord key;
-    if (!key.ParseFromString(**key_row)) return absl::DataLossError("key record");
-    absl::StatusOr<std::optional<std::string>> row = store_->Get(Table::kUsage, u.key_id());
-    if (!row.ok()) return row.status();
-    internal::KeyUsageRecord usage;
-    if (row->has_value() && !usage.ParseFromString(**row)) {
-      return absl::DataLossError("usage record");
+    auto [it, first] = summed.try_emplace(u.key_id());
+    if (first) {
+      absl::StatusOr<std::optional<std::string>> key_row = store_->Get(Table::kKeys, u.key_id());
+      if (!key_row.ok()) return key_row.status();
+      if (!key_row->has_value()) {  // deleted since it was used
+        summed.erase(it);
+        continue;
+      }
+      KeyRecord key;
+      if (!key.ParseFromString(**key_row)) return absl::DataLossError("key record");
+      it->second.revoked = key.key().state() == v1::KEY_STATE_REVOKED;
+      absl::StatusOr<std::optional<std::string>> row = store_->Get(Table::kUsage, u.key_id());
+      if (!row.ok()) return row.status();
+      if (row->has_value() && !it->second.usage.ParseFromString(**row)) {
+        return absl::DataLossError("usage record");
+      }
     }
-    AddUsage(usage, u, req.sidecar_id(), key.key().state() == v1::KEY_STATE_REVOKED, now);
-    writes.push_back(Put(Table::kUsage, u.key_id(), usage));
+    AddUsage(it->second.usage, u, req.sidecar_id(), it->second.revoked, now);
   }
-  if (writes.empty()) return absl::OkStatus();
-  return store_->WriteAdvisory(std::move(writes));
+  if (summed.empty()) return absl::OkStatus();
+  std::vector<Write> writes;
+  for (const auto& [key_id, s] : summed) writes.push_back(Put(Table::kUsage, key_id, s.usage));
+  if (absl::Status s = store_->WriteAdvisory(writes); !s.ok()) return s;
+  // A DeleteSecretKey may have committed between reading a key above and the
+  // write: its erase of the usage row then came first, and the write just
+  // recreated it. Looking again after the write catches that; a deletion
+  // after this look erases the row itself.
+  std::vector<Write> orphans;
+  for (const Write& w : writes) {
+    absl::StatusOr<std::optional<std::string>> key_row = store_->Get(Table::kKeys, w.key);
+    if (!key_row.ok()) return key_row.status();
+    if (!key_row->has_value()) orphans.push_back(Write{Table::kUsage, w.key, std::nullopt});
+  }
+  if (orphans.empty()) return absl::OkStatus();
+  return store_->WriteAdvisory(std::move(orphans));
 }
 
 }  // namespace latchkey

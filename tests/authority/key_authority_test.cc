@@ -7,9 +7,11 @@
 #include <thread>
 
 #include "absl/time/clock.h"
+#include "authority/rocksdb_store.h"
 #include "common/key_format.h"
 #include "common/time_util.h"
 #include "tests/testing/authority_fixture.h"
+#include "tests/testing/thread_checking_store.h"
 
 namespace latchkey {
 namespace {
@@ -788,6 +790,83 @@ TEST_CASE("usage reports add up across sidecars with one store write per report"
   REQUIRE(key.use_count() == 2001);
   REQUIRE(key.last_used_time().seconds() == 1700000001);
   REQUIRE(absl::IsPermissionDenied(f.authority().RecordUsage(f.member(), {})));
+}
+
+TEST_CASE("a usage report that names a key twice counts both") {
+  AuthorityFixture f;
+  const std::string id = f.GenerateApiKey(f.CreateProject().project().project_id())->key().key_id();
+  v1::ReportUsageRequest report;
+  for (int i = 0; i < 2; ++i) {
+    v1::KeyUsage* u = report.add_usage();
+    u->set_key_id(id);
+    u->set_count(10 + i);
+    *u->mutable_last_used_time() = ToProto(absl::FromUnixSeconds(1700000000 + i));
+  }
+  REQUIRE(f.authority().RecordUsage({"prn_s", "sidecar", v1::ROLE_SIDECAR}, report).ok());
+  const v1::Key key = f.GetKey(id);
+  CHECK(key.use_count() == 21);
+  CHECK(key.last_used_time().seconds() == 1700000001);
+}
+
+TEST_CASE("usage times outside the Timestamp range refuse the whole report") {
+  AuthorityFixture f;
+  const std::string id = f.GenerateApiKey(f.CreateProject().project().project_id())->key().key_id();
+  const Caller sidecar{"prn_s", "sidecar", v1::ROLE_SIDECAR};
+  auto report_with = [&](int64_t seconds, int32_t nanos) {
+    v1::ReportUsageRequest report;
+    v1::KeyUsage* fine = report.add_usage();
+    fine->set_key_id(id);
+    fine->set_count(1);
+    *fine->mutable_last_used_time() = ToProto(absl::FromUnixSeconds(1700000000));
+    v1::KeyUsage* bad = report.add_usage();
+    bad->set_key_id(id);
+    bad->set_count(1);
+    bad->set_rejected_count(1);
+    bad->mutable_last_rejected_time()->set_seconds(seconds);
+    bad->mutable_last_rejected_time()->set_nanos(nanos);
+    return f.authority().RecordUsage(sidecar, report);
+  };
+  CHECK(absl::IsInvalidArgument(report_with(int64_t{1} << 50, 0)));  // past year 9999
+  CHECK(absl::IsInvalidArgument(report_with(-(int64_t{1} << 50), 0)));
+  CHECK(absl::IsInvalidArgument(report_with(1700000000, -1)));
+  CHECK(absl::IsInvalidArgument(report_with(1700000000, 1000000000)));
+  CHECK(f.GetKey(id).use_count() == 0);  // nothing of a refused report counts
+  CHECK(report_with(1700000000, 0).ok());
+  CHECK(f.GetKey(id).use_count() == 2);
+}
+
+TEST_CASE("a usage report racing DeleteSecretKey leaves no usage for the deleted key") {
+  testing::TempDir dir;
+  absl::StatusOr<std::unique_ptr<KeyStore>> rocks = OpenRocksDbStore({dir / "db", 1000});
+  REQUIRE(rocks.ok());
+  testing::ThreadCheckingStore store(*std::move(rocks));
+  auto core = KeyAuthority::Create(&store, *Sealer::LoadOrCreate(dir / "master.key"), {});
+  REQUIRE(core.ok());
+  const Caller manager{"prn_m", "maria", v1::ROLE_MANAGER};
+  const Caller sidecar{"prn_s", "sidecar", v1::ROLE_SIDECAR};
+  v1::CreateProjectRequest project;
+  project.set_name("shop");
+  v1::GenerateSecretKeyRequest gen;
+  gen.set_project_id((*core)->CreateProject(manager, project)->project().project_id());
+  gen.set_name("backend");
+  const std::string id = (*core)->GenerateSecretKey(manager, gen)->key().key_id();
+
+  // The report reads the key, then its write waits; the deletion commits in
+  // that wait.
+  store.DelayAdvisoryWrites(300);
+  std::thread reporter([&] {
+    v1::ReportUsageRequest report;
+    report.add_usage()->set_key_id(id);
+    report.mutable_usage(0)->set_count(1);
+    CHECK((*core)->RecordUsage(sidecar, report).ok());
+  });
+  absl::SleepFor(absl::Milliseconds(100));
+  v1::DeleteSecretKeyRequest del;
+  del.set_key_id(id);
+  del.set_confirm("DELETE");
+  REQUIRE((*core)->DeleteSecretKey(manager, del).ok());
+  reporter.join();
+  CHECK_FALSE(store.Get(Table::kUsage, id, nullptr)->has_value());
 }
 
 }  // namespace

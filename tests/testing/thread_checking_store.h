@@ -5,6 +5,7 @@
 #include <atomic>
 #include <memory>
 
+#include "absl/time/clock.h"
 #include "authority/key_store.h"
 #include "common/work_queue.h"
 
@@ -33,8 +34,11 @@ class ThreadCheckingStore final : public KeyStore {
   }
   absl::Status WriteAdvisory(std::vector<Write> writes) override {
     Note();
+    absl::SleepFor(absl::Milliseconds(advisory_delay_ms_.load()));
     return inner_->WriteAdvisory(std::move(writes));
   }
+  // Each advisory write waits this long first: widens a race for a test.
+  void DelayAdvisoryWrites(int ms) { advisory_delay_ms_ = ms; }
   StoreStats stats() const override { return inner_->stats(); }
   absl::StatusOr<std::optional<std::string>> Get(Table table, std::string_view key,
                                                  const StoreSnapshot* at) const override {
@@ -74,6 +78,7 @@ class ThreadCheckingStore final : public KeyStore {
 
   const std::unique_ptr<KeyStore> inner_;
   std::atomic<bool> armed_{false};
+  std::atomic<int> advisory_delay_ms_{0};
   mutable std::atomic<int> calls_{0};
   mutable std::atomic<int> off_worker_{0};
 };
