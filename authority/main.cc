@@ -38,6 +38,7 @@ int main(int argc, char** argv) {
   latchkey::AddDaemonFlags(app, options.listen, daemon);
   CLI11_PARSE(app, argc, argv);
   options.metrics_listen = daemon.metrics_listen;
+  options.metrics_allow_remote = daemon.metrics_allow_remote;
   if (options.listen.addresses.empty()) options.listen.addresses = {"127.0.0.1:7700"};
 
   if (absl::Status s = latchkey::InitLogging(daemon.log_format, daemon.log_level); !s.ok()) {

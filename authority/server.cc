@@ -142,7 +142,7 @@ absl::StatusOr<std::unique_ptr<AuthorityServer>> AuthorityServer::Start(
   parts->server = *std::move(server);
   if (!options.metrics_listen.empty()) {
     absl::StatusOr<std::unique_ptr<MetricsServer>> metrics =
-        MetricsServer::Start(options.metrics_listen, &parts->metrics);
+        MetricsServer::Start(options.metrics_listen, &parts->metrics, options.metrics_allow_remote);
     if (!metrics.ok()) {
       parts->server->Shutdown();
       return metrics.status();

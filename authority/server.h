@@ -24,9 +24,10 @@ struct AuthorityOptions {
   uint64_t event_retention = 100000;
   absl::Duration progress_interval = absl::Seconds(1);
   size_t watch_queue_limit = 10000;
-  ServerTlsFiles tls;          // TLS (and mTLS) for the TCP listeners
-  std::string metrics_listen;  // host:port for HTTP /metrics; empty: off
-  bool group_commit = true;    // off only to measure it (bench/)
+  ServerTlsFiles tls;                 // TLS (and mTLS) for the TCP listeners
+  std::string metrics_listen;         // host:port for HTTP /metrics; empty: off
+  bool metrics_allow_remote = false;  // --metrics-listen may be beyond loopback
+  bool group_commit = true;           // off only to measure it (bench/)
   // Threads that run store reads and commits for RPCs (gRPC's callback
   // threads never block on the disk). Concurrent commits share one fsync.
   int store_threads = 16;

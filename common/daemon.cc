@@ -33,6 +33,8 @@ void AddDaemonFlags(CLI::App& app, ListenOptions& listen, DaemonFlags& flags) {
                      "); empty turns it off: --metrics-listen=")
       ->expected(0, 1)
       ->default_str("");
+  app.add_flag("--metrics-allow-remote", flags.metrics_allow_remote,
+               "allow --metrics-listen beyond loopback (plain HTTP; counts, never keys)");
   app.add_option("--log-format", flags.log_format, "text or json")->capture_default_str();
   app.add_option("--log-level", flags.log_level, "trace, debug, info, warn, error")
       ->capture_default_str();

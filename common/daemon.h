@@ -22,11 +22,13 @@ int AwaitStopSignal(const sigset_t& signals);
 
 struct DaemonFlags {
   std::string metrics_listen;  // set to the daemon's default before AddDaemonFlags
+  bool metrics_allow_remote = false;
   std::string log_format = "text";
   std::string log_level = "info";
 };
 
-// --allow-insecure-remote, --metrics-listen, --log-format, --log-level.
+// --allow-insecure-remote, --metrics-listen, --metrics-allow-remote,
+// --log-format, --log-level.
 // `--metrics-listen=` (empty) turns metrics off.
 void AddDaemonFlags(CLI::App& app, ListenOptions& listen, DaemonFlags& flags);
 

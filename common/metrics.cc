@@ -199,9 +199,16 @@ template class Registry::Family<Counter>;
 template class Registry::Family<Histogram>;
 
 absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const std::string& address,
-                                                                    const Registry* registry) {
+                                                                    const Registry* registry,
+                                                                    bool allow_remote) {
   absl::StatusOr<HostPort> hp = SplitHostPort(address, "--metrics-listen");
   if (!hp.ok()) return hp.status();
+  if (!allow_remote && !IsLocalAddress(address)) {
+    return absl::InvalidArgumentError(
+        "--metrics-listen " + address +
+        " is beyond loopback and /metrics is plain HTTP; pass --metrics-allow-remote to serve "
+        "it there anyway");
+  }
   std::unique_ptr<MetricsServer> self(new MetricsServer());
   self->server_ = std::make_unique<httplib::Server>();
   self->server_->Get("/metrics", [registry](const httplib::Request&, httplib::Response& res) {

@@ -110,9 +110,12 @@ class Registry {
 class MetricsServer {
  public:
   // `address` is host:port (port 0 picks one). INVALID_ARGUMENT or
-  // UNAVAILABLE when it cannot listen.
+  // UNAVAILABLE when it cannot listen. /metrics is plain HTTP: an address
+  // beyond loopback (common/net.h IsLocalAddress) is INVALID_ARGUMENT unless
+  // `allow_remote` (--metrics-allow-remote).
   static absl::StatusOr<std::unique_ptr<MetricsServer>> Start(const std::string& address,
-                                                              const Registry* registry);
+                                                              const Registry* registry,
+                                                              bool allow_remote = false);
   ~MetricsServer();
   int port() const { return port_; }
 

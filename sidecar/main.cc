@@ -45,6 +45,7 @@ int main(int argc, char** argv) {
   latchkey::AddDaemonFlags(app, options.listen, daemon);
   CLI11_PARSE(app, argc, argv);
   options.metrics_listen = daemon.metrics_listen;
+  options.metrics_allow_remote = daemon.metrics_allow_remote;
   if (options.listen.addresses.empty()) options.listen.addresses = {"127.0.0.1:7710"};
   options.stale_policy =
       stale_policy == "reject" ? latchkey::StalePolicy::kReject : latchkey::StalePolicy::kServe;

@@ -74,7 +74,7 @@ absl::StatusOr<std::unique_ptr<SidecarServer>> SidecarServer::Start(SidecarOptio
   self->parts_->server->GetHealthCheckService()->SetServingStatus(false);
   if (!o.metrics_listen.empty()) {
     absl::StatusOr<std::unique_ptr<MetricsServer>> metrics =
-        MetricsServer::Start(o.metrics_listen, &self->parts_->metrics);
+        MetricsServer::Start(o.metrics_listen, &self->parts_->metrics, o.metrics_allow_remote);
     if (!metrics.ok()) return metrics.status();
     self->parts_->metrics_server = *std::move(metrics);
   }

@@ -30,7 +30,8 @@ struct SidecarOptions {
   StalePolicy stale_policy = StalePolicy::kServe;
   absl::Duration usage_interval = absl::Seconds(10);
   size_t max_batch = 10000;
-  std::string metrics_listen;  // host:port for HTTP /metrics; empty: off
+  std::string metrics_listen;         // host:port for HTTP /metrics; empty: off
+  bool metrics_allow_remote = false;  // --metrics-listen may be beyond loopback
   // For tests of the watch contract.
   std::function<void(uint64_t revision, bool snapshot)> on_applied;
 };

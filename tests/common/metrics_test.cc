@@ -107,3 +107,23 @@ TEST_CASE("children are created once however many threads ask", "[concurrency]")
 
 }  // namespace
 }  // namespace latchkey
+
+namespace latchkey {
+namespace {
+
+TEST_CASE("a /metrics listener beyond loopback is refused unless remote metrics are allowed") {
+  Registry registry;
+  for (const char* remote : {"0.0.0.0:0", "[::]:0", "127.example.com:0", "10.1.2.3:0"}) {
+    absl::StatusOr<std::unique_ptr<MetricsServer>> refused =
+        MetricsServer::Start(remote, &registry);
+    INFO(remote << ": " << refused.status());
+    CHECK(absl::IsInvalidArgument(refused.status()));
+    CHECK(refused.status().message().find("--metrics-allow-remote") != std::string::npos);
+  }
+  absl::StatusOr<std::unique_ptr<MetricsServer>> local =
+      MetricsServer::Start("127.0.0.1:0", &registry);
+  CHECK(local.ok());
+}
+
+}  // namespace
+}  // namespace latchkey
