@@ -162,44 +162,52 @@ void KeySet::Replace(Builder& builder) {
 }
 
 absl::Status KeySet::Apply(const v1::KeyEvent& event) {
-  absl::Status first_error;
-  for (const v1::KeyEntry& in : event.upserts()) {
-    Digest digest;
-    Entry e;
-    if (absl::Status s = ToEntry(in, digest, e); !s.ok()) {
-      first_error.Update(s);
-      continue;
+  // Everything is checked before anything changes: an event is one revision
+  // and applies whole or not at all (the sync client then resyncs).
+  std::vector<std::pair<Digest, Entry>> upserts(event.upserts_size());
+  for (int i = 0; i < event.upserts_size(); ++i) {
+    if (absl::Status s = ToEntry(event.upserts(i), upserts[i].first, upserts[i].second); !s.ok()) {
+      return s;
     }
+  }
+  std::vector<Digest> removed(event.removed_digests_size());
+  for (int i = 0; i < event.removed_digests_size(); ++i) {
+    const std::string& raw = event.removed_digests(i);
+    if (raw.size() != sizeof(Digest)) {
+      return absl::InvalidArgumentError("removed digest is not 32 bytes");
+    }
+    std::memcpy(removed[i].data(), raw.data(), removed[i].size());
+  }
+  std::vector<std::pair<ProjectId, bool>> access(event.project_access_size());
+  for (int i = 0; i < event.project_access_size(); ++i) {
+    if (!PackId(event.project_access(i).project_id(), kProjectIdPrefix, access[i].first)) {
+      return absl::InvalidArgumentError("malformed project id in event");
+    }
+    access[i].second = event.project_access(i).enabled();
+  }
+
+  for (const auto& [digest, e] : upserts) {
     Shard& shard = shards_[ShardOf(digest)];
     MutexLock lock(&shard.mu);
     shard.map.insert_or_assign(digest, e);
   }
-  for (const std::string& raw : event.removed_digests()) {
-    if (raw.size() != sizeof(Digest)) {
-      first_error.Update(absl::InvalidArgumentError("removed digest is not 32 bytes"));
-      continue;
-    }
-    Digest digest;
-    std::memcpy(digest.data(), raw.data(), digest.size());
+  for (const Digest& digest : removed) {
     Shard& shard = shards_[ShardOf(digest)];
     MutexLock lock(&shard.mu);
     shard.map.erase(digest);
   }
-  for (const v1::ProjectAccess& access : event.project_access()) {
-    ProjectId p;
-    if (!PackId(access.project_id(), kProjectIdPrefix, p)) {
-      first_error.Update(absl::InvalidArgumentError("malformed project id in event"));
-      continue;
-    }
+  if (!access.empty()) {
     MutexLock lock(&disabled_mu_);
-    if (access.enabled()) {
-      disabled_.erase(p);
-    } else {
-      disabled_.insert(p);
+    for (const auto& [p, enabled] : access) {
+      if (enabled) {
+        disabled_.erase(p);
+      } else {
+        disabled_.insert(p);
+      }
     }
     disabled_count_.store(disabled_.size(), std::memory_order_release);
   }
-  return first_error;
+  return absl::OkStatus();
 }
 
 size_t KeySet::size() const {

@@ -96,8 +96,8 @@ class KeySet {
   // follow; the locking is in the body.
   void Replace(Builder& builder) ABSL_NO_THREAD_SAFETY_ANALYSIS;
 
-  // Applies one revision's changes. INVALID_ARGUMENT when an entry is
-  // malformed; the rest of the event is still applied.
+  // Applies one revision's changes, all or nothing: INVALID_ARGUMENT and no
+  // change when any entry, removed digest or project id is malformed.
   absl::Status Apply(const v1::KeyEvent& event);
 
   size_t size() const;

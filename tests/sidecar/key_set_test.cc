@@ -95,21 +95,34 @@ TEST_CASE("events remove digests and re-enable projects") {
   REQUIRE(keys.size() == 0);
 }
 
-TEST_CASE("malformed entries are refused and the rest of the event still applies") {
+TEST_CASE("an event with any malformed part is refused whole and changes nothing") {
   KeySet keys;
-  TestKey good;
+  TestKey kept, added;
+  REQUIRE(keys.Apply(Upsert(kept.Entry())).ok());
+  const int broken = GENERATE(0, 1, 2, 3);
   v1::KeyEvent ev;
-  v1::KeyEntry bad = good.Entry();
-  bad.set_digest("short");
-  *ev.add_upserts() = bad;
-  v1::KeyEntry bad_id = TestKey().Entry();
-  bad_id.set_key_id("key_../../x");
-  *ev.add_upserts() = bad_id;
-  *ev.add_upserts() = good.Entry();
-  ev.add_removed_digests("not a digest");
+  *ev.add_upserts() = added.Entry();  // well formed, but in a broken event
+  ev.add_removed_digests(std::string(kept.Entry().digest()));
+  ev.add_project_access()->set_project_id(kept.Entry().project_id());  // disables it
+  switch (broken) {
+    case 0:
+      ev.mutable_upserts(0)->set_digest("short");
+      break;
+    case 1:
+      ev.mutable_upserts(0)->set_key_id("key_../../x");
+      break;
+    case 2:
+      ev.add_removed_digests("not a digest");
+      break;
+    case 3:
+      ev.add_project_access()->set_project_id("prj_../x");
+      break;
+  }
+  INFO("broken part " << broken);
   REQUIRE(absl::IsInvalidArgument(keys.Apply(ev)));
-  REQUIRE(keys.size() == 1);
-  REQUIRE(keys.Validate(good.value, absl::Now()).verdict == v1::VALID);
+  CHECK(keys.size() == 1);
+  CHECK(keys.Validate(kept.value, absl::Now()).verdict == v1::VALID);
+  CHECK(keys.Validate(added.value, absl::Now()).verdict == v1::UNKNOWN);
 }
 
 TEST_CASE("a snapshot replaces the whole set, disabled projects included") {
