@@ -49,6 +49,10 @@ absl::Duration SyncClient::NextBackoff(absl::Duration previous) {
 
 void SyncClient::ReadLoop() {
   absl::Duration backoff = options_.min_backoff;
+  // The last stream broke the contract: the next one starts from a snapshot
+  // (a replay would rest on the state that went wrong), and its answering
+  // does not reset the backoff.
+  bool violated = false;
   for (;;) {
     grpc::ClientContext ctx;
     ctx.AddMetadata("authorization", "Bearer " + options_.token);
@@ -58,7 +62,7 @@ void SyncClient::ReadLoop() {
       MutexLock lock(&mu_);
       if (stopping_) return;
       stream_ = &ctx;
-      if (state_.synced) {
+      if (state_.synced && !violated) {
         req.set_after_revision(state_.applied);
         req.set_store_id(state_.store_id);
       }
@@ -71,7 +75,7 @@ void SyncClient::ReadLoop() {
     while (reader->Read(&msg)) {
       if (first) {
         first = false;
-        backoff = options_.min_backoff;  // the authority answers: start over
+        if (!violated) backoff = options_.min_backoff;  // the authority answers: start over
         MutexLock lock(&mu_);
         acked_ = 0;  // a new stream: tell this authority where we are
         changed_.SignalAll();
@@ -92,7 +96,9 @@ void SyncClient::ReadLoop() {
       stopping = stopping_;
       if (!stopping) ++state_.reconnects;
       if (!broken.ok()) ++state_.contract_violations;
+      state_.backoff = backoff;
     }
+    violated = !broken.ok();
     if (stopping) return;
     if (broken.ok()) {
       spdlog::warn("watch stream ended ({}: {}); reconnecting in {}",

@@ -4,9 +4,9 @@
 // and swapped in at its end marker; events are applied one revision at a
 // time. The client enforces the watch contract on what it receives (ordered,
 // no duplicates, no gaps, never backwards within a store id) and, when it is
-// broken, drops the stream and resumes. It reconnects with jittered
-// exponential backoff, resuming after its applied revision; a new store id
-// means a full resync. A second thread acknowledges applied revisions, so
+// broken, drops the stream and resyncs by snapshot. It reconnects with
+// jittered exponential backoff, resuming after its applied revision; a new
+// store id means a full resync. A second thread acknowledges applied revisions, so
 // the authority can issue revocation receipts.
 //
 // A SyncClient is safe for concurrent access from multiple threads.
@@ -51,6 +51,10 @@ class SyncClient {
     uint64_t events = 0;
     uint64_t reconnects = 0;
     uint64_t contract_violations = 0;
+    // The wait before the latest reconnect. It starts over at min_backoff
+    // when a stream answers, unless the stream before broke the contract:
+    // an authority that answers and then breaks it is not retried at once.
+    absl::Duration backoff = absl::ZeroDuration();
   };
 
   SyncClient(SyncOptions options, KeySet* keys);
