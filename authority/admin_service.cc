@@ -74,7 +74,7 @@ AdminService::Reactor* AdminService::GetPropagation(Ctx* ctx, const v1::GetPropa
   if (status.ok()) status = Authorize(*caller, Permission::kRead);
   if (status.ok()) {
     absl::StatusOr<v1::GetPropagationResponse> receipt =
-        propagation_->Receipt(req->revision(), authority_->store().head_revision());
+        propagation_->Receipt(req->revision(), authority_->store().head_revision(), absl::Now());
     status = receipt.status();
     if (receipt.ok()) *resp = *std::move(receipt);
   }

@@ -31,6 +31,9 @@ int main(int argc, char** argv) {
   latchkey::AddDurationFlag(app, "--progress-interval", options.progress_interval,
                             "between progress messages on watch streams", absl::Milliseconds(10),
                             absl::Hours(1));
+  latchkey::AddDurationFlag(app, "--forget-sidecar-after", options.forget_sidecar_after,
+                            "how long a sidecar gone without a goodbye stays missing in receipts",
+                            absl::Seconds(1), absl::Hours(24 * 7));
   app.add_option("--tls-cert", options.tls.cert, "PEM certificate for TLS listeners");
   app.add_option("--tls-key", options.tls.key, "PEM private key for --tls-cert");
   app.add_option("--tls-client-ca", options.tls.client_ca,

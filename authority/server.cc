@@ -21,7 +21,7 @@ namespace latchkey {
 struct AuthorityServer::Parts {
   std::unique_ptr<KeyStore> store;
   std::unique_ptr<KeyAuthority> authority;
-  PropagationTracker propagation;
+  std::unique_ptr<PropagationTracker> propagation;
   std::unique_ptr<EventHub> hub;
   std::unique_ptr<WorkQueue> store_work;  // outlives the services' calls
   std::unique_ptr<AdminService> admin;
@@ -102,7 +102,8 @@ absl::StatusOr<std::unique_ptr<AuthorityServer>> AuthorityServer::Start(
   parts->hub = std::make_unique<EventHub>(raw_store->store_id(), options.progress_interval,
                                           [raw_store] { return raw_store->head_revision(); });
   EventHub* hub = parts->hub.get();
-  PropagationTracker* propagation = &parts->propagation;
+  parts->propagation = std::make_unique<PropagationTracker>(options.forget_sidecar_after);
+  PropagationTracker* propagation = parts->propagation.get();
   Registry::Family<Counter>* mutations = &parts->metrics.AddCounterFamily(
       "latchkey_mutations_total", "Committed mutations, by audit action.", {"action"});
   AddStoreMetrics(parts->metrics, raw_store, hub, parts->authority.get());

@@ -24,6 +24,9 @@ struct AuthorityOptions {
   uint64_t event_retention = 100000;
   absl::Duration progress_interval = absl::Seconds(1);
   size_t watch_queue_limit = 10000;
+  // How long a sidecar whose watch stream ended without a goodbye stays in
+  // receipts as missing.
+  absl::Duration forget_sidecar_after = absl::Minutes(10);
   ServerTlsFiles tls;                 // TLS (and mTLS) for the TCP listeners
   std::string metrics_listen;         // host:port for HTTP /metrics; empty: off
   bool metrics_allow_remote = false;  // --metrics-listen may be beyond loopback

@@ -5,6 +5,7 @@
 #include "authority/watch_stream.h"
 #include "common/log.h"
 #include "common/status.h"
+#include "common/strings.h"
 
 namespace latchkey {
 namespace {
@@ -12,19 +13,19 @@ namespace {
 constexpr size_t kMaxSidecarIdChars = 128;
 
 // The gRPC face of one Watch call: a write reactor that is the stream's sink.
-// Deletes itself in OnDone, when gRPC has finished with it.
+// It holds a session in receipts from construction to OnDone. Deletes itself
+// in OnDone, when gRPC has finished with it.
 class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchResponse>, public WatchSink {
  public:
   WatchReactor(KeyStore* store, EventHub* hub, PropagationTracker* propagation,
-               WorkQueue* store_work, std::string principal_id, std::string sidecar_id,
-               size_t queue_limit)
+               WorkQueue* store_work, const std::string& principal_id,
+               const std::string& sidecar_id, const std::string& resume_session, size_t queue_limit)
       : propagation_(propagation),
-        sidecar_id_(sidecar_id),
-        stream_(store, hub, store_work, this, std::move(principal_id), std::move(sidecar_id),
-                queue_limit) {}
+        receipts_(propagation->Opened(principal_id, sidecar_id, resume_session, absl::Now())),
+        stream_(store, hub, store_work, this, principal_id, sidecar_id, queue_limit,
+                receipts_.session) {}
 
   void Start(const v1::WatchRequest& req, WatchStream::Admit admit) {
-    propagation_->Connected(sidecar_id_);
     stream_.Start(req, std::move(admit));
   }
 
@@ -36,13 +37,13 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchResponse>, p
   void OnWriteDone(bool ok) override { stream_.OnWriteDone(ok); }
   void OnCancel() override { stream_.Cancel(); }
   void OnDone() override {
-    propagation_->Disconnected(sidecar_id_);
+    propagation_->Closed(receipts_, absl::Now());
     delete this;  // the stream leaves the hub
   }
 
  private:
   PropagationTracker* const propagation_;
-  const std::string sidecar_id_;
+  const PropagationTracker::Stream receipts_;
   WatchStream stream_;
 };
 
@@ -89,7 +90,7 @@ grpc::ServerWriteReactor<v1::WatchResponse>* SyncService::Watch(grpc::CallbackSe
   }
   auto* stream =
       new WatchReactor(&authority_->store(), hub_, propagation_, store_work_, caller->principal_id,
-                       SidecarId(*ctx, *req), options_.queue_limit);
+                       SidecarId(*ctx, *req), req->session(), options_.queue_limit);
   // Authenticated again once the stream is in the hub: a deletion of the
   // caller's principal either closes it there or is seen here.
   stream->Start(*req, [authority = authority_, token = BearerToken(*ctx)] {
@@ -105,11 +106,27 @@ grpc::ServerUnaryReactor* SyncService::Acknowledge(grpc::CallbackServerContext* 
   absl::StatusOr<Caller> caller = AuthenticateCall(*authority_, *ctx);
   absl::Status status = caller.status();
   if (status.ok()) status = Authorize(*caller, Permission::kSync);
-  if (status.ok() && req->store_id() == authority_->store().store_id()) {
-    propagation_->Acknowledged(req->sidecar_id(), req->applied_revision(), absl::Now());
-  }
+  if (status.ok()) status = Acknowledge(*caller, *req);
   reactor->Finish(ToGrpcStatus(status));
   return reactor;
+}
+
+absl::Status SyncService::Acknowledge(const Caller& caller, const v1::AcknowledgeRequest& req) {
+  if (req.session().empty()) {
+    return absl::InvalidArgumentError(
+        "session is required: the one the Watch stream's first message carried");
+  }
+  if (req.leaving()) return propagation_->Left(caller.principal_id, req.session());
+  // An acknowledgement for another store (the sidecar has not caught up with
+  // a restore yet) says nothing about this one.
+  if (req.store_id() != authority_->store().store_id()) return absl::OkStatus();
+  const uint64_t head = authority_->store().head_revision();
+  if (req.applied_revision() > head) {
+    return absl::InvalidArgumentError(
+        StrCat("applied_revision ", req.applied_revision(), " is after the head revision ", head));
+  }
+  return propagation_->Acknowledged(caller.principal_id, req.session(), req.applied_revision(),
+                                    absl::Now());
 }
 
 grpc::ServerUnaryReactor* SyncService::ReportUsage(grpc::CallbackServerContext* ctx,

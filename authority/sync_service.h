@@ -39,6 +39,8 @@ class SyncService final : public v1::KeySync::CallbackService {
                                         v1::ReportUsageResponse* resp) override;
 
  private:
+  absl::Status Acknowledge(const Caller& caller, const v1::AcknowledgeRequest& req);
+
   KeyAuthority* const authority_;
   EventHub* const hub_;
   PropagationTracker* const propagation_;

@@ -15,14 +15,16 @@ constexpr size_t kSnapshotProjectsPerChunk = 4096;
 }  // namespace
 
 WatchStream::WatchStream(KeyStore* store, EventHub* hub, WorkQueue* store_work, WatchSink* sink,
-                         std::string principal_id, std::string sidecar_id, size_t queue_limit)
+                         std::string principal_id, std::string sidecar_id, size_t queue_limit,
+                         std::string session)
     : store_(store),
       hub_(hub),
       store_work_(store_work),
       sink_(sink),
       principal_id_(std::move(principal_id)),
       sidecar_id_(std::move(sidecar_id)),
-      queue_limit_(queue_limit) {}
+      queue_limit_(queue_limit),
+      session_(std::move(session)) {}
 
 WatchStream::~WatchStream() { hub_->Remove(this); }
 
@@ -121,6 +123,13 @@ void WatchStream::Drive() {
       } else {
         end = made.status();
       }
+    }
+    if (next && !sent_session_ && !session_.empty()) {
+      // Live messages are shared by every stream: the first one is copied.
+      auto first = std::make_shared<v1::WatchResponse>(*next);
+      first->set_session(session_);
+      next = std::move(first);
+      sent_session_ = true;
     }
     enum class Act { kEnd, kWrite, kAgain, kIdle } act;
     {

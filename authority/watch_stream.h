@@ -50,9 +50,12 @@ class WatchSink {
 class WatchStream final : public Subscriber {
  public:
   // Everything passed in must outlive the stream. `principal_id` opened it
-  // (EventHub::ClosePrincipal); `sidecar_id` is only named in logs.
+  // (EventHub::ClosePrincipal); `sidecar_id` is only named in logs;
+  // `session`, when given, is set on the first message the stream sends
+  // (WatchResponse.session).
   WatchStream(KeyStore* store, EventHub* hub, WorkQueue* store_work, WatchSink* sink,
-              std::string principal_id, std::string sidecar_id, size_t queue_limit);
+              std::string principal_id, std::string sidecar_id, size_t queue_limit,
+              std::string session = "");
   // Leaves the hub. Destroy only after the sink has ended the call and every
   // OnWriteDone and Cancel has returned.
   ~WatchStream() override;
@@ -102,6 +105,7 @@ class WatchStream final : public Subscriber {
   const std::string principal_id_;
   const std::string sidecar_id_;
   const size_t queue_limit_;
+  const std::string session_;
 
   // Concurrency: one thread at a time holds the "claim" (claimed_) and with
   // it the writer state below; it holds it from choosing a message until that
@@ -115,6 +119,7 @@ class WatchStream final : public Subscriber {
   // Owned by the holder of the claim.
   Phase phase_ = Phase::kLive;
   uint64_t sent_ = 0;  // last revision sent or covered by the snapshot
+  bool sent_session_ = false;
   std::unique_ptr<StoreSnapshot> snapshot_;
   std::string cursor_;  // snapshot scan position
   std::deque<v1::KeyEvent> replay_;

@@ -362,28 +362,37 @@ int Ctl::WaitForPropagation(uint64_t revision, absl::Duration timeout, const std
   v1::GetPropagationRequest req;
   req.set_revision(revision);
   v1::GetPropagationResponse receipt;
+  // Sidecars gone without a goodbye count too: they may still be serving.
+  auto sidecars = [&receipt] {
+    return receipt.sidecars_connected() + receipt.sidecars_disconnected();
+  };
   for (;;) {
     if (grpc::Status s = admin_->GetPropagation(Context().get(), req, &receipt); !s.ok()) {
       return Fail("get propagation", s);
     }
-    const bool all = receipt.sidecars_applied() == receipt.sidecars_connected();
-    if (all || absl::Now() >= deadline) break;
+    if (receipt.sidecars_applied() == sidecars() || absl::Now() >= deadline) break;
     absl::SleepFor(absl::Milliseconds(2));
   }
   if (globals_.format == Format::kJson) {
     PrintJson(out_, receipt);
-  } else if (receipt.sidecars_connected() == 0) {
+  } else if (sidecars() == 0) {
     out_ << what << "; no sidecars connected\n";
   } else {
     const double ms = absl::ToDoubleMilliseconds(FromProto(receipt.slowest_apply_delay()));
-    out_ << what << "; applied on " << receipt.sidecars_applied() << "/"
-         << receipt.sidecars_connected() << " sidecars in " << fmt::format("{:.1f}", ms) << " ms";
-    for (int i = 0; i < receipt.missing_sidecar_ids_size(); ++i) {
-      out_ << (i == 0 ? "; missing: " : ", ") << receipt.missing_sidecar_ids(i);
+    out_ << what << "; applied on " << receipt.sidecars_applied() << "/" << sidecars()
+         << " sidecars in " << fmt::format("{:.1f}", ms) << " ms";
+    const absl::Time now = absl::Now();
+    for (int i = 0; i < receipt.missing_sidecars_size(); ++i) {
+      const v1::MissingSidecar& m = receipt.missing_sidecars(i);
+      out_ << (i == 0 ? "; missing: " : ", ") << m.sidecar_id();
+      if (m.has_disconnected_time()) {
+        const absl::Duration ago = now - FromProto(m.disconnected_time());
+        out_ << " (disconnected " << absl::ToInt64Seconds(ago) << " s ago)";
+      }
     }
     out_ << "\n";
   }
-  if (receipt.sidecars_applied() == receipt.sidecars_connected()) return 0;
+  if (receipt.sidecars_applied() == sidecars()) return 0;
   err_ << "error: timed out after " << absl::FormatDuration(timeout)
        << " waiting for every sidecar to apply revision " << revision << "\n";
   return 3;

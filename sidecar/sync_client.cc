@@ -18,15 +18,41 @@ void SyncClient::Start() {
 }
 
 void SyncClient::Stop() {
+  std::string session;
   {
     MutexLock lock(&mu_);
     if (stopping_ && !reader_.joinable()) return;
     stopping_ = true;
     changed_.SignalAll();
+    session = session_;
+  }
+  // Goodbye before the stream ends: the authority drops this sidecar from
+  // receipts at once instead of keeping it as missing.
+  if (!session.empty()) Leave(session);
+  {
+    MutexLock lock(&mu_);
     if (stream_ != nullptr) stream_->TryCancel();
   }
   if (reader_.joinable()) reader_.join();
   if (acker_.joinable()) acker_.join();
+}
+
+void SyncClient::Leave(const std::string& session) {
+  v1::AcknowledgeRequest req;
+  req.set_sidecar_id(options_.sidecar_id);
+  req.set_session(session);
+  req.set_leaving(true);
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", "Bearer " + options_.token);
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  v1::AcknowledgeResponse resp;
+  const grpc::Status s = stub_->Acknowledge(&ctx, req, &resp);
+  if (!s.ok()) {
+    spdlog::warn(
+        "could not tell the authority this sidecar is leaving ({}); receipts will list "
+        "it as missing until the authority forgets it",
+        s.error_message());
+  }
 }
 
 void SyncClient::Reconnect() {
@@ -62,6 +88,7 @@ void SyncClient::ReadLoop() {
       MutexLock lock(&mu_);
       if (stopping_) return;
       stream_ = &ctx;
+      req.set_session(session_);  // take our place in receipts back
       if (state_.synced && !violated) {
         req.set_after_revision(state_.applied);
         req.set_store_id(state_.store_id);
@@ -77,6 +104,7 @@ void SyncClient::ReadLoop() {
         first = false;
         if (!violated) backoff = options_.min_backoff;  // the authority answers: start over
         MutexLock lock(&mu_);
+        session_ = msg.session();
         acked_ = 0;  // a new stream: tell this authority where we are
         changed_.SignalAll();
       }
@@ -219,12 +247,13 @@ void SyncClient::AckLoop() {
   MutexLock lock(&mu_);
   for (;;) {
     auto work = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return stopping_ || (state_.synced && state_.applied != acked_);
+      return stopping_ || (state_.synced && state_.applied != acked_ && !session_.empty());
     };
     changed_.Wait(&mu_, work);
     if (stopping_) return;
     v1::AcknowledgeRequest req;
     req.set_sidecar_id(options_.sidecar_id);
+    req.set_session(session_);
     req.set_applied_revision(state_.applied);
     req.set_store_id(state_.store_id);
     mu_.Unlock();

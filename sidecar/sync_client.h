@@ -77,6 +77,9 @@ class SyncClient {
   absl::Status HandleSnapshotEnd(const v1::WatchResponse& msg);
   absl::Status HandleProgress(const v1::WatchResponse& msg);
   void MarkApplied(uint64_t revision, bool snapshot);
+  // Tells the authority, through the acknowledgement session, that this
+  // sidecar is shutting down.
+  void Leave(const std::string& session);
   absl::Duration NextBackoff(absl::Duration previous);
 
   // Constant after construction.
@@ -94,6 +97,9 @@ class SyncClient {
   State state_ ABSL_GUARDED_BY(mu_);
   uint64_t known_head_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t acked_ ABSL_GUARDED_BY(mu_) = 0;
+  // The receipts session the authority gave the latest stream. Kept across
+  // reconnects so that a new stream takes this sidecar's place back.
+  std::string session_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   grpc::ClientContext* stream_ ABSL_GUARDED_BY(mu_) = nullptr;  // the open stream's context
   std::thread reader_;

@@ -592,7 +592,18 @@ async function refreshFound(key) {
 }
 
 // ---------------------------------------------------------------------------
-// Receipts: proof that a change reached every connected sidecar.
+// Receipts: proof that a change reached every sidecar. Sidecars whose stream
+// ended without a goodbye still count: they may still be serving.
+
+function sidecarCount(receipt) {
+  return (receipt.sidecarsConnected || 0) + (receipt.sidecarsDisconnected || 0);
+}
+
+function describeMissing(m) {
+  if (!m.disconnectedTime) return m.sidecarId;
+  const ago = Math.max(0, Math.round((Date.now() - Date.parse(m.disconnectedTime)) / 1000));
+  return `${m.sidecarId} (disconnected ${ago} s ago)`;
+}
 
 async function showReceipt(what, revision) {
   showNotice(`${what}. Waiting for sidecars...`);
@@ -600,22 +611,20 @@ async function showReceipt(what, revision) {
   let receipt = null;
   for (;;) {
     receipt = await api('GetPropagation', { revision });
-    const applied = receipt.sidecarsApplied || 0;
-    const connected = receipt.sidecarsConnected || 0;
-    if (applied === connected || Date.now() >= deadline) break;
+    if ((receipt.sidecarsApplied || 0) === sidecarCount(receipt) || Date.now() >= deadline) break;
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   const applied = receipt.sidecarsApplied || 0;
-  const connected = receipt.sidecarsConnected || 0;
-  if (connected === 0) {
+  const sidecars = sidecarCount(receipt);
+  if (sidecars === 0) {
     showNotice(`${what}; no sidecars connected.`);
     return;
   }
   const seconds = parseFloat(receipt.slowestApplyDelay || '0s');
-  let text = `${what}; applied on ${applied}/${connected} sidecars in ${(seconds * 1000).toFixed(1)} ms`;
-  const missing = receipt.missingSidecarIds || [];
-  if (missing.length > 0) text += `; missing: ${missing.join(', ')}`;
-  showNotice(`${text}.`, applied !== connected);
+  let text = `${what}; applied on ${applied}/${sidecars} sidecars in ${(seconds * 1000).toFixed(1)} ms`;
+  const missing = receipt.missingSidecars || [];
+  if (missing.length > 0) text += `; missing: ${missing.map(describeMissing).join(', ')}`;
+  showNotice(`${text}.`, applied !== sidecars);
 }
 
 // ---------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 #include "authority/propagation.h"
 
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <thread>
 
@@ -9,61 +10,164 @@
 namespace latchkey {
 namespace {
 
+const absl::Time kT0 = absl::FromUnixSeconds(1000);
+
+// Opens a stream for `sidecar_id` under principal "p-1" at kT0.
+PropagationTracker::Stream Open(PropagationTracker& t, const std::string& sidecar_id,
+                                const std::string& resume = "") {
+  return t.Opened("p-1", sidecar_id, resume, kT0);
+}
+
 TEST_CASE("a receipt counts connected sidecars, names the missing, and times the slowest") {
   PropagationTracker t;
-  const absl::Time c = absl::FromUnixSeconds(1000);
-  t.Committed(5, c);
-  for (const char* id : {"pod-a", "pod-b", "pod-c"}) t.Connected(id);
-  t.Acknowledged("pod-a", 5, c + absl::Milliseconds(2));
-  t.Acknowledged("pod-b", 7, c + absl::Milliseconds(9));
-  t.Acknowledged("pod-c", 4, c + absl::Milliseconds(1));
-  absl::StatusOr<v1::GetPropagationResponse> r = t.Receipt(5, 7);
+  t.Committed(5, kT0);
+  const auto a = Open(t, "pod-a"), b = Open(t, "pod-b"), c = Open(t, "pod-c");
+  REQUIRE(t.Acknowledged("p-1", a.session, 5, kT0 + absl::Milliseconds(2)).ok());
+  REQUIRE(t.Acknowledged("p-1", b.session, 7, kT0 + absl::Milliseconds(9)).ok());
+  REQUIRE(t.Acknowledged("p-1", c.session, 4, kT0 + absl::Milliseconds(1)).ok());
+  absl::StatusOr<v1::GetPropagationResponse> r = t.Receipt(5, 7, kT0);
   REQUIRE(r.ok());
   REQUIRE(r->sidecars_connected() == 3);
+  REQUIRE(r->sidecars_disconnected() == 0);
   REQUIRE(r->sidecars_applied() == 2);
   REQUIRE(r->missing_sidecar_ids_size() == 1);
   REQUIRE(r->missing_sidecar_ids(0) == "pod-c");
+  REQUIRE(r->missing_sidecars(0).sidecar_id() == "pod-c");
+  REQUIRE_FALSE(r->missing_sidecars(0).has_disconnected_time());
   REQUIRE(FromProto(r->slowest_apply_delay()) == absl::Milliseconds(9));
   REQUIRE(r->head_revision() == 7);
 }
 
-TEST_CASE(
-    "a disconnected sidecar leaves the receipt but a reconnected one stays while any stream is "
-    "open") {
+TEST_CASE("every stream gets its own unguessable session") {
   PropagationTracker t;
-  t.Connected("pod-a");
-  t.Connected("pod-a");  // new stream before the old one closed
-  t.Disconnected("pod-a");
-  REQUIRE(t.Receipt(1, 1)->sidecars_connected() == 1);
-  t.Disconnected("pod-a");
-  REQUIRE(t.Receipt(1, 1)->sidecars_connected() == 0);
-  t.Acknowledged("pod-a", 1, absl::Now());  // not connected: ignored
-  REQUIRE(t.Receipt(1, 1)->sidecars_applied() == 0);
+  const auto a = Open(t, "pod-a"), b = Open(t, "pod-a");
+  REQUIRE(a.session.size() >= 32);
+  REQUIRE(a.session != b.session);
+}
+
+TEST_CASE("an acknowledgement counts only for the session it names, opened by its principal") {
+  PropagationTracker t;
+  const auto a = Open(t, "pod-a");
+  REQUIRE(absl::IsFailedPrecondition(t.Acknowledged("p-1", "", 1, kT0)));
+  REQUIRE(absl::IsFailedPrecondition(t.Acknowledged("p-1", "not-a-session", 1, kT0)));
+  REQUIRE(absl::IsFailedPrecondition(t.Acknowledged("p-2", a.session, 1, kT0)));
+  REQUIRE(t.Receipt(1, 1, kT0)->sidecars_applied() == 0);
+  REQUIRE(t.Acknowledged("p-1", a.session, 1, kT0).ok());
+  REQUIRE(t.Receipt(1, 1, kT0)->sidecars_applied() == 1);
+}
+
+TEST_CASE("two streams that claim the same sidecar id must both apply") {
+  PropagationTracker t;
+  const auto real = Open(t, "pod-x");
+  const auto impostor = Open(t, "pod-x");
+  REQUIRE(t.Acknowledged("p-1", impostor.session, 9, kT0).ok());
+  absl::StatusOr<v1::GetPropagationResponse> r = t.Receipt(9, 9, kT0);
+  REQUIRE(r->sidecars_connected() == 2);
+  REQUIRE(r->sidecars_applied() == 1);
+  REQUIRE(r->missing_sidecar_ids(0) == "pod-x");
+  REQUIRE(t.Acknowledged("p-1", real.session, 9, kT0).ok());
+  REQUIRE(t.Receipt(9, 9, kT0)->sidecars_applied() == 2);
+}
+
+TEST_CASE("a sidecar gone without a goodbye stays missing until it is forgotten") {
+  PropagationTracker t(absl::Minutes(10));
+  const auto gone = Open(t, "pod-2");
+  REQUIRE(t.Acknowledged("p-1", gone.session, 3, kT0).ok());
+  t.Closed(gone, kT0 + absl::Seconds(1));
+
+  // It had applied 3: that receipt stays complete.
+  absl::StatusOr<v1::GetPropagationResponse> old = t.Receipt(3, 4, kT0 + absl::Seconds(42));
+  REQUIRE(old->sidecars_applied() == 1);
+  REQUIRE(old->sidecars_disconnected() == 1);
+  // Revision 4 came after it went away: missing, with when it went.
+  absl::StatusOr<v1::GetPropagationResponse> r = t.Receipt(4, 4, kT0 + absl::Seconds(42));
+  REQUIRE(r->sidecars_connected() == 0);
+  REQUIRE(r->sidecars_disconnected() == 1);
+  REQUIRE(r->sidecars_applied() == 0);
+  REQUIRE(r->missing_sidecars(0).sidecar_id() == "pod-2");
+  REQUIRE(FromProto(r->missing_sidecars(0).disconnected_time()) == kT0 + absl::Seconds(1));
+
+  r = t.Receipt(4, 4, kT0 + absl::Seconds(1) + absl::Minutes(10) + absl::Seconds(1));
+  REQUIRE(r->sidecars_disconnected() == 0);
+  REQUIRE(r->missing_sidecars_size() == 0);
+}
+
+TEST_CASE("a sidecar that leaves cleanly is gone from receipts at once") {
+  PropagationTracker t;
+  const auto s = Open(t, "pod-1");
+  REQUIRE(absl::IsFailedPrecondition(t.Left("p-2", s.session)));
+  REQUIRE(t.Left("p-1", s.session).ok());
+  t.Closed(s, kT0);  // its stream ends after the goodbye
+  absl::StatusOr<v1::GetPropagationResponse> r = t.Receipt(1, 1, kT0);
+  REQUIRE(r->sidecars_connected() == 0);
+  REQUIRE(r->sidecars_disconnected() == 0);
+}
+
+TEST_CASE("a reconnecting sidecar resumes its session instead of leaving itself behind") {
+  PropagationTracker t;
+  const auto first = Open(t, "pod-1");
+  REQUIRE(t.Acknowledged("p-1", first.session, 2, kT0).ok());
+  t.Closed(first, kT0);
+  const auto second = Open(t, "pod-1", first.session);
+  REQUIRE(second.session == first.session);
+  absl::StatusOr<v1::GetPropagationResponse> r = t.Receipt(2, 2, kT0);
+  REQUIRE(r->sidecars_connected() == 1);
+  REQUIRE(r->sidecars_disconnected() == 0);
+  REQUIRE(r->sidecars_applied() == 1);
+
+  SECTION("the stream it replaced ending late does not mark it gone") {
+    const auto third = Open(t, "pod-1", first.session);
+    t.Closed(second, kT0);
+    REQUIRE(t.Receipt(2, 2, kT0)->sidecars_connected() == 1);
+    t.Closed(third, kT0);
+    REQUIRE(t.Receipt(2, 2, kT0)->sidecars_disconnected() == 1);
+  }
+  SECTION("another principal or sidecar id cannot take the session over") {
+    const auto other = t.Opened("p-2", "pod-1", first.session, kT0);
+    REQUIRE(other.session != first.session);
+    const auto renamed = Open(t, "pod-9", first.session);
+    REQUIRE(renamed.session != first.session);
+    REQUIRE(t.Receipt(2, 2, kT0)->sidecars_connected() == 3);
+  }
+}
+
+TEST_CASE("disconnected sidecars are bounded: the oldest is forgotten first") {
+  PropagationTracker t(absl::Hours(1), /*max_disconnected=*/3);
+  for (int i = 0; i < 5; ++i) {
+    t.Closed(Open(t, "pod-" + std::to_string(i)), kT0 + absl::Seconds(i));
+  }
+  absl::StatusOr<v1::GetPropagationResponse> r = t.Receipt(1, 1, kT0 + absl::Seconds(10));
+  REQUIRE(r->sidecars_disconnected() == 3);
+  REQUIRE(r->missing_sidecar_ids(0) == "pod-2");
 }
 
 TEST_CASE("a receipt for revision 0 or one not yet made is INVALID_ARGUMENT") {
   PropagationTracker t;
-  REQUIRE(absl::IsInvalidArgument(t.Receipt(0, 5).status()));
-  REQUIRE(absl::IsInvalidArgument(t.Receipt(6, 5).status()));
+  REQUIRE(absl::IsInvalidArgument(t.Receipt(0, 5, kT0).status()));
+  REQUIRE(absl::IsInvalidArgument(t.Receipt(6, 5, kT0).status()));
 }
 
 TEST_CASE("receipts read while sidecars acknowledge from many threads", "[concurrency]") {
   PropagationTracker t;
+  std::atomic<int> refused{0};  // Catch2 assertions are not thread-safe
   std::vector<std::thread> pods;
   for (int p = 0; p < 4; ++p) {
     pods.emplace_back([&, p] {
       const std::string id = "pod-" + std::to_string(p);
-      t.Connected(id);
+      const auto s = t.Opened("p-1", id, "", absl::Now());
       for (uint64_t r = 1; r <= 2000; ++r) {
         if (p == 0) t.Committed(r, absl::Now());
-        t.Acknowledged(id, r, absl::Now());
+        if (!t.Acknowledged("p-1", s.session, r, absl::Now()).ok()) ++refused;
       }
+      if (p == 3) t.Closed(s, absl::Now());
     });
   }
-  for (int i = 0; i < 2000; ++i) REQUIRE(t.Receipt(1, 2000).ok());
+  for (int i = 0; i < 2000; ++i) REQUIRE(t.Receipt(1, 2000, absl::Now()).ok());
   for (std::thread& p : pods) p.join();
-  absl::StatusOr<v1::GetPropagationResponse> r = t.Receipt(2000, 2000);
+  REQUIRE(refused == 0);
+  absl::StatusOr<v1::GetPropagationResponse> r = t.Receipt(2000, 2000, absl::Now());
   REQUIRE(r->sidecars_applied() == 4);
+  REQUIRE(r->sidecars_disconnected() == 1);
 }
 
 }  // namespace

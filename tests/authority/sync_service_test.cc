@@ -19,11 +19,11 @@ using testing::Services;
 class Watcher {
  public:
   Watcher(Services& s, uint64_t after_revision = 0, const std::string& store_id = "",
-          const std::string& token = "") {
+          const std::string& token = "", const std::string& sidecar_id = "sc-test") {
     ctx_.AddMetadata("authorization", "Bearer " + (token.empty() ? s.sidecar_token() : token));
     ctx_.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
     v1::WatchRequest req;
-    req.set_sidecar_id("sc-test");
+    req.set_sidecar_id(sidecar_id);
     req.set_after_revision(after_revision);
     req.set_store_id(store_id);
     reader_ = s.sync().Watch(&ctx_, req);
@@ -42,8 +42,17 @@ class Watcher {
     v1::WatchResponse m;
     do {
       REQUIRE(reader_->Read(&m));
+      if (first_) session_ = m.session();
+      first_ = false;
     } while (m.has_progress());
     return m;
+  }
+  // The receipts session from the stream's first message.
+  const std::string& session() const { return session_; }
+  // Ends the stream from the client's side, as a killed pod would.
+  void Drop() {
+    ctx_.TryCancel();
+    Finish();
   }
   // Reads through the snapshot; returns its revision and counts its entries.
   uint64_t ReadSnapshot(size_t* entries = nullptr) {
@@ -66,7 +75,23 @@ class Watcher {
   grpc::ClientContext ctx_;
   std::unique_ptr<grpc::ClientReader<v1::WatchResponse>> reader_;
   bool finished_ = false;
+  bool first_ = true;
+  std::string session_;
 };
+
+grpc::StatusCode Acknowledge(Services& s, const std::string& session, uint64_t revision,
+                             bool leaving = false, const std::string& token = "") {
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", "Bearer " + (token.empty() ? s.sidecar_token() : token));
+  v1::AcknowledgeRequest req;
+  req.set_sidecar_id("sc-test");
+  req.set_session(session);
+  req.set_applied_revision(revision);
+  req.set_store_id(s.store().store_id());
+  req.set_leaving(leaving);
+  v1::AcknowledgeResponse resp;
+  return s.sync().Acknowledge(&ctx, req, &resp).error_code();
+}
 
 TEST_CASE("no store call runs on a gRPC callback thread: admin calls, snapshots, replays, usage") {
   Services s;
@@ -151,6 +176,89 @@ TEST_CASE("a deleted principal's open watch streams end UNAUTHENTICATED when it 
   INFO(ended.error_message());
   CHECK(ended.error_code() == grpc::StatusCode::UNAUTHENTICATED);
   CHECK(other.Next().event().revision() == at + 1);  // the deletion's own revision
+}
+
+TEST_CASE("an acknowledgement counts only through its own stream's session and up to the head") {
+  Services s;
+  const std::string project = s.admin().CreateProject("shop").project().project_id();
+  Watcher w(s);
+  const uint64_t at = w.ReadSnapshot();
+  REQUIRE(w.session().size() >= 32);
+  const uint64_t revoked = s.admin().GenerateApiKey(project).key().revision();
+  REQUIRE(w.Next().event().revision() == revoked);
+
+  // Forgeries: no session, a made-up one, another principal's, a revision
+  // that has not happened. None of them counts.
+  const std::string other = s.admin().CreatePrincipal("other-pods", v1::ROLE_SIDECAR);
+  CHECK(Acknowledge(s, "", revoked) == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK(Acknowledge(s, "ses_madeup", revoked) == grpc::StatusCode::FAILED_PRECONDITION);
+  CHECK(Acknowledge(s, w.session(), revoked, false, other) ==
+        grpc::StatusCode::FAILED_PRECONDITION);
+  const uint64_t head = s.store().head_revision();
+  CHECK(Acknowledge(s, w.session(), UINT64_MAX) == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK(Acknowledge(s, w.session(), head + 1) == grpc::StatusCode::INVALID_ARGUMENT);
+  v1::GetPropagationResponse r = s.admin().Receipt(revoked);
+  CHECK(r.sidecars_connected() == 1);
+  CHECK(r.sidecars_applied() == 0);
+
+  REQUIRE(Acknowledge(s, w.session(), at) == grpc::StatusCode::OK);
+  CHECK(s.admin().Receipt(revoked).sidecars_applied() == 0);
+  REQUIRE(Acknowledge(s, w.session(), revoked) == grpc::StatusCode::OK);
+  CHECK(s.admin().Receipt(revoked).sidecars_applied() == 1);
+}
+
+TEST_CASE("two streams with one sidecar id are two sidecars in receipts") {
+  Services s;
+  Watcher real(s), impostor(s);
+  real.ReadSnapshot();
+  const uint64_t at = impostor.ReadSnapshot();
+  REQUIRE(real.session() != impostor.session());
+  REQUIRE(Acknowledge(s, impostor.session(), at) == grpc::StatusCode::OK);
+  v1::GetPropagationResponse r = s.admin().Receipt(at);
+  CHECK(r.sidecars_connected() == 2);
+  CHECK(r.sidecars_applied() == 1);
+  REQUIRE(r.missing_sidecar_ids_size() == 1);
+  CHECK(r.missing_sidecar_ids(0) == "sc-test");
+}
+
+TEST_CASE("a sidecar whose stream breaks stays missing but one that says goodbye leaves at once") {
+  Services s;
+  const std::string project = s.admin().CreateProject("shop").project().project_id();
+  Watcher killed(s, 0, "", "", "pod-killed"), leaving(s, 0, "", "", "pod-leaving");
+  killed.ReadSnapshot();
+  leaving.ReadSnapshot();
+  const std::string killed_session = killed.session();
+  killed.Drop();
+  REQUIRE(Acknowledge(s, leaving.session(), 0, /*leaving=*/true) == grpc::StatusCode::OK);
+  leaving.Drop();
+
+  const uint64_t revision = s.admin().GenerateApiKey(project).key().revision();
+  REQUIRE(
+      testing::Eventually([&] { return s.admin().Receipt(revision).sidecars_connected() == 0; }));
+  v1::GetPropagationResponse r = s.admin().Receipt(revision);
+  CHECK(r.sidecars_disconnected() == 1);
+  CHECK(r.sidecars_applied() == 0);
+  REQUIRE(r.missing_sidecars_size() == 1);
+  CHECK(r.missing_sidecars(0).sidecar_id() == "pod-killed");
+  CHECK(r.missing_sidecars(0).has_disconnected_time());
+
+  // It comes back with its session and takes its own place again.
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", "Bearer " + s.sidecar_token());
+  v1::WatchRequest req;
+  req.set_sidecar_id("pod-killed");
+  req.set_session(killed_session);
+  auto reader = s.sync().Watch(&ctx, req);
+  v1::WatchResponse first;
+  REQUIRE(reader->Read(&first));
+  CHECK(first.session() == killed_session);
+  r = s.admin().Receipt(revision);
+  CHECK(r.sidecars_connected() == 1);
+  CHECK(r.sidecars_disconnected() == 0);
+  ctx.TryCancel();
+  while (reader->Read(&first)) {
+  }
+  reader->Finish().ok();
 }
 
 TEST_CASE("watch calls without a sidecar token, or with a too-long id, are refused") {

@@ -68,9 +68,29 @@ TEST_CASE("a receipt reports 3 of 3 sidecars, and names one that is stopped") {
     return ctl({"propagation", std::to_string(k2.key().revision())}).exit_code == 0;
   }));
 
+  // pod-1 is killed: it said no goodbye and may be serving somewhere, so it
+  // stays in receipts as missing. pod-0 shuts down cleanly and leaves at once.
+  pods[1]->Signal(SIGKILL);
+  pods[1]->Wait();
+  pods[0]->Signal(SIGTERM);
+  REQUIRE(pods[0]->Wait() == 0);
+  const v1::GenerateApiKeyResponse k3 = admin.GenerateApiKey(p.project().project_id());
+  secrets.push_back(k3.api_key());
+  REQUIRE(testing::Eventually([&] {  // the authority has seen both streams end
+    const v1::GetPropagationResponse r = admin.Receipt(k3.key().revision());
+    return r.sidecars_connected() == 1 && r.sidecars_disconnected() == 1;
+  }));
+  testing::CommandResult killed = ctl({"key", "revoke", k3.key().key_id(), "--wait=1s"});
+  INFO(killed.out << killed.err);
+  REQUIRE(killed.exit_code == 3);
+  REQUIRE(std::regex_search(
+      killed.out,
+      std::regex(R"(applied on 1/2 sidecars .*; missing: pod-1 \(disconnected [0-9]+ s ago\))")));
+  std::printf("receipt with pod-1 killed and pod-0 gone cleanly: %s", killed.out.c_str());
+
   // Every log line of the run, at debug level: no key value or token.
-  for (auto& pod : pods) pod->Signal(SIGTERM);
-  for (auto& pod : pods) REQUIRE(pod->Wait() == 0);
+  pods[2]->Signal(SIGTERM);
+  REQUIRE(pods[2]->Wait() == 0);
   auth.Signal(SIGTERM);
   REQUIRE(auth.Wait() == 0);
   std::vector<std::string> logs = {auth.Log()};

@@ -95,6 +95,14 @@ struct Admin {
     if (!s.ok()) throw std::runtime_error("CreatePrincipal: " + s.error_message());
     return resp;
   }
+  v1::GetPropagationResponse Receipt(uint64_t revision) {
+    v1::GetPropagationRequest req;
+    req.set_revision(revision);
+    v1::GetPropagationResponse resp;
+    grpc::Status s = Call(&v1::KeyAdmin::Stub::GetPropagation, req, &resp);
+    if (!s.ok()) throw std::runtime_error("GetPropagation: " + s.error_message());
+    return resp;
+  }
   grpc::Status DeletePrincipal(const std::string& principal_id) {
     v1::DeletePrincipalRequest req;
     req.set_principal_id(principal_id);
