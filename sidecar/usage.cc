@@ -1,5 +1,7 @@
 #include "sidecar/usage.h"
 
+#include <algorithm>
+
 #include "common/log.h"
 #include "common/time_util.h"
 
@@ -92,18 +94,64 @@ void UsageReporter::Stop() {
   }
 }
 
+std::vector<v1::ReportUsageRequest> SplitUsage(const v1::ReportUsageRequest& usage,
+                                               size_t max_bytes) {
+  // Room for the sidecar id and the framing of each entry.
+  const size_t overhead = usage.sidecar_id().size() + 16;
+  std::vector<v1::ReportUsageRequest> parts;
+  size_t bytes = max_bytes;  // forces a first part
+  for (const v1::KeyUsage& u : usage.usage()) {
+    const size_t entry = u.ByteSizeLong() + 8;
+    if (bytes + entry > max_bytes) {
+      parts.emplace_back().set_sidecar_id(usage.sidecar_id());
+      bytes = overhead;
+    }
+    *parts.back().add_usage() = u;
+    bytes += entry;
+  }
+  return parts;
+}
+
 grpc::Status UsageReporter::Flush() {
   MutexLock flush(&flush_mu_);
-  v1::ReportUsageRequest req = counter_.Drain();
-  if (req.usage().empty()) return grpc::Status::OK;
-  req.set_sidecar_id(sidecar_id_);
+  v1::ReportUsageRequest all = counter_.Drain();
+  if (all.usage().empty()) return grpc::Status::OK;
+  all.set_sidecar_id(sidecar_id_);
+  std::vector<v1::ReportUsageRequest> parts = SplitUsage(all, report_bytes_);
+  std::reverse(parts.begin(), parts.end());  // send from the back
+  grpc::Status status;
+  while (!parts.empty()) {
+    v1::ReportUsageRequest& part = parts.back();
+    grpc::Status s = Send(part);
+    if (s.ok()) {
+      parts.pop_back();
+    } else if (s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED && part.usage_size() > 1) {
+      // Too large for the authority: halve it now and from now on.
+      report_bytes_ = std::max<size_t>(part.ByteSizeLong() / 2, 1);
+      spdlog::warn("usage report of {} bytes refused as too large; sending parts under {} bytes",
+                   part.ByteSizeLong(), report_bytes_);
+      std::vector<v1::ReportUsageRequest> halves = SplitUsage(part, report_bytes_);
+      parts.pop_back();
+      parts.insert(parts.end(), halves.rbegin(), halves.rend());
+    } else if (s.error_code() == grpc::StatusCode::INVALID_ARGUMENT) {
+      spdlog::error("usage report for {} keys refused ({}); dropping it rather than retrying it",
+                    part.usage_size(), s.error_message());
+      parts.pop_back();
+      status = s;
+    } else {
+      for (const v1::ReportUsageRequest& unsent : parts) counter_.Merge(unsent);
+      return s;  // keep them for the next report
+    }
+  }
+  return status;
+}
+
+grpc::Status UsageReporter::Send(const v1::ReportUsageRequest& report) {
   grpc::ClientContext ctx;
   ctx.AddMetadata("authorization", "Bearer " + token_);
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
   v1::ReportUsageResponse resp;
-  grpc::Status s = stub_->ReportUsage(&ctx, req, &resp);
-  if (!s.ok()) counter_.Merge(req);  // keep them for the next report
-  return s;
+  return stub_->ReportUsage(&ctx, report, &resp);
 }
 
 void UsageReporter::Loop() {

@@ -1,9 +1,14 @@
 // Validation counts per key, and their delivery to the authority.
 //
 // UsageCounter::Record and RecordRejected are on the hot path: one of 16
-// shard locks, held for one hash map update. UsageReporter takes the counts every interval (and
-// once more on Stop) and sends them with KeySync.ReportUsage; counts a failed
-// report could not deliver go back into the counter for the next one.
+// shard locks, held for one hash map update. UsageReporter takes the counts
+// every interval (and once more on Stop) and sends them with
+// KeySync.ReportUsage, in parts small enough for the authority to take: a part
+// refused as too large (RESOURCE_EXHAUSTED) is split in halves at once, down
+// to one key, and later reports use the smaller size. Counts a failed report
+// could not deliver go back into the counter for the next one; a part the
+// authority refuses as INVALID_ARGUMENT would be refused again, so it is
+// dropped with an error log instead.
 //
 // Both are safe for concurrent access from multiple threads.
 #ifndef LATCHKEY_SIDECAR_USAGE_H_
@@ -14,6 +19,7 @@
 #include <array>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
@@ -53,8 +59,15 @@ class UsageCounter {
   std::array<Shard, kShards> shards_;
 };
 
+// Splits `usage` into reports whose serialized size stays under `max_bytes`
+// (a single key's usage always fits), in order.
+std::vector<v1::ReportUsageRequest> SplitUsage(const v1::ReportUsageRequest& usage,
+                                               size_t max_bytes);
+
 class UsageReporter {
  public:
+  static constexpr size_t kMaxReportBytes = 1 << 20;  // a quarter of gRPC's default limit
+
   UsageReporter(std::shared_ptr<grpc::Channel> channel, std::string token, std::string sidecar_id,
                 absl::Duration interval);
   ~UsageReporter();  // Stop()
@@ -69,6 +82,7 @@ class UsageReporter {
 
  private:
   void Loop();
+  grpc::Status Send(const v1::ReportUsageRequest& report);
 
   // Constant after construction.
   const std::unique_ptr<v1::KeySync::Stub> stub_;
@@ -78,6 +92,7 @@ class UsageReporter {
 
   UsageCounter counter_;
   Mutex flush_mu_;  // one report at a time
+  size_t report_bytes_ ABSL_GUARDED_BY(flush_mu_) = kMaxReportBytes;
   Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   CondVar stop_;  // signalled when stopping_ turns true

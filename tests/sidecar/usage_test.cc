@@ -1,10 +1,12 @@
 #include "sidecar/usage.h"
 
 #include <catch2/catch.hpp>
+#include <map>
 #include <thread>
 
 #include "absl/time/clock.h"
 #include "common/key_format.h"
+#include "common/mutex.h"
 #include "common/time_util.h"
 #include "tests/testing/testing.h"
 
@@ -50,6 +52,81 @@ TEST_CASE("rejections are counted apart from valid uses, with the latest rejecti
   uint64_t rejected = 0;
   for (const v1::KeyUsage& u : again.usage()) rejected += u.rejected_count();
   REQUIRE(rejected == 3);
+}
+
+// A KeySync that takes usage reports no larger than 64 KiB, like an
+// authority with a small --max-receive limit.
+class SmallReportsAuthority final : public v1::KeySync::Service {
+ public:
+  grpc::Status ReportUsage(grpc::ServerContext*, const v1::ReportUsageRequest* req,
+                           v1::ReportUsageResponse*) override {
+    MutexLock lock(&mu_);
+    ++reports_;
+    for (const v1::KeyUsage& u : req->usage()) counts_[u.key_id()] += u.count();
+    return grpc::Status::OK;
+  }
+  int reports() {
+    MutexLock lock(&mu_);
+    return reports_;
+  }
+  std::map<std::string, uint64_t> counts() {
+    MutexLock lock(&mu_);
+    return counts_;
+  }
+
+ private:
+  Mutex mu_;
+  int reports_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<std::string, uint64_t> counts_ ABSL_GUARDED_BY(mu_);
+};
+
+TEST_CASE("a report too large for the authority is split, not retried whole forever") {
+  SmallReportsAuthority authority;
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.SetMaxReceiveMessageSize(64 << 10);
+  builder.RegisterService(&authority);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  REQUIRE(server != nullptr);
+  UsageReporter reporter(
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()),
+      GenerateToken(), "pod-test", absl::Hours(1));
+  constexpr int kKeys = 20000;  // about 1 MiB of usage
+  for (int i = 0; i < kKeys; ++i) {
+    reporter.counter().Record(GenerateKeyId(), absl::Now());
+    if (i % 2 == 0) reporter.counter().Record("key_hot", absl::Now());
+  }
+  const grpc::Status s = reporter.Flush();
+  INFO(s.error_message());
+  REQUIRE(s.ok());
+  std::map<std::string, uint64_t> counts = authority.counts();
+  CHECK(counts.size() == kKeys + 1);
+  CHECK(counts["key_hot"] == kKeys / 2);
+  CHECK(authority.reports() >= 16);  // >= 1 MiB in parts under 64 KiB
+  CHECK(reporter.counter().Drain().usage_size() == 0);
+  server->Shutdown();
+}
+
+TEST_CASE("usage splits into parts under the size limit, every key once, in order") {
+  v1::ReportUsageRequest all;
+  all.set_sidecar_id("pod-test");
+  for (int i = 0; i < 1000; ++i) {
+    v1::KeyUsage* u = all.add_usage();
+    u->set_key_id("key_" + std::to_string(i));
+    u->set_count(i + 1);
+  }
+  const std::vector<v1::ReportUsageRequest> parts = SplitUsage(all, 1000);
+  REQUIRE(parts.size() > 10);
+  int next = 0;
+  for (const v1::ReportUsageRequest& part : parts) {
+    CHECK(part.ByteSizeLong() <= 1000);
+    CHECK(part.sidecar_id() == "pod-test");
+    for (const v1::KeyUsage& u : part.usage()) CHECK(u.key_id() == "key_" + std::to_string(next++));
+  }
+  CHECK(next == 1000);
+  // A limit smaller than one key still sends each key, one per part.
+  CHECK(SplitUsage(all, 1).size() == 1000);
 }
 
 TEST_CASE("a report that fails keeps its counts for the next one") {
