@@ -233,6 +233,27 @@ std::vector<std::string> KeySet::Dump() const {
   return lines;
 }
 
+void KeySet::Export(v1::SnapshotChunk* out) const {
+  for (const Shard& s : shards_) {
+    ReaderMutexLock lock(&s.mu);
+    for (const auto& [digest, e] : s.map) {
+      v1::KeyEntry* k = out->add_entries();
+      k->set_digest(AsBytes(digest).data(), digest.size());
+      k->set_key_id(UnpackId(kKeyIdPrefix, e.key_id));
+      k->set_project_id(UnpackId(kProjectIdPrefix, e.project_id));
+      k->set_kind(static_cast<v1::KeyKind>(e.kind));
+      k->set_state(static_cast<v1::KeyState>(e.state));
+      if (e.expire_micros != 0) {
+        *k->mutable_expire_time() = ToProto(absl::FromUnixMicros(e.expire_micros));
+      }
+    }
+  }
+  ReaderMutexLock lock(&disabled_mu_);
+  for (const ProjectId& p : disabled_) {
+    out->add_disabled_project_ids(UnpackId(kProjectIdPrefix, p));
+  }
+}
+
 std::vector<std::string> KeySet::DisabledProjects() const {
   std::vector<std::string> out;
   ReaderMutexLock lock(&disabled_mu_);

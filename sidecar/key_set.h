@@ -101,6 +101,9 @@ class KeySet {
   absl::Status Apply(const v1::KeyEvent& event);
 
   size_t size() const;
+  // Every entry and disabled project, in the form a snapshot sends them.
+  // Shard by shard: an event applied meanwhile may show in some shards only.
+  void Export(v1::SnapshotChunk* out) const;
   // Every entry, sorted, as "digest-hex key_id state expire project" lines;
   // for tests that compare whole sets.
   std::vector<std::string> Dump() const;

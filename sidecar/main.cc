@@ -37,6 +37,12 @@ int main(int argc, char** argv) {
   app.add_option("--max-batch", options.max_batch, "most keys in one ValidateBatch")
       ->capture_default_str()
       ->check(CLI::Range(1, 1000000));
+  app.add_option("--state-file", options.state_file,
+                 "save the key set here (digests only) and start from it when the authority is "
+                 "unreachable");
+  latchkey::AddDurationFlag(app, "--state-interval", options.state_interval,
+                            "between saves of --state-file (when the set changed)",
+                            absl::Milliseconds(100), absl::Hours(1));
   app.add_option("--authority-ca", options.authority_tls.ca,
                  "PEM CA to verify the authority's certificate (enables TLS)");
   app.add_option("--tls-cert", options.authority_tls.cert,

@@ -3,8 +3,10 @@
 #include <unistd.h>
 
 #include "absl/time/clock.h"
+#include "common/files.h"
 #include "common/log.h"
 #include "common/strings.h"
+#include "sidecar/state_file.h"
 #include "sidecar/usage.h"
 #include "sidecar/validator_service.h"
 
@@ -79,10 +81,69 @@ absl::StatusOr<std::unique_ptr<SidecarServer>> SidecarServer::Start(SidecarOptio
     self->parts_->metrics_server = *std::move(metrics);
   }
 
+  if (!o.state_file.empty()) self->LoadStateFile();
   self->sync_->Start();
   self->parts_->usage->Start();
   self->health_ = std::thread([raw] { raw->WatchHealth(); });
+  if (!o.state_file.empty()) self->saver_ = std::thread([raw] { raw->SaveStateFiles(); });
   return self;
+}
+
+void SidecarServer::LoadStateFile() {
+  KeySet::Builder builder;
+  absl::StatusOr<SavedState> saved = LoadState(options_.state_file, builder);
+  if (absl::IsNotFound(saved.status())) {
+    spdlog::info("no state file at {} yet; starting empty", options_.state_file);
+    return;
+  }
+  if (!saved.ok()) {
+    spdlog::warn("ignoring the state file: {}; starting empty", saved.status().ToString());
+    return;
+  }
+  const size_t loaded = builder.size();
+  keys_.Replace(builder);
+  sync_->Restore(saved->store_id, saved->revision, saved->confirmed, saved->session);
+  saved_ = {saved->store_id, saved->revision, 0, saved->confirmed};
+  spdlog::info(
+      "loaded {} keys at revision {} of store {} from {}, confirmed by the authority {} ago",
+      loaded, saved->revision, saved->store_id, options_.state_file,
+      absl::FormatDuration(absl::Trunc(absl::Now() - saved->confirmed, absl::Seconds(1))));
+}
+
+bool SidecarServer::SaveStateIfChanged() {
+  const SyncClient::State before = sync_->state();
+  if (!before.synced) return true;  // nothing worth keeping yet
+  const auto now =
+      std::make_tuple(before.store_id, before.applied, before.snapshots, before.last_confirmed);
+  if (now == saved_) return true;
+  const SavedState at{.store_id = before.store_id,
+                      .revision = before.applied,
+                      .confirmed = before.last_confirmed,
+                      .session = sync_->session()};
+  // Events applied while the set is copied are in it, beyond `at.revision`;
+  // a replay from there repairs that. A snapshot swapped in meanwhile is not
+  // repaired so: the copy is dropped and made again next time.
+  const std::string file = EncodeState(keys_, at);
+  const SyncClient::State after = sync_->state();
+  if (after.store_id != before.store_id || after.snapshots != before.snapshots) return true;
+  if (absl::Status s = WritePrivateFile(options_.state_file, file); !s.ok()) {
+    ++state_save_failures_;
+    spdlog::warn("could not save the state file: {}", s.ToString());
+    return false;
+  }
+  ++state_saves_;
+  saved_ = now;
+  return true;
+}
+
+void SidecarServer::SaveStateFiles() {
+  MutexLock lock(&mu_);
+  auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
+  while (!stop_.WaitFor(&mu_, options_.state_interval, stop)) {
+    mu_.Unlock();
+    SaveStateIfChanged();
+    mu_.Lock();
+  }
 }
 
 SidecarServer::~SidecarServer() { Shutdown(); }
@@ -116,6 +177,13 @@ void SidecarServer::AddSyncMetrics() {
                    [sync] { return static_cast<double>(sync->state().events); });
   m.AddCounterFunc("latchkey_reconnects_total", "Watch streams that ended and were reopened.",
                    [sync] { return static_cast<double>(sync->state().reconnects); });
+  std::atomic<uint64_t>* saves = &state_saves_;
+  std::atomic<uint64_t>* failures = &state_save_failures_;
+  m.AddCounterFunc("latchkey_state_file_saves_total", "Key sets saved to --state-file.",
+                   [saves] { return static_cast<double>(saves->load()); });
+  m.AddCounterFunc("latchkey_state_file_save_failures_total",
+                   "Saves to --state-file that failed (the previous file stays).",
+                   [failures] { return static_cast<double>(failures->load()); });
   m.AddCounterFunc("latchkey_watch_contract_violations_total",
                    "Streams dropped for a gap, duplicate or backwards revision.",
                    [sync] { return static_cast<double>(sync->state().contract_violations); });
@@ -158,8 +226,10 @@ void SidecarServer::Shutdown() {
     parts_->server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
     parts_->server->Wait();
   }
+  if (saver_.joinable()) saver_.join();
   if (parts_->usage) parts_->usage->Stop();  // final report while the authority may listen
   if (sync_) sync_->Stop();
+  if (!options_.state_file.empty() && sync_) SaveStateIfChanged();  // the latest, for a restart
 }
 
 std::string SidecarServer::address(size_t i) const {

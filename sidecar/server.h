@@ -4,8 +4,11 @@
 #ifndef LATCHKEY_SIDECAR_SERVER_H_
 #define LATCHKEY_SIDECAR_SERVER_H_
 
+#include <atomic>
 #include <memory>
 #include <string>
+#include <thread>
+#include <tuple>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -32,6 +35,10 @@ struct SidecarOptions {
   size_t max_batch = 10000;
   std::string metrics_listen;         // host:port for HTTP /metrics; empty: off
   bool metrics_allow_remote = false;  // --metrics-listen may be beyond loopback
+  // Where to save the key set (sidecar/state_file.h), every state_interval
+  // when it changed and at shutdown, and to load it from at start. Empty: off.
+  std::string state_file;
+  absl::Duration state_interval = absl::Seconds(5);
   // For tests of the watch contract.
   std::function<void(uint64_t revision, bool snapshot)> on_applied;
 };
@@ -64,6 +71,13 @@ class SidecarServer {
   SidecarServer(SidecarOptions options);
   void WatchHealth();
   void AddSyncMetrics();
+  // Loads options_.state_file into keys_ and the sync client, if it holds a
+  // usable state; a bad file is logged and left alone.
+  void LoadStateFile();
+  void SaveStateFiles();
+  // Saves the key set when it (or its confirmation) changed since the last
+  // save. False when it failed.
+  bool SaveStateIfChanged();
 
   SidecarOptions options_;
   KeySet keys_;
@@ -75,6 +89,12 @@ class SidecarServer {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   CondVar stop_;  // signalled when stopping_ turns true
   std::thread health_;
+  std::thread saver_;
+  // What the state file holds now: (store id, revision, snapshots, confirmed).
+  // Only the saver thread, then Shutdown, touch it.
+  std::tuple<std::string, uint64_t, uint64_t, absl::Time> saved_;
+  std::atomic<uint64_t> state_saves_{0};
+  std::atomic<uint64_t> state_save_failures_{0};
 };
 
 }  // namespace latchkey

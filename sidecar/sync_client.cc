@@ -12,6 +12,23 @@ SyncClient::SyncClient(SyncOptions options, KeySet* keys)
 
 SyncClient::~SyncClient() { Stop(); }
 
+void SyncClient::Restore(const std::string& store_id, uint64_t revision, absl::Time confirmed,
+                         const std::string& session) {
+  MutexLock lock(&mu_);
+  state_.synced = true;
+  state_.restored = true;
+  state_.store_id = store_id;
+  state_.applied = revision;
+  state_.last_confirmed = confirmed;
+  known_head_ = revision;
+  session_ = session;
+}
+
+std::string SyncClient::session() const {
+  MutexLock lock(&mu_);
+  return session_;
+}
+
 void SyncClient::Start() {
   reader_ = std::thread([this] { ReadLoop(); });
   acker_ = std::thread([this] { AckLoop(); });

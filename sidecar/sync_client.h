@@ -51,6 +51,7 @@ class SyncClient {
     uint64_t events = 0;
     uint64_t reconnects = 0;
     uint64_t contract_violations = 0;
+    bool restored = false;  // started from a saved key set (Restore)
     // The wait before the latest reconnect. It starts over at min_backoff
     // when a stream answers, unless the stream before broke the contract:
     // an authority that answers and then breaks it is not retried at once.
@@ -60,6 +61,12 @@ class SyncClient {
   SyncClient(SyncOptions options, KeySet* keys);
   ~SyncClient();  // Stop()
 
+  // Before Start: the key set already holds what was applied up to `revision`
+  // of `store_id` (a state file), confirmed current at `confirmed`. The client
+  // resumes from there, by replay when the authority still has the events, and
+  // under `session` in receipts.
+  void Restore(const std::string& store_id, uint64_t revision, absl::Time confirmed,
+               const std::string& session);
   void Start();
   // Ends the stream and the threads. Idempotent.
   void Stop();
@@ -67,6 +74,8 @@ class SyncClient {
   void Reconnect();
 
   State state() const;
+  // The receipts session of the latest stream ("" before the first).
+  std::string session() const;
 
  private:
   void ReadLoop();

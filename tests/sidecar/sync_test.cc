@@ -4,8 +4,10 @@
 
 #include "absl/time/clock.h"
 #include "authority/rocksdb_store.h"
+#include "common/files.h"
 #include "common/key_format.h"
 #include "common/time_util.h"
+#include "sidecar/state_file.h"
 #include "tests/testing/cluster.h"
 
 namespace latchkey {
@@ -172,6 +174,78 @@ TEST_CASE("an expired key stops validating while the authority is unreachable") 
   REQUIRE(c.AllCaughtUp());
   c.StopAuthority();
   REQUIRE(Eventually([&] { return Verdict(s.address(), resp.api_key()) == v1::EXPIRED; }));
+}
+
+TEST_CASE("a sidecar restarted while the authority is down serves from its state file") {
+  Cluster c;
+  SidecarOptions options;
+  options.state_file = c.dir() / "pod.state";
+  options.state_interval = absl::Milliseconds(50);
+  options.sidecar_id = "pod-0";
+  SidecarServer& first = c.AddSidecar(options);
+  const v1::CreateProjectResponse p = c.admin().CreateProject("shop");
+  const v1::GenerateApiKeyResponse live = c.admin().GenerateApiKey(p.project().project_id());
+  const v1::GenerateApiKeyResponse revoked = c.admin().GenerateApiKey(p.project().project_id());
+  REQUIRE(c.admin().Revoke(revoked.key().key_id()).ok());
+  REQUIRE(c.AllCaughtUp());
+  const std::vector<std::string> known = first.keys().Dump();
+  // Killed, as a pod is: no shutdown, so only the periodic save counts.
+  REQUIRE(Eventually([&] {
+    KeySet::Builder b;
+    absl::StatusOr<SavedState> saved = LoadState(options.state_file, b);
+    return saved.ok() && saved->revision == first.sync_state().applied;
+  }));
+  c.sidecars().clear();
+  c.StopAuthority();
+
+  // Back without the authority: the keys it knew, not UNKNOWN for all.
+  SidecarServer& second = c.AddSidecar(options);
+  CHECK(second.sync_state().restored);
+  CHECK(second.keys().Dump() == known);
+  CHECK(Verdict(second.address(), live.api_key()) == v1::VALID);
+  CHECK(Verdict(second.address(), revoked.api_key()) == v1::REVOKED);
+  CHECK(
+      Eventually([&] { return testing::Health(testing::Channel(second.address())) == "SERVING"; }));
+
+  // The authority returns: a replay from the saved revision, no snapshot.
+  c.StartAuthority();
+  const v1::GenerateApiKeyResponse later = c.admin().GenerateApiKey(p.project().project_id());
+  REQUIRE(c.AllCaughtUp());
+  CHECK(Verdict(second.address(), later.api_key()) == v1::VALID);
+  CHECK(second.sync_state().snapshots == 0);
+  CHECK(second.sync_state().events >= 1);
+}
+
+TEST_CASE("a corrupt state file is ignored: the sidecar starts empty and syncs") {
+  Cluster c;
+  const v1::CreateProjectResponse p = c.admin().CreateProject("shop");
+  SidecarOptions options;
+  options.state_file = c.dir() / "pod.state";
+  REQUIRE(WritePrivateFile(options.state_file, "LKSTATE1 not a state file at all").ok());
+  c.StopAuthority();
+  SidecarServer& s = c.AddSidecar(options);
+  CHECK_FALSE(s.sync_state().restored);
+  CHECK(Verdict(s.address(), p.legacy_api_key()) == v1::UNKNOWN);
+  c.StartAuthority();
+  CHECK(Eventually([&] { return Verdict(s.address(), p.legacy_api_key()) == v1::VALID; }));
+}
+
+TEST_CASE("staleness after a cold start counts from the saved confirmation") {
+  Cluster c;
+  SidecarOptions options;
+  options.state_file = c.dir() / "pod.state";
+  options.max_staleness = absl::Milliseconds(300);
+  options.stale_policy = StalePolicy::kReject;
+  const v1::CreateProjectResponse p = c.admin().CreateProject("shop");
+  c.AddSidecar(options);
+  REQUIRE(c.AllCaughtUp());
+  c.sidecars().clear();  // a clean shutdown saves the latest confirmation
+  c.StopAuthority();
+  absl::SleepFor(absl::Milliseconds(400));
+  SidecarServer& s = c.AddSidecar(options);
+  CHECK(s.sync_state().restored);
+  CHECK_FALSE(s.fresh());
+  CHECK(Verdict(s.address(), p.legacy_api_key()) == v1::UNKNOWN);  // rejecting: stale
 }
 
 TEST_CASE("a sidecar offline past the event retention catches up by snapshot to the same set") {
