@@ -380,7 +380,8 @@ int Ctl::WaitForPropagation(uint64_t revision, absl::Duration timeout, const std
   } else {
     const double ms = absl::ToDoubleMilliseconds(FromProto(receipt.slowest_apply_delay()));
     out_ << what << "; applied on " << receipt.sidecars_applied() << "/" << sidecars()
-         << " sidecars in " << fmt::format("{:.1f}", ms) << " ms";
+         << " sidecars";
+    if (receipt.sidecars_applied() > 0) out_ << " in " << fmt::format("{:.1f}", ms) << " ms";
     const absl::Time now = absl::Now();
     for (int i = 0; i < receipt.missing_sidecars_size(); ++i) {
       const v1::MissingSidecar& m = receipt.missing_sidecars(i);

@@ -621,7 +621,8 @@ async function showReceipt(what, revision) {
     return;
   }
   const seconds = parseFloat(receipt.slowestApplyDelay || '0s');
-  let text = `${what}; applied on ${applied}/${sidecars} sidecars in ${(seconds * 1000).toFixed(1)} ms`;
+  let text = `${what}; applied on ${applied}/${sidecars} sidecars`;
+  if (applied > 0) text += ` in ${(seconds * 1000).toFixed(1)} ms`;
   const missing = receipt.missingSidecars || [];
   if (missing.length > 0) text += `; missing: ${missing.map(describeMissing).join(', ')}`;
   showNotice(`${text}.`, applied !== sidecars);

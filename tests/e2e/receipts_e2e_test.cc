@@ -91,6 +91,14 @@ TEST_CASE("a receipt reports 3 of 3 sidecars, and names one that is stopped") {
   // Every log line of the run, at debug level: no key value or token.
   pods[2]->Signal(SIGTERM);
   REQUIRE(pods[2]->Wait() == 0);
+  // Only the killed pod is left, and it applied nothing: no delay to report.
+  const v1::GenerateApiKeyResponse k4 = admin.GenerateApiKey(p.project().project_id());
+  secrets.push_back(k4.api_key());
+  testing::CommandResult none = ctl({"key", "revoke", k4.key().key_id(), "--wait=500ms"});
+  INFO(none.out << none.err);
+  REQUIRE(none.exit_code == 3);
+  REQUIRE(std::regex_search(
+      none.out, std::regex(R"(^revoked; applied on 0/1 sidecars; missing: pod-1 \(disconnected)")));
   auth.Signal(SIGTERM);
   REQUIRE(auth.Wait() == 0);
   std::vector<std::string> logs = {auth.Log()};
