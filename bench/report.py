@@ -60,8 +60,14 @@ now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"
 
 # --- 1. in-process check ---------------------------------------------------
 keyset = {}
+table_load = {}  # keys -> (seconds to build and swap in, heap bytes per key)
 for b in json.load(open(work / "keyset.json"))["benchmarks"]:
+    if b["name"].startswith("keyset_load/"):
+        keys = int(b["name"].split("keys:")[1].split("/")[0])
+        table_load[keys] = (b["load_s"], b["bytes_per_key"])
+        continue
     keyset[b["name"]] = b["real_time"] if b.get("time_unit") == "ns" else b["real_time"] * 1e3
+table_sizes = sorted(table_load)
 
 
 def ks(name, keys, hit):
@@ -131,6 +137,24 @@ plot '< sort -g {work}/propagation_1.txt | awk "{{n[NR]=\\$1}} END{{for(i=1;i<=N
 """)
         plots.append("propagation.svg")
 
+if shutil.which("gnuplot") and table_sizes:
+    rows = "\n".join(
+        f"{k} {ks('baseline_flat_hash_set', k, 1)} {ks('keyset_lookup', k, 1)} "
+        f"{ks('keyset_whole_check', k, 1)} {ks('keyset_whole_check', k, 0)}" for k in table_sizes)
+    (work / "keyset_scale.txt").write_text(rows + "\n")
+    gnuplot(f"""
+set terminal svg size 760,420 dynamic font 'sans,11'
+set output '{out_dir}/keyset_latency.svg'
+set title 'In-process check against the number of keys in the set'
+set xlabel 'keys (log scale)'; set ylabel 'ns per check'
+set logscale x; set key top left; set grid
+plot '{work}/keyset_scale.txt' using 1:4 with linespoints lw 2 title 'whole check, hit', \\
+     '{work}/keyset_scale.txt' using 1:5 with linespoints lw 2 title 'whole check, miss', \\
+     '{work}/keyset_scale.txt' using 1:3 with linespoints lw 2 title 'lookup (digest given), hit', \\
+     '{work}/keyset_scale.txt' using 1:2 with linespoints lw 2 title 'flat_hash_set baseline, hit'
+""")
+    plots.append("keyset_latency.svg")
+
 # --- goals -----------------------------------------------------------------
 check_1m = ks("keyset_whole_check", 1000000, 1)
 check_1m_miss = ks("keyset_whole_check", 1000000, 0)
@@ -190,13 +214,25 @@ L.append("Queries walk a random sample of 65,536 keys. `baseline` is a bare "
          "SHA-256 and the clock.\n")
 L.append("| keys | query | baseline (ns) | lookup (ns) | whole check (ns) | lookup / baseline |")
 L.append("|---|---|---|---|---|---|")
-for keys in (1000, 100000, 1000000):
+for keys in table_sizes:
     for hit in (1, 0):
         base, look, whole = (ks("baseline_flat_hash_set", keys, hit), ks("keyset_lookup", keys, hit),
                              ks("keyset_whole_check", keys, hit))
         L.append(f"| {keys:,} | {'hit' if hit else 'miss'} | {base:.1f} | {look:.1f} | {whole:.0f} "
                  f"| {look / base:.1f}x |")
 L.append("")
+
+L.append("The table at each size: the time to build it from snapshot entries and swap it in "
+         "(what a sidecar does with a snapshot, without the network), and the heap bytes it "
+         "holds per key (malloc's bytes in use before and after).\n")
+L.append("| keys | load (s) | heap bytes per key |")
+L.append("|---|---|---|")
+for keys in table_sizes:
+    load_s, per_key = table_load[keys]
+    L.append(f"| {keys:,} | {load_s:.3f} | {per_key:.0f} |")
+L.append("")
+if "keyset_latency.svg" in plots:
+    L.append("![in-process check against key count](keyset_latency.svg)\n")
 
 L.append("## 2. Validate over gRPC\n")
 L.append(f"Closed loop, {2} connections x {32} calls in flight, {'1' if mode == 'quick' else '3'} "
