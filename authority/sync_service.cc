@@ -106,12 +106,13 @@ grpc::ServerUnaryReactor* SyncService::Acknowledge(grpc::CallbackServerContext* 
   absl::StatusOr<Caller> caller = AuthenticateCall(*authority_, *ctx);
   absl::Status status = caller.status();
   if (status.ok()) status = Authorize(*caller, Permission::kSync);
-  if (status.ok()) status = Acknowledge(*caller, *req);
+  if (status.ok()) status = CountAcknowledgement(*caller, *req);
   reactor->Finish(ToGrpcStatus(status));
   return reactor;
 }
 
-absl::Status SyncService::Acknowledge(const Caller& caller, const v1::AcknowledgeRequest& req) {
+absl::Status SyncService::CountAcknowledgement(const Caller& caller,
+                                               const v1::AcknowledgeRequest& req) {
   if (req.session().empty()) {
     return absl::InvalidArgumentError(
         "session is required: the one the Watch stream's first message carried");

@@ -39,7 +39,7 @@ class SyncService final : public v1::KeySync::CallbackService {
                                         v1::ReportUsageResponse* resp) override;
 
  private:
-  absl::Status Acknowledge(const Caller& caller, const v1::AcknowledgeRequest& req);
+  absl::Status CountAcknowledgement(const Caller& caller, const v1::AcknowledgeRequest& req);
 
   KeyAuthority* const authority_;
   EventHub* const hub_;

@@ -110,12 +110,12 @@ void SidecarServer::LoadStateFile() {
       absl::FormatDuration(absl::Trunc(absl::Now() - saved->confirmed, absl::Seconds(1))));
 }
 
-bool SidecarServer::SaveStateIfChanged() {
+void SidecarServer::SaveStateIfChanged() {
   const SyncClient::State before = sync_->state();
-  if (!before.synced) return true;  // nothing worth keeping yet
+  if (!before.synced) return;  // nothing worth keeping yet
   const auto now =
       std::make_tuple(before.store_id, before.applied, before.snapshots, before.last_confirmed);
-  if (now == saved_) return true;
+  if (now == saved_) return;
   const SavedState at{.store_id = before.store_id,
                       .revision = before.applied,
                       .confirmed = before.last_confirmed,
@@ -125,15 +125,14 @@ bool SidecarServer::SaveStateIfChanged() {
   // repaired so: the copy is dropped and made again next time.
   const std::string file = EncodeState(keys_, at);
   const SyncClient::State after = sync_->state();
-  if (after.store_id != before.store_id || after.snapshots != before.snapshots) return true;
+  if (after.store_id != before.store_id || after.snapshots != before.snapshots) return;
   if (absl::Status s = WritePrivateFile(options_.state_file, file); !s.ok()) {
     ++state_save_failures_;
     spdlog::warn("could not save the state file: {}", s.ToString());
-    return false;
+    return;
   }
   ++state_saves_;
   saved_ = now;
-  return true;
 }
 
 void SidecarServer::SaveStateFiles() {

@@ -76,8 +76,8 @@ class SidecarServer {
   void LoadStateFile();
   void SaveStateFiles();
   // Saves the key set when it (or its confirmation) changed since the last
-  // save. False when it failed.
-  bool SaveStateIfChanged();
+  // save; a failure is logged and counted, and the previous file stays.
+  void SaveStateIfChanged();
 
   SidecarOptions options_;
   KeySet keys_;
