@@ -4,7 +4,9 @@
 
 #include "absl/time/clock.h"
 #include "common/key_format.h"
+#include "common/status.h"
 #include "common/strings.h"
+#include "sidecar/batch_codec.h"
 
 namespace latchkey {
 
@@ -24,15 +26,15 @@ ValidationMetrics::ValidationMetrics(Registry& registry) {
                        .With({});
 }
 
-void ValidatorService::Check(const std::string& key, bool rejecting, absl::Time now,
-                             v1::ValidateResponse* out) {
+Validation ValidatorService::Check(std::string_view key, bool rejecting, absl::Time now) {
   const auto start = std::chrono::steady_clock::now();
+  Validation v;
   if (rejecting) {
     // Stale under --stale-policy=reject: say nothing we cannot vouch for,
     // but a malformed key is malformed whatever the authority says.
-    out->set_verdict(ParseKey(key) == v1::KEY_KIND_UNSPECIFIED ? v1::MALFORMED : v1::UNKNOWN);
+    v.verdict = ParseKey(key) == v1::KEY_KIND_UNSPECIFIED ? v1::MALFORMED : v1::UNKNOWN;
   } else {
-    const Validation v = keys_->Validate(key, now);
+    v = keys_->Validate(key, now);
     if (v.verdict == v1::VALID) {
       const std::array<char, 20> id = v.key_id_chars();
       usage_->Record(std::string_view(id.data(), id.size()), now);
@@ -41,38 +43,57 @@ void ValidatorService::Check(const std::string& key, bool rejecting, absl::Time 
       const std::array<char, 20> id = v.key_id_chars();
       usage_->RecordRejected(std::string_view(id.data(), id.size()), now);
     }
-    v.ToProto(out);
   }
   if (metrics_ != nullptr) {
-    metrics_->by_verdict[out->verdict()]->Inc();
+    metrics_->by_verdict[v.verdict]->Inc();
     metrics_->check_seconds->Observe(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
+  return v;
 }
 
 grpc::ServerUnaryReactor* ValidatorService::Validate(grpc::CallbackServerContext* ctx,
                                                      const v1::ValidateRequest* req,
                                                      v1::ValidateResponse* resp) {
-  Check(req->key(), options_.rejecting(), absl::Now(), resp);
+  Check(req->key(), options_.rejecting(), absl::Now()).ToProto(resp);
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }
 
 grpc::ServerUnaryReactor* ValidatorService::ValidateBatch(grpc::CallbackServerContext* ctx,
-                                                          const v1::ValidateBatchRequest* req,
-                                                          v1::ValidateBatchResponse* resp) {
+                                                          const grpc::ByteBuffer* req,
+                                                          grpc::ByteBuffer* resp) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  if (static_cast<size_t>(req->keys_size()) > options_.max_batch) {
-    reactor->Finish(grpc::Status(
-        grpc::StatusCode::INVALID_ARGUMENT,
-        StrCat("a batch holds at most ", options_.max_batch, " keys; got ", req->keys_size())));
+  // The request's bytes in one piece: a view of its only slice, or a copy
+  // when gRPC received it in several.
+  std::vector<grpc::Slice> slices;
+  std::string joined;
+  std::string_view wire;
+  if (grpc::Status dumped = req->Dump(&slices); !dumped.ok()) {
+    reactor->Finish(dumped);
+    return reactor;
+  }
+  if (slices.size() == 1) {
+    wire = std::string_view(reinterpret_cast<const char*>(slices[0].begin()), slices[0].size());
+  } else {
+    for (const grpc::Slice& slice : slices) {
+      joined.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+    }
+    wire = joined;
+  }
+  std::vector<std::string_view> keys;
+  if (absl::Status parsed = ParseBatchRequest(wire, options_.max_batch, &keys); !parsed.ok()) {
+    reactor->Finish(ToGrpcStatus(parsed));
     return reactor;
   }
   const bool rejecting = options_.rejecting();
   const absl::Time now = absl::Now();
-  resp->mutable_results()->Reserve(req->keys_size());
-  for (const std::string& key : req->keys()) Check(key, rejecting, now, resp->add_results());
+  std::string out;
+  out.reserve(keys.size() * kMaxBatchResultBytes);
+  for (std::string_view key : keys) AppendBatchResult(Check(key, rejecting, now), &out);
+  grpc::Slice slice(out);
+  *resp = grpc::ByteBuffer(&slice, 1);
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }

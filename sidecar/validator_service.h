@@ -28,7 +28,12 @@ struct ValidatorOptions {
 };
 
 // Thread-safe; `keys` and `usage` must outlive the service.
-class ValidatorService final : public v1::Validator::CallbackService {
+// ValidateBatch is served from the raw bytes (sidecar/batch_codec.h): no
+// message, and no allocation, per key.
+using ValidatorBase = v1::Validator::WithCallbackMethod_Validate<
+    v1::Validator::WithRawCallbackMethod_ValidateBatch<v1::Validator::Service>>;
+
+class ValidatorService final : public ValidatorBase {
  public:
   // `metrics` may be null.
   ValidatorService(const KeySet* keys, UsageCounter* usage, ValidationMetrics* metrics,
@@ -39,11 +44,11 @@ class ValidatorService final : public v1::Validator::CallbackService {
                                      const v1::ValidateRequest* req,
                                      v1::ValidateResponse* resp) override;
   grpc::ServerUnaryReactor* ValidateBatch(grpc::CallbackServerContext* ctx,
-                                          const v1::ValidateBatchRequest* req,
-                                          v1::ValidateBatchResponse* resp) override;
+                                          const grpc::ByteBuffer* req,
+                                          grpc::ByteBuffer* resp) override;
 
  private:
-  void Check(const std::string& key, bool rejecting, absl::Time now, v1::ValidateResponse* out);
+  Validation Check(std::string_view key, bool rejecting, absl::Time now);
 
   const KeySet* const keys_;
   UsageCounter* const usage_;
