@@ -108,52 +108,52 @@ def bytes_per_key(keys):
 
 # --- plots ---------------------------------------------------------------
 plots = []
+
+
+def plot(name, title, xlabel, ylabel, settings, lines):
+    """Draws bench/<name> with gnuplot: `lines` are the plot clauses."""
+    script = f"""
+set terminal svg size 760,420 dynamic font 'sans,11'
+set output '{out_dir}/{name}'
+set title '{title}'
+set xlabel '{xlabel}'; set ylabel '{ylabel}'
+{settings}; set grid
+plot """ + ", \\\n     ".join(lines) + "\n"
+    subprocess.run(["gnuplot"], input=script, text=True, check=False)
+    plots.append(name)
+
+
+def cdf(path):
+    return f"""'< sort -g {path} | awk "{{n[NR]=\\$1}} END{{for(i=1;i<=NR;i++) print n[i], i/NR}}"'"""
+
+
 if shutil.which("gnuplot"):
-    def gnuplot(script):
-        subprocess.run(["gnuplot"], input=script, text=True, check=False)
-
     if (work / "cdf_sidecar_tcp.txt").exists():
-        gnuplot(f"""
-set terminal svg size 760,420 dynamic font 'sans,11'
-set output '{out_dir}/validate_latency.svg'
-set title 'Validate latency over TCP loopback (closed loop, 64 calls in flight)'
-set xlabel 'latency (us, log scale)'; set ylabel 'fraction of calls'
-set logscale x; set key bottom right; set grid
-plot '{work}/cdf_sidecar_tcp.txt' using 1:2 with lines lw 2 title 'latchkey-sidecar', \\
-     '{work}/cdf_empty_tcp.txt' using 1:2 with lines lw 2 title 'empty handler (baseline)', \\
-     '{work}/cdf_sidecar_half.txt' using 1:2 with lines lw 2 title 'latchkey-sidecar at half of max rate'
-""")
-        plots.append("validate_latency.svg")
+        plot("validate_latency.svg",
+             "Validate latency over TCP loopback (closed loop, 64 calls in flight)",
+             "latency (us, log scale)", "fraction of calls", "set logscale x; set key bottom right",
+             [f"'{work}/cdf_sidecar_tcp.txt' using 1:2 with lines lw 2 title 'latchkey-sidecar'",
+              f"'{work}/cdf_empty_tcp.txt' using 1:2 with lines lw 2 title 'empty handler (baseline)'",
+              f"'{work}/cdf_sidecar_half.txt' using 1:2 with lines lw 2 "
+              "title 'latchkey-sidecar at half of max rate'"])
     if (work / "propagation_100.txt").exists():
-        gnuplot(f"""
-set terminal svg size 760,420 dynamic font 'sans,11'
-set output '{out_dir}/propagation.svg'
-set title 'Revocation: request sent to key set answering REVOKED'
-set xlabel 'delay (ms)'; set ylabel 'fraction of (sidecar, revocation) pairs'
-set key bottom right; set grid
-plot '< sort -g {work}/propagation_1.txt | awk "{{n[NR]=\\$1}} END{{for(i=1;i<=NR;i++) print n[i], i/NR}}"' using 1:2 with lines lw 2 title '1 sidecar', \\
-     '< sort -g {work}/propagation_10.txt | awk "{{n[NR]=\\$1}} END{{for(i=1;i<=NR;i++) print n[i], i/NR}}"' using 1:2 with lines lw 2 title '10 sidecars', \\
-     '< sort -g {work}/propagation_100.txt | awk "{{n[NR]=\\$1}} END{{for(i=1;i<=NR;i++) print n[i], i/NR}}"' using 1:2 with lines lw 2 title '100 sidecars'
-""")
-        plots.append("propagation.svg")
-
-if shutil.which("gnuplot") and table_sizes:
-    rows = "\n".join(
-        f"{k} {ks('baseline_flat_hash_set', k, 1)} {ks('keyset_lookup', k, 1)} "
-        f"{ks('keyset_whole_check', k, 1)} {ks('keyset_whole_check', k, 0)}" for k in table_sizes)
-    (work / "keyset_scale.txt").write_text(rows + "\n")
-    gnuplot(f"""
-set terminal svg size 760,420 dynamic font 'sans,11'
-set output '{out_dir}/keyset_latency.svg'
-set title 'In-process check against the number of keys in the set'
-set xlabel 'keys (log scale)'; set ylabel 'ns per check'
-set logscale x; set key top left; set grid
-plot '{work}/keyset_scale.txt' using 1:4 with linespoints lw 2 title 'whole check, hit', \\
-     '{work}/keyset_scale.txt' using 1:5 with linespoints lw 2 title 'whole check, miss', \\
-     '{work}/keyset_scale.txt' using 1:3 with linespoints lw 2 title 'lookup (digest given), hit', \\
-     '{work}/keyset_scale.txt' using 1:2 with linespoints lw 2 title 'flat_hash_set baseline, hit'
-""")
-    plots.append("keyset_latency.svg")
+        plot("propagation.svg", "Revocation: request sent to key set answering REVOKED",
+             "delay (ms)", "fraction of (sidecar, revocation) pairs", "set key bottom right",
+             [f"{cdf(work / f'propagation_{n}.txt')} using 1:2 with lines lw 2 "
+              f"title '{n} sidecar{'s' if n > 1 else ''}'" for n in (1, 10, 100)])
+    if table_sizes:
+        rows = "\n".join(
+            f"{k} {ks('baseline_flat_hash_set', k, 1)} {ks('keyset_lookup', k, 1)} "
+            f"{ks('keyset_whole_check', k, 1)} {ks('keyset_whole_check', k, 0)}"
+            for k in table_sizes)
+        (work / "keyset_scale.txt").write_text(rows + "\n")
+        scale = work / "keyset_scale.txt"
+        plot("keyset_latency.svg", "In-process check against the number of keys in the set",
+             "keys (log scale)", "ns per check", "set logscale x; set key top left",
+             [f"'{scale}' using 1:4 with linespoints lw 2 title 'whole check, hit'",
+              f"'{scale}' using 1:5 with linespoints lw 2 title 'whole check, miss'",
+              f"'{scale}' using 1:3 with linespoints lw 2 title 'lookup (digest given), hit'",
+              f"'{scale}' using 1:2 with linespoints lw 2 title 'flat_hash_set baseline, hit'"])
 
 # --- goals -----------------------------------------------------------------
 check_1m = ks("keyset_whole_check", 1000000, 1)
