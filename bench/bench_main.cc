@@ -1,11 +1,11 @@
 // latchkey-bench: the load generator and cluster benchmarks behind scripts/bench.
-#include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
 #include "bench/cluster_bench.h"
 #include "bench/validate_load.h"
+#include "common/log.h"
 
 namespace {
 
@@ -35,7 +35,9 @@ void PrintLoad(const latchkey::bench::LoadOptions& o, const latchkey::bench::Loa
 }  // namespace
 
 int main(int argc, char** argv) {
-  spdlog::set_level(spdlog::level::warn);  // the in-process authority logs every mutation
+  // Results go to stdout as JSON lines; logs (RocksDB's included) to stderr,
+  // warnings only: the in-process authority logs every mutation.
+  if (!latchkey::InitLogging("text", "warn").ok()) return 1;
   CLI::App app{"latchkey-bench: load and cluster benchmarks (see scripts/bench)"};
   app.require_subcommand(1);
   int status = 0;

@@ -142,11 +142,11 @@ if shutil.which("gnuplot"):
              [f"{cdf(work / f'propagation_{n}.txt')} using 1:2 with lines lw 2 "
               f"title '{n} sidecar{'s' if n > 1 else ''}'" for n in (1, 10, 100)])
     if table_sizes:
-        rows = "\n".join(
+        scale_lines = "\n".join(
             f"{k} {ks('baseline_flat_hash_set', k, 1)} {ks('keyset_lookup', k, 1)} "
             f"{ks('keyset_whole_check', k, 1)} {ks('keyset_whole_check', k, 0)}"
             for k in table_sizes)
-        (work / "keyset_scale.txt").write_text(rows + "\n")
+        (work / "keyset_scale.txt").write_text(scale_lines + "\n")
         scale = work / "keyset_scale.txt"
         plot("keyset_latency.svg", "In-process check against the number of keys in the set",
              "keys (log scale)", "ns per check", "set logscale x; set key top left",
