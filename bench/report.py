@@ -165,27 +165,32 @@ w32 = writes.get((32, True), {}).get("mutations_per_s", float("nan"))
 w32_before = writes.get((32, False), {}).get("mutations_per_s", float("nan"))
 
 goals = [
-    ("whole in-process check at 1M keys", "<= 300 ns",
+    ("whole in-process check at 1M keys", "<= 250 ns, hit and miss",
      f"{fmt(check_1m)} ns (hit), {fmt(check_1m_miss)} ns (miss); bare flat_hash_set lookup "
-     f"{fmt(ks('baseline_flat_hash_set', 1000000, 1), 1)} ns", check_1m <= 300),
-    ("Validate throughput vs empty-handler gRPC", ">= 0.9x",
+     f"{fmt(ks('baseline_flat_hash_set', 1000000, 1), 1)} ns",
+     check_1m <= 250 and check_1m_miss <= 250),
+    ("key table heap at 1M keys", "<= 64 bytes/key",
+     f"{table_load[1000000][1]:.0f} bytes/key" if 1000000 in table_load else "not run",
+     1000000 in table_load and table_load[1000000][1] <= 64),
+    ("Validate throughput vs empty-handler gRPC", ">= 0.95x",
      f"TCP {tcp_ratio:.2f}x ({fmt(tcp)} vs {fmt(tcp_empty)} calls/s); "
-     f"unix socket {unix_ratio:.2f}x ({fmt(unix)} vs {fmt(unix_empty)})", tcp_ratio >= 0.9),
+     f"unix socket {unix_ratio:.2f}x ({fmt(unix)} vs {fmt(unix_empty)})",
+     tcp_ratio >= 0.95 and unix_ratio >= 0.95),
     ("Validate p99 at half of max throughput", "<= 1 ms",
      f"{fmt(half.get('p99_us', float('nan')))} us at {fmt(half.get('rate', float('nan')))} calls/s "
      f"(empty handler at the same rate: {fmt(half_empty.get('p99_us', float('nan')))} us)",
      half.get("p99_us", 1e9) <= 1000),
-    ("ValidateBatch(1000)", ">= 2,000,000 keys/s and >= 2x Redis pipelined",
+    ("ValidateBatch(1000)", ">= 2,000,000 keys/s and >= 1.0x Redis pipelined",
      f"{fmt(b1000)} keys/s; {b1000 / redis_p:.2f}x Redis pipelined GET ({fmt(redis_p)}/s)",
-     b1000 >= 2e6 and b1000 >= 2 * redis_p),
+     b1000 >= 2e6 and b1000 >= redis_p),
     ("propagation to 100 sidecars", "p99 <= 20 ms",
      f"p99 {fmt(p100.get('p99_ms', float('nan')), 2)} ms from RevokeApiKey returning; "
      f"{fmt(p100.get('sent_p99_ms', float('nan')), 2)} ms from the request being sent",
      p100.get("p99_ms", 1e9) <= 20 and p100.get("sent_p99_ms", 1e9) <= 20),
-    ("snapshot of 1M keys", "<= 2 s, <= 120 bytes/key resident",
+    ("first sync of 1M keys", "<= 1.5 s, <= 64 bytes/key resident",
      (f"{snap_1m['seconds']:.2f} s, {bytes_per_key(1000000):.0f} bytes/key" if snap_1m
       else "not run (--quick runs 100k only)"),
-     bool(snap_1m) and snap_1m["seconds"] <= 2 and bytes_per_key(1000000) <= 120),
+     bool(snap_1m) and snap_1m["seconds"] <= 1.5 and bytes_per_key(1000000) <= 64),
     ("authority durable mutations, 32 clients", ">= 2,000/s",
      f"{fmt(w32)}/s with group commit; {fmt(w32_before)}/s without ({w32 / w32_before:.2f}x)",
      w32 >= 2000),
@@ -210,7 +215,7 @@ L.append(f"Wrong verdicts or RPC errors across all latchkey load runs: {wrong}.\
 L.append("## 1. In-process check (Google Benchmark)\n")
 L.append("Queries walk a random sample of 65,536 keys. `baseline` is a bare "
          "`absl::flat_hash_set<Digest>::contains`; `lookup` is the key set with the digest "
-         "given (shard lock, find, verdict); `whole check` adds the format and checksum check, "
+         "given (epoch guard, probe under the sequence check, verdict); `whole check` adds the format and checksum check, "
          "SHA-256 and the clock.\n")
 L.append("| keys | query | baseline (ns) | lookup (ns) | whole check (ns) | lookup / baseline |")
 L.append("|---|---|---|---|---|---|")

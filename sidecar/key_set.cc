@@ -1,14 +1,102 @@
 #include "sidecar/key_set.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <new>
+#include <thread>
 
 #include "common/key_format.h"
 #include "common/strings.h"
 #include "common/time_util.h"
+#include "sidecar/epoch.h"
 
 namespace latchkey {
 namespace {
+
+// A slot is four words, read and written with relaxed atomics inside the
+// sequence check (KeySet::Write and Find):
+//   w0  tag bytes 0-7 (also the hash: digests are uniformly random)
+//   w1  tag bytes 8-14, then the meta byte
+//   w2  key id characters 0-9, 6 bits each
+//   w3  key id characters 10-15 (36 bits), then the project index (28 bits)
+struct alignas(32) Slot {
+  std::atomic<uint64_t> w[4];
+};
+static_assert(sizeof(Slot) == 32);
+
+// The meta byte. An all-zero slot is empty.
+constexpr uint64_t kStatusMask = 3;
+constexpr uint64_t kEmpty = 0, kFull = 1, kRemoved = 2;
+constexpr uint64_t kSecret = 1 << 2;
+constexpr uint64_t kRevoked = 1 << 3;
+constexpr uint64_t kExpires = 1 << 4;  // the expiry is in KeySet::Expiries
+constexpr int kMetaShift = 56;
+constexpr uint64_t kTagHighMask = (uint64_t{1} << kMetaShift) - 1;
+
+constexpr int kProjectShift = 36;
+constexpr uint64_t kLowMask36 = (uint64_t{1} << kProjectShift) - 1;
+
+// A table grows (is rebuilt) past kMaxLoad of its slots used, counting
+// removed ones, and is built at kBuildLoad: a hit probes about 1.7 slots and
+// a miss about 6 on average, within one or two adjacent cache lines.
+constexpr double kMaxLoad = 0.8;
+constexpr double kBuildLoad = 0.65;
+constexpr size_t kMinCapacity = 16;
+
+constexpr size_t kChunkBits = 12;
+constexpr size_t kChunk = size_t{1} << kChunkBits;
+constexpr size_t kMaxChunks = 4096;  // 16,777,216 projects
+
+// Base62 characters as 6-bit codes, and back.
+constexpr std::string_view kBase62 =
+    "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+uint64_t Code(char c) {
+  if (c <= '9') return static_cast<uint64_t>(c - '0');
+  if (c <= 'Z') return static_cast<uint64_t>(c - 'A' + 10);
+  return static_cast<uint64_t>(c - 'a' + 36);
+}
+
+struct Words {
+  uint64_t w[4];
+};
+
+void SplitTag(const uint8_t* tag, uint64_t& t0, uint64_t& t1) {
+  std::memcpy(&t0, tag, 8);
+  t1 = 0;
+  std::memcpy(&t1, tag + 8, KeySet::kTagBytes - 8);
+}
+
+Words Encode(const KeySet::Record& r, uint32_t project) {
+  Words out;
+  uint64_t t0, t1;
+  SplitTag(r.tag.data(), t0, t1);
+  uint64_t meta = kFull;
+  if (r.kind == v1::SECRET_KEY) meta |= kSecret;
+  if (r.state == v1::KEY_STATE_REVOKED) meta |= kRevoked;
+  if (r.expire_micros != 0) meta |= kExpires;
+  out.w[0] = t0;
+  out.w[1] = t1 | (meta << kMetaShift);
+  out.w[2] = 0;
+  for (int i = 0; i < 10; ++i) out.w[2] |= Code(r.key_id[i]) << (6 * i);
+  out.w[3] = 0;
+  for (int i = 10; i < 16; ++i) out.w[3] |= Code(r.key_id[i]) << (6 * (i - 10));
+  out.w[3] |= uint64_t{project} << kProjectShift;
+  return out;
+}
+
+KeySet::KeyId DecodeKeyId(uint64_t w2, uint64_t w3) {
+  KeySet::KeyId id;
+  for (int i = 0; i < 10; ++i) id[i] = kBase62[(w2 >> (6 * i)) & 63];
+  for (int i = 10; i < 16; ++i) id[i] = kBase62[(w3 >> (6 * (i - 10))) & 63];
+  return id;
+}
+
+KeySet::Tag TagOf(const Digest& d) {
+  KeySet::Tag t;
+  std::memcpy(t.data(), d.data(), t.size());
+  return t;
+}
 
 template <size_t N>
 bool PackId(std::string_view id, std::string_view prefix, std::array<char, N>& out) {
@@ -24,11 +112,11 @@ std::string UnpackId(std::string_view prefix, const std::array<char, N>& packed)
   return out;
 }
 
-absl::Status ToEntry(const v1::KeyEntry& in, Digest& digest, KeySet::Entry& out) {
-  if (in.digest().size() != digest.size()) {
+absl::Status ToRecord(const v1::KeyEntry& in, KeySet::Record& out) {
+  if (in.digest().size() != sizeof(Digest)) {
     return absl::InvalidArgumentError("key entry digest is not 32 bytes");
   }
-  std::memcpy(digest.data(), in.digest().data(), digest.size());
+  std::memcpy(out.tag.data(), in.digest().data(), out.tag.size());
   if (!PackId(in.key_id(), kKeyIdPrefix, out.key_id) ||
       !PackId(in.project_id(), kProjectIdPrefix, out.project_id)) {
     return absl::InvalidArgumentError("key entry has a malformed key or project id");
@@ -44,6 +132,13 @@ absl::Status ToEntry(const v1::KeyEntry& in, Digest& digest, KeySet::Entry& out)
   return absl::OkStatus();
 }
 
+bool IsBase62(const char* s, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    if (kBase62.find(s[i]) == std::string_view::npos) return false;
+  }
+  return true;
+}
+
 Validation Only(v1::Verdict verdict) {
   Validation v;
   v.verdict = verdict;
@@ -51,6 +146,131 @@ Validation Only(v1::Verdict verdict) {
 }
 
 }  // namespace
+
+// --- the slots ---------------------------------------------------------------
+
+struct KeySet::Table {
+  explicit Table(size_t n) : capacity(std::max(n, kMinCapacity)) {
+    // calloc: the kernel hands over zeroed (empty) pages as they are touched.
+    raw = std::calloc(capacity + 2, sizeof(Slot));
+    if (raw == nullptr) throw std::bad_alloc();
+    const uintptr_t at = (reinterpret_cast<uintptr_t>(raw) + 63) & ~uintptr_t{63};
+    slots = reinterpret_cast<Slot*>(at);
+  }
+  ~Table() { std::free(raw); }
+  Table(const Table&) = delete;
+  Table& operator=(const Table&) = delete;
+
+  // Where probing for a tag starting with `t0` begins: t0 scaled to the
+  // capacity (no power of two needed).
+  size_t Home(uint64_t t0) const {
+    return static_cast<size_t>((static_cast<unsigned __int128>(t0) * capacity) >> 64);
+  }
+  size_t Next(size_t i) const { return i + 1 == capacity ? 0 : i + 1; }
+
+  // Writer only. The slot holding (t0, t1), or the first free one on its
+  // probe path (removed slots are reused), and whether it holds the tag.
+  Slot* Place(uint64_t t0, uint64_t t1, bool& found) {
+    Slot* reusable = nullptr;
+    for (size_t i = Home(t0);; i = Next(i)) {
+      Slot& s = slots[i];
+      const uint64_t w1 = s.w[1].load(std::memory_order_relaxed);
+      const uint64_t status = (w1 >> kMetaShift) & kStatusMask;
+      if (status == kEmpty) {
+        found = false;
+        return reusable != nullptr ? reusable : &s;
+      }
+      if (status == kRemoved) {
+        if (reusable == nullptr) reusable = &s;
+      } else if (s.w[0].load(std::memory_order_relaxed) == t0 && (w1 & kTagHighMask) == t1) {
+        found = true;
+        return &s;
+      }
+    }
+  }
+
+  // Writer only: stores `w` in the slot for its tag. True when it is new.
+  bool Put(const Words& w) {
+    bool found;
+    Slot* s = Place(w.w[0], w.w[1] & kTagHighMask, found);
+    if (!found &&
+        ((s->w[1].load(std::memory_order_relaxed) >> kMetaShift) & kStatusMask) == kEmpty) {
+      ++used;
+    }
+    for (int i = 0; i < 4; ++i) s->w[i].store(w.w[i], std::memory_order_relaxed);
+    return !found;
+  }
+
+  size_t capacity;
+  size_t used = 0;  // full and removed slots; writer only
+  Slot* slots;
+  void* raw;
+};
+
+// --- project ids ------------------------------------------------------------
+
+struct KeySet::Projects {
+  struct Entry {
+    ProjectId id;                      // written once, before the index is published
+    std::atomic<uint8_t> disabled{0};  // changed inside a writer section
+  };
+
+  Projects() = default;
+  ~Projects() {
+    for (auto& c : chunks) delete[] c.load(std::memory_order_relaxed);
+  }
+  Projects(const Projects&) = delete;
+  Projects& operator=(const Projects&) = delete;
+
+  // Writer only: the index of `id`, added when new. RESOURCE_EXHAUSTED past
+  // kMaxChunks * kChunk projects.
+  absl::Status Intern(const ProjectId& id, uint32_t& out) {
+    auto [it, added] = index.try_emplace(id, count);
+    if (!added) {
+      out = it->second;
+      return absl::OkStatus();
+    }
+    if (count == kMaxChunks * kChunk) {
+      index.erase(it);
+      return absl::ResourceExhaustedError("the key set holds its maximum of 16,777,216 projects");
+    }
+    std::atomic<Entry*>& chunk = chunks[count >> kChunkBits];
+    if (chunk.load(std::memory_order_relaxed) == nullptr) {
+      chunk.store(new Entry[kChunk], std::memory_order_release);
+    }
+    chunk.load(std::memory_order_relaxed)[count & (kChunk - 1)].id = id;
+    out = count++;
+    return absl::OkStatus();
+  }
+
+  // Null for an index a torn read made up.
+  const Entry* Get(uint64_t i) const {
+    if (i >= kMaxChunks * kChunk) return nullptr;
+    const Entry* chunk = chunks[i >> kChunkBits].load(std::memory_order_acquire);
+    return chunk == nullptr ? nullptr : &chunk[i & (kChunk - 1)];
+  }
+  Entry* Mutable(uint32_t i) { return &chunks[i >> kChunkBits].load()[i & (kChunk - 1)]; }
+
+  size_t MemoryBytes() const {
+    const size_t allocated = (count + kChunk - 1) / kChunk;
+    return sizeof(*this) + allocated * kChunk * sizeof(Entry) +
+           index.capacity() * (sizeof(std::pair<ProjectId, uint32_t>) + 1);
+  }
+
+  std::array<std::atomic<Entry*>, kMaxChunks> chunks{};
+  uint32_t count = 0;                              // writer only
+  absl::flat_hash_map<ProjectId, uint32_t> index;  // writer only
+};
+
+// What a reader copied out of a slot, inside one sequence check.
+struct KeySet::Found {
+  uint64_t w1, w2, w3;
+  const Projects::Entry* project;
+  bool disabled;
+  int64_t expire_micros;
+};
+
+// --- Validation -------------------------------------------------------------
 
 std::string Validation::key_id() const {
   return has_ids() ? UnpackId(kKeyIdPrefix, packed_key_id) : "";
@@ -79,19 +299,28 @@ void Validation::ToProto(v1::ValidateResponse* out) const {
   project_id->append(packed_project_id.data(), packed_project_id.size());
 }
 
-size_t KeySet::DigestHash::operator()(const Digest& d) const {
-  uint64_t h;
-  std::memcpy(&h, d.data(), sizeof(h));
-  return static_cast<size_t>(h);
-}
+// --- Builder ----------------------------------------------------------------
 
 KeySet::Builder::Builder() = default;
+KeySet::Builder::~Builder() = default;
 
 absl::Status KeySet::Builder::Add(const v1::KeyEntry& entry) {
-  Digest digest;
-  Entry e;
-  if (absl::Status s = ToEntry(entry, digest, e); !s.ok()) return s;
-  shards_[ShardOf(digest)].insert_or_assign(digest, e);
+  Record r;
+  if (absl::Status s = ToRecord(entry, r); !s.ok()) return s;
+  records_.push_back(r);
+  return absl::OkStatus();
+}
+
+absl::Status KeySet::Builder::Add(const Record& r) {
+  if (!IsBase62(r.key_id.data(), r.key_id.size()) ||
+      !IsBase62(r.project_id.data(), r.project_id.size())) {
+    return absl::InvalidArgumentError("key record has a malformed key or project id");
+  }
+  if ((r.kind != v1::API_KEY && r.kind != v1::SECRET_KEY) ||
+      (r.state != v1::KEY_STATE_ACTIVE && r.state != v1::KEY_STATE_REVOKED)) {
+    return absl::InvalidArgumentError("key record has an unknown kind or state");
+  }
+  records_.push_back(r);
   return absl::OkStatus();
 }
 
@@ -100,77 +329,198 @@ absl::Status KeySet::Builder::AddDisabledProject(std::string_view project_id) {
   if (!PackId(project_id, kProjectIdPrefix, p)) {
     return absl::InvalidArgumentError("malformed disabled project id");
   }
-  disabled_.insert(p);
+  disabled_.push_back(p);
   return absl::OkStatus();
 }
 
-size_t KeySet::Builder::size() const {
-  size_t n = 0;
-  for (const Map& m : shards_) n += m.size();
-  return n;
+// --- KeySet -----------------------------------------------------------------
+
+KeySet::KeySet()
+    : table_(new Table(kMinCapacity)), projects_(new Projects), expiries_(new Expiries) {}
+
+KeySet::~KeySet() {
+  delete table_.load();
+  delete projects_.load();
+  delete expiries_.load();
 }
 
 Validation KeySet::Validate(std::string_view key, absl::Time now) const {
-  const v1::KeyKind kind = ParseKey(key);
+  // The cheap half of the format check first; the checksum waits for the
+  // table's cache line, below.
+  if (key.size() != kKeyLength) return Only(v1::MALFORMED);
+  const std::string_view prefix = key.substr(0, kApiKeyPrefix.size());
+  const v1::KeyKind kind = prefix == kApiKeyPrefix      ? v1::API_KEY
+                           : prefix == kSecretKeyPrefix ? v1::SECRET_KEY
+                                                        : v1::KEY_KIND_UNSPECIFIED;
   if (kind == v1::KEY_KIND_UNSPECIFIED) return Only(v1::MALFORMED);
-  return Lookup(Sha256(key), kind, now);
+  const Digest digest = Sha256(key);
+  const Tag tag = TagOf(digest);
+  EpochGuard guard;
+  {
+    uint64_t t0, t1;
+    SplitTag(tag.data(), t0, t1);
+    const Table* t = table_.load(std::memory_order_seq_cst);
+    __builtin_prefetch(&t->slots[t->Home(t0)]);
+  }
+  if (ParseKey(key) != kind) return Only(v1::MALFORMED);
+  Found f;
+  if (!Find(tag, f)) return Only(v1::UNKNOWN);
+  return Verdict(f, kind, now);
 }
 
 Validation KeySet::Lookup(const Digest& digest, v1::KeyKind kind, absl::Time now) const {
-  Entry e;
-  {
-    const Shard& shard = shards_[ShardOf(digest)];
-    ReaderMutexLock lock(&shard.mu);
-    auto it = shard.map.find(digest);
-    if (it == shard.map.end()) return Only(v1::UNKNOWN);
-    e = it->second;
+  EpochGuard guard;
+  Found f;
+  if (!Find(TagOf(digest), f)) return Only(v1::UNKNOWN);
+  return Verdict(f, kind, now);
+}
+
+bool KeySet::Find(const Tag& tag, Found& out) const {
+  uint64_t t0, t1;
+  SplitTag(tag.data(), t0, t1);
+  for (;;) {
+    const uint64_t begin = seq_.load(std::memory_order_acquire);
+    if (begin & 1) {  // a writer is mid-change, for microseconds unless it lost its core
+      std::this_thread::yield();
+      continue;
+    }
+    const Table* t = table_.load(std::memory_order_seq_cst);
+    const Projects* projects = projects_.load(std::memory_order_seq_cst);
+    const Expiries* expiries = expiries_.load(std::memory_order_seq_cst);
+    bool found = false;
+    size_t i = t->Home(t0);
+    for (size_t probes = 0; probes < t->capacity; ++probes, i = t->Next(i)) {
+      const Slot& s = t->slots[i];
+      const uint64_t w0 = s.w[0].load(std::memory_order_relaxed);
+      const uint64_t w1 = s.w[1].load(std::memory_order_relaxed);
+      const uint64_t status = (w1 >> kMetaShift) & kStatusMask;
+      if (status == kEmpty) break;
+      if (status == kFull && w0 == t0 && (w1 & kTagHighMask) == t1) {
+        out.w1 = w1;
+        out.w2 = s.w[2].load(std::memory_order_relaxed);
+        out.w3 = s.w[3].load(std::memory_order_relaxed);
+        found = true;
+        break;
+      }
+    }
+    if (found) {
+      out.project = projects->Get(out.w3 >> kProjectShift);
+      out.disabled =
+          out.project != nullptr && out.project->disabled.load(std::memory_order_relaxed) != 0;
+      out.expire_micros = 0;
+      if ((out.w1 >> kMetaShift) & kExpires) {
+        // The map is immutable; a torn read may miss the tag and is retried.
+        auto it = expiries->find(tag);
+        out.expire_micros = it == expiries->end() ? -1 : it->second;
+      }
+    }
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (seq_.load(std::memory_order_relaxed) != begin) continue;
+    // The sequence check passed: what was read is one state the writer
+    // published, and its project entry was written before that.
+    return found && out.project != nullptr;
   }
-  if (e.kind != kind) return Only(v1::UNKNOWN);
+}
+
+Validation KeySet::Verdict(const Found& f, v1::KeyKind kind, absl::Time now) const {
+  const uint64_t meta = f.w1 >> kMetaShift;
+  const v1::KeyKind stored = (meta & kSecret) ? v1::SECRET_KEY : v1::API_KEY;
+  if (stored != kind) return Only(v1::UNKNOWN);
   Validation v;
   v.verdict = v1::VALID;
-  v.kind = static_cast<v1::KeyKind>(e.kind);
-  v.packed_key_id = e.key_id;
-  v.packed_project_id = e.project_id;
-  if (e.state == v1::KEY_STATE_REVOKED) {
+  v.kind = stored;
+  v.packed_key_id = DecodeKeyId(f.w2, f.w3 & kLowMask36);
+  v.packed_project_id = f.project->id;
+  if (meta & kRevoked) {
     v.verdict = v1::REVOKED;
-  } else if (e.expire_micros != 0 && e.expire_micros <= absl::ToUnixMicros(now)) {
+  } else if (f.expire_micros != 0 && f.expire_micros <= absl::ToUnixMicros(now)) {
     v.verdict = v1::EXPIRED;
-  } else if (ProjectDisabled(e.project_id)) {
+  } else if (f.disabled) {
     v.verdict = v1::PROJECT_DISABLED;
   }
   return v;
 }
 
-bool KeySet::ProjectDisabled(const ProjectId& p) const {
-  if (disabled_count_.load(std::memory_order_acquire) == 0) return false;
-  ReaderMutexLock lock(&disabled_mu_);
-  return disabled_.contains(p);
+template <typename F>
+void KeySet::Write(F change) {
+  const uint64_t s = seq_.load(std::memory_order_relaxed);
+  seq_.store(s + 1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);
+  change();
+  seq_.store(s + 2, std::memory_order_release);
 }
 
-void KeySet::Replace(Builder& builder) {
-  // All shard locks, in index order, so no reader sees half of each set.
-  for (Shard& s : shards_) s.mu.Lock();
-  disabled_mu_.Lock();
-  for (size_t i = 0; i < kShards; ++i) shards_[i].map.swap(builder.shards_[i]);
-  disabled_.swap(builder.disabled_);
-  disabled_count_.store(disabled_.size(), std::memory_order_release);
-  disabled_mu_.Unlock();
-  for (Shard& s : shards_) s.mu.Unlock();
-  // The old maps are freed here, outside every lock.
-  for (Map& m : builder.shards_) Map().swap(m);
-  absl::flat_hash_set<ProjectId>().swap(builder.disabled_);
+void KeySet::Reserve(size_t more) {
+  Table* old = table_.load(std::memory_order_relaxed);
+  if (static_cast<double>(old->used + more) <= kMaxLoad * static_cast<double>(old->capacity)) {
+    return;
+  }
+  const size_t live = size_.load(std::memory_order_relaxed) + more;
+  auto fresh = std::make_unique<Table>(static_cast<size_t>(static_cast<double>(live) / kBuildLoad));
+  for (size_t i = 0; i < old->capacity; ++i) {
+    const Slot& s = old->slots[i];
+    Words w;
+    for (int k = 0; k < 4; ++k) w.w[k] = s.w[k].load(std::memory_order_relaxed);
+    if (((w.w[1] >> kMetaShift) & kStatusMask) == kFull) fresh->Put(w);
+  }
+  Table* published = fresh.release();
+  Write([&] { table_.store(published, std::memory_order_seq_cst); });
+  WaitForReaders();
+  delete old;
+}
+
+absl::Status KeySet::Replace(Builder& builder) {
+  auto projects = std::make_unique<Projects>();
+  auto expiries = std::make_unique<Expiries>();
+  auto table = std::make_unique<Table>(
+      static_cast<size_t>(static_cast<double>(builder.records_.size()) / kBuildLoad));
+  size_t live = 0;
+  for (const Record& r : builder.records_) {
+    uint32_t p;
+    if (absl::Status s = projects->Intern(r.project_id, p); !s.ok()) return s;
+    if (table->Put(Encode(r, p))) ++live;
+    if (r.expire_micros != 0) {
+      (*expiries)[r.tag] = r.expire_micros;
+    } else {
+      expiries->erase(r.tag);
+    }
+  }
+  for (const ProjectId& id : builder.disabled_) {
+    uint32_t p;
+    if (absl::Status s = projects->Intern(id, p); !s.ok()) return s;
+    projects->Mutable(p)->disabled.store(1, std::memory_order_relaxed);
+  }
+  std::vector<Record>().swap(builder.records_);
+  std::vector<ProjectId>().swap(builder.disabled_);
+
+  MutexLock lock(&write_mu_);
+  Table* old_table = table_.load(std::memory_order_relaxed);
+  Projects* old_projects = projects_.load(std::memory_order_relaxed);
+  const Expiries* old_expiries = expiries_.load(std::memory_order_relaxed);
+  Table* t = table.release();
+  Projects* p = projects.release();
+  const Expiries* e = expiries.release();
+  Write([&] {
+    table_.store(t, std::memory_order_seq_cst);
+    projects_.store(p, std::memory_order_seq_cst);
+    expiries_.store(e, std::memory_order_seq_cst);
+    size_.store(live, std::memory_order_relaxed);
+  });
+  WaitForReaders();
+  delete old_table;
+  delete old_projects;
+  delete old_expiries;
+  return absl::OkStatus();
 }
 
 absl::Status KeySet::Apply(const v1::KeyEvent& event) {
   // Everything is checked before anything changes: an event is one revision
   // and applies whole or not at all (the sync client then resyncs).
-  std::vector<std::pair<Digest, Entry>> upserts(event.upserts_size());
+  std::vector<Record> upserts(event.upserts_size());
   for (int i = 0; i < event.upserts_size(); ++i) {
-    if (absl::Status s = ToEntry(event.upserts(i), upserts[i].first, upserts[i].second); !s.ok()) {
-      return s;
-    }
+    if (absl::Status s = ToRecord(event.upserts(i), upserts[i]); !s.ok()) return s;
   }
-  std::vector<Digest> removed(event.removed_digests_size());
+  std::vector<Tag> removed(event.removed_digests_size());
   for (int i = 0; i < event.removed_digests_size(); ++i) {
     const std::string& raw = event.removed_digests(i);
     if (raw.size() != sizeof(Digest)) {
@@ -186,80 +536,127 @@ absl::Status KeySet::Apply(const v1::KeyEvent& event) {
     access[i].second = event.project_access(i).enabled();
   }
 
-  for (const auto& [digest, e] : upserts) {
-    Shard& shard = shards_[ShardOf(digest)];
-    MutexLock lock(&shard.mu);
-    shard.map.insert_or_assign(digest, e);
-  }
-  for (const Digest& digest : removed) {
-    Shard& shard = shards_[ShardOf(digest)];
-    MutexLock lock(&shard.mu);
-    shard.map.erase(digest);
-  }
-  if (!access.empty()) {
-    MutexLock lock(&disabled_mu_);
-    for (const auto& [p, enabled] : access) {
-      if (enabled) {
-        disabled_.erase(p);
-      } else {
-        disabled_.insert(p);
-      }
+  MutexLock lock(&write_mu_);
+  Reserve(upserts.size());
+  Projects* projects = projects_.load(std::memory_order_relaxed);
+  // Project indexes are allocated before the section: entries are written
+  // before any slot can name them.
+  std::vector<uint32_t> upsert_projects(upserts.size());
+  for (size_t i = 0; i < upserts.size(); ++i) {
+    if (absl::Status s = projects->Intern(upserts[i].project_id, upsert_projects[i]); !s.ok()) {
+      return s;
     }
-    disabled_count_.store(disabled_.size(), std::memory_order_release);
+  }
+  std::vector<uint32_t> access_projects(access.size());
+  for (size_t i = 0; i < access.size(); ++i) {
+    if (absl::Status s = projects->Intern(access[i].first, access_projects[i]); !s.ok()) return s;
+  }
+
+  // The expiry map is replaced whole when this event changes it.
+  const Expiries* old_expiries = expiries_.load(std::memory_order_relaxed);
+  std::unique_ptr<Expiries> expiries;
+  auto change_expiry = [&](const Tag& tag, int64_t micros) {
+    const auto it = old_expiries->find(tag);
+    const int64_t before = it == old_expiries->end() ? 0 : it->second;
+    if (before == micros && !expiries) return;
+    if (!expiries) expiries = std::make_unique<Expiries>(*old_expiries);
+    if (micros != 0) {
+      (*expiries)[tag] = micros;
+    } else {
+      expiries->erase(tag);
+    }
+  };
+  for (const Record& r : upserts) change_expiry(r.tag, r.expire_micros);
+  for (const Tag& tag : removed) change_expiry(tag, 0);
+  const Expiries* new_expiries = expiries.release();
+
+  Table* t = table_.load(std::memory_order_relaxed);
+  Write([&] {
+    size_t size = size_.load(std::memory_order_relaxed);
+    if (new_expiries != nullptr) expiries_.store(new_expiries, std::memory_order_seq_cst);
+    for (size_t i = 0; i < upserts.size(); ++i) {
+      if (t->Put(Encode(upserts[i], upsert_projects[i]))) ++size;
+    }
+    for (const Tag& tag : removed) {
+      uint64_t t0, t1;
+      SplitTag(tag.data(), t0, t1);
+      bool found;
+      Slot* s = t->Place(t0, t1, found);
+      if (!found) continue;  // it is not an error if the digest was not there
+      s->w[1].store(t1 | (kRemoved << kMetaShift), std::memory_order_relaxed);
+      --size;
+    }
+    for (size_t i = 0; i < access.size(); ++i) {
+      projects->Mutable(access_projects[i])
+          ->disabled.store(access[i].second ? 0 : 1, std::memory_order_relaxed);
+    }
+    size_.store(size, std::memory_order_relaxed);
+  });
+  if (new_expiries != nullptr) {
+    WaitForReaders();
+    delete old_expiries;
   }
   return absl::OkStatus();
 }
 
-size_t KeySet::size() const {
-  size_t n = 0;
-  for (const Shard& s : shards_) {
-    ReaderMutexLock lock(&s.mu);
-    n += s.map.size();
+std::vector<KeySet::Record> KeySet::Records() const {
+  MutexLock lock(&write_mu_);
+  const Table* t = table_.load(std::memory_order_relaxed);
+  const Projects* projects = projects_.load(std::memory_order_relaxed);
+  const Expiries* expiries = expiries_.load(std::memory_order_relaxed);
+  std::vector<Record> out;
+  out.reserve(size_.load(std::memory_order_relaxed));
+  for (size_t i = 0; i < t->capacity; ++i) {
+    const Slot& s = t->slots[i];
+    const uint64_t w1 = s.w[1].load(std::memory_order_relaxed);
+    const uint64_t meta = w1 >> kMetaShift;
+    if ((meta & kStatusMask) != kFull) continue;
+    Record r;
+    const uint64_t w0 = s.w[0].load(std::memory_order_relaxed);
+    std::memcpy(r.tag.data(), &w0, 8);
+    std::memcpy(r.tag.data() + 8, &w1, kTagBytes - 8);
+    const uint64_t w3 = s.w[3].load(std::memory_order_relaxed);
+    r.key_id = DecodeKeyId(s.w[2].load(std::memory_order_relaxed), w3 & kLowMask36);
+    r.project_id = projects->Get(w3 >> kProjectShift)->id;
+    r.kind = (meta & kSecret) ? v1::SECRET_KEY : v1::API_KEY;
+    r.state = (meta & kRevoked) ? v1::KEY_STATE_REVOKED : v1::KEY_STATE_ACTIVE;
+    if (meta & kExpires) r.expire_micros = expiries->at(r.tag);
+    out.push_back(r);
   }
-  return n;
+  return out;
+}
+
+std::vector<std::string> KeySet::DisabledProjects() const {
+  MutexLock lock(&write_mu_);
+  const Projects* projects = projects_.load(std::memory_order_relaxed);
+  std::vector<std::string> out;
+  for (uint32_t i = 0; i < projects->count; ++i) {
+    const Projects::Entry* p = projects->Get(i);
+    if (p->disabled.load(std::memory_order_relaxed))
+      out.push_back(UnpackId(kProjectIdPrefix, p->id));
+  }
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 std::vector<std::string> KeySet::Dump() const {
   std::vector<std::string> lines;
-  for (const Shard& s : shards_) {
-    ReaderMutexLock lock(&s.mu);
-    for (const auto& [digest, e] : s.map) {
-      lines.push_back(StrCat(HexPrefix(AsBytes(digest), 32), " ", UnpackId(kKeyIdPrefix, e.key_id),
-                             " ", static_cast<int>(e.kind), " ", static_cast<int>(e.state), " ",
-                             e.expire_micros, " ", UnpackId(kProjectIdPrefix, e.project_id)));
-    }
+  for (const Record& r : Records()) {
+    const std::string_view tag(reinterpret_cast<const char*>(r.tag.data()), r.tag.size());
+    lines.push_back(StrCat(HexPrefix(tag, 2 * kTagBytes), " ", UnpackId(kKeyIdPrefix, r.key_id),
+                           " ", static_cast<int>(r.kind), " ", static_cast<int>(r.state), " ",
+                           r.expire_micros, " ", UnpackId(kProjectIdPrefix, r.project_id)));
   }
   std::sort(lines.begin(), lines.end());
   return lines;
 }
 
-void KeySet::Export(v1::SnapshotChunk* out) const {
-  for (const Shard& s : shards_) {
-    ReaderMutexLock lock(&s.mu);
-    for (const auto& [digest, e] : s.map) {
-      v1::KeyEntry* k = out->add_entries();
-      k->set_digest(AsBytes(digest).data(), digest.size());
-      k->set_key_id(UnpackId(kKeyIdPrefix, e.key_id));
-      k->set_project_id(UnpackId(kProjectIdPrefix, e.project_id));
-      k->set_kind(static_cast<v1::KeyKind>(e.kind));
-      k->set_state(static_cast<v1::KeyState>(e.state));
-      if (e.expire_micros != 0) {
-        *k->mutable_expire_time() = ToProto(absl::FromUnixMicros(e.expire_micros));
-      }
-    }
-  }
-  ReaderMutexLock lock(&disabled_mu_);
-  for (const ProjectId& p : disabled_) {
-    out->add_disabled_project_ids(UnpackId(kProjectIdPrefix, p));
-  }
-}
-
-std::vector<std::string> KeySet::DisabledProjects() const {
-  std::vector<std::string> out;
-  ReaderMutexLock lock(&disabled_mu_);
-  for (const ProjectId& p : disabled_) out.push_back(UnpackId(kProjectIdPrefix, p));
-  std::sort(out.begin(), out.end());
-  return out;
+size_t KeySet::MemoryBytes() const {
+  MutexLock lock(&write_mu_);
+  const Expiries* expiries = expiries_.load(std::memory_order_relaxed);
+  return table_.load(std::memory_order_relaxed)->capacity * sizeof(Slot) +
+         projects_.load(std::memory_order_relaxed)->MemoryBytes() +
+         expiries->capacity() * (sizeof(Expiries::value_type) + 1);
 }
 
 }  // namespace latchkey

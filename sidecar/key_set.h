@@ -1,10 +1,18 @@
-// The sidecar's in-memory key set: digest -> entry, plus disabled projects.
+// The sidecar's in-memory key set: digest -> (ids, state), plus disabled
+// projects (docs/design.md, "The sidecar's key table").
 //
-// Validate does the whole check from memory: format, SHA-256, one hash lookup
-// in one of 32 shards (under that shard's reader lock), expiry and project
-// access. Live events take one shard's writer lock per entry; a snapshot is
-// built to the side (KeySet::Builder) and swapped in while every shard lock is
-// held, which takes microseconds whatever the size.
+// The table is built for the one question the hot path asks. Each entry is 32
+// bytes, two to a cache line: a 120-bit digest tag, the key id packed in 96
+// bits, kind, state, and the index of its project in a table of project ids.
+// Open addressing with linear probing, sized for its load (not rounded to a
+// power of two). Validate prefetches the entry's cache line as soon as the
+// digest is known and checks the key's checksum while the line arrives.
+//
+// Readers take no lock: an epoch guard (sidecar/epoch.h) keeps the table they
+// read allocated, and a sequence counter tells them to look again if a writer
+// changed the table meanwhile. A writer (events, snapshots) never waits for a
+// validation except to free a table it replaced. Expiry times, which few keys
+// have, live in a small side map replaced whole when one changes.
 //
 // A KeySet is safe for concurrent access from multiple threads without any
 // external synchronization. A Builder is used by one thread.
@@ -21,7 +29,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "common/crypto.h"
 #include "common/mutex.h"
@@ -47,80 +55,99 @@ struct Validation {
 
 class KeySet {
  public:
-  static constexpr size_t kShards = 32;  // Replace holds all at once: TSan tracks <= 64
-
-  // Ids are stored without their prefixes, in fixed arrays: an entry holds no
-  // pointer, so a million keys are a few large allocations.
+  // The first 15 bytes of a key's SHA-256: what the table keeps of a digest.
+  // Forging a key that matches one of N tags takes about 2^120 / N hashes.
+  static constexpr size_t kTagBytes = 15;
+  using Tag = std::array<uint8_t, kTagBytes>;
+  // Ids without their prefixes.
   using KeyId = std::array<char, 16>;
   using ProjectId = std::array<char, 12>;
-  struct Entry {
+
+  // One key as the table holds it, spelled out (state files, tests).
+  struct Record {
+    Tag tag;
     KeyId key_id;
     ProjectId project_id;
-    uint8_t kind;           // v1::KeyKind
-    uint8_t state;          // v1::KeyState
-    int64_t expire_micros;  // 0: never
+    uint8_t kind = 0;           // v1::KeyKind
+    uint8_t state = 0;          // v1::KeyState
+    int64_t expire_micros = 0;  // 0: never
   };
 
-  struct DigestHash {
-    // Digests are uniformly random: their first 8 bytes are a good hash.
-    size_t operator()(const Digest& d) const;
-  };
-  using Map = absl::flat_hash_map<Digest, Entry, DigestHash>;
+  struct Table;     // the slots; private to key_set.cc
+  struct Projects;  // project ids by index; private to key_set.cc
+  using Expiries = absl::flat_hash_map<Tag, int64_t>;
 
-  // Accumulates a snapshot to the side.
+  // Accumulates a snapshot to the side, then becomes the table at once.
   class Builder {
    public:
     Builder();
+    ~Builder();
     // INVALID_ARGUMENT for an entry the authority could not have sent (bad
     // digest length or ids); the caller decides whether to go on.
     absl::Status Add(const v1::KeyEntry& entry);
+    absl::Status Add(const Record& record);
     absl::Status AddDisabledProject(std::string_view project_id);
-    size_t size() const;
+    size_t size() const { return records_.size(); }
 
    private:
     friend class KeySet;
-    std::array<Map, kShards> shards_;
-    absl::flat_hash_set<ProjectId> disabled_;
+    std::vector<Record> records_;
+    std::vector<ProjectId> disabled_;
   };
 
-  KeySet() = default;
+  KeySet();
+  ~KeySet();
 
-  // The verdict for `key` at time `now`. Never blocks for long.
+  // The verdict for `key` at time `now`. Takes no lock.
   Validation Validate(std::string_view key, absl::Time now) const;
   // The same, with the digest already computed and the format already
   // checked (for benchmarks of the lookup alone).
   Validation Lookup(const Digest& digest, v1::KeyKind kind, absl::Time now) const;
 
   // Replaces everything with what `builder` holds. Leaves `builder` empty.
-  // Locks every shard in a loop, which clang's thread-safety analysis cannot
-  // follow; the locking is in the body.
-  void Replace(Builder& builder) ABSL_NO_THREAD_SAFETY_ANALYSIS;
+  // Later records for the same tag win. RESOURCE_EXHAUSTED, and no change,
+  // past 16,777,216 projects.
+  absl::Status Replace(Builder& builder);
 
   // Applies one revision's changes, all or nothing: INVALID_ARGUMENT and no
   // change when any entry, removed digest or project id is malformed.
+  // Readers see the whole event or none of it.
   absl::Status Apply(const v1::KeyEvent& event);
 
-  size_t size() const;
-  // Every entry and disabled project, in the form a snapshot sends them.
-  // Shard by shard: an event applied meanwhile may show in some shards only.
-  void Export(v1::SnapshotChunk* out) const;
-  // Every entry, sorted, as "digest-hex key_id state expire project" lines;
+  size_t size() const { return size_.load(std::memory_order_relaxed); }
+  // Every key, in table order, and every disabled project, at one revision.
+  std::vector<Record> Records() const;
+  std::vector<std::string> DisabledProjects() const;  // "prj_…", sorted
+  // Every entry, sorted, as "tag-hex key_id kind state expire project" lines;
   // for tests that compare whole sets.
   std::vector<std::string> Dump() const;
-  std::vector<std::string> DisabledProjects() const;
+  // Bytes the table, the project ids and the expiry map hold.
+  size_t MemoryBytes() const;
 
  private:
-  struct Shard {
-    mutable Mutex mu;
-    Map map ABSL_GUARDED_BY(mu);
-  };
-  static size_t ShardOf(const Digest& d) { return d[8] % kShards; }
-  bool ProjectDisabled(const ProjectId& p) const;
+  struct Found;
+  // Finds `tag` under an epoch guard the caller holds.
+  bool Find(const Tag& tag, Found& out) const;
+  Validation Verdict(const Found& f, v1::KeyKind kind, absl::Time now) const;
+  // Runs `change` on the table inside one writer section: readers that
+  // overlap it look again.
+  template <typename F>
+  void Write(F change) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // Makes room for `more` entries, rebuilding the table when it would pass
+  // its maximum load.
+  void Reserve(size_t more) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
 
-  std::array<Shard, kShards> shards_;
-  std::atomic<size_t> disabled_count_{0};  // lets the common case skip disabled_mu_
-  mutable Mutex disabled_mu_;
-  absl::flat_hash_set<ProjectId> disabled_ ABSL_GUARDED_BY(disabled_mu_);
+  // Readers load these inside an EpochGuard and a sequence check; a writer
+  // changes them inside Write() and frees replaced ones after
+  // WaitForReaders().
+  std::atomic<uint64_t> seq_{0};  // odd while a writer is changing the table
+  std::atomic<Table*> table_;
+  std::atomic<Projects*> projects_;
+  std::atomic<const Expiries*> expiries_;
+  std::atomic<size_t> size_{0};
+
+  // One writer at a time; readers never take it.
+  mutable Mutex write_mu_;
 };
 
 }  // namespace latchkey

@@ -101,7 +101,10 @@ void SidecarServer::LoadStateFile() {
     return;
   }
   const size_t loaded = builder.size();
-  keys_.Replace(builder);
+  if (absl::Status s = keys_.Replace(builder); !s.ok()) {
+    spdlog::warn("ignoring the state file: {}; starting empty", s.ToString());
+    return;
+  }
   sync_->Restore(saved->store_id, saved->revision, saved->confirmed, saved->session);
   saved_ = {saved->store_id, saved->revision, 0, saved->confirmed};
   spdlog::info(

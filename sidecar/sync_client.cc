@@ -193,8 +193,9 @@ absl::Status SyncClient::HandleSnapshotEnd(const v1::WatchResponse& msg) {
   KeySet::Builder empty;
   KeySet::Builder& built = building_ ? *building_ : empty;
   const size_t keys = built.size();
-  keys_->Replace(built);
+  absl::Status replaced = keys_->Replace(built);
   building_.reset();
+  if (!replaced.ok()) return replaced;
   {
     MutexLock lock(&mu_);
     state_.store_id = msg.store_id();
