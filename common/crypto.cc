@@ -27,18 +27,20 @@ const unsigned char* U(std::string_view s) {
 }  // namespace
 
 Digest Sha256(std::string_view data) {
-  // OpenSSL 3's one-shot SHA256() looks the algorithm up on every call (about
-  // 300 ns here); fetched once, with a context per thread, it is about 80 ns.
-  static EVP_MD* const md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
-  thread_local std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(),
-                                                                           &EVP_MD_CTX_free);
+  // The low-level SHA256_* calls run the same compression (SHA-NI where the
+  // CPU has it) without EVP's provider dispatch: about 56 ns for a key here,
+  // against 82 ns with a fetched EVP_MD and a context per thread, and 300 ns
+  // with the one-shot SHA256(), which looks the algorithm up on every call.
+  // OpenSSL 3 deprecates them in favour of EVP, which is the cost we avoid.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  SHA256_CTX ctx;
   Digest d;
-  unsigned int len = 0;
-  if (md == nullptr || !ctx || EVP_DigestInit_ex2(ctx.get(), md, nullptr) != 1 ||
-      EVP_DigestUpdate(ctx.get(), data.data(), data.size()) != 1 ||
-      EVP_DigestFinal_ex(ctx.get(), d.data(), &len) != 1) {
+  if (SHA256_Init(&ctx) != 1 || SHA256_Update(&ctx, data.data(), data.size()) != 1 ||
+      SHA256_Final(d.data(), &ctx) != 1) {
     std::abort();  // SHA-256 unavailable: no key can be checked safely
   }
+#pragma GCC diagnostic pop
   return d;
 }
 

@@ -5,8 +5,10 @@
 // bytes, two to a cache line: a 120-bit digest tag, the key id packed in 96
 // bits, kind, state, and the index of its project in a table of project ids.
 // Open addressing with linear probing, sized for its load (not rounded to a
-// power of two). Validate prefetches the entry's cache line as soon as the
-// digest is known and checks the key's checksum while the line arrives.
+// power of two), behind a Bloom filter that keeps most unknown keys from
+// waiting for memory. Validate prefetches the entry's and the filter's cache
+// lines as soon as the digest is known; only a key not in the table pays for
+// its checksum.
 //
 // Readers take no lock: an epoch guard (sidecar/epoch.h) keeps the table they
 // read allocated, and a sequence counter tells them to look again if a writer
@@ -100,6 +102,9 @@ class KeySet {
 
   // The verdict for `key` at time `now`. Takes no lock.
   Validation Validate(std::string_view key, absl::Time now) const;
+  // The same, reading the clock only for a key that has an expiry time (few
+  // do; a clock read costs as much as the SHA-256 on some virtual machines).
+  Validation Validate(std::string_view key) const;
   // The same, with the digest already computed and the format already
   // checked (for benchmarks of the lookup alone).
   Validation Lookup(const Digest& digest, v1::KeyKind kind, absl::Time now) const;
@@ -128,7 +133,9 @@ class KeySet {
   struct Found;
   // Finds `tag` under an epoch guard the caller holds.
   bool Find(const Tag& tag, Found& out) const;
-  Validation Verdict(const Found& f, v1::KeyKind kind, absl::Time now) const;
+  // `now` null: read the clock if the verdict needs it.
+  Validation Check(std::string_view key, const absl::Time* now) const;
+  Validation Verdict(const Found& f, v1::KeyKind kind, const absl::Time* now) const;
   // Runs `change` on the table inside one writer section: readers that
   // overlap it look again.
   template <typename F>

@@ -70,6 +70,30 @@ TEST_CASE("each verdict comes from the right state") {
   REQUIRE(keys.Validate(disabled.value, now).verdict == v1::REVOKED);
 }
 
+TEST_CASE("a key with any byte outside base62, or a wrong checksum, is MALFORMED, not UNKNOWN") {
+  KeySet keys;
+  TestKey k;
+  REQUIRE(keys.Apply(Upsert(k.Entry())).ok());
+  const std::string alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+  for (int c = 0; c < 256; ++c) {
+    if (alphabet.find(static_cast<char>(c)) != std::string::npos) continue;
+    for (size_t at : {size_t{4}, size_t{20}, kKeyLength - 1}) {
+      std::string bad = k.value;
+      bad[at] = static_cast<char>(c);
+      INFO("byte " << c << " at " << at);
+      REQUIRE(keys.Validate(bad).verdict == v1::MALFORMED);
+    }
+  }
+  std::string typo = k.value;
+  typo[12] = typo[12] == 'a' ? 'b' : 'a';
+  REQUIRE(keys.Validate(typo).verdict == v1::MALFORMED);
+  REQUIRE(keys.Validate(GenerateKey(v1::API_KEY)).verdict == v1::UNKNOWN);
+  REQUIRE(keys.Validate(k.value).verdict == v1::VALID);
+  // The same random part under the other prefix is another key.
+  const std::string other = "lks_" + k.value.substr(4, 32);
+  REQUIRE(keys.Validate(other + Checksum(other)).verdict == v1::UNKNOWN);
+}
+
 TEST_CASE("an expired key expires by the sidecar's own clock") {
   KeySet keys;
   TestKey k;
@@ -261,6 +285,9 @@ TEST_CASE("an expiry set by one revision and cleared by the next is gone") {
   const absl::Time t = absl::Now();
   REQUIRE(keys.Apply(Upsert(k.Entry(v1::KEY_STATE_ACTIVE, t))).ok());
   REQUIRE(keys.Validate(k.value, t).verdict == v1::EXPIRED);
+  REQUIRE(keys.Validate(k.value).verdict == v1::EXPIRED);  // by the clock, read when needed
+  REQUIRE(keys.Apply(Upsert(k.Entry(v1::KEY_STATE_ACTIVE, t + absl::Hours(1)))).ok());
+  REQUIRE(keys.Validate(k.value).verdict == v1::VALID);
   REQUIRE(keys.Apply(Upsert(k.Entry())).ok());
   REQUIRE(keys.Validate(k.value, t + absl::Hours(24 * 365)).verdict == v1::VALID);
   REQUIRE(keys.Apply(Upsert(k.Entry(v1::KEY_STATE_ACTIVE, t))).ok());
