@@ -54,7 +54,9 @@ for line in open("/proc/cpuinfo"):
         break
 commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                         cwd=out_dir).stdout.strip() or "unknown"
-dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+# The report's own outputs do not count as changes to what was measured.
+dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":/",
+                        ":(top,exclude)bench/RESULTS.md", ":(top,exclude,glob)bench/*.svg"],
                        capture_output=True, text=True, cwd=out_dir).stdout.strip()
 now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
