@@ -1,13 +1,8 @@
 #include "sidecar/server.h"
 
-#include <unistd.h>
-
 #include "absl/time/clock.h"
-#include "common/files.h"
 #include "common/log.h"
 #include "common/strings.h"
-#include "sidecar/state_file.h"
-#include "sidecar/usage.h"
 #include "sidecar/validator_service.h"
 
 namespace latchkey {
@@ -16,58 +11,46 @@ struct SidecarServer::Parts {
   Registry metrics;
   std::unique_ptr<ValidationMetrics> validation_metrics;
   std::unique_ptr<MetricsServer> metrics_server;
-  std::unique_ptr<UsageReporter> usage;
   std::unique_ptr<ValidatorService> validator;
   std::unique_ptr<grpc::Server> server;
 };
-
-namespace {
-
-std::string DefaultSidecarId() {
-  char host[256] = {};
-  gethostname(host, sizeof(host) - 1);
-  return StrCat(host, "-", getpid());
-}
-
-}  // namespace
 
 SidecarServer::SidecarServer(SidecarOptions options)
     : options_(std::move(options)), parts_(std::make_unique<Parts>()) {}
 
 absl::StatusOr<std::unique_ptr<SidecarServer>> SidecarServer::Start(SidecarOptions options) {
   if (options.token.empty()) return absl::InvalidArgumentError("no token for the authority");
-  if (options.sidecar_id.empty()) options.sidecar_id = DefaultSidecarId();
   std::unique_ptr<SidecarServer> self(new SidecarServer(std::move(options)));
   const SidecarOptions& o = self->options_;
-
-  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds =
-      ChannelCredentials(o.authority_tls);
-  if (!creds.ok()) return creds.status();
-  auto channel = grpc::CreateChannel(o.authority, *creds);
-  self->parts_->usage =
-      std::make_unique<UsageReporter>(channel, o.token, o.sidecar_id, o.usage_interval);
-  SyncOptions sync;
-  sync.channel = channel;
-  sync.token = o.token;
-  sync.sidecar_id = o.sidecar_id;
-  sync.on_applied = o.on_applied;
-  self->sync_ = std::make_unique<SyncClient>(std::move(sync), &self->keys_);
-
-  ValidatorOptions validator;
-  validator.max_batch = o.max_batch;
-  SidecarServer* raw = self.get();
-  validator.rejecting = [raw] {
-    return raw->options_.stale_policy == StalePolicy::kReject && !raw->fresh();
-  };
-  self->parts_->validation_metrics = std::make_unique<ValidationMetrics>(self->parts_->metrics);
-  self->AddSyncMetrics();
-  self->parts_->validator =
-      std::make_unique<ValidatorService>(&self->keys_, &self->parts_->usage->counter(),
-                                         self->parts_->validation_metrics.get(), validator);
 
   EnableServerPlugins();
   grpc::ServerBuilder builder;
   if (absl::Status s = AddListeners(builder, o.listen, self->ports_); !s.ok()) return s;
+
+  absl::StatusOr<std::unique_ptr<Follower>> follower = Follower::Start({
+      .authority = o.authority,
+      .authority_tls = o.authority_tls,
+      .token = o.token,
+      .sidecar_id = o.sidecar_id,
+      .max_staleness = o.max_staleness,
+      .stale_policy = o.stale_policy,
+      .usage_interval = o.usage_interval,
+      .state_file = o.state_file,
+      .state_interval = o.state_interval,
+      .on_applied = o.on_applied,
+  });
+  if (!follower.ok()) return follower.status();
+  self->follower_ = *std::move(follower);
+  Follower* f = self->follower_.get();
+
+  ValidatorOptions validator;
+  validator.max_batch = o.max_batch;
+  validator.rejecting = [f] { return f->rejecting(); };
+  self->parts_->validation_metrics = std::make_unique<ValidationMetrics>(self->parts_->metrics);
+  f->AddMetrics(self->parts_->metrics);
+  self->parts_->validator = std::make_unique<ValidatorService>(
+      &f->keys(), &f->usage(), self->parts_->validation_metrics.get(), validator);
+
   builder.RegisterService(self->parts_->validator.get());
   absl::StatusOr<std::unique_ptr<grpc::Server>> server =
       StartServer(builder, o.listen, self->ports_);
@@ -80,120 +63,15 @@ absl::StatusOr<std::unique_ptr<SidecarServer>> SidecarServer::Start(SidecarOptio
     if (!metrics.ok()) return metrics.status();
     self->parts_->metrics_server = *std::move(metrics);
   }
-
-  if (!o.state_file.empty()) self->LoadStateFile();
-  self->sync_->Start();
-  self->parts_->usage->Start();
+  SidecarServer* raw = self.get();
   self->health_ = std::thread([raw] { raw->WatchHealth(); });
-  if (!o.state_file.empty()) self->saver_ = std::thread([raw] { raw->SaveStateFiles(); });
   return self;
-}
-
-void SidecarServer::LoadStateFile() {
-  KeySet::Builder builder;
-  absl::StatusOr<SavedState> saved = LoadState(options_.state_file, builder);
-  if (absl::IsNotFound(saved.status())) {
-    spdlog::info("no state file at {} yet; starting empty", options_.state_file);
-    return;
-  }
-  if (!saved.ok()) {
-    spdlog::warn("ignoring the state file: {}; starting empty", saved.status().ToString());
-    return;
-  }
-  const size_t loaded = builder.size();
-  if (absl::Status s = keys_.Replace(builder); !s.ok()) {
-    spdlog::warn("ignoring the state file: {}; starting empty", s.ToString());
-    return;
-  }
-  sync_->Restore(saved->store_id, saved->revision, saved->confirmed, saved->session);
-  saved_ = {saved->store_id, saved->revision, 0, saved->confirmed};
-  spdlog::info(
-      "loaded {} keys at revision {} of store {} from {}, confirmed by the authority {} ago",
-      loaded, saved->revision, saved->store_id, options_.state_file,
-      absl::FormatDuration(absl::Trunc(absl::Now() - saved->confirmed, absl::Seconds(1))));
-}
-
-void SidecarServer::SaveStateIfChanged() {
-  const SyncClient::State before = sync_->state();
-  if (!before.synced) return;  // nothing worth keeping yet
-  const auto now =
-      std::make_tuple(before.store_id, before.applied, before.snapshots, before.last_confirmed);
-  if (now == saved_) return;
-  const SavedState at{.store_id = before.store_id,
-                      .revision = before.applied,
-                      .confirmed = before.last_confirmed,
-                      .session = sync_->session()};
-  // Events applied while the set is copied are in it, beyond `at.revision`;
-  // a replay from there repairs that. A snapshot swapped in meanwhile is not
-  // repaired so: the copy is dropped and made again next time.
-  const std::string file = EncodeState(keys_, at);
-  const SyncClient::State after = sync_->state();
-  if (after.store_id != before.store_id || after.snapshots != before.snapshots) return;
-  if (absl::Status s = WritePrivateFile(options_.state_file, file); !s.ok()) {
-    ++state_save_failures_;
-    spdlog::warn("could not save the state file: {}", s.ToString());
-    return;
-  }
-  ++state_saves_;
-  saved_ = now;
-}
-
-void SidecarServer::SaveStateFiles() {
-  MutexLock lock(&mu_);
-  auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
-  while (!stop_.WaitFor(&mu_, options_.state_interval, stop)) {
-    mu_.Unlock();
-    SaveStateIfChanged();
-    mu_.Lock();
-  }
 }
 
 SidecarServer::~SidecarServer() { Shutdown(); }
 
 int SidecarServer::metrics_port() const {
   return parts_->metrics_server ? parts_->metrics_server->port() : 0;
-}
-
-void SidecarServer::AddSyncMetrics() {
-  Registry& m = parts_->metrics;
-  SyncClient* sync = sync_.get();
-  const KeySet* keys = &keys_;
-  m.AddGauge("latchkey_keys", "Key digests in memory (current and rotated-away values).",
-             [keys] { return static_cast<double>(keys->size()); });
-  m.AddGauge("latchkey_applied_revision", "Last revision applied from the authority.",
-             [sync] { return static_cast<double>(sync->state().applied); });
-  m.AddGauge("latchkey_synced", "1 once a full snapshot has been applied.",
-             [sync] { return sync->state().synced ? 1.0 : 0.0; });
-  const absl::Time started = absl::Now();
-  m.AddGauge("latchkey_staleness_seconds",
-             "Seconds since the authority last confirmed this sidecar was current (since start "
-             "before the first sync).",
-             [sync, started] {
-               const SyncClient::State s = sync->state();
-               const absl::Time since = s.synced ? s.last_confirmed : started;
-               return absl::ToDoubleSeconds(absl::Now() - since);
-             });
-  m.AddCounterFunc("latchkey_snapshot_loads_total", "Full snapshots loaded.",
-                   [sync] { return static_cast<double>(sync->state().snapshots); });
-  m.AddCounterFunc("latchkey_events_applied_total", "Revisions applied from the watch stream.",
-                   [sync] { return static_cast<double>(sync->state().events); });
-  m.AddCounterFunc("latchkey_reconnects_total", "Watch streams that ended and were reopened.",
-                   [sync] { return static_cast<double>(sync->state().reconnects); });
-  std::atomic<uint64_t>* saves = &state_saves_;
-  std::atomic<uint64_t>* failures = &state_save_failures_;
-  m.AddCounterFunc("latchkey_state_file_saves_total", "Key sets saved to --state-file.",
-                   [saves] { return static_cast<double>(saves->load()); });
-  m.AddCounterFunc("latchkey_state_file_save_failures_total",
-                   "Saves to --state-file that failed (the previous file stays).",
-                   [failures] { return static_cast<double>(failures->load()); });
-  m.AddCounterFunc("latchkey_watch_contract_violations_total",
-                   "Streams dropped for a gap, duplicate or backwards revision.",
-                   [sync] { return static_cast<double>(sync->state().contract_violations); });
-}
-
-bool SidecarServer::fresh() const {
-  const SyncClient::State s = sync_->state();
-  return s.synced && absl::Now() - s.last_confirmed <= options_.max_staleness;
 }
 
 void SidecarServer::WatchHealth() {
@@ -205,9 +83,9 @@ void SidecarServer::WatchHealth() {
     if (now_serving == serving) continue;
     serving = now_serving;
     parts_->server->GetHealthCheckService()->SetServingStatus(serving);
-    const SyncClient::State s = sync_->state();
+    const SyncClient::State s = follower_->sync_state();
     if (serving) {
-      spdlog::info("SERVING: {} keys at revision {}", keys_.size(), s.applied);
+      spdlog::info("SERVING: {} keys at revision {}", keys().size(), s.applied);
     } else {
       spdlog::warn("NOT_SERVING: last confirmed by the authority {} ago (max {})",
                    absl::FormatDuration(absl::Now() - s.last_confirmed),
@@ -228,10 +106,7 @@ void SidecarServer::Shutdown() {
     parts_->server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
     parts_->server->Wait();
   }
-  if (saver_.joinable()) saver_.join();
-  if (parts_->usage) parts_->usage->Stop();  // final report while the authority may listen
-  if (sync_) sync_->Stop();
-  if (!options_.state_file.empty() && sync_) SaveStateIfChanged();  // the latest, for a restart
+  if (follower_) follower_->Stop();  // usage flushed, leaving said, state saved
 }
 
 std::string SidecarServer::address(size_t i) const {

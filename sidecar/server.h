@@ -1,5 +1,6 @@
-// latchkey-sidecar as one object: key set, sync client, usage reporter,
-// Validator service and health, started and stopped together. main() and the
+// latchkey-sidecar as one object: a Follower (sidecar/follower.h: key set,
+// sync client, usage reporter, state file) behind a gRPC Validator, with
+// health and metrics, started and stopped together. main() and the
 // in-process tests both use it.
 #ifndef LATCHKEY_SIDECAR_SERVER_H_
 #define LATCHKEY_SIDECAR_SERVER_H_
@@ -16,12 +17,9 @@
 #include "common/grpc_server.h"
 #include "common/mutex.h"
 #include "common/tls.h"
-#include "sidecar/key_set.h"
-#include "sidecar/sync_client.h"
+#include "sidecar/follower.h"
 
 namespace latchkey {
-
-enum class StalePolicy { kServe, kReject };
 
 struct SidecarOptions {
   ListenOptions listen{{"127.0.0.1:7710"}};
@@ -55,33 +53,24 @@ class SidecarServer {
 
   int port(size_t i = 0) const { return ports_.at(i); }
   std::string address(size_t i = 0) const;
-  const std::string& sidecar_id() const { return options_.sidecar_id; }
-  const KeySet& keys() const { return keys_; }
-  SyncClient::State sync_state() const { return sync_->state(); }
+  const std::string& sidecar_id() const { return follower_->sidecar_id(); }
+  const KeySet& keys() const { return follower_->keys(); }
+  SyncClient::State sync_state() const { return follower_->sync_state(); }
   // Fresh: synced, and the authority confirmed our revision within
   // max_staleness.
-  bool fresh() const;
+  bool fresh() const { return follower_->fresh(); }
   // The bound port of the metrics server, 0 when it is off.
   int metrics_port() const;
   // Ends the current watch stream; the sidecar resumes (for tests).
-  void Reconnect() { sync_->Reconnect(); }
+  void Reconnect() { follower_->Reconnect(); }
 
  private:
   struct Parts;
   SidecarServer(SidecarOptions options);
   void WatchHealth();
-  void AddSyncMetrics();
-  // Loads options_.state_file into keys_ and the sync client, if it holds a
-  // usable state; a bad file is logged and left alone.
-  void LoadStateFile();
-  void SaveStateFiles();
-  // Saves the key set when it (or its confirmation) changed since the last
-  // save; a failure is logged and counted, and the previous file stays.
-  void SaveStateIfChanged();
 
   SidecarOptions options_;
-  KeySet keys_;
-  std::unique_ptr<SyncClient> sync_;
+  std::unique_ptr<Follower> follower_;
   std::unique_ptr<Parts> parts_;
   std::vector<int> ports_;
 
@@ -89,12 +78,6 @@ class SidecarServer {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   CondVar stop_;  // signalled when stopping_ turns true
   std::thread health_;
-  std::thread saver_;
-  // What the state file holds now: (store id, revision, snapshots, confirmed).
-  // Only the saver thread, then Shutdown, touch it.
-  std::tuple<std::string, uint64_t, uint64_t, absl::Time> saved_;
-  std::atomic<uint64_t> state_saves_{0};
-  std::atomic<uint64_t> state_save_failures_{0};
 };
 
 }  // namespace latchkey

@@ -7,6 +7,7 @@
 #include "common/status.h"
 #include "common/strings.h"
 #include "sidecar/batch_codec.h"
+#include "sidecar/follower.h"
 
 namespace latchkey {
 
@@ -28,22 +29,7 @@ ValidationMetrics::ValidationMetrics(Registry& registry) {
 
 Validation ValidatorService::Check(std::string_view key, bool rejecting, absl::Time now) {
   const auto start = std::chrono::steady_clock::now();
-  Validation v;
-  if (rejecting) {
-    // Stale under --stale-policy=reject: say nothing we cannot vouch for,
-    // but a malformed key is malformed whatever the authority says.
-    v.verdict = ParseKey(key) == v1::KEY_KIND_UNSPECIFIED ? v1::MALFORMED : v1::UNKNOWN;
-  } else {
-    v = keys_->Validate(key, now);
-    if (v.verdict == v1::VALID) {
-      const std::array<char, 20> id = v.key_id_chars();
-      usage_->Record(std::string_view(id.data(), id.size()), now);
-    } else if (v.verdict == v1::REVOKED || v.verdict == v1::EXPIRED ||
-               v.verdict == v1::PROJECT_DISABLED) {
-      const std::array<char, 20> id = v.key_id_chars();
-      usage_->RecordRejected(std::string_view(id.data(), id.size()), now);
-    }
-  }
+  const Validation v = CheckAndCount(*keys_, *usage_, key, rejecting, now);
   if (metrics_ != nullptr) {
     metrics_->by_verdict[v.verdict]->Inc();
     metrics_->check_seconds->Observe(
