@@ -1,15 +1,32 @@
 // latchkey-bench: the load generator and cluster benchmarks behind scripts/bench.
 
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <fstream>
+#include <string>
 
 #include "bench/cluster_bench.h"
+#include "bench/edge_bench.h"
 #include "bench/validate_load.h"
 #include "common/log.h"
 
 namespace {
 
 using latchkey::bench::Histogram;
+
+// User + system CPU seconds of process `pid` so far; 0 for pid 0.
+double ProcessCpuSeconds(int pid) {
+  if (pid == 0) return 0;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string field;
+  double ticks = 0;
+  for (int i = 1; i <= 15 && stat >> field; ++i) {
+    if (i == 14 || i == 15) ticks += std::stod(field);  // utime, stime
+  }
+  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
 
 void PrintLoad(const latchkey::bench::LoadOptions& o, const latchkey::bench::LoadResult& r,
                const std::string& label, const std::string& cdf_file) {
@@ -18,12 +35,12 @@ void PrintLoad(const latchkey::bench::LoadOptions& o, const latchkey::bench::Loa
       "{\"bench\":\"validate\",\"label\":\"%s\",\"target\":\"%s\",\"connections\":%d,"
       "\"inflight\":%d,\"rate\":%.0f,\"batch\":%d,\"calls_per_s\":%.0f,\"keys_per_s\":%.0f,"
       "\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f,"
-      "\"calls\":%llu,\"errors\":%llu,\"wrong_verdicts\":%llu}\n",
+      "\"calls\":%llu,\"errors\":%llu,\"wrong_verdicts\":%llu,\"server_cpu_s\":%.3f}\n",
       label.c_str(), o.target.c_str(), o.connections, o.inflight, o.rate, o.batch,
       r.calls_per_second, r.keys_per_second, h.Quantile(0.5) / 1e3, h.Quantile(0.9) / 1e3,
       h.Quantile(0.99) / 1e3, h.Quantile(0.999) / 1e3, h.max() / 1e3,
       static_cast<unsigned long long>(r.calls), static_cast<unsigned long long>(r.errors),
-      static_cast<unsigned long long>(r.wrong_verdicts));
+      static_cast<unsigned long long>(r.wrong_verdicts), r.server_cpu_seconds);
   if (!cdf_file.empty()) {
     if (FILE* f = std::fopen(cdf_file.c_str(), "w")) {
       for (const auto& [ns, fraction] : h.Cdf()) std::fprintf(f, "%.3f %.6f\n", ns / 1e3, fraction);
@@ -60,11 +77,16 @@ int main(int argc, char** argv) {
   v->add_flag("!--no-check", load.check_verdicts, "do not check verdicts (empty baseline)");
   v->add_option("--label", label);
   v->add_option("--cdf", cdf_file, "write the latency CDF (us fraction) here");
+  int server_pid = 0;
+  v->add_option("--server-pid", server_pid,
+                "report this process's CPU seconds over the run (use with --warmup 0)");
   v->callback([&] {
     const double rest = (1 - load.mix.valid) / 3;
     load.mix.revoked = load.mix.unknown = load.mix.malformed = rest;
     Histogram h;
+    const double cpu_before = ProcessCpuSeconds(server_pid);
     absl::StatusOr<latchkey::bench::LoadResult> r = latchkey::bench::RunLoad(load, h);
+    if (r.ok()) r->server_cpu_seconds = ProcessCpuSeconds(server_pid) - cpu_before;
     if (!r.ok()) {
       std::fprintf(stderr, "%s\n", r.status().ToString().c_str());
       status = 2;
@@ -95,6 +117,14 @@ int main(int argc, char** argv) {
   p->add_option("--revocations", revocations)->capture_default_str();
   p->add_option("--samples-out", out, "write each delay (ms) here");
   p->callback([&] { status = latchkey::bench::Propagation(sidecars, revocations, out); });
+
+  std::string keys_file;
+  auto* ed = app.add_subcommand("edge", "validate in process with latchkey::edge, one thread");
+  ed->add_option("--authority", authority)->required();
+  ed->add_option("--token-file", token_file)->required();
+  ed->add_option("--keys-file", keys_file)->required();
+  ed->add_option("--seconds", seconds)->capture_default_str();
+  ed->callback([&] { status = latchkey::bench::Edge(authority, token_file, keys_file, seconds); });
 
   auto* l = app.add_subcommand("load", "bulk-load a data dir with N keys");
   l->add_option("--data-dir", data_dir)->required();

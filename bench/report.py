@@ -161,6 +161,16 @@ if shutil.which("gnuplot"):
               f"'{scale}' using 1:3 with linespoints lw 2 title 'lookup (digest given), hit'",
               f"'{scale}' using 1:2 with linespoints lw 2 title 'flat_hash_set baseline, hit'"])
 
+# --- 2b. in-process validation ------------------------------------------------
+edge_runs = where(bench="edge")
+sidecar_cpu_runs = [r for r in where(bench="validate", label="sidecar_tcp_cpu")
+                    if r.get("server_cpu_s")]
+sidecar_per_cpu = [r["calls"] / r["server_cpu_s"] for r in sidecar_cpu_runs]
+edge_per_cpu = [r["calls_per_cpu_s"] for r in edge_runs]
+edge_ratios = [e / s for e, s in zip(edge_per_cpu, sidecar_per_cpu) if s]
+edge_ratio = median(edge_ratios)
+wrong += sum(r["wrong_verdicts"] for r in edge_runs)
+
 # --- goals -----------------------------------------------------------------
 check_1m = ks("keyset_whole_check", 1000000, 1)
 check_1m_miss = ks("keyset_whole_check", 1000000, 0)
@@ -198,6 +208,9 @@ goals = [
      (f"{snap_1m['seconds']:.2f} s, {bytes_per_key(1000000):.0f} bytes/key" if snap_1m
       else "not run (--quick runs 100k only)"),
      bool(snap_1m) and snap_1m["seconds"] <= 1.5 and bytes_per_key(1000000) <= 64),
+    ("in-process validation (latchkey::edge) vs sidecar Validate", ">= 50x calls per CPU-second",
+     f"{edge_ratio:.0f}x ({fmt(median(edge_per_cpu))} vs {fmt(median(sidecar_per_cpu))} calls "
+     "per CPU-second)", edge_ratio >= 50),
     ("authority durable mutations, 32 clients", ">= 2,000/s",
      f"{fmt(w32)}/s with group commit; {fmt(w32_before)}/s without ({w32 / w32_before:.2f}x)",
      w32 >= 2000),
@@ -279,6 +292,19 @@ for b, r in batch.items():
     if r:
         L.append(f"| {b} | {fmt(r['keys_per_s'])} | {fmt(r['calls_per_s'])} | {r['p99_us']:.0f} | "
                  f"{r['keys_per_s'] / redis_p:.2f}x |")
+L.append("")
+
+L.append("### In process: latchkey::edge\n")
+L.append("One thread validating back to back with `latchkey::edge::Validator` "
+         "(`include/latchkey/edge.h`), following the same authority as the sidecar, every "
+         "verdict checked, against the sidecar's Validate over TCP: its process's CPU seconds "
+         "over a whole closed-loop run (2 connections x 32 in flight, no warmup) divided into the "
+         "calls it answered. The load generator's own CPU is not charged to the sidecar.\n")
+L.append("| run | edge calls/s (one thread) | edge calls per CPU-second | sidecar calls per CPU-second | ratio |")
+L.append("|---|---|---|---|---|")
+for i, (e, sc) in enumerate(zip(edge_runs, sidecar_per_cpu)):
+    L.append(f"| {i + 1} | {fmt(e['calls_per_s'])} | {fmt(e['calls_per_cpu_s'])} | {fmt(sc)} | "
+             f"{e['calls_per_cpu_s'] / sc:.0f}x |")
 L.append("")
 
 L.append("## 3. Revocation propagation\n")

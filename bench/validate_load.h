@@ -34,9 +34,10 @@ struct LoadResult {
   double calls_per_second = 0;
   double keys_per_second = 0;
   uint64_t calls = 0;
-  uint64_t errors = 0;           // RPC failures
-  uint64_t wrong_verdicts = 0;   // a verdict other than the key's
-  Histogram* latency = nullptr;  // owned by the caller of RunLoad
+  uint64_t errors = 0;            // RPC failures
+  uint64_t wrong_verdicts = 0;    // a verdict other than the key's
+  Histogram* latency = nullptr;   // owned by the caller of RunLoad
+  double server_cpu_seconds = 0;  // of --server-pid over the run, when given
 };
 
 absl::StatusOr<LoadResult> RunLoad(const LoadOptions& options, Histogram& latency);

@@ -81,6 +81,8 @@ class Cluster {
   std::vector<std::unique_ptr<SidecarServer>>& sidecars() { return sidecars_; }
   const TempDir& dir() const { return dir_; }
   int port() const { return port_; }
+  // The SIDECAR principal's token every AddSidecar uses.
+  const std::string& sidecar_token() const { return sidecar_token_; }
 
  private:
   TempDir dir_;
