@@ -10,22 +10,11 @@
 namespace latchkey {
 namespace {
 
-constexpr std::string_view kAlphabet =
-    "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-
 constexpr std::array<bool, 256> kIsBase62 = [] {
   std::array<bool, 256> t{};
-  for (char c : kAlphabet) t[static_cast<unsigned char>(c)] = true;
+  for (char c : kBase62Alphabet) t[static_cast<unsigned char>(c)] = true;
   return t;
 }();
-
-// One table read per character and no branch: the sidecar runs this on every
-// key that is not in its table, and on hostile input.
-bool AllBase62(std::string_view s) {
-  bool all = true;
-  for (char c : s) all &= kIsBase62[static_cast<unsigned char>(c)];
-  return all;
-}
 
 std::array<char, kChecksumChars> ChecksumChars(std::string_view body) {
   uint32_t crc = static_cast<uint32_t>(
@@ -33,7 +22,7 @@ std::array<char, kChecksumChars> ChecksumChars(std::string_view body) {
   std::array<char, kChecksumChars> out;
   out.fill('0');
   for (size_t i = kChecksumChars; i-- > 0 && crc > 0;) {
-    out[i] = kAlphabet[crc % 62];
+    out[i] = kBase62Alphabet[crc % 62];
     crc /= 62;
   }
   return out;
@@ -57,6 +46,12 @@ std::string WithChecksum(std::string_view prefix) {
 
 }  // namespace
 
+bool AllBase62(std::string_view s) {
+  bool all = true;
+  for (char c : s) all &= kIsBase62[static_cast<unsigned char>(c)];
+  return all;
+}
+
 std::string RandomBase62(size_t n) {
   std::string out;
   out.reserve(n);
@@ -68,7 +63,7 @@ std::string RandomBase62(size_t n) {
     }
     for (unsigned char b : buf) {
       // 248 = 4 * 62: rejecting larger bytes keeps every character equally likely.
-      if (b < 248 && out.size() < n) out.push_back(kAlphabet[b % 62]);
+      if (b < 248 && out.size() < n) out.push_back(kBase62Alphabet[b % 62]);
     }
   }
   return out;

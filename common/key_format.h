@@ -36,6 +36,15 @@ inline constexpr size_t kKeyIdRandomChars = 16;
 inline constexpr size_t kProjectIdRandomChars = 12;
 inline constexpr size_t kPrincipalIdRandomChars = 12;
 
+// The 62 characters of keys, ids and checksums, in digit order.
+inline constexpr std::string_view kBase62Alphabet =
+    "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+// True when every character of `s` is in kBase62Alphabet. One table read per
+// character and no branch: the sidecar runs it on every key and on hostile
+// input.
+bool AllBase62(std::string_view s);
+
 // `n` characters from 0-9A-Za-z, uniformly distributed.
 std::string RandomBase62(size_t n);
 

@@ -68,9 +68,7 @@ constexpr size_t kChunkBits = 12;
 constexpr size_t kChunk = size_t{1} << kChunkBits;
 constexpr size_t kMaxChunks = 4096;  // 16,777,216 projects
 
-// Base62 characters as 6-bit codes, and back.
-constexpr std::string_view kBase62 =
-    "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+// A base62 character as its 6-bit code, its index in kBase62Alphabet.
 uint64_t Code(char c) {
   if (c <= '9') return static_cast<uint64_t>(c - '0');
   if (c <= 'Z') return static_cast<uint64_t>(c - 'A' + 10);
@@ -107,8 +105,8 @@ Words Encode(const KeySet::Record& r, uint32_t project) {
 
 KeySet::KeyId DecodeKeyId(uint64_t w2, uint64_t w3) {
   KeySet::KeyId id;
-  for (int i = 0; i < 10; ++i) id[i] = kBase62[(w2 >> (6 * i)) & 63];
-  for (int i = 10; i < 16; ++i) id[i] = kBase62[(w3 >> (6 * (i - 10))) & 63];
+  for (int i = 0; i < 10; ++i) id[i] = kBase62Alphabet[(w2 >> (6 * i)) & 63];
+  for (int i = 10; i < 16; ++i) id[i] = kBase62Alphabet[(w3 >> (6 * (i - 10))) & 63];
   return id;
 }
 
@@ -150,19 +148,6 @@ absl::Status ToRecord(const v1::KeyEntry& in, KeySet::Record& out) {
   out.expire_micros = in.has_expire_time() ? absl::ToUnixMicros(FromProto(in.expire_time())) : 0;
   if (in.has_expire_time() && out.expire_micros == 0) out.expire_micros = 1;  // the epoch itself
   return absl::OkStatus();
-}
-
-constexpr std::array<bool, 256> kIsBase62 = [] {
-  std::array<bool, 256> t{};
-  for (char c : kBase62) t[static_cast<unsigned char>(c)] = true;
-  return t;
-}();
-
-// Branch-free over the whole run: one table read per character.
-bool IsBase62(const char* s, size_t n) {
-  bool all = true;
-  for (size_t i = 0; i < n; ++i) all &= kIsBase62[static_cast<unsigned char>(s[i])];
-  return all;
 }
 
 Validation Only(v1::Verdict verdict) {
@@ -391,8 +376,8 @@ absl::Status KeySet::Builder::Add(const v1::KeyEntry& entry) {
 }
 
 absl::Status KeySet::Builder::Add(const Record& r) {
-  if (!IsBase62(r.key_id.data(), r.key_id.size()) ||
-      !IsBase62(r.project_id.data(), r.project_id.size())) {
+  if (!AllBase62(std::string_view(r.key_id.data(), r.key_id.size())) ||
+      !AllBase62(std::string_view(r.project_id.data(), r.project_id.size()))) {
     return absl::InvalidArgumentError("key record has a malformed key or project id");
   }
   if ((r.kind != v1::API_KEY && r.kind != v1::SECRET_KEY) ||
@@ -445,7 +430,7 @@ Validation KeySet::Check(std::string_view key, const absl::Time* now) const {
     __builtin_prefetch(&t->slots[t->Home(t0)]);
     __builtin_prefetch(&t->Block(t1));
   }
-  if (!IsBase62(key.data() + prefix.size(), key.size() - prefix.size())) {
+  if (!AllBase62(key.substr(prefix.size()))) {
     return Only(v1::MALFORMED);
   }
   Found f;
