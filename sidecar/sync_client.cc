@@ -3,6 +3,7 @@
 #include <malloc.h>
 
 #include "absl/time/clock.h"
+#include "common/grpc_client.h"
 #include "common/log.h"
 #include "common/status.h"
 #include "common/strings.h"
@@ -65,7 +66,8 @@ void SyncClient::Leave(const std::string& session) {
   ctx.AddMetadata("authorization", "Bearer " + options_.token);
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
   v1::AcknowledgeResponse resp;
-  const grpc::Status s = stub_->Acknowledge(&ctx, req, &resp);
+  const grpc::Status s =
+      CallAndWait([&](auto done) { stub_->async()->Acknowledge(&ctx, &req, &resp, done); });
   if (!s.ok()) {
     spdlog::warn(
         "could not tell the authority this sidecar is leaving ({}); receipts will list "
@@ -99,22 +101,26 @@ void SyncClient::ReadLoop() {
   // does not reset the backoff.
   bool violated = false;
   for (;;) {
-    grpc::ClientContext ctx;
-    ctx.AddMetadata("authorization", "Bearer " + options_.token);
     v1::WatchRequest req;
     req.set_sidecar_id(options_.sidecar_id);
+    std::shared_ptr<StreamReader<v1::WatchResponse>> reader;
     {
       MutexLock lock(&mu_);
       if (stopping_) return;
-      stream_ = &ctx;
       req.set_session(session_);  // take our place in receipts back
       if (state_.synced && !violated) {
         req.set_after_revision(state_.applied);
         req.set_store_id(state_.store_id);
       }
+      // Opened under mu_, so Stop() either sees stopping_ before this stream
+      // exists or finds the stream to cancel.
+      reader = StreamReader<v1::WatchResponse>::Open([&](grpc::ClientContext* ctx, auto* r) {
+        ctx->AddMetadata("authorization", "Bearer " + options_.token);
+        stub_->async()->Watch(ctx, &req, r);
+      });
+      stream_ = reader->context();
     }
     building_.reset();
-    std::unique_ptr<grpc::ClientReader<v1::WatchResponse>> reader = stub_->Watch(&ctx, req);
     v1::WatchResponse msg;
     absl::Status broken;
     bool first = true;
@@ -131,7 +137,7 @@ void SyncClient::ReadLoop() {
       if (!broken.ok()) {
         spdlog::error("watch stream from authority broke the contract: {}; resyncing",
                       broken.ToString());
-        ctx.TryCancel();
+        reader->context()->TryCancel();
         break;
       }
     }
@@ -284,7 +290,8 @@ void SyncClient::AckLoop() {
     ctx.AddMetadata("authorization", "Bearer " + options_.token);
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
     v1::AcknowledgeResponse resp;
-    const grpc::Status s = stub_->Acknowledge(&ctx, req, &resp);
+    const grpc::Status s =
+        CallAndWait([&](auto done) { stub_->async()->Acknowledge(&ctx, &req, &resp, done); });
     mu_.Lock();
     if (s.ok()) {
       acked_ = req.applied_revision();

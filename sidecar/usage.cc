@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "common/grpc_client.h"
 #include "common/log.h"
 #include "common/time_util.h"
 
@@ -151,7 +152,8 @@ grpc::Status UsageReporter::Send(const v1::ReportUsageRequest& report) {
   ctx.AddMetadata("authorization", "Bearer " + token_);
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
   v1::ReportUsageResponse resp;
-  return stub_->ReportUsage(&ctx, report, &resp);
+  return CallAndWait(
+      [&](auto done) { stub_->async()->ReportUsage(&ctx, &report, &resp, done); });
 }
 
 void UsageReporter::Loop() {
