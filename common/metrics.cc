@@ -62,12 +62,12 @@ Histogram::Histogram(std::vector<double> bounds)
   for (size_t i = 0; i <= bounds_.size(); ++i) buckets_[i].store(0);
 }
 
-void Histogram::Observe(double value) {
+void Histogram::Observe(double value, uint64_t count) {
   size_t i = 0;
   while (i < bounds_.size() && value > bounds_[i]) ++i;
-  buckets_[i].fetch_add(1, std::memory_order_relaxed);
-  count_.fetch_add(1, std::memory_order_relaxed);
-  sum_nanos_.fetch_add(static_cast<uint64_t>(std::max(0.0, value) * 1e9),
+  buckets_[i].fetch_add(count, std::memory_order_relaxed);
+  count_.fetch_add(count, std::memory_order_relaxed);
+  sum_nanos_.fetch_add(static_cast<uint64_t>(std::max(0.0, value) * 1e9) * count,
                        std::memory_order_relaxed);
 }
 

@@ -42,7 +42,8 @@ class Counter {
 class Histogram {
  public:
   explicit Histogram(std::vector<double> bounds);
-  void Observe(double value);
+  // `count` observations of `value` (a batch's mean, say).
+  void Observe(double value, uint64_t count = 1);
   // Cumulative counts per bound (then +Inf), count and sum.
   std::vector<uint64_t> Cumulative() const;
   uint64_t count() const { return count_.load(std::memory_order_relaxed); }

@@ -20,24 +20,19 @@ std::string DefaultSidecarId() {
 
 }  // namespace
 
+Validation Check(const KeySet& keys, std::string_view key, bool rejecting, absl::Time now) {
+  if (!rejecting) return keys.Validate(key, now);
+  // Stale under the reject policy: say nothing we cannot vouch for, but a
+  // malformed key is malformed whatever the authority says.
+  Validation v;
+  v.verdict = ParseKey(key) == v1::KEY_KIND_UNSPECIFIED ? v1::MALFORMED : v1::UNKNOWN;
+  return v;
+}
+
 Validation CheckAndCount(const KeySet& keys, UsageCounter& usage, std::string_view key,
                          bool rejecting, absl::Time now) {
-  Validation v;
-  if (rejecting) {
-    // Stale under the reject policy: say nothing we cannot vouch for, but a
-    // malformed key is malformed whatever the authority says.
-    v.verdict = ParseKey(key) == v1::KEY_KIND_UNSPECIFIED ? v1::MALFORMED : v1::UNKNOWN;
-    return v;
-  }
-  v = keys.Validate(key, now);
-  if (v.verdict == v1::VALID) {
-    const std::array<char, 20> id = v.key_id_chars();
-    usage.Record(std::string_view(id.data(), id.size()), now);
-  } else if (v.verdict == v1::REVOKED || v.verdict == v1::EXPIRED ||
-             v.verdict == v1::PROJECT_DISABLED) {
-    const std::array<char, 20> id = v.key_id_chars();
-    usage.RecordRejected(std::string_view(id.data(), id.size()), now);
-  }
+  const Validation v = Check(keys, key, rejecting, now);
+  usage.Count(v, now);
   return v;
 }
 

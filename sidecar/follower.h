@@ -47,10 +47,11 @@ struct FollowerOptions {
   std::function<void(uint64_t revision, bool snapshot)> on_applied;
 };
 
-// The whole check of one key with its usage counted, as every Validator
-// answers it: under `rejecting` (stale under the reject policy) a well-formed
-// key is UNKNOWN; otherwise the key set's verdict, and a VALID or a
-// rejected-but-known key counted for the authority.
+// The whole check of one key, as every Validator answers it: under
+// `rejecting` (stale under the reject policy) a well-formed key is UNKNOWN;
+// otherwise the key set's verdict.
+Validation Check(const KeySet& keys, std::string_view key, bool rejecting, absl::Time now);
+// Check, with the verdict counted for the authority (UseOf in sidecar/usage.h).
 Validation CheckAndCount(const KeySet& keys, UsageCounter& usage, std::string_view key,
                          bool rejecting, absl::Time now);
 

@@ -8,47 +8,99 @@
 
 namespace latchkey {
 
-UsageCounter::Shard& UsageCounter::ShardFor(std::string_view key_id) {
-  return shards_[std::hash<std::string_view>()(key_id) % kShards];
+Use UseOf(v1::Verdict verdict) {
+  switch (verdict) {
+    case v1::VALID:
+      return Use::kUsed;
+    case v1::REVOKED:
+    case v1::EXPIRED:
+    case v1::PROJECT_DISABLED:
+      return Use::kRejected;
+    default:
+      return Use::kNone;
+  }
 }
 
-void UsageCounter::Add(std::string_view key_id, const Count& more) {
-  Shard& shard = ShardFor(key_id);
+void UsageCounter::Counts::Merge(const Counts& more) {
+  count += more.count;
+  last_used_micros = std::max(last_used_micros, more.last_used_micros);
+  rejected += more.rejected;
+  last_rejected_micros = std::max(last_rejected_micros, more.last_rejected_micros);
+}
+
+UsageCounter::Counts UsageCounter::Counts::Of(Use use, absl::Time when) {
+  const int64_t micros = absl::ToUnixMicros(when);
+  if (use == Use::kUsed) return {.count = 1, .last_used_micros = micros};
+  return {.rejected = 1, .last_rejected_micros = micros};
+}
+
+size_t UsageCounter::ShardOf(std::string_view key_id) {
+  return std::hash<std::string_view>()(key_id) % kShards;
+}
+
+void UsageCounter::Shard::Merge(std::string_view key_id, const Counts& more) {
+  auto it = counts.find(absl::string_view(key_id.data(), key_id.size()));
+  if (it == counts.end()) it = counts.emplace(std::string(key_id), Counts{}).first;
+  it->second.Merge(more);
+}
+
+void UsageCounter::Add(std::string_view key_id, const Counts& more) {
+  Shard& shard = shards_[ShardOf(key_id)];
   MutexLock lock(&shard.mu);
-  auto it = shard.counts.find(absl::string_view(key_id.data(), key_id.size()));
-  if (it == shard.counts.end()) it = shard.counts.emplace(std::string(key_id), Count{}).first;
-  Count& c = it->second;
-  c.count += more.count;
-  c.last_used_micros = std::max(c.last_used_micros, more.last_used_micros);
-  c.rejected += more.rejected;
-  c.last_rejected_micros = std::max(c.last_rejected_micros, more.last_rejected_micros);
+  shard.Merge(key_id, more);
+}
+
+void UsageCounter::Count(const Validation& v, absl::Time when) {
+  const Use use = UseOf(v.verdict);
+  if (use == Use::kNone) return;
+  const std::array<char, 20> id = v.key_id_chars();
+  Add(std::string_view(id.data(), id.size()), Counts::Of(use, when));
+}
+
+void UsageCounter::Tally::Count(const Validation& v, absl::Time when) {
+  const Use use = UseOf(v.verdict);
+  if (use == Use::kNone) return;
+  const std::array<char, 20> id = v.key_id_chars();
+  shards_[ShardOf(std::string_view(id.data(), id.size()))][id].Merge(
+      UsageCounter::Counts::Of(use, when));
+}
+
+void UsageCounter::Add(const Tally& tally) {
+  for (size_t i = 0; i < kShards; ++i) {
+    if (tally.shards_[i].empty()) continue;
+    Shard& shard = shards_[i];
+    MutexLock lock(&shard.mu);
+    for (const auto& [id, more] : tally.shards_[i]) {
+      shard.Merge(std::string_view(id.data(), id.size()), more);
+    }
+  }
 }
 
 void UsageCounter::Record(std::string_view key_id, absl::Time when) {
-  Add(key_id, Count{.count = 1, .last_used_micros = absl::ToUnixMicros(when)});
+  Add(key_id, Counts::Of(Use::kUsed, when));
 }
 
 void UsageCounter::RecordRejected(std::string_view key_id, absl::Time when) {
-  Add(key_id, Count{.rejected = 1, .last_rejected_micros = absl::ToUnixMicros(when)});
+  Add(key_id, Counts::Of(Use::kRejected, when));
 }
 
 void UsageCounter::Merge(const v1::ReportUsageRequest& usage) {
   for (const v1::KeyUsage& u : usage.usage()) {
     Add(u.key_id(),
-        Count{.count = u.count(),
-              .last_used_micros =
-                  u.count() > 0 ? absl::ToUnixMicros(FromProto(u.last_used_time())) : 0,
-              .rejected = u.rejected_count(),
-              .last_rejected_micros = u.rejected_count() > 0
-                                          ? absl::ToUnixMicros(FromProto(u.last_rejected_time()))
-                                          : 0});
+        Counts{.count = u.count(),
+               .last_used_micros =
+                   u.count() > 0 ? absl::ToUnixMicros(FromProto(u.last_used_time())) : 0,
+               .rejected = u.rejected_count(),
+               .last_rejected_micros = u.rejected_count() > 0
+                                           ? absl::ToUnixMicros(FromProto(u.last_rejected_time()))
+                                           : 0});
   }
 }
 
 v1::ReportUsageRequest UsageCounter::Drain() {
   v1::ReportUsageRequest req;
   for (Shard& shard : shards_) {
-    absl::flat_hash_map<std::string, Count> taken;
+    absl::flat_hash_map<std::string, Counts> taken;
     {
       MutexLock lock(&shard.mu);
       taken.swap(shard.counts);
@@ -152,8 +204,7 @@ grpc::Status UsageReporter::Send(const v1::ReportUsageRequest& report) {
   ctx.AddMetadata("authorization", "Bearer " + token_);
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
   v1::ReportUsageResponse resp;
-  return CallAndWait(
-      [&](auto done) { stub_->async()->ReportUsage(&ctx, &report, &resp, done); });
+  return CallAndWait([&](auto done) { stub_->async()->ReportUsage(&ctx, &report, &resp, done); });
 }
 
 void UsageReporter::Loop() {

@@ -1,7 +1,8 @@
 // Validation counts per key, and their delivery to the authority.
 //
-// UsageCounter::Record and RecordRejected are on the hot path: one of 16
-// shard locks, held for one hash map update. UsageReporter takes the counts
+// UsageCounter::Count is on the hot path: one of 16 shard locks, held for one
+// hash map update. A ValidateBatch call counts its keys in a Tally first,
+// without locks, and adds it at once: one lock per shard it touches. UsageReporter takes the counts
 // every interval (and once more on Stop) and sends them with
 // KeySync.ReportUsage, in parts small enough for the authority to take: a part
 // refused as too large (RESOURCE_EXHAUSTED) is split in halves at once, down
@@ -26,11 +27,43 @@
 #include "absl/time/time.h"
 #include "common/mutex.h"
 #include "latchkey/v1/key_sync.grpc.pb.h"
+#include "sidecar/key_set.h"
 
 namespace latchkey {
 
+// What a verdict adds to the usage of its key: a use (VALID), a rejection
+// of a key the authority issued (REVOKED, EXPIRED, PROJECT_DISABLED: who
+// still sends a dead key), or nothing (no such key, or not a key at all).
+enum class Use { kNone, kUsed, kRejected };
+Use UseOf(v1::Verdict verdict);
+
 class UsageCounter {
+ private:
+  struct Counts {
+    uint64_t count = 0;
+    int64_t last_used_micros = 0;
+    uint64_t rejected = 0;
+    int64_t last_rejected_micros = 0;
+    void Merge(const Counts& more);
+    static Counts Of(Use use, absl::Time when);
+  };
+  static constexpr size_t kShards = 16;
+  static size_t ShardOf(std::string_view key_id);
+
  public:
+  // Counts for one thread to gather without locks, then Add at once.
+  class Tally {
+   public:
+    void Count(const Validation& v, absl::Time when);
+
+   private:
+    friend class UsageCounter;
+    std::array<absl::flat_hash_map<std::array<char, 20>, UsageCounter::Counts>, kShards> shards_;
+  };
+
+  // Counts the verdict for its key (UseOf).
+  void Count(const Validation& v, absl::Time when);
+  void Add(const Tally& tally);
   // A VALID verdict for the key.
   void Record(std::string_view key_id, absl::Time when);
   // A verdict other than VALID for a key the sidecar knows (REVOKED, EXPIRED,
@@ -42,19 +75,12 @@ class UsageCounter {
   v1::ReportUsageRequest Drain();
 
  private:
-  struct Count {
-    uint64_t count = 0;
-    int64_t last_used_micros = 0;
-    uint64_t rejected = 0;
-    int64_t last_rejected_micros = 0;
-  };
   struct Shard {
     Mutex mu;
-    absl::flat_hash_map<std::string, Count> counts ABSL_GUARDED_BY(mu);
+    absl::flat_hash_map<std::string, Counts> counts ABSL_GUARDED_BY(mu);
+    void Merge(std::string_view key_id, const Counts& more) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   };
-  static constexpr size_t kShards = 16;
-  Shard& ShardFor(std::string_view key_id);
-  void Add(std::string_view key_id, const Count& more);
+  void Add(std::string_view key_id, const Counts& more);
 
   std::array<Shard, kShards> shards_;
 };

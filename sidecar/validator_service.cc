@@ -27,21 +27,27 @@ ValidationMetrics::ValidationMetrics(Registry& registry) {
                        .With({});
 }
 
-Validation ValidatorService::Check(std::string_view key, bool rejecting, absl::Time now) {
-  const auto start = std::chrono::steady_clock::now();
-  const Validation v = CheckAndCount(*keys_, *usage_, key, rejecting, now);
-  if (metrics_ != nullptr) {
-    metrics_->by_verdict[v.verdict]->Inc();
-    metrics_->check_seconds->Observe(
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+void ValidationMetrics::Tally::Count(v1::Verdict verdict) { ++by_verdict[verdict]; }
+
+void ValidationMetrics::Add(const Tally& tally, size_t keys, absl::Duration took) {
+  for (int v = 0; v < v1::Verdict_ARRAYSIZE; ++v) {
+    if (tally.by_verdict[v] > 0) by_verdict[v]->Inc(tally.by_verdict[v]);
   }
-  return v;
+  if (keys > 0) check_seconds->Observe(absl::ToDoubleSeconds(took) / keys, keys);
 }
 
 grpc::ServerUnaryReactor* ValidatorService::Validate(grpc::CallbackServerContext* ctx,
                                                      const v1::ValidateRequest* req,
                                                      v1::ValidateResponse* resp) {
-  Check(req->key(), options_.rejecting(), absl::Now()).ToProto(resp);
+  const absl::Time now = absl::Now();
+  const auto start = std::chrono::steady_clock::now();
+  const Validation v = CheckAndCount(*keys_, *usage_, req->key(), options_.rejecting(), now);
+  if (metrics_ != nullptr) {
+    ValidationMetrics::Tally verdicts;
+    verdicts.Count(v.verdict);
+    metrics_->Add(verdicts, 1, absl::FromChrono(std::chrono::steady_clock::now() - start));
+  }
+  v.ToProto(resp);
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
   return reactor;
@@ -73,11 +79,26 @@ grpc::ServerUnaryReactor* ValidatorService::ValidateBatch(grpc::CallbackServerCo
     reactor->Finish(ToGrpcStatus(parsed));
     return reactor;
   }
+  // Counted here and added once for the whole batch: no shared lock or
+  // counter touched per key.
   const bool rejecting = options_.rejecting();
   const absl::Time now = absl::Now();
+  const auto start = std::chrono::steady_clock::now();
+  UsageCounter::Tally usage;
+  ValidationMetrics::Tally verdicts;
   std::string out;
   out.reserve(keys.size() * kMaxBatchResultBytes);
-  for (std::string_view key : keys) AppendBatchResult(Check(key, rejecting, now), &out);
+  for (std::string_view key : keys) {
+    const Validation v = Check(*keys_, key, rejecting, now);
+    usage.Count(v, now);
+    verdicts.Count(v.verdict);
+    AppendBatchResult(v, &out);
+  }
+  usage_->Add(usage);
+  if (metrics_ != nullptr) {
+    metrics_->Add(verdicts, keys.size(),
+                  absl::FromChrono(std::chrono::steady_clock::now() - start));
+  }
   grpc::Slice slice(out);
   *resp = grpc::ByteBuffer(&slice, 1);
   reactor->Finish(grpc::Status::OK);

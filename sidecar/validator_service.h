@@ -15,7 +15,17 @@ namespace latchkey {
 
 // Counters per verdict and the check's latency, resolved once.
 struct ValidationMetrics {
+  // Verdicts counted by one thread, added at once.
+  struct Tally {
+    std::array<uint64_t, v1::Verdict_ARRAYSIZE> by_verdict{};
+    void Count(v1::Verdict verdict);
+  };
+
   explicit ValidationMetrics(Registry& registry);
+  // The verdicts of `keys` keys checked in `took`: a batch observes its mean
+  // time per key once per key.
+  void Add(const Tally& tally, size_t keys, absl::Duration took);
+
   std::array<Counter*, v1::Verdict_ARRAYSIZE> by_verdict;
   Histogram* check_seconds;
 };
@@ -48,8 +58,6 @@ class ValidatorService final : public ValidatorBase {
                                           grpc::ByteBuffer* resp) override;
 
  private:
-  Validation Check(std::string_view key, bool rejecting, absl::Time now);
-
   const KeySet* const keys_;
   UsageCounter* const usage_;
   ValidationMetrics* const metrics_;

@@ -54,6 +54,50 @@ TEST_CASE("rejections are counted apart from valid uses, with the latest rejecti
   REQUIRE(rejected == 3);
 }
 
+Validation Verdict(v1::Verdict verdict, const std::string& key_id) {
+  Validation v;
+  v.verdict = verdict;
+  std::copy(key_id.begin() + 4, key_id.end(), v.packed_key_id.begin());  // past "key_"
+  return v;
+}
+
+std::map<std::string, std::string> Report(UsageCounter& usage) {
+  std::map<std::string, std::string> out;
+  const v1::ReportUsageRequest report = usage.Drain();
+  for (const v1::KeyUsage& u : report.usage()) out[u.key_id()] = u.ShortDebugString();
+  return out;
+}
+
+TEST_CASE("a tally adds up to what counting verdict by verdict adds") {
+  const std::vector<std::string> ids = {GenerateKeyId(), GenerateKeyId(), GenerateKeyId()};
+  const absl::Time t = absl::FromUnixSeconds(1700000000);
+  UsageCounter one_by_one, tallied;
+  UsageCounter::Tally tally;
+  int n = 0;
+  for (v1::Verdict verdict : {v1::VALID, v1::REVOKED, v1::EXPIRED, v1::PROJECT_DISABLED,
+                              v1::UNKNOWN, v1::MALFORMED, v1::VALID}) {
+    for (const std::string& id : ids) {
+      const Validation v = Verdict(verdict, id);
+      const absl::Time when = t + absl::Seconds(n++ % 5);
+      one_by_one.Count(v, when);
+      tally.Count(v, when);
+    }
+  }
+  tallied.Add(tally);
+  const std::map<std::string, std::string> want = Report(one_by_one);
+  REQUIRE(want.size() == 3);
+  REQUIRE(Report(tallied) == want);
+  // Each key: two uses and three rejections; unknown and malformed count nothing.
+  UsageCounter again;
+  again.Add(tally);
+  const v1::ReportUsageRequest report = again.Drain();
+  REQUIRE(report.usage_size() == 3);
+  for (const v1::KeyUsage& got : report.usage()) {
+    REQUIRE(got.count() == 2);
+    REQUIRE(got.rejected_count() == 3);
+  }
+}
+
 // A KeySync that takes usage reports no larger than 64 KiB, like an
 // authority with a small --max-receive limit.
 class SmallReportsAuthority final : public v1::KeySync::Service {
