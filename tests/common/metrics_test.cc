@@ -67,6 +67,17 @@ TEST_CASE("histograms render cumulative buckets, +Inf, sum and count") {
   REQUIRE(Contains(text, "latchkey_seconds_count{method=\"Validate\"} 4\n"));
 }
 
+TEST_CASE("a histogram takes many observations of one value at once") {
+  Histogram one_by_one(std::vector<double>{0.001, 0.01}), at_once(std::vector<double>{0.001, 0.01});
+  for (int i = 0; i < 1000; ++i) one_by_one.Observe(0.002);
+  at_once.Observe(0.002, 1000);
+  REQUIRE(at_once.Cumulative() == std::vector<uint64_t>{0, 1000, 1000});
+  REQUIRE(at_once.Cumulative() == one_by_one.Cumulative());
+  REQUIRE(at_once.count() == 1000);
+  REQUIRE(at_once.sum() == Approx(one_by_one.sum()));
+  REQUIRE(at_once.sum() == Approx(2.0));
+}
+
 TEST_CASE("latency buckets run from 50 us to 10 s, ascending") {
   const std::vector<double> b = LatencyBuckets();
   REQUIRE(b.front() == Approx(50e-6));
