@@ -98,7 +98,10 @@ int main(int argc, char** argv) {
   std::string listen;
   auto* e = app.add_subcommand("empty-server", "a Validator that does nothing (the baseline)");
   e->add_option("--listen", listen)->required();
-  e->callback([&] { status = latchkey::bench::ServeEmptyValidator(listen); });
+  int queue_threads = 0;
+  e->add_option("--queue-threads", queue_threads,
+                "serve from completion queues polled by this many threads (0: callback API)");
+  e->callback([&] { status = latchkey::bench::ServeEmptyValidator(listen, queue_threads); });
 
   std::string authority, token_file, out, data_dir, sidecar_bin;
   int valid = 1000, revoked = 100, sidecars = 10, revocations = 200, keys = 100000, clients = 8;

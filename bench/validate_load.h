@@ -42,8 +42,10 @@ struct LoadResult {
 
 absl::StatusOr<LoadResult> RunLoad(const LoadOptions& options, Histogram& latency);
 
-// The framework's ceiling: a Validator whose handlers do nothing.
-int ServeEmptyValidator(const std::string& listen);
+// The framework's ceiling: a Validator whose handlers do nothing, served with
+// gRPC's callback API like the sidecar, or with `queue_threads` > 0 from that
+// many completion queues, one thread polling each (Validate only).
+int ServeEmptyValidator(const std::string& listen, int queue_threads = 0);
 
 }  // namespace latchkey::bench
 
