@@ -7,16 +7,9 @@ EventHub::EventHub(std::string store_id, absl::Duration progress_interval,
     : store_id_(std::move(store_id)),
       progress_interval_(progress_interval),
       head_(std::move(head)),
-      ticker_([this] { TickProgress(); }) {}
+      ticker_(progress_interval_, [this] { TickProgress(); }) {}
 
-EventHub::~EventHub() {
-  {
-    MutexLock lock(&mu_);
-    stopping_ = true;
-    stop_.SignalAll();
-  }
-  ticker_.join();
-}
+EventHub::~EventHub() { ticker_.Stop(); }
 
 void EventHub::Add(Subscriber* s) {
   MutexLock lock(&mu_);
@@ -58,17 +51,14 @@ void EventHub::Broadcast(const SharedResponse& message) {
 }
 
 void EventHub::TickProgress() {
-  auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
+  // The head is read under mu_, which Publish also takes: a progress message
+  // never names a head behind an event already delivered. It may name one
+  // whose event follows right after it.
   MutexLock lock(&mu_);
-  while (!stop_.WaitFor(&mu_, progress_interval_, stopping)) {
-    // The head is read under mu_, which Publish also takes: a progress message
-    // never names a head behind an event already delivered. It may name one
-    // whose event follows right after it.
-    auto message = std::make_shared<v1::WatchResponse>();
-    message->set_store_id(store_id_);
-    message->mutable_progress()->set_head_revision(head_());
-    for (Subscriber* s : subscribers_) s->Deliver(message);
-  }
+  auto message = std::make_shared<v1::WatchResponse>();
+  message->set_store_id(store_id_);
+  message->mutable_progress()->set_head_revision(head_());
+  for (Subscriber* s : subscribers_) s->Deliver(message);
 }
 
 }  // namespace latchkey

@@ -12,13 +12,13 @@
 
 #include <functional>
 #include <memory>
-#include <thread>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "common/mutex.h"
+#include "common/periodic.h"
 #include "latchkey/v1/key_sync.pb.h"
 
 namespace latchkey {
@@ -59,6 +59,7 @@ class EventHub {
 
  private:
   void Broadcast(const SharedResponse& message);
+  // Sends every subscriber a progress message with the head revision.
   void TickProgress();
 
   // Constant after construction.
@@ -68,9 +69,7 @@ class EventHub {
 
   mutable Mutex mu_;
   absl::flat_hash_set<Subscriber*> subscribers_ ABSL_GUARDED_BY(mu_);
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  CondVar stop_;  // signalled when stopping_ turns true
-  std::thread ticker_;
+  Periodic ticker_;  // TickProgress every progress_interval_; last, so it starts last
 };
 
 }  // namespace latchkey

@@ -58,20 +58,18 @@ absl::StatusOr<std::unique_ptr<Follower>> Follower::Start(FollowerOptions option
   self->sync_->Start();
   self->usage_->Start();
   Follower* raw = self.get();
-  if (!o.state_file.empty()) self->saver_ = std::thread([raw] { raw->SaveStateFiles(); });
+  if (!o.state_file.empty()) {
+    self->saver_ =
+        std::make_unique<Periodic>(o.state_interval, [raw] { raw->SaveStateIfChanged(); });
+  }
   return self;
 }
 
 Follower::~Follower() { Stop(); }
 
 void Follower::Stop() {
-  {
-    MutexLock lock(&mu_);
-    if (stopping_) return;
-    stopping_ = true;
-    stop_.SignalAll();
-  }
-  if (saver_.joinable()) saver_.join();
+  if (stopped_.exchange(true)) return;
+  if (saver_) saver_->Stop();
   if (usage_) usage_->Stop();  // final report while the authority may listen
   if (sync_) sync_->Stop();
   if (!options_.state_file.empty() && sync_) SaveStateIfChanged();  // the latest, for a restart
@@ -129,16 +127,6 @@ void Follower::SaveStateIfChanged() {
   }
   ++state_saves_;
   saved_ = now;
-}
-
-void Follower::SaveStateFiles() {
-  MutexLock lock(&mu_);
-  auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
-  while (!stop_.WaitFor(&mu_, options_.state_interval, stop)) {
-    mu_.Unlock();
-    SaveStateIfChanged();
-    mu_.Lock();
-  }
 }
 
 void Follower::AddMetrics(Registry& m) {

@@ -15,13 +15,12 @@
 #include <functional>
 #include <memory>
 #include <string>
-#include <thread>
 #include <tuple>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/metrics.h"
-#include "common/mutex.h"
+#include "common/periodic.h"
 #include "common/tls.h"
 #include "sidecar/key_set.h"
 #include "sidecar/sync_client.h"
@@ -90,7 +89,6 @@ class Follower {
   // Loads options_.state_file into keys_ and the sync client, if it holds a
   // usable state; a bad file is logged and left alone.
   void LoadStateFile();
-  void SaveStateFiles();
   // Saves the key set when it (or its confirmation) changed since the last
   // save; a failure is logged and counted, and the previous file stays.
   void SaveStateIfChanged();
@@ -100,10 +98,8 @@ class Follower {
   std::unique_ptr<UsageReporter> usage_;
   std::unique_ptr<SyncClient> sync_;
 
-  Mutex mu_;
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  CondVar stop_;  // signalled when stopping_ turns true
-  std::thread saver_;
+  std::atomic<bool> stopped_{false};
+  std::unique_ptr<Periodic> saver_;  // SaveStateIfChanged every state_interval
   // What the state file holds now: (store id, revision, snapshots, confirmed).
   // Only the saver thread, then Stop, touch it.
   std::tuple<std::string, uint64_t, uint64_t, absl::Time> saved_;

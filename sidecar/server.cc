@@ -64,7 +64,7 @@ absl::StatusOr<std::unique_ptr<SidecarServer>> SidecarServer::Start(SidecarOptio
     self->parts_->metrics_server = *std::move(metrics);
   }
   SidecarServer* raw = self.get();
-  self->health_ = std::thread([raw] { raw->WatchHealth(); });
+  self->health_ = std::make_unique<Periodic>(absl::Milliseconds(20), [raw] { raw->CheckHealth(); });
   return self;
 }
 
@@ -74,34 +74,24 @@ int SidecarServer::metrics_port() const {
   return parts_->metrics_server ? parts_->metrics_server->port() : 0;
 }
 
-void SidecarServer::WatchHealth() {
-  bool serving = false;
-  MutexLock lock(&mu_);
-  auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
-  while (!stop_.WaitFor(&mu_, absl::Milliseconds(20), stop)) {
-    const bool now_serving = fresh();
-    if (now_serving == serving) continue;
-    serving = now_serving;
-    parts_->server->GetHealthCheckService()->SetServingStatus(serving);
-    const SyncClient::State s = follower_->sync_state();
-    if (serving) {
-      spdlog::info("SERVING: {} keys at revision {}", keys().size(), s.applied);
-    } else {
-      spdlog::warn("NOT_SERVING: last confirmed by the authority {} ago (max {})",
-                   absl::FormatDuration(absl::Now() - s.last_confirmed),
-                   absl::FormatDuration(options_.max_staleness));
-    }
+void SidecarServer::CheckHealth() {
+  const bool now_serving = fresh();
+  if (now_serving == serving_) return;
+  serving_ = now_serving;
+  parts_->server->GetHealthCheckService()->SetServingStatus(serving_);
+  const SyncClient::State s = follower_->sync_state();
+  if (serving_) {
+    spdlog::info("SERVING: {} keys at revision {}", keys().size(), s.applied);
+  } else {
+    spdlog::warn("NOT_SERVING: last confirmed by the authority {} ago (max {})",
+                 absl::FormatDuration(absl::Now() - s.last_confirmed),
+                 absl::FormatDuration(options_.max_staleness));
   }
 }
 
 void SidecarServer::Shutdown() {
-  {
-    MutexLock lock(&mu_);
-    if (stopping_) return;
-    stopping_ = true;
-    stop_.SignalAll();
-  }
-  if (health_.joinable()) health_.join();
+  if (stopped_.exchange(true)) return;
+  if (health_) health_->Stop();
   if (parts_->server) {
     parts_->server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
     parts_->server->Wait();

@@ -8,14 +8,12 @@
 #include <atomic>
 #include <memory>
 #include <string>
-#include <thread>
-#include <tuple>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/grpc_server.h"
-#include "common/mutex.h"
+#include "common/periodic.h"
 #include "common/tls.h"
 #include "sidecar/follower.h"
 
@@ -67,17 +65,17 @@ class SidecarServer {
  private:
   struct Parts;
   SidecarServer(SidecarOptions options);
-  void WatchHealth();
+  // Turns health SERVING or NOT_SERVING as fresh() changes (every 20 ms).
+  void CheckHealth();
 
   SidecarOptions options_;
   std::unique_ptr<Follower> follower_;
   std::unique_ptr<Parts> parts_;
   std::vector<int> ports_;
 
-  Mutex mu_;
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  CondVar stop_;  // signalled when stopping_ turns true
-  std::thread health_;
+  std::atomic<bool> stopped_{false};
+  std::unique_ptr<Periodic> health_;  // CheckHealth
+  bool serving_ = false;              // only CheckHealth touches it
 };
 
 }  // namespace latchkey

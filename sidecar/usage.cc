@@ -131,17 +131,16 @@ UsageReporter::UsageReporter(std::shared_ptr<grpc::Channel> channel, std::string
 UsageReporter::~UsageReporter() { Stop(); }
 
 void UsageReporter::Start() {
-  thread_ = std::thread([this] { Loop(); });
+  ticker_ = std::make_unique<Periodic>(interval_, [this] {
+    if (grpc::Status s = Flush(); !s.ok()) {
+      spdlog::warn("usage report failed ({}); will retry", s.error_message());
+    }
+  });
 }
 
 void UsageReporter::Stop() {
-  {
-    MutexLock lock(&mu_);
-    if (stopping_) return;
-    stopping_ = true;
-    stop_.SignalAll();
-  }
-  if (thread_.joinable()) thread_.join();
+  if (stopped_.exchange(true)) return;
+  if (ticker_) ticker_->Stop();
   if (grpc::Status s = Flush(); !s.ok()) {
     spdlog::warn("final usage report failed: {}", s.error_message());
   }
@@ -205,18 +204,6 @@ grpc::Status UsageReporter::Send(const v1::ReportUsageRequest& report) {
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
   v1::ReportUsageResponse resp;
   return CallAndWait([&](auto done) { stub_->async()->ReportUsage(&ctx, &report, &resp, done); });
-}
-
-void UsageReporter::Loop() {
-  MutexLock lock(&mu_);
-  auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
-  while (!stop_.WaitFor(&mu_, interval_, stop)) {
-    mu_.Unlock();
-    if (grpc::Status s = Flush(); !s.ok()) {
-      spdlog::warn("usage report failed ({}); will retry", s.error_message());
-    }
-    mu_.Lock();
-  }
 }
 
 }  // namespace latchkey

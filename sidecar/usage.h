@@ -18,14 +18,15 @@
 #include <grpcpp/grpcpp.h>
 
 #include <array>
+#include <atomic>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/time/time.h"
 #include "common/mutex.h"
+#include "common/periodic.h"
 #include "latchkey/v1/key_sync.grpc.pb.h"
 #include "sidecar/key_set.h"
 
@@ -107,7 +108,6 @@ class UsageReporter {
   grpc::Status Flush();
 
  private:
-  void Loop();
   grpc::Status Send(const v1::ReportUsageRequest& report);
 
   // Constant after construction.
@@ -119,10 +119,8 @@ class UsageReporter {
   UsageCounter counter_;
   Mutex flush_mu_;  // one report at a time
   size_t report_bytes_ ABSL_GUARDED_BY(flush_mu_) = kMaxReportBytes;
-  Mutex mu_;
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  CondVar stop_;  // signalled when stopping_ turns true
-  std::thread thread_;
+  std::atomic<bool> stopped_{false};
+  std::unique_ptr<Periodic> ticker_;  // Flush every interval
 };
 
 }  // namespace latchkey
