@@ -1,8 +1,16 @@
 #include "common/time_util.h"
 
+#include <time.h>
+
 #include "absl/strings/numbers.h"
 
 namespace latchkey {
+
+absl::Time CoarseNow() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+  return absl::TimeFromTimespec(ts);
+}
 
 std::optional<absl::Duration> ParseDuration(std::string_view text) {
   const absl::string_view t(text.data(), text.size());

@@ -12,6 +12,12 @@
 
 namespace latchkey {
 
+// The wall clock as the kernel last stamped it (CLOCK_REALTIME_COARSE): at
+// most one tick (a few milliseconds) behind, and a few nanoseconds to read
+// where absl::Now() can cost as much as a SHA-256 on a virtual machine. For
+// timestamps that need no better, such as when a key was last used.
+absl::Time CoarseNow();
+
 inline google::protobuf::Timestamp ToProto(absl::Time t) {
   const int64_t micros = absl::ToUnixMicros(t);
   google::protobuf::Timestamp ts;

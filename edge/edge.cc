@@ -51,7 +51,7 @@ absl::StatusOr<std::unique_ptr<Validator>> Validator::Start(Options options) {
 }
 
 Result Validator::Validate(std::string_view key) const {
-  const Validation v = follower_->Validate(key, absl::Now());
+  const Validation v = follower_->Validate(key);
   Result r;
   r.verdict = FromProto(v.verdict);
   r.secret_key = v.kind == v1::SECRET_KEY;

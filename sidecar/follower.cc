@@ -7,6 +7,7 @@
 #include "common/key_format.h"
 #include "common/log.h"
 #include "common/strings.h"
+#include "common/time_util.h"
 #include "sidecar/state_file.h"
 
 namespace latchkey {
@@ -20,8 +21,8 @@ std::string DefaultSidecarId() {
 
 }  // namespace
 
-Validation Check(const KeySet& keys, std::string_view key, bool rejecting, absl::Time now) {
-  if (!rejecting) return keys.Validate(key, now);
+Validation Check(const KeySet& keys, std::string_view key, bool rejecting) {
+  if (!rejecting) return keys.Validate(key);
   // Stale under the reject policy: say nothing we cannot vouch for, but a
   // malformed key is malformed whatever the authority says.
   Validation v;
@@ -30,9 +31,9 @@ Validation Check(const KeySet& keys, std::string_view key, bool rejecting, absl:
 }
 
 Validation CheckAndCount(const KeySet& keys, UsageCounter& usage, std::string_view key,
-                         bool rejecting, absl::Time now) {
-  const Validation v = Check(keys, key, rejecting, now);
-  usage.Count(v, now);
+                         bool rejecting) {
+  const Validation v = Check(keys, key, rejecting);
+  usage.Count(v, CoarseNow());
   return v;
 }
 

@@ -48,11 +48,13 @@ struct FollowerOptions {
 
 // The whole check of one key, as every Validator answers it: under
 // `rejecting` (stale under the reject policy) a well-formed key is UNKNOWN;
-// otherwise the key set's verdict.
-Validation Check(const KeySet& keys, std::string_view key, bool rejecting, absl::Time now);
-// Check, with the verdict counted for the authority (UseOf in sidecar/usage.h).
+// otherwise the key set's verdict (which reads the clock only for a key with
+// an expiry time).
+Validation Check(const KeySet& keys, std::string_view key, bool rejecting);
+// Check, with the verdict counted for the authority (UseOf in
+// sidecar/usage.h) and stamped with the coarse clock (CoarseNow).
 Validation CheckAndCount(const KeySet& keys, UsageCounter& usage, std::string_view key,
-                         bool rejecting, absl::Time now);
+                         bool rejecting);
 
 class Follower {
  public:
@@ -66,8 +68,8 @@ class Follower {
   void Stop();
 
   // The verdict for `key` now, with usage counted.
-  Validation Validate(std::string_view key, absl::Time now) {
-    return CheckAndCount(keys_, usage_->counter(), key, rejecting(), now);
+  Validation Validate(std::string_view key) {
+    return CheckAndCount(keys_, usage_->counter(), key, rejecting());
   }
   // Synced, and the authority confirmed our revision within max_staleness.
   bool fresh() const;

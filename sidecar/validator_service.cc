@@ -6,6 +6,7 @@
 #include "common/key_format.h"
 #include "common/status.h"
 #include "common/strings.h"
+#include "common/time_util.h"
 #include "sidecar/batch_codec.h"
 #include "sidecar/follower.h"
 
@@ -39,9 +40,8 @@ void ValidationMetrics::Add(const Tally& tally, size_t keys, absl::Duration took
 grpc::ServerUnaryReactor* ValidatorService::Validate(grpc::CallbackServerContext* ctx,
                                                      const v1::ValidateRequest* req,
                                                      v1::ValidateResponse* resp) {
-  const absl::Time now = absl::Now();
   const auto start = std::chrono::steady_clock::now();
-  const Validation v = CheckAndCount(*keys_, *usage_, req->key(), options_.rejecting(), now);
+  const Validation v = CheckAndCount(*keys_, *usage_, req->key(), options_.rejecting());
   if (metrics_ != nullptr) {
     ValidationMetrics::Tally verdicts;
     verdicts.Count(v.verdict);
@@ -82,15 +82,15 @@ grpc::ServerUnaryReactor* ValidatorService::ValidateBatch(grpc::CallbackServerCo
   // Counted here and added once for the whole batch: no shared lock or
   // counter touched per key.
   const bool rejecting = options_.rejecting();
-  const absl::Time now = absl::Now();
+  const absl::Time used = CoarseNow();
   const auto start = std::chrono::steady_clock::now();
   UsageCounter::Tally usage;
   ValidationMetrics::Tally verdicts;
   std::string out;
   out.reserve(keys.size() * kMaxBatchResultBytes);
   for (std::string_view key : keys) {
-    const Validation v = Check(*keys_, key, rejecting, now);
-    usage.Count(v, now);
+    const Validation v = Check(*keys_, key, rejecting);
+    usage.Count(v, used);
     verdicts.Count(v.verdict);
     AppendBatchResult(v, &out);
   }
