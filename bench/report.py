@@ -276,8 +276,8 @@ if "keyset_latency.svg" in plots:
     L.append("![in-process check against key count](keyset_latency.svg)\n")
 
 L.append("## 2. Validate over gRPC\n")
-L.append(f"Closed loop, {2} connections x {32} calls in flight, {'1' if mode == 'quick' else '3'} "
-         "alternating pair(s) of runs; key mix 70% valid, 10% revoked, 10% unknown, 10% "
+L.append(f"Closed loop, {2} connections x {32} calls in flight, {len(lat['sidecar_tcp'])} "
+         "alternating pair(s) of runs (medians reported); key mix 70% valid, 10% revoked, 10% unknown, 10% "
          "malformed; every verdict checked. The baseline is a Validator whose handlers do "
          "nothing (`latchkey-bench empty-server`), built and served exactly like the sidecar. "
          "Redis: `redis-benchmark GET` of a 32-byte value over a unix socket at the same "
