@@ -298,7 +298,10 @@ for r in where(bench="redis"):
              f"{r['p50_us']:.0f} | | {r['p99_us']:.0f} | |")
 L.append("")
 L.append(f"Per pair, sidecar / empty handler: TCP {', '.join(f'{x:.2f}' for x in pair_ratios('sidecar_tcp', 'empty_tcp'))}; "
-         f"unix {', '.join(f'{x:.2f}' for x in pair_ratios('sidecar_unix', 'empty_unix'))}. "
+         f"unix {', '.join(f'{x:.2f}' for x in pair_ratios('sidecar_unix', 'empty_unix'))}; "
+         f"p99 per pair, sidecar / empty handler: TCP "
+         f"{', '.join(f'{x:.2f}' for x in pair_ratios('sidecar_tcp', 'empty_tcp', 'p99_us'))}; unix "
+         f"{', '.join(f'{x:.2f}' for x in pair_ratios('sidecar_unix', 'empty_unix', 'p99_us'))}. "
          f"The same empty handler served from completion queues (two threads, one queue each, "
          f"`empty_cq_tcp`) against the callback API: "
          f"{', '.join(f'{x:.2f}' for x in pair_ratios('empty_cq_tcp', 'empty_tcp'))} "
