@@ -1,8 +1,10 @@
 #include "authority/key_authority.h"
 
 #include <algorithm>
+#include <random>
 
 #include "absl/status/status.h"
+#include "absl/time/clock.h"
 #include "authority/internal/mutations.h"
 #include "common/strings.h"
 #include "common/time_util.h"
@@ -113,26 +115,48 @@ absl::StatusOr<bool> KeyAuthority::HoldsSealedValues(const KeyStore& store) {
   return sealed->has_value();
 }
 
-absl::StatusOr<KeyRecord> KeyAuthority::LoadKey(std::string_view key_id) const {
-  absl::Status valid = CheckKeyId(key_id);
-  if (!valid.ok()) return valid;
-  absl::StatusOr<std::optional<std::string>> row = store_->Get(Table::kKeys, key_id);
+namespace {
+
+// The record in `row`, read for `id`; NOT_FOUND when there is none.
+template <typename Record>
+absl::StatusOr<Record> ParseRow(const absl::StatusOr<std::optional<std::string>>& row,
+                                std::string_view what, std::string_view id) {
   if (!row.ok()) return row.status();
-  if (!row->has_value()) return absl::NotFoundError(StrCat("no key ", key_id));
-  KeyRecord record;
-  if (!record.ParseFromString(**row)) return absl::DataLossError("key record");
+  if (!row->has_value()) return absl::NotFoundError(StrCat("no ", what, " ", id));
+  Record record;
+  if (!record.ParseFromString(**row)) return absl::DataLossError(StrCat(what, " record"));
   return record;
 }
 
+}  // namespace
+
+absl::StatusOr<KeyRecord> KeyAuthority::LoadKey(std::string_view key_id) const {
+  if (absl::Status valid = CheckKeyId(key_id); !valid.ok()) return valid;
+  return ParseRow<KeyRecord>(store_->Get(Table::kKeys, key_id), "key", key_id);
+}
+
+absl::StatusOr<KeyRecord> KeyAuthority::LoadKey(std::string_view key_id, Transaction& tx) const {
+  if (absl::Status valid = CheckKeyId(key_id); !valid.ok()) return valid;
+  return ParseRow<KeyRecord>(tx.Get(Table::kKeys, key_id), "key", key_id);
+}
+
 absl::StatusOr<ProjectRecord> KeyAuthority::LoadProject(std::string_view project_id) const {
-  absl::Status valid = CheckProjectId(project_id);
-  if (!valid.ok()) return valid;
-  absl::StatusOr<std::optional<std::string>> row = store_->Get(Table::kProjects, project_id);
-  if (!row.ok()) return row.status();
-  if (!row->has_value()) return absl::NotFoundError(StrCat("no project ", project_id));
-  ProjectRecord record;
-  if (!record.ParseFromString(**row)) return absl::DataLossError("project record");
-  return record;
+  if (absl::Status valid = CheckProjectId(project_id); !valid.ok()) return valid;
+  return ParseRow<ProjectRecord>(store_->Get(Table::kProjects, project_id), "project", project_id);
+}
+
+absl::StatusOr<ProjectRecord> KeyAuthority::LoadProject(std::string_view project_id,
+                                                        Transaction& tx) const {
+  if (absl::Status valid = CheckProjectId(project_id); !valid.ok()) return valid;
+  return ParseRow<ProjectRecord>(tx.Get(Table::kProjects, project_id), "project", project_id);
+}
+
+void KeyAuthority::BackOff(int attempt) {
+  if (attempt < 2) return;  // the first retry reads afresh at once
+  const int64_t cap_micros = std::min<int64_t>(50'000, int64_t{500} << std::min(attempt, 7));
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  std::uniform_int_distribution<int64_t> jitter(cap_micros / 2, cap_micros);
+  absl::SleepFor(absl::Microseconds(jitter(rng)));
 }
 
 absl::StatusOr<uint64_t> KeyAuthority::CommitAndRelease(Mutation m, ReleasableMutexLock& lock) {
@@ -154,8 +178,9 @@ int KeyAuthority::PruneActiveKeys(ProjectRecord& project, absl::Time now) {
   return keys->size();
 }
 
-absl::Status KeyAuthority::ReleaseActiveKey(const v1::Key& key, Mutation& m) const {
-  absl::StatusOr<ProjectRecord> project = LoadProject(key.project_id());
+absl::Status KeyAuthority::ReleaseActiveKey(const v1::Key& key, Transaction& tx,
+                                            Mutation& m) const {
+  absl::StatusOr<ProjectRecord> project = LoadProject(key.project_id(), tx);
   if (!project.ok()) return project.status();
   auto* keys = project->mutable_active_keys();
   keys->erase(

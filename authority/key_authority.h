@@ -33,6 +33,7 @@
 #include "authority/key_store.h"
 #include "common/crypto.h"
 #include "common/mutex.h"
+#include "common/strings.h"
 #include "latchkey/v1/key_admin.pb.h"
 #include "latchkey/v1/key_sync.pb.h"
 
@@ -83,6 +84,8 @@ class KeyAuthority {
   // Reads an in-memory table, so a deleted principal fails at once.
   absl::StatusOr<Caller> Authenticate(std::string_view token) const;
   uint64_t failed_authentications() const { return failed_auth_.load(std::memory_order_relaxed); }
+  // Mutations built again because the store refused them (ABORTED).
+  uint64_t conflict_retries() const { return conflict_retries_.load(std::memory_order_relaxed); }
 
   // Called with a principal's id once its deletion is committed and its
   // token no longer authenticates, on the deleting thread: for ending what
@@ -142,26 +145,56 @@ class KeyAuthority {
       : store_(store), sealer_(std::move(sealer)), options_(options) {}
 
   absl::Status LoadPrincipals();
+  // Records at the head revision, or read through `tx` for a mutation.
   absl::StatusOr<internal::KeyRecord> LoadKey(std::string_view key_id) const;
+  absl::StatusOr<internal::KeyRecord> LoadKey(std::string_view key_id, Transaction& tx) const;
   absl::StatusOr<internal::ProjectRecord> LoadProject(std::string_view project_id) const;
+  absl::StatusOr<internal::ProjectRecord> LoadProject(std::string_view project_id,
+                                                      Transaction& tx) const;
   // The key as returned by the API: its record's metadata plus usage.
   absl::StatusOr<v1::Key> WithUsage(v1::Key key) const;
-  // The one path of every mutation. Under mu_, `build(m, revision)` reads
-  // what it needs, checks the rules and fills `m`, which will take
-  // `revision`; or it returns an error, and nothing changes; or kUnchanged
-  // when there is nothing to do (Mutate then returns revision 0). The
-  // mutation is appended, mu_ released, and Mutate returns once it is
-  // durable: other mutations proceed during the fsync.
+  // The one path of every mutation (docs/design.md, "Mutations"):
+  // `build(tx, m)` reads what it needs through `tx`, checks the rules and
+  // fills `m`, which will take tx.revision(); or it returns an error, and
+  // nothing changes; or kUnchanged when there is nothing to do (Mutate then
+  // returns revision 0). The store commits `m` only if the revision is still
+  // next and every row read still holds what was read; when it refuses
+  // (ABORTED: another replica, or another process, committed first) the
+  // mutation is built again from fresh reads. Mutate returns once it is
+  // durable; other mutations proceed during the flush.
+  //
+  // mu_ orders this process's mutations so that they do not refuse each
+  // other; correctness rests on the store's checks, not on mu_.
   enum class Built { kCommit, kUnchanged };
+  static constexpr int kMaxMutationAttempts = 64;
   template <typename Build>
   absl::StatusOr<uint64_t> Mutate(Build build) ABSL_LOCKS_EXCLUDED(mu_) {
+    for (int attempt = 1;; ++attempt) {
+      absl::StatusOr<uint64_t> committed = MutateOnce(build);
+      if (!absl::IsAborted(committed.status())) return committed;
+      conflict_retries_.fetch_add(1, std::memory_order_relaxed);
+      if (attempt == kMaxMutationAttempts) {
+        return absl::AbortedError(StrCat("gave up after ", attempt,
+                                         " attempts: other changes kept committing first; "
+                                         "try again"));
+      }
+      BackOff(attempt);
+    }
+  }
+  template <typename Build>
+  absl::StatusOr<uint64_t> MutateOnce(Build& build) ABSL_LOCKS_EXCLUDED(mu_) {
     ReleasableMutexLock lock(&mu_);
+    Transaction tx(*store_);
     Mutation m;
-    absl::StatusOr<Built> built = build(m, store_->last_appended_revision() + 1);
+    absl::StatusOr<Built> built = build(tx, m);
     if (!built.ok()) return built.status();
     if (*built == Built::kUnchanged) return uint64_t{0};
+    tx.Finish(m);
     return CommitAndRelease(std::move(m), lock);
   }
+  // Sleeps a little longer after each refused attempt, with jitter, so that
+  // replicas racing for the same revision do not keep colliding.
+  static void BackOff(int attempt);
   // Appends `m` under mu_ (held through `lock`), releases mu_, then waits for
   // the mutation to be durable. (The analysis cannot follow a lock released
   // through a reference.)
@@ -170,7 +203,7 @@ class KeyAuthority {
   // Drops expired keys from the project's active list and returns how many remain.
   static int PruneActiveKeys(internal::ProjectRecord& project, absl::Time now);
   // Takes a revoked or deleted key off its project's active list, as part of `m`.
-  absl::Status ReleaseActiveKey(const v1::Key& key, Mutation& m) const;
+  absl::Status ReleaseActiveKey(const v1::Key& key, Transaction& tx, Mutation& m) const;
 
   // A new key of `kind` in `project_id`, with its value, as one mutation.
   struct NewKey {
@@ -191,11 +224,12 @@ class KeyAuthority {
                                                 v1::Role role, const std::string& token,
                                                 absl::Time now, Mutation& m);
   void Remember(const internal::PrincipalRecord& rec) ABSL_LOCKS_EXCLUDED(principals_mu_);
-  // ADMIN principals in the store.
-  absl::StatusOr<int> CountAdmins() const;
-  // Calls `visit` with every principal record in the store.
-  absl::Status ForEachPrincipal(
-      const std::function<void(const internal::PrincipalRecord&)>& visit) const;
+  // ADMIN principals, read for a mutation.
+  absl::StatusOr<int> CountAdmins(Transaction& tx) const;
+  // Calls `visit` with every principal record in the store: at the head, or
+  // read through `tx` (with the principals' guard row as a precondition).
+  absl::Status ForEachPrincipal(const std::function<void(const internal::PrincipalRecord&)>& visit,
+                                Transaction* tx = nullptr) const;
 
   // Constant after construction.
   KeyStore* const store_;
@@ -206,6 +240,7 @@ class KeyAuthority {
   Mutex usage_mu_;  // serializes usage read-add-write
   mutable Mutex principals_mu_;
   mutable std::atomic<uint64_t> failed_auth_{0};
+  std::atomic<uint64_t> conflict_retries_{0};
   // Token digest -> caller.
   absl::flat_hash_map<std::string, Caller> principals_ ABSL_GUARDED_BY(principals_mu_);
   PrincipalListener principal_deleted_ ABSL_GUARDED_BY(principals_mu_);

@@ -78,26 +78,25 @@ absl::StatusOr<v1::CreateProjectResponse> KeyAuthority::CreateProject(
   const absl::Time now = absl::Now();
   ProjectRecord project;
   NewKey legacy;
-  absl::StatusOr<uint64_t> rev =
-      Mutate([&](Mutation& m, uint64_t revision) -> absl::StatusOr<Built> {
-        v1::Project& p = *project.mutable_project();
-        p.set_project_id(GenerateProjectId());
-        p.set_name(req.name());
-        p.set_api_access_enabled(true);
-        p.set_created_by(caller.name);
-        *p.mutable_create_time() = ToProto(now);
-        p.set_revision(revision);
-        absl::StatusOr<NewKey> made = MakeKey(caller, p.project_id(), "Legacy API key", v1::API_KEY,
-                                              true, nullptr, now, revision, m);
-        if (!made.ok()) return made.status();
-        legacy = *std::move(made);
-        p.set_legacy_key_id(legacy.record.key().key_id());
-        project.add_active_keys()->set_key_id(p.legacy_key_id());
-        m.writes.push_back(Put(Table::kProjects, p.project_id(), project));
-        m.audit = Audit(caller, "project.created", p.project_id(), p.legacy_key_id(),
-                        StrCat("name=", p.name()), now);
-        return Built::kCommit;
-      });
+  absl::StatusOr<uint64_t> rev = Mutate([&](Transaction& tx, Mutation& m) -> absl::StatusOr<Built> {
+    v1::Project& p = *project.mutable_project();
+    p.set_project_id(GenerateProjectId());
+    p.set_name(req.name());
+    p.set_api_access_enabled(true);
+    p.set_created_by(caller.name);
+    *p.mutable_create_time() = ToProto(now);
+    p.set_revision(tx.revision());
+    absl::StatusOr<NewKey> made = MakeKey(caller, p.project_id(), "Legacy API key", v1::API_KEY,
+                                          true, nullptr, now, tx.revision(), m);
+    if (!made.ok()) return made.status();
+    legacy = *std::move(made);
+    p.set_legacy_key_id(legacy.record.key().key_id());
+    project.add_active_keys()->set_key_id(p.legacy_key_id());
+    m.writes.push_back(Put(Table::kProjects, p.project_id(), project));
+    m.audit = Audit(caller, "project.created", p.project_id(), p.legacy_key_id(),
+                    StrCat("name=", p.name()), now);
+    return Built::kCommit;
+  });
   if (!rev.ok()) return rev.status();
   v1::CreateProjectResponse resp;
   *resp.mutable_project() = project.project();
@@ -139,24 +138,23 @@ absl::StatusOr<v1::Project> KeyAuthority::SetApiAccess(const Caller& caller,
                                                        const v1::SetApiAccessRequest& req) {
   if (absl::Status s = Authorize(caller, Permission::kWrite); !s.ok()) return s;
   ProjectRecord project;
-  absl::StatusOr<uint64_t> rev =
-      Mutate([&](Mutation& m, uint64_t revision) -> absl::StatusOr<Built> {
-        absl::StatusOr<ProjectRecord> loaded = LoadProject(req.project_id());
-        if (!loaded.ok()) return loaded.status();
-        project = *std::move(loaded);
-        v1::Project& p = *project.mutable_project();
-        if (p.api_access_enabled() == req.enabled()) return Built::kUnchanged;
-        p.set_api_access_enabled(req.enabled());
-        p.set_revision(revision);
-        m.writes.push_back(Put(Table::kProjects, p.project_id(), project));
-        v1::ProjectAccess* access = m.event.add_project_access();
-        access->set_project_id(p.project_id());
-        access->set_enabled(req.enabled());
-        m.audit = Audit(
-            caller, req.enabled() ? "project.api_access_enabled" : "project.api_access_disabled",
-            p.project_id(), "", "", absl::Now());
-        return Built::kCommit;
-      });
+  absl::StatusOr<uint64_t> rev = Mutate([&](Transaction& tx, Mutation& m) -> absl::StatusOr<Built> {
+    absl::StatusOr<ProjectRecord> loaded = LoadProject(req.project_id(), tx);
+    if (!loaded.ok()) return loaded.status();
+    project = *std::move(loaded);
+    v1::Project& p = *project.mutable_project();
+    if (p.api_access_enabled() == req.enabled()) return Built::kUnchanged;
+    p.set_api_access_enabled(req.enabled());
+    p.set_revision(tx.revision());
+    m.writes.push_back(Put(Table::kProjects, p.project_id(), project));
+    v1::ProjectAccess* access = m.event.add_project_access();
+    access->set_project_id(p.project_id());
+    access->set_enabled(req.enabled());
+    m.audit =
+        Audit(caller, req.enabled() ? "project.api_access_enabled" : "project.api_access_disabled",
+              p.project_id(), "", "", absl::Now());
+    return Built::kCommit;
+  });
   if (!rev.ok()) return rev.status();
   return project.project();
 }
@@ -169,30 +167,29 @@ absl::StatusOr<KeyAuthority::NewKey> KeyAuthority::GenerateKey(
   const absl::Time now = absl::Now();
   if (absl::Status s = CheckExpireTime(expire_time, now); !s.ok()) return s;
   NewKey made;
-  absl::StatusOr<uint64_t> rev =
-      Mutate([&](Mutation& m, uint64_t revision) -> absl::StatusOr<Built> {
-        absl::StatusOr<ProjectRecord> project = LoadProject(project_id);
-        if (!project.ok()) return project.status();
-        const int active = PruneActiveKeys(*project, now);
-        if (active >= options_.max_active_keys) {
-          return absl::ResourceExhaustedError(
-              StrCat("project ", project_id, " already has ", active, " active keys; the limit is ",
-                     options_.max_active_keys, ". Revoke or delete a key first."));
-        }
-        absl::StatusOr<NewKey> key =
-            MakeKey(caller, project_id, name, kind, false, &expire_time, now, revision, m);
-        if (!key.ok()) return key.status();
-        made = *std::move(key);
-        internal::ActiveKey* slot = project->add_active_keys();
-        slot->set_key_id(made.record.key().key_id());
-        if (made.record.key().has_expire_time()) {
-          slot->set_expire_micros(absl::ToUnixMicros(FromProto(made.record.key().expire_time())));
-        }
-        m.writes.push_back(Put(Table::kProjects, std::string(project_id), *project));
-        m.audit = Audit(caller, "key.created", project_id, made.record.key().key_id(),
-                        StrCat(KindName(kind), " name=", name), now);
-        return Built::kCommit;
-      });
+  absl::StatusOr<uint64_t> rev = Mutate([&](Transaction& tx, Mutation& m) -> absl::StatusOr<Built> {
+    absl::StatusOr<ProjectRecord> project = LoadProject(project_id, tx);
+    if (!project.ok()) return project.status();
+    const int active = PruneActiveKeys(*project, now);
+    if (active >= options_.max_active_keys) {
+      return absl::ResourceExhaustedError(
+          StrCat("project ", project_id, " already has ", active, " active keys; the limit is ",
+                 options_.max_active_keys, ". Revoke or delete a key first."));
+    }
+    absl::StatusOr<NewKey> key =
+        MakeKey(caller, project_id, name, kind, false, &expire_time, now, tx.revision(), m);
+    if (!key.ok()) return key.status();
+    made = *std::move(key);
+    internal::ActiveKey* slot = project->add_active_keys();
+    slot->set_key_id(made.record.key().key_id());
+    if (made.record.key().has_expire_time()) {
+      slot->set_expire_micros(absl::ToUnixMicros(FromProto(made.record.key().expire_time())));
+    }
+    m.writes.push_back(Put(Table::kProjects, std::string(project_id), *project));
+    m.audit = Audit(caller, "key.created", project_id, made.record.key().key_id(),
+                    StrCat(KindName(kind), " name=", name), now);
+    return Built::kCommit;
+  });
   if (!rev.ok()) return rev.status();
   return made;
 }
@@ -228,8 +225,8 @@ absl::StatusOr<v1::GetApiKeyValueResponse> KeyAuthority::GetApiKeyValue(
   // (a revision that changes no key) before it is returned, so no one reads
   // a key without an audit line naming them.
   std::string value;
-  absl::StatusOr<uint64_t> rev = Mutate([&](Mutation& m, uint64_t) -> absl::StatusOr<Built> {
-    absl::StatusOr<KeyRecord> rec = LoadKey(req.key_id());
+  absl::StatusOr<uint64_t> rev = Mutate([&](Transaction& tx, Mutation& m) -> absl::StatusOr<Built> {
+    absl::StatusOr<KeyRecord> rec = LoadKey(req.key_id(), tx);
     if (!rec.ok()) return rec.status();
     if (rec->key().kind() != v1::API_KEY) {
       return absl::FailedPreconditionError(
@@ -252,9 +249,8 @@ absl::StatusOr<v1::Key> KeyAuthority::RevokeApiKey(const Caller& caller,
                                                    const v1::RevokeApiKeyRequest& req) {
   if (absl::Status s = Authorize(caller, Permission::kWrite); !s.ok()) return s;
   KeyRecord rec;
-  absl::StatusOr<uint64_t> rev = Mutate([&](Mutation& m,
-                                            uint64_t revision) -> absl::StatusOr<Built> {
-    absl::StatusOr<KeyRecord> loaded = LoadKey(req.key_id());
+  absl::StatusOr<uint64_t> rev = Mutate([&](Transaction& tx, Mutation& m) -> absl::StatusOr<Built> {
+    absl::StatusOr<KeyRecord> loaded = LoadKey(req.key_id(), tx);
     if (!loaded.ok()) return loaded.status();
     rec = *std::move(loaded);
     v1::Key& key = *rec.mutable_key();
@@ -269,8 +265,8 @@ absl::StatusOr<v1::Key> KeyAuthority::RevokeApiKey(const Caller& caller,
     const absl::Time now = absl::Now();
     key.set_state(v1::KEY_STATE_REVOKED);
     SetLastAction(key, "revoked", caller, now);
-    if (absl::Status s = ReleaseActiveKey(key, m); !s.ok()) return s;
-    PutKey(m, rec, revision);
+    if (absl::Status s = ReleaseActiveKey(key, tx, m); !s.ok()) return s;
+    PutKey(m, rec, tx.revision());
     m.audit = Audit(caller, "key.revoked", key.project_id(), key.key_id(), "", now);
     return Built::kCommit;
   });
@@ -289,9 +285,8 @@ absl::StatusOr<v1::RotateApiKeyResponse> KeyAuthority::RotateApiKey(
   const absl::Time now = absl::Now();
   KeyRecord rec;
   std::string value;
-  absl::StatusOr<uint64_t> rev = Mutate([&](Mutation& m,
-                                            uint64_t revision) -> absl::StatusOr<Built> {
-    absl::StatusOr<KeyRecord> loaded = LoadKey(req.key_id());
+  absl::StatusOr<uint64_t> rev = Mutate([&](Transaction& tx, Mutation& m) -> absl::StatusOr<Built> {
+    absl::StatusOr<KeyRecord> loaded = LoadKey(req.key_id(), tx);
     if (!loaded.ok()) return loaded.status();
     rec = *std::move(loaded);
     v1::Key& key = *rec.mutable_key();
@@ -341,7 +336,7 @@ absl::StatusOr<v1::RotateApiKeyResponse> KeyAuthority::RotateApiKey(
     rec.set_digest(Sha256Bytes(value));
     key.set_hint(KeyHint(value));
     SetLastAction(key, "rotated", caller, now);
-    PutKey(m, rec, revision);
+    PutKey(m, rec, tx.revision());
     m.writes.push_back(Write{Table::kDigests, rec.digest(), key.key_id()});
     m.audit = Audit(caller, "key.rotated", key.project_id(), key.key_id(),
                     StrCat("grace_period=", absl::FormatDuration(grace)), now);
@@ -359,8 +354,8 @@ absl::StatusOr<v1::RotateApiKeyResponse> KeyAuthority::RotateApiKey(
 absl::StatusOr<v1::DeleteSecretKeyResponse> KeyAuthority::DeleteSecretKey(
     const Caller& caller, const v1::DeleteSecretKeyRequest& req) {
   if (absl::Status s = Authorize(caller, Permission::kWrite); !s.ok()) return s;
-  absl::StatusOr<uint64_t> rev = Mutate([&](Mutation& m, uint64_t) -> absl::StatusOr<Built> {
-    absl::StatusOr<KeyRecord> rec = LoadKey(req.key_id());
+  absl::StatusOr<uint64_t> rev = Mutate([&](Transaction& tx, Mutation& m) -> absl::StatusOr<Built> {
+    absl::StatusOr<KeyRecord> rec = LoadKey(req.key_id(), tx);
     if (!rec.ok()) return rec.status();
     const v1::Key& key = rec->key();
     if (key.kind() != v1::SECRET_KEY) {
@@ -371,7 +366,7 @@ absl::StatusOr<v1::DeleteSecretKeyResponse> KeyAuthority::DeleteSecretKey(
     if (req.confirm() != internal::kDeleteConfirmation) {
       return absl::InvalidArgumentError("deleting a secret key needs confirm: \"DELETE\"");
     }
-    if (absl::Status s = ReleaseActiveKey(key, m); !s.ok()) return s;
+    if (absl::Status s = ReleaseActiveKey(key, tx, m); !s.ok()) return s;
     m.writes.push_back(Erase(Table::kKeys, key.key_id()));
     m.writes.push_back(Erase(Table::kProjectKeys, ProjectKeysRow(key.project_id(), key.key_id())));
     m.writes.push_back(Erase(Table::kDigests, rec->digest()));
@@ -477,11 +472,11 @@ absl::StatusOr<v1::Key> KeyAuthority::FindKey(const Caller& caller, const v1::Fi
   // key as it was found, and a miss is audited too.
   std::optional<KeyRecord> found;
   v1::ValueMatch match;
-  absl::StatusOr<uint64_t> rev = Mutate([&](Mutation& m, uint64_t) -> absl::StatusOr<Built> {
-    absl::StatusOr<std::optional<std::string>> row = store_->Get(Table::kDigests, digest);
+  absl::StatusOr<uint64_t> rev = Mutate([&](Transaction& tx, Mutation& m) -> absl::StatusOr<Built> {
+    absl::StatusOr<std::optional<std::string>> row = tx.Get(Table::kDigests, digest);
     if (!row.ok()) return row.status();
     absl::StatusOr<KeyRecord> rec = absl::NotFoundError("");
-    if (row->has_value()) rec = LoadKey(**row);
+    if (row->has_value()) rec = LoadKey(**row, tx);
     if (!rec.ok() && !absl::IsNotFound(rec.status())) return rec.status();
     const std::string hint = StrCat("digest ", HexPrefix(digest, 8));
     if (!rec.ok()) {

@@ -1,14 +1,22 @@
-// The authority's state, behind one small interface.
+// The authority's state, behind one small interface (docs/design.md, "The
+// store contract").
 //
 // A KeyStore holds tables of opaque rows plus two logs: the event log that
-// sidecars follow and the audit log people read. Every change is a Mutation,
-// appended atomically with the next revision, its event and its audit record.
-// Append makes it visible to reads; Sync makes it durable and only then hands
-// its event to the commit listener (and so to sidecars). Concurrent Syncs
-// share one fsync (group commit), so a caller that serializes Appends need
-// not hold its lock while waiting for the disk. The embedded RocksDB store is the default;
-// nothing outside rocksdb_store.cc depends on RocksDB types, so a replicated
-// store (etcd) can put the same contract on shared state.
+// sidecars follow and the audit log people read. Every change is a Mutation:
+// a transaction the store commits atomically with its revision, its event
+// and its audit record, or refuses. The store owns the revision sequence: a
+// mutation is built for the revision the store says comes next (its records
+// name it) and states as preconditions the rows it read and what they held;
+// the store refuses it with ABORTED when another commit took that revision or
+// changed one of those rows first, and the caller builds it again.
+//
+// Append commits a mutation in order; Sync makes it durable and only then
+// publishes it: plain reads, snapshots, replay and the commit listener (and
+// so sidecars) never see a change that is not durable. Concurrent Syncs share
+// one disk flush or one replicated write (group commit). The embedded
+// RocksDB store is the default; nothing outside rocksdb_store.cc depends on
+// RocksDB types, and tests/authority/store_conformance_test.cc holds every
+// store to this contract.
 //
 // A KeyStore is safe for concurrent access from multiple threads without any
 // external synchronization. Commits are totally ordered by revision.
@@ -35,7 +43,9 @@ enum class Table {
   kProjectKeys,  // project id + key id -> "" (index for ListKeys)
   kDigests,      // digest -> key id (every digest a key has, current or retired)
   kPrincipals,   // principal id -> PrincipalRecord (with its token's digest)
-  kUsage,        // key id -> internal.KeyUsageRecord (advisory, see WriteAdvisory)
+  kUsage,        // key id -> internal.KeyUsageRecord (advisory, see WriteAdvisory;
+                 // outside the revisions, so plain reads see the latest write)
+  kGuards,       // set name -> revision of its last change (see Precondition)
 };
 
 // One row to write; no value deletes the row. It is not an error to delete a
@@ -46,9 +56,25 @@ struct Write {
   std::optional<std::string> value;
 };
 
-// Everything one change does. Commit fills in the revision of `event` and
+// A row a mutation read and depends on: when it commits the row must still
+// hold `value` (no value: still absent). Comparing values, not versions,
+// works natively in every store and needs no version in the row; a value
+// changed and changed back is the state the mutation read, so it stays
+// correct. A rule over a whole set of rows (the last ADMIN) reads a guard row
+// (Table::kGuards) that every change to the set writes.
+struct Precondition {
+  Table table;
+  std::string key;
+  std::optional<std::string> value;
+};
+
+// Everything one change does. The store fills in the revision of `event` and
 // `audit`; `event` may carry no changes (sidecars still see the revision).
 struct Mutation {
+  // The revision it was built for (Transaction::revision()), when its rows
+  // name it; 0 takes whatever revision comes next.
+  uint64_t revision = 0;
+  std::vector<Precondition> reads;
   std::vector<Write> writes;
   v1::KeyEvent event;
   v1::AuditEvent audit;
@@ -56,8 +82,9 @@ struct Mutation {
 
 // What a store has done since it opened; for tests and metrics.
 struct StoreStats {
-  uint64_t commits = 0;  // mutations appended
-  uint64_t syncs = 0;    // fsyncs of the log (group commit shares one among many)
+  uint64_t commits = 0;    // mutations appended
+  uint64_t conflicts = 0;  // mutations refused: revision taken or a precondition failed
+  uint64_t syncs = 0;      // fsyncs of the log (group commit shares one among many)
   uint64_t advisory_writes = 0;
 };
 
@@ -94,19 +121,21 @@ class KeyStore {
   // The last revision that is durable and published; 0 for a new store.
   virtual uint64_t head_revision() const = 0;
 
-  // The revision the last Append took: written and readable, perhaps not yet
-  // durable. A caller that serializes its Appends knows its next one takes
-  // last_appended_revision() + 1.
-  virtual uint64_t last_appended_revision() const = 0;
+  // The revision the next mutation takes, as far as this store knows: one
+  // past everything appended here.
+  virtual uint64_t next_revision() const = 0;
 
-  // Writes `mutation` atomically with the next revision, its event and its
-  // audit record, and returns that revision. Reads see it at once; it is not
-  // acknowledged (durable, published) until Sync covers it.
+  // Commits `mutation` in order with the next revision, its event and its
+  // audit record, and returns that revision; ABORTED (nothing written) when
+  // mutation.revision is set and is not the next one, or a precondition does
+  // not hold. It is not acknowledged (durable, published) until Sync covers it.
   virtual absl::StatusOr<uint64_t> Append(Mutation mutation) = 0;
 
   // Returns once `revision` and every revision before it are durable and
-  // their events were passed to the commit listener, in order. After a failed
-  // fsync the store refuses every further Append and Sync (DATA_LOSS).
+  // their events were passed to the commit listener, in order. ABORTED when
+  // a store that commits in batches lost `revision`'s batch to a conflict
+  // (build the mutation again). After a failed fsync the store refuses every
+  // further Append and Sync (DATA_LOSS).
   virtual absl::Status Sync(uint64_t revision) = 0;
 
   // Append, then Sync.
@@ -124,14 +153,24 @@ class KeyStore {
 
   virtual StoreStats stats() const = 0;
 
-  // The row, or nullopt when it does not exist. Reads `at` when given.
+  // The row, or nullopt when it does not exist. Reads `at` when given, the
+  // head revision (durable, published) otherwise.
   virtual absl::StatusOr<std::optional<std::string>> Get(
       Table table, std::string_view key, const StoreSnapshot* at = nullptr) const = 0;
 
   // Up to `limit` rows whose key starts with `prefix` and sorts after `after`
-  // (empty: from the start), in key order. Reads `at` when given.
+  // (empty: from the start), in key order. Reads `at` when given, the head
+  // revision otherwise.
   virtual absl::StatusOr<Page> Scan(Table table, std::string_view prefix, std::string_view after,
                                     size_t limit, const StoreSnapshot* at = nullptr) const = 0;
+
+  // Reads for building a mutation (through a Transaction): everything
+  // appended, durable or not. A mutation that read an undurable change
+  // commits after it, so it is never acknowledged before what it read.
+  virtual absl::StatusOr<std::optional<std::string>> GetLatest(Table table,
+                                                               std::string_view key) const = 0;
+  virtual absl::StatusOr<Page> ScanLatest(Table table, std::string_view prefix,
+                                          std::string_view after, size_t limit) const = 0;
 
   // Retained, published events with revision > `after`, in order, at most
   // `limit`.
@@ -146,12 +185,41 @@ class KeyStore {
                                                                   uint64_t after,
                                                                   size_t limit) const = 0;
 
-  // A read view at the head revision, with nothing appended but not yet
-  // durable in it (it syncs first when it must).
+  // A read view at the head revision: nothing appended but not yet durable
+  // is in it.
   virtual std::unique_ptr<StoreSnapshot> Snapshot() = 0;
 
   // Replaces the commit listener. Call before concurrent use.
   virtual void SetCommitListener(CommitListener listener) = 0;
+};
+
+// One mutation being built: the revision it is built for and reads that
+// record what they saw as its preconditions. Not thread-safe; one builder
+// uses it, then Finish hands its reads to the mutation.
+class Transaction {
+ public:
+  explicit Transaction(const KeyStore& store) : store_(store), revision_(store.next_revision()) {}
+
+  // The revision the mutation takes if it commits.
+  uint64_t revision() const { return revision_; }
+
+  // The row as the latest append left it, recorded as a precondition.
+  absl::StatusOr<std::optional<std::string>> Get(Table table, std::string_view key);
+
+  // Rows as the latest append left them. Not a precondition: guard the set
+  // with a row (Table::kGuards) that every change to it writes, and Get it.
+  absl::StatusOr<Page> Scan(Table table, std::string_view prefix, std::string_view after,
+                            size_t limit) const {
+    return store_.ScanLatest(table, prefix, after, limit);
+  }
+
+  // Stamps `m` with the revision and the preconditions read so far.
+  void Finish(Mutation& m);
+
+ private:
+  const KeyStore& store_;
+  const uint64_t revision_;
+  std::vector<Precondition> reads_;
 };
 
 }  // namespace latchkey

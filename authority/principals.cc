@@ -21,10 +21,16 @@ using internal::PrincipalRecord;
 using internal::Put;
 
 absl::Status KeyAuthority::ForEachPrincipal(
-    const std::function<void(const PrincipalRecord&)>& visit) const {
+    const std::function<void(const PrincipalRecord&)>& visit, Transaction* tx) const {
+  if (tx != nullptr) {
+    absl::StatusOr<std::optional<std::string>> guard =
+        tx->Get(Table::kGuards, internal::kPrincipalsGuard);
+    if (!guard.ok()) return guard.status();
+  }
   std::string after;
   for (;;) {
-    absl::StatusOr<Page> page = store_->Scan(Table::kPrincipals, "", after, 1000);
+    absl::StatusOr<Page> page = tx != nullptr ? tx->Scan(Table::kPrincipals, "", after, 1000)
+                                              : store_->Scan(Table::kPrincipals, "", after, 1000);
     if (!page.ok()) return page.status();
     for (const Row& row : page->rows) {
       PrincipalRecord rec;
@@ -40,11 +46,13 @@ absl::Status KeyAuthority::LoadPrincipals() {
   return ForEachPrincipal([this](const PrincipalRecord& rec) { Remember(rec); });
 }
 
-absl::StatusOr<int> KeyAuthority::CountAdmins() const {
+absl::StatusOr<int> KeyAuthority::CountAdmins(Transaction& tx) const {
   int admins = 0;
-  absl::Status scanned = ForEachPrincipal([&admins](const PrincipalRecord& rec) {
-    admins += rec.principal().role() == v1::ROLE_ADMIN ? 1 : 0;
-  });
+  absl::Status scanned = ForEachPrincipal(
+      [&admins](const PrincipalRecord& rec) {
+        admins += rec.principal().role() == v1::ROLE_ADMIN ? 1 : 0;
+      },
+      &tx);
   if (!scanned.ok()) return scanned;
   return admins;
 }
@@ -88,8 +96,11 @@ PrincipalRecord KeyAuthority::NewPrincipal(const Caller& creator, std::string_vi
 
 absl::StatusOr<bool> KeyAuthority::BootstrapAdmin(const std::string& token_path) {
   PrincipalRecord admin;
-  absl::StatusOr<uint64_t> rev = Mutate([&](Mutation& m, uint64_t) -> absl::StatusOr<Built> {
-    absl::StatusOr<Page> any = store_->Scan(Table::kPrincipals, "", "", 1);
+  absl::StatusOr<uint64_t> rev = Mutate([&](Transaction& tx, Mutation& m) -> absl::StatusOr<Built> {
+    absl::StatusOr<std::optional<std::string>> guard =
+        tx.Get(Table::kGuards, internal::kPrincipalsGuard);
+    if (!guard.ok()) return guard.status();
+    absl::StatusOr<Page> any = tx.Scan(Table::kPrincipals, "", "", 1);
     if (!any.ok()) return any.status();
     if (!any->rows.empty()) return Built::kUnchanged;
     // The file first: a crash before the commit leaves a token that opens
@@ -99,6 +110,7 @@ absl::StatusOr<bool> KeyAuthority::BootstrapAdmin(const std::string& token_path)
     if (!written.ok()) return written;
     admin = NewPrincipal(Caller{"", "latchkey", v1::ROLE_UNSPECIFIED}, "admin", v1::ROLE_ADMIN,
                          token, absl::Now(), m);
+    internal::TouchGuard(m, internal::kPrincipalsGuard, tx.revision());
     return Built::kCommit;
   });
   if (!rev.ok()) return rev.status();
@@ -116,16 +128,20 @@ absl::StatusOr<v1::CreatePrincipalResponse> KeyAuthority::CreatePrincipal(
   }
   const std::string token = GenerateToken();
   PrincipalRecord rec;
-  absl::StatusOr<uint64_t> rev = Mutate([&](Mutation& m, uint64_t) -> absl::StatusOr<Built> {
+  absl::StatusOr<uint64_t> rev = Mutate([&](Transaction& tx, Mutation& m) -> absl::StatusOr<Built> {
     // Names are unique, ignoring ASCII case, so that an audit line's actor is
-    // one principal (checked under mu_: two racing creations cannot both pass).
+    // one principal (read under the principals' guard: two racing creations
+    // cannot both pass, on one replica or two).
     bool taken = false;
-    absl::Status scanned = ForEachPrincipal([&](const PrincipalRecord& other) {
-      taken = taken || absl::EqualsIgnoreCase(other.principal().name(), req.name());
-    });
+    absl::Status scanned = ForEachPrincipal(
+        [&](const PrincipalRecord& other) {
+          taken = taken || absl::EqualsIgnoreCase(other.principal().name(), req.name());
+        },
+        &tx);
     if (!scanned.ok()) return scanned;
     if (taken) return absl::AlreadyExistsError("a principal named " + req.name() + " exists");
     rec = NewPrincipal(caller, req.name(), req.role(), token, absl::Now(), m);
+    internal::TouchGuard(m, internal::kPrincipalsGuard, tx.revision());
     return Built::kCommit;
   });
   if (!rev.ok()) return rev.status();
@@ -183,23 +199,23 @@ absl::StatusOr<v1::DeletePrincipalResponse> KeyAuthority::DeletePrincipal(
     return s;
   }
   PrincipalRecord rec;
-  absl::StatusOr<uint64_t> rev = Mutate([&](Mutation& m, uint64_t) -> absl::StatusOr<Built> {
-    absl::StatusOr<std::optional<std::string>> row =
-        store_->Get(Table::kPrincipals, req.principal_id());
+  absl::StatusOr<uint64_t> rev = Mutate([&](Transaction& tx, Mutation& m) -> absl::StatusOr<Built> {
+    absl::StatusOr<std::optional<std::string>> row = tx.Get(Table::kPrincipals, req.principal_id());
     if (!row.ok()) return row.status();
     if (!row->has_value()) return absl::NotFoundError("no principal " + req.principal_id());
     if (!rec.ParseFromString(**row)) return absl::DataLossError("principal record");
     if (rec.principal().role() == v1::ROLE_ADMIN) {
-      // Counted in the store under mu_, not in the token table, which learns
-      // of a deletion only after its commit: two concurrent deletions of the
-      // last two admins cannot both pass.
-      absl::StatusOr<int> admins = CountAdmins();
+      // Counted in the store under the principals' guard, not in the token
+      // table, which learns of a deletion only after its commit: two
+      // concurrent deletions of the last two admins cannot both pass.
+      absl::StatusOr<int> admins = CountAdmins(tx);
       if (!admins.ok()) return admins.status();
       if (*admins <= 1) {
         return absl::FailedPreconditionError("cannot delete the last ADMIN principal");
       }
     }
     m.writes.push_back(Erase(Table::kPrincipals, req.principal_id()));
+    internal::TouchGuard(m, internal::kPrincipalsGuard, tx.revision());
     m.audit = Audit(caller, "principal.deleted", "", "",
                     StrCat(req.principal_id(), " name=", rec.principal().name()), absl::Now());
     return Built::kCommit;

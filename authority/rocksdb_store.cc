@@ -40,11 +40,13 @@ enum Cf : size_t {
   kCfEvents,
   kCfAudit,
   kCfUsage,
+  kCfGuards,
   kCfCount
 };
-const std::array<const char*, kCfCount> kCfNames = {
-    "default",  // rocksdb::kDefaultColumnFamilyName
-    "projects", "keys", "project_keys", "digests", "principals", "events", "audit", "usage"};
+const std::array<const char*, kCfCount> kCfNames = {"default",  // rocksdb::kDefaultColumnFamilyName
+                                                    "projects", "keys",       "project_keys",
+                                                    "digests",  "principals", "events",
+                                                    "audit",    "usage",      "guards"};
 // Tables earlier versions kept and this one drops when it opens their
 // database: "tokens" (token digest -> principal id) was written, never read.
 const std::array<const char*, 1> kRetiredCfNames = {"tokens"};
@@ -63,6 +65,8 @@ Cf CfOf(Table t) {
       return kCfPrincipals;
     case Table::kUsage:
       return kCfUsage;
+    case Table::kGuards:
+      return kCfGuards;
   }
   return kMeta;
 }
@@ -130,18 +134,33 @@ class SpdlogRocksLogger final : public rocksdb::Logger {
   }
 };
 
-class RocksSnapshot : public StoreSnapshot {
+// A RocksDB snapshot taken right after one revision's write: the state of
+// exactly that revision, shared by every reader of it.
+class RocksView {
  public:
-  RocksSnapshot(rocksdb::DB* db, const rocksdb::Snapshot* snap, uint64_t revision)
-      : db_(db), snap_(snap), revision_(revision) {}
-  ~RocksSnapshot() override { db_->ReleaseSnapshot(snap_); }
-  uint64_t revision() const override { return revision_; }
+  RocksView(rocksdb::DB* db, uint64_t revision)
+      : db_(db), snap_(db->GetSnapshot()), revision_(revision) {}
+  ~RocksView() { db_->ReleaseSnapshot(snap_); }
+  RocksView(const RocksView&) = delete;
+  RocksView& operator=(const RocksView&) = delete;
+
+  uint64_t revision() const { return revision_; }
   const rocksdb::Snapshot* get() const { return snap_; }
 
  private:
   rocksdb::DB* const db_;
   const rocksdb::Snapshot* const snap_;
   const uint64_t revision_;
+};
+
+class RocksSnapshot : public StoreSnapshot {
+ public:
+  explicit RocksSnapshot(std::shared_ptr<const RocksView> view) : view_(std::move(view)) {}
+  uint64_t revision() const override { return view_->revision(); }
+  const rocksdb::Snapshot* get() const { return view_->get(); }
+
+ private:
+  const std::shared_ptr<const RocksView> view_;
 };
 
 class RocksDbStore : public KeyStore {
@@ -155,9 +174,12 @@ class RocksDbStore : public KeyStore {
         group_commit_(options.group_commit && options.sync),
         sync_each_(options.sync && !options.group_commit),
         head_(head),
+        head_view_(std::make_shared<RocksView>(db_.get(), head)),
         appended_(head) {}
 
   ~RocksDbStore() override {
+    pending_.clear();
+    head_view_.reset();
     for (auto* cf : cfs_) db_->DestroyColumnFamilyHandle(cf);
     db_->Close().PermitUncheckedError();
   }
@@ -166,14 +188,16 @@ class RocksDbStore : public KeyStore {
 
   uint64_t head_revision() const override { return head_.load(std::memory_order_acquire); }
 
-  uint64_t last_appended_revision() const override {
-    return appended_.load(std::memory_order_acquire);
-  }
+  uint64_t next_revision() const override { return appended_.load(std::memory_order_acquire) + 1; }
 
   absl::StatusOr<uint64_t> Append(Mutation m) override {
     MutexLock lock(&mu_);
     if (!broken_.ok()) return broken_;
     const uint64_t revision = appended_.load(std::memory_order_relaxed) + 1;
+    if (absl::Status held = CheckPreconditions(m, revision); !held.ok()) {
+      conflicts_.fetch_add(1, std::memory_order_relaxed);
+      return held;
+    }
     m.event.set_revision(revision);
     m.audit.set_revision(revision);
     rocksdb::WriteBatch batch;
@@ -200,7 +224,10 @@ class RocksDbStore : public KeyStore {
     if (sync_each_) syncs_.fetch_add(1, std::memory_order_relaxed);
     appended_.store(revision, std::memory_order_release);
     commits_.fetch_add(1, std::memory_order_relaxed);
-    pending_.push_back({std::move(m.event), std::move(m.audit)});
+    // The view is taken before any later append can write: it holds exactly
+    // this revision, and becomes the head view once the revision is durable.
+    pending_.push_back(
+        {std::move(m.event), std::move(m.audit), std::make_shared<RocksView>(db_.get(), revision)});
     return revision;
   }
 
@@ -213,7 +240,7 @@ class RocksDbStore : public KeyStore {
       }
       // This caller syncs for everyone appended so far.
       syncing_ = true;
-      const uint64_t target = last_appended_revision();
+      const uint64_t target = appended_.load(std::memory_order_acquire);
       sync_mu_.Unlock();
       const rocksdb::Status fsynced = FsyncWal();
       sync_mu_.Lock();
@@ -243,27 +270,39 @@ class RocksDbStore : public KeyStore {
   }
 
   StoreStats stats() const override {
-    return StoreStats{commits_.load(std::memory_order_relaxed),
-                      syncs_.load(std::memory_order_relaxed),
-                      advisory_writes_.load(std::memory_order_relaxed)};
+    return StoreStats{
+        commits_.load(std::memory_order_relaxed), conflicts_.load(std::memory_order_relaxed),
+        syncs_.load(std::memory_order_relaxed), advisory_writes_.load(std::memory_order_relaxed)};
   }
 
   absl::StatusOr<std::optional<std::string>> Get(Table table, std::string_view key,
                                                  const StoreSnapshot* at) const override {
+    if (at != nullptr) return GetCf(ReadAt(*at), cfs_[CfOf(table)], key);
+    if (table == Table::kUsage) return GetLatest(table, key);  // advisory: outside revisions
+    const std::shared_ptr<const RocksView> head = HeadView();
     rocksdb::ReadOptions ro;
-    if (at != nullptr) ro.snapshot = static_cast<const RocksSnapshot*>(at)->get();
-    std::string value;
-    rocksdb::Status s = db_->Get(ro, cfs_[CfOf(table)], key, &value);
-    if (s.IsNotFound()) return std::nullopt;
-    if (!s.ok()) return FromRocks(s, "get");
-    return value;
+    ro.snapshot = head->get();
+    return GetCf(ro, cfs_[CfOf(table)], key);
   }
 
   absl::StatusOr<Page> Scan(Table table, std::string_view prefix, std::string_view after,
                             size_t limit, const StoreSnapshot* at) const override {
+    if (at != nullptr) return ScanCf(ReadAt(*at), cfs_[CfOf(table)], prefix, after, limit);
+    if (table == Table::kUsage) return ScanLatest(table, prefix, after, limit);
+    const std::shared_ptr<const RocksView> head = HeadView();
     rocksdb::ReadOptions ro;
-    if (at != nullptr) ro.snapshot = static_cast<const RocksSnapshot*>(at)->get();
+    ro.snapshot = head->get();
     return ScanCf(ro, cfs_[CfOf(table)], prefix, after, limit);
+  }
+
+  absl::StatusOr<std::optional<std::string>> GetLatest(Table table,
+                                                       std::string_view key) const override {
+    return GetCf(rocksdb::ReadOptions(), cfs_[CfOf(table)], key);
+  }
+
+  absl::StatusOr<Page> ScanLatest(Table table, std::string_view prefix, std::string_view after,
+                                  size_t limit) const override {
+    return ScanCf(rocksdb::ReadOptions(), cfs_[CfOf(table)], prefix, after, limit);
   }
 
   absl::StatusOr<std::vector<v1::KeyEvent>> EventsAfter(uint64_t after,
@@ -275,7 +314,7 @@ class RocksDbStore : public KeyStore {
     }
     // Appends trim as they go, durable or not: the window follows the last
     // append, not the head.
-    const uint64_t appended = last_appended_revision();
+    const uint64_t appended = appended_.load(std::memory_order_acquire);
     const uint64_t oldest_retained = appended > retention_ ? appended - retention_ + 1 : 1;
     if (after + 1 < oldest_retained) {
       return absl::OutOfRangeError(StrCat("events after ", after, " were trimmed"));
@@ -302,8 +341,11 @@ class RocksDbStore : public KeyStore {
                                                           uint64_t after,
                                                           size_t limit) const override {
     const std::string prefix = StrCat(project_id, "/");
-    absl::StatusOr<Page> page = ScanCf(rocksdb::ReadOptions(), cfs_[kCfAudit], prefix,
-                                       after == 0 ? "" : AuditKey(project_id, after), limit);
+    const std::shared_ptr<const RocksView> head = HeadView();
+    rocksdb::ReadOptions ro;
+    ro.snapshot = head->get();
+    absl::StatusOr<Page> page =
+        ScanCf(ro, cfs_[kCfAudit], prefix, after == 0 ? "" : AuditKey(project_id, after), limit);
     if (!page.ok()) return page.status();
     std::vector<v1::AuditEvent> events;
     for (const Row& row : page->rows) {
@@ -315,29 +357,7 @@ class RocksDbStore : public KeyStore {
   }
 
   std::unique_ptr<StoreSnapshot> Snapshot() override {
-    // With no sync in flight and appends held off, make everything appended
-    // durable and published, then take the view: it holds exactly the head.
-    MutexLock lock(&sync_mu_);
-    while (syncing_) sync_done_.Wait(&sync_mu_);
-    std::vector<Published> ready;
-    uint64_t target = head_revision();
-    const rocksdb::Snapshot* view;
-    {
-      MutexLock append(&mu_);
-      const uint64_t appended = appended_.load(std::memory_order_relaxed);
-      if (appended > target) {
-        const rocksdb::Status fsynced = FsyncWal();
-        if (fsynced.ok()) {
-          ready = TakePendingUpTo(appended);
-          target = appended;
-        } else {
-          Break(fsynced);  // the view may then hold undurable writes; nothing is served after
-        }
-      }
-      view = db_->GetSnapshot();
-    }
-    Publish(ready, target);
-    return std::make_unique<RocksSnapshot>(db_.get(), view, target);
+    return std::make_unique<RocksSnapshot>(HeadView());
   }
 
   void SetCommitListener(CommitListener listener) override {
@@ -349,7 +369,46 @@ class RocksDbStore : public KeyStore {
   struct Published {
     v1::KeyEvent event;
     v1::AuditEvent audit;
+    std::shared_ptr<const RocksView> view;  // the state at event.revision()
   };
+
+  // ABORTED unless `m` may take `revision`: built for it (or for any), and
+  // every row it read still holds what it read.
+  absl::Status CheckPreconditions(const Mutation& m, uint64_t revision) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (m.revision != 0 && m.revision != revision) {
+      return absl::AbortedError(StrCat("revision ", m.revision, " was taken by another commit"));
+    }
+    for (const Precondition& read : m.reads) {
+      absl::StatusOr<std::optional<std::string>> now = GetLatest(read.table, read.key);
+      if (!now.ok()) return now.status();
+      if (*now != read.value) {
+        return absl::AbortedError("a row this change read was changed by another commit");
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  std::shared_ptr<const RocksView> HeadView() const {
+    MutexLock lock(&view_mu_);
+    return head_view_;
+  }
+
+  static rocksdb::ReadOptions ReadAt(const StoreSnapshot& at) {
+    rocksdb::ReadOptions ro;
+    ro.snapshot = static_cast<const RocksSnapshot&>(at).get();
+    return ro;
+  }
+
+  absl::StatusOr<std::optional<std::string>> GetCf(const rocksdb::ReadOptions& ro,
+                                                   rocksdb::ColumnFamilyHandle* cf,
+                                                   std::string_view key) const {
+    std::string value;
+    rocksdb::Status s = db_->Get(ro, cf, key, &value);
+    if (s.IsNotFound()) return std::nullopt;
+    if (!s.ok()) return FromRocks(s, "get");
+    return value;
+  }
 
   // Makes every append so far durable: one fsync of the WAL, which does not
   // block appends running meanwhile.
@@ -374,12 +433,17 @@ class RocksDbStore : public KeyStore {
     return ready;
   }
 
-  // Moves the head, then hands the durable events to the listener in order.
-  // The head first: a progress message read from it must never name a
-  // revision behind an event already delivered (replay may see an event
-  // before its live copy arrives; watch streams drop the duplicate).
+  // Moves the head (and the view plain reads use), then hands the durable
+  // events to the listener in order. The head first: a progress message read
+  // from it must never name a revision behind an event already delivered
+  // (replay may see an event before its live copy arrives; watch streams drop
+  // the duplicate).
   void Publish(const std::vector<Published>& ready, uint64_t target)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(sync_mu_) {
+    if (!ready.empty()) {
+      MutexLock lock(&view_mu_);
+      head_view_ = ready.back().view;
+    }
     if (target > head_revision()) head_.store(target, std::memory_order_release);
     for (const Published& p : ready) {
       if (listener_) listener_(p.event, p.audit);
@@ -430,6 +494,8 @@ class RocksDbStore : public KeyStore {
   bool syncing_ ABSL_GUARDED_BY(sync_mu_) = false;
   CommitListener listener_ ABSL_GUARDED_BY(sync_mu_);
   std::atomic<uint64_t> head_;  // durable and published; written under sync_mu_
+  mutable Mutex view_mu_;
+  std::shared_ptr<const RocksView> head_view_ ABSL_GUARDED_BY(view_mu_);  // at head_
 
   Mutex mu_;                                            // serializes appends
   std::atomic<uint64_t> appended_;                      // written under mu_
@@ -437,6 +503,7 @@ class RocksDbStore : public KeyStore {
   absl::Status broken_ ABSL_GUARDED_BY(mu_);
 
   std::atomic<uint64_t> commits_{0};
+  std::atomic<uint64_t> conflicts_{0};
   std::atomic<uint64_t> syncs_{0};
   std::atomic<uint64_t> advisory_writes_{0};
 };

@@ -1,5 +1,5 @@
 // The embedded store: a KeyStore in one RocksDB database on local disk, the
-// default for one machine (docs/design.md, "The store").
+// default for one machine (docs/design.md, "The embedded store").
 #ifndef LATCHKEY_AUTHORITY_ROCKSDB_STORE_H_
 #define LATCHKEY_AUTHORITY_ROCKSDB_STORE_H_
 

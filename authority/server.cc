@@ -43,6 +43,13 @@ void AddStoreMetrics(Registry& metrics, KeyStore* store, EventHub* hub, KeyAutho
       [authority] { return static_cast<double>(authority->failed_authentications()); });
   metrics.AddCounterFunc("latchkey_store_commits_total", "Durable mutations (synced writes).",
                          [store] { return static_cast<double>(store->stats().commits); });
+  metrics.AddCounterFunc(
+      "latchkey_store_conflicts_total",
+      "Mutations the store refused: their revision was taken or a row they read changed.",
+      [store] { return static_cast<double>(store->stats().conflicts); });
+  metrics.AddCounterFunc(
+      "latchkey_mutation_retries_total", "Mutations built again after the store refused them.",
+      [authority] { return static_cast<double>(authority->conflict_retries()); });
   metrics.AddCounterFunc("latchkey_store_advisory_writes_total",
                          "Unsynced usage writes (one per usage report).",
                          [store] { return static_cast<double>(store->stats().advisory_writes); });

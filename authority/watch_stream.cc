@@ -1,7 +1,5 @@
 #include "authority/watch_stream.h"
 
-#include "authority/internal/records.pb.h"
-#include "authority/key_authority.h"
 #include "common/log.h"
 #include "common/strings.h"
 
@@ -9,8 +7,6 @@ namespace latchkey {
 namespace {
 
 constexpr size_t kReplayPage = 512;
-constexpr size_t kSnapshotKeysPerChunk = 256;  // <= 256 * 17 entries * ~100 B: under 1 MiB
-constexpr size_t kSnapshotProjectsPerChunk = 4096;
 
 }  // namespace
 
@@ -175,8 +171,8 @@ absl::Status WatchStream::Begin(const v1::WatchRequest& req) {
     }
     if (!absl::IsOutOfRange(probe.status())) return probe.status();
   }
-  phase_ = Phase::kSnapshotProjects;
-  snapshot_ = store_->Snapshot();
+  phase_ = Phase::kSnapshot;
+  snapshot_ = std::make_unique<SidecarSnapshot>(*store_);
   sent_ = snapshot_->revision();
   return absl::OkStatus();
 }
@@ -184,10 +180,8 @@ absl::Status WatchStream::Begin(const v1::WatchRequest& req) {
 // Under the claim: the next message to send, or null when there is none yet.
 absl::StatusOr<SharedResponse> WatchStream::Next() {
   switch (phase_) {
-    case Phase::kSnapshotProjects:
-      return SnapshotProjects();
-    case Phase::kSnapshotKeys:
-      return SnapshotKeys();
+    case Phase::kSnapshot:
+      return Snapshot();
     case Phase::kReplay:
       return Replay();
     case Phase::kLive:
@@ -208,46 +202,15 @@ void WatchStream::GoLive() {
   live_ = true;
 }
 
-absl::StatusOr<SharedResponse> WatchStream::SnapshotProjects() {
+absl::StatusOr<SharedResponse> WatchStream::Snapshot() {
   auto m = NewMessage();
-  v1::SnapshotChunk* chunk = m->mutable_snapshot_chunk();
-  while (chunk->disabled_project_ids_size() < static_cast<int>(kSnapshotProjectsPerChunk)) {
-    absl::StatusOr<Page> page =
-        store_->Scan(Table::kProjects, "", cursor_, kSnapshotProjectsPerChunk, snapshot_.get());
-    if (!page.ok()) return page.status();
-    for (const Row& row : page->rows) {
-      internal::ProjectRecord rec;
-      if (!rec.ParseFromString(row.value)) return absl::DataLossError("project record");
-      if (!rec.project().api_access_enabled()) chunk->add_disabled_project_ids(row.key);
-    }
-    if (!page->more) {
-      phase_ = Phase::kSnapshotKeys;
-      cursor_.clear();
-      break;
-    }
-    cursor_ = page->rows.back().key;
-  }
-  return m;
-}
-
-absl::StatusOr<SharedResponse> WatchStream::SnapshotKeys() {
-  auto m = NewMessage();
-  absl::StatusOr<Page> page =
-      store_->Scan(Table::kKeys, "", cursor_, kSnapshotKeysPerChunk, snapshot_.get());
-  if (!page.ok()) return page.status();
-  if (page->rows.empty()) {
+  absl::StatusOr<bool> more = snapshot_->Next(*m->mutable_snapshot_chunk());
+  if (!more.ok()) return more.status();
+  if (!*more) {
     m->mutable_snapshot_end()->set_revision(snapshot_->revision());
     snapshot_.reset();
     GoLive();
-    return m;
   }
-  v1::SnapshotChunk* chunk = m->mutable_snapshot_chunk();
-  for (const Row& row : page->rows) {
-    internal::KeyRecord rec;
-    if (!rec.ParseFromString(row.value)) return absl::DataLossError("key record");
-    for (v1::KeyEntry& e : SidecarEntries(rec)) *chunk->add_entries() = std::move(e);
-  }
-  cursor_ = page->rows.back().key;
   return m;
 }
 

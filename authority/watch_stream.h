@@ -18,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "authority/event_hub.h"
 #include "authority/key_store.h"
+#include "authority/sidecar_snapshot.h"
 #include "common/mutex.h"
 #include "common/work_queue.h"
 #include "latchkey/v1/key_sync.pb.h"
@@ -83,15 +84,14 @@ class WatchStream final : public Subscriber {
   const std::string& principal_id() const override { return principal_id_; }
 
  private:
-  enum class Phase { kSnapshotProjects, kSnapshotKeys, kReplay, kLive };
+  enum class Phase { kSnapshot, kReplay, kLive };
 
   void EndWith(absl::Status status);
   void Pump();
   void Drive();
   absl::Status Begin(const v1::WatchRequest& req);
   absl::StatusOr<SharedResponse> Next();
-  absl::StatusOr<SharedResponse> SnapshotProjects();
-  absl::StatusOr<SharedResponse> SnapshotKeys();
+  absl::StatusOr<SharedResponse> Snapshot();
   absl::StatusOr<SharedResponse> Replay();
   absl::StatusOr<SharedResponse> Live();
   std::shared_ptr<v1::WatchResponse> NewMessage() const;
@@ -120,8 +120,7 @@ class WatchStream final : public Subscriber {
   Phase phase_ = Phase::kLive;
   uint64_t sent_ = 0;  // last revision sent or covered by the snapshot
   bool sent_session_ = false;
-  std::unique_ptr<StoreSnapshot> snapshot_;
-  std::string cursor_;  // snapshot scan position
+  std::unique_ptr<SidecarSnapshot> snapshot_;
   std::deque<v1::KeyEvent> replay_;
 
   Mutex mu_;

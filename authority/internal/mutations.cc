@@ -54,6 +54,10 @@ v1::AuditEvent Audit(const Caller& caller, std::string_view action, std::string_
   return e;
 }
 
+void TouchGuard(Mutation& m, std::string_view guard, uint64_t revision) {
+  m.writes.push_back(Write{Table::kGuards, std::string(guard), StrCat(revision)});
+}
+
 void PutKey(Mutation& m, KeyRecord& record, uint64_t revision) {
   record.mutable_key()->set_revision(revision);
   m.writes.push_back(Put(Table::kKeys, record.key().key_id(), record));

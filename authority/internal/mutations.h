@@ -31,6 +31,12 @@ void SetLastAction(v1::Key& key, std::string_view action, const Caller& caller, 
 v1::AuditEvent Audit(const Caller& caller, std::string_view action, std::string_view project_id,
                      std::string_view key_id, std::string detail, absl::Time now);
 
+// The guard row of the set of principals: written by every change to the
+// set, read by every rule over the whole set (the last ADMIN, unique names).
+inline constexpr char kPrincipalsGuard[] = "principals";
+// Marks `guard`'s set changed by the mutation taking `revision`.
+void TouchGuard(Mutation& m, std::string_view guard, uint64_t revision);
+
 // Writes the record as of `revision` and tells sidecars every digest it now
 // has (its current value and the retired ones it remembers).
 void PutKey(Mutation& m, KeyRecord& record, uint64_t revision);

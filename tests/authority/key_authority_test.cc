@@ -612,11 +612,11 @@ TEST_CASE("rule 10: an expired key cannot be rotated back to life") {
   *req.mutable_expire_time() = ToProto(absl::Now() + absl::Milliseconds(200));
   const std::string id = f.authority().GenerateApiKey(f.manager(), req)->key().key_id();
   absl::SleepFor(absl::Milliseconds(300));
-  const uint64_t head = f.store().last_appended_revision();
+  const uint64_t head = f.store().next_revision();
   v1::RotateApiKeyRequest rotate;
   rotate.set_key_id(id);
   REQUIRE(absl::IsFailedPrecondition(f.authority().RotateApiKey(f.manager(), rotate).status()));
-  REQUIRE(f.store().last_appended_revision() == head);
+  REQUIRE(f.store().next_revision() == head);
 }
 
 TEST_CASE("rule 10: rotating with a grace period keeps the old value valid until then") {
@@ -896,6 +896,79 @@ TEST_CASE("rule 7 holds under concurrent creates: exactly the limit is reached",
   REQUIRE(created == 49);  // + the legacy key = 50
   REQUIRE(refused == 80 - 49);
   REQUIRE(f.ListKeys(project).size() == 50);
+}
+
+TEST_CASE("rule 7 holds across two authorities over one store: 40 creates on each, 50 keys",
+          "[concurrency]") {
+  testing::AuthorityFixture f;
+  std::unique_ptr<KeyAuthority> replica = f.Replica();
+  const std::string project = f.CreateProject().project().project_id();
+  std::atomic<int> created{0}, refused{0}, failed{0};
+  std::vector<std::thread> threads;
+  for (KeyAuthority* authority : {&f.authority(), replica.get()}) {
+    for (int t = 0; t < 2; ++t) {
+      threads.emplace_back([&, authority] {
+        for (int i = 0; i < 20; ++i) {
+          v1::GenerateApiKeyRequest req;
+          req.set_project_id(project);
+          req.set_name("ingest");
+          absl::StatusOr<v1::GenerateApiKeyResponse> r =
+              authority->GenerateApiKey(f.manager(), req);
+          if (r.ok()) {
+            ++created;
+          } else if (absl::IsResourceExhausted(r.status())) {
+            ++refused;
+          } else {
+            ++failed;
+          }
+        }
+      });
+    }
+  }
+  for (std::thread& t : threads) t.join();
+  REQUIRE(failed == 0);
+  REQUIRE(created == 49);  // + the legacy key = 50
+  REQUIRE(refused == 80 - 49);
+  REQUIRE(f.ListKeys(project).size() == 50);
+}
+
+TEST_CASE("rule 9 holds across two authorities over one store: one of the last two ADMINs stays",
+          "[concurrency]") {
+  testing::TempDir dir;
+  absl::StatusOr<std::unique_ptr<KeyStore>> rocks = OpenRocksDbStore({dir / "db", 1000});
+  REQUIRE(rocks.ok());
+  testing::ThreadCheckingStore store(*std::move(rocks));
+  absl::StatusOr<Sealer> sealer = Sealer::LoadOrCreate(dir / "master.key");
+  REQUIRE(sealer.ok());
+  std::unique_ptr<KeyAuthority> a = *KeyAuthority::Create(&store, *sealer, {});
+  std::unique_ptr<KeyAuthority> b = *KeyAuthority::Create(&store, *sealer, {});
+  REQUIRE(*a->BootstrapAdmin(dir / "admin.token"));
+  const Caller admin{"prn_admin", "admin", v1::ROLE_ADMIN};
+  v1::CreatePrincipalRequest second;
+  second.set_name("second admin");
+  second.set_role(v1::ROLE_ADMIN);
+  REQUIRE(b->CreatePrincipal(admin, second).ok());
+  v1::ListPrincipalsResponse all = *a->ListPrincipals(admin, {});
+  REQUIRE(all.principals_size() == 2);
+  // Both deletions read two ADMINs before either commits.
+  store.DelayAppends(50);
+  std::atomic<int> deleted{0}, refused{0};
+  std::vector<std::thread> threads;
+  KeyAuthority* authorities[] = {a.get(), b.get()};
+  for (int i = 0; i < 2; ++i) {
+    threads.emplace_back([&, i, id = all.principals(i).principal_id()] {
+      v1::DeletePrincipalRequest del;
+      del.set_principal_id(id);
+      absl::Status s = authorities[i]->DeletePrincipal(admin, del).status();
+      if (s.ok()) ++deleted;
+      if (absl::IsFailedPrecondition(s)) ++refused;
+    });
+  }
+  for (auto& t : threads) t.join();
+  REQUIRE(deleted == 1);
+  REQUIRE(refused == 1);
+  REQUIRE(a->ListPrincipals(admin, {})->principals_size() == 1);
+  REQUIRE(a->conflict_retries() + b->conflict_retries() >= 1);
 }
 
 }  // namespace

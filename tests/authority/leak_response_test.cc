@@ -95,7 +95,7 @@ TEST_CASE("FindKey is NOT_FOUND for values never issued or deleted, INVALID for 
 
   REQUIRE(absl::IsNotFound(Find(f, secret.secret_key()).status()));
   REQUIRE(absl::IsNotFound(Find(f, GenerateKey(v1::API_KEY)).status()));
-  const uint64_t head = f.store().last_appended_revision();
+  const uint64_t head = f.store().next_revision();
   std::string typo = GenerateKey(v1::API_KEY);
   typo[10] = typo[10] == 'a' ? 'b' : 'a';
   for (const std::string& bad : {std::string(""), std::string("lkp_short"), typo}) {
@@ -103,7 +103,7 @@ TEST_CASE("FindKey is NOT_FOUND for values never issued or deleted, INVALID for 
     REQUIRE(absl::IsInvalidArgument(r.status()));
     REQUIRE(r.status().message().find(bad.empty() ? "\x01" : bad) == std::string::npos);
   }
-  REQUIRE(f.store().last_appended_revision() == head);  // refused: nothing written
+  REQUIRE(f.store().next_revision() == head);  // refused: nothing written
 }
 
 TEST_CASE("FindKey is for MANAGER and ADMIN, and every lookup is audited without the value") {

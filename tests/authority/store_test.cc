@@ -1,3 +1,5 @@
+// What only the embedded RocksDB store does; the contract every store keeps
+// is tested in store_conformance_test.cc.
 #include <rocksdb/db.h>
 
 #include <catch2/catch.hpp>
@@ -22,67 +24,6 @@ std::unique_ptr<KeyStore> Open(const std::string& path, uint64_t retention = 100
   absl::StatusOr<std::unique_ptr<KeyStore>> store = OpenRocksDbStore({path, retention});
   REQUIRE(store.ok());
   return *std::move(store);
-}
-
-TEST_CASE("revisions start at 1, are contiguous, and survive reopening") {
-  testing::TempDir dir;
-  std::string store_id;
-  {
-    auto store = Open(dir.path());
-    store_id = store->store_id();
-    REQUIRE(store->head_revision() == 0);
-    for (int i = 1; i <= 20; ++i) {
-      absl::StatusOr<uint64_t> rev = store->Commit(Put("k" + std::to_string(i), "v"));
-      REQUIRE(rev.ok());
-      REQUIRE(*rev == static_cast<uint64_t>(i));
-    }
-  }
-  auto store = Open(dir.path());
-  REQUIRE(store->store_id() == store_id);
-  REQUIRE(store->head_revision() == 20);
-  REQUIRE(*store->Commit(Put("k21", "v")) == 21);
-  for (int i = 1; i <= 21; ++i) {
-    REQUIRE(store->Get(Table::kProjects, "k" + std::to_string(i))->has_value());
-  }
-  absl::StatusOr<std::vector<v1::KeyEvent>> events = store->EventsAfter(0, 100);
-  REQUIRE(events.ok());
-  REQUIRE(events->size() == 21);
-  for (size_t i = 0; i < events->size(); ++i) REQUIRE((*events)[i].revision() == i + 1);
-}
-
-TEST_CASE("an appended mutation is readable at once but published and replayed only once synced") {
-  testing::TempDir dir;
-  auto store = Open(dir.path());
-  std::vector<uint64_t> heard;
-  store->SetCommitListener(
-      [&](const v1::KeyEvent& e, const v1::AuditEvent&) { heard.push_back(e.revision()); });
-  absl::StatusOr<uint64_t> rev = store->Append(Put("p", "1"));
-  REQUIRE(*rev == 1);
-  REQUIRE(store->last_appended_revision() == 1);
-  REQUIRE(**store->Get(Table::kProjects, "p") == "1");
-  REQUIRE(store->head_revision() == 0);
-  REQUIRE(heard.empty());
-  REQUIRE(store->EventsAfter(0, 10)->empty());  // appended, not yet durable: not replayed
-  REQUIRE(store->Sync(1).ok());
-  REQUIRE(store->head_revision() == 1);
-  REQUIRE(heard == std::vector<uint64_t>{1});
-  REQUIRE(store->EventsAfter(0, 10)->size() == 1);
-}
-
-TEST_CASE("a snapshot makes pending appends durable and holds exactly its revision") {
-  testing::TempDir dir;
-  auto store = Open(dir.path());
-  REQUIRE(store->Append(Put("a", "1")).ok());
-  REQUIRE(store->Append(Put("b", "1")).ok());
-  std::unique_ptr<StoreSnapshot> snap = store->Snapshot();
-  REQUIRE(snap->revision() == 2);
-  REQUIRE(store->head_revision() == 2);
-  REQUIRE(store->Scan(Table::kProjects, "", "", 10, snap.get())->rows.size() == 2);
-}
-
-TEST_CASE("each store has its own random id") {
-  testing::TempDir a, b;
-  REQUIRE(Open(a.path())->store_id() != Open(b.path())->store_id());
 }
 
 TEST_CASE("a database with a retired table opens, and the retired table is dropped") {
@@ -116,39 +57,6 @@ TEST_CASE("a database with a retired table opens, and the retired table is dropp
   REQUIRE(std::find(names.begin(), names.end(), "tokens") == names.end());
 }
 
-TEST_CASE("a mutation's writes, event and audit record commit together") {
-  testing::TempDir dir;
-  auto store = Open(dir.path());
-  Mutation m = Put("p", "1");
-  m.writes.push_back(Write{Table::kKeys, "k", "2"});
-  m.event.add_removed_digests("d");
-  std::vector<uint64_t> heard;
-  store->SetCommitListener(
-      [&](const v1::KeyEvent& e, const v1::AuditEvent&) { heard.push_back(e.revision()); });
-  REQUIRE(*store->Commit(std::move(m)) == 1);
-  REQUIRE(**store->Get(Table::kProjects, "p") == "1");
-  REQUIRE(**store->Get(Table::kKeys, "k") == "2");
-  REQUIRE(store->EventsAfter(0, 10)->at(0).removed_digests(0) == "d");
-  absl::StatusOr<std::vector<v1::AuditEvent>> audit = store->AuditEvents("prj_x", 0, 10);
-  REQUIRE(audit->size() == 1);
-  REQUIRE(audit->at(0).revision() == 1);
-  REQUIRE(heard == std::vector<uint64_t>{1});
-}
-
-TEST_CASE("events beyond the retention are trimmed and asking for them is OUT_OF_RANGE") {
-  testing::TempDir dir;
-  auto store = Open(dir.path(), 5);
-  for (int i = 0; i < 12; ++i) REQUIRE(store->Commit(Put("k", "v")).ok());
-  REQUIRE(absl::IsOutOfRange(store->EventsAfter(0, 100).status()));
-  REQUIRE(absl::IsOutOfRange(store->EventsAfter(6, 100).status()));
-  absl::StatusOr<std::vector<v1::KeyEvent>> kept = store->EventsAfter(7, 100);
-  REQUIRE(kept.ok());
-  REQUIRE(kept->size() == 5);
-  REQUIRE(kept->front().revision() == 8);
-  REQUIRE(absl::IsFailedPrecondition(store->EventsAfter(13, 100).status()));
-  REQUIRE(store->EventsAfter(12, 100)->empty());
-}
-
 TEST_CASE("replay never skips an event trimmed by an append that is not yet durable") {
   testing::TempDir dir;
   auto store = Open(dir.path(), 5);
@@ -161,33 +69,6 @@ TEST_CASE("replay never skips an event trimmed by an append that is not yet dura
   REQUIRE(kept.ok());
   REQUIRE(kept->front().revision() == 7);
   REQUIRE(kept->back().revision() == 10);  // 11 is not durable yet
-}
-
-TEST_CASE("a snapshot keeps reading the state of its revision") {
-  testing::TempDir dir;
-  auto store = Open(dir.path());
-  REQUIRE(store->Commit(Put("a", "1")).ok());
-  std::unique_ptr<StoreSnapshot> snap = store->Snapshot();
-  REQUIRE(store->Commit(Put("a", "2")).ok());
-  REQUIRE(store->Commit(Put("b", "1")).ok());
-  REQUIRE(snap->revision() == 1);
-  REQUIRE(**store->Get(Table::kProjects, "a", snap.get()) == "1");
-  REQUIRE_FALSE(store->Get(Table::kProjects, "b", snap.get())->has_value());
-  REQUIRE(store->Scan(Table::kProjects, "", "", 10, snap.get())->rows.size() == 1);
-  REQUIRE(store->Scan(Table::kProjects, "", "", 10)->rows.size() == 2);
-}
-
-TEST_CASE("scans page by prefix and resume after the last key") {
-  testing::TempDir dir;
-  auto store = Open(dir.path());
-  for (const char* k : {"a1", "a2", "a3", "b1"}) REQUIRE(store->Commit(Put(k, "v")).ok());
-  absl::StatusOr<Page> first = store->Scan(Table::kProjects, "a", "", 2);
-  REQUIRE(first->rows.size() == 2);
-  REQUIRE(first->more);
-  absl::StatusOr<Page> rest = store->Scan(Table::kProjects, "a", first->rows.back().key, 2);
-  REQUIRE(rest->rows.size() == 1);
-  REQUIRE(rest->rows[0].key == "a3");
-  REQUIRE_FALSE(rest->more);
 }
 
 }  // namespace

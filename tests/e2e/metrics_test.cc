@@ -121,6 +121,11 @@ TEST_CASE("metrics parse as Prometheus text and move with validations and mutati
       1);
   REQUIRE(delta(after_a, before_a, "latchkey_auth_failures_total") == 1);
   REQUIRE(after_a["latchkey_watchers"] == 1);
+  // One authority alone never refuses its own mutations.
+  REQUIRE(after_a.count("latchkey_store_conflicts_total") == 1);
+  REQUIRE(after_a["latchkey_store_conflicts_total"] == 0);
+  REQUIRE(after_a.count("latchkey_mutation_retries_total") == 1);
+  REQUIRE(after_a["latchkey_mutation_retries_total"] == 0);
 }
 
 TEST_CASE("calls to methods that do not exist share one metrics label, so /metrics stays bounded") {

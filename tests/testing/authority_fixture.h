@@ -7,6 +7,7 @@
 #include "authority/key_authority.h"
 #include "authority/rocksdb_store.h"
 #include "tests/testing/testing.h"
+#include "tests/testing/thread_checking_store.h"
 
 namespace latchkey::testing {
 
@@ -15,7 +16,9 @@ class AuthorityFixture {
   explicit AuthorityFixture(KeyAuthorityOptions options = {}) {
     absl::StatusOr<std::unique_ptr<KeyStore>> store = OpenRocksDbStore({dir_ / "db", 100000});
     REQUIRE(store.ok());
-    store_ = *std::move(store);
+    // Wrapped only so that ThreadSanitizer sees RocksDB's memtable ordering
+    // when two authorities share the store (see ThreadCheckingStore).
+    store_ = std::make_unique<ThreadCheckingStore>(*std::move(store));
     absl::StatusOr<Sealer> sealer = Sealer::LoadOrCreate(dir_ / "master.key");
     REQUIRE(sealer.ok());
     absl::StatusOr<std::unique_ptr<KeyAuthority>> authority =
@@ -29,6 +32,18 @@ class AuthorityFixture {
   }
 
   KeyAuthority& authority() { return *authority_; }
+
+  // Another authority over the same store and master key, as a replica
+  // sharing a replicated store would be: it shares nothing in memory with
+  // authority(), so only the store's transactions keep the two consistent.
+  std::unique_ptr<KeyAuthority> Replica(KeyAuthorityOptions options = {}) {
+    absl::StatusOr<Sealer> sealer = Sealer::LoadOrCreate(dir_ / "master.key");
+    REQUIRE(sealer.ok());
+    absl::StatusOr<std::unique_ptr<KeyAuthority>> replica =
+        KeyAuthority::Create(store_.get(), *sealer, options);
+    REQUIRE(replica.ok());
+    return *std::move(replica);
+  }
   KeyStore& store() { return *store_; }
   const TempDir& dir() const { return dir_; }
   const Caller& admin() const { return admin_; }

@@ -24,9 +24,10 @@ class ThreadCheckingStore final : public KeyStore {
 
   const std::string& store_id() const override { return inner_->store_id(); }
   uint64_t head_revision() const override { return inner_->head_revision(); }
-  uint64_t last_appended_revision() const override { return inner_->last_appended_revision(); }
+  uint64_t next_revision() const override { return inner_->next_revision(); }
   absl::StatusOr<uint64_t> Append(Mutation m) override {
     Note();
+    absl::SleepFor(absl::Milliseconds(append_delay_ms_.load()));
     MutexLock io(&io_mu_);
     return inner_->Append(std::move(m));
   }
@@ -42,6 +43,9 @@ class ThreadCheckingStore final : public KeyStore {
   }
   // Each advisory write waits this long first: widens a race for a test.
   void DelayAdvisoryWrites(int ms) { advisory_delay_ms_ = ms; }
+  // Each Append waits this long first: mutations racing from two authorities
+  // both finish their reads before either commits.
+  void DelayAppends(int ms) { append_delay_ms_ = ms; }
   StoreStats stats() const override { return inner_->stats(); }
   absl::StatusOr<std::optional<std::string>> Get(Table table, std::string_view key,
                                                  const StoreSnapshot* at) const override {
@@ -54,6 +58,18 @@ class ThreadCheckingStore final : public KeyStore {
     Note();
     MutexLock io(&io_mu_);
     return inner_->Scan(table, prefix, after, limit, at);
+  }
+  absl::StatusOr<std::optional<std::string>> GetLatest(Table table,
+                                                       std::string_view key) const override {
+    Note();
+    MutexLock io(&io_mu_);
+    return inner_->GetLatest(table, key);
+  }
+  absl::StatusOr<Page> ScanLatest(Table table, std::string_view prefix, std::string_view after,
+                                  size_t limit) const override {
+    Note();
+    MutexLock io(&io_mu_);
+    return inner_->ScanLatest(table, prefix, after, limit);
   }
   absl::StatusOr<std::vector<v1::KeyEvent>> EventsAfter(uint64_t after,
                                                         size_t limit) const override {
@@ -94,6 +110,7 @@ class ThreadCheckingStore final : public KeyStore {
   mutable Mutex io_mu_;
   std::atomic<bool> armed_{false};
   std::atomic<int> advisory_delay_ms_{0};
+  std::atomic<int> append_delay_ms_{0};
   mutable std::atomic<int> calls_{0};
   mutable std::atomic<int> off_worker_{0};
 };

@@ -1,0 +1,310 @@
+// The store contract of authority/key_store.h, run unchanged against every
+// KeyStore (docs/design.md, "The store contract"). A store kind provides
+// Open(retention): a store over the same data each time it is called, so a
+// second Open after the first is closed is a reopen.
+#include <catch2/catch.hpp>
+#include <thread>
+
+#include "authority/key_store.h"
+#include "authority/rocksdb_store.h"
+#include "tests/testing/testing.h"
+#include "tests/testing/thread_checking_store.h"
+
+namespace latchkey {
+namespace {
+
+class RocksDbKind {
+ public:
+  std::unique_ptr<KeyStore> Open(uint64_t retention = 100000) {
+    absl::StatusOr<std::unique_ptr<KeyStore>> store = OpenRocksDbStore({dir_.path(), retention});
+    REQUIRE(store.ok());
+    // Wrapped only so that ThreadSanitizer sees RocksDB's memtable ordering
+    // (see ThreadCheckingStore); it changes no result.
+    return std::make_unique<testing::ThreadCheckingStore>(*std::move(store));
+  }
+
+ private:
+  testing::TempDir dir_;
+};
+
+Mutation Put(const std::string& key, const std::string& value) {
+  Mutation m;
+  m.writes.push_back(Write{Table::kProjects, key, value});
+  m.audit.set_project_id("prj_x");
+  m.audit.set_action("test");
+  return m;
+}
+
+std::optional<std::string> Read(const KeyStore& store, const std::string& key,
+                                const StoreSnapshot* at = nullptr) {
+  absl::StatusOr<std::optional<std::string>> row = store.Get(Table::kProjects, key, at);
+  REQUIRE(row.ok());
+  return *row;
+}
+
+#define STORE_KINDS RocksDbKind
+
+TEMPLATE_TEST_CASE("store: revisions start at 1, are contiguous, and survive reopening", "[store]",
+                   STORE_KINDS) {
+  TestType kind;
+  std::string store_id;
+  {
+    auto store = kind.Open();
+    store_id = store->store_id();
+    REQUIRE(store->head_revision() == 0);
+    REQUIRE(store->next_revision() == 1);
+    for (int i = 1; i <= 20; ++i) {
+      absl::StatusOr<uint64_t> rev = store->Commit(Put("k" + std::to_string(i), "v"));
+      REQUIRE(rev.ok());
+      REQUIRE(*rev == static_cast<uint64_t>(i));
+    }
+  }
+  auto store = kind.Open();
+  REQUIRE(store->store_id() == store_id);
+  REQUIRE(store->head_revision() == 20);
+  REQUIRE(store->next_revision() == 21);
+  REQUIRE(*store->Commit(Put("k21", "v")) == 21);
+  for (int i = 1; i <= 21; ++i) REQUIRE(Read(*store, "k" + std::to_string(i)).has_value());
+  absl::StatusOr<std::vector<v1::KeyEvent>> events = store->EventsAfter(0, 100);
+  REQUIRE(events.ok());
+  REQUIRE(events->size() == 21);
+  for (size_t i = 0; i < events->size(); ++i) REQUIRE((*events)[i].revision() == i + 1);
+}
+
+TEMPLATE_TEST_CASE("store: a mutation's writes, event and audit record commit together", "[store]",
+                   STORE_KINDS) {
+  TestType kind;
+  auto store = kind.Open();
+  Mutation m = Put("p", "1");
+  m.writes.push_back(Write{Table::kKeys, "k", "2"});
+  m.event.add_removed_digests("d");
+  std::vector<uint64_t> heard;
+  store->SetCommitListener(
+      [&](const v1::KeyEvent& e, const v1::AuditEvent&) { heard.push_back(e.revision()); });
+  REQUIRE(*store->Commit(std::move(m)) == 1);
+  REQUIRE(*Read(*store, "p") == "1");
+  REQUIRE(**store->Get(Table::kKeys, "k") == "2");
+  REQUIRE(store->EventsAfter(0, 10)->at(0).removed_digests(0) == "d");
+  absl::StatusOr<std::vector<v1::AuditEvent>> audit = store->AuditEvents("prj_x", 0, 10);
+  REQUIRE(audit->size() == 1);
+  REQUIRE(audit->at(0).revision() == 1);
+  REQUIRE(heard == std::vector<uint64_t>{1});
+  // Deleting a row that does not exist is not an error.
+  Mutation erase = Put("q", "1");
+  erase.writes.push_back(Write{Table::kKeys, "never-written", std::nullopt});
+  erase.writes.push_back(Write{Table::kKeys, "k", std::nullopt});
+  REQUIRE(*store->Commit(std::move(erase)) == 2);
+  REQUIRE_FALSE(store->Get(Table::kKeys, "k")->has_value());
+}
+
+TEMPLATE_TEST_CASE("store: a mutation built for a revision another commit took is refused",
+                   "[store]", STORE_KINDS) {
+  TestType kind;
+  auto store = kind.Open();
+  Transaction first(*store);
+  Transaction second(*store);
+  REQUIRE(first.revision() == 1);
+  REQUIRE(second.revision() == 1);
+  Mutation a = Put("a", "1");
+  first.Finish(a);
+  REQUIRE(*store->Commit(std::move(a)) == 1);
+  Mutation b = Put("b", "1");
+  second.Finish(b);
+  absl::StatusOr<uint64_t> refused = store->Commit(std::move(b));
+  REQUIRE(absl::IsAborted(refused.status()));
+  // Refused means nothing happened: no row, no revision, no event.
+  REQUIRE_FALSE(Read(*store, "b").has_value());
+  REQUIRE(store->head_revision() == 1);
+  REQUIRE(store->next_revision() == 2);
+  REQUIRE(store->EventsAfter(0, 10)->size() == 1);
+  REQUIRE(store->stats().conflicts == 1);
+  // Built again, it commits.
+  Transaction again(*store);
+  Mutation retry = Put("b", "1");
+  again.Finish(retry);
+  REQUIRE(*store->Commit(std::move(retry)) == 2);
+}
+
+TEMPLATE_TEST_CASE("store: a mutation commits only while every row it read holds what it read",
+                   "[store]", STORE_KINDS) {
+  TestType kind;
+  auto store = kind.Open();
+  REQUIRE(store->Commit(Put("row", "v1")).ok());
+
+  // Read "row" (v1) and "absent" (missing), then someone else changes "row".
+  Mutation stale = Put("out", "x");
+  stale.reads.push_back({Table::kProjects, "row", "v1"});
+  stale.reads.push_back({Table::kProjects, "absent", std::nullopt});
+  REQUIRE(store->Commit(Put("row", "v2")).ok());
+  REQUIRE(absl::IsAborted(store->Commit(stale).status()));
+  REQUIRE_FALSE(Read(*store, "out").has_value());
+
+  // A row read as missing that now exists fails the same way.
+  Mutation missing = Put("out", "x");
+  missing.reads.push_back({Table::kProjects, "row", "v2"});
+  missing.reads.push_back({Table::kProjects, "absent", std::nullopt});
+  REQUIRE(store->Commit(Put("absent", "now")).ok());
+  REQUIRE(absl::IsAborted(store->Commit(missing).status()));
+
+  // Changed and changed back is the state that was read: it commits.
+  Mutation same = Put("out", "x");
+  same.reads.push_back({Table::kProjects, "row", "v2"});
+  REQUIRE(store->Commit(Put("row", "v3")).ok());
+  REQUIRE(store->Commit(Put("row", "v2")).ok());
+  absl::StatusOr<uint64_t> committed = store->Commit(same);
+  REQUIRE(committed.ok());
+  REQUIRE(*Read(*store, "out") == "x");
+  REQUIRE(store->head_revision() == *committed);
+}
+
+TEMPLATE_TEST_CASE("store: a transaction reads what was appended and records it as a precondition",
+                   "[store]", STORE_KINDS) {
+  TestType kind;
+  auto store = kind.Open();
+  REQUIRE(store->Commit(Put("counter", "1")).ok());
+  Transaction tx(*store);
+  absl::StatusOr<std::optional<std::string>> seen = tx.Get(Table::kProjects, "counter");
+  REQUIRE(**seen == "1");
+  Mutation m = Put("counter", "2");
+  tx.Finish(m);
+  REQUIRE(m.revision == 2);
+  REQUIRE(m.reads.size() == 1);
+  REQUIRE(m.reads[0].key == "counter");
+  REQUIRE(*m.reads[0].value == "1");
+  REQUIRE(*store->Commit(std::move(m)) == 2);
+  REQUIRE(*Read(*store, "counter") == "2");
+}
+
+TEMPLATE_TEST_CASE("store: concurrent read-modify-write through transactions loses no update",
+                   "[store][concurrency]", STORE_KINDS) {
+  TestType kind;
+  auto store = kind.Open();
+  constexpr int kThreads = 4;
+  constexpr int kEach = 25;
+  std::atomic<int> refused{0};
+  std::atomic<bool> failed{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < kEach; ++i) {
+        for (;;) {
+          Transaction tx(*store);
+          absl::StatusOr<std::optional<std::string>> row = tx.Get(Table::kProjects, "counter");
+          if (!row.ok()) {
+            failed = true;
+            return;
+          }
+          const int value = row->has_value() ? std::stoi(**row) : 0;
+          Mutation m = Put("counter", std::to_string(value + 1));
+          tx.Finish(m);
+          absl::StatusOr<uint64_t> rev = store->Commit(std::move(m));
+          if (rev.ok()) break;
+          if (!absl::IsAborted(rev.status())) {
+            failed = true;
+            return;
+          }
+          ++refused;
+        }
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  REQUIRE_FALSE(failed);
+  REQUIRE(*Read(*store, "counter") == std::to_string(kThreads * kEach));
+  REQUIRE(store->head_revision() == kThreads * kEach);
+  REQUIRE(store->stats().conflicts == static_cast<uint64_t>(refused.load()));
+  absl::StatusOr<std::vector<v1::KeyEvent>> events = store->EventsAfter(0, 1000);
+  REQUIRE(events->size() == kThreads * kEach);
+  for (size_t i = 0; i < events->size(); ++i) REQUIRE((*events)[i].revision() == i + 1);
+}
+
+TEMPLATE_TEST_CASE("store: nothing appended is read, replayed or heard until it is durable",
+                   "[store]", STORE_KINDS) {
+  TestType kind;
+  auto store = kind.Open();
+  std::vector<uint64_t> heard;
+  store->SetCommitListener(
+      [&](const v1::KeyEvent& e, const v1::AuditEvent&) { heard.push_back(e.revision()); });
+  absl::StatusOr<uint64_t> rev = store->Append(Put("p", "1"));
+  REQUIRE(rev.ok());
+  REQUIRE(*rev == 1);
+  REQUIRE_FALSE(Read(*store, "p").has_value());
+  REQUIRE(store->Scan(Table::kProjects, "", "", 10)->rows.empty());
+  REQUIRE(store->AuditEvents("prj_x", 0, 10)->empty());
+  REQUIRE(store->Snapshot()->revision() == 0);
+  REQUIRE(store->EventsAfter(0, 10)->empty());
+  REQUIRE(heard.empty());
+  REQUIRE(store->Sync(1).ok());
+  REQUIRE(store->head_revision() == 1);
+  REQUIRE(*Read(*store, "p") == "1");
+  REQUIRE(store->AuditEvents("prj_x", 0, 10)->size() == 1);
+  REQUIRE(store->EventsAfter(0, 10)->size() == 1);
+  REQUIRE(heard == std::vector<uint64_t>{1});
+}
+
+TEMPLATE_TEST_CASE("store: a snapshot keeps reading the state of its revision", "[store]",
+                   STORE_KINDS) {
+  TestType kind;
+  auto store = kind.Open();
+  REQUIRE(store->Commit(Put("a", "1")).ok());
+  std::unique_ptr<StoreSnapshot> snap = store->Snapshot();
+  REQUIRE(store->Commit(Put("a", "2")).ok());
+  REQUIRE(store->Commit(Put("b", "1")).ok());
+  REQUIRE(snap->revision() == 1);
+  REQUIRE(*Read(*store, "a", snap.get()) == "1");
+  REQUIRE_FALSE(Read(*store, "b", snap.get()).has_value());
+  REQUIRE(store->Scan(Table::kProjects, "", "", 10, snap.get())->rows.size() == 1);
+  REQUIRE(store->Scan(Table::kProjects, "", "", 10)->rows.size() == 2);
+  REQUIRE(store->Snapshot()->revision() == 3);
+}
+
+TEMPLATE_TEST_CASE(
+    "store: events beyond the retention are trimmed and asking for them is "
+    "OUT_OF_RANGE",
+    "[store]", STORE_KINDS) {
+  TestType kind;
+  auto store = kind.Open(5);
+  for (int i = 0; i < 12; ++i) REQUIRE(store->Commit(Put("k", "v")).ok());
+  REQUIRE(absl::IsOutOfRange(store->EventsAfter(0, 100).status()));
+  REQUIRE(absl::IsOutOfRange(store->EventsAfter(6, 100).status()));
+  absl::StatusOr<std::vector<v1::KeyEvent>> kept = store->EventsAfter(7, 100);
+  REQUIRE(kept.ok());
+  REQUIRE(kept->size() == 5);
+  REQUIRE(kept->front().revision() == 8);
+  REQUIRE(store->EventsAfter(7, 2)->size() == 2);
+  REQUIRE(absl::IsFailedPrecondition(store->EventsAfter(13, 100).status()));
+  REQUIRE(store->EventsAfter(12, 100)->empty());
+}
+
+TEMPLATE_TEST_CASE("store: scans page by prefix and resume after the last key", "[store]",
+                   STORE_KINDS) {
+  TestType kind;
+  auto store = kind.Open();
+  for (const char* k : {"a1", "a2", "a3", "b1"}) REQUIRE(store->Commit(Put(k, "v")).ok());
+  absl::StatusOr<Page> first = store->Scan(Table::kProjects, "a", "", 2);
+  REQUIRE(first->rows.size() == 2);
+  REQUIRE(first->more);
+  absl::StatusOr<Page> rest = store->Scan(Table::kProjects, "a", first->rows.back().key, 2);
+  REQUIRE(rest->rows.size() == 1);
+  REQUIRE(rest->rows[0].key == "a3");
+  REQUIRE_FALSE(rest->more);
+  REQUIRE(store->Scan(Table::kKeys, "a", "", 2)->rows.empty());  // tables are apart
+}
+
+TEMPLATE_TEST_CASE("store: advisory writes are read at once and take no revision", "[store]",
+                   STORE_KINDS) {
+  TestType kind;
+  auto store = kind.Open();
+  REQUIRE(store->WriteAdvisory({Write{Table::kUsage, "key_1", "used"}}).ok());
+  REQUIRE(**store->Get(Table::kUsage, "key_1") == "used");
+  REQUIRE(store->head_revision() == 0);
+  REQUIRE(store->next_revision() == 1);
+}
+
+TEMPLATE_TEST_CASE("store: two stores have different ids", "[store]", STORE_KINDS) {
+  TestType a, b;
+  REQUIRE(a.Open()->store_id() != b.Open()->store_id());
+}
+
+}  // namespace
+}  // namespace latchkey
