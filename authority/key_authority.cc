@@ -103,6 +103,14 @@ absl::StatusOr<std::unique_ptr<KeyAuthority>> KeyAuthority::Create(KeyStore* sto
         "the master key does not open the API key values in this store: it is not the key "
         "they were sealed with (restore the original master key file)");
   }
+  absl::StatusOr<std::optional<std::string>> check =
+      store->Get(Table::kGuards, internal::kMasterKeyCheck);
+  if (!check.ok()) return check.status();
+  if (check->has_value() && !sealer.Open(**check, internal::kMasterKeyCheck).ok()) {
+    return absl::FailedPreconditionError(
+        "the master key is not the one this store was created with (its check value does not "
+        "open): give every replica the original master key file");
+  }
   std::unique_ptr<KeyAuthority> authority(new KeyAuthority(store, std::move(sealer), options));
   absl::Status loaded = authority->LoadPrincipals();
   if (!loaded.ok()) return loaded;

@@ -98,6 +98,14 @@ class KeyAuthority {
   // and writes its token to `token_path` (0600). Does nothing otherwise.
   // Returns true when it created one.
   absl::StatusOr<bool> BootstrapAdmin(const std::string& token_path);
+  // The same with the token an operator chose: replicas over one store are
+  // all given it (--bootstrap-token-file), and the first to commit creates
+  // the principal. INVALID_ARGUMENT for a token that is not well formed.
+  absl::StatusOr<bool> BootstrapAdminWithToken(const std::string& token);
+
+  // Reads every principal afresh into the token table, and reports the ones
+  // gone to the deletion listener: for changes another replica committed.
+  absl::Status ReloadPrincipals() ABSL_LOCKS_EXCLUDED(principals_mu_);
 
   absl::StatusOr<v1::CreateProjectResponse> CreateProject(const Caller& caller,
                                                           const v1::CreateProjectRequest& req);
@@ -224,6 +232,9 @@ class KeyAuthority {
                                                 v1::Role role, const std::string& token,
                                                 absl::Time now, Mutation& m);
   void Remember(const internal::PrincipalRecord& rec) ABSL_LOCKS_EXCLUDED(principals_mu_);
+  // The first ADMIN with the token `make_token` gives, and the master key's
+  // check value, when the store has no principal.
+  absl::StatusOr<bool> Bootstrap(const std::function<absl::StatusOr<std::string>()>& make_token);
   // ADMIN principals, read for a mutation.
   absl::StatusOr<int> CountAdmins(Transaction& tx) const;
   // Calls `visit` with every principal record in the store: at the head, or

@@ -6,6 +6,7 @@
 #include "absl/strings/str_join.h"
 #include "authority/server.h"
 #include "common/daemon.h"
+#include "common/key_format.h"
 #include "common/log.h"
 
 int main(int argc, char** argv) {
@@ -19,9 +20,26 @@ int main(int argc, char** argv) {
   app.add_option("--listen", options.listen.addresses,
                  "gRPC listen address, host:port or unix:/path (repeatable)")
       ->default_str("127.0.0.1:7700");
-  app.add_option("--data-dir", options.data_dir, "RocksDB data directory")->capture_default_str();
+  app.add_option("--store", options.store,
+                 "where state lives: rocksdb (embedded, one machine) or etcd (replicas)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"rocksdb", "etcd"}));
+  app.add_option("--data-dir", options.data_dir, "RocksDB data directory (--store=rocksdb)")
+      ->capture_default_str();
   app.add_option("--master-key-file", options.master_key_file,
-                 "AES-256 master key for stored API key values (default <data-dir>/master.key)");
+                 "AES-256 master key for stored API key values (rocksdb: default "
+                 "<data-dir>/master.key, made on first start; etcd: required, never made)");
+  std::string etcd_endpoints;
+  app.add_option("--etcd-endpoints", etcd_endpoints, "etcd members, HOST:PORT,... (--store=etcd)");
+  app.add_option("--etcd-prefix", options.etcd.prefix,
+                 "key prefix in etcd; deployments sharing a cluster use different ones")
+      ->capture_default_str();
+  app.add_option("--etcd-ca", options.etcd.ca_file, "PEM CA that signed etcd's certificates");
+  app.add_option("--etcd-cert", options.etcd.cert_file, "PEM client certificate for etcd");
+  app.add_option("--etcd-key", options.etcd.key_file, "PEM private key for --etcd-cert");
+  app.add_option("--bootstrap-token-file", options.bootstrap_token_file,
+                 "etcd: token of the first ADMIN, created by the first replica to start on an "
+                 "empty store");
   app.add_option("--max-active-keys", options.max_active_keys, "active keys per project")
       ->capture_default_str()
       ->check(CLI::Range(1, 100000));
@@ -39,7 +57,21 @@ int main(int argc, char** argv) {
   app.add_option("--tls-client-ca", options.tls.client_ca,
                  "PEM CA: clients must present a certificate it signed (mTLS)");
   latchkey::AddDaemonFlags(app, options.listen, daemon);
+  CLI::App* new_token =
+      app.add_subcommand("new-token", "print a fresh token (for --bootstrap-token-file) and exit");
   CLI11_PARSE(app, argc, argv);
+  if (*new_token) {
+    std::cout << latchkey::GenerateToken() << "\n";
+    return 0;
+  }
+  if (options.store == "etcd") {
+    absl::StatusOr<std::vector<std::string>> endpoints = latchkey::ParseEndpoints(etcd_endpoints);
+    if (!endpoints.ok() || etcd_endpoints.empty()) {
+      std::cerr << "latchkey-authority: --store=etcd needs --etcd-endpoints HOST:PORT,...\n";
+      return 2;
+    }
+    options.etcd.endpoints = *std::move(endpoints);
+  }
   options.metrics_listen = daemon.metrics_listen;
   options.metrics_allow_remote = daemon.metrics_allow_remote;
   if (options.listen.addresses.empty()) options.listen.addresses = {"127.0.0.1:7700"};
@@ -59,8 +91,11 @@ int main(int argc, char** argv) {
     bound.push_back(options.listen.addresses[i] + " (port " + std::to_string((*server)->port(i)) +
                     ")");
   }
-  spdlog::info("latchkey-authority {} serving on {}; data dir {}; admin token {}", LATCHKEY_VERSION,
-               absl::StrJoin(bound, ", "), options.data_dir, (*server)->admin_token_path());
+  spdlog::info("latchkey-authority {} serving on {}; {}; admin token {}", LATCHKEY_VERSION,
+               absl::StrJoin(bound, ", "),
+               options.store == "etcd" ? "etcd " + etcd_endpoints + " prefix " + options.etcd.prefix
+                                       : "data dir " + options.data_dir,
+               (*server)->admin_token_path());
   const int sig = latchkey::AwaitStopSignal(stop_signals);
   spdlog::info("signal {}: shutting down", sig);
   (*server)->Shutdown();

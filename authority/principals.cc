@@ -95,6 +95,27 @@ PrincipalRecord KeyAuthority::NewPrincipal(const Caller& creator, std::string_vi
 }
 
 absl::StatusOr<bool> KeyAuthority::BootstrapAdmin(const std::string& token_path) {
+  return Bootstrap([&]() -> absl::StatusOr<std::string> {
+    // The file first: a crash before the commit leaves a token that opens
+    // nothing, never an admin nobody can reach.
+    std::string token = GenerateToken();
+    absl::Status written = WritePrivateFile(token_path, token + "\n");
+    if (!written.ok()) return written;
+    return token;
+  });
+}
+
+absl::StatusOr<bool> KeyAuthority::BootstrapAdminWithToken(const std::string& token) {
+  if (!IsWellFormedToken(token)) {
+    return absl::InvalidArgumentError(
+        "the bootstrap token is not a well-formed latchkey token; make one with "
+        "`latchkey-authority new-token`");
+  }
+  return Bootstrap([&]() -> absl::StatusOr<std::string> { return token; });
+}
+
+absl::StatusOr<bool> KeyAuthority::Bootstrap(
+    const std::function<absl::StatusOr<std::string>()>& make_token) {
   PrincipalRecord admin;
   absl::StatusOr<uint64_t> rev = Mutate([&](Transaction& tx, Mutation& m) -> absl::StatusOr<Built> {
     absl::StatusOr<std::optional<std::string>> guard =
@@ -103,13 +124,19 @@ absl::StatusOr<bool> KeyAuthority::BootstrapAdmin(const std::string& token_path)
     absl::StatusOr<Page> any = tx.Scan(Table::kPrincipals, "", "", 1);
     if (!any.ok()) return any.status();
     if (!any->rows.empty()) return Built::kUnchanged;
-    // The file first: a crash before the commit leaves a token that opens
-    // nothing, never an admin nobody can reach.
-    const std::string token = GenerateToken();
-    absl::Status written = WritePrivateFile(token_path, token + "\n");
-    if (!written.ok()) return written;
+    absl::StatusOr<std::optional<std::string>> check =
+        tx.Get(Table::kGuards, internal::kMasterKeyCheck);
+    if (!check.ok()) return check.status();
+    if (!check->has_value()) {
+      absl::StatusOr<std::string> sealed =
+          sealer_.Seal(internal::kMasterKeyCheck, internal::kMasterKeyCheck);
+      if (!sealed.ok()) return sealed.status();
+      m.writes.push_back(Write{Table::kGuards, internal::kMasterKeyCheck, *std::move(sealed)});
+    }
+    absl::StatusOr<std::string> token = make_token();
+    if (!token.ok()) return token.status();
     admin = NewPrincipal(Caller{"", "latchkey", v1::ROLE_UNSPECIFIED}, "admin", v1::ROLE_ADMIN,
-                         token, absl::Now(), m);
+                         *token, absl::Now(), m);
     internal::TouchGuard(m, internal::kPrincipalsGuard, tx.revision());
     return Built::kCommit;
   });
@@ -117,6 +144,29 @@ absl::StatusOr<bool> KeyAuthority::BootstrapAdmin(const std::string& token_path)
   if (*rev == 0) return false;
   Remember(admin);
   return true;
+}
+
+absl::Status KeyAuthority::ReloadPrincipals() {
+  absl::flat_hash_map<std::string, Caller> now;
+  absl::Status scanned = ForEachPrincipal([&now](const PrincipalRecord& rec) {
+    const v1::Principal& p = rec.principal();
+    now[rec.token_digest()] = Caller{p.principal_id(), p.name(), p.role()};
+  });
+  if (!scanned.ok()) return scanned;
+  std::vector<std::string> gone;
+  PrincipalListener listener;
+  {
+    MutexLock lock(&principals_mu_);
+    for (const auto& [digest, caller] : principals_) {
+      if (!now.contains(digest)) gone.push_back(caller.principal_id);
+    }
+    principals_ = std::move(now);
+    listener = principal_deleted_;
+  }
+  if (listener) {
+    for (const std::string& id : gone) listener(id);
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<v1::CreatePrincipalResponse> KeyAuthority::CreatePrincipal(

@@ -55,27 +55,28 @@ void AddStoreMetrics(Registry& metrics, KeyStore* store, EventHub* hub, KeyAutho
                          [store] { return static_cast<double>(store->stats().advisory_writes); });
 }
 
-}  // namespace
+struct OpenedStore {
+  std::unique_ptr<KeyStore> store;
+  Sealer sealer;
+  std::string admin_token_path;
+};
 
-AuthorityServer::AuthorityServer(std::unique_ptr<Parts> parts) : parts_(std::move(parts)) {
-  authority_ = parts_->authority.get();
-}
-
-absl::StatusOr<std::unique_ptr<AuthorityServer>> AuthorityServer::Start(
-    const AuthorityOptions& options) {
+// The embedded store in the data dir, with its master key (made on first
+// start, never replaced while sealed values need it).
+absl::StatusOr<OpenedStore> OpenEmbedded(const AuthorityOptions& options) {
+  if (options.store != "rocksdb") {
+    return absl::InvalidArgumentError("--store is rocksdb or etcd, not " + options.store);
+  }
   std::error_code ec;
   std::filesystem::create_directories(options.data_dir, ec);
   if (ec) return absl::InternalError("cannot create " + options.data_dir + ": " + ec.message());
   ::chmod(options.data_dir.c_str(), 0700);
-
-  auto parts = std::make_unique<Parts>();
   RocksDbStoreOptions store_options;
   store_options.path = options.data_dir + "/db";
   store_options.event_retention = options.event_retention;
   store_options.group_commit = options.group_commit;
   absl::StatusOr<std::unique_ptr<KeyStore>> store = OpenRocksDbStore(store_options);
   if (!store.ok()) return store.status();
-  parts->store = *std::move(store);
 
   const std::string master_key =
       options.master_key_file.empty() ? options.data_dir + "/master.key" : options.master_key_file;
@@ -83,7 +84,7 @@ absl::StatusOr<std::unique_ptr<AuthorityServer>> AuthorityServer::Start(
   // key would never open the values already there.
   if (absl::StatusOr<std::string> existing = ReadPrivateFile(master_key);
       existing.ok() && existing->empty()) {
-    absl::StatusOr<bool> sealed = KeyAuthority::HoldsSealedValues(*parts->store);
+    absl::StatusOr<bool> sealed = KeyAuthority::HoldsSealedValues(**store);
     if (!sealed.ok()) return sealed.status();
     if (*sealed) {
       return absl::FailedPreconditionError(
@@ -94,16 +95,82 @@ absl::StatusOr<std::unique_ptr<AuthorityServer>> AuthorityServer::Start(
   }
   absl::StatusOr<Sealer> sealer = Sealer::LoadOrCreate(master_key);
   if (!sealer.ok()) return sealer.status();
+  return OpenedStore{*std::move(store), *std::move(sealer), options.data_dir + "/admin.token"};
+}
+
+// The replicated store. Every replica is given the same master key; none
+// makes one.
+absl::StatusOr<OpenedStore> OpenEtcd(const AuthorityOptions& options) {
+  if (options.master_key_file.empty()) {
+    return absl::InvalidArgumentError(
+        "--store=etcd needs --master-key-file: every replica shares one master key, and none "
+        "generates it");
+  }
+  absl::StatusOr<Sealer> sealer = Sealer::Load(options.master_key_file);
+  if (!sealer.ok()) return sealer.status();
+  EtcdStoreOptions etcd = options.etcd;
+  etcd.event_retention = options.event_retention;
+  absl::StatusOr<std::unique_ptr<KeyStore>> store = OpenEtcdStore(etcd);
+  if (!store.ok()) return store.status();
+  return OpenedStore{*std::move(store), *std::move(sealer), options.bootstrap_token_file};
+}
+
+// An empty shared store gets its first ADMIN from --bootstrap-token-file (the
+// first replica to commit creates it; the others find it). Without the flag
+// an empty store is refused: a generated token would sit on one replica only.
+absl::Status BootstrapShared(const AuthorityOptions& options, const KeyStore& store,
+                             KeyAuthority& authority) {
+  if (options.bootstrap_token_file.empty()) {
+    absl::StatusOr<Page> any = store.Scan(Table::kPrincipals, "", "", 1);
+    if (!any.ok()) return any.status();
+    if (any->rows.empty()) {
+      return absl::FailedPreconditionError(
+          "the etcd store has no principals yet: start with --bootstrap-token-file FILE (a "
+          "token from `latchkey-authority new-token`) to create the first ADMIN");
+    }
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::string> token = ReadTokenFile(options.bootstrap_token_file);
+  if (!token.ok()) return token.status();
+  absl::StatusOr<bool> created = authority.BootstrapAdminWithToken(*token);
+  if (!created.ok()) return created.status();
+  if (*created) {
+    spdlog::info("created ADMIN principal admin with the token in {}",
+                 options.bootstrap_token_file);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+AuthorityServer::AuthorityServer(std::unique_ptr<Parts> parts) : parts_(std::move(parts)) {
+  authority_ = parts_->authority.get();
+}
+
+absl::StatusOr<std::unique_ptr<AuthorityServer>> AuthorityServer::Start(
+    const AuthorityOptions& options) {
+  auto parts = std::make_unique<Parts>();
+  absl::StatusOr<OpenedStore> opened =
+      options.store == "etcd" ? OpenEtcd(options) : OpenEmbedded(options);
+  if (!opened.ok()) return opened.status();
+  parts->store = std::move(opened->store);
   KeyAuthorityOptions core_options;
   core_options.max_active_keys = options.max_active_keys;
   absl::StatusOr<std::unique_ptr<KeyAuthority>> authority =
-      KeyAuthority::Create(parts->store.get(), *std::move(sealer), core_options);
+      KeyAuthority::Create(parts->store.get(), std::move(opened->sealer), core_options);
   if (!authority.ok()) return authority.status();
   parts->authority = *std::move(authority);
-  const std::string token_path = options.data_dir + "/admin.token";
-  absl::StatusOr<bool> bootstrapped = parts->authority->BootstrapAdmin(token_path);
-  if (!bootstrapped.ok()) return bootstrapped.status();
-  if (*bootstrapped) spdlog::info("created ADMIN principal; token written to {}", token_path);
+  if (options.store == "etcd") {
+    if (absl::Status s = BootstrapShared(options, *parts->store, *parts->authority); !s.ok()) {
+      return s;
+    }
+  } else {
+    absl::StatusOr<bool> bootstrapped = parts->authority->BootstrapAdmin(opened->admin_token_path);
+    if (!bootstrapped.ok()) return bootstrapped.status();
+    if (*bootstrapped) {
+      spdlog::info("created ADMIN principal; token written to {}", opened->admin_token_path);
+    }
+  }
 
   KeyStore* raw_store = parts->store.get();
   parts->hub = std::make_unique<EventHub>(raw_store->store_id(), options.progress_interval,
@@ -114,16 +181,29 @@ absl::StatusOr<std::unique_ptr<AuthorityServer>> AuthorityServer::Start(
   Registry::Family<Counter>* mutations = &parts->metrics.AddCounterFamily(
       "latchkey_mutations_total", "Committed mutations, by audit action.", {"action"});
   AddStoreMetrics(parts->metrics, raw_store, hub, parts->authority.get());
-  raw_store->SetCommitListener(
-      [hub, propagation, mutations](const v1::KeyEvent& event, const v1::AuditEvent& audit) {
-        propagation->Committed(event.revision(), absl::Now());
-        hub->Publish(event);
-        mutations->With({audit.action()}).Inc();
-        spdlog::info("revision {}: {} by {} project={} key={}", event.revision(), audit.action(),
-                     audit.actor(), audit.project_id().empty() ? "-" : audit.project_id(),
-                     audit.key_id().empty() ? "-" : audit.key_id());
-      });
   parts->store_work = std::make_unique<WorkQueue>(options.store_threads);
+  WorkQueue* store_work = parts->store_work.get();
+  KeyAuthority* core = parts->authority.get();
+  // On a shared store the listener hears every replica's commits; a
+  // principal another replica created or deleted reaches this one's token
+  // table here (read on a store thread: the listener must not block).
+  const bool shared = options.store == "etcd";
+  raw_store->SetCommitListener([hub, propagation, mutations, store_work, core, shared](
+                                   const v1::KeyEvent& event, const v1::AuditEvent& audit) {
+    propagation->Committed(event.revision(), absl::Now());
+    hub->Publish(event);
+    mutations->With({audit.action()}).Inc();
+    spdlog::info("revision {}: {} by {} project={} key={}", event.revision(), audit.action(),
+                 audit.actor(), audit.project_id().empty() ? "-" : audit.project_id(),
+                 audit.key_id().empty() ? "-" : audit.key_id());
+    if (shared && audit.action().starts_with("principal.")) {
+      store_work->Post([core] {
+        if (absl::Status s = core->ReloadPrincipals(); !s.ok()) {
+          spdlog::error("reloading principals: {}", s.ToString());
+        }
+      });
+    }
+  });
   parts->admin =
       std::make_unique<AdminService>(parts->authority.get(), propagation, parts->store_work.get());
   parts->sync = std::make_unique<SyncService>(parts->authority.get(), hub, propagation,
@@ -160,7 +240,8 @@ absl::StatusOr<std::unique_ptr<AuthorityServer>> AuthorityServer::Start(
 
   std::unique_ptr<AuthorityServer> self(new AuthorityServer(std::move(parts)));
   self->ports_ = std::move(ports);
-  self->data_dir_ = options.data_dir;
+  self->admin_token_path_ =
+      options.store == "etcd" ? options.bootstrap_token_file : options.data_dir + "/admin.token";
   return self;
 }
 
@@ -183,6 +264,6 @@ int AuthorityServer::metrics_port() const {
   return parts_ && parts_->metrics_server ? parts_->metrics_server->port() : 0;
 }
 
-std::string AuthorityServer::admin_token_path() const { return data_dir_ + "/admin.token"; }
+std::string AuthorityServer::admin_token_path() const { return admin_token_path_; }
 
 }  // namespace latchkey

@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "authority/etcd_store.h"
 #include "authority/key_authority.h"
 #include "common/grpc_server.h"
 #include "common/tls.h"
@@ -18,8 +19,14 @@ namespace latchkey {
 
 struct AuthorityOptions {
   ListenOptions listen{{"127.0.0.1:7700"}};
+  // "rocksdb": the embedded store in data_dir. "etcd": the replicated store
+  // on `etcd`; then master_key_file is required and data_dir unused.
+  std::string store = "rocksdb";
+  EtcdStoreOptions etcd;
+  // etcd: the first ADMIN's token, for an empty store (docs/operations.md).
+  std::string bootstrap_token_file;
   std::string data_dir = "./latchkey-data";
-  std::string master_key_file;  // empty: <data_dir>/master.key
+  std::string master_key_file;  // empty: <data_dir>/master.key (rocksdb only)
   int max_active_keys = 50;
   uint64_t event_retention = 100000;
   absl::Duration progress_interval = absl::Seconds(1);
@@ -62,7 +69,7 @@ class AuthorityServer {
   std::unique_ptr<Parts> parts_;
   KeyAuthority* authority_ = nullptr;
   std::vector<int> ports_;
-  std::string data_dir_;
+  std::string admin_token_path_;
   bool shut_down_ = false;
 };
 

@@ -51,6 +51,17 @@ std::string HexPrefix(std::string_view bytes, size_t n) {
   return absl::BytesToHexString(absl::string_view(bytes.data(), bytes.size()));
 }
 
+absl::StatusOr<Sealer> Sealer::Load(const std::string& path) {
+  absl::StatusOr<std::string> existing = ReadPrivateFile(path);
+  if (!existing.ok()) return existing.status();
+  if (existing->empty()) {
+    return absl::FailedPreconditionError("master key file " + path +
+                                         " is missing or empty; it is never generated here: give "
+                                         "every replica the same key file");
+  }
+  return LoadOrCreate(path);
+}
+
 absl::StatusOr<Sealer> Sealer::LoadOrCreate(const std::string& path) {
   absl::StatusOr<std::string> existing = ReadPrivateFile(path);
   if (!existing.ok()) return existing.status();

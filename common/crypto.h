@@ -37,6 +37,9 @@ class Sealer {
   // when the file does not exist. A file of the wrong size, a link, or a file
   // others may read is FAILED_PRECONDITION (ReadPrivateFile, common/files.h).
   static absl::StatusOr<Sealer> LoadOrCreate(const std::string& path);
+  // Reads the master key from `path`; a missing file is FAILED_PRECONDITION
+  // (replicas share one key, so none may make its own).
+  static absl::StatusOr<Sealer> Load(const std::string& path);
 
   explicit Sealer(std::array<uint8_t, kKeyBytes> key) : key_(key) {}
 

@@ -42,4 +42,33 @@ absl::StatusOr<HostPort> SplitHostPort(std::string_view address, std::string_vie
   return hp;
 }
 
+absl::StatusOr<std::string> ClientTarget(std::string_view addresses, std::string_view flag) {
+  if (addresses.find(',') == std::string_view::npos) return std::string(addresses);
+  std::string v4 = "ipv4:", v6 = "ipv6:";
+  bool all_v4 = true, all_v6 = true;
+  for (;;) {
+    const size_t comma = addresses.find(',');
+    const std::string_view one = addresses.substr(0, comma);
+    absl::StatusOr<HostPort> hp = SplitHostPort(one, flag);
+    if (!hp.ok()) return hp.status();
+    in_addr a4{};
+    in6_addr a6{};
+    all_v4 = all_v4 && inet_pton(AF_INET, hp->host.c_str(), &a4) == 1;
+    all_v6 = all_v6 && inet_pton(AF_INET6, hp->host.c_str(), &a6) == 1;
+    if (!all_v4 && !all_v6) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          absl::string_view(flag.data(), flag.size()),
+          ": several addresses must all be IPv4 or all IPv6 literals (for names, give one DNS "
+          "name with several records), got ",
+          absl::string_view(one.data(), one.size())));
+    }
+    const std::string sep = v4.size() > 5 ? "," : "";
+    v4 += sep + std::string(one);
+    v6 += sep + std::string(one);
+    if (comma == std::string_view::npos) break;
+    addresses.remove_prefix(comma + 1);
+  }
+  return all_v4 ? v4 : v6;
+}
+
 }  // namespace latchkey

@@ -26,6 +26,14 @@ struct HostPort {
 // INVALID_ARGUMENT naming `flag` unless `address` is host:port.
 absl::StatusOr<HostPort> SplitHostPort(std::string_view address, std::string_view flag);
 
+// The gRPC target for a client flag naming one server or several
+// ("10.0.0.1:7700,10.0.0.2:7700"). Several must be literal IP addresses:
+// the channel then connects to the first that answers and moves to another
+// when it goes away (gRPC's pick_first over an ipv4:/ipv6: target). One
+// address, name or not, is used as it is (a DNS name with several records
+// fails over the same way). INVALID_ARGUMENT naming `flag` otherwise.
+absl::StatusOr<std::string> ClientTarget(std::string_view addresses, std::string_view flag);
+
 }  // namespace latchkey
 
 #endif  // LATCHKEY_COMMON_NET_H_

@@ -6,6 +6,7 @@
 #include "common/files.h"
 #include "common/key_format.h"
 #include "common/log.h"
+#include "common/net.h"
 #include "common/strings.h"
 #include "common/time_util.h"
 #include "sidecar/state_file.h"
@@ -46,7 +47,9 @@ absl::StatusOr<std::unique_ptr<Follower>> Follower::Start(FollowerOptions option
   absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds =
       ChannelCredentials(o.authority_tls);
   if (!creds.ok()) return creds.status();
-  auto channel = grpc::CreateChannel(o.authority, *creds);
+  absl::StatusOr<std::string> target = ClientTarget(o.authority, "--authority");
+  if (!target.ok()) return target.status();
+  auto channel = grpc::CreateChannel(*target, *creds);
   self->usage_ = std::make_unique<UsageReporter>(channel, o.token, o.sidecar_id, o.usage_interval);
   SyncOptions sync;
   sync.channel = channel;

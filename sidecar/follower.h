@@ -31,10 +31,10 @@ namespace latchkey {
 enum class StalePolicy { kServe, kReject };
 
 struct FollowerOptions {
-  std::string authority = "127.0.0.1:7700";
-  ClientTlsFiles authority_tls;  // how to reach the authority over TLS
-  std::string token;             // a SIDECAR (or ADMIN) principal's token
-  std::string sidecar_id;        // name in receipts; empty: hostname-pid
+  std::string authority = "127.0.0.1:7700";  // or several: ClientTarget, common/net.h
+  ClientTlsFiles authority_tls;              // how to reach the authority over TLS
+  std::string token;                         // a SIDECAR (or ADMIN) principal's token
+  std::string sidecar_id;                    // name in receipts; empty: hostname-pid
   absl::Duration max_staleness = absl::Seconds(30);
   StalePolicy stale_policy = StalePolicy::kServe;
   absl::Duration usage_interval = absl::Seconds(10);

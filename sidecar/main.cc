@@ -21,7 +21,10 @@ int main(int argc, char** argv) {
   app.add_option("--listen", options.listen.addresses,
                  "Validator listen address, host:port or unix:/path (repeatable)")
       ->default_str("127.0.0.1:7710");
-  app.add_option("--authority", options.authority, "authority address")->capture_default_str();
+  app.add_option("--authority", options.authority,
+                 "authority address, or several replicas: IP:PORT,IP:PORT (moves to another when "
+                 "one goes away)")
+      ->capture_default_str();
   app.add_option("--token-file", token_file, "file holding a SIDECAR principal's token")
       ->required();
   app.add_option("--sidecar-id", options.sidecar_id,

@@ -34,6 +34,10 @@ v1::AuditEvent Audit(const Caller& caller, std::string_view action, std::string_
 // The guard row of the set of principals: written by every change to the
 // set, read by every rule over the whole set (the last ADMIN, unique names).
 inline constexpr char kPrincipalsGuard[] = "principals";
+// The guard row holding a value sealed with the master key, written with the
+// first ADMIN: a replica given another key refuses to start even before any
+// API key value is stored.
+inline constexpr char kMasterKeyCheck[] = "master_key";
 // Marks `guard`'s set changed by the mutation taking `revision`.
 void TouchGuard(Mutation& m, std::string_view guard, uint64_t revision);
 

@@ -5,8 +5,12 @@
 #include <catch2/catch.hpp>
 #include <thread>
 
+#include "authority/etcd_store.h"
 #include "authority/key_store.h"
 #include "authority/rocksdb_store.h"
+#include "common/key_format.h"
+#include "common/mutex.h"
+#include "tests/testing/etcd_cluster.h"
 #include "tests/testing/testing.h"
 #include "tests/testing/thread_checking_store.h"
 
@@ -27,6 +31,24 @@ class RocksDbKind {
   testing::TempDir dir_;
 };
 
+// A store under its own prefix on the shared three-member etcd cluster.
+class EtcdKind {
+ public:
+  std::unique_ptr<KeyStore> Open(uint64_t retention = 100000) {
+    EtcdStoreOptions options;
+    options.endpoints = *ParseEndpoints(testing::EtcdCluster::Shared().endpoints());
+    options.prefix = prefix_;
+    options.event_retention = retention;
+    absl::StatusOr<std::unique_ptr<KeyStore>> store = OpenEtcdStore(options);
+    INFO(store.status());
+    REQUIRE(store.ok());
+    return *std::move(store);
+  }
+
+ private:
+  const std::string prefix_ = "/conformance-" + RandomBase62(12) + "/";
+};
+
 Mutation Put(const std::string& key, const std::string& value) {
   Mutation m;
   m.writes.push_back(Write{Table::kProjects, key, value});
@@ -42,7 +64,13 @@ std::optional<std::string> Read(const KeyStore& store, const std::string& key,
   return *row;
 }
 
+// gRPC cannot run under our ThreadSanitizer build (Debian's Abseil is not
+// instrumented; see scripts/test), so there the etcd store sits out.
+#if defined(__SANITIZE_THREAD__)
 #define STORE_KINDS RocksDbKind
+#else
+#define STORE_KINDS RocksDbKind, EtcdKind
+#endif
 
 TEMPLATE_TEST_CASE("store: revisions start at 1, are contiguous, and survive reopening", "[store]",
                    STORE_KINDS) {
@@ -218,27 +246,30 @@ TEMPLATE_TEST_CASE("store: concurrent read-modify-write through transactions los
   for (size_t i = 0; i < events->size(); ++i) REQUIRE((*events)[i].revision() == i + 1);
 }
 
-TEMPLATE_TEST_CASE("store: nothing appended is read, replayed or heard until it is durable",
+TEMPLATE_TEST_CASE("store: once Sync returns, reads, audit, replay and the listener have it",
                    "[store]", STORE_KINDS) {
   TestType kind;
   auto store = kind.Open();
+  Mutex mu;
   std::vector<uint64_t> heard;
-  store->SetCommitListener(
-      [&](const v1::KeyEvent& e, const v1::AuditEvent&) { heard.push_back(e.revision()); });
+  store->SetCommitListener([&](const v1::KeyEvent& e, const v1::AuditEvent& a) {
+    MutexLock lock(&mu);
+    if (e.revision() == a.revision()) heard.push_back(e.revision());
+  });
   absl::StatusOr<uint64_t> rev = store->Append(Put("p", "1"));
   REQUIRE(rev.ok());
   REQUIRE(*rev == 1);
-  REQUIRE_FALSE(Read(*store, "p").has_value());
-  REQUIRE(store->Scan(Table::kProjects, "", "", 10)->rows.empty());
-  REQUIRE(store->AuditEvents("prj_x", 0, 10)->empty());
-  REQUIRE(store->Snapshot()->revision() == 0);
-  REQUIRE(store->EventsAfter(0, 10)->empty());
-  REQUIRE(heard.empty());
+  REQUIRE(store->next_revision() == 2);
+  // Before Sync, a plain read is at the head, whatever it is: all or nothing.
+  std::unique_ptr<StoreSnapshot> before = store->Snapshot();
+  REQUIRE(Read(*store, "p", before.get()).has_value() == (before->revision() == 1));
   REQUIRE(store->Sync(1).ok());
   REQUIRE(store->head_revision() == 1);
   REQUIRE(*Read(*store, "p") == "1");
+  REQUIRE(store->Snapshot()->revision() == 1);
   REQUIRE(store->AuditEvents("prj_x", 0, 10)->size() == 1);
   REQUIRE(store->EventsAfter(0, 10)->size() == 1);
+  MutexLock lock(&mu);
   REQUIRE(heard == std::vector<uint64_t>{1});
 }
 

@@ -57,6 +57,30 @@ TEST_CASE("a database with a retired table opens, and the retired table is dropp
   REQUIRE(std::find(names.begin(), names.end(), "tokens") == names.end());
 }
 
+TEST_CASE("an appended mutation is read only by mutations until Sync publishes it") {
+  testing::TempDir dir;
+  auto store = Open(dir.path());
+  std::vector<uint64_t> heard;
+  store->SetCommitListener(
+      [&](const v1::KeyEvent& e, const v1::AuditEvent&) { heard.push_back(e.revision()); });
+  absl::StatusOr<uint64_t> rev = store->Append(Put("p", "1"));
+  REQUIRE(*rev == 1);
+  REQUIRE(store->next_revision() == 2);
+  REQUIRE(**store->GetLatest(Table::kProjects, "p") == "1");
+  REQUIRE_FALSE(store->Get(Table::kProjects, "p")->has_value());  // not durable: not read
+  REQUIRE(store->Scan(Table::kProjects, "", "", 10)->rows.empty());
+  REQUIRE(store->AuditEvents("prj_x", 0, 10)->empty());
+  REQUIRE(store->Snapshot()->revision() == 0);
+  REQUIRE(store->head_revision() == 0);
+  REQUIRE(heard.empty());
+  REQUIRE(store->EventsAfter(0, 10)->empty());  // appended, not yet durable: not replayed
+  REQUIRE(store->Sync(1).ok());
+  REQUIRE(store->head_revision() == 1);
+  REQUIRE(**store->Get(Table::kProjects, "p") == "1");
+  REQUIRE(heard == std::vector<uint64_t>{1});
+  REQUIRE(store->EventsAfter(0, 10)->size() == 1);
+}
+
 TEST_CASE("replay never skips an event trimmed by an append that is not yet durable") {
   testing::TempDir dir;
   auto store = Open(dir.path(), 5);

@@ -38,5 +38,19 @@ TEST_CASE("host:port splits, brackets off IPv6 hosts, and bad forms name the fla
   }
 }
 
+TEST_CASE("one authority address is the target as given, several IP literals one failover target") {
+  REQUIRE(*ClientTarget("authority.latchkey:7700", "--authority") == "authority.latchkey:7700");
+  REQUIRE(*ClientTarget("127.0.0.1:7700,127.0.0.2:7701", "--authority") ==
+          "ipv4:127.0.0.1:7700,127.0.0.2:7701");
+  REQUIRE(*ClientTarget("[::1]:7700,[::1]:7701", "--authority") == "ipv6:[::1]:7700,[::1]:7701");
+  for (const char* bad : {"a.example:1,b.example:2", "127.0.0.1:1,[::1]:2", "127.0.0.1:1,",
+                          "127.0.0.1:1,127.0.0.2"}) {
+    absl::StatusOr<std::string> r = ClientTarget(bad, "--authority");
+    INFO(bad);
+    REQUIRE(absl::IsInvalidArgument(r.status()));
+    REQUIRE(r.status().message().find("--authority") != std::string::npos);
+  }
+}
+
 }  // namespace
 }  // namespace latchkey

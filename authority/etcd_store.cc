@@ -1,0 +1,691 @@
+// The etcd KeyStore (docs/design.md, "The etcd store").
+//
+// Keys under the prefix P:
+//   P meta/id                   the store id
+//   P meta/head                 the last committed revision, in decimal
+//   P t/<table>/<row key>       rows
+//   P log/<revision>            internal.LogRecord: event, audit record, nonce
+//   P audit/<project>/<revision> the audit record, by project
+// Revisions are 20-digit decimals, so etcd's byte order is revision order.
+//
+// A mutation is one etcd transaction: if P meta/head still holds R - 1 and
+// every row read still holds what was read, write R to P meta/head, the rows,
+// the log record and the audit record. etcd acknowledges a transaction once a
+// quorum has it on disk, so Append's answer is durable. Publication follows
+// etcd's own watch of P log/: every replica hears every revision, its own and
+// the others', in order, and moves its head (and the etcd revision its plain
+// reads use) only then.
+#include "authority/etcd_store.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <thread>
+
+#include "absl/strings/numbers.h"
+#include "authority/internal/records.pb.h"
+#include "common/key_format.h"
+#include "common/log.h"
+#include "common/mutex.h"
+#include "common/strings.h"
+#include "common/tls.h"
+#include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
+
+namespace latchkey {
+namespace {
+
+using etcdserverpb::Compare;
+using etcdserverpb::RangeRequest;
+using etcdserverpb::RangeResponse;
+using etcdserverpb::RequestOp;
+using etcdserverpb::TxnRequest;
+using etcdserverpb::TxnResponse;
+
+const char* TableName(Table t) {
+  switch (t) {
+    case Table::kProjects:
+      return "projects";
+    case Table::kKeys:
+      return "keys";
+    case Table::kProjectKeys:
+      return "project_keys";
+    case Table::kDigests:
+      return "digests";
+    case Table::kPrincipals:
+      return "principals";
+    case Table::kUsage:
+      return "usage";
+    case Table::kGuards:
+      return "guards";
+  }
+  return "unknown";
+}
+
+std::string Decimal(uint64_t r) {
+  std::string s = std::to_string(r);
+  return std::string(20 - std::min<size_t>(20, s.size()), '0') + s;
+}
+
+// The first key after every key that starts with `prefix` (etcd's range_end).
+std::string PrefixEnd(std::string prefix) {
+  while (!prefix.empty()) {
+    unsigned char last = static_cast<unsigned char>(prefix.back());
+    if (last < 0xff) {
+      prefix.back() = static_cast<char>(last + 1);
+      return prefix;
+    }
+    prefix.pop_back();
+  }
+  return std::string(1, '\0');  // every key
+}
+
+absl::Status FromGrpc(const grpc::Status& s, std::string_view what) {
+  if (s.ok()) return absl::OkStatus();
+  const std::string message = StrCat("etcd ", what, ": ", s.error_message());
+  switch (s.error_code()) {
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+    case grpc::StatusCode::UNAVAILABLE:
+    case grpc::StatusCode::CANCELLED:
+      return absl::UnavailableError(message);
+    case grpc::StatusCode::OUT_OF_RANGE:  // a compacted revision
+      return absl::OutOfRangeError(message);
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return absl::ResourceExhaustedError(message);
+    case grpc::StatusCode::UNAUTHENTICATED:
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return absl::PermissionDeniedError(message);
+    default:
+      return absl::InternalError(message);
+  }
+}
+
+// A failure after which another member may answer.
+bool MemberGone(const grpc::Status& s) {
+  return s.error_code() == grpc::StatusCode::UNAVAILABLE ||
+         s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+}
+
+// One channel per member; calls go to the current one and move on to the
+// next when it is gone. gRPC's own load balancing would spread reads but not
+// tell us which member a failed transaction reached, so the choice is ours.
+class EtcdClient {
+ public:
+  EtcdClient(std::vector<std::string> endpoints,
+             const std::shared_ptr<grpc::ChannelCredentials>& credentials, absl::Duration timeout)
+      : endpoints_(std::move(endpoints)), timeout_(timeout) {
+    for (const std::string& e : endpoints_) {
+      grpc::ChannelArguments args;
+      args.SetInt(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, 64 << 20);
+      args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+      args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+      auto channel = grpc::CreateCustomChannel(e, credentials, args);
+      kv_.push_back(etcdserverpb::KV::NewStub(channel));
+      watch_.push_back(etcdserverpb::Watch::NewStub(channel));
+    }
+  }
+
+  size_t size() const { return endpoints_.size(); }
+  size_t current() const { return current_.load(std::memory_order_relaxed); }
+  const std::string& endpoint(size_t i) const { return endpoints_[i]; }
+  etcdserverpb::Watch::Stub& watch(size_t i) { return *watch_[i]; }
+
+  // Moves on from member `from` (if no other call has already).
+  void MoveOn(size_t from) {
+    size_t expected = from;
+    current_.compare_exchange_strong(expected, (from + 1) % size());
+  }
+
+  void Prepare(grpc::ClientContext& ctx) const {
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout_));
+    // A member cut off from the quorum refuses rather than answering stale.
+    ctx.AddMetadata("hasleader", "true");
+  }
+
+  // Reads are idempotent: tried on every member in turn.
+  absl::Status Range(const RangeRequest& req, RangeResponse* resp) {
+    grpc::Status last;
+    for (size_t tries = 0; tries < size(); ++tries) {
+      const size_t i = current();
+      grpc::ClientContext ctx;
+      Prepare(ctx);
+      last = kv_[i]->Range(&ctx, req, resp);
+      if (!MemberGone(last)) return FromGrpc(last, "range");
+      MoveOn(i);
+    }
+    return FromGrpc(last, "range");
+  }
+
+  // One attempt on the current member; the caller resolves an unknown outcome.
+  grpc::Status Txn(const TxnRequest& req, TxnResponse* resp) {
+    const size_t i = current();
+    grpc::ClientContext ctx;
+    Prepare(ctx);
+    grpc::Status s = kv_[i]->Txn(&ctx, req, resp);
+    if (MemberGone(s)) MoveOn(i);
+    return s;
+  }
+
+  // Writes with no precondition are idempotent too.
+  absl::Status BlindTxn(const TxnRequest& req, TxnResponse* resp) {
+    grpc::Status last;
+    for (size_t tries = 0; tries < size(); ++tries) {
+      last = Txn(req, resp);
+      if (!MemberGone(last)) break;
+    }
+    return FromGrpc(last, "txn");
+  }
+
+ private:
+  const std::vector<std::string> endpoints_;
+  const absl::Duration timeout_;
+  std::vector<std::unique_ptr<etcdserverpb::KV::Stub>> kv_;
+  std::vector<std::unique_ptr<etcdserverpb::Watch::Stub>> watch_;
+  std::atomic<size_t> current_{0};
+};
+
+class EtcdSnapshot : public StoreSnapshot {
+ public:
+  EtcdSnapshot(uint64_t revision, int64_t etcd_revision)
+      : revision_(revision), etcd_revision_(etcd_revision) {}
+  uint64_t revision() const override { return revision_; }
+  int64_t etcd_revision() const { return etcd_revision_; }
+
+ private:
+  const uint64_t revision_;
+  const int64_t etcd_revision_;
+};
+
+class EtcdStore : public KeyStore {
+ public:
+  EtcdStore(std::unique_ptr<EtcdClient> client, const EtcdStoreOptions& options,
+            std::string store_id, uint64_t head, int64_t head_etcd_revision)
+      : client_(std::move(client)),
+        prefix_(options.prefix),
+        retention_(options.event_retention),
+        store_id_(std::move(store_id)),
+        head_(head),
+        head_etcd_(head_etcd_revision),
+        known_head_(head) {
+    watcher_ = std::thread([this] { WatchLog(); });
+  }
+
+  ~EtcdStore() override {
+    {
+      MutexLock lock(&mu_);
+      stopping_ = true;
+      if (watch_ctx_ != nullptr) watch_ctx_->TryCancel();
+    }
+    watcher_.join();
+  }
+
+  const std::string& store_id() const override { return store_id_; }
+
+  uint64_t head_revision() const override { return head_.load(std::memory_order_acquire); }
+
+  uint64_t next_revision() const override {
+    return known_head_.load(std::memory_order_acquire) + 1;
+  }
+
+  absl::StatusOr<uint64_t> Append(Mutation m) override {
+    const bool any_revision = m.revision == 0;
+    for (int attempt = 0;; ++attempt) {
+      const uint64_t revision = any_revision ? next_revision() : m.revision;
+      absl::StatusOr<bool> committed = TryCommit(m, revision);
+      if (!committed.ok()) return committed.status();
+      if (*committed) return revision;
+      conflicts_.fetch_add(1, std::memory_order_relaxed);
+      // Only a mutation that may take any revision is retried here; the
+      // others were built for theirs and must be built again.
+      if (!any_revision || !m.reads.empty() || attempt == 100) {
+        return absl::AbortedError(StrCat("revision ", revision,
+                                         " was taken, or a row this change read was changed, "
+                                         "by another commit"));
+      }
+    }
+  }
+
+  absl::Status Sync(uint64_t revision) override {
+    // Durable already (etcd acknowledged it); published once the watch of the
+    // log brings it here, in order with every other replica's revisions.
+    MutexLock lock(&mu_);
+    if (published_.WaitFor(&mu_, absl::Seconds(10), [&] { return head_revision() >= revision; })) {
+      return absl::OkStatus();
+    }
+    return absl::UnavailableError(StrCat("revision ", revision,
+                                         " is committed in etcd but its watch did not bring it "
+                                         "back within 10 s (",
+                                         watch_error_.ToString(), ")"));
+  }
+
+  absl::Status WriteAdvisory(std::vector<Write> writes) override {
+    TxnRequest txn;
+    for (const Write& w : writes) AddWrite(txn, w);
+    TxnResponse resp;
+    absl::Status s = client_->BlindTxn(txn, &resp);
+    if (s.ok()) advisory_writes_.fetch_add(1, std::memory_order_relaxed);
+    return s;
+  }
+
+  StoreStats stats() const override {
+    return StoreStats{commits_.load(std::memory_order_relaxed),
+                      conflicts_.load(std::memory_order_relaxed),
+                      commits_.load(std::memory_order_relaxed),  // each commit is its own
+                      advisory_writes_.load(std::memory_order_relaxed)};
+  }
+
+  absl::StatusOr<std::optional<std::string>> Get(Table table, std::string_view key,
+                                                 const StoreSnapshot* at) const override {
+    return GetAt(RowKey(table, key), table == Table::kUsage ? 0 : EtcdRevisionOf(at));
+  }
+
+  absl::StatusOr<Page> Scan(Table table, std::string_view prefix, std::string_view after,
+                            size_t limit, const StoreSnapshot* at) const override {
+    return ScanAt(table, prefix, after, limit, table == Table::kUsage ? 0 : EtcdRevisionOf(at));
+  }
+
+  absl::StatusOr<std::optional<std::string>> GetLatest(Table table,
+                                                       std::string_view key) const override {
+    return GetAt(RowKey(table, key), 0);
+  }
+
+  absl::StatusOr<Page> ScanLatest(Table table, std::string_view prefix, std::string_view after,
+                                  size_t limit) const override {
+    return ScanAt(table, prefix, after, limit, 0);
+  }
+
+  absl::StatusOr<std::vector<v1::KeyEvent>> EventsAfter(uint64_t after,
+                                                        size_t limit) const override {
+    uint64_t head;
+    int64_t at;
+    {
+      MutexLock lock(&mu_);
+      head = head_revision();
+      at = head_etcd_;
+    }
+    if (after > head) {
+      return absl::FailedPreconditionError(
+          StrCat("revision ", after, " is ahead of this store's head ", head));
+    }
+    const uint64_t latest = std::max(head, known_head_.load(std::memory_order_acquire));
+    const uint64_t oldest_retained = latest > retention_ ? latest - retention_ + 1 : 1;
+    if (after + 1 < oldest_retained) {
+      return absl::OutOfRangeError(StrCat("events after ", after, " were trimmed"));
+    }
+    std::vector<v1::KeyEvent> events;
+    if (limit == 0 || after == head) return events;
+    RangeRequest req;
+    req.set_key(LogKey(after + 1));
+    req.set_range_end(LogKey(head + 1));
+    req.set_limit(static_cast<int64_t>(limit));
+    req.set_revision(at);
+    RangeResponse resp;
+    if (absl::Status s = client_->Range(req, &resp); !s.ok()) return s;
+    for (const auto& kv : resp.kvs()) {
+      internal::LogRecord rec;
+      if (!rec.ParseFromString(kv.value())) return absl::DataLossError("log record");
+      if (rec.event().revision() != after + 1 + events.size()) {
+        return absl::OutOfRangeError(StrCat("events after ", after, " were trimmed"));
+      }
+      events.push_back(std::move(*rec.mutable_event()));
+    }
+    if (events.empty()) {
+      return absl::OutOfRangeError(StrCat("events after ", after, " were trimmed"));
+    }
+    return events;
+  }
+
+  absl::StatusOr<std::vector<v1::AuditEvent>> AuditEvents(std::string_view project_id,
+                                                          uint64_t after,
+                                                          size_t limit) const override {
+    const std::string prefix = StrCat(prefix_, "audit/", project_id, "/");
+    RangeRequest req;
+    req.set_key(after == 0 ? prefix : StrCat(prefix, Decimal(after + 1)));
+    req.set_range_end(PrefixEnd(prefix));
+    req.set_limit(static_cast<int64_t>(limit));
+    req.set_revision(EtcdRevisionOf(nullptr));
+    RangeResponse resp;
+    if (absl::Status s = client_->Range(req, &resp); !s.ok()) return s;
+    std::vector<v1::AuditEvent> events;
+    for (const auto& kv : resp.kvs()) {
+      if (!events.emplace_back().ParseFromString(kv.value())) {
+        return absl::DataLossError("audit record");
+      }
+    }
+    return events;
+  }
+
+  std::unique_ptr<StoreSnapshot> Snapshot() override {
+    MutexLock lock(&mu_);
+    return std::make_unique<EtcdSnapshot>(head_revision(), head_etcd_);
+  }
+
+  void SetCommitListener(CommitListener listener) override {
+    MutexLock lock(&mu_);
+    listener_ = std::move(listener);
+  }
+
+ private:
+  std::string RowKey(Table table, std::string_view key) const {
+    return StrCat(prefix_, "t/", TableName(table), "/", key);
+  }
+  std::string LogKey(uint64_t revision) const { return StrCat(prefix_, "log/", Decimal(revision)); }
+  std::string HeadKey() const { return StrCat(prefix_, "meta/head"); }
+
+  // The etcd revision a read at `at` (the head when null) uses.
+  int64_t EtcdRevisionOf(const StoreSnapshot* at) const {
+    if (at != nullptr) return static_cast<const EtcdSnapshot*>(at)->etcd_revision();
+    MutexLock lock(&mu_);
+    return head_etcd_;
+  }
+
+  // `etcd_revision` 0 reads the latest.
+  absl::StatusOr<std::optional<std::string>> GetAt(const std::string& key,
+                                                   int64_t etcd_revision) const {
+    RangeRequest req;
+    req.set_key(key);
+    req.set_revision(etcd_revision);
+    RangeResponse resp;
+    if (absl::Status s = client_->Range(req, &resp); !s.ok()) return s;
+    if (resp.kvs_size() == 0) return std::nullopt;
+    return resp.kvs(0).value();
+  }
+
+  absl::StatusOr<Page> ScanAt(Table table, std::string_view prefix, std::string_view after,
+                              size_t limit, int64_t etcd_revision) const {
+    const std::string base = RowKey(table, "");
+    const std::string start = RowKey(table, prefix);
+    RangeRequest req;
+    // Just after `after`: the smallest key greater than it.
+    req.set_key(after.empty() ? start : StrCat(base, after, std::string(1, '\0')));
+    req.set_range_end(PrefixEnd(start));
+    req.set_limit(static_cast<int64_t>(limit) + 1);
+    req.set_revision(etcd_revision);
+    RangeResponse resp;
+    if (absl::Status s = client_->Range(req, &resp); !s.ok()) return s;
+    Page page;
+    for (const auto& kv : resp.kvs()) {
+      if (page.rows.size() == limit) {
+        page.more = true;
+        break;
+      }
+      page.rows.push_back({kv.key().substr(base.size()), kv.value()});
+    }
+    return page;
+  }
+
+  void AddWrite(TxnRequest& txn, const Write& w) const {
+    RequestOp* op = txn.add_success();
+    if (w.value) {
+      op->mutable_request_put()->set_key(RowKey(w.table, w.key));
+      op->mutable_request_put()->set_value(*w.value);
+    } else {
+      op->mutable_request_delete_range()->set_key(RowKey(w.table, w.key));
+    }
+  }
+
+  // Commits `m` as `revision`: true once etcd has it, false when a
+  // precondition failed (another commit was first).
+  absl::StatusOr<bool> TryCommit(Mutation& m, uint64_t revision) {
+    m.event.set_revision(revision);
+    m.audit.set_revision(revision);
+    internal::LogRecord log;
+    *log.mutable_event() = m.event;
+    *log.mutable_audit() = m.audit;
+    log.set_nonce(RandomBase62(22));
+
+    TxnRequest txn;
+    Compare* head = txn.add_compare();
+    head->set_key(HeadKey());
+    head->set_target(Compare::VALUE);
+    head->set_result(Compare::EQUAL);
+    head->set_value(std::to_string(revision - 1));
+    for (const Precondition& read : m.reads) {
+      Compare* c = txn.add_compare();
+      c->set_key(RowKey(read.table, read.key));
+      c->set_result(Compare::EQUAL);
+      if (read.value) {
+        c->set_target(Compare::VALUE);
+        c->set_value(*read.value);
+      } else {
+        c->set_target(Compare::VERSION);  // a missing key has version 0
+        c->set_version(0);
+      }
+    }
+    for (const Write& w : m.writes) AddWrite(txn, w);
+    auto put = [&](std::string key, std::string value) {
+      auto* p = txn.add_success()->mutable_request_put();
+      p->set_key(std::move(key));
+      p->set_value(std::move(value));
+    };
+    put(HeadKey(), std::to_string(revision));
+    put(LogKey(revision), log.SerializeAsString());
+    put(StrCat(prefix_, "audit/", m.audit.project_id(), "/", Decimal(revision)),
+        m.audit.SerializeAsString());
+    if (revision > retention_) {
+      txn.add_success()->mutable_request_delete_range()->set_key(LogKey(revision - retention_));
+    }
+    txn.add_failure()->mutable_request_range()->set_key(HeadKey());
+
+    const absl::Time deadline = absl::Now() + absl::Seconds(15);
+    for (;;) {
+      TxnResponse resp;
+      const grpc::Status s = client_->Txn(txn, &resp);
+      if (s.ok()) {
+        if (resp.succeeded()) {
+          commits_.fetch_add(1, std::memory_order_relaxed);
+          Learn(revision);
+          return true;
+        }
+        // The head as etcd has it, so the next attempt starts from it.
+        if (resp.responses_size() > 0 && resp.responses(0).response_range().kvs_size() > 0) {
+          uint64_t now = 0;
+          if (absl::SimpleAtoi(resp.responses(0).response_range().kvs(0).value(), &now)) {
+            Learn(now);
+          }
+        }
+        return false;
+      }
+      if (!MemberGone(s)) return FromGrpc(s, "txn");
+      // Unknown outcome: the member went away mid-call. The log says whether
+      // this very Append took the revision (its nonce), another did, or none.
+      absl::StatusOr<std::optional<std::string>> there = GetAt(LogKey(revision), 0);
+      if (there.ok() && there->has_value()) {
+        internal::LogRecord found;
+        if (!found.ParseFromString(**there)) return absl::DataLossError("log record");
+        if (found.nonce() == log.nonce()) {
+          commits_.fetch_add(1, std::memory_order_relaxed);
+          Learn(revision);
+          return true;
+        }
+        Learn(revision);
+        return false;
+      }
+      if (absl::Now() > deadline) {
+        return absl::UnavailableError(StrCat("etcd did not answer: ", s.error_message()));
+      }
+      absl::SleepFor(absl::Milliseconds(100));
+      // Not there: safe to send again, the head comparison lets it in once.
+    }
+  }
+
+  void Learn(uint64_t revision) {
+    uint64_t known = known_head_.load(std::memory_order_relaxed);
+    while (known < revision &&
+           !known_head_.compare_exchange_weak(known, revision, std::memory_order_acq_rel)) {
+    }
+  }
+
+  // The watcher thread: follows P log/ from just after the head, and
+  // publishes each revision in order. Reconnects (to the next member) when
+  // the stream breaks.
+  void WatchLog() {
+    while (true) {
+      size_t member = client_->current();
+      auto ctx = std::make_unique<grpc::ClientContext>();
+      ctx->AddMetadata("hasleader", "true");
+      int64_t from;
+      {
+        MutexLock lock(&mu_);
+        if (stopping_) return;
+        watch_ctx_ = ctx.get();
+        from = head_etcd_ + 1;
+      }
+      auto stream = client_->watch(member).Watch(ctx.get());
+      etcdserverpb::WatchRequest req;
+      auto* create = req.mutable_create_request();
+      create->set_key(StrCat(prefix_, "log/"));
+      create->set_range_end(PrefixEnd(StrCat(prefix_, "log/")));
+      create->set_start_revision(from);
+      create->add_filters(etcdserverpb::WatchCreateRequest::NODELETE);
+      // Progress notifications move the read revision on while nothing
+      // changes, so that reads at the head never fall behind a compaction.
+      create->set_progress_notify(true);
+      absl::Status ended = absl::UnavailableError("watch stream ended");
+      if (stream->Write(req)) {
+        etcdserverpb::WatchResponse resp;
+        while (stream->Read(&resp)) {
+          if (resp.canceled() || resp.compact_revision() != 0) {
+            ended = absl::DataLossError(
+                StrCat("etcd cancelled the watch of the log: ", resp.cancel_reason(),
+                       resp.compact_revision() != 0 ? " (compacted)" : ""));
+            break;
+          }
+          absl::Status applied = Apply(resp);
+          if (!applied.ok()) {
+            ended = applied;
+            break;
+          }
+        }
+      }
+      ctx->TryCancel();
+      stream->Finish().ok();  // the reason is in `ended`
+      {
+        MutexLock lock(&mu_);
+        watch_ctx_ = nullptr;
+        if (stopping_) return;
+        watch_error_ = ended;
+      }
+      spdlog::warn("etcd store: watch of the log via {} ended ({}); resuming",
+                   client_->endpoint(member), ended.ToString());
+      client_->MoveOn(member);
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+  }
+
+  absl::Status Apply(const etcdserverpb::WatchResponse& resp) {
+    MutexLock lock(&mu_);
+    for (const auto& e : resp.events()) {
+      if (e.type() != mvccpb::Event::PUT) continue;
+      internal::LogRecord rec;
+      if (!rec.ParseFromString(e.kv().value())) return absl::DataLossError("log record");
+      const uint64_t revision = rec.event().revision();
+      if (revision <= head_revision()) continue;
+      if (revision != head_revision() + 1) {
+        return absl::InternalError(
+            StrCat("log gap: head ", head_revision(), ", next heard ", revision));
+      }
+      head_etcd_ = e.kv().mod_revision();
+      head_.store(revision, std::memory_order_release);
+      Learn(revision);
+      if (listener_) listener_(rec.event(), rec.audit());
+    }
+    // A progress notification (no events; etcd sends one only to a watcher
+    // that has caught up) says every change of the log up to its revision was
+    // heard, so the head's state holds up to there and reads may use it. Not
+    // so for other answers: a catch-up batch names the current revision even
+    // when more events follow.
+    if (resp.events_size() == 0 && !resp.created()) {
+      head_etcd_ = std::max(head_etcd_, resp.header().revision());
+    }
+    watch_error_ = absl::OkStatus();
+    published_.SignalAll();
+    return absl::OkStatus();
+  }
+
+  const std::unique_ptr<EtcdClient> client_;
+  const std::string prefix_;
+  const uint64_t retention_;
+  const std::string store_id_;
+
+  mutable Mutex mu_;
+  CondVar published_;
+  std::atomic<uint64_t> head_;              // published; written under mu_
+  int64_t head_etcd_ ABSL_GUARDED_BY(mu_);  // the etcd revision of head_'s state
+  std::atomic<uint64_t> known_head_;        // the latest revision known committed
+  CommitListener listener_ ABSL_GUARDED_BY(mu_);
+  absl::Status watch_error_ ABSL_GUARDED_BY(mu_);
+  grpc::ClientContext* watch_ctx_ ABSL_GUARDED_BY(mu_) = nullptr;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread watcher_;
+
+  std::atomic<uint64_t> commits_{0};
+  std::atomic<uint64_t> conflicts_{0};
+  std::atomic<uint64_t> advisory_writes_{0};
+};
+
+}  // namespace
+
+absl::StatusOr<std::vector<std::string>> ParseEndpoints(std::string_view list) {
+  std::vector<std::string> endpoints;
+  for (;;) {
+    const size_t comma = list.find(',');
+    const std::string_view e = list.substr(0, comma);
+    if (e.empty()) return absl::InvalidArgumentError("an empty etcd endpoint in the list");
+    endpoints.emplace_back(e);
+    if (comma == std::string_view::npos) return endpoints;
+    list.remove_prefix(comma + 1);
+  }
+}
+
+absl::StatusOr<std::unique_ptr<KeyStore>> OpenEtcdStore(const EtcdStoreOptions& options) {
+  if (options.endpoints.empty()) return absl::InvalidArgumentError("no etcd endpoints");
+  if (options.prefix.empty()) return absl::InvalidArgumentError("the etcd prefix is empty");
+  if (options.event_retention == 0) {
+    return absl::InvalidArgumentError("event retention must be at least 1");
+  }
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      ChannelCredentials(ClientTlsFiles{options.ca_file, options.cert_file, options.key_file});
+  if (!credentials.ok()) return credentials.status();
+  auto client = std::make_unique<EtcdClient>(options.endpoints, *credentials, options.call_timeout);
+  const std::string id_key = StrCat(options.prefix, "meta/id");
+  const std::string head_key = StrCat(options.prefix, "meta/head");
+
+  // Create the store unless it exists; the first replica to commit wins.
+  TxnRequest create;
+  Compare* missing = create.add_compare();
+  missing->set_key(id_key);
+  missing->set_target(Compare::VERSION);
+  missing->set_result(Compare::EQUAL);
+  missing->set_version(0);
+  auto* put_id = create.add_success()->mutable_request_put();
+  put_id->set_key(id_key);
+  put_id->set_value(GenerateId("st_", 16));
+  auto* put_head = create.add_success()->mutable_request_put();
+  put_head->set_key(head_key);
+  put_head->set_value("0");
+  TxnResponse created;
+  if (absl::Status s = client->BlindTxn(create, &created); !s.ok()) return s;
+
+  // The id and the head, and the etcd revision at which that head holds.
+  RangeRequest req;
+  req.set_key(StrCat(options.prefix, "meta/"));
+  req.set_range_end(PrefixEnd(StrCat(options.prefix, "meta/")));
+  RangeResponse resp;
+  if (absl::Status s = client->Range(req, &resp); !s.ok()) return s;
+  std::string store_id;
+  uint64_t head = 0;
+  bool have_head = false;
+  for (const auto& kv : resp.kvs()) {
+    if (kv.key() == id_key) store_id = kv.value();
+    if (kv.key() == head_key) have_head = absl::SimpleAtoi(kv.value(), &head);
+  }
+  if (store_id.empty() || !have_head) {
+    return absl::DataLossError(
+        StrCat("etcd prefix ", options.prefix, " holds no readable store id and head revision"));
+  }
+  return std::unique_ptr<KeyStore>(new EtcdStore(std::move(client), options, std::move(store_id),
+                                                 head, resp.header().revision()));
+}
+
+}  // namespace latchkey

@@ -1,0 +1,36 @@
+// The replicated store: a KeyStore on an etcd v3 cluster, so that several
+// stateless authorities share one state (docs/design.md, "The etcd store").
+#ifndef LATCHKEY_AUTHORITY_ETCD_STORE_H_
+#define LATCHKEY_AUTHORITY_ETCD_STORE_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "authority/key_store.h"
+
+namespace latchkey {
+
+struct EtcdStoreOptions {
+  std::vector<std::string> endpoints;  // HOST:PORT of cluster members
+  std::string prefix = "/latchkey/";   // every key this store writes starts with it
+  uint64_t event_retention = 100000;   // events kept for replay
+  // TLS to etcd: all empty for plaintext; a CA alone for server-only TLS.
+  std::string ca_file;
+  std::string cert_file;
+  std::string key_file;
+  absl::Duration call_timeout = absl::Seconds(5);  // one etcd call
+};
+
+// "a:1,b:2" as a list of endpoints; INVALID_ARGUMENT for an empty one.
+absl::StatusOr<std::vector<std::string>> ParseEndpoints(std::string_view list);
+
+// Connects to the cluster and opens the store under options.prefix, creating
+// it (a new store id, revision 0) when the prefix holds none.
+absl::StatusOr<std::unique_ptr<KeyStore>> OpenEtcdStore(const EtcdStoreOptions& options);
+
+}  // namespace latchkey
+
+#endif  // LATCHKEY_AUTHORITY_ETCD_STORE_H_

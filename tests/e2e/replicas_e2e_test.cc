@@ -1,0 +1,256 @@
+// Authorities as replicas over one etcd store (--store=etcd): real processes
+// on a real three-member etcd cluster, all on loopback.
+#include <openssl/rand.h>
+#include <signal.h>
+
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <thread>
+
+#include "common/files.h"
+#include "common/key_format.h"
+#include "tests/testing/cluster.h"
+#include "tests/testing/etcd_cluster.h"
+
+namespace latchkey {
+namespace {
+
+using testing::Admin;
+using testing::Subprocess;
+
+// Two (or more) authorities sharing a prefix on a fresh etcd cluster, with
+// one master key file and one bootstrap token between them.
+class Replicas {
+ public:
+  Replicas() {
+    std::string key(32, '\0');
+    RAND_bytes(reinterpret_cast<unsigned char*>(key.data()), key.size());
+    REQUIRE(WritePrivateFile(master_key(), key).ok());
+    token_ = GenerateToken();
+    REQUIRE(WritePrivateFile(dir_ / "bootstrap.token", token_ + "\n").ok());
+  }
+
+  const std::string& token() const { return token_; }
+  std::string master_key() const { return dir_ / "master.key"; }
+  testing::EtcdCluster& etcd() { return etcd_; }
+
+  std::vector<std::string> Flags() const {
+    return {"--store",
+            "etcd",
+            "--etcd-endpoints",
+            etcd_.endpoints(),
+            "--etcd-prefix",
+            "/replicas/",
+            "--master-key-file",
+            master_key(),
+            "--bootstrap-token-file",
+            dir_ / "bootstrap.token"};
+  }
+
+  // Starts one more replica (with Flags() unless given others) and waits
+  // until it serves; returns its address.
+  std::string Start() { return Start(Flags()); }
+  std::string Start(const std::vector<std::string>& flags) {
+    const std::string address = "127.0.0.1:" + std::to_string(testing::PickFreePort());
+    std::vector<std::string> argv = {testing::Binary("latchkey-authority"),
+                                     "--listen",
+                                     address,
+                                     "--metrics-listen",
+                                     "",
+                                     "--log-level",
+                                     "warn"};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    processes_.push_back(std::make_unique<Subprocess>(
+        argv, dir_ / ("authority-" + std::to_string(processes_.size()) + ".log")));
+    INFO(processes_.back()->Log());
+    REQUIRE(
+        testing::Eventually([&] { return testing::Health(testing::Channel(address)) == "SERVING"; },
+                            std::chrono::seconds(20)));
+    return address;
+  }
+
+  void Kill(size_t replica) {
+    processes_.at(replica)->Signal(SIGKILL);
+    processes_.at(replica)->Wait();
+  }
+
+  // Runs latchkey-authority with `flags` to its end: the exit code and output.
+  testing::CommandResult Run(const std::vector<std::string>& flags) {
+    std::vector<std::string> argv = {testing::Binary("latchkey-authority"), "--listen",
+                                     "127.0.0.1:0", "--metrics-listen", ""};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    return testing::RunCommand(argv);
+  }
+
+ private:
+  testing::TempDir dir_;
+  testing::EtcdCluster etcd_{3};
+  std::string token_;
+  std::vector<std::unique_ptr<Subprocess>> processes_;
+};
+
+TEST_CASE(
+    "replicas share every change, and a principal deleted on one is refused on the other "
+    "within a second") {
+  Replicas r;
+  const std::string a_address = r.Start();
+  const std::string b_address = r.Start();
+  Admin a(a_address, r.token());
+  Admin b(b_address, r.token());
+
+  // Made on A, read on B.
+  const v1::CreateProjectResponse project = a.CreateProject("shared");
+  v1::GetProjectRequest get;
+  get.set_project_id(project.project().project_id());
+  v1::Project seen;
+  REQUIRE(b.Call(&v1::KeyAdmin::Stub::GetProject, get, &seen).ok());
+  REQUIRE(seen.legacy_key_id() == project.project().legacy_key_id());
+
+  // A principal made on A authenticates on B.
+  const v1::CreatePrincipalResponse member = a.NewPrincipal("member", v1::ROLE_MEMBER);
+  Admin member_on_a(a_address, member.token());
+  Admin member_on_b(b_address, member.token());
+  v1::ListProjectsResponse listed;
+  REQUIRE(testing::Eventually(
+      [&] { return member_on_b.Call(&v1::KeyAdmin::Stub::ListProjects, {}, &listed).ok(); },
+      std::chrono::seconds(1)));
+
+  // Deleted on B, refused on A within a second.
+  REQUIRE(b.DeletePrincipal(member.principal().principal_id()).ok());
+  const auto deleted = std::chrono::steady_clock::now();
+  REQUIRE(testing::Eventually(
+      [&] {
+        return member_on_a.Call(&v1::KeyAdmin::Stub::ListProjects, {}, &listed).error_code() ==
+               grpc::StatusCode::UNAUTHENTICATED;
+      },
+      std::chrono::seconds(1)));
+  const auto took = std::chrono::steady_clock::now() - deleted;
+  WARN("refused on the other replica after "
+       << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms");
+
+  // One revision sequence: both report the same head, and every audit
+  // record across both is exactly 1..head.
+  const uint64_t head = a.Receipt(1).head_revision();
+  REQUIRE(testing::Eventually([&] { return b.Receipt(1).head_revision() == head; }));
+  const std::vector<uint64_t> revisions = testing::AllAuditRevisions(b);
+  REQUIRE(revisions.size() == head);
+  for (size_t i = 0; i < revisions.size(); ++i) REQUIRE(revisions[i] == i + 1);
+}
+
+TEST_CASE(
+    "40 concurrent creates on each of two replicas into a project with room for 50 leave "
+    "exactly 50 active keys") {
+  Replicas r;
+  const std::string addresses[] = {r.Start(), r.Start()};
+  Admin setup(addresses[0], r.token());
+  const std::string project = setup.CreateProject("race").project().project_id();
+  std::atomic<int> created{0}, refused{0}, failed{0};
+  std::vector<std::thread> threads;
+  for (const std::string& address : addresses) {
+    for (int t = 0; t < 4; ++t) {
+      threads.emplace_back([&, address] {
+        Admin admin(address, r.token());
+        for (int i = 0; i < 10; ++i) {
+          v1::GenerateApiKeyRequest req;
+          req.set_project_id(project);
+          req.set_name("race");
+          v1::GenerateApiKeyResponse resp;
+          grpc::Status s = admin.Call(&v1::KeyAdmin::Stub::GenerateApiKey, req, &resp);
+          if (s.ok()) {
+            ++created;
+          } else if (s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+            ++refused;
+          } else {
+            ++failed;
+          }
+        }
+      });
+    }
+  }
+  for (std::thread& t : threads) t.join();
+  REQUIRE(failed == 0);
+  REQUIRE(created == 49);  // + the legacy key = 50
+  REQUIRE(refused == 80 - 49);
+  v1::ListKeysRequest list;
+  list.set_project_id(project);
+  list.set_page_size(1000);
+  v1::ListKeysResponse keys;
+  REQUIRE(setup.Call(&v1::KeyAdmin::Stub::ListKeys, list, &keys).ok());
+  REQUIRE(keys.keys_size() == 50);
+}
+
+TEST_CASE(
+    "an etcd replica refuses to start without its master key, with another key, or on an "
+    "empty store without a bootstrap token") {
+  Replicas r;
+  std::vector<std::string> flags = r.Flags();
+  auto without = [&](const std::string& flag) {
+    std::vector<std::string> out;
+    for (size_t i = 0; i < flags.size(); i += 2) {
+      if (flags[i] != flag) out.insert(out.end(), {flags[i], flags[i + 1]});
+    }
+    return out;
+  };
+
+  testing::CommandResult empty = r.Run(without("--bootstrap-token-file"));
+  REQUIRE(empty.exit_code != 0);
+  REQUIRE_THAT(empty.out + empty.err, Catch::Contains("--bootstrap-token-file"));
+
+  testing::CommandResult no_key = r.Run(without("--master-key-file"));
+  REQUIRE(no_key.exit_code != 0);
+  REQUIRE_THAT(no_key.out + no_key.err, Catch::Contains("--master-key-file"));
+
+  r.Start();  // creates the store with the shared key
+
+  testing::TempDir other;
+  std::string key(32, '\x07');
+  REQUIRE(WritePrivateFile(other / "master.key", key).ok());
+  std::vector<std::string> wrong = without("--master-key-file");
+  wrong.insert(wrong.end(), {"--master-key-file", other / "master.key"});
+  testing::CommandResult refused = r.Run(wrong);
+  REQUIRE(refused.exit_code != 0);
+  REQUIRE_THAT(refused.out + refused.err, Catch::Contains("master key"));
+
+  // Once bootstrapped, a replica needs no bootstrap token.
+  Admin admin(r.Start(without("--bootstrap-token-file")), r.token());
+  REQUIRE(admin.CreateProject("after bootstrap").project().project_id() != "");
+}
+
+TEST_CASE(
+    "a sidecar following two replicas moves on when its authority is SIGKILLed, by replay, "
+    "and hears a revocation made on the other") {
+  Replicas r;
+  const std::string a_address = r.Start();
+  const std::string b_address = r.Start();
+  Admin a(a_address, r.token());
+  const std::string project = a.CreateProject("failover").project().project_id();
+  const v1::GenerateApiKeyResponse key = a.GenerateApiKey(project);
+
+  SidecarOptions so;
+  so.listen.addresses = {"127.0.0.1:0"};
+  so.authority = a_address + "," + b_address;  // A first: it follows A
+  so.token = a.CreatePrincipal("follower", v1::ROLE_SIDECAR);
+  so.sidecar_id = "follower";
+  std::unique_ptr<SidecarServer> sidecar = *SidecarServer::Start(so);
+  REQUIRE(testing::Eventually(
+      [&] { return testing::Verdict(sidecar->address(), key.api_key()) == v1::VALID; }));
+  const uint64_t snapshots = sidecar->sync_state().snapshots;
+
+  r.Kill(0);
+  const auto killed = std::chrono::steady_clock::now();
+  Admin b(b_address, r.token());
+  REQUIRE(b.Revoke(key.key().key_id()).ok());
+  REQUIRE(testing::Eventually(
+      [&] { return testing::Verdict(sidecar->address(), key.api_key()) == v1::REVOKED; },
+      std::chrono::seconds(15)));
+  const auto took = std::chrono::steady_clock::now() - killed;
+  WARN("the revocation reached the sidecar through the other replica "
+       << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
+       << " ms after its authority was killed");
+  // Resumed by replay: one store, one revision sequence, no new snapshot.
+  REQUIRE(sidecar->sync_state().snapshots == snapshots);
+  REQUIRE(sidecar->sync_state().reconnects >= 1);
+}
+
+}  // namespace
+}  // namespace latchkey
