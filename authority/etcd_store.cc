@@ -142,6 +142,9 @@ class EtcdClient {
     ctx.AddMetadata("hasleader", "true");
   }
 
+  uint64_t calls() const { return calls_.load(std::memory_order_relaxed); }
+  double call_seconds() const { return call_micros_.load(std::memory_order_relaxed) / 1e6; }
+
   // Reads are idempotent: tried on every member in turn.
   absl::Status Range(const RangeRequest& req, RangeResponse* resp) {
     grpc::Status last;
@@ -149,7 +152,9 @@ class EtcdClient {
       const size_t i = current();
       grpc::ClientContext ctx;
       Prepare(ctx);
+      const absl::Time start = absl::Now();
       last = kv_[i]->Range(&ctx, req, resp);
+      Count(start);
       if (!MemberGone(last)) return FromGrpc(last, "range");
       MoveOn(i);
     }
@@ -161,7 +166,9 @@ class EtcdClient {
     const size_t i = current();
     grpc::ClientContext ctx;
     Prepare(ctx);
+    const absl::Time start = absl::Now();
     grpc::Status s = kv_[i]->Txn(&ctx, req, resp);
+    Count(start);
     if (MemberGone(s)) MoveOn(i);
     return s;
   }
@@ -177,8 +184,16 @@ class EtcdClient {
   }
 
  private:
+  void Count(absl::Time start) {
+    calls_.fetch_add(1, std::memory_order_relaxed);
+    call_micros_.fetch_add(absl::ToInt64Microseconds(absl::Now() - start),
+                           std::memory_order_relaxed);
+  }
+
   const std::vector<std::string> endpoints_;
   const absl::Duration timeout_;
+  std::atomic<uint64_t> calls_{0};
+  std::atomic<int64_t> call_micros_{0};
   std::vector<std::unique_ptr<etcdserverpb::KV::Stub>> kv_;
   std::vector<std::unique_ptr<etcdserverpb::Watch::Stub>> watch_;
   std::atomic<size_t> current_{0};
@@ -203,6 +218,7 @@ class EtcdStore : public KeyStore {
       : client_(std::move(client)),
         prefix_(options.prefix),
         retention_(options.event_retention),
+        call_timeout_(options.call_timeout),
         store_id_(std::move(store_id)),
         head_(head),
         head_etcd_(head_etcd_revision),
@@ -271,7 +287,19 @@ class EtcdStore : public KeyStore {
     return StoreStats{commits_.load(std::memory_order_relaxed),
                       conflicts_.load(std::memory_order_relaxed),
                       commits_.load(std::memory_order_relaxed),  // each commit is its own
-                      advisory_writes_.load(std::memory_order_relaxed)};
+                      advisory_writes_.load(std::memory_order_relaxed),
+                      client_->calls(),
+                      client_->call_seconds()};
+  }
+
+  absl::Status Reachable() const override {
+    // A linearizable read goes through the leader: it answers only with a
+    // quorum behind it.
+    RangeRequest req;
+    req.set_key(HeadKey());
+    req.set_count_only(true);
+    RangeResponse resp;
+    return client_->Range(req, &resp);
   }
 
   absl::StatusOr<std::optional<std::string>> Get(Table table, std::string_view key,
@@ -467,7 +495,9 @@ class EtcdStore : public KeyStore {
     }
     txn.add_failure()->mutable_request_range()->set_key(HeadKey());
 
-    const absl::Time deadline = absl::Now() + absl::Seconds(15);
+    // Resolving an unknown outcome gets one call's time; then the caller is
+    // told UNAVAILABLE (the mutation may or may not have committed).
+    const absl::Time deadline = absl::Now() + call_timeout_;
     for (;;) {
       TxnResponse resp;
       const grpc::Status s = client_->Txn(txn, &resp);
@@ -606,6 +636,7 @@ class EtcdStore : public KeyStore {
   const std::unique_ptr<EtcdClient> client_;
   const std::string prefix_;
   const uint64_t retention_;
+  const absl::Duration call_timeout_;
   const std::string store_id_;
 
   mutable Mutex mu_;

@@ -86,6 +86,9 @@ struct StoreStats {
   uint64_t conflicts = 0;  // mutations refused: revision taken or a precondition failed
   uint64_t syncs = 0;      // fsyncs of the log (group commit shares one among many)
   uint64_t advisory_writes = 0;
+  // Calls to a remote store (etcd) and the seconds they took, summed.
+  uint64_t remote_calls = 0;
+  double remote_call_seconds = 0;
 };
 
 struct Row {
@@ -152,6 +155,11 @@ class KeyStore {
   virtual absl::Status WriteAdvisory(std::vector<Write> writes) = 0;
 
   virtual StoreStats stats() const = 0;
+
+  // OK when the store can commit now; for health checks. A replicated store
+  // asks its cluster (UNAVAILABLE without a quorum); a local one is always
+  // reachable (its failures show on writes).
+  virtual absl::Status Reachable() const { return absl::OkStatus(); }
 
   // The row, or nullopt when it does not exist. Reads `at` when given, the
   // head revision (durable, published) otherwise.

@@ -13,6 +13,7 @@
 #include "authority/sync_service.h"
 #include "common/files.h"
 #include "common/log.h"
+#include "common/periodic.h"
 #include "common/strings.h"
 
 namespace latchkey {
@@ -29,6 +30,7 @@ struct AuthorityServer::Parts {
   std::unique_ptr<grpc::Server> server;
   Registry metrics;
   std::unique_ptr<MetricsServer> metrics_server;
+  std::unique_ptr<Periodic> store_health;  // stopped first
 };
 
 namespace {
@@ -50,6 +52,13 @@ void AddStoreMetrics(Registry& metrics, KeyStore* store, EventHub* hub, KeyAutho
   metrics.AddCounterFunc(
       "latchkey_mutation_retries_total", "Mutations built again after the store refused them.",
       [authority] { return static_cast<double>(authority->conflict_retries()); });
+  metrics.AddCounterFunc("latchkey_store_calls_total",
+                         "Calls to a remote store (etcd); 0 for the embedded one.",
+                         [store] { return static_cast<double>(store->stats().remote_calls); });
+  metrics.AddCounterFunc(
+      "latchkey_store_call_seconds_total",
+      "Seconds spent in calls to a remote store; over latchkey_store_calls_total, the mean.",
+      [store] { return store->stats().remote_call_seconds; });
   metrics.AddCounterFunc("latchkey_store_advisory_writes_total",
                          "Unsynced usage writes (one per usage report).",
                          [store] { return static_cast<double>(store->stats().advisory_writes); });
@@ -237,6 +246,24 @@ absl::StatusOr<std::unique_ptr<AuthorityServer>> AuthorityServer::Start(
     }
     parts->metrics_server = *std::move(metrics);
   }
+  if (options.store == "etcd") {
+    // Health follows the etcd quorum: without it nothing can commit, and the
+    // replica says so (NOT_SERVING) so that load balancers use another one.
+    grpc::HealthCheckServiceInterface* health = parts->server->GetHealthCheckService();
+    parts->store_health = std::make_unique<Periodic>(
+        absl::Seconds(1), [raw_store, health, serving = std::make_shared<bool>(true)] {
+          const absl::Status reachable = raw_store->Reachable();
+          if (reachable.ok() != *serving) {
+            *serving = reachable.ok();
+            if (*serving) {
+              spdlog::info("etcd answers again: SERVING");
+            } else {
+              spdlog::error("etcd quorum unreachable ({}): NOT_SERVING", reachable.ToString());
+            }
+          }
+          health->SetServingStatus(*serving);
+        });
+  }
 
   std::unique_ptr<AuthorityServer> self(new AuthorityServer(std::move(parts)));
   self->ports_ = std::move(ports);
@@ -250,6 +277,7 @@ AuthorityServer::~AuthorityServer() { Shutdown(); }
 void AuthorityServer::Shutdown(absl::Duration deadline) {
   if (shut_down_) return;
   shut_down_ = true;
+  parts_->store_health.reset();
   // Watch streams never end by themselves.
   parts_->hub->CloseAll(absl::UnavailableError("authority shutting down"));
   parts_->server->Shutdown(absl::ToChronoTime(absl::Now() + deadline));

@@ -5,10 +5,15 @@
 
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <map>
+#include <mutex>
+#include <random>
+#include <set>
 #include <thread>
 
 #include "common/files.h"
 #include "common/key_format.h"
+#include "common/net.h"
 #include "tests/testing/cluster.h"
 #include "tests/testing/etcd_cluster.h"
 
@@ -50,8 +55,8 @@ class Replicas {
   // Starts one more replica (with Flags() unless given others) and waits
   // until it serves; returns its address.
   std::string Start() { return Start(Flags()); }
-  std::string Start(const std::vector<std::string>& flags) {
-    const std::string address = "127.0.0.1:" + std::to_string(testing::PickFreePort());
+  std::string Start(const std::vector<std::string>& flags, std::string address = "") {
+    if (address.empty()) address = "127.0.0.1:" + std::to_string(testing::PickFreePort());
     std::vector<std::string> argv = {testing::Binary("latchkey-authority"),
                                      "--listen",
                                      address,
@@ -250,6 +255,177 @@ TEST_CASE(
   // Resumed by replay: one store, one revision sequence, no new snapshot.
   REQUIRE(sidecar->sync_state().snapshots == snapshots);
   REQUIRE(sidecar->sync_state().reconnects >= 1);
+}
+
+// What the writers of the fault test were told succeeded.
+struct Acked {
+  std::mutex mu;
+  std::set<std::string> projects;
+  std::map<std::string, bool> keys;  // id -> revoked
+  uint64_t count = 0;
+};
+
+// Creates projects and keys and revokes some, through `target` (both
+// replicas, in some order), until `stop`; records what was acknowledged.
+void Writer(const std::string& target, const std::string& token, int seed, Acked& acked,
+            const std::atomic<bool>& stop) {
+  Admin admin(target, token);
+  std::mt19937 rng(seed);
+  std::string project;
+  std::vector<std::string> mine;
+  while (!stop) {
+    if (project.empty() || mine.size() >= 40) {
+      v1::CreateProjectRequest req;
+      req.set_name("fault");
+      v1::CreateProjectResponse resp;
+      if (!admin.Call(&v1::KeyAdmin::Stub::CreateProject, req, &resp).ok()) continue;
+      project = resp.project().project_id();
+      mine.clear();
+      std::lock_guard<std::mutex> lock(acked.mu);
+      acked.projects.insert(project);
+      acked.keys.emplace(resp.legacy_key().key_id(), false);
+      ++acked.count;
+    } else if (!mine.empty() && rng() % 3 == 0) {
+      const std::string id = mine[rng() % mine.size()];
+      if (!admin.Revoke(id).ok()) continue;
+      std::lock_guard<std::mutex> lock(acked.mu);
+      acked.keys[id] = true;
+      ++acked.count;
+    } else {
+      v1::GenerateApiKeyRequest req;
+      req.set_project_id(project);
+      req.set_name("k");
+      v1::GenerateApiKeyResponse resp;
+      if (!admin.Call(&v1::KeyAdmin::Stub::GenerateApiKey, req, &resp).ok()) continue;
+      mine.push_back(resp.key().key_id());
+      std::lock_guard<std::mutex> lock(acked.mu);
+      acked.keys.emplace(resp.key().key_id(), false);
+      ++acked.count;
+    }
+  }
+}
+
+TEST_CASE(
+    "under 8 writers, SIGKILL of the etcd leader and of one authority loses nothing "
+    "acknowledged, and every sidecar ends equal to a fresh snapshot") {
+  Replicas r;
+  const std::string a_address = r.Start();
+  const std::string b_address = r.Start();
+  Admin b(b_address, r.token());
+  const std::string sidecar_token = b.CreatePrincipal("sidecars", v1::ROLE_SIDECAR);
+  auto follow = [&](const std::string& authorities, const std::string& id) {
+    SidecarOptions so;
+    so.listen.addresses = {"127.0.0.1:0"};
+    so.authority = authorities;
+    so.token = sidecar_token;
+    so.sidecar_id = id;
+    return *SidecarServer::Start(so);
+  };
+  std::unique_ptr<SidecarServer> sidecars[] = {follow(a_address + "," + b_address, "ab"),
+                                               follow(b_address + "," + a_address, "ba")};
+  const std::string project = b.CreateProject("revoked during the faults").project().project_id();
+  const v1::GenerateApiKeyResponse target = b.GenerateApiKey(project);
+
+  Acked acked;
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> writers;
+  for (int w = 0; w < 8; ++w) {
+    const std::string order =
+        w % 2 == 0 ? a_address + "," + b_address : b_address + "," + a_address;
+    writers.emplace_back(Writer, *ClientTarget(order, "writers"), r.token(), w, std::ref(acked),
+                         std::cref(stop));
+  }
+  auto pause = [](int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); };
+  pause(1000);
+  const int leader = r.etcd().Leader();
+  REQUIRE(leader >= 0);
+  r.etcd().Kill(leader);
+  pause(1000);
+  r.Kill(0);  // authority A
+  // A revocation made while the etcd leader and one authority are down.
+  REQUIRE(testing::Eventually([&] { return b.Revoke(target.key().key_id()).ok(); },
+                              std::chrono::seconds(15)));
+  pause(1000);
+  r.etcd().Restart(leader);
+  r.Start(r.Flags(), a_address);
+  pause(1000);
+  stop = true;
+  for (std::thread& t : writers) t.join();
+
+  // Nothing acknowledged is lost.
+  Admin admin(a_address, r.token());
+  std::lock_guard<std::mutex> lock(acked.mu);
+  int lost = 0;
+  for (const std::string& id : acked.projects) {
+    v1::GetProjectRequest req;
+    req.set_project_id(id);
+    v1::Project p;
+    if (!admin.Call(&v1::KeyAdmin::Stub::GetProject, req, &p).ok()) ++lost;
+  }
+  for (const auto& [id, revoked] : acked.keys) {
+    v1::GetKeyRequest req;
+    req.set_key_id(id);
+    v1::Key k;
+    if (!admin.Call(&v1::KeyAdmin::Stub::GetKey, req, &k).ok() ||
+        (revoked && k.state() != v1::KEY_STATE_REVOKED)) {
+      ++lost;
+    }
+  }
+  // Revisions exactly 1..head across both replicas' writes.
+  const uint64_t head = admin.Receipt(1).head_revision();
+  const std::vector<uint64_t> revisions = testing::AllAuditRevisions(admin);
+  int gaps = 0;
+  for (size_t i = 0; i < revisions.size(); ++i) gaps += revisions[i] != i + 1 ? 1 : 0;
+  WARN("fault test: " << acked.count << " mutations acknowledged, " << lost << " lost, head "
+                      << head << ", " << revisions.size() << " audit revisions, " << gaps
+                      << " out of place");
+  REQUIRE(acked.count > 0);
+  REQUIRE(lost == 0);
+  REQUIRE(revisions.size() == head);
+  REQUIRE(gaps == 0);
+
+  // Every sidecar heard the revocation and ends equal to a fresh snapshot.
+  std::unique_ptr<SidecarServer> fresh = follow(b_address, "fresh");
+  REQUIRE(testing::Eventually([&] { return fresh->sync_state().applied >= head; }));
+  for (auto& sidecar : sidecars) {
+    INFO(sidecar->sidecar_id());
+    REQUIRE(testing::Eventually(
+        [&] { return testing::Verdict(sidecar->address(), target.api_key()) == v1::REVOKED; }));
+    REQUIRE(testing::Eventually([&] { return sidecar->sync_state().applied >= head; }));
+    REQUIRE(sidecar->keys().Dump() == fresh->keys().Dump());
+  }
+}
+
+TEST_CASE(
+    "a replica without an etcd quorum reports NOT_SERVING and refuses mutations, then "
+    "recovers") {
+  Replicas r;
+  const std::string address = r.Start();
+  Admin admin(address, r.token());
+  admin.CreateProject("before");
+  r.etcd().Kill(0);
+  r.etcd().Kill(1);
+  REQUIRE(testing::Eventually(
+      [&] { return testing::Health(testing::Channel(address)) == "NOT_SERVING"; },
+      std::chrono::seconds(15)));
+  v1::CreateProjectRequest req;
+  req.set_name("during");
+  v1::CreateProjectResponse resp;
+  const grpc::Status refused = admin.Call(&v1::KeyAdmin::Stub::CreateProject, req, &resp);
+  INFO(refused.error_message());
+  REQUIRE(refused.error_code() == grpc::StatusCode::UNAVAILABLE);
+  v1::ListProjectsResponse listed;
+  REQUIRE(admin.Call(&v1::KeyAdmin::Stub::ListProjects, {}, &listed).error_code() ==
+          grpc::StatusCode::UNAVAILABLE);
+
+  r.etcd().Restart(0);
+  r.etcd().Restart(1);
+  REQUIRE(
+      testing::Eventually([&] { return testing::Health(testing::Channel(address)) == "SERVING"; },
+                          std::chrono::seconds(30)));
+  REQUIRE(testing::Eventually(
+      [&] { return admin.Call(&v1::KeyAdmin::Stub::CreateProject, req, &resp).ok(); },
+      std::chrono::seconds(15)));
 }
 
 }  // namespace
