@@ -11,59 +11,14 @@
 #include <thread>
 
 #include "tests/testing/cluster.h"
+#include "tests/testing/writers.h"
 
 namespace latchkey {
 namespace {
 
+using testing::Acked;
 using testing::Admin;
 using testing::Subprocess;
-
-struct Acked {
-  std::mutex mu;
-  std::map<std::string, uint64_t> projects;   // id -> revision
-  std::map<std::string, bool> keys;           // id -> revoked
-  std::vector<std::string> key_ids_in_order;  // to find duplicates
-  uint64_t count = 0;
-};
-
-void Client(const std::string& address, const std::string& token, int seed, Acked& acked,
-            const std::atomic<bool>& stop) {
-  Admin admin(address, token);
-  std::mt19937 rng(seed);
-  std::string project;
-  std::vector<std::string> mine;
-  while (!stop) {
-    if (project.empty() || rng() % 10 == 0 || mine.size() >= 40) {
-      v1::CreateProjectRequest req;
-      req.set_name("loop");
-      v1::CreateProjectResponse resp;
-      if (!admin.Call(&v1::KeyAdmin::Stub::CreateProject, req, &resp).ok()) continue;
-      project = resp.project().project_id();
-      mine.clear();
-      std::lock_guard<std::mutex> lock(acked.mu);
-      acked.projects[project] = resp.revision();
-      ++acked.count;
-    } else if (!mine.empty() && rng() % 3 == 0) {
-      const std::string id = mine[rng() % mine.size()];
-      v1::Key key;
-      if (!admin.Revoke(id, &key).ok()) continue;
-      std::lock_guard<std::mutex> lock(acked.mu);
-      acked.keys[id] = true;
-      ++acked.count;
-    } else {
-      v1::GenerateApiKeyRequest req;
-      req.set_project_id(project);
-      req.set_name("k");
-      v1::GenerateApiKeyResponse resp;
-      if (!admin.Call(&v1::KeyAdmin::Stub::GenerateApiKey, req, &resp).ok()) continue;
-      mine.push_back(resp.key().key_id());
-      std::lock_guard<std::mutex> lock(acked.mu);
-      acked.keys.emplace(resp.key().key_id(), false);
-      acked.key_ids_in_order.push_back(resp.key().key_id());
-      ++acked.count;
-    }
-  }
-}
 
 TEST_CASE("20 SIGKILL cycles under 8 writers lose no acknowledged mutation") {
   testing::TempDir dir;
@@ -97,7 +52,7 @@ TEST_CASE("20 SIGKILL cycles under 8 writers lose no acknowledged mutation") {
     std::atomic<bool> stop{false};
     std::vector<std::thread> clients;
     for (int c = 0; c < 8; ++c) {
-      clients.emplace_back(Client, address, token, cycle * 100 + c, std::ref(acked),
+      clients.emplace_back(testing::RunWriter, address, token, cycle * 100 + c, std::ref(acked),
                            std::cref(stop));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50 + rng() % 250));
@@ -110,22 +65,8 @@ TEST_CASE("20 SIGKILL cycles under 8 writers lose no acknowledged mutation") {
 
   // Every acknowledged mutation is there, as acknowledged.
   Admin admin(address, token);
+  REQUIRE(testing::Lost(admin, acked).empty());
   std::lock_guard<std::mutex> lock(acked.mu);
-  for (const auto& [id, revision] : acked.projects) {
-    v1::GetProjectRequest req;
-    req.set_project_id(id);
-    v1::Project p;
-    INFO("project " << id);
-    REQUIRE(admin.Call(&v1::KeyAdmin::Stub::GetProject, req, &p).ok());
-  }
-  for (const auto& [id, revoked] : acked.keys) {
-    v1::GetKeyRequest req;
-    req.set_key_id(id);
-    v1::Key k;
-    INFO("key " << id);
-    REQUIRE(admin.Call(&v1::KeyAdmin::Stub::GetKey, req, &k).ok());
-    if (revoked) REQUIRE(k.state() == v1::KEY_STATE_REVOKED);
-  }
   std::set<std::string> unique(acked.key_ids_in_order.begin(), acked.key_ids_in_order.end());
   REQUIRE(unique.size() == acked.key_ids_in_order.size());
 

@@ -5,10 +5,6 @@
 
 #include <atomic>
 #include <catch2/catch.hpp>
-#include <map>
-#include <mutex>
-#include <random>
-#include <set>
 #include <thread>
 
 #include "common/files.h"
@@ -16,6 +12,7 @@
 #include "common/net.h"
 #include "tests/testing/cluster.h"
 #include "tests/testing/etcd_cluster.h"
+#include "tests/testing/writers.h"
 
 namespace latchkey {
 namespace {
@@ -257,54 +254,6 @@ TEST_CASE(
   REQUIRE(sidecar->sync_state().reconnects >= 1);
 }
 
-// What the writers of the fault test were told succeeded.
-struct Acked {
-  std::mutex mu;
-  std::set<std::string> projects;
-  std::map<std::string, bool> keys;  // id -> revoked
-  uint64_t count = 0;
-};
-
-// Creates projects and keys and revokes some, through `target` (both
-// replicas, in some order), until `stop`; records what was acknowledged.
-void Writer(const std::string& target, const std::string& token, int seed, Acked& acked,
-            const std::atomic<bool>& stop) {
-  Admin admin(target, token);
-  std::mt19937 rng(seed);
-  std::string project;
-  std::vector<std::string> mine;
-  while (!stop) {
-    if (project.empty() || mine.size() >= 40) {
-      v1::CreateProjectRequest req;
-      req.set_name("fault");
-      v1::CreateProjectResponse resp;
-      if (!admin.Call(&v1::KeyAdmin::Stub::CreateProject, req, &resp).ok()) continue;
-      project = resp.project().project_id();
-      mine.clear();
-      std::lock_guard<std::mutex> lock(acked.mu);
-      acked.projects.insert(project);
-      acked.keys.emplace(resp.legacy_key().key_id(), false);
-      ++acked.count;
-    } else if (!mine.empty() && rng() % 3 == 0) {
-      const std::string id = mine[rng() % mine.size()];
-      if (!admin.Revoke(id).ok()) continue;
-      std::lock_guard<std::mutex> lock(acked.mu);
-      acked.keys[id] = true;
-      ++acked.count;
-    } else {
-      v1::GenerateApiKeyRequest req;
-      req.set_project_id(project);
-      req.set_name("k");
-      v1::GenerateApiKeyResponse resp;
-      if (!admin.Call(&v1::KeyAdmin::Stub::GenerateApiKey, req, &resp).ok()) continue;
-      mine.push_back(resp.key().key_id());
-      std::lock_guard<std::mutex> lock(acked.mu);
-      acked.keys.emplace(resp.key().key_id(), false);
-      ++acked.count;
-    }
-  }
-}
-
 TEST_CASE(
     "under 8 writers, SIGKILL of the etcd leader and of one authority loses nothing "
     "acknowledged, and every sidecar ends equal to a fresh snapshot") {
@@ -326,14 +275,14 @@ TEST_CASE(
   const std::string project = b.CreateProject("revoked during the faults").project().project_id();
   const v1::GenerateApiKeyResponse target = b.GenerateApiKey(project);
 
-  Acked acked;
+  testing::Acked acked;
   std::atomic<bool> stop{false};
   std::vector<std::thread> writers;
   for (int w = 0; w < 8; ++w) {
     const std::string order =
         w % 2 == 0 ? a_address + "," + b_address : b_address + "," + a_address;
-    writers.emplace_back(Writer, *ClientTarget(order, "writers"), r.token(), w, std::ref(acked),
-                         std::cref(stop));
+    writers.emplace_back(testing::RunWriter, *ClientTarget(order, "writers"), r.token(), w,
+                         std::ref(acked), std::cref(stop));
   }
   auto pause = [](int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); };
   pause(1000);
@@ -354,23 +303,7 @@ TEST_CASE(
 
   // Nothing acknowledged is lost.
   Admin admin(a_address, r.token());
-  std::lock_guard<std::mutex> lock(acked.mu);
-  int lost = 0;
-  for (const std::string& id : acked.projects) {
-    v1::GetProjectRequest req;
-    req.set_project_id(id);
-    v1::Project p;
-    if (!admin.Call(&v1::KeyAdmin::Stub::GetProject, req, &p).ok()) ++lost;
-  }
-  for (const auto& [id, revoked] : acked.keys) {
-    v1::GetKeyRequest req;
-    req.set_key_id(id);
-    v1::Key k;
-    if (!admin.Call(&v1::KeyAdmin::Stub::GetKey, req, &k).ok() ||
-        (revoked && k.state() != v1::KEY_STATE_REVOKED)) {
-      ++lost;
-    }
-  }
+  const size_t lost = testing::Lost(admin, acked).size();
   // Revisions exactly 1..head across both replicas' writes.
   const uint64_t head = admin.Receipt(1).head_revision();
   const std::vector<uint64_t> revisions = testing::AllAuditRevisions(admin);
