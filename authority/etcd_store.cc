@@ -274,13 +274,23 @@ class EtcdStore : public KeyStore {
                                          watch_error_.ToString(), ")"));
   }
 
-  absl::Status WriteAdvisory(std::vector<Write> writes) override {
+  absl::Status WriteAdvisory(std::vector<Write> writes, std::vector<Precondition> reads) override {
     TxnRequest txn;
+    for (const Precondition& read : reads) AddCompare(txn, read);
     for (const Write& w : writes) AddWrite(txn, w);
     TxnResponse resp;
-    absl::Status s = client_->BlindTxn(txn, &resp);
-    if (s.ok()) advisory_writes_.fetch_add(1, std::memory_order_relaxed);
-    return s;
+    // Blind writes are sent again when a member went away mid-call. A
+    // conditional one is not: had the first landed, the second would fail its
+    // comparison and the caller count again.
+    absl::Status s =
+        reads.empty() ? client_->BlindTxn(txn, &resp) : FromGrpc(client_->Txn(txn, &resp), "txn");
+    if (!s.ok()) return s;
+    if (!resp.succeeded()) {
+      conflicts_.fetch_add(1, std::memory_order_relaxed);
+      return absl::AbortedError("a row this write read was changed by another writer");
+    }
+    advisory_writes_.fetch_add(1, std::memory_order_relaxed);
+    return absl::OkStatus();
   }
 
   StoreStats stats() const override {
@@ -442,6 +452,21 @@ class EtcdStore : public KeyStore {
     return page;
   }
 
+  // The row still holds what was read: its value, or (read as absent) no
+  // version at all.
+  void AddCompare(TxnRequest& txn, const Precondition& read) const {
+    Compare* c = txn.add_compare();
+    c->set_key(RowKey(read.table, read.key));
+    c->set_result(Compare::EQUAL);
+    if (read.value) {
+      c->set_target(Compare::VALUE);
+      c->set_value(*read.value);
+    } else {
+      c->set_target(Compare::VERSION);  // a missing key has version 0
+      c->set_version(0);
+    }
+  }
+
   void AddWrite(TxnRequest& txn, const Write& w) const {
     RequestOp* op = txn.add_success();
     if (w.value) {
@@ -468,18 +493,7 @@ class EtcdStore : public KeyStore {
     head->set_target(Compare::VALUE);
     head->set_result(Compare::EQUAL);
     head->set_value(std::to_string(revision - 1));
-    for (const Precondition& read : m.reads) {
-      Compare* c = txn.add_compare();
-      c->set_key(RowKey(read.table, read.key));
-      c->set_result(Compare::EQUAL);
-      if (read.value) {
-        c->set_target(Compare::VALUE);
-        c->set_value(*read.value);
-      } else {
-        c->set_target(Compare::VERSION);  // a missing key has version 0
-        c->set_version(0);
-      }
-    }
+    for (const Precondition& read : m.reads) AddCompare(txn, read);
     for (const Write& w : m.writes) AddWrite(txn, w);
     auto put = [&](std::string key, std::string value) {
       auto* p = txn.add_success()->mutable_request_put();

@@ -144,7 +144,8 @@ class KeyAuthority {
   // Adds sidecars' validation counts and last-used times to each key's usage
   // (SIDECAR or ADMIN). One advisory store write per report, whatever the
   // number of validations; unknown key ids are skipped.
-  absl::Status RecordUsage(const Caller& caller, const v1::ReportUsageRequest& req);
+  absl::Status RecordUsage(const Caller& caller, const v1::ReportUsageRequest& req)
+      ABSL_LOCKS_EXCLUDED(usage_mu_);
 
   KeyStore& store() { return *store_; }
 
@@ -159,6 +160,10 @@ class KeyAuthority {
   absl::StatusOr<internal::ProjectRecord> LoadProject(std::string_view project_id) const;
   absl::StatusOr<internal::ProjectRecord> LoadProject(std::string_view project_id,
                                                       Transaction& tx) const;
+  // One attempt at adding a usage report to the stored rows; ABORTED when
+  // another writer changed one of them first.
+  absl::Status AddUsageReport(const v1::ReportUsageRequest& req, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(usage_mu_);
   // The key as returned by the API: its record's metadata plus usage.
   absl::StatusOr<v1::Key> WithUsage(v1::Key key) const;
   // The one path of every mutation (docs/design.md, "Mutations"):

@@ -151,8 +151,14 @@ class KeyStore {
 
   // Writes rows outside the revision log: no revision, event or audit record,
   // and not synced. Only for advisory data (key usage), where losing the last
-  // few seconds to a crash is acceptable.
-  virtual absl::Status WriteAdvisory(std::vector<Write> writes) = 0;
+  // few seconds to a crash is acceptable. With `reads`, writes only while
+  // each row still holds what was read (ABORTED otherwise, nothing written):
+  // a read-modify-write that two replicas race on loses neither.
+  virtual absl::Status WriteAdvisory(std::vector<Write> writes,
+                                     std::vector<Precondition> reads) = 0;
+  absl::Status WriteAdvisory(std::vector<Write> writes) {
+    return WriteAdvisory(std::move(writes), {});
+  }
 
   virtual StoreStats stats() const = 0;
 

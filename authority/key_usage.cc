@@ -102,12 +102,25 @@ absl::Status KeyAuthority::RecordUsage(const Caller& caller, const v1::ReportUsa
   }
   const absl::Time now = absl::Now();
   MutexLock lock(&usage_mu_);
+  // Another replica may add to the same rows meanwhile: the write holds only
+  // while every usage row is as read, and the report is added again
+  // otherwise.
+  for (int attempt = 1;; ++attempt) {
+    absl::Status added = AddUsageReport(req, now);
+    if (!absl::IsAborted(added) || attempt == kMaxMutationAttempts) return added;
+    conflict_retries_.fetch_add(1, std::memory_order_relaxed);
+    BackOff(attempt);
+  }
+}
+
+absl::Status KeyAuthority::AddUsageReport(const v1::ReportUsageRequest& req, absl::Time now) {
   // Summed per key first: a report may name a key twice.
   struct Summed {
     internal::KeyUsageRecord usage;
     bool revoked = false;
   };
   absl::flat_hash_map<std::string, Summed> summed;
+  std::vector<Precondition> reads;
   for (const v1::KeyUsage& u : req.usage()) {
     if (!CheckKeyId(u.key_id()).ok()) continue;
     auto [it, first] = summed.try_emplace(u.key_id());
@@ -123,6 +136,7 @@ absl::Status KeyAuthority::RecordUsage(const Caller& caller, const v1::ReportUsa
       it->second.revoked = key.key().state() == v1::KEY_STATE_REVOKED;
       absl::StatusOr<std::optional<std::string>> row = store_->Get(Table::kUsage, u.key_id());
       if (!row.ok()) return row.status();
+      reads.push_back(Precondition{Table::kUsage, u.key_id(), *row});
       if (row->has_value() && !it->second.usage.ParseFromString(**row)) {
         return absl::DataLossError("usage record");
       }
@@ -132,7 +146,7 @@ absl::Status KeyAuthority::RecordUsage(const Caller& caller, const v1::ReportUsa
   if (summed.empty()) return absl::OkStatus();
   std::vector<Write> writes;
   for (const auto& [key_id, s] : summed) writes.push_back(Put(Table::kUsage, key_id, s.usage));
-  if (absl::Status s = store_->WriteAdvisory(writes); !s.ok()) return s;
+  if (absl::Status s = store_->WriteAdvisory(writes, std::move(reads)); !s.ok()) return s;
   // A DeleteSecretKey may have committed between reading a key above and the
   // write: its erase of the usage row then came first, and the write just
   // recreated it. Looking again after the write catches that; a deletion

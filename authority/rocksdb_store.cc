@@ -257,7 +257,17 @@ class RocksDbStore : public KeyStore {
     return broken_;
   }
 
-  absl::Status WriteAdvisory(std::vector<Write> writes) override {
+  absl::Status WriteAdvisory(std::vector<Write> writes, std::vector<Precondition> reads) override {
+    std::optional<MutexLock> lock;  // held while the preconditions must hold
+    if (!reads.empty()) {
+      lock.emplace(&mu_);
+      Mutation check;
+      check.reads = std::move(reads);
+      if (absl::Status held = CheckPreconditions(check, 0); !held.ok()) {
+        conflicts_.fetch_add(1, std::memory_order_relaxed);
+        return held;
+      }
+    }
     rocksdb::WriteBatch batch;
     for (const Write& w : writes) {
       rocksdb::ColumnFamilyHandle* cf = cfs_[CfOf(w.table)];

@@ -869,6 +869,41 @@ TEST_CASE("a usage report racing DeleteSecretKey leaves no usage for the deleted
   CHECK_FALSE(store.Get(Table::kUsage, id, nullptr)->has_value());
 }
 
+TEST_CASE("usage reports racing on two authorities over one store both count") {
+  testing::TempDir dir;
+  absl::StatusOr<std::unique_ptr<KeyStore>> rocks = OpenRocksDbStore({dir / "db", 1000});
+  REQUIRE(rocks.ok());
+  testing::ThreadCheckingStore store(*std::move(rocks));
+  const Sealer sealer = *Sealer::LoadOrCreate(dir / "master.key");
+  std::unique_ptr<KeyAuthority> a = *KeyAuthority::Create(&store, sealer, {});
+  std::unique_ptr<KeyAuthority> b = *KeyAuthority::Create(&store, sealer, {});
+  const Caller manager{"prn_m", "maria", v1::ROLE_MANAGER};
+  const Caller sidecar{"prn_s", "sidecar", v1::ROLE_SIDECAR};
+  v1::CreateProjectRequest project;
+  project.set_name("shop");
+  const v1::CreateProjectResponse created = *a->CreateProject(manager, project);
+  const std::string id = created.legacy_key().key_id();
+
+  // Both read the (missing) usage row before either writes.
+  store.DelayAdvisoryWrites(100);
+  std::vector<std::thread> reporters;
+  KeyAuthority* authorities[] = {a.get(), b.get()};
+  for (int i = 0; i < 2; ++i) {
+    reporters.emplace_back([&, i] {
+      v1::ReportUsageRequest report;
+      report.set_sidecar_id("sidecar-" + std::to_string(i));
+      report.add_usage()->set_key_id(id);
+      report.mutable_usage(0)->set_count(i == 0 ? 1000 : 1);
+      CHECK(authorities[i]->RecordUsage(sidecar, report).ok());
+    });
+  }
+  for (std::thread& t : reporters) t.join();
+  v1::GetKeyRequest get;
+  get.set_key_id(id);
+  REQUIRE(a->GetKey(manager, get)->use_count() == 1001);
+  REQUIRE(a->conflict_retries() + b->conflict_retries() >= 1);
+}
+
 }  // namespace
 }  // namespace latchkey
 

@@ -332,6 +332,26 @@ TEMPLATE_TEST_CASE("store: advisory writes are read at once and take no revision
   REQUIRE(store->next_revision() == 1);
 }
 
+TEMPLATE_TEST_CASE("store: an advisory write on rows changed since they were read is refused",
+                   "[store]", STORE_KINDS) {
+  TestType kind;
+  auto store = kind.Open();
+  REQUIRE(store->WriteAdvisory({Write{Table::kUsage, "key_1", "one"}}).ok());
+  // Read as "one" and key_2 as absent: holds, so it writes.
+  REQUIRE(store
+              ->WriteAdvisory({Write{Table::kUsage, "key_1", "two"}},
+                              {Precondition{Table::kUsage, "key_1", "one"},
+                               Precondition{Table::kUsage, "key_2", std::nullopt}})
+              .ok());
+  // Read as "one" again: stale now, refused, nothing written.
+  absl::Status stale = store->WriteAdvisory(
+      {Write{Table::kUsage, "key_1", "three"}, Write{Table::kUsage, "key_2", "new"}},
+      {Precondition{Table::kUsage, "key_1", "one"}});
+  REQUIRE(absl::IsAborted(stale));
+  REQUIRE(**store->Get(Table::kUsage, "key_1") == "two");
+  REQUIRE_FALSE(store->Get(Table::kUsage, "key_2")->has_value());
+}
+
 TEMPLATE_TEST_CASE("store: two stores have different ids", "[store]", STORE_KINDS) {
   TestType a, b;
   REQUIRE(a.Open()->store_id() != b.Open()->store_id());

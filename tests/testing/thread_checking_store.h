@@ -35,11 +35,11 @@ class ThreadCheckingStore final : public KeyStore {
     Note();
     return inner_->Sync(revision);
   }
-  absl::Status WriteAdvisory(std::vector<Write> writes) override {
+  absl::Status WriteAdvisory(std::vector<Write> writes, std::vector<Precondition> reads) override {
     Note();
     absl::SleepFor(absl::Milliseconds(advisory_delay_ms_.load()));
     MutexLock io(&io_mu_);
-    return inner_->WriteAdvisory(std::move(writes));
+    return inner_->WriteAdvisory(std::move(writes), std::move(reads));
   }
   // Each advisory write waits this long first: widens a race for a test.
   void DelayAdvisoryWrites(int ms) { advisory_delay_ms_ = ms; }
