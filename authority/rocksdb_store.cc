@@ -258,16 +258,19 @@ class RocksDbStore : public KeyStore {
   }
 
   absl::Status WriteAdvisory(std::vector<Write> writes, std::vector<Precondition> reads) override {
-    std::optional<MutexLock> lock;  // held while the preconditions must hold
-    if (!reads.empty()) {
-      lock.emplace(&mu_);
-      Mutation check;
-      check.reads = std::move(reads);
-      if (absl::Status held = CheckPreconditions(check, 0); !held.ok()) {
-        conflicts_.fetch_add(1, std::memory_order_relaxed);
-        return held;
-      }
+    if (reads.empty()) return WriteRows(writes);
+    MutexLock lock(&mu_);  // the preconditions hold until the write is done
+    Mutation check;
+    check.reads = std::move(reads);
+    if (absl::Status held = CheckPreconditions(check, 0); !held.ok()) {
+      conflicts_.fetch_add(1, std::memory_order_relaxed);
+      return held;
     }
+    return WriteRows(writes);
+  }
+
+  // Writes advisory rows in one unsynced batch.
+  absl::Status WriteRows(const std::vector<Write>& writes) {
     rocksdb::WriteBatch batch;
     for (const Write& w : writes) {
       rocksdb::ColumnFamilyHandle* cf = cfs_[CfOf(w.table)];
