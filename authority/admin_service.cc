@@ -72,14 +72,30 @@ AdminService::Reactor* AdminService::GetPropagation(Ctx* ctx, const v1::GetPropa
   absl::StatusOr<Caller> caller = AuthenticateCall(*authority_, *ctx);
   absl::Status status = caller.status();
   if (status.ok()) status = Authorize(*caller, Permission::kRead);
-  if (status.ok()) {
-    absl::StatusOr<v1::GetPropagationResponse> receipt =
-        propagation_->Receipt(req->revision(), authority_->store().head_revision(), absl::Now());
-    status = receipt.status();
-    if (receipt.ok()) *resp = *std::move(receipt);
+  if (!status.ok()) {
+    reactor->Finish(ToGrpcStatus(status));
+    return reactor;
   }
-  reactor->Finish(ToGrpcStatus(status));
+  // Other replicas' sidecars come from the store (an etcd read).
+  store_work_->Post([this, reactor, req, resp] {
+    absl::StatusOr<v1::GetPropagationResponse> receipt = Receipt(req->revision());
+    if (receipt.ok()) *resp = *std::move(receipt);
+    reactor->Finish(ToGrpcStatus(receipt.status()));
+  });
   return reactor;
+}
+
+absl::StatusOr<v1::GetPropagationResponse> AdminService::Receipt(uint64_t revision) const {
+  const KeyStore& store = authority_->store();
+  absl::StatusOr<std::vector<std::string>> shared = store.SharedByOthers();
+  if (!shared.ok()) return shared.status();
+  std::vector<internal::SharedReceipts> others(shared->size());
+  for (size_t i = 0; i < shared->size(); ++i) {
+    if (!others[i].ParseFromString((*shared)[i])) {
+      return absl::DataLossError("another replica shared receipts this one cannot read");
+    }
+  }
+  return propagation_->Receipt(revision, store.head_revision(), absl::Now(), others);
 }
 
 }  // namespace latchkey

@@ -67,6 +67,8 @@ class AdminService final : public v1::KeyAdmin::CallbackService {
   // finishes the call.
   template <typename Req, typename Resp, typename Method>
   Reactor* Unary(Ctx* ctx, const Req* req, Resp* resp, Method method);
+  // The receipt for `revision` over the sidecars of every replica.
+  absl::StatusOr<v1::GetPropagationResponse> Receipt(uint64_t revision) const;
 
   KeyAuthority* const authority_;
   const PropagationTracker* const propagation_;

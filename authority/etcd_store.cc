@@ -6,6 +6,7 @@
 //   P t/<table>/<row key>       rows
 //   P log/<revision>            internal.LogRecord: event, audit record, nonce
 //   P audit/<project>/<revision> the audit record, by project
+//   P replicas/<replica id>     internal.SharedReceipts of a live replica, leased
 // Revisions are 20-digit decimals, so etcd's byte order is revision order.
 //
 // A mutation is one etcd transaction: if P meta/head still holds R - 1 and
@@ -121,6 +122,7 @@ class EtcdClient {
       args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
       auto channel = grpc::CreateCustomChannel(e, credentials, args);
       kv_.push_back(etcdserverpb::KV::NewStub(channel));
+      lease_.push_back(etcdserverpb::Lease::NewStub(channel));
       watch_.push_back(etcdserverpb::Watch::NewStub(channel));
     }
   }
@@ -147,18 +149,67 @@ class EtcdClient {
 
   // Reads are idempotent: tried on every member in turn.
   absl::Status Range(const RangeRequest& req, RangeResponse* resp) {
+    return OnAnyMember("range", [&](size_t i, grpc::ClientContext& ctx) {
+      return kv_[i]->Range(&ctx, req, resp);
+    });
+  }
+
+  // An idempotent call, `call(member, ctx)`, tried on every member in turn.
+  template <typename Call>
+  absl::Status OnAnyMember(std::string_view what, const Call& call) {
     grpc::Status last;
     for (size_t tries = 0; tries < size(); ++tries) {
       const size_t i = current();
       grpc::ClientContext ctx;
       Prepare(ctx);
       const absl::Time start = absl::Now();
-      last = kv_[i]->Range(&ctx, req, resp);
+      last = call(i, ctx);
       Count(start);
-      if (!MemberGone(last)) return FromGrpc(last, "range");
+      if (!MemberGone(last)) break;
       MoveOn(i);
     }
-    return FromGrpc(last, "range");
+    return FromGrpc(last, what);
+  }
+
+  // A new lease of `ttl`: its id.
+  absl::StatusOr<int64_t> Grant(absl::Duration ttl) {
+    etcdserverpb::LeaseGrantRequest req;
+    req.set_ttl(absl::ToInt64Seconds(ttl));
+    etcdserverpb::LeaseGrantResponse resp;
+    absl::Status s = OnAnyMember("lease grant", [&](size_t i, grpc::ClientContext& ctx) {
+      return lease_[i]->LeaseGrant(&ctx, req, &resp);
+    });
+    if (!s.ok()) return s;
+    if (!resp.error().empty())
+      return absl::InternalError(StrCat("etcd lease grant: ", resp.error()));
+    return resp.id();
+  }
+
+  // Renews `lease`; NOT_FOUND when it has already expired.
+  absl::Status KeepAlive(int64_t lease) {
+    etcdserverpb::LeaseKeepAliveResponse resp;
+    absl::Status s = OnAnyMember("lease keepalive", [&](size_t i, grpc::ClientContext& ctx) {
+      // Renewal is a stream in etcd's API; one request and its answer.
+      auto stream = lease_[i]->LeaseKeepAlive(&ctx);
+      etcdserverpb::LeaseKeepAliveRequest req;
+      req.set_id(lease);
+      if (stream->Write(req)) stream->Read(&resp);
+      stream->WritesDone();
+      return stream->Finish();
+    });
+    if (!s.ok()) return s;
+    if (resp.ttl() <= 0) return absl::NotFoundError("etcd lease expired");
+    return absl::OkStatus();
+  }
+
+  // Ends `lease` now, deleting the keys bound to it.
+  absl::Status Revoke(int64_t lease) {
+    etcdserverpb::LeaseRevokeRequest req;
+    req.set_id(lease);
+    etcdserverpb::LeaseRevokeResponse resp;
+    return OnAnyMember("lease revoke", [&](size_t i, grpc::ClientContext& ctx) {
+      return lease_[i]->LeaseRevoke(&ctx, req, &resp);
+    });
   }
 
   // One attempt on the current member; the caller resolves an unknown outcome.
@@ -196,6 +247,7 @@ class EtcdClient {
   std::atomic<int64_t> call_micros_{0};
   std::vector<std::unique_ptr<etcdserverpb::KV::Stub>> kv_;
   std::vector<std::unique_ptr<etcdserverpb::Watch::Stub>> watch_;
+  std::vector<std::unique_ptr<etcdserverpb::Lease::Stub>> lease_;
   std::atomic<size_t> current_{0};
 };
 
@@ -222,7 +274,8 @@ class EtcdStore : public KeyStore {
         store_id_(std::move(store_id)),
         head_(head),
         head_etcd_(head_etcd_revision),
-        known_head_(head) {
+        known_head_(head),
+        share_key_(StrCat(prefix_, "replicas/", GenerateId("rep_", 16))) {
     watcher_ = std::thread([this] { WatchLog(); });
   }
 
@@ -233,6 +286,10 @@ class EtcdStore : public KeyStore {
       if (watch_ctx_ != nullptr) watch_ctx_->TryCancel();
     }
     watcher_.join();
+    // What this replica shared leaves with it (a killed one's, when its
+    // lease runs out).
+    MutexLock lock(&share_mu_);
+    if (lease_ != 0) client_->Revoke(lease_).IgnoreError();
   }
 
   const std::string& store_id() const override { return store_id_; }
@@ -310,6 +367,56 @@ class EtcdStore : public KeyStore {
     req.set_count_only(true);
     RangeResponse resp;
     return client_->Range(req, &resp);
+  }
+
+  absl::Status Share(std::string_view summary) override {
+    MutexLock lock(&share_mu_);
+    const absl::Time now = absl::Now();
+    if (lease_ != 0 && now - renewed_ >= kShareLease / 3) {
+      absl::Status renewed = client_->KeepAlive(lease_);
+      if (absl::IsNotFound(renewed)) {
+        lease_ = 0;  // expired while etcd was out of reach: the row went with it
+      } else if (!renewed.ok()) {
+        return renewed;
+      } else {
+        renewed_ = now;
+      }
+    }
+    if (lease_ == 0) {
+      absl::StatusOr<int64_t> lease = client_->Grant(kShareLease);
+      if (!lease.ok()) return lease.status();
+      lease_ = *lease;
+      renewed_ = now;
+      shared_.reset();
+    }
+    if (shared_ == summary) return absl::OkStatus();
+    TxnRequest txn;
+    auto* put = txn.add_success()->mutable_request_put();
+    put->set_key(share_key_);
+    put->set_value(std::string(summary));
+    put->set_lease(lease_);
+    TxnResponse resp;
+    absl::Status s = client_->BlindTxn(txn, &resp);
+    if (!s.ok()) {
+      lease_ = 0;  // perhaps expired between renewal and put: start afresh
+      return s;
+    }
+    shared_ = std::string(summary);
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<std::string>> SharedByOthers() const override {
+    const std::string prefix = StrCat(prefix_, "replicas/");
+    RangeRequest req;
+    req.set_key(prefix);
+    req.set_range_end(PrefixEnd(prefix));
+    RangeResponse resp;
+    if (absl::Status s = client_->Range(req, &resp); !s.ok()) return s;
+    std::vector<std::string> others;
+    for (const auto& kv : resp.kvs()) {
+      if (kv.key() != share_key_) others.push_back(kv.value());
+    }
+    return others;
   }
 
   absl::StatusOr<std::optional<std::string>> Get(Table table, std::string_view key,
@@ -667,6 +774,15 @@ class EtcdStore : public KeyStore {
   std::atomic<uint64_t> commits_{0};
   std::atomic<uint64_t> conflicts_{0};
   std::atomic<uint64_t> advisory_writes_{0};
+
+  // Share: this replica's row, bound to a lease so that it outlives the
+  // replica by at most kShareLease.
+  static constexpr absl::Duration kShareLease = absl::Seconds(5);
+  const std::string share_key_;
+  Mutex share_mu_;
+  int64_t lease_ ABSL_GUARDED_BY(share_mu_) = 0;
+  absl::Time renewed_ ABSL_GUARDED_BY(share_mu_);
+  std::optional<std::string> shared_ ABSL_GUARDED_BY(share_mu_);  // what the row holds
 };
 
 }  // namespace

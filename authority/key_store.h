@@ -167,6 +167,17 @@ class KeyStore {
   // reachable (its failures show on writes).
   virtual absl::Status Reachable() const { return absl::OkStatus(); }
 
+  // Receipts across replicas (docs/design.md, "Receipts across replicas"):
+  // each replica shares a small summary of the sidecars it serves, kept only
+  // while the replica lives (etcd: bound to a lease), never in the revision
+  // log. Share is called often; a store writes only a changed value and
+  // keeps the rest alive. A store one process owns has no other replicas:
+  // it keeps nothing, and SharedByOthers is empty.
+  virtual absl::Status Share(std::string_view /*summary*/) { return absl::OkStatus(); }
+  virtual absl::StatusOr<std::vector<std::string>> SharedByOthers() const {
+    return std::vector<std::string>{};
+  }
+
   // The row, or nullopt when it does not exist. Reads `at` when given, the
   // head revision (durable, published) otherwise.
   virtual absl::StatusOr<std::optional<std::string>> Get(

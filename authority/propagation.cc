@@ -20,6 +20,7 @@ PropagationTracker::PropagationTracker(absl::Duration forget_after, size_t max_d
 void PropagationTracker::Committed(uint64_t revision, absl::Time at) {
   MutexLock lock(&mu_);
   commit_times_[revision] = at;
+  ++version_;
   while (commit_times_.size() > kHistory) commit_times_.erase(commit_times_.begin());
 }
 
@@ -41,6 +42,7 @@ PropagationTracker::Stream PropagationTracker::Opened(const std::string& princip
     entry->disconnected.reset();
   }
   entry->generation = stream.generation;
+  ++version_;
   return stream;
 }
 
@@ -51,6 +53,7 @@ void PropagationTracker::Closed(const Stream& stream, absl::Time now) {
   if (it == entries_.end() || it->second.generation != stream.generation) return;
   it->second.disconnected = now;
   disconnected_.emplace(now, stream.session);
+  ++version_;
   Forget(now);
 }
 
@@ -74,6 +77,7 @@ absl::Status PropagationTracker::Acknowledged(const std::string& principal_id,
   if (applied_revision <= entry->applied) return absl::OkStatus();
   entry->applied = applied_revision;
   entry->acks.emplace_back(applied_revision, at);
+  ++version_;
   while (entry->acks.size() > kHistory) entry->acks.pop_front();
   return absl::OkStatus();
 }
@@ -86,6 +90,7 @@ absl::Status PropagationTracker::Left(const std::string& principal_id, const std
   }
   if (entry->disconnected) disconnected_.erase({*entry->disconnected, session});
   entries_.erase(session);
+  ++version_;
   return absl::OkStatus();
 }
 
@@ -94,41 +99,68 @@ void PropagationTracker::Forget(absl::Time now) const {
                                     now - disconnected_.begin()->first >= forget_after_)) {
     entries_.erase(disconnected_.begin()->second);
     disconnected_.erase(disconnected_.begin());
+    ++version_;
   }
 }
 
-absl::StatusOr<v1::GetPropagationResponse> PropagationTracker::Receipt(uint64_t revision,
-                                                                       uint64_t head,
-                                                                       absl::Time now) const {
+absl::Duration PropagationTracker::SlowestDelay(uint64_t revision, absl::Time committed) const {
+  absl::Duration slowest = absl::ZeroDuration();
+  for (const auto& [session, e] : entries_) {
+    if (e.applied < revision) continue;
+    auto ack = std::lower_bound(e.acks.begin(), e.acks.end(), revision,
+                                [](const auto& a, uint64_t r) { return a.first < r; });
+    if (ack != e.acks.end()) slowest = std::max(slowest, ack->second - committed);
+  }
+  return slowest;
+}
+
+absl::StatusOr<v1::GetPropagationResponse> PropagationTracker::Receipt(
+    uint64_t revision, uint64_t head, absl::Time now,
+    const std::vector<internal::SharedReceipts>& others) const {
   if (revision == 0 || revision > head) {
     return absl::InvalidArgumentError(
         StrCat("revision must be between 1 and the head revision ", head));
   }
-  MutexLock lock(&mu_);
-  Forget(now);
   v1::GetPropagationResponse resp;
   resp.set_revision(revision);
   resp.set_head_revision(head);
-  auto committed = commit_times_.find(revision);
-  absl::Duration slowest = absl::ZeroDuration();
   std::vector<v1::MissingSidecar> missing;
-  for (const auto& [session, e] : entries_) {
-    if (e.disconnected) {
+  // One sidecar, here or on another replica.
+  auto count = [&](const std::string& sidecar_id, uint64_t applied,
+                   std::optional<absl::Time> disconnected) {
+    if (disconnected) {
       resp.set_sidecars_disconnected(resp.sidecars_disconnected() + 1);
     } else {
       resp.set_sidecars_connected(resp.sidecars_connected() + 1);
     }
-    if (e.applied < revision) {
-      v1::MissingSidecar& m = missing.emplace_back();
-      m.set_sidecar_id(e.sidecar_id);
-      if (e.disconnected) *m.mutable_disconnected_time() = ToProto(*e.disconnected);
-      continue;
+    if (applied >= revision) {
+      resp.set_sidecars_applied(resp.sidecars_applied() + 1);
+      return;
     }
-    resp.set_sidecars_applied(resp.sidecars_applied() + 1);
-    auto ack = std::lower_bound(e.acks.begin(), e.acks.end(), revision,
-                                [](const auto& a, uint64_t r) { return a.first < r; });
-    if (committed != commit_times_.end() && ack != e.acks.end()) {
-      slowest = std::max(slowest, ack->second - committed->second);
+    v1::MissingSidecar& m = missing.emplace_back();
+    m.set_sidecar_id(sidecar_id);
+    if (disconnected) *m.mutable_disconnected_time() = ToProto(*disconnected);
+  };
+  absl::Duration slowest = absl::ZeroDuration();
+  {
+    MutexLock lock(&mu_);
+    Forget(now);
+    for (const auto& [session, e] : entries_) count(e.sidecar_id, e.applied, e.disconnected);
+    auto committed = commit_times_.find(revision);
+    if (committed != commit_times_.end()) slowest = SlowestDelay(revision, committed->second);
+  }
+  for (const internal::SharedReceipts& other : others) {
+    for (const auto& s : other.sidecars()) {
+      std::optional<absl::Time> disconnected;
+      if (s.disconnected_unix_micros() != 0) {
+        disconnected = absl::FromUnixMicros(s.disconnected_unix_micros());
+      }
+      count(s.sidecar_id(), s.applied(), disconnected);
+    }
+    for (const auto& d : other.delays()) {
+      if (d.revision() == revision) {
+        slowest = std::max(slowest, absl::Microseconds(d.slowest_micros()));
+      }
     }
   }
   std::sort(missing.begin(), missing.end(),
@@ -139,6 +171,31 @@ absl::StatusOr<v1::GetPropagationResponse> PropagationTracker::Receipt(uint64_t 
   }
   *resp.mutable_slowest_apply_delay() = ToProto(slowest);
   return resp;
+}
+
+internal::SharedReceipts PropagationTracker::Share(absl::Time now) const {
+  internal::SharedReceipts shared;
+  MutexLock lock(&mu_);
+  Forget(now);
+  for (const auto& [session, e] : entries_) {
+    auto* s = shared.add_sidecars();
+    s->set_sidecar_id(e.sidecar_id);
+    s->set_applied(e.applied);
+    if (e.disconnected) s->set_disconnected_unix_micros(absl::ToUnixMicros(*e.disconnected));
+  }
+  auto it = commit_times_.end();
+  for (size_t n = 0; n < kSharedDelays && it != commit_times_.begin(); ++n) --it;
+  for (; it != commit_times_.end(); ++it) {
+    auto* d = shared.add_delays();
+    d->set_revision(it->first);
+    d->set_slowest_micros(absl::ToInt64Microseconds(SlowestDelay(it->first, it->second)));
+  }
+  return shared;
+}
+
+uint64_t PropagationTracker::version() const {
+  MutexLock lock(&mu_);
+  return version_;
 }
 
 }  // namespace latchkey

@@ -26,11 +26,13 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "authority/internal/records.pb.h"
 #include "common/mutex.h"
 #include "latchkey/v1/key_admin.pb.h"
 
@@ -68,10 +70,20 @@ class PropagationTracker {
   // A clean shutdown: the session's entry leaves receipts at once.
   absl::Status Left(const std::string& principal_id, const std::string& session);
 
-  // The receipt for `revision`. INVALID_ARGUMENT for 0 or a revision after
-  // `head` (it has not happened).
-  absl::StatusOr<v1::GetPropagationResponse> Receipt(uint64_t revision, uint64_t head,
-                                                     absl::Time now) const;
+  // The receipt for `revision`, counting this tracker's sidecars and those
+  // other replicas share. INVALID_ARGUMENT for 0 or a revision after `head`
+  // (it has not happened).
+  absl::StatusOr<v1::GetPropagationResponse> Receipt(
+      uint64_t revision, uint64_t head, absl::Time now,
+      const std::vector<internal::SharedReceipts>& others = {}) const;
+
+  // What other replicas need of this tracker for their receipts: every
+  // sidecar's newest acknowledgement, and the slowest delays of the newest
+  // kSharedDelays revisions (older revisions are counted without delays).
+  static constexpr size_t kSharedDelays = 32;
+  internal::SharedReceipts Share(absl::Time now) const;
+  // Changes whenever what Share returns may have.
+  uint64_t version() const;
 
  private:
   struct Entry {
@@ -93,8 +105,13 @@ class PropagationTracker {
   const absl::Duration forget_after_;
   const size_t max_disconnected_;
 
+  // The slowest delay to apply `revision` among the sidecars that did.
+  absl::Duration SlowestDelay(uint64_t revision, absl::Time committed) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   mutable Mutex mu_;
   uint64_t generations_ ABSL_GUARDED_BY(mu_) = 0;
+  mutable uint64_t version_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<uint64_t, absl::Time> commit_times_ ABSL_GUARDED_BY(mu_);
   // Forgetting is done by readers too, so these are mutable.
   mutable absl::flat_hash_map<std::string, Entry> entries_ ABSL_GUARDED_BY(mu_);

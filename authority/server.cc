@@ -31,6 +31,7 @@ struct AuthorityServer::Parts {
   Registry metrics;
   std::unique_ptr<MetricsServer> metrics_server;
   std::unique_ptr<Periodic> store_health;  // stopped first
+  std::unique_ptr<Periodic> share_receipts;
 };
 
 namespace {
@@ -150,6 +151,36 @@ absl::Status BootstrapShared(const AuthorityOptions& options, const KeyStore& st
   return absl::OkStatus();
 }
 
+// Shares this replica's receipts with the others (docs/design.md, "Receipts
+// across replicas"): every 100 ms when they changed, so that a receipt asked
+// of another replica lags by about that much; the store keeps the row alive
+// in between.
+std::unique_ptr<Periodic> ShareReceipts(KeyStore* store, const PropagationTracker* propagation) {
+  struct State {
+    std::optional<uint64_t> version;  // of the tracker when `summary` was made
+    std::string summary;
+    bool failing = false;
+  };
+  return std::make_unique<Periodic>(
+      absl::Milliseconds(100), [store, propagation, state = std::make_shared<State>()] {
+        const uint64_t version = propagation->version();
+        if (version != state->version) {
+          state->summary = propagation->Share(absl::Now()).SerializeAsString();
+          state->version = version;
+        }
+        // The store writes only a changed summary and renews its lease when due.
+        const absl::Status shared = store->Share(state->summary);
+        if (shared.ok() == state->failing) {
+          state->failing = !shared.ok();
+          if (shared.ok()) {
+            spdlog::info("sharing receipts with the other replicas again");
+          } else {
+            spdlog::warn("sharing receipts with the other replicas: {}", shared.ToString());
+          }
+        }
+      });
+}
+
 }  // namespace
 
 AuthorityServer::AuthorityServer(std::unique_ptr<Parts> parts) : parts_(std::move(parts)) {
@@ -263,6 +294,7 @@ absl::StatusOr<std::unique_ptr<AuthorityServer>> AuthorityServer::Start(
           }
           health->SetServingStatus(*serving);
         });
+    parts->share_receipts = ShareReceipts(raw_store, propagation);
   }
 
   std::unique_ptr<AuthorityServer> self(new AuthorityServer(std::move(parts)));
@@ -278,6 +310,7 @@ void AuthorityServer::Shutdown(absl::Duration deadline) {
   if (shut_down_) return;
   shut_down_ = true;
   parts_->store_health.reset();
+  parts_->share_receipts.reset();
   // Watch streams never end by themselves.
   parts_->hub->CloseAll(absl::UnavailableError("authority shutting down"));
   parts_->server->Shutdown(absl::ToChronoTime(absl::Now() + deadline));

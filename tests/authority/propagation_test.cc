@@ -147,6 +147,55 @@ TEST_CASE("a receipt for revision 0 or one not yet made is INVALID_ARGUMENT") {
   REQUIRE(absl::IsInvalidArgument(t.Receipt(6, 5, kT0).status()));
 }
 
+TEST_CASE("a receipt counts the sidecars another replica shares, with their delays") {
+  // Replica B: pod-b applied 5 after 30 ms, pod-c is gone at 4.
+  PropagationTracker b;
+  b.Committed(5, kT0);
+  const auto pod_b = b.Opened("p-1", "pod-b", "", kT0);
+  const auto pod_c = b.Opened("p-1", "pod-c", "", kT0);
+  REQUIRE(b.Acknowledged("p-1", pod_b.session, 5, kT0 + absl::Milliseconds(30)).ok());
+  REQUIRE(b.Acknowledged("p-1", pod_c.session, 4, kT0).ok());
+  b.Closed(pod_c, kT0 + absl::Seconds(1));
+  const uint64_t before = b.version();
+  const internal::SharedReceipts shared = b.Share(kT0 + absl::Seconds(2));
+  REQUIRE(shared.sidecars_size() == 2);
+  REQUIRE(shared.delays_size() == 1);
+
+  // Replica A: pod-a applied 5 after 2 ms.
+  PropagationTracker a;
+  a.Committed(5, kT0);
+  const auto pod_a = Open(a, "pod-a");
+  REQUIRE(a.Acknowledged("p-1", pod_a.session, 5, kT0 + absl::Milliseconds(2)).ok());
+  absl::StatusOr<v1::GetPropagationResponse> r = a.Receipt(5, 5, kT0, {shared});
+  REQUIRE(r.ok());
+  REQUIRE(r->sidecars_connected() == 2);
+  REQUIRE(r->sidecars_disconnected() == 1);
+  REQUIRE(r->sidecars_applied() == 2);
+  REQUIRE(r->missing_sidecar_ids_size() == 1);
+  REQUIRE(r->missing_sidecars(0).sidecar_id() == "pod-c");
+  REQUIRE(FromProto(r->missing_sidecars(0).disconnected_time()) == kT0 + absl::Seconds(1));
+  REQUIRE(FromProto(r->slowest_apply_delay()) == absl::Milliseconds(30));
+
+  // Without B's share only pod-a counts; B's state changing moves its version.
+  REQUIRE(a.Receipt(5, 5, kT0)->sidecars_connected() == 1);
+  REQUIRE(b.Acknowledged("p-1", pod_b.session, 6, kT0).ok());
+  REQUIRE(b.version() != before);
+}
+
+TEST_CASE("a replica shares the delays of its newest revisions only") {
+  PropagationTracker t;
+  const auto s = Open(t, "pod-a");
+  for (uint64_t r = 1; r <= 100; ++r) {
+    t.Committed(r, kT0);
+    REQUIRE(t.Acknowledged("p-1", s.session, r, kT0 + absl::Milliseconds(r)).ok());
+  }
+  const internal::SharedReceipts shared = t.Share(kT0);
+  REQUIRE(shared.delays_size() == PropagationTracker::kSharedDelays);
+  REQUIRE(shared.delays(0).revision() == 100 - PropagationTracker::kSharedDelays + 1);
+  REQUIRE(shared.delays().rbegin()->revision() == 100);
+  REQUIRE(shared.delays().rbegin()->slowest_micros() == 100000);
+}
+
 TEST_CASE("receipts read while sidecars acknowledge from many threads", "[concurrency]") {
   PropagationTracker t;
   std::atomic<int> refused{0};  // Catch2 assertions are not thread-safe

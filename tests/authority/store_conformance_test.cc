@@ -357,5 +357,28 @@ TEMPLATE_TEST_CASE("store: two stores have different ids", "[store]", STORE_KIND
   REQUIRE(a.Open()->store_id() != b.Open()->store_id());
 }
 
+TEST_CASE("store: a store one process owns shares with nobody", "[store]") {
+  RocksDbKind kind;
+  std::unique_ptr<KeyStore> store = kind.Open();
+  REQUIRE(store->Share("summary").ok());
+  REQUIRE(store->SharedByOthers()->empty());
+}
+
+#if !defined(__SANITIZE_THREAD__)
+TEST_CASE("store: what an etcd replica shares reaches the others and leaves with it", "[store]") {
+  EtcdKind kind;
+  std::unique_ptr<KeyStore> a = kind.Open(), b = kind.Open();
+  REQUIRE(a->Share("from a").ok());
+  REQUIRE(*b->SharedByOthers() == std::vector<std::string>{"from a"});
+  REQUIRE(a->SharedByOthers()->empty());  // its own is not another's
+  REQUIRE(b->Share("from b").ok());
+  REQUIRE(a->Share("from a, later").ok());
+  REQUIRE(*b->SharedByOthers() == std::vector<std::string>{"from a, later"});
+  REQUIRE(*a->SharedByOthers() == std::vector<std::string>{"from b"});
+  a.reset();  // a clean shutdown takes its row along at once
+  REQUIRE(b->SharedByOthers()->empty());
+}
+#endif
+
 }  // namespace
 }  // namespace latchkey

@@ -91,6 +91,26 @@ class Replicas {
   std::vector<std::unique_ptr<Subprocess>> processes_;
 };
 
+// latchkeyctl against the authority at `address`, as the bootstrap ADMIN.
+testing::CommandResult Ctl(const Replicas& r, const std::string& address,
+                           std::vector<std::string> args) {
+  args.insert(args.begin(), {testing::Binary("latchkeyctl"), "--authority", address});
+  return testing::RunCommand(args, "", {"LATCHKEY_TOKEN=" + r.token()});
+}
+
+// A sidecar in this process following `authorities`.
+std::unique_ptr<SidecarServer> Follow(const std::string& authorities, const std::string& token,
+                                      const std::string& id) {
+  SidecarOptions so;
+  so.listen.addresses = {"127.0.0.1:0"};
+  so.authority = authorities;
+  so.token = token;
+  so.sidecar_id = id;
+  absl::StatusOr<std::unique_ptr<SidecarServer>> sidecar = SidecarServer::Start(so);
+  REQUIRE(sidecar.ok());
+  return *std::move(sidecar);
+}
+
 TEST_CASE(
     "replicas share every change, and a principal deleted on one is refused on the other "
     "within a second") {
@@ -219,6 +239,48 @@ TEST_CASE(
 }
 
 TEST_CASE(
+    "a receipt asked of either replica counts the sidecars of every replica, and a killed "
+    "replica's sidecars until its lease runs out") {
+  Replicas r;
+  const std::string a_address = r.Start();
+  const std::string b_address = r.Start();
+  Admin a(a_address, r.token());
+  const std::string token = a.CreatePrincipal("pods", v1::ROLE_SIDECAR);
+  std::unique_ptr<SidecarServer> on_a = Follow(a_address, token, "on-a");
+  std::unique_ptr<SidecarServer> on_b = Follow(b_address, token, "on-b");
+  const std::string project = a.CreateProject("receipts").project().project_id();
+  std::vector<v1::GenerateApiKeyResponse> keys;
+  for (int i = 0; i < 3; ++i) keys.push_back(a.GenerateApiKey(project));
+
+  // Asked of B, the receipt counts A's sidecar too; and the other way round.
+  for (const std::string& address : {b_address, a_address}) {
+    const std::string key_id = keys.back().key().key_id();
+    keys.pop_back();
+    testing::CommandResult revoked = Ctl(r, address, {"key", "revoke", key_id, "--wait=10s"});
+    INFO(revoked.out << revoked.err);
+    REQUIRE(revoked.exit_code == 0);
+    REQUIRE_THAT(revoked.out, Catch::Contains("applied on 2/2 sidecars"));
+  }
+
+  // A dies without a goodbye: its sidecar cannot hear the next revocation
+  // and is named missing until A's share expires with its lease.
+  r.Kill(0);
+  testing::CommandResult partial =
+      Ctl(r, b_address, {"key", "revoke", keys.back().key().key_id(), "--wait=1s"});
+  INFO(partial.out << partial.err);
+  REQUIRE(partial.exit_code == 3);
+  REQUIRE_THAT(partial.out,
+               Catch::Contains("applied on 1/2 sidecars") && Catch::Contains("missing: on-a"));
+  Admin b(b_address, r.token());
+  REQUIRE(testing::Eventually(
+      [&] {
+        const v1::GetPropagationResponse receipt = b.Receipt(b.Receipt(1).head_revision());
+        return receipt.sidecars_connected() == 1 && receipt.sidecars_applied() == 1;
+      },
+      std::chrono::seconds(15)));
+}
+
+TEST_CASE(
     "a sidecar following two replicas moves on when its authority is SIGKILLed, by replay, "
     "and hears a revocation made on the other") {
   Replicas r;
@@ -228,12 +290,9 @@ TEST_CASE(
   const std::string project = a.CreateProject("failover").project().project_id();
   const v1::GenerateApiKeyResponse key = a.GenerateApiKey(project);
 
-  SidecarOptions so;
-  so.listen.addresses = {"127.0.0.1:0"};
-  so.authority = a_address + "," + b_address;  // A first: it follows A
-  so.token = a.CreatePrincipal("follower", v1::ROLE_SIDECAR);
-  so.sidecar_id = "follower";
-  std::unique_ptr<SidecarServer> sidecar = *SidecarServer::Start(so);
+  // A first: it follows A.
+  std::unique_ptr<SidecarServer> sidecar = Follow(
+      a_address + "," + b_address, a.CreatePrincipal("follower", v1::ROLE_SIDECAR), "follower");
   REQUIRE(testing::Eventually(
       [&] { return testing::Verdict(sidecar->address(), key.api_key()) == v1::VALID; }));
   const uint64_t snapshots = sidecar->sync_state().snapshots;
@@ -263,12 +322,7 @@ TEST_CASE(
   Admin b(b_address, r.token());
   const std::string sidecar_token = b.CreatePrincipal("sidecars", v1::ROLE_SIDECAR);
   auto follow = [&](const std::string& authorities, const std::string& id) {
-    SidecarOptions so;
-    so.listen.addresses = {"127.0.0.1:0"};
-    so.authority = authorities;
-    so.token = sidecar_token;
-    so.sidecar_id = id;
-    return *SidecarServer::Start(so);
+    return Follow(authorities, sidecar_token, id);
   };
   std::unique_ptr<SidecarServer> sidecars[] = {follow(a_address + "," + b_address, "ab"),
                                                follow(b_address + "," + a_address, "ba")};
@@ -327,6 +381,14 @@ TEST_CASE(
     REQUIRE(testing::Eventually([&] { return sidecar->sync_state().applied >= head; }));
     REQUIRE(sidecar->keys().Dump() == fresh->keys().Dump());
   }
+
+  // And a complete receipt afterwards: all three sidecars, over both replicas.
+  const std::string last = b.GenerateApiKey(project).key().key_id();
+  testing::CommandResult receipt = Ctl(r, a_address, {"key", "revoke", last, "--wait=15s"});
+  INFO(receipt.out << receipt.err);
+  REQUIRE(receipt.exit_code == 0);
+  REQUIRE_THAT(receipt.out, Catch::Contains("applied on 3/3 sidecars"));
+  WARN("receipt after the faults: " << receipt.out);
 }
 
 TEST_CASE(

@@ -47,6 +47,11 @@ class ThreadCheckingStore final : public KeyStore {
   // both finish their reads before either commits.
   void DelayAppends(int ms) { append_delay_ms_ = ms; }
   StoreStats stats() const override { return inner_->stats(); }
+  absl::Status Reachable() const override { return inner_->Reachable(); }
+  absl::Status Share(std::string_view summary) override { return inner_->Share(summary); }
+  absl::StatusOr<std::vector<std::string>> SharedByOthers() const override {
+    return inner_->SharedByOthers();
+  }
   absl::StatusOr<std::optional<std::string>> Get(Table table, std::string_view key,
                                                  const StoreSnapshot* at) const override {
     Note();
