@@ -22,6 +22,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <map>
 #include <thread>
 
 #include "absl/strings/numbers.h"
@@ -799,7 +800,9 @@ absl::StatusOr<std::vector<std::string>> ParseEndpoints(std::string_view list) {
   }
 }
 
-absl::StatusOr<std::unique_ptr<KeyStore>> OpenEtcdStore(const EtcdStoreOptions& options) {
+namespace {
+
+absl::StatusOr<std::unique_ptr<EtcdClient>> Connect(const EtcdStoreOptions& options) {
   if (options.endpoints.empty()) return absl::InvalidArgumentError("no etcd endpoints");
   if (options.prefix.empty()) return absl::InvalidArgumentError("the etcd prefix is empty");
   if (options.event_retention == 0) {
@@ -808,9 +811,199 @@ absl::StatusOr<std::unique_ptr<KeyStore>> OpenEtcdStore(const EtcdStoreOptions& 
   absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
       ChannelCredentials(ClientTlsFiles{options.ca_file, options.cert_file, options.key_file});
   if (!credentials.ok()) return credentials.status();
-  auto client = std::make_unique<EtcdClient>(options.endpoints, *credentials, options.call_timeout);
+  return std::make_unique<EtcdClient>(options.endpoints, *credentials, options.call_timeout);
+}
+
+// How many keys `prefix` holds.
+absl::StatusOr<int64_t> CountKeys(EtcdClient& client, const std::string& prefix) {
+  RangeRequest req;
+  req.set_key(prefix);
+  req.set_range_end(PrefixEnd(prefix));
+  req.set_count_only(true);
+  RangeResponse resp;
+  if (absl::Status s = client.Range(req, &resp); !s.ok()) return s;
+  return resp.count();
+}
+
+// Puts, sent in transactions within etcd's default limits (128 operations,
+// 1.5 MiB per request).
+class BulkWriter {
+ public:
+  explicit BulkWriter(EtcdClient& client) : client_(client) {}
+
+  absl::Status Put(std::string key, std::string value) {
+    bytes_ += key.size() + value.size();
+    auto* put = txn_.add_success()->mutable_request_put();
+    put->set_key(std::move(key));
+    put->set_value(std::move(value));
+    if (txn_.success_size() >= 100 || bytes_ >= (1 << 20)) return Flush();
+    return absl::OkStatus();
+  }
+
+  absl::Status Flush() {
+    if (txn_.success_size() == 0) return absl::OkStatus();
+    TxnResponse resp;
+    absl::Status s = client_.BlindTxn(txn_, &resp);
+    txn_.Clear();
+    bytes_ = 0;
+    return s;
+  }
+
+ private:
+  EtcdClient& client_;
+  TxnRequest txn_;
+  size_t bytes_ = 0;
+};
+
+}  // namespace
+
+absl::StatusOr<ImportReport> ImportIntoEtcd(const KeyStore& source,
+                                            const EtcdStoreOptions& options) {
+  absl::StatusOr<std::unique_ptr<EtcdClient>> client = Connect(options);
+  if (!client.ok()) return client.status();
+  const std::string& prefix = options.prefix;
+  absl::StatusOr<int64_t> present = CountKeys(**client, prefix);
+  if (!present.ok()) return present.status();
+  if (*present > 0) {
+    return absl::FailedPreconditionError(
+        StrCat("etcd prefix ", prefix, " is not empty (", *present,
+               " keys): an import goes only into an empty prefix"));
+  }
+  ImportReport report;
+  report.store_id = source.store_id();
+  report.head = source.head_revision();
+  const uint64_t oldest_event =
+      report.head > options.event_retention ? report.head - options.event_retention + 1 : 1;
+  // Refused before anything is written: the events to keep must be there.
+  if (absl::StatusOr<std::vector<v1::KeyEvent>> first = source.EventsAfter(oldest_event - 1, 1);
+      !first.ok()) {
+    if (!absl::IsOutOfRange(first.status())) return first.status();
+    return absl::OutOfRangeError(
+        StrCat("the source store keeps fewer events than --event-retention ",
+               options.event_retention, ": give the value it was run with"));
+  }
+  BulkWriter out(**client);
+
+  for (Table table : {Table::kProjects, Table::kKeys, Table::kProjectKeys, Table::kDigests,
+                      Table::kPrincipals, Table::kUsage, Table::kGuards}) {
+    std::string after;
+    for (;;) {
+      absl::StatusOr<Page> page = source.Scan(table, "", after, 1000);
+      if (!page.ok()) return page.status();
+      for (Row& row : page->rows) {
+        after = row.key;
+        ++report.rows;
+        if (absl::Status s =
+                out.Put(StrCat(prefix, "t/", TableName(table), "/", row.key), std::move(row.value));
+            !s.ok()) {
+          return s;
+        }
+      }
+      if (!page->more) break;
+    }
+  }
+
+  // Audit records, by project: every project's, then those of none. Each
+  // retained revision's record also goes into its log record.
+  std::vector<std::string> projects = {""};
+  for (std::string after;;) {
+    absl::StatusOr<Page> page = source.Scan(Table::kProjects, "", after, 1000);
+    if (!page.ok()) return page.status();
+    for (const Row& row : page->rows) projects.push_back(after = row.key);
+    if (!page->more) break;
+  }
+  std::map<uint64_t, v1::AuditEvent> recent;
+  for (const std::string& project : projects) {
+    for (uint64_t after = 0;;) {
+      absl::StatusOr<std::vector<v1::AuditEvent>> audit = source.AuditEvents(project, after, 1000);
+      if (!audit.ok()) return audit.status();
+      for (v1::AuditEvent& a : *audit) {
+        after = a.revision();
+        ++report.audit;
+        if (absl::Status s = out.Put(StrCat(prefix, "audit/", project, "/", Decimal(a.revision())),
+                                     a.SerializeAsString());
+            !s.ok()) {
+          return s;
+        }
+        if (a.revision() >= oldest_event) recent.emplace(a.revision(), std::move(a));
+      }
+      if (audit->empty()) break;
+    }
+  }
+  if (report.audit != report.head) {
+    return absl::DataLossError(StrCat("found ", report.audit, " audit records for ", report.head,
+                                      " revisions in the source store"));
+  }
+
+  for (uint64_t after = oldest_event - 1; after < report.head;) {
+    absl::StatusOr<std::vector<v1::KeyEvent>> events = source.EventsAfter(after, 1000);
+    if (!events.ok()) return events.status();
+    if (events->empty()) return absl::DataLossError("the source store's events end early");
+    for (v1::KeyEvent& e : *events) {
+      after = e.revision();
+      internal::LogRecord rec;
+      *rec.mutable_audit() = recent[e.revision()];
+      *rec.mutable_event() = std::move(e);
+      ++report.events;
+      if (absl::Status s = out.Put(StrCat(prefix, "log/", Decimal(after)), rec.SerializeAsString());
+          !s.ok()) {
+        return s;
+      }
+    }
+  }
+  if (absl::Status s = out.Flush(); !s.ok()) return s;
+
+  // Last, in one transaction: the store exists only once all of it is there.
+  TxnRequest finish;
+  Compare* missing = finish.add_compare();
+  missing->set_key(StrCat(prefix, "meta/id"));
+  missing->set_target(Compare::VERSION);
+  missing->set_result(Compare::EQUAL);
+  missing->set_version(0);
+  auto put = [&](std::string key, std::string value) {
+    auto* p = finish.add_success()->mutable_request_put();
+    p->set_key(std::move(key));
+    p->set_value(std::move(value));
+  };
+  put(StrCat(prefix, "meta/id"), report.store_id);
+  put(StrCat(prefix, "meta/head"), std::to_string(report.head));
+  TxnResponse resp;
+  if (absl::Status s = (*client)->BlindTxn(finish, &resp); !s.ok()) return s;
+  // Sent twice when a member went away mid-call: the id tells whose it is.
+  RangeRequest id;
+  id.set_key(StrCat(prefix, "meta/id"));
+  RangeResponse id_resp;
+  if (absl::Status s = (*client)->Range(id, &id_resp); !s.ok()) return s;
+  if (id_resp.kvs_size() != 1 || id_resp.kvs(0).value() != report.store_id) {
+    return absl::AbortedError(StrCat("a store was created under ", prefix,
+                                     " while importing; delete the prefix and import again"));
+  }
+  return report;
+}
+
+absl::StatusOr<std::unique_ptr<KeyStore>> OpenEtcdStore(const EtcdStoreOptions& options) {
+  absl::StatusOr<std::unique_ptr<EtcdClient>> connected = Connect(options);
+  if (!connected.ok()) return connected.status();
+  std::unique_ptr<EtcdClient> client = *std::move(connected);
   const std::string id_key = StrCat(options.prefix, "meta/id");
   const std::string head_key = StrCat(options.prefix, "meta/head");
+
+  // A prefix with keys but no store id holds an import cut short (or still
+  // running): creating a store over it would mix two states.
+  RangeRequest id;
+  id.set_key(id_key);
+  RangeResponse id_resp;
+  if (absl::Status s = client->Range(id, &id_resp); !s.ok()) return s;
+  if (id_resp.kvs_size() == 0) {
+    absl::StatusOr<int64_t> present = CountKeys(*client, options.prefix);
+    if (!present.ok()) return present.status();
+    if (*present > 0) {
+      return absl::FailedPreconditionError(
+          StrCat("etcd prefix ", options.prefix, " holds ", *present,
+                 " keys but no store id: an import into it is running or was cut short; "
+                 "delete the prefix and import again"));
+    }
+  }
 
   // Create the store unless it exists; the first replica to commit wins.
   TxnRequest create;

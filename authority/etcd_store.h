@@ -31,6 +31,26 @@ absl::StatusOr<std::vector<std::string>> ParseEndpoints(std::string_view list);
 // it (a new store id, revision 0) when the prefix holds none.
 absl::StatusOr<std::unique_ptr<KeyStore>> OpenEtcdStore(const EtcdStoreOptions& options);
 
+// What ImportIntoEtcd copied.
+struct ImportReport {
+  std::string store_id;
+  uint64_t head = 0;  // revision
+  size_t rows = 0;    // of every table
+  size_t audit = 0;   // audit records (one per revision)
+  size_t events = 0;  // retained for replay: the newest options.event_retention
+};
+
+// Copies `source` into options.prefix of an etcd cluster (docs/operations.md,
+// "Moving to etcd"): the same store id, head revision, rows and audit
+// records, and the events options.event_retention keeps, so sidecars resume
+// by replay when their authority changes store. `source` must not change
+// meanwhile. FAILED_PRECONDITION when the prefix holds anything;
+// OUT_OF_RANGE when `source` kept fewer events than options.event_retention.
+// The store id and head are written last, in one transaction: a copy cut
+// short leaves a prefix no replica opens and no second import accepts.
+absl::StatusOr<ImportReport> ImportIntoEtcd(const KeyStore& source,
+                                            const EtcdStoreOptions& options);
+
 }  // namespace latchkey
 
 #endif  // LATCHKEY_AUTHORITY_ETCD_STORE_H_

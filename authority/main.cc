@@ -9,6 +9,34 @@
 #include "common/key_format.h"
 #include "common/log.h"
 
+namespace {
+
+// latchkey-authority migrate: the copy, then what to start the replicas with.
+int Migrate(latchkey::AuthorityOptions options, const std::string& endpoints) {
+  absl::StatusOr<std::vector<std::string>> parsed = latchkey::ParseEndpoints(endpoints);
+  if (!parsed.ok()) {
+    std::cerr << "latchkey-authority migrate: --to-etcd: " << parsed.status().message() << "\n";
+    return 2;
+  }
+  options.etcd.endpoints = *std::move(parsed);
+  absl::StatusOr<latchkey::ImportReport> report = latchkey::MigrateToEtcd(options);
+  if (!report.ok()) {
+    std::cerr << "latchkey-authority migrate: " << report.status().ToString() << "\n";
+    return 1;
+  }
+  const std::string master_key =
+      options.master_key_file.empty() ? options.data_dir + "/master.key" : options.master_key_file;
+  std::cout << "copied store " << report->store_id << " at revision " << report->head << " into "
+            << endpoints << " prefix " << options.etcd.prefix << ": " << report->rows << " rows, "
+            << report->audit << " audit records, " << report->events << " events for replay\n"
+            << "start every replica with --store=etcd --etcd-endpoints " << endpoints
+            << " --etcd-prefix " << options.etcd.prefix << " --master-key-file " << master_key
+            << "\n";
+  return 0;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   // Shutdown runs on the main thread, not in a signal handler.
   const sigset_t stop_signals = latchkey::BlockStopSignals();
@@ -59,11 +87,17 @@ int main(int argc, char** argv) {
   latchkey::AddDaemonFlags(app, options.listen, daemon);
   CLI::App* new_token =
       app.add_subcommand("new-token", "print a fresh token (for --bootstrap-token-file) and exit");
+  CLI::App* migrate = app.add_subcommand(
+      "migrate", "copy the embedded store in --data-dir into an empty etcd prefix, and exit");
+  std::string to_etcd;
+  migrate->add_option("--to-etcd", to_etcd, "etcd members, HOST:PORT,...")->required();
+  migrate->fallthrough();  // --data-dir, --etcd-prefix, TLS and retention flags
   CLI11_PARSE(app, argc, argv);
   if (*new_token) {
     std::cout << latchkey::GenerateToken() << "\n";
     return 0;
   }
+  if (*migrate) return Migrate(options, to_etcd);
   if (options.store == "etcd") {
     absl::StatusOr<std::vector<std::string>> endpoints = latchkey::ParseEndpoints(etcd_endpoints);
     if (!endpoints.ok() || etcd_endpoints.empty()) {

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <filesystem>
+#include <limits>
 
 #include "absl/time/clock.h"
 #include "authority/admin_service.h"
@@ -107,6 +108,30 @@ absl::StatusOr<OpenedStore> OpenEmbedded(const AuthorityOptions& options) {
   if (!sealer.ok()) return sealer.status();
   return OpenedStore{*std::move(store), *std::move(sealer), options.data_dir + "/admin.token"};
 }
+
+}  // namespace
+
+absl::StatusOr<ImportReport> MigrateToEtcd(const AuthorityOptions& options) {
+  const std::string db = options.data_dir + "/db";
+  if (!std::filesystem::exists(db + "/CURRENT")) {
+    return absl::NotFoundError("no embedded store in " + options.data_dir);
+  }
+  RocksDbStoreOptions source_options;
+  source_options.path = db;
+  // Opening with a retention trims events beyond it; this copy keeps them all.
+  source_options.event_retention = std::numeric_limits<uint64_t>::max();
+  absl::StatusOr<std::unique_ptr<KeyStore>> source = OpenRocksDbStore(source_options);
+  if (!source.ok()) {
+    return absl::Status(source.status().code(),
+                        StrCat(std::string(source.status().message()),
+                               " (stop the authority that uses it before migrating)"));
+  }
+  EtcdStoreOptions etcd = options.etcd;
+  etcd.event_retention = options.event_retention;
+  return ImportIntoEtcd(**source, etcd);
+}
+
+namespace {
 
 // The replicated store. Every replica is given the same master key; none
 // makes one.

@@ -73,6 +73,12 @@ class AuthorityServer {
   bool shut_down_ = false;
 };
 
+// latchkey-authority migrate (docs/operations.md, "Moving to etcd"): copies
+// the embedded store in options.data_dir into options.etcd, which must be an
+// empty prefix. The store must not be in use (RocksDB refuses a second
+// opener).
+absl::StatusOr<ImportReport> MigrateToEtcd(const AuthorityOptions& options);
+
 }  // namespace latchkey
 
 #endif  // LATCHKEY_AUTHORITY_SERVER_H_

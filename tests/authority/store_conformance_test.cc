@@ -45,6 +45,8 @@ class EtcdKind {
     return *std::move(store);
   }
 
+  const std::string& prefix() const { return prefix_; }
+
  private:
   const std::string prefix_ = "/conformance-" + RandomBase62(12) + "/";
 };
@@ -377,6 +379,96 @@ TEST_CASE("store: what an etcd replica shares reaches the others and leaves with
   REQUIRE(*a->SharedByOthers() == std::vector<std::string>{"from b"});
   a.reset();  // a clean shutdown takes its row along at once
   REQUIRE(b->SharedByOthers()->empty());
+}
+
+// Every row of every table, as "table/key=value" lines.
+std::vector<std::string> AllRows(const KeyStore& store) {
+  std::vector<std::string> rows;
+  for (Table t : {Table::kProjects, Table::kKeys, Table::kProjectKeys, Table::kDigests,
+                  Table::kPrincipals, Table::kUsage, Table::kGuards}) {
+    absl::StatusOr<Page> page = store.Scan(t, "", "", 1000);
+    REQUIRE(page.ok());
+    for (const Row& row : page->rows) {
+      rows.push_back(std::to_string(static_cast<int>(t)) + "/" + row.key + "=" + row.value);
+    }
+  }
+  return rows;
+}
+
+std::vector<std::string> Serialized(const auto& messages) {
+  std::vector<std::string> out;
+  for (const auto& m : messages) out.push_back(m.SerializeAsString());
+  return out;
+}
+
+TEST_CASE("store: an embedded store imported into etcd reads the same and takes the next revision",
+          "[store]") {
+  RocksDbKind source_kind;
+  std::unique_ptr<KeyStore> source = source_kind.Open(/*retention=*/5);
+  for (int i = 1; i <= 8; ++i) {
+    Mutation m = Put("prj_x", "v" + std::to_string(i));  // audited under prj_x
+    if (i % 2 == 0) {
+      m.writes = {Write{Table::kPrincipals, "p" + std::to_string(i), "principal"},
+                  Write{Table::kGuards, "principals", std::to_string(i)}};
+      m.audit.clear_project_id();  // audited under no project
+    }
+    m.event.add_removed_digests("d" + std::to_string(i));
+    REQUIRE(source->Commit(std::move(m)).ok());
+  }
+  REQUIRE(source->WriteAdvisory({Write{Table::kUsage, "key_1", "usage"}}).ok());
+
+  EtcdKind target;
+  EtcdStoreOptions options;
+  options.endpoints = *ParseEndpoints(testing::EtcdCluster::Shared().endpoints());
+  options.prefix = target.prefix();
+  options.event_retention = 5;
+  absl::StatusOr<ImportReport> report = ImportIntoEtcd(*source, options);
+  INFO(report.status());
+  REQUIRE(report.ok());
+  REQUIRE(report->head == 8);
+  REQUIRE(report->audit == 8);
+  REQUIRE(report->events == 5);
+
+  std::unique_ptr<KeyStore> copy = target.Open(5);
+  REQUIRE(copy->store_id() == source->store_id());
+  REQUIRE(copy->head_revision() == 8);
+  REQUIRE(AllRows(*copy) == AllRows(*source));
+  REQUIRE(Serialized(*copy->EventsAfter(3, 100)) == Serialized(*source->EventsAfter(3, 100)));
+  REQUIRE(absl::IsOutOfRange(copy->EventsAfter(2, 100).status()));
+  for (const char* project : {"prj_x", ""}) {
+    REQUIRE(Serialized(*copy->AuditEvents(project, 0, 100)) ==
+            Serialized(*source->AuditEvents(project, 0, 100)));
+  }
+  REQUIRE(*copy->Commit(Put("prj_x", "after")) == 9);
+
+  // Only into an empty prefix.
+  REQUIRE(absl::IsFailedPrecondition(ImportIntoEtcd(*source, options).status()));
+}
+
+TEST_CASE("store: an import needs the events to keep, and a prefix cut short opens nowhere",
+          "[store]") {
+  RocksDbKind source_kind;
+  std::unique_ptr<KeyStore> source = source_kind.Open(/*retention=*/2);
+  for (int i = 0; i < 4; ++i) REQUIRE(source->Commit(Put("prj_x", "v")).ok());
+  EtcdKind target;
+  EtcdStoreOptions options;
+  options.endpoints = *ParseEndpoints(testing::EtcdCluster::Shared().endpoints());
+  options.prefix = target.prefix();
+  options.event_retention = 3;  // more than the source kept: refused, nothing written
+  REQUIRE(absl::IsOutOfRange(ImportIntoEtcd(*source, options).status()));
+  options.event_retention = 2;
+  REQUIRE(ImportIntoEtcd(*source, options).ok());
+
+  // Keys under a prefix without its store id, as an import cut short leaves
+  // them (here: another store's, one level down).
+  EtcdStoreOptions outer = options;
+  outer.prefix = options.prefix.substr(0, options.prefix.size() - 1) + "-outer/";
+  EtcdStoreOptions inner = outer;
+  inner.prefix = outer.prefix + "inner/";
+  REQUIRE(OpenEtcdStore(inner).ok());
+  absl::StatusOr<std::unique_ptr<KeyStore>> opened = OpenEtcdStore(outer);
+  REQUIRE(absl::IsFailedPrecondition(opened.status()));
+  REQUIRE_THAT(std::string(opened.status().message()), Catch::Contains("no store id"));
 }
 #endif
 

@@ -71,8 +71,8 @@ class Replicas {
     return address;
   }
 
-  void Kill(size_t replica) {
-    processes_.at(replica)->Signal(SIGKILL);
+  void Kill(size_t replica, int signal = SIGKILL) {
+    processes_.at(replica)->Signal(signal);
     processes_.at(replica)->Wait();
   }
 
@@ -278,6 +278,67 @@ TEST_CASE(
         return receipt.sidecars_connected() == 1 && receipt.sidecars_applied() == 1;
       },
       std::chrono::seconds(15)));
+}
+
+TEST_CASE(
+    "an embedded store migrated into etcd keeps its store id and revisions, so a sidecar "
+    "resumes by replay") {
+  Replicas r;
+  testing::TempDir dir;
+  const std::string data = dir / "data";
+  const std::string address = r.Start({"--data-dir", data});
+  const std::string token = testing::TokenFrom(data + "/admin.token");
+  Admin embedded(address, token);
+  const std::string project = embedded.CreateProject("moving").project().project_id();
+  const v1::GenerateApiKeyResponse kept = embedded.GenerateApiKey(project);
+  const v1::GenerateApiKeyResponse revoked = embedded.GenerateApiKey(project);
+  REQUIRE(embedded.Revoke(revoked.key().key_id()).ok());
+  std::unique_ptr<SidecarServer> sidecar =
+      Follow(address, embedded.CreatePrincipal("pods", v1::ROLE_SIDECAR), "pod");
+  const uint64_t head = embedded.Receipt(1).head_revision();
+  REQUIRE(testing::Eventually([&] { return sidecar->sync_state().applied == head; }));
+  const uint64_t snapshots = sidecar->sync_state().snapshots;
+
+  const std::vector<std::string> migrate = {"migrate",    "--to-etcd", r.etcd().endpoints(),
+                                            "--data-dir", data,        "--etcd-prefix",
+                                            "/migrated/"};
+  testing::CommandResult busy = r.Run(migrate);
+  INFO(busy.out << busy.err);
+  REQUIRE(busy.exit_code != 0);  // the authority still has the store open
+  REQUIRE_THAT(busy.err, Catch::Contains("stop the authority"));
+
+  r.Kill(0, SIGTERM);
+  testing::CommandResult moved = r.Run(migrate);
+  INFO(moved.out << moved.err);
+  REQUIRE(moved.exit_code == 0);
+  REQUIRE_THAT(moved.out, Catch::Contains("at revision " + std::to_string(head)));
+  testing::CommandResult again = r.Run(migrate);
+  REQUIRE(again.exit_code != 0);
+  REQUIRE_THAT(again.err, Catch::Contains("not empty"));
+
+  // A replica at the old address, on the copy, with the embedded master key
+  // and no bootstrap token: the old admin token works, values still open.
+  r.Start({"--store", "etcd", "--etcd-endpoints", r.etcd().endpoints(), "--etcd-prefix",
+           "/migrated/", "--master-key-file", data + "/master.key"},
+          address);
+  Admin replica(address, token);
+  v1::GetApiKeyValueRequest get;
+  get.set_key_id(kept.key().key_id());
+  v1::GetApiKeyValueResponse value;
+  REQUIRE(replica.Call(&v1::KeyAdmin::Stub::GetApiKeyValue, get, &value).ok());
+  REQUIRE(value.api_key() == kept.api_key());  // an audited read: revision head + 1
+  const std::vector<uint64_t> revisions = testing::AllAuditRevisions(replica);
+  REQUIRE(revisions.size() == head + 1);
+  for (size_t i = 0; i < revisions.size(); ++i) REQUIRE(revisions[i] == i + 1);
+
+  // The sidecar resumes by replay and hears the next revocation.
+  REQUIRE(replica.Revoke(kept.key().key_id()).ok());
+  REQUIRE(testing::Eventually(
+      [&] { return testing::Verdict(sidecar->address(), kept.api_key()) == v1::REVOKED; },
+      std::chrono::seconds(15)));
+  REQUIRE(testing::Verdict(sidecar->address(), revoked.api_key()) == v1::REVOKED);
+  REQUIRE(sidecar->sync_state().snapshots == snapshots);
+  REQUIRE(sidecar->sync_state().applied == head + 2);
 }
 
 TEST_CASE(
