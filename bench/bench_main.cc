@@ -106,7 +106,6 @@ int main(int argc, char** argv) {
   std::string authority, token_file, out, data_dir, sidecar_bin;
   int valid = 1000, revoked = 100, sidecars = 10, revocations = 200, keys = 100000, clients = 8;
   double seconds = 5;
-  bool group_commit = true;
   auto* s = app.add_subcommand("seed", "make valid and revoked keys for validate runs");
   s->add_option("--authority", authority)->required();
   s->add_option("--token-file", token_file)->required();
@@ -145,8 +144,12 @@ int main(int argc, char** argv) {
   auto* w = app.add_subcommand("writes", "durable mutations per second");
   w->add_option("--clients", clients)->capture_default_str();
   w->add_option("--seconds", seconds)->capture_default_str();
-  w->add_option("--group-commit", group_commit)->capture_default_str();
-  w->callback([&] { status = latchkey::bench::Writes(clients, seconds, group_commit); });
+  latchkey::bench::WritesStore writes_store;
+  w->add_option("--group-commit", writes_store.group_commit)->capture_default_str();
+  w->add_option("--etcd-endpoints", writes_store.etcd_endpoints,
+                "run --replicas authorities over this etcd cluster instead");
+  w->add_option("--replicas", writes_store.replicas)->capture_default_str();
+  w->callback([&] { status = latchkey::bench::Writes(clients, seconds, writes_store); });
 
   CLI11_PARSE(app, argc, argv);
   return status;

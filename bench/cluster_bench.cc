@@ -16,6 +16,7 @@
 
 #include "absl/time/clock.h"
 #include "authority/key_authority.h"
+#include "authority/etcd_store.h"
 #include "authority/rocksdb_store.h"
 #include "authority/server.h"
 #include "common/files.h"
@@ -309,16 +310,72 @@ int Snapshot(const std::string& sidecar_bin, const std::string& authority,
   return 0;
 }
 
-int Writes(int clients, double seconds, bool group_commit) {
-  const std::string data = TempDataDir("authority");
-  std::unique_ptr<AuthorityServer> authority = StartAuthority(data, group_commit);
-  const std::string token = *ReadTokenFile(authority->admin_token_path());
+namespace {
+
+// Authorities over one etcd prefix, in this process, sharing a master key and
+// a bootstrap token.
+std::vector<std::unique_ptr<AuthorityServer>> StartReplicas(const std::string& endpoints,
+                                                             int replicas, std::string* token) {
+  const std::string dir = TempDataDir("etcd");
+  std::filesystem::create_directories(dir);
+  std::string key(32, '\0');
+  for (char& c : key) c = static_cast<char>(RandomBase62(1)[0]);
+  *token = GenerateToken();
+  if (!WritePrivateFile(dir + "/master.key", key).ok() ||
+      !WritePrivateFile(dir + "/bootstrap.token", *token + "\n").ok()) {
+    std::abort();
+  }
+  AuthorityOptions o;
+  o.listen.addresses = {"127.0.0.1:0"};
+  o.store = "etcd";
+  o.etcd.endpoints = *ParseEndpoints(endpoints);
+  o.etcd.prefix = "/bench-" + RandomBase62(12) + "/";
+  o.master_key_file = dir + "/master.key";
+  o.bootstrap_token_file = dir + "/bootstrap.token";
+  o.max_active_keys = 50;
+  std::vector<std::unique_ptr<AuthorityServer>> servers;
+  for (int r = 0; r < replicas; ++r) {
+    absl::StatusOr<std::unique_ptr<AuthorityServer>> s = AuthorityServer::Start(o);
+    if (!s.ok()) {
+      std::fprintf(stderr, "authority: %s\n", s.status().ToString().c_str());
+      std::exit(1);
+    }
+    servers.push_back(*std::move(s));
+  }
+  return servers;
+}
+
+StoreStats SumStats(const std::vector<std::unique_ptr<AuthorityServer>>& servers) {
+  StoreStats sum;
+  for (const auto& s : servers) {
+    const StoreStats one = s->authority().store().stats();
+    sum.commits += one.commits;
+    sum.conflicts += one.conflicts;
+    sum.syncs += one.syncs;
+  }
+  return sum;
+}
+
+}  // namespace
+
+int Writes(int clients, double seconds, const WritesStore& store) {
+  const bool etcd = !store.etcd_endpoints.empty();
+  std::vector<std::unique_ptr<AuthorityServer>> servers;
+  std::string token;
+  if (etcd) {
+    servers = StartReplicas(store.etcd_endpoints, store.replicas, &token);
+  } else {
+    servers.push_back(StartAuthority(TempDataDir("authority"), store.group_commit));
+    token = *ReadTokenFile(servers[0]->admin_token_path());
+  }
   std::atomic<uint64_t> mutations{0}, errors{0};
   std::atomic<bool> go{false}, stop{false};
   std::vector<std::thread> threads;
   for (int c = 0; c < clients; ++c) {
     threads.emplace_back([&, c] {
-      Admin admin{v1::KeyAdmin::NewStub(OwnChannel(authority->address(), c)), token};
+      // Clients spread evenly over the replicas.
+      const std::string address = servers[c % servers.size()]->address();
+      Admin admin{v1::KeyAdmin::NewStub(OwnChannel(address, c)), token};
       v1::CreateProjectRequest cp;
       cp.set_name("bench");
       v1::CreateProjectResponse project;
@@ -341,19 +398,22 @@ int Writes(int clients, double seconds, bool group_commit) {
       }
     });
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // projects created
-  const StoreStats before = authority->authority().store().stats();
+  std::this_thread::sleep_for(std::chrono::milliseconds(etcd ? 2000 : 300));  // projects created
+  const StoreStats before = SumStats(servers);
   go = true;
   std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
   stop = true;
-  const StoreStats after = authority->authority().store().stats();
+  const StoreStats after = SumStats(servers);
   for (std::thread& t : threads) t.join();
   const double commits = static_cast<double>(after.commits - before.commits);
   std::printf(
-      "{\"bench\":\"writes\",\"clients\":%d,\"group_commit\":%s,\"mutations_per_s\":%.0f,"
-      "\"fsyncs_per_mutation\":%.3f,\"errors\":%llu}\n",
-      clients, group_commit ? "true" : "false", mutations / seconds,
+      "{\"bench\":\"writes\",\"store\":\"%s\",\"replicas\":%zu,\"clients\":%d,"
+      "\"group_commit\":%s,\"mutations_per_s\":%.0f,\"fsyncs_per_mutation\":%.3f,"
+      "\"conflicts_per_mutation\":%.3f,\"errors\":%llu}\n",
+      etcd ? "etcd" : "rocksdb", servers.size(), clients,
+      etcd || store.group_commit ? "true" : "false", mutations / seconds,
       commits > 0 ? (after.syncs - before.syncs) / commits : 0.0,
+      commits > 0 ? (after.conflicts - before.conflicts) / commits : 0.0,
       static_cast<unsigned long long>(errors.load()));
   return 0;
 }

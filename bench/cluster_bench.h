@@ -29,7 +29,14 @@ int Snapshot(const std::string& sidecar_bin, const std::string& authority,
 
 // GenerateApiKey + RevokeApiKey from `clients` threads for `seconds`, against
 // an in-process authority with group commit on or off.
-int Writes(int clients, double seconds, bool group_commit);
+// Where Writes runs its authorities: the embedded store (one authority), or
+// `replicas` authorities over the etcd cluster at `etcd_endpoints`.
+struct WritesStore {
+  bool group_commit = true;  // embedded only
+  std::string etcd_endpoints;  // empty: embedded
+  int replicas = 2;
+};
+int Writes(int clients, double seconds, const WritesStore& store);
 
 }  // namespace latchkey::bench
 

@@ -288,7 +288,7 @@ TEST_CASE("rule 5: a secret key is shown once and no RPC returns it again") {
     REQUIRE(e.DebugString().find(secret.secret_key()) == std::string::npos);
   }
   // Nor does the store hold it, in any form but its digest.
-  REQUIRE(testing::FilesContaining(f.dir().path(), secret.secret_key()).empty());
+  REQUIRE(f.StoredCopiesOf(secret.secret_key()).empty());
 }
 
 // Rule 6 ---------------------------------------------------------------------
@@ -567,7 +567,7 @@ TEST_CASE("rule 9: principals' tokens are stored as digests only") {
   create.set_name("sidecar-1");
   create.set_role(v1::ROLE_SIDECAR);
   const std::string token = f.authority().CreatePrincipal(f.admin(), create)->token();
-  REQUIRE(testing::FilesContaining(f.dir() / "db", token).empty());
+  REQUIRE(f.StoredCopiesOf(token).empty());
 }
 
 // Rule 10 --------------------------------------------------------------------
@@ -837,9 +837,8 @@ TEST_CASE("usage times outside the Timestamp range refuse the whole report") {
 
 TEST_CASE("a usage report racing DeleteSecretKey leaves no usage for the deleted key") {
   testing::TempDir dir;
-  absl::StatusOr<std::unique_ptr<KeyStore>> rocks = OpenRocksDbStore({dir / "db", 1000});
-  REQUIRE(rocks.ok());
-  testing::ThreadCheckingStore store(*std::move(rocks));
+  std::unique_ptr<testing::ThreadCheckingStore> opened = testing::OpenTestStore(dir, 1000);
+  testing::ThreadCheckingStore& store = *opened;
   auto core = KeyAuthority::Create(&store, *Sealer::LoadOrCreate(dir / "master.key"), {});
   REQUIRE(core.ok());
   const Caller manager{"prn_m", "maria", v1::ROLE_MANAGER};
@@ -871,9 +870,8 @@ TEST_CASE("a usage report racing DeleteSecretKey leaves no usage for the deleted
 
 TEST_CASE("usage reports racing on two authorities over one store both count") {
   testing::TempDir dir;
-  absl::StatusOr<std::unique_ptr<KeyStore>> rocks = OpenRocksDbStore({dir / "db", 1000});
-  REQUIRE(rocks.ok());
-  testing::ThreadCheckingStore store(*std::move(rocks));
+  std::unique_ptr<testing::ThreadCheckingStore> opened = testing::OpenTestStore(dir, 1000);
+  testing::ThreadCheckingStore& store = *opened;
   const Sealer sealer = *Sealer::LoadOrCreate(dir / "master.key");
   std::unique_ptr<KeyAuthority> a = *KeyAuthority::Create(&store, sealer, {});
   std::unique_ptr<KeyAuthority> b = *KeyAuthority::Create(&store, sealer, {});
@@ -970,9 +968,8 @@ TEST_CASE("rule 7 holds across two authorities over one store: 40 creates on eac
 TEST_CASE("rule 9 holds across two authorities over one store: one of the last two ADMINs stays",
           "[concurrency]") {
   testing::TempDir dir;
-  absl::StatusOr<std::unique_ptr<KeyStore>> rocks = OpenRocksDbStore({dir / "db", 1000});
-  REQUIRE(rocks.ok());
-  testing::ThreadCheckingStore store(*std::move(rocks));
+  std::unique_ptr<testing::ThreadCheckingStore> opened = testing::OpenTestStore(dir, 1000);
+  testing::ThreadCheckingStore& store = *opened;
   absl::StatusOr<Sealer> sealer = Sealer::LoadOrCreate(dir / "master.key");
   REQUIRE(sealer.ok());
   std::unique_ptr<KeyAuthority> a = *KeyAuthority::Create(&store, *sealer, {});

@@ -13,10 +13,9 @@
 #include <vector>
 
 #include "authority/key_authority.h"
-#include "authority/rocksdb_store.h"
 #include "common/crypto.h"
+#include "tests/testing/test_store.h"
 #include "tests/testing/testing.h"
-#include "tests/testing/thread_checking_store.h"
 
 namespace latchkey {
 namespace {
@@ -27,9 +26,7 @@ using testing::ThreadCheckingStore;
 class World {
  public:
   explicit World(absl::Duration progress_interval = absl::Milliseconds(50)) {
-    absl::StatusOr<std::unique_ptr<KeyStore>> rocks = OpenRocksDbStore({dir_ / "db", 100000});
-    REQUIRE(rocks.ok());
-    store_ = std::make_unique<ThreadCheckingStore>(*std::move(rocks));
+    store_ = testing::OpenTestStore(dir_);
     absl::StatusOr<Sealer> sealer = Sealer::LoadOrCreate(dir_ / "master.key");
     REQUIRE(sealer.ok());
     absl::StatusOr<std::unique_ptr<KeyAuthority>> core =

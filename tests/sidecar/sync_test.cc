@@ -259,9 +259,8 @@ TEST_CASE("a sidecar offline past the event retention catches up by snapshot to 
   c.StopAuthority();
   {
     // While it is down, 30 mutations straight into its store.
-    auto store = *OpenRocksDbStore({c.dir() / "authority/db", 10});
-    auto core = *KeyAuthority::Create(store.get(),
-                                      *Sealer::LoadOrCreate(c.dir() / "authority/master.key"), {});
+    std::unique_ptr<KeyStore> store = c.OpenStore();
+    auto core = *KeyAuthority::Create(store.get(), *Sealer::LoadOrCreate(c.master_key_file()), {});
     const Caller admin{"prn_x", "admin", v1::ROLE_ADMIN};
     for (int i = 0; i < 30; ++i) {
       v1::GenerateSecretKeyRequest g;

@@ -5,20 +5,17 @@
 #include <catch2/catch.hpp>
 
 #include "authority/key_authority.h"
-#include "authority/rocksdb_store.h"
+#include "tests/testing/test_store.h"
 #include "tests/testing/testing.h"
-#include "tests/testing/thread_checking_store.h"
 
 namespace latchkey::testing {
 
 class AuthorityFixture {
  public:
   explicit AuthorityFixture(KeyAuthorityOptions options = {}) {
-    absl::StatusOr<std::unique_ptr<KeyStore>> store = OpenRocksDbStore({dir_ / "db", 100000});
-    REQUIRE(store.ok());
-    // Wrapped only so that ThreadSanitizer sees RocksDB's memtable ordering
-    // when two authorities share the store (see ThreadCheckingStore).
-    store_ = std::make_unique<ThreadCheckingStore>(*std::move(store));
+    // Wrapped (see OpenTestStore) so that ThreadSanitizer sees RocksDB's
+    // memtable ordering when two authorities share the store.
+    store_ = OpenTestStore(dir_, 100000, &etcd_prefix_);
     absl::StatusOr<Sealer> sealer = Sealer::LoadOrCreate(dir_ / "master.key");
     REQUIRE(sealer.ok());
     absl::StatusOr<std::unique_ptr<KeyAuthority>> authority =
@@ -46,6 +43,10 @@ class AuthorityFixture {
   }
   KeyStore& store() { return *store_; }
   const TempDir& dir() const { return dir_; }
+  // Files in dir() and (on etcd) keys of the store that hold `needle`.
+  std::vector<std::string> StoredCopiesOf(const std::string& needle) const {
+    return StoredCopies(dir_.path(), etcd_prefix_, needle);
+  }
   const Caller& admin() const { return admin_; }
   const Caller& manager() const { return manager_; }
   const Caller& member() const { return member_; }
@@ -103,6 +104,7 @@ class AuthorityFixture {
  private:
   TempDir dir_;
   std::unique_ptr<KeyStore> store_;
+  std::string etcd_prefix_;  // on etcd
   std::unique_ptr<KeyAuthority> authority_;
   Caller admin_, manager_, member_;
 };

@@ -1,5 +1,5 @@
 // An in-process authority and sidecars on loopback port 0, with a real
-// RocksDB store in a temp dir.
+// store (tests/testing/test_store.h).
 #ifndef LATCHKEY_TESTS_TESTING_CLUSTER_H_
 #define LATCHKEY_TESTS_TESTING_CLUSTER_H_
 
@@ -9,6 +9,7 @@
 #include "latchkey/v1/validator.grpc.pb.h"
 #include "sidecar/server.h"
 #include "tests/testing/clients.h"
+#include "tests/testing/test_store.h"
 
 namespace latchkey::testing {
 
@@ -32,11 +33,13 @@ class Cluster {
     if (options.listen.addresses == std::vector<std::string>{"127.0.0.1:7700"}) {
       options.listen.addresses = {"127.0.0.1:" + std::to_string(port_)};
     }
-    options.data_dir = dir_ / "authority";
+    UseTestStore(options, dir_, etcd_prefix_);
+    options_ = options;
     if (options.progress_interval == absl::Seconds(1)) {
       options.progress_interval = absl::Milliseconds(100);
     }
     absl::StatusOr<std::unique_ptr<AuthorityServer>> started = AuthorityServer::Start(options);
+    INFO(started.status());
     REQUIRE(started.ok());
     authority_ = *std::move(started);
     admin_ =
@@ -80,6 +83,13 @@ class Cluster {
   Admin& admin() { return *admin_; }
   std::vector<std::unique_ptr<SidecarServer>>& sidecars() { return sidecars_; }
   const TempDir& dir() const { return dir_; }
+  // The authority's store opened directly (an embedded one while it is
+  // stopped), and the master key it seals with.
+  std::unique_ptr<KeyStore> OpenStore() const { return OpenStoreOf(options_); }
+  std::string master_key_file() const {
+    return options_.master_key_file.empty() ? options_.data_dir + "/master.key"
+                                            : options_.master_key_file;
+  }
   int port() const { return port_; }
   // The SIDECAR principal's token every AddSidecar uses.
   const std::string& sidecar_token() const { return sidecar_token_; }
@@ -87,6 +97,8 @@ class Cluster {
  private:
   TempDir dir_;
   int port_ = PickFreePort();
+  const std::string etcd_prefix_ = FreshEtcdPrefix();
+  AuthorityOptions options_;  // of the last start  // with LATCHKEY_TEST_STORE=etcd
   std::unique_ptr<AuthorityServer> authority_;
   std::unique_ptr<Admin> admin_;
   std::string sidecar_token_;

@@ -8,12 +8,12 @@
 #include <string>
 
 #include "authority/admin_service.h"
-#include "authority/rocksdb_store.h"
 #include "authority/sync_service.h"
 #include "common/files.h"
 #include "common/grpc_server.h"
 #include "common/work_queue.h"
 #include "tests/testing/clients.h"
+#include "tests/testing/test_store.h"
 #include "tests/testing/thread_checking_store.h"
 
 namespace latchkey::testing {
@@ -23,9 +23,7 @@ namespace latchkey::testing {
 class Services {
  public:
   explicit Services(uint64_t retention = 100000) {
-    auto rocks = OpenRocksDbStore({dir_ / "db", retention});
-    REQUIRE(rocks.ok());
-    store_ = std::make_unique<ThreadCheckingStore>(*std::move(rocks));
+    store_ = OpenTestStore(dir_, retention);
     auto core = KeyAuthority::Create(store_.get(), *Sealer::LoadOrCreate(dir_ / "master.key"), {});
     REQUIRE(core.ok());
     core_ = *std::move(core);
