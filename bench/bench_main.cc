@@ -118,7 +118,10 @@ int main(int argc, char** argv) {
   p->add_option("--sidecars", sidecars)->capture_default_str();
   p->add_option("--revocations", revocations)->capture_default_str();
   p->add_option("--samples-out", out, "write each delay (ms) here");
-  p->callback([&] { status = latchkey::bench::Propagation(sidecars, revocations, out); });
+  std::string etcd_endpoints;
+  p->add_option("--etcd-endpoints", etcd_endpoints, "one authority replica over this etcd");
+  p->callback(
+      [&] { status = latchkey::bench::Propagation(sidecars, revocations, out, etcd_endpoints); });
 
   std::string keys_file;
   auto* ed = app.add_subcommand("edge", "validate in process with latchkey::edge, one thread");
@@ -150,6 +153,14 @@ int main(int argc, char** argv) {
                 "run --replicas authorities over this etcd cluster instead");
   w->add_option("--replicas", writes_store.replicas)->capture_default_str();
   w->callback([&] { status = latchkey::bench::Writes(clients, seconds, writes_store); });
+
+  auto* fo = app.add_subcommand("failover", "sidecar failover when its authority is SIGKILLed");
+  std::string authority_bin;
+  int rounds = 5;
+  fo->add_option("--authority-bin", authority_bin)->required();
+  fo->add_option("--etcd-endpoints", etcd_endpoints)->required();
+  fo->add_option("--rounds", rounds)->capture_default_str();
+  fo->callback([&] { status = latchkey::bench::Failover(authority_bin, etcd_endpoints, rounds); });
 
   CLI11_PARSE(app, argc, argv);
   return status;

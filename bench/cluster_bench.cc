@@ -1,6 +1,9 @@
 #include "bench/cluster_bench.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,12 +18,13 @@
 #include <thread>
 
 #include "absl/time/clock.h"
-#include "authority/key_authority.h"
 #include "authority/etcd_store.h"
+#include "authority/key_authority.h"
 #include "authority/rocksdb_store.h"
 #include "authority/server.h"
 #include "common/files.h"
 #include "common/key_format.h"
+#include "common/net.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "latchkey/v1/key_admin.grpc.pb.h"
 #include "sidecar/sync_client.h"
@@ -113,11 +117,78 @@ int Seed(const std::string& authority, const std::string& token_file, int valid,
   return 0;
 }
 
-int Propagation(int n, int revocations, const std::string& samples_out) {
-  const std::string data = TempDataDir("authority");
-  std::unique_ptr<AuthorityServer> authority = StartAuthority(data, true);
-  Admin admin{v1::KeyAdmin::NewStub(OwnChannel(authority->address(), 0)),
-              *ReadTokenFile(authority->admin_token_path())};
+namespace {
+
+// What every replica of one etcd deployment is given: a master key, and the
+// first ADMIN's token.
+struct Shared {
+  std::string master_key_file;
+  std::string token_file;
+  std::string token;
+};
+Shared MakeShared() {
+  const std::string dir = TempDataDir("etcd");
+  std::filesystem::create_directories(dir);
+  Shared shared{dir + "/master.key", dir + "/bootstrap.token", GenerateToken()};
+  std::string key(32, '\0');
+  for (char& c : key) c = static_cast<char>(RandomBase62(1)[0]);
+  if (!WritePrivateFile(shared.master_key_file, key).ok() ||
+      !WritePrivateFile(shared.token_file, shared.token + "\n").ok()) {
+    std::abort();
+  }
+  return shared;
+}
+
+// Authorities over one etcd prefix, in this process.
+std::vector<std::unique_ptr<AuthorityServer>> StartReplicas(const std::string& endpoints,
+                                                            int replicas, std::string* token) {
+  const Shared shared = MakeShared();
+  *token = shared.token;
+  AuthorityOptions o;
+  o.listen.addresses = {"127.0.0.1:0"};
+  o.store = "etcd";
+  o.etcd.endpoints = *ParseEndpoints(endpoints);
+  o.etcd.prefix = "/bench-" + RandomBase62(12) + "/";
+  o.master_key_file = shared.master_key_file;
+  o.bootstrap_token_file = shared.token_file;
+  o.max_active_keys = 50;
+  std::vector<std::unique_ptr<AuthorityServer>> servers;
+  for (int r = 0; r < replicas; ++r) {
+    absl::StatusOr<std::unique_ptr<AuthorityServer>> s = AuthorityServer::Start(o);
+    if (!s.ok()) {
+      std::fprintf(stderr, "authority: %s\n", s.status().ToString().c_str());
+      std::exit(1);
+    }
+    servers.push_back(*std::move(s));
+  }
+  return servers;
+}
+
+StoreStats SumStats(const std::vector<std::unique_ptr<AuthorityServer>>& servers) {
+  StoreStats sum;
+  for (const auto& s : servers) {
+    const StoreStats one = s->authority().store().stats();
+    sum.commits += one.commits;
+    sum.conflicts += one.conflicts;
+    sum.syncs += one.syncs;
+  }
+  return sum;
+}
+
+}  // namespace
+
+int Propagation(int n, int revocations, const std::string& samples_out,
+                const std::string& etcd_endpoints) {
+  std::vector<std::unique_ptr<AuthorityServer>> servers;
+  std::string token;
+  if (etcd_endpoints.empty()) {
+    servers.push_back(StartAuthority(TempDataDir("authority"), true));
+    token = *ReadTokenFile(servers[0]->admin_token_path());
+  } else {
+    servers = StartReplicas(etcd_endpoints, 1, &token);
+  }
+  AuthorityServer* authority = servers[0].get();
+  Admin admin{v1::KeyAdmin::NewStub(OwnChannel(authority->address(), 0)), token};
   v1::CreatePrincipalRequest pr;
   pr.set_name("bench sidecars");
   pr.set_role(v1::ROLE_SIDECAR);
@@ -210,12 +281,13 @@ int Propagation(int n, int revocations, const std::string& samples_out) {
     for (double d : from_sent) samples << d << "\n";
   }
   std::printf(
-      "{\"bench\":\"propagation\",\"sidecars\":%d,\"revocations\":%d,\"p50_ms\":%.3f,"
+      "{\"bench\":\"propagation\",\"store\":\"%s\",\"sidecars\":%d,\"revocations\":%d,"
+      "\"p50_ms\":%.3f,"
       "\"p99_ms\":%.3f,\"max_ms\":%.3f,\"sent_p50_ms\":%.3f,\"sent_p99_ms\":%.3f,"
       "\"sent_max_ms\":%.3f,\"not_revoked\":%llu}\n",
-      n, revocations, Quantile(from_return, 0.5), Quantile(from_return, 0.99),
-      Quantile(from_return, 1.0), Quantile(from_sent, 0.5), Quantile(from_sent, 0.99),
-      Quantile(from_sent, 1.0), static_cast<unsigned long long>(wrong));
+      etcd_endpoints.empty() ? "rocksdb" : "etcd", n, revocations, Quantile(from_return, 0.5),
+      Quantile(from_return, 0.99), Quantile(from_return, 1.0), Quantile(from_sent, 0.5),
+      Quantile(from_sent, 0.99), Quantile(from_sent, 1.0), static_cast<unsigned long long>(wrong));
   for (auto& s : sides) s->sync->Stop();
   return wrong == 0 ? 0 : 1;
 }
@@ -274,6 +346,21 @@ long ResidentKiB(pid_t pid) {
   return -1;
 }
 
+// A loopback port free right now.
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    std::abort();
+  }
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
 bool Serving(const std::string& address) {
   auto stub = grpc::health::v1::Health::NewStub(
       grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
@@ -309,54 +396,6 @@ int Snapshot(const std::string& sidecar_bin, const std::string& authority,
               expected_keys, seconds, rss_kib);
   return 0;
 }
-
-namespace {
-
-// Authorities over one etcd prefix, in this process, sharing a master key and
-// a bootstrap token.
-std::vector<std::unique_ptr<AuthorityServer>> StartReplicas(const std::string& endpoints,
-                                                             int replicas, std::string* token) {
-  const std::string dir = TempDataDir("etcd");
-  std::filesystem::create_directories(dir);
-  std::string key(32, '\0');
-  for (char& c : key) c = static_cast<char>(RandomBase62(1)[0]);
-  *token = GenerateToken();
-  if (!WritePrivateFile(dir + "/master.key", key).ok() ||
-      !WritePrivateFile(dir + "/bootstrap.token", *token + "\n").ok()) {
-    std::abort();
-  }
-  AuthorityOptions o;
-  o.listen.addresses = {"127.0.0.1:0"};
-  o.store = "etcd";
-  o.etcd.endpoints = *ParseEndpoints(endpoints);
-  o.etcd.prefix = "/bench-" + RandomBase62(12) + "/";
-  o.master_key_file = dir + "/master.key";
-  o.bootstrap_token_file = dir + "/bootstrap.token";
-  o.max_active_keys = 50;
-  std::vector<std::unique_ptr<AuthorityServer>> servers;
-  for (int r = 0; r < replicas; ++r) {
-    absl::StatusOr<std::unique_ptr<AuthorityServer>> s = AuthorityServer::Start(o);
-    if (!s.ok()) {
-      std::fprintf(stderr, "authority: %s\n", s.status().ToString().c_str());
-      std::exit(1);
-    }
-    servers.push_back(*std::move(s));
-  }
-  return servers;
-}
-
-StoreStats SumStats(const std::vector<std::unique_ptr<AuthorityServer>>& servers) {
-  StoreStats sum;
-  for (const auto& s : servers) {
-    const StoreStats one = s->authority().store().stats();
-    sum.commits += one.commits;
-    sum.conflicts += one.conflicts;
-    sum.syncs += one.syncs;
-  }
-  return sum;
-}
-
-}  // namespace
 
 int Writes(int clients, double seconds, const WritesStore& store) {
   const bool etcd = !store.etcd_endpoints.empty();
@@ -415,6 +454,99 @@ int Writes(int clients, double seconds, const WritesStore& store) {
       commits > 0 ? (after.syncs - before.syncs) / commits : 0.0,
       commits > 0 ? (after.conflicts - before.conflicts) / commits : 0.0,
       static_cast<unsigned long long>(errors.load()));
+  return 0;
+}
+
+int Failover(const std::string& authority_bin, const std::string& etcd_endpoints, int rounds) {
+  const Shared shared = MakeShared();
+  const std::string prefix = "/bench-failover-" + RandomBase62(12) + "/";
+  const std::string addresses[] = {"127.0.0.1:" + std::to_string(FreePort()),
+                                   "127.0.0.1:" + std::to_string(FreePort())};
+  pid_t pids[2] = {0, 0};
+  auto start = [&](int i) {
+    pids[i] = fork();
+    if (pids[i] == 0) {
+      execl(authority_bin.c_str(), authority_bin.c_str(), "--listen", addresses[i].c_str(),
+            "--store", "etcd", "--etcd-endpoints", etcd_endpoints.c_str(), "--etcd-prefix",
+            prefix.c_str(), "--master-key-file", shared.master_key_file.c_str(),
+            "--bootstrap-token-file", shared.token_file.c_str(), "--metrics-listen", "",
+            "--log-level", "error", static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    for (const auto deadline = Clock::now() + std::chrono::seconds(30); !Serving(addresses[i]);) {
+      if (Clock::now() > deadline) {
+        std::fprintf(stderr, "authority %s did not start\n", addresses[i].c_str());
+        std::exit(1);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  };
+  start(0);
+  start(1);
+  Admin admins[] = {{v1::KeyAdmin::NewStub(OwnChannel(addresses[0], 0)), shared.token},
+                    {v1::KeyAdmin::NewStub(OwnChannel(addresses[1], 1)), shared.token}};
+  v1::CreatePrincipalRequest pr;
+  pr.set_name("bench sidecar");
+  pr.set_role(v1::ROLE_SIDECAR);
+  v1::CreatePrincipalResponse principal;
+  if (!admins[0].stub->CreatePrincipal(admins[0].Ctx().get(), pr, &principal).ok()) return 1;
+
+  // The sidecar follows both (gRPC pick_first: the first that answers).
+  KeySet keys;
+  SyncOptions o;
+  o.channel = OwnChannel(*ClientTarget(addresses[0] + "," + addresses[1], "bench"), 2);
+  o.token = principal.token();
+  o.sidecar_id = "bench-failover";
+  SyncClient sync(std::move(o), &keys);
+  sync.Start();
+
+  std::vector<double> samples;
+  for (int round = 0; round < rounds; ++round) {
+    // pick_first goes back to the first address that answers, so the replica
+    // followed alternates: 0 first, then 1 (0 was killed), then 0 again.
+    const int victim = round % 2, survivor = 1 - victim;
+    // Caught up, on the victim.
+    v1::CreateProjectRequest cp;
+    cp.set_name("before");
+    v1::CreateProjectResponse before;
+    if (!admins[survivor].stub->CreateProject(admins[survivor].Ctx().get(), cp, &before).ok()) {
+      return 1;
+    }
+    for (const auto deadline = Clock::now() + std::chrono::seconds(30);
+         sync.state().applied < before.revision();) {
+      if (Clock::now() > deadline) return 1;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+
+    const auto killed = Clock::now();
+    kill(pids[victim], SIGKILL);
+    waitpid(pids[victim], nullptr, 0);
+    cp.set_name("after");
+    v1::CreateProjectResponse after;
+    if (!admins[survivor].stub->CreateProject(admins[survivor].Ctx().get(), cp, &after).ok()) {
+      return 1;
+    }
+    for (const auto deadline = killed + std::chrono::seconds(30);
+         sync.state().applied < after.revision();) {
+      if (Clock::now() > deadline) return 1;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    samples.push_back(Ms(Clock::now() - killed));
+    start(victim);
+  }
+  sync.Stop();
+  for (pid_t pid : pids) {
+    kill(pid, SIGTERM);
+    waitpid(pid, nullptr, 0);
+  }
+  std::string list;
+  for (double ms : samples) list += (list.empty() ? "" : ",") + std::to_string(ms);
+  std::printf(
+      "{\"bench\":\"failover\",\"rounds\":%d,\"p50_ms\":%.1f,\"max_ms\":%.1f,"
+      "\"samples_ms\":[%s],\"snapshots\":%llu}\n",
+      rounds, Quantile(samples, 0.5), Quantile(samples, 1.0), list.c_str(),
+      static_cast<unsigned long long>(sync.state().snapshots));
   return 0;
 }
 

@@ -16,7 +16,9 @@ int Seed(const std::string& authority, const std::string& token_file, int valid,
 // connection); `revocations` revocations, each timed from RevokeApiKey
 // returning to each sidecar's key set answering REVOKED.
 // Each delay (ms from the request being sent) goes to `samples_out` when set.
-int Propagation(int sidecars, int revocations, const std::string& samples_out);
+// With `etcd_endpoints`, the authority is one replica over that etcd cluster.
+int Propagation(int sidecars, int revocations, const std::string& samples_out,
+                const std::string& etcd_endpoints = "");
 
 // Fills a data dir with `keys` keys without fsync (a bulk load), plus a
 // SIDECAR token in <data_dir>/sidecar.token.
@@ -27,16 +29,21 @@ int Load(const std::string& data_dir, int keys);
 int Snapshot(const std::string& sidecar_bin, const std::string& authority,
              const std::string& token_file, int expected_keys);
 
-// GenerateApiKey + RevokeApiKey from `clients` threads for `seconds`, against
-// an in-process authority with group commit on or off.
+// GenerateApiKey + RevokeApiKey from `clients` threads for `seconds`.
 // Where Writes runs its authorities: the embedded store (one authority), or
 // `replicas` authorities over the etcd cluster at `etcd_endpoints`.
 struct WritesStore {
-  bool group_commit = true;  // embedded only
+  bool group_commit = true;    // embedded only
   std::string etcd_endpoints;  // empty: embedded
   int replicas = 2;
 };
 int Writes(int clients, double seconds, const WritesStore& store);
+
+// Two `authority_bin` processes over the etcd cluster at `etcd_endpoints` and
+// one sidecar's real sync code following both. Each round SIGKILLs the
+// replica the sidecar follows, commits a mutation on the other, and times
+// from the kill to the sidecar applying it; then restarts the killed one.
+int Failover(const std::string& authority_bin, const std::string& etcd_endpoints, int rounds);
 
 }  // namespace latchkey::bench
 
