@@ -9,10 +9,11 @@
 //   P replicas/<replica id>     internal.SharedReceipts of a live replica, leased
 // Revisions are 20-digit decimals, so etcd's byte order is revision order.
 //
-// A mutation is one etcd transaction: if P meta/head still holds R - 1 and
-// every row read still holds what was read, write R to P meta/head, the rows,
-// the log record and the audit record. etcd acknowledges a transaction once a
-// quorum has it on disk, so Append's answer is durable. Publication follows
+// Consecutive mutations of one replica (revisions R..S) are one etcd
+// transaction (group commit): if P meta/head still holds R - 1 and every row
+// read still holds what was read, write S to P meta/head, the rows, and each
+// revision's log and audit records. etcd acknowledges a transaction once a
+// quorum has it on disk, so Sync's answer is durable. Publication follows
 // etcd's own watch of P log/: every replica hears every revision, its own and
 // the others', in order, and moves its head (and the etcd revision its plain
 // reads use) only then.
@@ -22,6 +23,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <deque>
 #include <map>
 #include <thread>
 
@@ -298,28 +300,71 @@ class EtcdStore : public KeyStore {
   uint64_t head_revision() const override { return head_.load(std::memory_order_acquire); }
 
   uint64_t next_revision() const override {
-    return known_head_.load(std::memory_order_acquire) + 1;
+    MutexLock lock(&batch_mu_);
+    return NextRevision();
   }
 
+  // Group commit (docs/design.md, "The etcd store"): Append only checks and
+  // queues; Sync sends everything queued as one etcd transaction (or waits
+  // for the one in flight), so a replica's concurrent mutations share a round
+  // trip.
   absl::StatusOr<uint64_t> Append(Mutation m) override {
-    const bool any_revision = m.revision == 0;
-    for (int attempt = 0;; ++attempt) {
-      const uint64_t revision = any_revision ? next_revision() : m.revision;
-      absl::StatusOr<bool> committed = TryCommit(m, revision);
-      if (!committed.ok()) return committed.status();
-      if (*committed) return revision;
+    MutexLock lock(&batch_mu_);
+    const uint64_t revision = NextRevision();
+    if (m.revision != 0 && m.revision != revision) {
       conflicts_.fetch_add(1, std::memory_order_relaxed);
-      // Only a mutation that may take any revision is retried here; the
-      // others were built for theirs and must be built again.
-      if (!any_revision || !m.reads.empty() || attempt == 100) {
-        return absl::AbortedError(StrCat("revision ", revision,
-                                         " was taken, or a row this change read was changed, "
-                                         "by another commit"));
+      return absl::AbortedError(
+          StrCat("revision ", m.revision, " was taken by another commit; the next is ", revision));
+    }
+    // A revision a lost batch held is not handed out again until that
+    // batch's appender has heard so (Sync): the answer is per Append.
+    if (!failed_.empty() && failed_.rbegin()->first >= revision) {
+      return absl::AbortedError("a batch of this replica was refused; build again");
+    }
+    Pending p;
+    p.revision = revision;
+    for (Precondition& read : m.reads) {
+      // A row the queued batch writes is checked here, against the batch;
+      // others by etcd, when the batch commits.
+      auto it = overlay_.find(RowKey(read.table, read.key));
+      if (it == overlay_.end()) {
+        p.reads.push_back(std::move(read));
+      } else if (it->second.first != read.value) {
+        conflicts_.fetch_add(1, std::memory_order_relaxed);
+        return absl::AbortedError("a row this change read was changed by another commit");
       }
     }
+    for (const Write& w : m.writes) overlay_[RowKey(w.table, w.key)] = {w.value, revision};
+    m.event.set_revision(revision);
+    m.audit.set_revision(revision);
+    *p.log.mutable_event() = std::move(m.event);
+    *p.log.mutable_audit() = std::move(m.audit);
+    p.writes = std::move(m.writes);
+    queued_.push_back(std::move(p));
+    appended_ = revision;
+    ++pending_;
+    return revision;
   }
 
   absl::Status Sync(uint64_t revision) override {
+    batch_mu_.Lock();
+    absl::Status outcome = absl::OkStatus();
+    for (;;) {
+      if (auto it = failed_.find(revision); it != failed_.end()) {
+        outcome = it->second;
+        failed_.erase(it);
+        break;
+      }
+      const bool pending = pending_ > 0 && revision > committed_ && revision <= appended_;
+      if (!pending) break;
+      if (!flushing_ && !queued_.empty() && queued_.front().revision <= revision) {
+        Flush();
+        continue;
+      }
+      batch_done_.Wait(&batch_mu_);
+    }
+    batch_mu_.Unlock();
+    if (!outcome.ok()) return outcome;
     // Durable already (etcd acknowledged it); published once the watch of the
     // log brings it here, in order with every other replica's revisions.
     MutexLock lock(&mu_);
@@ -354,7 +399,7 @@ class EtcdStore : public KeyStore {
   StoreStats stats() const override {
     return StoreStats{commits_.load(std::memory_order_relaxed),
                       conflicts_.load(std::memory_order_relaxed),
-                      commits_.load(std::memory_order_relaxed),  // each commit is its own
+                      txns_.load(std::memory_order_relaxed),  // a batch is one etcd write
                       advisory_writes_.load(std::memory_order_relaxed),
                       client_->calls(),
                       client_->call_seconds()};
@@ -432,12 +477,62 @@ class EtcdStore : public KeyStore {
 
   absl::StatusOr<std::optional<std::string>> GetLatest(Table table,
                                                        std::string_view key) const override {
-    return GetAt(RowKey(table, key), 0);
+    const std::string row = RowKey(table, key);
+    {
+      MutexLock lock(&batch_mu_);
+      if (auto it = overlay_.find(row); it != overlay_.end()) return it->second.first;
+    }
+    return GetAt(row, 0);
   }
 
   absl::StatusOr<Page> ScanLatest(Table table, std::string_view prefix, std::string_view after,
                                   size_t limit) const override {
-    return ScanAt(table, prefix, after, limit, 0);
+    const std::string base = RowKey(table, "");
+    const std::string end = PrefixEnd(RowKey(table, prefix));
+    std::string from(after);
+    for (;;) {
+      // The batch's rows first, then etcd's: a batch that commits in between
+      // is then in etcd's answer, never in neither.
+      std::vector<std::pair<std::string, std::optional<std::string>>> pending;
+      {
+        MutexLock lock(&batch_mu_);
+        for (auto it = overlay_.lower_bound(
+                 from.empty() ? RowKey(table, prefix) : StrCat(base, from, std::string(1, '\0')));
+             it != overlay_.end() && it->first < end; ++it) {
+          pending.emplace_back(it->first.substr(base.size()), it->second.first);
+        }
+      }
+      absl::StatusOr<Page> etcd = ScanAt(table, prefix, from, limit, 0);
+      if (!etcd.ok()) return etcd;
+      // The batch's rows over etcd's, up to the last key etcd returned (all
+      // of the range when it returned the rest).
+      std::map<std::string, std::string> rows;
+      for (Row& r : etcd->rows) rows.emplace(std::move(r.key), std::move(r.value));
+      const std::string last = etcd->more ? rows.rbegin()->first : std::string();
+      for (auto& [key, value] : pending) {
+        if (etcd->more && key > last) break;
+        if (value) {
+          rows[key] = std::move(*value);
+        } else {
+          rows.erase(key);
+        }
+      }
+      Page page;
+      for (auto& [key, value] : rows) {
+        if (page.rows.size() == limit) {
+          page.more = true;
+          break;
+        }
+        page.rows.push_back({key, std::move(value)});
+      }
+      page.more = page.more || etcd->more;
+      // Every row etcd returned was deleted by the batch: read on.
+      if (page.rows.empty() && etcd->more) {
+        from = last;
+        continue;
+      }
+      return page;
+    }
   }
 
   absl::StatusOr<std::vector<v1::KeyEvent>> EventsAfter(uint64_t after,
@@ -512,6 +607,15 @@ class EtcdStore : public KeyStore {
   }
 
  private:
+  // Group commit. A mutation appended but not yet committed is pending:
+  // queued, or in the batch in flight (at most one).
+  struct Pending {
+    uint64_t revision = 0;
+    internal::LogRecord log;  // event and audit record; the nonce is the batch's
+    std::vector<Write> writes;
+    std::vector<Precondition> reads;  // those etcd checks
+  };
+
   std::string RowKey(Table table, std::string_view key) const {
     return StrCat(prefix_, "t/", TableName(table), "/", key);
   }
@@ -585,50 +689,101 @@ class EtcdStore : public KeyStore {
     }
   }
 
-  // Commits `m` as `revision`: true once etcd has it, false when a
-  // precondition failed (another commit was first).
-  absl::StatusOr<bool> TryCommit(Mutation& m, uint64_t revision) {
-    m.event.set_revision(revision);
-    m.audit.set_revision(revision);
-    internal::LogRecord log;
-    *log.mutable_event() = m.event;
-    *log.mutable_audit() = m.audit;
-    log.set_nonce(RandomBase62(22));
+  uint64_t NextRevision() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(batch_mu_) {
+    return (pending_ > 0 ? appended_ : std::max(committed_, known_head_.load())) + 1;
+  }
 
+  // Sends what is queued (up to etcd's limits per transaction) and records
+  // the outcome for the appenders' Syncs. Called holding batch_mu_, which it
+  // releases while etcd answers.
+  void Flush() ABSL_EXCLUSIVE_LOCKS_REQUIRED(batch_mu_) {
+    flushing_ = true;
+    std::vector<Pending> batch;
+    size_t ops = 1;  // the head
+    while (!queued_.empty()) {
+      const size_t more = queued_.front().writes.size() + 3;  // + log, audit, trimmed log
+      if (!batch.empty() && (ops + more > kMaxTxnOps || batch.size() >= kMaxBatch)) break;
+      ops += more;
+      batch.push_back(std::move(queued_.front()));
+      queued_.pop_front();
+    }
+    batch_mu_.Unlock();
+    absl::StatusOr<bool> committed = SendBatch(batch);
+    batch_mu_.Lock();
+    flushing_ = false;
+    if (committed.ok() && *committed) {
+      committed_ = batch.back().revision;
+      pending_ -= batch.size();
+      // Rows etcd now holds (and no later queued write replaced).
+      for (auto it = overlay_.begin(); it != overlay_.end();) {
+        it = it->second.second <= committed_ ? overlay_.erase(it) : std::next(it);
+      }
+    } else {
+      // Everything queued was built on this batch: all of it is lost.
+      const absl::Status lost =
+          committed.ok() ? absl::AbortedError(
+                               "another commit took this revision, or changed a row this change "
+                               "read; build again")
+                         : committed.status();
+      for (const Pending& p : batch) failed_[p.revision] = lost;
+      for (const Pending& p : queued_) failed_[p.revision] = lost;
+      queued_.clear();
+      overlay_.clear();
+      pending_ = 0;
+    }
+    batch_done_.SignalAll();
+  }
+
+  // One etcd transaction for `batch` (consecutive revisions): true once etcd
+  // has it, false when the head moved or a row read changed.
+  absl::StatusOr<bool> SendBatch(std::vector<Pending>& batch) {
+    const std::string nonce = RandomBase62(22);
+    const uint64_t first = batch.front().revision, last = batch.back().revision;
     TxnRequest txn;
     Compare* head = txn.add_compare();
     head->set_key(HeadKey());
     head->set_target(Compare::VALUE);
     head->set_result(Compare::EQUAL);
-    head->set_value(std::to_string(revision - 1));
-    for (const Precondition& read : m.reads) AddCompare(txn, read);
-    for (const Write& w : m.writes) AddWrite(txn, w);
-    auto put = [&](std::string key, std::string value) {
-      auto* p = txn.add_success()->mutable_request_put();
-      p->set_key(std::move(key));
-      p->set_value(std::move(value));
-    };
-    put(HeadKey(), std::to_string(revision));
-    put(LogKey(revision), log.SerializeAsString());
-    put(StrCat(prefix_, "audit/", m.audit.project_id(), "/", Decimal(revision)),
-        m.audit.SerializeAsString());
-    if (revision > retention_) {
-      txn.add_success()->mutable_request_delete_range()->set_key(LogKey(revision - retention_));
+    head->set_value(std::to_string(first - 1));
+    // etcd refuses a transaction that writes one key twice: the last write
+    // of each key wins, as it would one after another.
+    std::map<std::string, std::optional<std::string>> puts;
+    for (Pending& p : batch) {
+      for (const Precondition& read : p.reads) AddCompare(txn, read);
+      for (Write& w : p.writes) puts[RowKey(w.table, w.key)] = std::move(w.value);
+      p.log.set_nonce(nonce);
+      const uint64_t r = p.revision;
+      puts[StrCat(prefix_, "audit/", p.log.audit().project_id(), "/", Decimal(r))] =
+          p.log.audit().SerializeAsString();
+      puts[LogKey(r)] = p.log.SerializeAsString();
+      if (r > retention_) puts[LogKey(r - retention_)] = std::nullopt;
+    }
+    puts[HeadKey()] = std::to_string(last);
+    for (auto& [key, value] : puts) {
+      RequestOp* op = txn.add_success();
+      if (value) {
+        op->mutable_request_put()->set_key(key);
+        op->mutable_request_put()->set_value(std::move(*value));
+      } else {
+        op->mutable_request_delete_range()->set_key(key);
+      }
     }
     txn.add_failure()->mutable_request_range()->set_key(HeadKey());
 
-    // Resolving an unknown outcome gets one call's time; then the caller is
-    // told UNAVAILABLE (the mutation may or may not have committed).
+    // Resolving an unknown outcome gets one call's time; then the appenders
+    // are told UNAVAILABLE (their mutations may or may not have committed).
     const absl::Time deadline = absl::Now() + call_timeout_;
     for (;;) {
       TxnResponse resp;
       const grpc::Status s = client_->Txn(txn, &resp);
+      txns_.fetch_add(1, std::memory_order_relaxed);
       if (s.ok()) {
         if (resp.succeeded()) {
-          commits_.fetch_add(1, std::memory_order_relaxed);
-          Learn(revision);
+          commits_.fetch_add(batch.size(), std::memory_order_relaxed);
+          Learn(last);
           return true;
         }
+        conflicts_.fetch_add(1, std::memory_order_relaxed);
         // The head as etcd has it, so the next attempt starts from it.
         if (resp.responses_size() > 0 && resp.responses(0).response_range().kvs_size() > 0) {
           uint64_t now = 0;
@@ -640,17 +795,18 @@ class EtcdStore : public KeyStore {
       }
       if (!MemberGone(s)) return FromGrpc(s, "txn");
       // Unknown outcome: the member went away mid-call. The log says whether
-      // this very Append took the revision (its nonce), another did, or none.
-      absl::StatusOr<std::optional<std::string>> there = GetAt(LogKey(revision), 0);
+      // this very batch took its first revision (its nonce), another did, or
+      // none.
+      absl::StatusOr<std::optional<std::string>> there = GetAt(LogKey(first), 0);
       if (there.ok() && there->has_value()) {
         internal::LogRecord found;
         if (!found.ParseFromString(**there)) return absl::DataLossError("log record");
-        if (found.nonce() == log.nonce()) {
-          commits_.fetch_add(1, std::memory_order_relaxed);
-          Learn(revision);
+        if (found.nonce() == nonce) {
+          commits_.fetch_add(batch.size(), std::memory_order_relaxed);
+          Learn(last);
           return true;
         }
-        Learn(revision);
+        Learn(first);
         return false;
       }
       if (absl::Now() > deadline) {
@@ -775,6 +931,24 @@ class EtcdStore : public KeyStore {
   std::atomic<uint64_t> commits_{0};
   std::atomic<uint64_t> conflicts_{0};
   std::atomic<uint64_t> advisory_writes_{0};
+  std::atomic<uint64_t> txns_{0};
+
+  // Group commit (see Pending).
+  // etcd's default --max-txn-ops is 128 operations per list of a transaction.
+  static constexpr size_t kMaxTxnOps = 128;
+  static constexpr size_t kMaxBatch = 32;
+  mutable Mutex batch_mu_;
+  CondVar batch_done_;
+  std::deque<Pending> queued_ ABSL_GUARDED_BY(batch_mu_);
+  bool flushing_ ABSL_GUARDED_BY(batch_mu_) = false;
+  size_t pending_ ABSL_GUARDED_BY(batch_mu_) = 0;
+  uint64_t appended_ ABSL_GUARDED_BY(batch_mu_) = 0;   // the last pending revision
+  uint64_t committed_ ABSL_GUARDED_BY(batch_mu_) = 0;  // the last this store committed
+  // What pending mutations wrote, by etcd key: (value, revision of the write).
+  std::map<std::string, std::pair<std::optional<std::string>, uint64_t>> overlay_
+      ABSL_GUARDED_BY(batch_mu_);
+  // Revisions of lost batches, until their appenders' Syncs take the answer.
+  std::map<uint64_t, absl::Status> failed_ ABSL_GUARDED_BY(batch_mu_);
 
   // Share: this replica's row, bound to a lease so that it outlives the
   // replica by at most kShareLease.

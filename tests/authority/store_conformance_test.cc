@@ -381,6 +381,29 @@ TEST_CASE("store: what an etcd replica shares reaches the others and leaves with
   REQUIRE(b->SharedByOthers()->empty());
 }
 
+TEST_CASE("store: an etcd replica's batch lost to another replica is refused to each appender",
+          "[store]") {
+  EtcdKind kind;
+  std::unique_ptr<KeyStore> a = kind.Open(), b = kind.Open();
+  // Two mutations queued on A, not yet sent.
+  REQUIRE(*a->Append(Put("a1", "x")) == 1);
+  REQUIRE(*a->Append(Put("a2", "x")) == 2);
+  REQUIRE(*a->GetLatest(Table::kProjects, "a2") == "x");  // the batch reads as written
+  REQUIRE_FALSE(Read(*a, "a2").has_value());              // but is not durable yet
+  // B takes revision 1 first: A's whole batch is lost, and each appender hears so.
+  REQUIRE(*b->Commit(Put("b1", "y")) == 1);
+  REQUIRE(absl::IsAborted(a->Sync(1)));
+  REQUIRE(absl::IsAborted(a->Sync(2)));
+  REQUIRE_FALSE(a->GetLatest(Table::kProjects, "a1")->has_value());
+  // Built again, it commits after B's.
+  REQUIRE(testing::Eventually([&] { return a->next_revision() == 2; }));
+  REQUIRE(*a->Commit(Put("a1", "x")) == 2);
+  REQUIRE(*Read(*b, "b1") == "y");
+  REQUIRE(testing::Eventually([&] { return b->head_revision() == 2; }));
+  REQUIRE(*Read(*b, "a1") == "x");
+  REQUIRE_FALSE(Read(*b, "a2").has_value());
+}
+
 // Every row of every table, as "table/key=value" lines.
 std::vector<std::string> AllRows(const KeyStore& store) {
   std::vector<std::string> rows;
