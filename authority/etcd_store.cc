@@ -699,11 +699,16 @@ class EtcdStore : public KeyStore {
   void Flush() ABSL_EXCLUSIVE_LOCKS_REQUIRED(batch_mu_) {
     flushing_ = true;
     std::vector<Pending> batch;
-    size_t ops = 1;  // the head
+    size_t ops = 1, compares = 1;  // the head
     while (!queued_.empty()) {
       const size_t more = queued_.front().writes.size() + 3;  // + log, audit, trimmed log
-      if (!batch.empty() && (ops + more > kMaxTxnOps || batch.size() >= kMaxBatch)) break;
+      const size_t more_compares = queued_.front().reads.size();
+      if (!batch.empty() && (ops + more > kMaxTxnOps || compares + more_compares > kMaxTxnOps ||
+                             batch.size() >= kMaxBatch)) {
+        break;
+      }
       ops += more;
+      compares += more_compares;
       batch.push_back(std::move(queued_.front()));
       queued_.pop_front();
     }
