@@ -84,6 +84,20 @@ std::string PrefixEnd(std::string prefix) {
   return std::string(1, '\0');  // every key
 }
 
+// The keys of the layout above, under `prefix`; the store and the import
+// both write them.
+std::string RowKeyIn(std::string_view prefix, Table table, std::string_view key) {
+  return StrCat(prefix, "t/", TableName(table), "/", key);
+}
+std::string LogKeyIn(std::string_view prefix, uint64_t revision) {
+  return StrCat(prefix, "log/", Decimal(revision));
+}
+std::string AuditKeyIn(std::string_view prefix, std::string_view project, uint64_t revision) {
+  return StrCat(prefix, "audit/", project, "/", Decimal(revision));
+}
+std::string HeadKeyIn(std::string_view prefix) { return StrCat(prefix, "meta/head"); }
+std::string IdKeyIn(std::string_view prefix) { return StrCat(prefix, "meta/id"); }
+
 absl::Status FromGrpc(const grpc::Status& s, std::string_view what) {
   if (s.ok()) return absl::OkStatus();
   const std::string message = StrCat("etcd ", what, ": ", s.error_message());
@@ -617,10 +631,10 @@ class EtcdStore : public KeyStore {
   };
 
   std::string RowKey(Table table, std::string_view key) const {
-    return StrCat(prefix_, "t/", TableName(table), "/", key);
+    return RowKeyIn(prefix_, table, key);
   }
-  std::string LogKey(uint64_t revision) const { return StrCat(prefix_, "log/", Decimal(revision)); }
-  std::string HeadKey() const { return StrCat(prefix_, "meta/head"); }
+  std::string LogKey(uint64_t revision) const { return LogKeyIn(prefix_, revision); }
+  std::string HeadKey() const { return HeadKeyIn(prefix_); }
 
   // The etcd revision a read at `at` (the head when null) uses.
   int64_t EtcdRevisionOf(const StoreSnapshot* at) const {
@@ -758,8 +772,7 @@ class EtcdStore : public KeyStore {
       for (Write& w : p.writes) puts[RowKey(w.table, w.key)] = std::move(w.value);
       p.log.set_nonce(nonce);
       const uint64_t r = p.revision;
-      puts[StrCat(prefix_, "audit/", p.log.audit().project_id(), "/", Decimal(r))] =
-          p.log.audit().SerializeAsString();
+      puts[AuditKeyIn(prefix_, p.log.audit().project_id(), r)] = p.log.audit().SerializeAsString();
       puts[LogKey(r)] = p.log.SerializeAsString();
       if (r > retention_) puts[LogKey(r - retention_)] = std::nullopt;
     }
@@ -1072,8 +1085,7 @@ absl::StatusOr<ImportReport> ImportIntoEtcd(const KeyStore& source,
       for (Row& row : page->rows) {
         after = row.key;
         ++report.rows;
-        if (absl::Status s =
-                out.Put(StrCat(prefix, "t/", TableName(table), "/", row.key), std::move(row.value));
+        if (absl::Status s = out.Put(RowKeyIn(prefix, table, row.key), std::move(row.value));
             !s.ok()) {
           return s;
         }
@@ -1099,8 +1111,8 @@ absl::StatusOr<ImportReport> ImportIntoEtcd(const KeyStore& source,
       for (v1::AuditEvent& a : *audit) {
         after = a.revision();
         ++report.audit;
-        if (absl::Status s = out.Put(StrCat(prefix, "audit/", project, "/", Decimal(a.revision())),
-                                     a.SerializeAsString());
+        if (absl::Status s =
+                out.Put(AuditKeyIn(prefix, project, a.revision()), a.SerializeAsString());
             !s.ok()) {
           return s;
         }
@@ -1124,8 +1136,7 @@ absl::StatusOr<ImportReport> ImportIntoEtcd(const KeyStore& source,
       *rec.mutable_audit() = recent[e.revision()];
       *rec.mutable_event() = std::move(e);
       ++report.events;
-      if (absl::Status s = out.Put(StrCat(prefix, "log/", Decimal(after)), rec.SerializeAsString());
-          !s.ok()) {
+      if (absl::Status s = out.Put(LogKeyIn(prefix, after), rec.SerializeAsString()); !s.ok()) {
         return s;
       }
     }
@@ -1135,7 +1146,7 @@ absl::StatusOr<ImportReport> ImportIntoEtcd(const KeyStore& source,
   // Last, in one transaction: the store exists only once all of it is there.
   TxnRequest finish;
   Compare* missing = finish.add_compare();
-  missing->set_key(StrCat(prefix, "meta/id"));
+  missing->set_key(IdKeyIn(prefix));
   missing->set_target(Compare::VERSION);
   missing->set_result(Compare::EQUAL);
   missing->set_version(0);
@@ -1144,13 +1155,13 @@ absl::StatusOr<ImportReport> ImportIntoEtcd(const KeyStore& source,
     p->set_key(std::move(key));
     p->set_value(std::move(value));
   };
-  put(StrCat(prefix, "meta/id"), report.store_id);
-  put(StrCat(prefix, "meta/head"), std::to_string(report.head));
+  put(IdKeyIn(prefix), report.store_id);
+  put(HeadKeyIn(prefix), std::to_string(report.head));
   TxnResponse resp;
   if (absl::Status s = (*client)->BlindTxn(finish, &resp); !s.ok()) return s;
   // Sent twice when a member went away mid-call: the id tells whose it is.
   RangeRequest id;
-  id.set_key(StrCat(prefix, "meta/id"));
+  id.set_key(IdKeyIn(prefix));
   RangeResponse id_resp;
   if (absl::Status s = (*client)->Range(id, &id_resp); !s.ok()) return s;
   if (id_resp.kvs_size() != 1 || id_resp.kvs(0).value() != report.store_id) {
@@ -1164,8 +1175,8 @@ absl::StatusOr<std::unique_ptr<KeyStore>> OpenEtcdStore(const EtcdStoreOptions& 
   absl::StatusOr<std::unique_ptr<EtcdClient>> connected = Connect(options);
   if (!connected.ok()) return connected.status();
   std::unique_ptr<EtcdClient> client = *std::move(connected);
-  const std::string id_key = StrCat(options.prefix, "meta/id");
-  const std::string head_key = StrCat(options.prefix, "meta/head");
+  const std::string id_key = IdKeyIn(options.prefix);
+  const std::string head_key = HeadKeyIn(options.prefix);
 
   // A prefix with keys but no store id holds an import cut short (or still
   // running): creating a store over it would mix two states.
