@@ -14,9 +14,11 @@
 // read still holds what was read, write S to P meta/head, the rows, and each
 // revision's log and audit records. etcd acknowledges a transaction once a
 // quorum has it on disk, so Sync's answer is durable. Publication follows
-// etcd's own watch of P log/: every replica hears every revision, its own and
-// the others', in order, and moves its head (and the etcd revision its plain
-// reads use) only then.
+// etcd's own watch of P log/ through P t/: every replica hears every
+// revision, its own and the others', in order, with the rows it wrote, and
+// moves its head (and the etcd revision its plain reads use) only then. The
+// same watch keeps a copy of the rows in memory, which transactions read
+// (see "Builds read a local copy" in docs/design.md).
 #include "authority/etcd_store.h"
 
 #include <grpcpp/grpcpp.h>
@@ -27,6 +29,7 @@
 #include <map>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "authority/internal/records.pb.h"
 #include "common/key_format.h"
@@ -283,7 +286,8 @@ class EtcdSnapshot : public StoreSnapshot {
 class EtcdStore : public KeyStore {
  public:
   EtcdStore(std::unique_ptr<EtcdClient> client, const EtcdStoreOptions& options,
-            std::string store_id, uint64_t head, int64_t head_etcd_revision)
+            std::string store_id, uint64_t head, int64_t head_etcd_revision,
+            std::map<std::string, std::string> rows)
       : client_(std::move(client)),
         prefix_(options.prefix),
         retention_(options.event_retention),
@@ -292,6 +296,7 @@ class EtcdStore : public KeyStore {
         head_(head),
         head_etcd_(head_etcd_revision),
         known_head_(head),
+        copy_(std::move(rows)),
         share_key_(StrCat(prefix_, "replicas/", GenerateId("rep_", 16))) {
     watcher_ = std::thread([this] { WatchLog(); });
   }
@@ -314,6 +319,14 @@ class EtcdStore : public KeyStore {
   uint64_t head_revision() const override { return head_.load(std::memory_order_acquire); }
 
   uint64_t next_revision() const override {
+    // A build reads the copy: let it catch up with what this replica knows
+    // was committed (a lost batch taught it a newer head), or the build is
+    // refused again. Bounded: a stale build is only wasted, never wrong.
+    {
+      MutexLock lock(&mu_);
+      const uint64_t known = known_head_.load(std::memory_order_acquire);
+      published_.WaitFor(&mu_, kCatchUpWait, [&] { return head_revision() >= known; });
+    }
     MutexLock lock(&batch_mu_);
     return NextRevision();
   }
@@ -338,10 +351,11 @@ class EtcdStore : public KeyStore {
     Pending p;
     p.revision = revision;
     for (Precondition& read : m.reads) {
-      // A row the queued batch writes is checked here, against the batch;
-      // others by etcd, when the batch commits.
+      // A row a pending batch writes is checked here, against the batch;
+      // others (rows committed but not yet in the copy too) by etcd, when
+      // the batch commits.
       auto it = overlay_.find(RowKey(read.table, read.key));
-      if (it == overlay_.end()) {
+      if (it == overlay_.end() || it->second.second <= committed_) {
         p.reads.push_back(std::move(read));
       } else if (it->second.first != read.value) {
         conflicts_.fetch_add(1, std::memory_order_relaxed);
@@ -489,64 +503,53 @@ class EtcdStore : public KeyStore {
     return ScanAt(table, prefix, after, limit, table == Table::kUsage ? 0 : EtcdRevisionOf(at));
   }
 
+  // Builds read this replica's writes not yet in the copy over the copy
+  // itself; no etcd call. Stale reads are safe: each row read is compared
+  // when the batch commits, and sets are guarded by a row read first.
   absl::StatusOr<std::optional<std::string>> GetLatest(Table table,
                                                        std::string_view key) const override {
     const std::string row = RowKey(table, key);
-    {
-      MutexLock lock(&batch_mu_);
-      if (auto it = overlay_.find(row); it != overlay_.end()) return it->second.first;
-    }
-    return GetAt(row, 0);
+    MutexLock lock(&batch_mu_);
+    if (auto it = overlay_.find(row); it != overlay_.end()) return it->second.first;
+    if (auto it = copy_.find(row); it != copy_.end()) return it->second;
+    return std::nullopt;
   }
 
   absl::StatusOr<Page> ScanLatest(Table table, std::string_view prefix, std::string_view after,
                                   size_t limit) const override {
     const std::string base = RowKey(table, "");
+    // Just after `after`: the smallest key greater than it.
+    const std::string start =
+        after.empty() ? RowKey(table, prefix) : StrCat(base, after, std::string(1, '\0'));
     const std::string end = PrefixEnd(RowKey(table, prefix));
-    std::string from(after);
-    for (;;) {
-      // The batch's rows first, then etcd's: a batch that commits in between
-      // is then in etcd's answer, never in neither.
-      std::vector<std::pair<std::string, std::optional<std::string>>> pending;
-      {
-        MutexLock lock(&batch_mu_);
-        for (auto it = overlay_.lower_bound(
-                 from.empty() ? RowKey(table, prefix) : StrCat(base, from, std::string(1, '\0')));
-             it != overlay_.end() && it->first < end; ++it) {
-          pending.emplace_back(it->first.substr(base.size()), it->second.first);
-        }
+    MutexLock lock(&batch_mu_);
+    auto written = overlay_.lower_bound(start);
+    auto copied = copy_.lower_bound(start);
+    const auto more_written = [&] { return written != overlay_.end() && written->first < end; };
+    const auto more_copied = [&] { return copied != copy_.end() && copied->first < end; };
+    Page page;
+    // Both in key order; where both hold a key, the write wins.
+    while (more_written() || more_copied()) {
+      const std::string* key;
+      const std::string* value;
+      if (more_written() && (!more_copied() || written->first <= copied->first)) {
+        if (more_copied() && copied->first == written->first) ++copied;
+        key = &written->first;
+        value = written->second.first ? &*written->second.first : nullptr;
+        ++written;
+        if (value == nullptr) continue;  // deleted
+      } else {
+        key = &copied->first;
+        value = &copied->second;
+        ++copied;
       }
-      absl::StatusOr<Page> etcd = ScanAt(table, prefix, from, limit, 0);
-      if (!etcd.ok()) return etcd;
-      // The batch's rows over etcd's, up to the last key etcd returned (all
-      // of the range when it returned the rest).
-      std::map<std::string, std::string> rows;
-      for (Row& r : etcd->rows) rows.emplace(std::move(r.key), std::move(r.value));
-      const std::string last = etcd->more ? rows.rbegin()->first : std::string();
-      for (auto& [key, value] : pending) {
-        if (etcd->more && key > last) break;
-        if (value) {
-          rows[key] = std::move(*value);
-        } else {
-          rows.erase(key);
-        }
+      if (page.rows.size() == limit) {
+        page.more = true;
+        break;
       }
-      Page page;
-      for (auto& [key, value] : rows) {
-        if (page.rows.size() == limit) {
-          page.more = true;
-          break;
-        }
-        page.rows.push_back({key, std::move(value)});
-      }
-      page.more = page.more || etcd->more;
-      // Every row etcd returned was deleted by the batch: read on.
-      if (page.rows.empty() && etcd->more) {
-        from = last;
-        continue;
-      }
-      return page;
+      page.rows.push_back({key->substr(base.size()), *value});
     }
+    return page;
   }
 
   absl::StatusOr<std::vector<v1::KeyEvent>> EventsAfter(uint64_t after,
@@ -731,12 +734,10 @@ class EtcdStore : public KeyStore {
     batch_mu_.Lock();
     flushing_ = false;
     if (committed.ok() && *committed) {
+      // Its rows stay in the overlay until the watch brings them into the
+      // copy (Apply).
       committed_ = batch.back().revision;
       pending_ -= batch.size();
-      // Rows etcd now holds (and no later queued write replaced).
-      for (auto it = overlay_.begin(); it != overlay_.end();) {
-        it = it->second.second <= committed_ ? overlay_.erase(it) : std::next(it);
-      }
     } else {
       // Everything queued was built on this batch: all of it is lost.
       const absl::Status lost =
@@ -747,7 +748,10 @@ class EtcdStore : public KeyStore {
       for (const Pending& p : batch) failed_[p.revision] = lost;
       for (const Pending& p : queued_) failed_[p.revision] = lost;
       queued_.clear();
-      overlay_.clear();
+      // What the lost mutations wrote; committed rows stay until copied.
+      for (auto it = overlay_.begin(); it != overlay_.end();) {
+        it = it->second.second > committed_ ? overlay_.erase(it) : std::next(it);
+      }
       pending_ = 0;
     }
     batch_done_.SignalAll();
@@ -842,9 +846,10 @@ class EtcdStore : public KeyStore {
     }
   }
 
-  // The watcher thread: follows P log/ from just after the head, and
-  // publishes each revision in order. Reconnects (to the next member) when
-  // the stream breaks.
+  // The watcher thread: follows P log/ through P t/ (the log, the meta
+  // keys, the replicas' rows and the table rows) from just after the head,
+  // keeps the copy and publishes each revision in order. Reconnects (to the
+  // next member) when the stream breaks.
   void WatchLog() {
     while (true) {
       size_t member = client_->current();
@@ -861,9 +866,8 @@ class EtcdStore : public KeyStore {
       etcdserverpb::WatchRequest req;
       auto* create = req.mutable_create_request();
       create->set_key(StrCat(prefix_, "log/"));
-      create->set_range_end(PrefixEnd(StrCat(prefix_, "log/")));
+      create->set_range_end(PrefixEnd(StrCat(prefix_, "t/")));
       create->set_start_revision(from);
-      create->add_filters(etcdserverpb::WatchCreateRequest::NODELETE);
       // Progress notifications move the read revision on while nothing
       // changes, so that reads at the head never fall behind a compaction.
       create->set_progress_notify(true);
@@ -899,21 +903,50 @@ class EtcdStore : public KeyStore {
     }
   }
 
+  // One answer of the watch. etcd never splits the events of one etcd
+  // revision (one transaction) between answers, so the copy and the head
+  // move together, a whole batch at a time: a build never sees half of one.
   absl::Status Apply(const etcdserverpb::WatchResponse& resp) {
     MutexLock lock(&mu_);
-    for (const auto& e : resp.events()) {
-      if (e.type() != mvccpb::Event::PUT) continue;
-      internal::LogRecord rec;
-      if (!rec.ParseFromString(e.kv().value())) return absl::DataLossError("log record");
-      const uint64_t revision = rec.event().revision();
-      if (revision <= head_revision()) continue;
-      if (revision != head_revision() + 1) {
-        return absl::InternalError(
-            StrCat("log gap: head ", head_revision(), ", next heard ", revision));
+    const std::string log = StrCat(prefix_, "log/"), rows = StrCat(prefix_, "t/");
+    std::vector<std::pair<internal::LogRecord, int64_t>> heard;  // and its etcd revision
+    {
+      MutexLock batch(&batch_mu_);
+      uint64_t head = head_revision();
+      for (const auto& e : resp.events()) {
+        const std::string& key = e.kv().key();
+        if (absl::StartsWith(key, rows)) {
+          if (e.type() == mvccpb::Event::PUT) {
+            copy_[key] = e.kv().value();
+          } else {
+            copy_.erase(key);
+          }
+          continue;
+        }
+        // The rest: the head, replicas' receipts, log records trimmed.
+        if (!absl::StartsWith(key, log) || e.type() != mvccpb::Event::PUT) continue;
+        internal::LogRecord rec;
+        if (!rec.ParseFromString(e.kv().value())) return absl::DataLossError("log record");
+        const uint64_t revision = rec.event().revision();
+        if (revision <= head) continue;
+        if (revision != head + 1) {
+          return absl::InternalError(StrCat("log gap: head ", head, ", next heard ", revision));
+        }
+        head = revision;
+        heard.emplace_back(std::move(rec), e.kv().mod_revision());
       }
-      head_etcd_ = e.kv().mod_revision();
-      head_.store(revision, std::memory_order_release);
-      Learn(revision);
+      // This replica's committed writes the copy now holds. (Pending ones
+      // stay: when another replica took their revision, their batch is lost
+      // and Flush drops them.)
+      const uint64_t copied = std::min(head, committed_);
+      for (auto it = overlay_.begin(); it != overlay_.end();) {
+        it = it->second.second <= copied ? overlay_.erase(it) : std::next(it);
+      }
+    }
+    for (auto& [rec, etcd_revision] : heard) {
+      head_etcd_ = etcd_revision;
+      head_.store(rec.event().revision(), std::memory_order_release);
+      Learn(rec.event().revision());
       if (listener_) listener_(rec.event(), rec.audit());
     }
     // A progress notification (no events; etcd sends one only to a watcher
@@ -936,7 +969,7 @@ class EtcdStore : public KeyStore {
   const std::string store_id_;
 
   mutable Mutex mu_;
-  CondVar published_;
+  mutable CondVar published_;
   std::atomic<uint64_t> head_;              // published; written under mu_
   int64_t head_etcd_ ABSL_GUARDED_BY(mu_);  // the etcd revision of head_'s state
   std::atomic<uint64_t> known_head_;        // the latest revision known committed
@@ -962,9 +995,17 @@ class EtcdStore : public KeyStore {
   size_t pending_ ABSL_GUARDED_BY(batch_mu_) = 0;
   uint64_t appended_ ABSL_GUARDED_BY(batch_mu_) = 0;   // the last pending revision
   uint64_t committed_ ABSL_GUARDED_BY(batch_mu_) = 0;  // the last this store committed
-  // What pending mutations wrote, by etcd key: (value, revision of the write).
+  // What this replica's mutations wrote that the copy does not hold yet,
+  // by etcd key: (value, revision of the write). Pending when that revision
+  // is after committed_, committed (and on its way through the watch)
+  // otherwise.
   std::map<std::string, std::pair<std::optional<std::string>, uint64_t>> overlay_
       ABSL_GUARDED_BY(batch_mu_);
+  // Every row (P t/...) as of the published head (and advisory rows as the
+  // watch brought them), kept by the watch: what builds read. Taken after
+  // mu_ when both are held.
+  std::map<std::string, std::string> copy_ ABSL_GUARDED_BY(batch_mu_);
+  static constexpr absl::Duration kCatchUpWait = absl::Seconds(1);
   // Revisions of lost batches, until their appenders' Syncs take the answer.
   std::map<uint64_t, absl::Status> failed_ ABSL_GUARDED_BY(batch_mu_);
 
@@ -1015,6 +1056,25 @@ absl::StatusOr<int64_t> CountKeys(EtcdClient& client, const std::string& prefix)
   RangeResponse resp;
   if (absl::Status s = client.Range(req, &resp); !s.ok()) return s;
   return resp.count();
+}
+
+// Every key under `prefix` and its value at `etcd_revision`, read in pages.
+absl::StatusOr<std::map<std::string, std::string>> ReadAll(EtcdClient& client,
+                                                           const std::string& prefix,
+                                                           int64_t etcd_revision) {
+  std::map<std::string, std::string> all;
+  RangeRequest req;
+  req.set_key(prefix);
+  req.set_range_end(PrefixEnd(prefix));
+  req.set_revision(etcd_revision);
+  req.set_limit(5000);
+  for (;;) {
+    RangeResponse resp;
+    if (absl::Status s = client.Range(req, &resp); !s.ok()) return s;
+    for (const auto& kv : resp.kvs()) all.emplace_hint(all.end(), kv.key(), kv.value());
+    if (!resp.more() || resp.kvs_size() == 0) return all;
+    req.set_key(StrCat(resp.kvs(resp.kvs_size() - 1).key(), std::string(1, '\0')));
+  }
 }
 
 // Puts, sent in transactions within etcd's default limits (128 operations,
@@ -1228,8 +1288,13 @@ absl::StatusOr<std::unique_ptr<KeyStore>> OpenEtcdStore(const EtcdStoreOptions& 
     return absl::DataLossError(
         StrCat("etcd prefix ", options.prefix, " holds no readable store id and head revision"));
   }
-  return std::unique_ptr<KeyStore>(new EtcdStore(std::move(client), options, std::move(store_id),
-                                                 head, resp.header().revision()));
+  // The rows at that same etcd revision: the copy the watch keeps from there.
+  const int64_t at = resp.header().revision();
+  absl::StatusOr<std::map<std::string, std::string>> rows =
+      ReadAll(*client, StrCat(options.prefix, "t/"), at);
+  if (!rows.ok()) return rows.status();
+  return std::unique_ptr<KeyStore>(
+      new EtcdStore(std::move(client), options, std::move(store_id), head, at, *std::move(rows)));
 }
 
 }  // namespace latchkey

@@ -55,7 +55,8 @@ v1::AuditEvent Audit(const Caller& caller, std::string_view action, std::string_
 }
 
 void TouchGuard(Mutation& m, std::string_view guard, uint64_t revision) {
-  m.writes.push_back(Write{Table::kGuards, std::string(guard), StrCat(revision)});
+  m.writes.push_back(
+      Write{Table::kGuards, std::string(guard), StrCat(revision, " ", RandomBase62(8))});
 }
 
 void PutKey(Mutation& m, KeyRecord& record, uint64_t revision) {

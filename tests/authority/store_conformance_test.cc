@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "authority/etcd_store.h"
+#include "authority/internal/mutations.h"
 #include "authority/key_store.h"
 #include "authority/rocksdb_store.h"
 #include "common/key_format.h"
@@ -402,6 +403,41 @@ TEST_CASE("store: an etcd replica's batch lost to another replica is refused to 
   REQUIRE(testing::Eventually([&] { return b->head_revision() == 2; }));
   REQUIRE(*Read(*b, "a1") == "x");
   REQUIRE_FALSE(Read(*b, "a2").has_value());
+}
+
+// The race that unique guard values close (authority/internal/mutations.h,
+// TouchGuard): replica A builds on its own batch while that batch is still
+// pending; the batch is lost to B, whose change took the same revision and
+// touched the same guard. A's build read a set (a scan, not a precondition)
+// that never existed, so its guard precondition must fail.
+TEST_CASE("store: a build on an etcd replica's lost batch is refused though its guard looks alike",
+          "[store]") {
+  EtcdKind kind;
+  std::unique_ptr<KeyStore> a = kind.Open(), b = kind.Open();
+  auto add_member = [](const std::string& name) {
+    Mutation m;
+    m.writes.push_back(Write{Table::kPrincipals, name, "member"});
+    internal::TouchGuard(m, internal::kPrincipalsGuard, 1);
+    m.audit.set_action("test");
+    return m;
+  };
+  REQUIRE(*a->Append(add_member("from-a")) == 1);  // queued on A, not sent
+  REQUIRE(*b->Commit(add_member("from-b")) == 1);
+  // Built on A's pending batch: guard first, then the set it guards.
+  Transaction tx(*a);
+  REQUIRE(tx.revision() == 2);
+  REQUIRE(tx.Get(Table::kGuards, internal::kPrincipalsGuard)->has_value());
+  absl::StatusOr<Page> members = tx.Scan(Table::kPrincipals, "", "", 10);
+  // A set that will never exist: it holds A's lost row (and B's, once A's
+  // watch brought it).
+  REQUIRE(members->rows.front().key == "from-a");
+  REQUIRE(absl::IsAborted(a->Sync(1)));
+  Mutation decided = Put("decided-on-a-lost-set", "x");
+  tx.Finish(decided);
+  absl::StatusOr<uint64_t> committed = a->Commit(std::move(decided));
+  INFO(committed.status());
+  REQUIRE(absl::IsAborted(committed.status()));
+  REQUIRE_FALSE(Read(*b, "decided-on-a-lost-set").has_value());
 }
 
 // Every row of every table, as "table/key=value" lines.
