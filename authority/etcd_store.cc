@@ -271,6 +271,25 @@ class EtcdClient {
   std::atomic<size_t> current_{0};
 };
 
+// Every key under `prefix` and its value at `etcd_revision`, read in pages.
+absl::StatusOr<std::map<std::string, std::string>> ReadAll(EtcdClient& client,
+                                                           const std::string& prefix,
+                                                           int64_t etcd_revision) {
+  std::map<std::string, std::string> all;
+  RangeRequest req;
+  req.set_key(prefix);
+  req.set_range_end(PrefixEnd(prefix));
+  req.set_revision(etcd_revision);
+  req.set_limit(5000);
+  for (;;) {
+    RangeResponse resp;
+    if (absl::Status s = client.Range(req, &resp); !s.ok()) return s;
+    for (const auto& kv : resp.kvs()) all.emplace_hint(all.end(), kv.key(), kv.value());
+    if (!resp.more() || resp.kvs_size() == 0) return all;
+    req.set_key(StrCat(resp.kvs(resp.kvs_size() - 1).key(), std::string(1, '\0')));
+  }
+}
+
 class EtcdSnapshot : public StoreSnapshot {
  public:
   EtcdSnapshot(uint64_t revision, int64_t etcd_revision)
@@ -875,10 +894,18 @@ class EtcdStore : public KeyStore {
       if (stream->Write(req)) {
         etcdserverpb::WatchResponse resp;
         while (stream->Read(&resp)) {
-          if (resp.canceled() || resp.compact_revision() != 0) {
+          if (resp.compact_revision() != 0) {
+            // Cut off for longer than etcd keeps history: catch up from what
+            // etcd holds now, then watch on from there.
+            ended = CatchUp();
+            if (ended.ok()) {
+              ended = absl::OutOfRangeError("etcd compacted where the watch was; caught up");
+            }
+            break;
+          }
+          if (resp.canceled()) {
             ended = absl::DataLossError(
-                StrCat("etcd cancelled the watch of the log: ", resp.cancel_reason(),
-                       resp.compact_revision() != 0 ? " (compacted)" : ""));
+                StrCat("etcd cancelled the watch of the log: ", resp.cancel_reason()));
             break;
           }
           absl::Status applied = Apply(resp);
@@ -901,6 +928,72 @@ class EtcdStore : public KeyStore {
       client_->MoveOn(member);
       absl::SleepFor(absl::Milliseconds(100));
     }
+  }
+
+  // Forgets this replica's committed writes the copy now holds, as of
+  // `head`. (Pending ones stay: when another replica took their revision,
+  // their batch is lost and Flush drops them.)
+  void DropCopiedWrites(uint64_t head) ABSL_EXCLUSIVE_LOCKS_REQUIRED(batch_mu_) {
+    const uint64_t copied = std::min(head, committed_);
+    for (auto it = overlay_.begin(); it != overlay_.end();) {
+      it = it->second.second <= copied ? overlay_.erase(it) : std::next(it);
+    }
+  }
+
+  // What the watch would have brought since the head, read instead: the log
+  // records after it and every row, at one etcd revision. For a replica whose
+  // watch start etcd compacted away (docs/design.md, "The etcd store").
+  absl::Status CatchUp() {
+    RangeRequest head_req;
+    head_req.set_key(HeadKey());
+    RangeResponse head_resp;
+    if (absl::Status s = client_->Range(head_req, &head_resp); !s.ok()) return s;
+    uint64_t head = 0;
+    if (head_resp.kvs_size() != 1 || !absl::SimpleAtoi(head_resp.kvs(0).value(), &head)) {
+      return absl::DataLossError("no readable head revision in etcd");
+    }
+    const int64_t at = head_resp.header().revision();
+    const absl::Status trimmed = absl::DataLossError(
+        StrCat("revisions after ", head_revision(),
+               " left the event log before this replica heard them; restart it"));
+    std::vector<internal::LogRecord> missed;
+    for (uint64_t next = head_revision() + 1; next <= head;) {
+      RangeRequest req;
+      req.set_key(LogKey(next));
+      req.set_range_end(LogKey(head + 1));
+      req.set_revision(at);
+      req.set_limit(1000);
+      RangeResponse resp;
+      if (absl::Status s = client_->Range(req, &resp); !s.ok()) return s;
+      if (resp.kvs_size() == 0) return trimmed;
+      for (const auto& kv : resp.kvs()) {
+        internal::LogRecord rec;
+        if (!rec.ParseFromString(kv.value())) return absl::DataLossError("log record");
+        if (rec.event().revision() != next) return trimmed;
+        ++next;
+        missed.push_back(std::move(rec));
+      }
+    }
+    absl::StatusOr<std::map<std::string, std::string>> rows =
+        ReadAll(*client_, StrCat(prefix_, "t/"), at);
+    if (!rows.ok()) return rows.status();
+    MutexLock lock(&mu_);
+    {
+      MutexLock batch(&batch_mu_);
+      copy_ = *std::move(rows);
+      DropCopiedWrites(head);
+    }
+    for (internal::LogRecord& rec : missed) {
+      head_.store(rec.event().revision(), std::memory_order_release);
+      Learn(rec.event().revision());
+      if (listener_) listener_(rec.event(), rec.audit());
+    }
+    head_etcd_ = std::max(head_etcd_, at);
+    published_.SignalAll();
+    spdlog::warn(
+        "etcd store: the watch's start was compacted; caught up to revision {} ({} missed)", head,
+        missed.size());
+    return absl::OkStatus();
   }
 
   // One answer of the watch. etcd never splits the events of one etcd
@@ -935,13 +1028,7 @@ class EtcdStore : public KeyStore {
         head = revision;
         heard.emplace_back(std::move(rec), e.kv().mod_revision());
       }
-      // This replica's committed writes the copy now holds. (Pending ones
-      // stay: when another replica took their revision, their batch is lost
-      // and Flush drops them.)
-      const uint64_t copied = std::min(head, committed_);
-      for (auto it = overlay_.begin(); it != overlay_.end();) {
-        it = it->second.second <= copied ? overlay_.erase(it) : std::next(it);
-      }
+      DropCopiedWrites(head);
     }
     for (auto& [rec, etcd_revision] : heard) {
       head_etcd_ = etcd_revision;
@@ -1056,25 +1143,6 @@ absl::StatusOr<int64_t> CountKeys(EtcdClient& client, const std::string& prefix)
   RangeResponse resp;
   if (absl::Status s = client.Range(req, &resp); !s.ok()) return s;
   return resp.count();
-}
-
-// Every key under `prefix` and its value at `etcd_revision`, read in pages.
-absl::StatusOr<std::map<std::string, std::string>> ReadAll(EtcdClient& client,
-                                                           const std::string& prefix,
-                                                           int64_t etcd_revision) {
-  std::map<std::string, std::string> all;
-  RangeRequest req;
-  req.set_key(prefix);
-  req.set_range_end(PrefixEnd(prefix));
-  req.set_revision(etcd_revision);
-  req.set_limit(5000);
-  for (;;) {
-    RangeResponse resp;
-    if (absl::Status s = client.Range(req, &resp); !s.ok()) return s;
-    for (const auto& kv : resp.kvs()) all.emplace_hint(all.end(), kv.key(), kv.value());
-    if (!resp.more() || resp.kvs_size() == 0) return all;
-    req.set_key(StrCat(resp.kvs(resp.kvs_size() - 1).key(), std::string(1, '\0')));
-  }
 }
 
 // Puts, sent in transactions within etcd's default limits (128 operations,

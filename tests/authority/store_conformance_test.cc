@@ -440,6 +440,53 @@ TEST_CASE("store: a build on an etcd replica's lost batch is refused though its 
   REQUIRE_FALSE(Read(*b, "decided-on-a-lost-set").has_value());
 }
 
+// etcd forgets history older than its compaction (operators run it with
+// --auto-compaction-retention): a replica cut off for longer cannot resume its
+// watch where it stopped, and must catch up from the log and the rows.
+TEST_CASE("store: an etcd replica cut off past a compaction catches up from the log and the rows",
+          "[store]") {
+  testing::EtcdCluster cluster(3);
+  const std::string prefix = "/compacted-" + RandomBase62(8) + "/";
+  auto open = [&](std::vector<std::string> endpoints) {
+    EtcdStoreOptions options;
+    options.endpoints = std::move(endpoints);
+    options.prefix = prefix;
+    absl::StatusOr<std::unique_ptr<KeyStore>> store = OpenEtcdStore(options);
+    REQUIRE(store.ok());
+    return *std::move(store);
+  };
+  std::unique_ptr<KeyStore> a = open({cluster.endpoint(0)});
+  std::unique_ptr<KeyStore> b = open({cluster.endpoint(1), cluster.endpoint(2)});
+  Mutex mu;
+  std::vector<uint64_t> heard;
+  a->SetCommitListener([&](const v1::KeyEvent& e, const v1::AuditEvent&) {
+    MutexLock lock(&mu);
+    heard.push_back(e.revision());
+  });
+  REQUIRE(*b->Commit(Put("gone", "1")) == 1);
+  REQUIRE(testing::Eventually([&] { return a->head_revision() == 1; }));
+
+  cluster.Kill(0);  // A's only member
+  REQUIRE(testing::Eventually([&] { return cluster.Leader() >= 0; }, std::chrono::seconds(30)));
+  REQUIRE(*b->Commit(Put("kept", "2")) == 2);
+  Mutation erase;
+  erase.writes.push_back(Write{Table::kProjects, "gone", std::nullopt});
+  erase.audit.set_action("test");
+  REQUIRE(*b->Commit(std::move(erase)) == 3);
+  cluster.Compact(1);
+  cluster.Restart(0);  // serves clients only once it has applied the compaction
+
+  REQUIRE(testing::Eventually([&] { return a->head_revision() == 3; }, std::chrono::seconds(30)));
+  {
+    MutexLock lock(&mu);
+    REQUIRE(heard == std::vector<uint64_t>{1, 2, 3});  // every revision, in order
+  }
+  REQUIRE(**a->GetLatest(Table::kProjects, "kept") == "2");  // the copy caught up too
+  REQUIRE_FALSE(a->GetLatest(Table::kProjects, "gone")->has_value());
+  REQUIRE(*a->Commit(Put("after", "4")) == 4);  // and the watch goes on from there
+  REQUIRE(testing::Eventually([&] { return b->head_revision() == 4; }));
+}
+
 // Every row of every table, as "table/key=value" lines.
 std::vector<std::string> AllRows(const KeyStore& store) {
   std::vector<std::string> rows;

@@ -107,6 +107,23 @@ void EtcdCluster::Kill(int member) {
 
 void EtcdCluster::Restart(int member) { Start(member, false); }
 
+void EtcdCluster::Compact(int member) {
+  auto kv = etcdserverpb::KV::NewStub(
+      grpc::CreateChannel(endpoint(member), grpc::InsecureChannelCredentials()));
+  etcdserverpb::RangeRequest any;
+  any.set_key("/");
+  any.set_count_only(true);
+  etcdserverpb::RangeResponse now;
+  grpc::ClientContext read_ctx;
+  REQUIRE(kv->Range(&read_ctx, any, &now).ok());
+  etcdserverpb::CompactionRequest compact;
+  compact.set_revision(now.header().revision());
+  compact.set_physical(true);
+  etcdserverpb::CompactionResponse done;
+  grpc::ClientContext compact_ctx;
+  REQUIRE(kv->Compact(&compact_ctx, compact, &done).ok());
+}
+
 EtcdCluster& EtcdCluster::Shared() {
   static EtcdCluster cluster(3);  // stopped when the test binary exits
   return cluster;

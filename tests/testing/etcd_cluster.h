@@ -28,6 +28,9 @@ class EtcdCluster {
   int Leader() const;
   void Kill(int member);     // SIGKILL
   void Restart(int member);  // same name, data and ports
+  // Drops etcd's history before its current revision, through `member`
+  // (physical: done when this returns); a watch from before then is refused.
+  void Compact(int member);
 
   // One shared by every test in this process: three members start in a few
   // seconds, so tests share them and keep apart by key prefix.
