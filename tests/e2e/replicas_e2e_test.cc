@@ -252,6 +252,13 @@ TEST_CASE(
   std::vector<v1::GenerateApiKeyResponse> keys;
   for (int i = 0; i < 3; ++i) keys.push_back(a.GenerateApiKey(project));
 
+  // Each replica shares its sidecars every 100 ms: wait until each has heard
+  // of the other's (docs/design.md, "Receipts across replicas").
+  for (const std::string& address : {a_address, b_address}) {
+    Admin asked(address, r.token());
+    REQUIRE(testing::Eventually(
+        [&] { return asked.Receipt(asked.Receipt(1).head_revision()).sidecars_connected() == 2; }));
+  }
   // Asked of B, the receipt counts A's sidecar too; and the other way round.
   for (const std::string& address : {b_address, a_address}) {
     const std::string key_id = keys.back().key().key_id();
