@@ -676,9 +676,14 @@ document.addEventListener('DOMContentLoaded', () => {
     if (state.me) await refresh();
   }));
   for (const dialog of document.querySelectorAll('dialog')) {
+    // The 'close' event comes a task later (and covers Escape): a button
+    // that closes forgets at once, so no value outlives its dialog.
     dialog.addEventListener('close', () => forgetValues(dialog));
     for (const button of dialog.querySelectorAll('[data-close]')) {
-      button.addEventListener('click', () => dialog.close());
+      button.addEventListener('click', () => {
+        forgetValues(dialog);
+        dialog.close();
+      });
     }
   }
   if (sessionStorage.getItem(TOKEN_KEY)) {
