@@ -544,8 +544,10 @@ class EtcdStore : public KeyStore {
     MutexLock lock(&batch_mu_);
     auto written = overlay_.lower_bound(start);
     auto copied = copy_.lower_bound(start);
-    const auto more_written = [&] { return written != overlay_.end() && written->first < end; };
-    const auto more_copied = [&] { return copied != copy_.end() && copied->first < end; };
+    const auto written_end = overlay_.end();
+    const auto copied_end = copy_.end();
+    const auto more_written = [&] { return written != written_end && written->first < end; };
+    const auto more_copied = [&] { return copied != copied_end && copied->first < end; };
     Page page;
     // Both in key order; where both hold a key, the write wins.
     while (more_written() || more_copied()) {
