@@ -1206,8 +1206,7 @@ absl::StatusOr<ImportReport> ImportIntoEtcd(const KeyStore& source,
   }
   BulkWriter out(**client);
 
-  for (Table table : {Table::kProjects, Table::kKeys, Table::kProjectKeys, Table::kDigests,
-                      Table::kPrincipals, Table::kUsage, Table::kGuards}) {
+  for (Table table : kAllTables) {
     std::string after;
     for (;;) {
       absl::StatusOr<Page> page = source.Scan(table, "", after, 1000);

@@ -45,8 +45,13 @@ enum class Table {
   kPrincipals,   // principal id -> PrincipalRecord (with its token's digest)
   kUsage,        // key id -> internal.KeyUsageRecord (advisory, see WriteAdvisory;
                  // outside the revisions, so plain reads see the latest write)
-  kGuards,       // set name -> revision of its last change (see Precondition)
+  kGuards,       // set name -> its last change: revision and a random suffix (see Precondition)
 };
+
+// Every table, for whatever walks them all (an import, a test's comparison).
+inline constexpr Table kAllTables[] = {Table::kProjects, Table::kKeys,       Table::kProjectKeys,
+                                       Table::kDigests,  Table::kPrincipals, Table::kUsage,
+                                       Table::kGuards};
 
 // One row to write; no value deletes the row. It is not an error to delete a
 // row that does not exist.

@@ -490,8 +490,7 @@ TEST_CASE("store: an etcd replica cut off past a compaction catches up from the 
 // Every row of every table, as "table/key=value" lines.
 std::vector<std::string> AllRows(const KeyStore& store) {
   std::vector<std::string> rows;
-  for (Table t : {Table::kProjects, Table::kKeys, Table::kProjectKeys, Table::kDigests,
-                  Table::kPrincipals, Table::kUsage, Table::kGuards}) {
+  for (Table t : kAllTables) {
     absl::StatusOr<Page> page = store.Scan(t, "", "", 1000);
     REQUIRE(page.ok());
     for (const Row& row : page->rows) {
