@@ -170,7 +170,10 @@ TEST_CASE("a leak response: find the key from its value, revoke it, see who stil
   REQUIRE(no.exit_code == 1);
   REQUIRE(no.err.find("latchkeyctl secret delete " + std::string(secret["key"]["keyId"])) !=
           std::string::npos);
-  CommandResult typo = ctl({"key", "find"}, value.substr(0, value.size() - 1) + "x");
+  // One character changed (never to itself: a value ending in x stays whole).
+  std::string mistyped = value;
+  mistyped.back() = mistyped.back() == 'x' ? 'y' : 'x';
+  CommandResult typo = ctl({"key", "find"}, mistyped);
   REQUIRE(typo.exit_code == 1);
   REQUIRE(typo.err.find("INVALID_ARGUMENT") != std::string::npos);
   CommandResult unknown = ctl({"key", "find"}, GenerateKey(v1::API_KEY));
