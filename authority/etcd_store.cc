@@ -537,9 +537,7 @@ class EtcdStore : public KeyStore {
   absl::StatusOr<Page> ScanLatest(Table table, std::string_view prefix, std::string_view after,
                                   size_t limit) const override {
     const std::string base = RowKey(table, "");
-    // Just after `after`: the smallest key greater than it.
-    const std::string start =
-        after.empty() ? RowKey(table, prefix) : StrCat(base, after, std::string(1, '\0'));
+    const std::string start = ScanStart(table, prefix, after);
     const std::string end = PrefixEnd(RowKey(table, prefix));
     MutexLock lock(&batch_mu_);
     auto written = overlay_.lower_bound(start);
@@ -679,14 +677,19 @@ class EtcdStore : public KeyStore {
     return resp.kvs(0).value();
   }
 
+  // Where a scan of `prefix` resuming after the row `after` (empty: from the
+  // start) begins: the smallest key greater than `after`.
+  std::string ScanStart(Table table, std::string_view prefix, std::string_view after) const {
+    return after.empty() ? RowKey(table, prefix)
+                         : RowKey(table, StrCat(after, std::string(1, '\0')));
+  }
+
   absl::StatusOr<Page> ScanAt(Table table, std::string_view prefix, std::string_view after,
                               size_t limit, int64_t etcd_revision) const {
     const std::string base = RowKey(table, "");
-    const std::string start = RowKey(table, prefix);
     RangeRequest req;
-    // Just after `after`: the smallest key greater than it.
-    req.set_key(after.empty() ? start : StrCat(base, after, std::string(1, '\0')));
-    req.set_range_end(PrefixEnd(start));
+    req.set_key(ScanStart(table, prefix, after));
+    req.set_range_end(PrefixEnd(RowKey(table, prefix)));
     req.set_limit(static_cast<int64_t>(limit) + 1);
     req.set_revision(etcd_revision);
     RangeResponse resp;
@@ -942,6 +945,13 @@ class EtcdStore : public KeyStore {
     }
   }
 
+  // Moves the head to `rec`'s revision (the next one) and tells the listener.
+  void Publish(const internal::LogRecord& rec) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    head_.store(rec.event().revision(), std::memory_order_release);
+    Learn(rec.event().revision());
+    if (listener_) listener_(rec.event(), rec.audit());
+  }
+
   // What the watch would have brought since the head, read instead: the log
   // records after it and every row, at one etcd revision. For a replica whose
   // watch start etcd compacted away (docs/design.md, "The etcd store").
@@ -985,11 +995,7 @@ class EtcdStore : public KeyStore {
       copy_ = *std::move(rows);
       DropCopiedWrites(head);
     }
-    for (internal::LogRecord& rec : missed) {
-      head_.store(rec.event().revision(), std::memory_order_release);
-      Learn(rec.event().revision());
-      if (listener_) listener_(rec.event(), rec.audit());
-    }
+    for (const internal::LogRecord& rec : missed) Publish(rec);
     head_etcd_ = std::max(head_etcd_, at);
     published_.SignalAll();
     spdlog::warn(
@@ -1034,9 +1040,7 @@ class EtcdStore : public KeyStore {
     }
     for (auto& [rec, etcd_revision] : heard) {
       head_etcd_ = etcd_revision;
-      head_.store(rec.event().revision(), std::memory_order_release);
-      Learn(rec.event().revision());
-      if (listener_) listener_(rec.event(), rec.audit());
+      Publish(rec);
     }
     // A progress notification (no events; etcd sends one only to a watcher
     // that has caught up) says every change of the log up to its revision was
