@@ -118,10 +118,15 @@ int main(int argc, char** argv) {
   p->add_option("--sidecars", sidecars)->capture_default_str();
   p->add_option("--revocations", revocations)->capture_default_str();
   p->add_option("--samples-out", out, "write each delay (ms) here");
+  latchkey::bench::PropagationAuthority propagation_authority;
+  p->add_option("--etcd-endpoints", propagation_authority.etcd_endpoints,
+                "one authority replica over this etcd");
+  p->add_option("--authority-bin", propagation_authority.authority_bin,
+                "run the authority as its own process and report each process's CPU");
+  p->callback([&] {
+    status = latchkey::bench::Propagation(sidecars, revocations, out, propagation_authority);
+  });
   std::string etcd_endpoints;
-  p->add_option("--etcd-endpoints", etcd_endpoints, "one authority replica over this etcd");
-  p->callback(
-      [&] { status = latchkey::bench::Propagation(sidecars, revocations, out, etcd_endpoints); });
 
   std::string keys_file;
   auto* ed = app.add_subcommand("edge", "validate in process with latchkey::edge, one thread");
@@ -152,6 +157,9 @@ int main(int argc, char** argv) {
   w->add_option("--etcd-endpoints", writes_store.etcd_endpoints,
                 "run --replicas authorities over this etcd cluster instead");
   w->add_option("--replicas", writes_store.replicas)->capture_default_str();
+  w->add_option("--etcd-pids", writes_store.etcd_pids,
+                "the etcd members' process ids, to report their CPU per mutation")
+      ->delimiter(',');
   w->callback([&] { status = latchkey::bench::Writes(clients, seconds, writes_store); });
 
   auto* fo = app.add_subcommand("failover", "sidecar failover when its authority is SIGKILLed");

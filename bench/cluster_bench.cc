@@ -10,11 +10,13 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <sstream>
 #include <thread>
 
 #include "absl/time/clock.h"
@@ -79,6 +81,86 @@ double Quantile(std::vector<double> v, double q) {
   return v[static_cast<size_t>(q * (v.size() - 1))];
 }
 
+long ResidentKiB(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  }
+  return -1;
+}
+
+// A loopback port free right now.
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    std::abort();
+  }
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+bool Serving(const std::string& address) {
+  auto stub = grpc::health::v1::Health::NewStub(
+      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
+  grpc::health::v1::HealthCheckResponse resp;
+  return stub->Check(&ctx, {}, &resp).ok() &&
+         resp.status() == grpc::health::v1::HealthCheckResponse::SERVING;
+}
+
+// The CPU time (user + system) process `pid` has used so far, in seconds.
+double CpuSeconds(pid_t pid) {
+  std::ifstream file("/proc/" + std::to_string(pid) + "/stat");
+  const std::string stat((std::istreambuf_iterator<char>(file)), {});
+  // Fields count from 1; the command (2) may hold spaces, so start after it:
+  // utime and stime are fields 14 and 15.
+  std::istringstream fields(stat.substr(stat.rfind(')') + 1));
+  std::string field;
+  double ticks = 0;
+  for (int i = 3; i <= 15 && fields >> field; ++i) {
+    if (i >= 14) ticks += std::stod(field);
+  }
+  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+double CpuSeconds(const std::vector<pid_t>& pids) {
+  double sum = 0;
+  for (pid_t pid : pids) sum += CpuSeconds(pid);
+  return sum;
+}
+
+// Starts `bin` (latchkey-authority) listening on `address` with `flags`
+// added, and waits until it serves.
+pid_t StartAuthorityProcess(const std::string& bin, const std::string& address,
+                            const std::vector<std::string>& flags) {
+  std::vector<std::string> args = {bin, "--listen=" + address,
+                                   "--metrics-listen=", "--log-level=error"};
+  args.insert(args.end(), flags.begin(), flags.end());
+  const pid_t pid = fork();
+  if (pid == 0) {
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(bin.c_str(), argv.data());
+    _exit(127);
+  }
+  for (const auto deadline = Clock::now() + std::chrono::seconds(30); !Serving(address);) {
+    if (Clock::now() > deadline) {
+      std::fprintf(stderr, "authority %s did not start\n", address.c_str());
+      std::exit(1);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return pid;
+}
+
 }  // namespace
 
 int Seed(const std::string& authority, const std::string& token_file, int valid, int revoked,
@@ -139,6 +221,15 @@ Shared MakeShared() {
   return shared;
 }
 
+// The flags of an authority process over a fresh prefix of the etcd
+// cluster at `endpoints`, sharing `shared`.
+std::vector<std::string> EtcdFlags(const Shared& shared, const std::string& endpoints) {
+  return {"--store=etcd", "--etcd-endpoints=" + endpoints,
+          "--etcd-prefix=/bench-" + RandomBase62(12) + "/",
+          "--master-key-file=" + shared.master_key_file,
+          "--bootstrap-token-file=" + shared.token_file};
+}
+
 // Authorities over one etcd prefix, in this process.
 std::vector<std::unique_ptr<AuthorityServer>> StartReplicas(const std::string& endpoints,
                                                             int replicas, std::string* token) {
@@ -178,41 +269,64 @@ StoreStats SumStats(const std::vector<std::unique_ptr<AuthorityServer>>& servers
 }  // namespace
 
 int Propagation(int n, int revocations, const std::string& samples_out,
-                const std::string& etcd_endpoints) {
-  std::vector<std::unique_ptr<AuthorityServer>> servers;
-  std::string token;
-  if (etcd_endpoints.empty()) {
-    servers.push_back(StartAuthority(TempDataDir("authority"), true));
-    token = *ReadTokenFile(servers[0]->admin_token_path());
+                const PropagationAuthority& where) {
+  std::vector<std::unique_ptr<AuthorityServer>> servers;  // in this process
+  pid_t pid = 0;                                          // or its own
+  std::string address, token;
+  if (!where.authority_bin.empty()) {
+    address = "127.0.0.1:" + std::to_string(FreePort());
+    if (where.etcd_endpoints.empty()) {
+      const std::string data_dir = TempDataDir("authority");
+      pid = StartAuthorityProcess(where.authority_bin, address, {"--data-dir=" + data_dir});
+      token = *ReadTokenFile(data_dir + "/admin.token");
+    } else {
+      const Shared shared = MakeShared();
+      pid = StartAuthorityProcess(where.authority_bin, address,
+                                  EtcdFlags(shared, where.etcd_endpoints));
+      token = shared.token;
+    }
   } else {
-    servers = StartReplicas(etcd_endpoints, 1, &token);
+    if (where.etcd_endpoints.empty()) {
+      servers.push_back(StartAuthority(TempDataDir("authority"), true));
+      token = *ReadTokenFile(servers[0]->admin_token_path());
+    } else {
+      servers = StartReplicas(where.etcd_endpoints, 1, &token);
+    }
+    address = servers[0]->address();
   }
-  AuthorityServer* authority = servers[0].get();
-  Admin admin{v1::KeyAdmin::NewStub(OwnChannel(authority->address(), 0)), token};
+  Admin admin{v1::KeyAdmin::NewStub(OwnChannel(address, 0)), token};
   v1::CreatePrincipalRequest pr;
   pr.set_name("bench sidecars");
   pr.set_role(v1::ROLE_SIDECAR);
   v1::CreatePrincipalResponse principal;
   if (!admin.stub->CreatePrincipal(admin.Ctx().get(), pr, &principal).ok()) return 1;
 
+  // When each sidecar applied each revision, by revision then sidecar; the
+  // main thread sleeps on `all` rather than polling (a polling thread would
+  // take CPU from what is measured).
+  struct Applied {
+    std::mutex mu;
+    std::condition_variable all;
+    std::map<uint64_t, std::map<int, Clock::time_point>> at;
+  } applied;
   // Real sidecar code: a KeySet and a SyncClient each, each on its own connection.
   struct Side {
     KeySet keys;
     std::unique_ptr<SyncClient> sync;
-    std::mutex mu;
-    std::map<uint64_t, Clock::time_point> applied;
   };
   std::vector<std::unique_ptr<Side>> sides;
   for (int i = 0; i < n; ++i) {
     auto side = std::make_unique<Side>();
     SyncOptions o;
-    o.channel = OwnChannel(authority->address(), i + 1);
+    o.channel = OwnChannel(address, i + 1);
     o.token = principal.token();
     o.sidecar_id = "bench-" + std::to_string(i);
-    Side* s = side.get();
-    o.on_applied = [s](uint64_t rev, bool) {
-      std::lock_guard<std::mutex> lock(s->mu);
-      s->applied.emplace(rev, Clock::now());
+    o.on_applied = [&applied, i, n](uint64_t rev, bool) {
+      const Clock::time_point now = Clock::now();
+      std::lock_guard<std::mutex> lock(applied.mu);
+      std::map<int, Clock::time_point>& by_side = applied.at[rev];
+      by_side.emplace(i, now);
+      if (by_side.size() == static_cast<size_t>(n)) applied.all.notify_all();
     };
     side->sync = std::make_unique<SyncClient>(std::move(o), &side->keys);
     side->sync->Start();
@@ -234,22 +348,28 @@ int Propagation(int n, int revocations, const std::string& samples_out,
     req.set_name("bench");
     if (!admin.stub->GenerateApiKey(admin.Ctx().get(), req, &keys.emplace_back()).ok()) return 1;
   }
-  auto all_applied = [&](uint64_t rev) {  // for catching up before the timed part
+  // Every sidecar caught up before the timed part.
+  const uint64_t setup_head = keys.empty() ? 0 : keys.back().key().revision();
+  auto all_applied = [&] {
     for (auto& s : sides) {
-      if (s->sync->state().applied < rev) return false;
+      if (s->sync->state().applied < setup_head) return false;
     }
     return true;
   };
-  const auto connect_deadline = Clock::now() + std::chrono::seconds(60);
-  while (!all_applied(authority->authority().store().head_revision())) {
-    if (Clock::now() > connect_deadline) return 1;
+  for (const auto deadline = Clock::now() + std::chrono::seconds(60); !all_applied();) {
+    if (Clock::now() > deadline) return 1;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  {
+    std::lock_guard<std::mutex> lock(applied.mu);
+    applied.at.clear();
   }
   // Two clocks: from the RevokeApiKey request being sent, and from its
   // response being read (a sidecar often applies before the client has read
   // the response; that counts as 0).
   std::vector<double> from_sent, from_return;
   uint64_t wrong = 0;
+  const double authority_cpu = pid != 0 ? CpuSeconds(pid) : 0, own_cpu = CpuSeconds(getpid());
   for (const auto& key : keys) {
     v1::RevokeApiKeyRequest req;
     req.set_key_id(key.key().key_id());
@@ -257,38 +377,50 @@ int Propagation(int n, int revocations, const std::string& samples_out,
     const auto sent = Clock::now();
     if (!admin.stub->RevokeApiKey(admin.Ctx().get(), req, &revoked).ok()) return 1;
     const auto returned = Clock::now();
-    for (auto& s : sides) {
-      Clock::time_point applied;
-      for (const auto deadline = returned + std::chrono::seconds(10);;) {
-        {
-          std::lock_guard<std::mutex> lock(s->mu);
-          auto it = s->applied.find(revoked.revision());
-          if (it != s->applied.end()) {
-            applied = it->second;
-            break;
-          }
-        }
-        if (Clock::now() > deadline) return 1;
-        std::this_thread::yield();
+    std::map<int, Clock::time_point> at;
+    {
+      std::unique_lock<std::mutex> lock(applied.mu);
+      if (!applied.all.wait_until(lock, returned + std::chrono::seconds(10), [&] {
+            return applied.at[revoked.revision()].size() == static_cast<size_t>(n);
+          })) {
+        return 1;
       }
+      at = std::move(applied.at[revoked.revision()]);
+      applied.at.erase(revoked.revision());
+    }
+    for (const auto& [side, when] : at) {
+      from_sent.push_back(Ms(when - sent));
+      from_return.push_back(std::max(0.0, Ms(when - returned)));
+    }
+    for (auto& s : sides) {
       if (s->keys.Validate(key.api_key(), absl::Now()).verdict != v1::REVOKED) ++wrong;
-      from_sent.push_back(Ms(applied - sent));
-      from_return.push_back(std::max(0.0, Ms(applied - returned)));
     }
   }
+  // CPU per revocation: of the authority's own process (when it has one),
+  // and of this one (the sidecars' sync code, and the authority when in it).
+  const double per = std::max(1, revocations);
+  const double authority_cpu_ms = pid != 0 ? (CpuSeconds(pid) - authority_cpu) * 1000 / per : -1;
+  const double own_cpu_ms = (CpuSeconds(getpid()) - own_cpu) * 1000 / per;
   if (!samples_out.empty()) {
     std::ofstream samples(samples_out);
     for (double d : from_sent) samples << d << "\n";
   }
   std::printf(
-      "{\"bench\":\"propagation\",\"store\":\"%s\",\"sidecars\":%d,\"revocations\":%d,"
-      "\"p50_ms\":%.3f,"
+      "{\"bench\":\"propagation\",\"store\":\"%s\",\"process\":%s,\"sidecars\":%d,"
+      "\"revocations\":%d,\"p50_ms\":%.3f,"
       "\"p99_ms\":%.3f,\"max_ms\":%.3f,\"sent_p50_ms\":%.3f,\"sent_p99_ms\":%.3f,"
-      "\"sent_max_ms\":%.3f,\"not_revoked\":%llu}\n",
-      etcd_endpoints.empty() ? "rocksdb" : "etcd", n, revocations, Quantile(from_return, 0.5),
-      Quantile(from_return, 0.99), Quantile(from_return, 1.0), Quantile(from_sent, 0.5),
-      Quantile(from_sent, 0.99), Quantile(from_sent, 1.0), static_cast<unsigned long long>(wrong));
+      "\"sent_max_ms\":%.3f,\"authority_cpu_ms\":%.1f,\"sidecars_cpu_ms\":%.1f,"
+      "\"not_revoked\":%llu}\n",
+      where.etcd_endpoints.empty() ? "rocksdb" : "etcd", pid != 0 ? "true" : "false", n,
+      revocations, Quantile(from_return, 0.5), Quantile(from_return, 0.99),
+      Quantile(from_return, 1.0), Quantile(from_sent, 0.5), Quantile(from_sent, 0.99),
+      Quantile(from_sent, 1.0), authority_cpu_ms, own_cpu_ms,
+      static_cast<unsigned long long>(wrong));
   for (auto& s : sides) s->sync->Stop();
+  if (pid != 0) {
+    kill(pid, SIGTERM);
+    waitpid(pid, nullptr, 0);
+  }
   return wrong == 0 ? 0 : 1;
 }
 
@@ -334,44 +466,6 @@ int Load(const std::string& data_dir, int keys) {
               Ms(Clock::now() - start) / 1000);
   return 0;
 }
-
-namespace {
-
-long ResidentKiB(pid_t pid) {
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
-  }
-  return -1;
-}
-
-// A loopback port free right now.
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    std::abort();
-  }
-  close(fd);
-  return ntohs(addr.sin_port);
-}
-
-bool Serving(const std::string& address) {
-  auto stub = grpc::health::v1::Health::NewStub(
-      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
-  grpc::health::v1::HealthCheckResponse resp;
-  return stub->Check(&ctx, {}, &resp).ok() &&
-         resp.status() == grpc::health::v1::HealthCheckResponse::SERVING;
-}
-
-}  // namespace
 
 int Snapshot(const std::string& sidecar_bin, const std::string& authority,
              const std::string& token_file, int expected_keys) {
@@ -439,48 +533,37 @@ int Writes(int clients, double seconds, const WritesStore& store) {
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(etcd ? 2000 : 300));  // projects created
   const StoreStats before = SumStats(servers);
+  const double own_cpu = CpuSeconds(getpid()), etcd_cpu = CpuSeconds(store.etcd_pids);
   go = true;
   std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
   stop = true;
   const StoreStats after = SumStats(servers);
+  // CPU ms per mutation: this process (clients and authorities), and etcd.
+  const double done = std::max<double>(1, mutations.load());
+  const double own_cpu_ms = (CpuSeconds(getpid()) - own_cpu) * 1000 / done;
+  const double etcd_cpu_ms = (CpuSeconds(store.etcd_pids) - etcd_cpu) * 1000 / done;
   for (std::thread& t : threads) t.join();
   const double commits = static_cast<double>(after.commits - before.commits);
   std::printf(
       "{\"bench\":\"writes\",\"store\":\"%s\",\"replicas\":%zu,\"clients\":%d,"
       "\"group_commit\":%s,\"mutations_per_s\":%.0f,\"fsyncs_per_mutation\":%.3f,"
-      "\"conflicts_per_mutation\":%.3f,\"errors\":%llu}\n",
+      "\"conflicts_per_mutation\":%.3f,\"cpu_ms_per_mutation\":%.3f,"
+      "\"etcd_cpu_ms_per_mutation\":%.3f,\"errors\":%llu}\n",
       etcd ? "etcd" : "rocksdb", servers.size(), clients,
       etcd || store.group_commit ? "true" : "false", mutations / seconds,
       commits > 0 ? (after.syncs - before.syncs) / commits : 0.0,
-      commits > 0 ? (after.conflicts - before.conflicts) / commits : 0.0,
-      static_cast<unsigned long long>(errors.load()));
+      commits > 0 ? (after.conflicts - before.conflicts) / commits : 0.0, own_cpu_ms,
+      store.etcd_pids.empty() ? -1.0 : etcd_cpu_ms, static_cast<unsigned long long>(errors.load()));
   return 0;
 }
 
 int Failover(const std::string& authority_bin, const std::string& etcd_endpoints, int rounds) {
   const Shared shared = MakeShared();
-  const std::string prefix = "/bench-failover-" + RandomBase62(12) + "/";
   const std::string addresses[] = {"127.0.0.1:" + std::to_string(FreePort()),
                                    "127.0.0.1:" + std::to_string(FreePort())};
   pid_t pids[2] = {0, 0};
-  auto start = [&](int i) {
-    pids[i] = fork();
-    if (pids[i] == 0) {
-      execl(authority_bin.c_str(), authority_bin.c_str(), "--listen", addresses[i].c_str(),
-            "--store", "etcd", "--etcd-endpoints", etcd_endpoints.c_str(), "--etcd-prefix",
-            prefix.c_str(), "--master-key-file", shared.master_key_file.c_str(),
-            "--bootstrap-token-file", shared.token_file.c_str(), "--metrics-listen", "",
-            "--log-level", "error", static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    for (const auto deadline = Clock::now() + std::chrono::seconds(30); !Serving(addresses[i]);) {
-      if (Clock::now() > deadline) {
-        std::fprintf(stderr, "authority %s did not start\n", addresses[i].c_str());
-        std::exit(1);
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-  };
+  const std::vector<std::string> flags = EtcdFlags(shared, etcd_endpoints);
+  auto start = [&](int i) { pids[i] = StartAuthorityProcess(authority_bin, addresses[i], flags); };
   start(0);
   start(1);
   Admin admins[] = {{v1::KeyAdmin::NewStub(OwnChannel(addresses[0], 0)), shared.token},

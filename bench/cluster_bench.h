@@ -4,6 +4,7 @@
 #define LATCHKEY_BENCH_CLUSTER_BENCH_H_
 
 #include <string>
+#include <vector>
 
 namespace latchkey::bench {
 
@@ -12,13 +13,19 @@ namespace latchkey::bench {
 int Seed(const std::string& authority, const std::string& token_file, int valid, int revoked,
          const std::string& out);
 
-// An in-process authority and `sidecars` real sync clients (each its own
-// connection); `revocations` revocations, each timed from RevokeApiKey
-// returning to each sidecar's key set answering REVOKED.
-// Each delay (ms from the request being sent) goes to `samples_out` when set.
-// With `etcd_endpoints`, the authority is one replica over that etcd cluster.
+// An authority and `sidecars` real sync clients (each its own connection);
+// `revocations` revocations, each timed from RevokeApiKey returning to each
+// sidecar's key set answering REVOKED. Each delay (ms from the request being
+// sent) goes to `samples_out` when set.
+struct PropagationAuthority {
+  std::string etcd_endpoints;  // empty: the embedded store; else one replica over it
+  // Empty: the authority runs in this process. Else this latchkey-authority
+  // runs it as its own process, and the report gives the CPU time each
+  // process used per revocation.
+  std::string authority_bin;
+};
 int Propagation(int sidecars, int revocations, const std::string& samples_out,
-                const std::string& etcd_endpoints = "");
+                const PropagationAuthority& where);
 
 // Fills a data dir with `keys` keys without fsync (a bulk load), plus a
 // SIDECAR token in <data_dir>/sidecar.token.
@@ -36,6 +43,9 @@ struct WritesStore {
   bool group_commit = true;    // embedded only
   std::string etcd_endpoints;  // empty: embedded
   int replicas = 2;
+  // The etcd members' processes: the report gives the CPU time they used per
+  // mutation, beside this process's.
+  std::vector<int> etcd_pids;
 };
 int Writes(int clients, double seconds, const WritesStore& store);
 

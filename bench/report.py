@@ -204,6 +204,10 @@ etcd_w = median(r["mutations_per_s"] for r in etcd_writes)
 emb_w = median(r["mutations_per_s"] for r in embedded_32)
 etcd_conflicts = median(r["conflicts_per_mutation"] for r in etcd_writes)
 p1000 = {s: prop1000.get(s, {}).get("sent_p99_ms", float("nan")) for s in ("etcd", "rocksdb")}
+p1000_cpu = prop1000.get("etcd", {}).get("authority_cpu_ms", float("nan"))
+etcd_one_runs = [r for r in etcd_all_writes if r["replicas"] == 1 and r.get("etcd_cpu_ms_per_mutation", -1) >= 0]
+etcd_one_cpu = median(r["etcd_cpu_ms_per_mutation"] for r in etcd_one_runs)
+etcd_one_own = median(r["cpu_ms_per_mutation"] for r in etcd_one_runs)
 
 goals = [
     ("whole in-process check at 1M keys", "<= 250 ns, hit and miss",
@@ -245,11 +249,13 @@ goals = [
      w32 >= 2000),
     ("durable mutations, 32 clients over 2 etcd replicas", ">= 1,000/s and >= 0.5x embedded",
      f"{fmt(etcd_w)}/s vs embedded {fmt(emb_w)}/s ({etcd_w / emb_w:.2f}x; medians); "
-     f"{etcd_conflicts:.2f} conflicts per commit",
+     f"{etcd_conflicts:.2f} conflicts per commit; etcd alone used {fmt(etcd_one_cpu, 2)} ms of CPU "
+     f"per mutation (1 replica)",
      etcd_w >= 1000 and etcd_w >= 0.5 * emb_w),
     ("revocation to 1,000 watch streams on one etcd replica", "p99 <= 50 ms from the request",
      f"p99 {fmt(p1000['etcd'], 1)} ms (embedded store, same 1,000 streams: "
-     f"{fmt(p1000['rocksdb'], 1)} ms)", p1000["etcd"] <= 50),
+     f"{fmt(p1000['rocksdb'], 1)} ms); the authority process used {fmt(p1000_cpu)} ms of CPU per "
+     f"revocation", p1000["etcd"] <= 50),
     ("sidecar failover when its authority is SIGKILLed", "<= 2 s to the next applied revision",
      f"median {fmt(failover.get('p50_ms', float('nan')))} ms, max "
      f"{fmt(failover.get('max_ms', float('nan')))} ms over {failover.get('rounds', 0)} kills; "
@@ -406,19 +412,38 @@ L.append("A 3-member etcd cluster on loopback (Debian's etcd 3.4, default settin
          "processes and one sidecar's sync code following both (`--authority A,B`); each round "
          "SIGKILLs the replica it follows, commits on the other and times from the kill to the "
          "sidecar applying that revision, then restarts the killed one.\n")
-L.append("| run | mutations/s | conflicts per commit |")
-L.append("|---|---|---|")
+L.append("CPU per mutation is the CPU time used during the run divided by the mutations made: of the "
+         "bench process (the 32 clients and the authorities) and of the three etcd members.\n")
+L.append("| run | mutations/s | conflicts per commit | CPU ms per mutation: bench process / etcd |")
+L.append("|---|---|---|---|")
+
+
+def cpu_cell(r):
+    own = fmt(r.get("cpu_ms_per_mutation", float("nan")), 2)
+    etcd_ms = r.get("etcd_cpu_ms_per_mutation", -1)
+    return f"{own} / {fmt(etcd_ms, 2) if etcd_ms >= 0 else '-'}"
+
+
 for r in etcd_all_writes:
     L.append(f"| etcd, {r['replicas']} replica{'s' if r['replicas'] > 1 else ''} | {fmt(r['mutations_per_s'])} | "
-             f"{r['conflicts_per_mutation']:.2f} |")
+             f"{r['conflicts_per_mutation']:.2f} | {cpu_cell(r)} |")
 for r in embedded_32:
-    L.append(f"| embedded | {fmt(r['mutations_per_s'])} | {r['conflicts_per_mutation']:.2f} |")
+    L.append(f"| embedded | {fmt(r['mutations_per_s'])} | {r['conflicts_per_mutation']:.2f} | {cpu_cell(r)} |")
 L.append("")
-L.append("| 1,000 streams | revocations | from response p50 / p99 / max (ms) | from request p50 / p99 / max (ms) |")
-L.append("|---|---|---|---|")
+if etcd_one_cpu == etcd_one_cpu:
+    L.append(f"What half the embedded store's rate ({fmt(emb_w / 2)}/s) costs at these figures with one "
+             f"replica (no race for the head): {etcd_one_cpu * emb_w / 2000:.1f} cores of etcd plus "
+             f"{etcd_one_own * emb_w / 2000:.1f} of the bench process, on a machine of {os.cpu_count()}.\n")
+L.append("The 1,000-stream runs start the authority as its own `latchkey-authority` process; CPU per "
+         "revocation is what each process used during the timed part divided by the revocations (the "
+         "authority's includes each stream's write and its sidecar's Acknowledge).\n")
+L.append("| 1,000 streams | revocations | from response p50 / p99 / max (ms) | from request p50 / p99 / max (ms) "
+         "| CPU ms per revocation: authority / sync clients |")
+L.append("|---|---|---|---|---|")
 for store, r in sorted(prop1000.items()):
     L.append(f"| {store} | {r['revocations']} | {r['p50_ms']:.2f} / {r['p99_ms']:.2f} / {r['max_ms']:.2f} | "
-             f"{r['sent_p50_ms']:.2f} / {r['sent_p99_ms']:.2f} / {r['sent_max_ms']:.2f} |")
+             f"{r['sent_p50_ms']:.2f} / {r['sent_p99_ms']:.2f} / {r['sent_max_ms']:.2f} | "
+             f"{fmt(r.get('authority_cpu_ms', float('nan')))} / {fmt(r.get('sidecars_cpu_ms', float('nan')))} |")
 L.append("")
 if failover:
     L.append("Failover, each kill (ms): " +
