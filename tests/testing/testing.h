@@ -66,7 +66,7 @@ bool Eventually(const std::function<bool()>& done,
                 std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
 // A port that was free a moment ago, for servers that must be restarted on
-// the same address.
+// the same address. Never the same port twice in one process.
 int PickFreePort();
 
 // A client context carrying "authorization: Bearer <token>" and a deadline.
