@@ -408,7 +408,7 @@ L.append("## 6. Replicated authorities on etcd\n")
 L.append("A 3-member etcd cluster on loopback (Debian's etcd 3.4, default settings, one disk). "
          "Writes: the section 5 loop at 32 clients spread over 2 in-process replicas, then over "
          "1, alternating with the embedded store at 32 clients. Propagation: section 3 with 1,000 sync clients "
-         "on one replica, and on the embedded store. Failover: two `latchkey-authority` "
+         "on one replica, and on the embedded store, the authority in its own process. Failover: two `latchkey-authority` "
          "processes and one sidecar's sync code following both (`--authority A,B`); each round "
          "SIGKILLs the replica it follows, commits on the other and times from the kill to the "
          "sidecar applying that revision, then restarts the killed one.\n")
