@@ -537,10 +537,16 @@ absl::StatusOr<std::unique_ptr<KeyStore>> OpenRocksDbStore(const RocksDbStoreOpt
   // 64 MiB write buffer otherwise), so a full disk shows within 8 MiB of
   // writes rather than 70.
   db_options.max_total_wal_size = 8 << 20;
+  // Each time the WAL passes that size, every column family holding data in
+  // its oldest file switches to a new memtable, the rarely written ones
+  // included. With RocksDB's default of two memtables per family, a second
+  // switch before the first flush finished stopped every write ("Stopping
+  // writes because we have 2 immutable memtables") under sustained mutations.
+  // Memory stays bounded by the WAL cap: only unflushed writes fill memtables.
+  rocksdb::ColumnFamilyOptions cf_options;
+  cf_options.max_write_buffer_number = 4;
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
-  for (const char* name : kCfNames) {
-    descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions());
-  }
+  for (const char* name : kCfNames) descriptors.emplace_back(name, cf_options);
   // RocksDB opens a database only with all of its column families named.
   std::vector<std::string> existing;
   // Made first: RocksDB logs an error for a directory that does not exist.
@@ -550,7 +556,7 @@ absl::StatusOr<std::unique_ptr<KeyStore>> OpenRocksDbStore(const RocksDbStoreOpt
       rocksdb::DB::ListColumnFamilies(db_options, options.path, &existing).ok()) {
     for (const char* retired : kRetiredCfNames) {
       if (std::find(existing.begin(), existing.end(), retired) != existing.end()) {
-        descriptors.emplace_back(retired, rocksdb::ColumnFamilyOptions());
+        descriptors.emplace_back(retired, cf_options);
       }
     }
   }
