@@ -487,13 +487,18 @@ if not (etcd_w >= 1000 and etcd_w >= 0.5 * emb_w):
   again ({etcd_conflicts:.2f} conflicts per commit); one replica alone, same clients and
   cluster, made {one} in this run. Fewer conflicts would need the replicas to take turns
   (one writer at a time, the others forwarding), which costs a hop per mutation and a
-  writer election on failure; not built.
+  writer election on failure; not built, because even one replica, which has no race,
+  needs more CPU for half the embedded rate than the machine has: {fmt(etcd_one_cpu, 2)} ms
+  of etcd and {fmt(etcd_one_own, 2)} ms of the bench process per mutation (section 6).
 """)
 if p1000["etcd"] > 50:
+    clients_cpu = prop1000.get("etcd", {}).get("sidecars_cpu_ms", float("nan"))
     L.append(f"""- **Revocation to 1,000 streams.** The 1,000 sync clients (each its own connection, key
   set and acknowledgements) run in the load generator on the same two cores as the authority
-  and etcd; the embedded store under the same load shows {fmt(p1000['rocksdb'], 1)} ms, so most
-  of the tail is the machine, and what etcd adds is its watch hop before publication.""")
+  and etcd: they used {fmt(clients_cpu)} ms of CPU per revocation, so on two cores they alone
+  take longer than the goal; the authority process used {fmt(p1000_cpu)} ms (a write on each
+  stream and each sidecar's Acknowledge). The embedded store under the same load shows
+  {fmt(p1000['rocksdb'], 1)} ms; what etcd adds is its watch hop before publication.""")
 validate_ok = tcp_ratio >= 0.95 and unix_ratio >= 0.95
 if not validate_ok or not p99_ok:
     p99_pairs = (pair_ratios("sidecar_tcp", "empty_tcp", "p99_us") +
