@@ -453,6 +453,10 @@ class EtcdStore : public KeyStore {
   }
 
   absl::Status Reachable() const override {
+    {
+      MutexLock lock(&mu_);
+      if (!stranded_.ok()) return stranded_;
+    }
     // A linearizable read goes through the leader: it answers only with a
     // quorum behind it.
     RangeRequest req;
@@ -977,11 +981,11 @@ class EtcdStore : public KeyStore {
       req.set_limit(1000);
       RangeResponse resp;
       if (absl::Status s = client_->Range(req, &resp); !s.ok()) return s;
-      if (resp.kvs_size() == 0) return trimmed;
+      if (resp.kvs_size() == 0) return Strand(trimmed);
       for (const auto& kv : resp.kvs()) {
         internal::LogRecord rec;
         if (!rec.ParseFromString(kv.value())) return absl::DataLossError("log record");
-        if (rec.event().revision() != next) return trimmed;
+        if (rec.event().revision() != next) return Strand(trimmed);
         ++next;
         missed.push_back(std::move(rec));
       }
@@ -1002,6 +1006,14 @@ class EtcdStore : public KeyStore {
         "etcd store: the watch's start was compacted; caught up to revision {} ({} missed)", head,
         missed.size());
     return absl::OkStatus();
+  }
+
+  // What the log lost, this replica can never publish: it stays so, and
+  // reports it (Reachable) until it is restarted.
+  absl::Status Strand(absl::Status why) ABSL_LOCKS_EXCLUDED(mu_) {
+    MutexLock lock(&mu_);
+    stranded_ = why;
+    return why;
   }
 
   // One answer of the watch. etcd never splits the events of one etcd
@@ -1068,6 +1080,7 @@ class EtcdStore : public KeyStore {
   std::atomic<uint64_t> known_head_;        // the latest revision known committed
   CommitListener listener_ ABSL_GUARDED_BY(mu_);
   absl::Status watch_error_ ABSL_GUARDED_BY(mu_);
+  absl::Status stranded_ ABSL_GUARDED_BY(mu_);  // revisions it missed left the log
   grpc::ClientContext* watch_ctx_ ABSL_GUARDED_BY(mu_) = nullptr;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread watcher_;

@@ -168,8 +168,9 @@ class KeyStore {
   virtual StoreStats stats() const = 0;
 
   // OK when the store can commit now; for health checks. A replicated store
-  // asks its cluster (UNAVAILABLE without a quorum); a local one is always
-  // reachable (its failures show on writes).
+  // asks its cluster (UNAVAILABLE without a quorum), and answers DATA_LOSS for
+  // good once it missed revisions its log no longer holds (it must be
+  // reopened); a local one is always reachable (its failures show on writes).
   virtual absl::Status Reachable() const { return absl::OkStatus(); }
 
   // Receipts across replicas (docs/design.md, "Receipts across replicas"):

@@ -305,6 +305,7 @@ absl::StatusOr<std::unique_ptr<AuthorityServer>> AuthorityServer::Start(
   if (options.store == "etcd") {
     // Health follows the etcd quorum: without it nothing can commit, and the
     // replica says so (NOT_SERVING) so that load balancers use another one.
+    // So does a replica that can no longer follow the log (its store says why).
     grpc::HealthCheckServiceInterface* health = parts->server->GetHealthCheckService();
     parts->store_health = std::make_unique<Periodic>(
         absl::Seconds(1), [raw_store, health, serving = std::make_shared<bool>(true)] {
@@ -314,7 +315,7 @@ absl::StatusOr<std::unique_ptr<AuthorityServer>> AuthorityServer::Start(
             if (*serving) {
               spdlog::info("etcd answers again: SERVING");
             } else {
-              spdlog::error("etcd quorum unreachable ({}): NOT_SERVING", reachable.ToString());
+              spdlog::error("cannot serve from etcd ({}): NOT_SERVING", reachable.ToString());
             }
           }
           health->SetServingStatus(*serving);

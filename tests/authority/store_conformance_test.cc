@@ -487,6 +487,47 @@ TEST_CASE("store: an etcd replica cut off past a compaction catches up from the 
   REQUIRE(testing::Eventually([&] { return b->head_revision() == 4; }));
 }
 
+// Past the event retention the log no longer holds what a cut-off replica
+// missed: it can never publish again, and says so through its health (load
+// balancers move on; docs/operations.md says to restart it).
+TEST_CASE("store: an etcd replica that missed revisions the log no longer holds is not reachable",
+          "[store]") {
+  testing::EtcdCluster cluster(3);
+  const std::string prefix = "/stranded-" + RandomBase62(8) + "/";
+  auto open = [&](std::vector<std::string> endpoints) {
+    EtcdStoreOptions options;
+    options.endpoints = std::move(endpoints);
+    options.prefix = prefix;
+    options.event_retention = 1;
+    absl::StatusOr<std::unique_ptr<KeyStore>> store = OpenEtcdStore(options);
+    REQUIRE(store.ok());
+    return *std::move(store);
+  };
+  std::unique_ptr<KeyStore> a = open({cluster.endpoint(0)});
+  std::unique_ptr<KeyStore> b = open({cluster.endpoint(1), cluster.endpoint(2)});
+  REQUIRE(*b->Commit(Put("one", "1")) == 1);
+  REQUIRE(testing::Eventually([&] { return a->head_revision() == 1; }));
+  REQUIRE(a->Reachable().ok());
+
+  cluster.Kill(0);  // A's only member
+  REQUIRE(testing::Eventually([&] { return cluster.Leader() >= 0; }, std::chrono::seconds(30)));
+  REQUIRE(*b->Commit(Put("two", "2")) == 2);
+  REQUIRE(*b->Commit(Put("three", "3")) == 3);  // trims revision 2 from the log
+  cluster.Compact(1);
+  cluster.Restart(0);
+
+  absl::Status reachable;
+  REQUIRE(testing::Eventually(
+      [&] {
+        reachable = a->Reachable();
+        return absl::IsDataLoss(reachable);
+      },
+      std::chrono::seconds(30)));
+  REQUIRE_THAT(std::string(reachable.message()), Catch::Contains("restart"));
+  REQUIRE(a->head_revision() == 1);
+  REQUIRE(b->Reachable().ok());
+}
+
 // Every row of every table, as "table/key=value" lines.
 std::vector<std::string> AllRows(const KeyStore& store) {
   std::vector<std::string> rows;
