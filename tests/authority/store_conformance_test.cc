@@ -3,6 +3,7 @@
 // Open(retention): a store over the same data each time it is called, so a
 // second Open after the first is closed is a reopen.
 #include <catch2/catch.hpp>
+#include <functional>
 #include <thread>
 
 #include "authority/etcd_store.h"
@@ -440,6 +441,30 @@ TEST_CASE("store: a build on an etcd replica's lost batch is refused though its 
   REQUIRE_FALSE(Read(*b, "decided-on-a-lost-set").has_value());
 }
 
+// A replica under `prefix` that reaches only `endpoints` of a cluster of its
+// own, so that killing a member can cut it off.
+std::unique_ptr<KeyStore> OpenReplica(const std::string& prefix, std::vector<std::string> endpoints,
+                                      uint64_t retention = 100000) {
+  EtcdStoreOptions options;
+  options.endpoints = std::move(endpoints);
+  options.prefix = prefix;
+  options.event_retention = retention;
+  absl::StatusOr<std::unique_ptr<KeyStore>> store = OpenEtcdStore(options);
+  REQUIRE(store.ok());
+  return *std::move(store);
+}
+
+// Runs `meanwhile` with member 0 down, then compacts etcd's history and
+// brings member 0 back: a replica reaching only member 0 finds where its
+// watch stopped compacted away.
+void WhileMemberZeroIsDown(testing::EtcdCluster& cluster, const std::function<void()>& meanwhile) {
+  cluster.Kill(0);
+  REQUIRE(testing::Eventually([&] { return cluster.Leader() >= 0; }, std::chrono::seconds(30)));
+  meanwhile();
+  cluster.Compact(1);
+  cluster.Restart(0);  // serves clients only once it has applied the compaction
+}
+
 // etcd forgets history older than its compaction (operators run it with
 // --auto-compaction-retention): a replica cut off for longer cannot resume its
 // watch where it stopped, and must catch up from the log and the rows.
@@ -447,16 +472,8 @@ TEST_CASE("store: an etcd replica cut off past a compaction catches up from the 
           "[store]") {
   testing::EtcdCluster cluster(3);
   const std::string prefix = "/compacted-" + RandomBase62(8) + "/";
-  auto open = [&](std::vector<std::string> endpoints) {
-    EtcdStoreOptions options;
-    options.endpoints = std::move(endpoints);
-    options.prefix = prefix;
-    absl::StatusOr<std::unique_ptr<KeyStore>> store = OpenEtcdStore(options);
-    REQUIRE(store.ok());
-    return *std::move(store);
-  };
-  std::unique_ptr<KeyStore> a = open({cluster.endpoint(0)});
-  std::unique_ptr<KeyStore> b = open({cluster.endpoint(1), cluster.endpoint(2)});
+  std::unique_ptr<KeyStore> a = OpenReplica(prefix, {cluster.endpoint(0)});
+  std::unique_ptr<KeyStore> b = OpenReplica(prefix, {cluster.endpoint(1), cluster.endpoint(2)});
   Mutex mu;
   std::vector<uint64_t> heard;
   a->SetCommitListener([&](const v1::KeyEvent& e, const v1::AuditEvent&) {
@@ -466,15 +483,13 @@ TEST_CASE("store: an etcd replica cut off past a compaction catches up from the 
   REQUIRE(*b->Commit(Put("gone", "1")) == 1);
   REQUIRE(testing::Eventually([&] { return a->head_revision() == 1; }));
 
-  cluster.Kill(0);  // A's only member
-  REQUIRE(testing::Eventually([&] { return cluster.Leader() >= 0; }, std::chrono::seconds(30)));
-  REQUIRE(*b->Commit(Put("kept", "2")) == 2);
-  Mutation erase;
-  erase.writes.push_back(Write{Table::kProjects, "gone", std::nullopt});
-  erase.audit.set_action("test");
-  REQUIRE(*b->Commit(std::move(erase)) == 3);
-  cluster.Compact(1);
-  cluster.Restart(0);  // serves clients only once it has applied the compaction
+  WhileMemberZeroIsDown(cluster, [&] {  // A's only member
+    REQUIRE(*b->Commit(Put("kept", "2")) == 2);
+    Mutation erase;
+    erase.writes.push_back(Write{Table::kProjects, "gone", std::nullopt});
+    erase.audit.set_action("test");
+    REQUIRE(*b->Commit(std::move(erase)) == 3);
+  });
 
   REQUIRE(testing::Eventually([&] { return a->head_revision() == 3; }, std::chrono::seconds(30)));
   {
@@ -494,27 +509,17 @@ TEST_CASE("store: an etcd replica that missed revisions the log no longer holds 
           "[store]") {
   testing::EtcdCluster cluster(3);
   const std::string prefix = "/stranded-" + RandomBase62(8) + "/";
-  auto open = [&](std::vector<std::string> endpoints) {
-    EtcdStoreOptions options;
-    options.endpoints = std::move(endpoints);
-    options.prefix = prefix;
-    options.event_retention = 1;
-    absl::StatusOr<std::unique_ptr<KeyStore>> store = OpenEtcdStore(options);
-    REQUIRE(store.ok());
-    return *std::move(store);
-  };
-  std::unique_ptr<KeyStore> a = open({cluster.endpoint(0)});
-  std::unique_ptr<KeyStore> b = open({cluster.endpoint(1), cluster.endpoint(2)});
+  std::unique_ptr<KeyStore> a = OpenReplica(prefix, {cluster.endpoint(0)}, /*retention=*/1);
+  std::unique_ptr<KeyStore> b =
+      OpenReplica(prefix, {cluster.endpoint(1), cluster.endpoint(2)}, /*retention=*/1);
   REQUIRE(*b->Commit(Put("one", "1")) == 1);
   REQUIRE(testing::Eventually([&] { return a->head_revision() == 1; }));
   REQUIRE(a->Reachable().ok());
 
-  cluster.Kill(0);  // A's only member
-  REQUIRE(testing::Eventually([&] { return cluster.Leader() >= 0; }, std::chrono::seconds(30)));
-  REQUIRE(*b->Commit(Put("two", "2")) == 2);
-  REQUIRE(*b->Commit(Put("three", "3")) == 3);  // trims revision 2 from the log
-  cluster.Compact(1);
-  cluster.Restart(0);
+  WhileMemberZeroIsDown(cluster, [&] {  // A's only member
+    REQUIRE(*b->Commit(Put("two", "2")) == 2);
+    REQUIRE(*b->Commit(Put("three", "3")) == 3);  // trims revision 2 from the log
+  });
 
   absl::Status reachable;
   REQUIRE(testing::Eventually(
