@@ -31,7 +31,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchResponse>, p
 
   // WatchSink.
   void Write(const v1::WatchResponse* message) override { StartWrite(message); }
-  void End(const absl::Status& status) override { Finish(ToGrpcStatus(status)); }
+  void End(absl::Status status) override { Finish(ToGrpcStatus(status)); }
 
   // grpc::ServerWriteReactor.
   void OnWriteDone(bool ok) override { stream_.OnWriteDone(ok); }

@@ -1,6 +1,7 @@
 #include "authority/watch_stream.h"
 
 #include "common/log.h"
+#include "common/status.h"
 #include "common/strings.h"
 
 namespace latchkey {
@@ -59,7 +60,7 @@ void WatchStream::Deliver(const SharedResponse& message) {
 }
 
 void WatchStream::Close(const absl::Status& why) {
-  EndWith(why);
+  EndWith(Unshared(why));  // `why` is the hub caller's, shared by every stream
   Pump();
 }
 
@@ -105,19 +106,20 @@ void WatchStream::Drive() {
     return;
   }
   for (;;) {
-    std::optional<absl::Status> end;
+    bool ending;
     {
       MutexLock lock(&mu_);
       kicked_ = false;
-      end = end_status_;
+      ending = end_status_.has_value();
     }
     SharedResponse next;
-    if (!end) {
+    absl::Status failed;  // Next() could not make the next message
+    if (!ending) {
       absl::StatusOr<SharedResponse> made = Next();
       if (made.ok()) {
         next = *std::move(made);
       } else {
-        end = made.status();
+        failed = Unshared(made.status());  // the store may keep the original
       }
     }
     if (next && !sent_session_ && !session_.empty()) {
@@ -127,14 +129,21 @@ void WatchStream::Drive() {
       next = std::move(first);
       sent_session_ = true;
     }
+    // What the sink is handed leaves this frame first: once End or Write is
+    // issued, the sink's owner may destroy the stream on another thread, so
+    // nothing of it (not even a reference count) may be released afterwards.
+    absl::Status end;
+    const v1::WatchResponse* write = nullptr;
     enum class Act { kEnd, kWrite, kAgain, kIdle } act;
     {
       MutexLock lock(&mu_);
-      if (end) {
+      if (ending || !failed.ok()) {
         ended_ = true;
+        end = ending ? std::move(*end_status_) : std::move(failed);
         act = Act::kEnd;
       } else if (next) {
-        current_ = next;
+        write = next.get();
+        current_ = std::move(next);  // keeps `write` alive until OnWriteDone
         act = Act::kWrite;
       } else if (kicked_) {
         act = Act::kAgain;
@@ -145,10 +154,10 @@ void WatchStream::Drive() {
     }
     switch (act) {
       case Act::kEnd:
-        sink_->End(*end);
+        sink_->End(std::move(end));
         return;
       case Act::kWrite:
-        sink_->Write(next.get());  // the claim passes to OnWriteDone
+        sink_->Write(write);  // the claim passes to OnWriteDone
         return;
       case Act::kAgain:
         continue;

@@ -34,8 +34,12 @@ class WatchSink {
   // while a write is outstanding, nor after End.
   virtual void Write(const v1::WatchResponse* message) = 0;
   // Ends the call with `status`. Called exactly once, with no write
-  // outstanding; nothing is written after it.
-  virtual void End(const absl::Status& status) = 0;
+  // outstanding; nothing is written after it. The stream keeps no copy of
+  // `status` (nor anything else it would release later), so the sink may let
+  // the stream be destroyed from here on, on any thread. A sink that keeps
+  // `status` moves it: the argument is destroyed after End returns, on the
+  // stream's thread.
+  virtual void End(absl::Status status) = 0;
 };
 
 // Thread-safe: Deliver and Close (from the hub), OnWriteDone and Cancel (from
@@ -130,6 +134,8 @@ class WatchStream final : public Subscriber {
   bool ended_ ABSL_GUARDED_BY(mu_) = false;                // End issued
   std::deque<SharedResponse> queue_ ABSL_GUARDED_BY(mu_);  // from the hub
   SharedResponse current_ ABSL_GUARDED_BY(mu_);            // being written
+  // Why the stream ends. Moved out to the sink's End, and left engaged so
+  // that nothing replaces it.
   std::optional<absl::Status> end_status_ ABSL_GUARDED_BY(mu_);
 };
 

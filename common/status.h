@@ -12,6 +12,13 @@ namespace latchkey {
 grpc::Status ToGrpcStatus(const absl::Status& status);
 absl::Status FromGrpcStatus(const grpc::Status& status);
 
+// A copy of `status` (its code and message; payloads are dropped) that shares
+// nothing with it. Copies of an absl::Status share one reference-counted
+// representation, and Debian's Abseil releases it in code ThreadSanitizer does
+// not see: a status that goes to another thread and may outlive its sender is
+// copied this way, so the last release never races a copy it cannot see.
+absl::Status Unshared(const absl::Status& status);
+
 // "NOT_FOUND" and so on, for metrics labels and one-line errors.
 const char* StatusCodeName(grpc::StatusCode code);
 

@@ -110,12 +110,12 @@ class TestSink final : public WatchSink {
     if (message->has_snapshot_end()) covered_ = message->snapshot_end().revision();
     changed_.SignalAll();
   }
-  void End(const absl::Status& status) override {
+  void End(absl::Status status) override {
     MutexLock lock(&mu_);
     if (writing_ || ended_) breaches_++;
     ended_ = true;
     ends_++;
-    status_ = status;
+    status_ = std::move(status);
     changed_.SignalAll();
   }
 
