@@ -107,6 +107,10 @@ void EtcdCluster::Kill(int member) {
 
 void EtcdCluster::Restart(int member) { Start(member, false); }
 
+void EtcdCluster::Pause(int member) { members_[member].process->Signal(SIGSTOP); }
+
+void EtcdCluster::Resume(int member) { members_[member].process->Signal(SIGCONT); }
+
 void EtcdCluster::Compact(int member) {
   auto kv = etcdserverpb::KV::NewStub(
       grpc::CreateChannel(endpoint(member), grpc::InsecureChannelCredentials()));

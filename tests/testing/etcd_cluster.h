@@ -28,6 +28,10 @@ class EtcdCluster {
   int Leader() const;
   void Kill(int member);     // SIGKILL
   void Restart(int member);  // same name, data and ports
+  // SIGSTOP: the member keeps its connections open and answers nothing, as a
+  // hung process or a host that froze. Resume (SIGCONT) lets it go on.
+  void Pause(int member);
+  void Resume(int member);
   // Drops etcd's history before its current revision, through `member`
   // (physical: done when this returns); a watch from before then is refused.
   void Compact(int member);
