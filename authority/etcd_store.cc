@@ -121,25 +121,48 @@ absl::Status FromGrpc(const grpc::Status& s, std::string_view what) {
   }
 }
 
-// A failure after which another member may answer.
+// A failure after which another member may answer: the member is down,
+// silent past the attempt's deadline, or without a leader ("etcdserver: no
+// leader", "leader changed" and "request timed out" are all UNAVAILABLE).
 bool MemberGone(const grpc::Status& s) {
   return s.error_code() == grpc::StatusCode::UNAVAILABLE ||
          s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
 }
 
+// How long to wait between two rounds over every member (an election).
+constexpr absl::Duration kRoundPause = absl::Milliseconds(50);
+
 // One channel per member; calls go to the current one and move on to the
 // next when it is gone. gRPC's own load balancing would spread reads but not
 // tell us which member a failed transaction reached, so the choice is ours.
+// One try on one member gets at most `attempt_timeout`, so a member that
+// died, lost its leader or stopped answering costs about that much; a whole
+// call (rounds over every member) gets at most `call_timeout`.
 class EtcdClient {
  public:
   EtcdClient(std::vector<std::string> endpoints,
-             const std::shared_ptr<grpc::ChannelCredentials>& credentials, absl::Duration timeout)
-      : endpoints_(std::move(endpoints)), timeout_(timeout) {
+             const std::shared_ptr<grpc::ChannelCredentials>& credentials,
+             absl::Duration call_timeout, absl::Duration attempt_timeout)
+      : endpoints_(std::move(endpoints)),
+        call_timeout_(call_timeout),
+        attempt_timeout_(attempt_timeout) {
     for (const std::string& e : endpoints_) {
       grpc::ChannelArguments args;
       args.SetInt(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, 64 << 20);
       args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
       args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+      // A connection attempt to a member that accepts but never answers
+      // (stopped) gives up after an attempt, not gRPC's default 20 s.
+      args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
+                  static_cast<int>(absl::ToInt64Milliseconds(attempt_timeout)));
+      // Keep-alive pings find a silent member under a long call (the watch)
+      // even when nothing waits on it. etcd refuses pings more often than
+      // every 5 s by default (--grpc-keepalive-min-time), so every 10 s;
+      // attempts and the watch's own check (EtcdStore::WaitPublished) notice
+      // a silent member within about a second.
+      args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
+      args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+                  static_cast<int>(absl::ToInt64Milliseconds(attempt_timeout)));
       auto channel = grpc::CreateCustomChannel(e, credentials, args);
       kv_.push_back(etcdserverpb::KV::NewStub(channel));
       lease_.push_back(etcdserverpb::Lease::NewStub(channel));
@@ -158,8 +181,12 @@ class EtcdClient {
     current_.compare_exchange_strong(expected, (from + 1) % size());
   }
 
-  void Prepare(grpc::ClientContext& ctx) const {
-    ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout_));
+  // When a call starting now must have its answer.
+  absl::Time CallDeadline() const { return absl::Now() + call_timeout_; }
+
+  // One attempt, ending by `deadline` at the latest.
+  void Prepare(grpc::ClientContext& ctx, absl::Time deadline) const {
+    ctx.set_deadline(absl::ToChronoTime(std::min(absl::Now() + attempt_timeout_, deadline)));
     // A member cut off from the quorum refuses rather than answering stale.
     ctx.AddMetadata("hasleader", "true");
   }
@@ -168,27 +195,35 @@ class EtcdClient {
   double call_seconds() const { return call_micros_.load(std::memory_order_relaxed) / 1e6; }
 
   // Reads are idempotent: tried on every member in turn.
-  absl::Status Range(const RangeRequest& req, RangeResponse* resp) {
-    return OnAnyMember("range", [&](size_t i, grpc::ClientContext& ctx) {
-      return kv_[i]->Range(&ctx, req, resp);
-    });
+  absl::Status Range(const RangeRequest& req, RangeResponse* resp,
+                     absl::Time deadline = absl::InfiniteFuture()) {
+    return OnAnyMember(
+        "range", [&](size_t i, grpc::ClientContext& ctx) { return kv_[i]->Range(&ctx, req, resp); },
+        deadline);
   }
 
-  // An idempotent call, `call(member, ctx)`, tried on every member in turn.
+  // An idempotent call, `call(member, ctx)`, tried on every member in turn,
+  // round after round (a new leader is being elected) until one answers or
+  // the call's time (or `deadline`, if sooner) runs out.
   template <typename Call>
-  absl::Status OnAnyMember(std::string_view what, const Call& call) {
+  absl::Status OnAnyMember(std::string_view what, const Call& call,
+                           absl::Time deadline = absl::InfiniteFuture()) {
+    deadline = std::min(deadline, CallDeadline());
     grpc::Status last;
-    for (size_t tries = 0; tries < size(); ++tries) {
-      const size_t i = current();
-      grpc::ClientContext ctx;
-      Prepare(ctx);
-      const absl::Time start = absl::Now();
-      last = call(i, ctx);
-      Count(start);
-      if (!MemberGone(last)) break;
-      MoveOn(i);
+    for (;;) {
+      for (size_t tries = 0; tries < size(); ++tries) {
+        const size_t i = current();
+        grpc::ClientContext ctx;
+        Prepare(ctx, deadline);
+        const absl::Time start = absl::Now();
+        last = call(i, ctx);
+        Count(start);
+        if (!MemberGone(last)) return FromGrpc(last, what);
+        MoveOn(i);
+        if (absl::Now() >= deadline) return FromGrpc(last, what);
+      }
+      absl::SleepFor(std::min(kRoundPause, deadline - absl::Now()));
     }
-    return FromGrpc(last, what);
   }
 
   // A new lease of `ttl`: its id.
@@ -232,11 +267,12 @@ class EtcdClient {
     });
   }
 
-  // One attempt on the current member; the caller resolves an unknown outcome.
-  grpc::Status Txn(const TxnRequest& req, TxnResponse* resp) {
+  // One attempt on the current member, ending by `deadline` at the latest;
+  // the caller resolves an unknown outcome.
+  grpc::Status Txn(const TxnRequest& req, TxnResponse* resp, absl::Time deadline) {
     const size_t i = current();
     grpc::ClientContext ctx;
-    Prepare(ctx);
+    Prepare(ctx, deadline);
     const absl::Time start = absl::Now();
     grpc::Status s = kv_[i]->Txn(&ctx, req, resp);
     Count(start);
@@ -246,12 +282,8 @@ class EtcdClient {
 
   // Writes with no precondition are idempotent too.
   absl::Status BlindTxn(const TxnRequest& req, TxnResponse* resp) {
-    grpc::Status last;
-    for (size_t tries = 0; tries < size(); ++tries) {
-      last = Txn(req, resp);
-      if (!MemberGone(last)) break;
-    }
-    return FromGrpc(last, "txn");
+    return OnAnyMember(
+        "txn", [&](size_t i, grpc::ClientContext& ctx) { return kv_[i]->Txn(&ctx, req, resp); });
   }
 
  private:
@@ -262,7 +294,8 @@ class EtcdClient {
   }
 
   const std::vector<std::string> endpoints_;
-  const absl::Duration timeout_;
+  const absl::Duration call_timeout_;
+  const absl::Duration attempt_timeout_;
   std::atomic<uint64_t> calls_{0};
   std::atomic<int64_t> call_micros_{0};
   std::vector<std::unique_ptr<etcdserverpb::KV::Stub>> kv_;
@@ -343,8 +376,7 @@ class EtcdStore : public KeyStore {
     // refused again. Bounded: a stale build is only wasted, never wrong.
     {
       MutexLock lock(&mu_);
-      const uint64_t known = known_head_.load(std::memory_order_acquire);
-      published_.WaitFor(&mu_, kCatchUpWait, [&] { return head_revision() >= known; });
+      WaitPublished(known_head_.load(std::memory_order_acquire), kCatchUpWait);
     }
     MutexLock lock(&batch_mu_);
     return NextRevision();
@@ -415,9 +447,7 @@ class EtcdStore : public KeyStore {
     // Durable already (etcd acknowledged it); published once the watch of the
     // log brings it here, in order with every other replica's revisions.
     MutexLock lock(&mu_);
-    if (published_.WaitFor(&mu_, absl::Seconds(10), [&] { return head_revision() >= revision; })) {
-      return absl::OkStatus();
-    }
+    if (WaitPublished(revision, absl::Seconds(10))) return absl::OkStatus();
     return absl::UnavailableError(StrCat("revision ", revision,
                                          " is committed in etcd but its watch did not bring it "
                                          "back within 10 s (",
@@ -432,8 +462,9 @@ class EtcdStore : public KeyStore {
     // Blind writes are sent again when a member went away mid-call. A
     // conditional one is not: had the first landed, the second would fail its
     // comparison and the caller count again.
-    absl::Status s =
-        reads.empty() ? client_->BlindTxn(txn, &resp) : FromGrpc(client_->Txn(txn, &resp), "txn");
+    absl::Status s = reads.empty()
+                         ? client_->BlindTxn(txn, &resp)
+                         : FromGrpc(client_->Txn(txn, &resp, client_->CallDeadline()), "txn");
     if (!s.ok()) return s;
     if (!resp.succeeded()) {
       conflicts_.fetch_add(1, std::memory_order_relaxed);
@@ -669,14 +700,16 @@ class EtcdStore : public KeyStore {
     return head_etcd_;
   }
 
-  // `etcd_revision` 0 reads the latest.
-  absl::StatusOr<std::optional<std::string>> GetAt(const std::string& key,
-                                                   int64_t etcd_revision) const {
+  // `etcd_revision` 0 reads the latest; the read ends by `deadline` at the
+  // latest.
+  absl::StatusOr<std::optional<std::string>> GetAt(
+      const std::string& key, int64_t etcd_revision,
+      absl::Time deadline = absl::InfiniteFuture()) const {
     RangeRequest req;
     req.set_key(key);
     req.set_revision(etcd_revision);
     RangeResponse resp;
-    if (absl::Status s = client_->Range(req, &resp); !s.ok()) return s;
+    if (absl::Status s = client_->Range(req, &resp, deadline); !s.ok()) return s;
     if (resp.kvs_size() == 0) return std::nullopt;
     return resp.kvs(0).value();
   }
@@ -820,19 +853,49 @@ class EtcdStore : public KeyStore {
     }
     txn.add_failure()->mutable_request_range()->set_key(HeadKey());
 
-    // Resolving an unknown outcome gets one call's time; then the appenders
-    // are told UNAVAILABLE (their mutations may or may not have committed).
-    const absl::Time deadline = absl::Now() + call_timeout_;
+    // Once an attempt may have reached etcd without an answer (its member
+    // died, lost its leader or went silent), only the log can tell whether
+    // this very batch (its nonce) took its first revision: a later copy that
+    // fails its comparison may have failed on the first copy's own head.
+    // Resolving gets one call's time; then the appenders are told
+    // UNAVAILABLE (their mutations may or may not have committed).
+    const absl::Time deadline = client_->CallDeadline();
+    bool uncertain = false;
+    grpc::Status last_error;
     for (;;) {
-      TxnResponse resp;
-      const grpc::Status s = client_->Txn(txn, &resp);
-      txns_.fetch_add(1, std::memory_order_relaxed);
-      if (s.ok()) {
-        if (resp.succeeded()) {
-          commits_.fetch_add(batch.size(), std::memory_order_relaxed);
-          Learn(last);
-          return true;
+      if (uncertain) {
+        absl::StatusOr<std::optional<std::string>> there = GetAt(LogKey(first), 0, deadline);
+        if (there.ok() && there->has_value()) {
+          internal::LogRecord found;
+          if (!found.ParseFromString(**there)) return absl::DataLossError("log record");
+          if (found.nonce() == nonce) {
+            commits_.fetch_add(batch.size(), std::memory_order_relaxed);
+            Learn(last);
+            return true;
+          }
+          Learn(first);
+          return false;
         }
+        if (absl::Now() >= deadline) {
+          return absl::UnavailableError(
+              StrCat("etcd did not answer: ", last_error.error_message()));
+        }
+        // Not readable yet (an election): ask again. Not there: safe to send
+        // again, the head comparison lets one copy in.
+        if (!there.ok()) {
+          absl::SleepFor(kRoundPause);
+          continue;
+        }
+      }
+      TxnResponse resp;
+      const grpc::Status s = client_->Txn(txn, &resp, deadline);
+      txns_.fetch_add(1, std::memory_order_relaxed);
+      if (s.ok() && resp.succeeded()) {
+        commits_.fetch_add(batch.size(), std::memory_order_relaxed);
+        Learn(last);
+        return true;
+      }
+      if (s.ok() && !uncertain) {
         conflicts_.fetch_add(1, std::memory_order_relaxed);
         // The head as etcd has it, so the next attempt starts from it.
         if (resp.responses_size() > 0 && resp.responses(0).response_range().kvs_size() > 0) {
@@ -843,27 +906,9 @@ class EtcdStore : public KeyStore {
         }
         return false;
       }
-      if (!MemberGone(s)) return FromGrpc(s, "txn");
-      // Unknown outcome: the member went away mid-call. The log says whether
-      // this very batch took its first revision (its nonce), another did, or
-      // none.
-      absl::StatusOr<std::optional<std::string>> there = GetAt(LogKey(first), 0);
-      if (there.ok() && there->has_value()) {
-        internal::LogRecord found;
-        if (!found.ParseFromString(**there)) return absl::DataLossError("log record");
-        if (found.nonce() == nonce) {
-          commits_.fetch_add(batch.size(), std::memory_order_relaxed);
-          Learn(last);
-          return true;
-        }
-        Learn(first);
-        return false;
-      }
-      if (absl::Now() > deadline) {
-        return absl::UnavailableError(StrCat("etcd did not answer: ", s.error_message()));
-      }
-      absl::SleepFor(absl::Milliseconds(100));
-      // Not there: safe to send again, the head comparison lets it in once.
+      if (!s.ok() && !MemberGone(s) && !uncertain) return FromGrpc(s, "txn");
+      if (!s.ok()) last_error = s;
+      uncertain = true;
     }
   }
 
@@ -888,6 +933,7 @@ class EtcdStore : public KeyStore {
         MutexLock lock(&mu_);
         if (stopping_) return;
         watch_ctx_ = ctx.get();
+        watch_member_ = member;
         from = head_etcd_ + 1;
       }
       auto stream = client_->watch(member).Watch(ctx.get());
@@ -937,6 +983,42 @@ class EtcdStore : public KeyStore {
       client_->MoveOn(member);
       absl::SleepFor(absl::Milliseconds(100));
     }
+  }
+
+  // Waits up to `budget` for the head to reach `revision`, which etcd has
+  // committed. The watch may be on a member that stopped answering (its
+  // connection open, so the stream never breaks): it is ended, and WatchLog
+  // resumes on the current member, when it brings nothing meanwhile for
+  // kWatchSilence, or for kWatchGrace when calls already left its member
+  // as gone.
+  bool WaitPublished(uint64_t revision, absl::Duration budget) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const absl::Time until = absl::Now() + budget;
+    uint64_t seen = head_revision();
+    absl::Time moved = absl::Now();  // when the head last moved
+    while (head_revision() < revision) {
+      const absl::Time now = absl::Now();
+      if (now >= until) return false;
+      const absl::Duration patience =
+          watch_member_ == client_->current() ? kWatchSilence : kWatchGrace;
+      if (head_revision() != seen) {
+        seen = head_revision();
+        moved = now;
+      } else if (now - moved >= patience) {
+        if (watch_ctx_ != nullptr) {
+          spdlog::warn(
+              "etcd store: the watch of the log via {} brought nothing for {} while revision {} "
+              "is committed; moving it to {}",
+              client_->endpoint(watch_member_), absl::FormatDuration(now - moved), revision,
+              client_->endpoint(client_->current()));
+          watch_ctx_->TryCancel();
+        }
+        moved = now;
+      }
+      published_.WaitFor(&mu_, std::min(until, moved + patience) - now,
+                         [&] { return head_revision() != seen; });
+    }
+    return true;
   }
 
   // Forgets this replica's committed writes the copy now holds, as of
@@ -1082,6 +1164,7 @@ class EtcdStore : public KeyStore {
   absl::Status watch_error_ ABSL_GUARDED_BY(mu_);
   absl::Status stranded_ ABSL_GUARDED_BY(mu_);  // revisions it missed left the log
   grpc::ClientContext* watch_ctx_ ABSL_GUARDED_BY(mu_) = nullptr;
+  size_t watch_member_ ABSL_GUARDED_BY(mu_) = 0;  // the member watch_ctx_'s stream is on
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread watcher_;
 
@@ -1112,6 +1195,11 @@ class EtcdStore : public KeyStore {
   // mu_ when both are held.
   std::map<std::string, std::string> copy_ ABSL_GUARDED_BY(batch_mu_);
   static constexpr absl::Duration kCatchUpWait = absl::Seconds(1);
+  // How long the watch may bring nothing while a committed revision waits
+  // for it (WaitPublished); on loopback it brings one within milliseconds.
+  // Shorter when calls have already left the watch's member as gone.
+  static constexpr absl::Duration kWatchSilence = absl::Milliseconds(500);
+  static constexpr absl::Duration kWatchGrace = absl::Milliseconds(50);
   // Revisions of lost batches, until their appenders' Syncs take the answer.
   std::map<uint64_t, absl::Status> failed_ ABSL_GUARDED_BY(batch_mu_);
 
@@ -1150,7 +1238,12 @@ absl::StatusOr<std::unique_ptr<EtcdClient>> Connect(const EtcdStoreOptions& opti
   absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
       ChannelCredentials(ClientTlsFiles{options.ca_file, options.cert_file, options.key_file});
   if (!credentials.ok()) return credentials.status();
-  return std::make_unique<EtcdClient>(options.endpoints, *credentials, options.call_timeout);
+  if (options.attempt_timeout <= absl::ZeroDuration() ||
+      options.attempt_timeout > options.call_timeout) {
+    return absl::InvalidArgumentError("the etcd attempt timeout must be within the call timeout");
+  }
+  return std::make_unique<EtcdClient>(options.endpoints, *credentials, options.call_timeout,
+                                      options.attempt_timeout);
 }
 
 // How many keys `prefix` holds.

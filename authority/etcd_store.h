@@ -21,7 +21,12 @@ struct EtcdStoreOptions {
   std::string ca_file;
   std::string cert_file;
   std::string key_file;
-  absl::Duration call_timeout = absl::Seconds(5);  // one etcd call
+  // One etcd call, across members and retries (and the resolution of a
+  // transaction whose answer was lost), and one try of it on one member: a
+  // member that dies, loses its leader or stops answering costs about one
+  // attempt before the next member is asked.
+  absl::Duration call_timeout = absl::Seconds(5);
+  absl::Duration attempt_timeout = absl::Seconds(1);
 };
 
 // "a:1,b:2" as a list of endpoints; INVALID_ARGUMENT for an empty one.
