@@ -983,7 +983,7 @@ TEST_CASE("rule 9 holds across two authorities over one store: one of the last t
   v1::ListPrincipalsResponse all = *a->ListPrincipals(admin, {});
   REQUIRE(all.principals_size() == 2);
   // Both deletions read two ADMINs before either commits.
-  store.DelayAppends(50);
+  store.GatherAppends(2);
   std::atomic<int> deleted{0}, refused{0};
   std::vector<std::thread> threads;
   KeyAuthority* authorities[] = {a.get(), b.get()};

@@ -27,7 +27,7 @@ class ThreadCheckingStore final : public KeyStore {
   uint64_t next_revision() const override { return inner_->next_revision(); }
   absl::StatusOr<uint64_t> Append(Mutation m) override {
     Note();
-    absl::SleepFor(absl::Milliseconds(append_delay_ms_.load()));
+    Gather();
     MutexLock io(&io_mu_);
     return inner_->Append(std::move(m));
   }
@@ -43,9 +43,13 @@ class ThreadCheckingStore final : public KeyStore {
   }
   // Each advisory write waits this long first: widens a race for a test.
   void DelayAdvisoryWrites(int ms) { advisory_delay_ms_ = ms; }
-  // Each Append waits this long first: mutations racing from two authorities
-  // both finish their reads before either commits.
-  void DelayAppends(int ms) { append_delay_ms_ = ms; }
+  // The next `n` Appends wait for one another (at most 10 s) before any goes
+  // on: mutations racing from `n` authorities all finish their reads before
+  // one commits, however their threads are scheduled.
+  void GatherAppends(int n) {
+    MutexLock lock(&gather_mu_);
+    gather_awaited_ = n;
+  }
   StoreStats stats() const override { return inner_->stats(); }
   absl::Status Reachable() const override { return inner_->Reachable(); }
   absl::Status Share(std::string_view summary) override { return inner_->Share(summary); }
@@ -105,6 +109,16 @@ class ThreadCheckingStore final : public KeyStore {
     if (!WorkQueue::OnWorkerThread()) off_worker_.fetch_add(1);
   }
 
+  void Gather() {
+    MutexLock lock(&gather_mu_);
+    if (gather_awaited_ == 0) return;
+    --gather_awaited_;
+    gathered_.SignalAll();
+    gathered_.WaitFor(
+        &gather_mu_, absl::Seconds(10),
+        [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(gather_mu_) { return gather_awaited_ == 0; });
+  }
+
   const std::unique_ptr<KeyStore> inner_;
   // Held around every call that reads or writes RocksDB's memtable (not Sync,
   // which only waits for the disk and publishes). Debian's RocksDB is not
@@ -115,7 +129,9 @@ class ThreadCheckingStore final : public KeyStore {
   mutable Mutex io_mu_;
   std::atomic<bool> armed_{false};
   std::atomic<int> advisory_delay_ms_{0};
-  std::atomic<int> append_delay_ms_{0};
+  Mutex gather_mu_;
+  CondVar gathered_;
+  int gather_awaited_ ABSL_GUARDED_BY(gather_mu_) = 0;  // Appends GatherAppends still awaits
   mutable std::atomic<int> calls_{0};
   mutable std::atomic<int> off_worker_{0};
 };
