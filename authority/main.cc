@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_join.h"
 #include "authority/server.h"
+#include "common/crash.h"
 #include "common/daemon.h"
 #include "common/key_format.h"
 #include "common/log.h"
@@ -38,6 +39,7 @@ int Migrate(latchkey::AuthorityOptions options, const std::string& endpoints) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  latchkey::ReportCrashes(argv[0]);
   // Shutdown runs on the main thread, not in a signal handler.
   const sigset_t stop_signals = latchkey::BlockStopSignals();
 

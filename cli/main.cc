@@ -5,6 +5,7 @@
 
 #include "cli/completion.h"
 #include "cli/ctl.h"
+#include "common/crash.h"
 #include "common/time_util.h"
 
 namespace {
@@ -38,6 +39,7 @@ std::optional<absl::Duration> WaitFor(const std::string& text) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  latchkey::ReportCrashes(argv[0]);
   Globals g;
   g.authority = Env("LATCHKEY_AUTHORITY", g.authority);
   g.token = Env("LATCHKEY_TOKEN", "");

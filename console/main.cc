@@ -3,11 +3,13 @@
 #include <CLI/CLI.hpp>
 #include <iostream>
 
+#include "common/crash.h"
 #include "common/daemon.h"
 #include "common/log.h"
 #include "console/console_server.h"
 
 int main(int argc, char** argv) {
+  latchkey::ReportCrashes(argv[0]);
   const sigset_t stop_signals = latchkey::BlockStopSignals();
 
   latchkey::console::ConsoleOptions options;

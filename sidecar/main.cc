@@ -4,12 +4,14 @@
 #include <iostream>
 
 #include "absl/strings/str_join.h"
+#include "common/crash.h"
 #include "common/daemon.h"
 #include "common/files.h"
 #include "common/log.h"
 #include "sidecar/server.h"
 
 int main(int argc, char** argv) {
+  latchkey::ReportCrashes(argv[0]);
   // Shutdown runs on the main thread, not in a signal handler.
   const sigset_t stop_signals = latchkey::BlockStopSignals();
 
