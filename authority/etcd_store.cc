@@ -7,6 +7,7 @@
 //   P log/<revision>            internal.LogRecord: event, audit record, nonce
 //   P audit/<project>/<revision> the audit record, by project
 //   P replicas/<replica id>     internal.SharedReceipts of a live replica, leased
+//   P usage-writers/<n>         the replica id holding usage writer n, leased
 // Revisions are 20-digit decimals, so etcd's byte order is revision order.
 //
 // Consecutive mutations of one replica (revisions R..S) are one etcd
@@ -61,8 +62,6 @@ const char* TableName(Table t) {
       return "digests";
     case Table::kPrincipals:
       return "principals";
-    case Table::kUsage:
-      return "usage";
     case Table::kGuards:
       return "guards";
   }
@@ -91,6 +90,11 @@ std::string PrefixEnd(std::string prefix) {
 // both write them.
 std::string RowKeyIn(std::string_view prefix, Table table, std::string_view key) {
   return StrCat(prefix, "t/", TableName(table), "/", key);
+}
+// Usage rows sit beside the tables, under P t/ (so the watch keeps them in
+// the copy): `row_key` as UsageRowKey makes it.
+std::string UsageKeyIn(std::string_view prefix, std::string_view row_key) {
+  return StrCat(prefix, "t/usage/", row_key);
 }
 std::string LogKeyIn(std::string_view prefix, uint64_t revision) {
   return StrCat(prefix, "log/", Decimal(revision));
@@ -362,8 +366,13 @@ class EtcdStore : public KeyStore {
     watcher_.join();
     // What this replica shared leaves with it (a killed one's, when its
     // lease runs out).
-    MutexLock lock(&share_mu_);
-    if (lease_ != 0) client_->Revoke(lease_).IgnoreError();
+    {
+      MutexLock lock(&share_mu_);
+      if (lease_ != 0) client_->Revoke(lease_).IgnoreError();
+    }
+    // Its usage writer is free for the next replica at once.
+    MutexLock lock(&usage_mu_);
+    if (usage_lease_ != 0) client_->Revoke(usage_lease_).IgnoreError();
   }
 
   const std::string& store_id() const override { return store_id_; }
@@ -454,24 +463,155 @@ class EtcdStore : public KeyStore {
                                          watch_error_.ToString(), ")"));
   }
 
-  absl::Status WriteAdvisory(std::vector<Write> writes, std::vector<Precondition> reads) override {
-    TxnRequest txn;
-    for (const Precondition& read : reads) AddCompare(txn, read);
-    for (const Write& w : writes) AddWrite(txn, w);
-    TxnResponse resp;
-    // Blind writes are sent again when a member went away mid-call. A
-    // conditional one is not: had the first landed, the second would fail its
-    // comparison and the caller count again.
-    absl::Status s = reads.empty()
-                         ? client_->BlindTxn(txn, &resp)
-                         : FromGrpc(client_->Txn(txn, &resp, client_->CallDeadline()), "txn");
-    if (!s.ok()) return s;
-    if (!resp.succeeded()) {
-      conflicts_.fetch_add(1, std::memory_order_relaxed);
-      return absl::AbortedError("a row this write read was changed by another writer");
+  // Usage writers are numbered from 0, each held by one live replica through
+  // a key bound to its lease (P usage-writers/<n>). A replica takes the
+  // lowest number nobody holds: a writer whose replica died is free once that
+  // replica's lease runs out, and its rows become the next holder's own.
+  absl::StatusOr<std::string> UsageWriter() override {
+    MutexLock lock(&usage_mu_);
+    const absl::Time now = absl::Now();
+    if (usage_lease_ != 0 && now - usage_renewed_ >= kUsageLease / 3) {
+      absl::Status renewed = client_->KeepAlive(usage_lease_);
+      if (absl::IsNotFound(renewed)) {
+        // Lapsed while etcd was out of reach: the writer may be another's
+        // now, and what the caller knows of its rows is stale.
+        const std::string lapsed = std::move(usage_writer_);
+        usage_lease_ = 0;
+        usage_writer_.clear();
+        return absl::AbortedError(StrCat("usage writer ", lapsed, " lapsed; ask again"));
+      } else if (!renewed.ok()) {
+        return renewed;
+      } else {
+        usage_renewed_ = now;
+      }
     }
-    advisory_writes_.fetch_add(1, std::memory_order_relaxed);
+    if (usage_lease_ != 0) return usage_writer_;
+    absl::StatusOr<int64_t> lease = client_->Grant(kUsageLease);
+    if (!lease.ok()) return lease.status();
+    for (int n = 0; n < kMaxUsageWriters; ++n) {
+      const std::string key = UsageWriterKey(std::to_string(n));
+      // Free (never held, or its holder's lease ended): take it. Held by
+      // this lease already (an earlier try whose answer was lost): keep it.
+      TxnRequest txn;
+      Compare* free = txn.add_compare();
+      free->set_key(key);
+      free->set_target(Compare::VERSION);
+      free->set_result(Compare::EQUAL);
+      free->set_version(0);
+      auto* put = txn.add_success()->mutable_request_put();
+      put->set_key(key);
+      put->set_value(share_key_);
+      put->set_lease(*lease);
+      txn.add_failure()->mutable_request_range()->set_key(key);
+      TxnResponse resp;
+      if (absl::Status s = client_->BlindTxn(txn, &resp); !s.ok()) return s;
+      const bool ours =
+          resp.succeeded() ||
+          (resp.responses_size() == 1 && resp.responses(0).response_range().kvs_size() == 1 &&
+           resp.responses(0).response_range().kvs(0).lease() == *lease);
+      if (ours) {
+        usage_lease_ = *lease;
+        usage_renewed_ = now;
+        usage_writer_ = std::to_string(n);
+        return usage_writer_;
+      }
+    }
+    client_->Revoke(*lease).IgnoreError();
+    return absl::ResourceExhaustedError(
+        StrCat("all ", kMaxUsageWriters, " usage writers are held by live replicas"));
+  }
+
+  absl::Status PutUsage(const std::string& writer, std::vector<UsageRow> rows) override {
+    int64_t lease;
+    {
+      MutexLock lock(&usage_mu_);
+      if (usage_lease_ == 0 || writer != usage_writer_) {
+        return absl::AbortedError(StrCat("usage writer ", writer, " is not held by this replica"));
+      }
+      lease = usage_lease_;
+    }
+    // Each transaction holds only while the writer is still this replica's
+    // (one comparison, never a row's value), within etcd's limits: 128
+    // operations, and well under its 1.5 MiB request.
+    constexpr size_t kMaxTxnBytes = 1 << 20;
+    size_t next = 0;
+    while (next < rows.size()) {
+      TxnRequest txn;
+      Compare* held = txn.add_compare();
+      held->set_key(UsageWriterKey(writer));
+      held->set_target(Compare::LEASE);
+      held->set_result(Compare::EQUAL);
+      held->set_lease(lease);
+      size_t bytes = 0;
+      for (; next < rows.size() && static_cast<size_t>(txn.success_size()) < kMaxTxnOps; ++next) {
+        const UsageRow& row = rows[next];
+        const std::string key = UsageKeyIn(prefix_, UsageRowKey(row.key_id, writer));
+        if (txn.success_size() > 0 && bytes + key.size() + row.value.size() > kMaxTxnBytes) break;
+        bytes += key.size() + row.value.size();
+        auto* put = txn.add_success()->mutable_request_put();
+        put->set_key(key);
+        put->set_value(row.value);
+      }
+      TxnResponse resp;
+      // Sent again when a member went away mid-call: putting the same rows
+      // twice is harmless.
+      if (absl::Status s = client_->BlindTxn(txn, &resp); !s.ok()) return s;
+      if (!resp.succeeded()) {
+        MutexLock lock(&usage_mu_);
+        if (usage_lease_ == lease) {
+          usage_lease_ = 0;
+          usage_writer_.clear();
+        }
+        return absl::AbortedError(
+            StrCat("usage writer ", writer, " was taken over: this replica's loan lapsed"));
+      }
+      advisory_writes_.fetch_add(1, std::memory_order_relaxed);
+    }
     return absl::OkStatus();
+  }
+
+  // From the copy the watch keeps (usage rows are under P t/): no etcd call.
+  absl::StatusOr<std::vector<UsageRow>> GetUsage(std::string_view key_id) const override {
+    const std::string row = UsageKeyIn(prefix_, key_id);
+    const std::string writers = StrCat(row, "/");
+    const size_t base = UsageKeyIn(prefix_, "").size();
+    std::vector<UsageRow> rows;
+    MutexLock lock(&batch_mu_);
+    for (auto it = copy_.lower_bound(row); it != copy_.end(); ++it) {
+      if (it->first != row && !absl::StartsWith(it->first, writers)) break;
+      rows.push_back(UsageRow{std::string(key_id),
+                              UsageWriterOf(std::string_view(it->first).substr(base), key_id),
+                              it->second});
+    }
+    return rows;
+  }
+
+  absl::StatusOr<Page> ScanUsage(std::string_view after, size_t limit) const override {
+    const std::string base = UsageKeyIn(prefix_, "");
+    const std::string start =
+        after.empty() ? base : UsageKeyIn(prefix_, StrCat(after, std::string(1, '\0')));
+    Page page;
+    MutexLock lock(&batch_mu_);
+    for (auto it = copy_.lower_bound(start); it != copy_.end(); ++it) {
+      if (!absl::StartsWith(it->first, base)) break;
+      if (page.rows.size() == limit) {
+        page.more = true;
+        break;
+      }
+      page.rows.push_back({it->first.substr(base.size()), it->second});
+    }
+    return page;
+  }
+
+  absl::Status EraseUsage(std::string_view key_id) override {
+    const std::string row = UsageKeyIn(prefix_, key_id);
+    TxnRequest txn;
+    txn.add_success()->mutable_request_delete_range()->set_key(row);
+    auto* writers = txn.add_success()->mutable_request_delete_range();
+    writers->set_key(StrCat(row, "/"));
+    writers->set_range_end(PrefixEnd(StrCat(row, "/")));
+    TxnResponse resp;
+    return client_->BlindTxn(txn, &resp);
   }
 
   StoreStats stats() const override {
@@ -549,12 +689,12 @@ class EtcdStore : public KeyStore {
 
   absl::StatusOr<std::optional<std::string>> Get(Table table, std::string_view key,
                                                  const StoreSnapshot* at) const override {
-    return GetAt(RowKey(table, key), table == Table::kUsage ? 0 : EtcdRevisionOf(at));
+    return GetAt(RowKey(table, key), EtcdRevisionOf(at));
   }
 
   absl::StatusOr<Page> Scan(Table table, std::string_view prefix, std::string_view after,
                             size_t limit, const StoreSnapshot* at) const override {
-    return ScanAt(table, prefix, after, limit, table == Table::kUsage ? 0 : EtcdRevisionOf(at));
+    return ScanAt(table, prefix, after, limit, EtcdRevisionOf(at));
   }
 
   // Builds read this replica's writes not yet in the copy over the copy
@@ -1203,6 +1343,18 @@ class EtcdStore : public KeyStore {
   // Revisions of lost batches, until their appenders' Syncs take the answer.
   std::map<uint64_t, absl::Status> failed_ ABSL_GUARDED_BY(batch_mu_);
 
+  // Usage: the writer this replica holds, bound to its own lease (renewed
+  // at each UsageWriter call, which the authority makes every flush).
+  static constexpr absl::Duration kUsageLease = absl::Seconds(60);
+  static constexpr int kMaxUsageWriters = 1000;
+  std::string UsageWriterKey(std::string_view writer) const {
+    return StrCat(prefix_, "usage-writers/", writer);
+  }
+  Mutex usage_mu_;
+  int64_t usage_lease_ ABSL_GUARDED_BY(usage_mu_) = 0;
+  absl::Time usage_renewed_ ABSL_GUARDED_BY(usage_mu_);
+  std::string usage_writer_ ABSL_GUARDED_BY(usage_mu_);
+
   // Share: this replica's row, bound to a lease so that it outlives the
   // replica by at most kShareLease.
   static constexpr absl::Duration kShareLease = absl::Seconds(5);
@@ -1331,6 +1483,19 @@ absl::StatusOr<ImportReport> ImportIntoEtcd(const KeyStore& source,
       }
       if (!page->more) break;
     }
+  }
+
+  for (std::string after;;) {
+    absl::StatusOr<Page> page = source.ScanUsage(after, 1000);
+    if (!page.ok()) return page.status();
+    for (Row& row : page->rows) {
+      after = row.key;
+      ++report.rows;
+      if (absl::Status s = out.Put(UsageKeyIn(prefix, row.key), std::move(row.value)); !s.ok()) {
+        return s;
+      }
+    }
+    if (!page->more) break;
   }
 
   // Audit records, by project: every project's, then those of none. Each

@@ -168,10 +168,15 @@ void KeyAuthority::BackOff(int attempt) {
 }
 
 absl::StatusOr<uint64_t> KeyAuthority::CommitAndRelease(Mutation m, ReleasableMutexLock& lock) {
+  // Kept for Committed below: the store takes the mutation.
+  const v1::KeyEvent event = m.event;
   absl::StatusOr<uint64_t> revision = store_->Append(std::move(m));
   lock.Release();
   if (!revision.ok()) return revision;
   if (absl::Status synced = store_->Sync(*revision); !synced.ok()) return synced;
+  // The commit listener calls it too, when there is one (the server's);
+  // without one this replica's own changes still count.
+  Committed(event);
   return revision;
 }
 

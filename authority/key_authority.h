@@ -10,6 +10,7 @@
 //   key_authority.cc      roles, the shared loads, Mutate
 //   key_lifecycle.cc      projects and keys: create, revoke, rotate, delete, list, find
 //   key_usage.cc          usage reports from sidecars and the usage a key shows
+//                         (summed and written by usage_ledger.h)
 //   principals.cc         tokens, authentication, principals
 //   internal/mutations.h  rows, audit records and checks the mutations share
 //
@@ -31,6 +32,7 @@
 #include "absl/time/time.h"
 #include "authority/internal/records.pb.h"
 #include "authority/key_store.h"
+#include "authority/usage_ledger.h"
 #include "common/crypto.h"
 #include "common/mutex.h"
 #include "common/strings.h"
@@ -142,16 +144,25 @@ class KeyAuthority {
   absl::StatusOr<v1::Principal> WhoAmI(const Caller& caller, const v1::WhoAmIRequest& req);
 
   // Adds sidecars' validation counts and last-used times to each key's usage
-  // (SIDECAR or ADMIN). One advisory store write per report, whatever the
-  // number of validations; unknown key ids are skipped.
-  absl::Status RecordUsage(const Caller& caller, const v1::ReportUsageRequest& req)
-      ABSL_LOCKS_EXCLUDED(usage_mu_);
+  // (SIDECAR or ADMIN), in memory: reads of this authority show them at once,
+  // other replicas after the next FlushUsage. Ids that are not key ids are
+  // skipped; INVALID_ARGUMENT, and nothing added, for a time that is not a
+  // valid timestamp.
+  absl::Status RecordUsage(const Caller& caller, const v1::ReportUsageRequest& req);
+  // Writes the usage added since the last flush to the store, as this
+  // replica's rows (authority/usage_ledger.h). The server calls it every
+  // --usage-flush-interval and at shutdown.
+  absl::Status FlushUsage();
+  // Called with every committed event, this replica's and (on a shared
+  // store) the others', from the store's commit listener, so it is quick:
+  // usage reported before a key's revocation does not count as since it.
+  void Committed(const v1::KeyEvent& event);
 
   KeyStore& store() { return *store_; }
 
  private:
   KeyAuthority(KeyStore* store, Sealer sealer, KeyAuthorityOptions options)
-      : store_(store), sealer_(std::move(sealer)), options_(options) {}
+      : store_(store), sealer_(std::move(sealer)), options_(options), usage_(store) {}
 
   absl::Status LoadPrincipals();
   // Records at the head revision, or read through `tx` for a mutation.
@@ -160,10 +171,6 @@ class KeyAuthority {
   absl::StatusOr<internal::ProjectRecord> LoadProject(std::string_view project_id) const;
   absl::StatusOr<internal::ProjectRecord> LoadProject(std::string_view project_id,
                                                       Transaction& tx) const;
-  // One attempt at adding a usage report to the stored rows; ABORTED when
-  // another writer changed one of them first.
-  absl::Status AddUsageReport(const v1::ReportUsageRequest& req, absl::Time now)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(usage_mu_);
   // The key as returned by the API: its record's metadata plus usage.
   absl::StatusOr<v1::Key> WithUsage(v1::Key key) const;
   // The one path of every mutation (docs/design.md, "Mutations"):
@@ -252,8 +259,8 @@ class KeyAuthority {
   const Sealer sealer_;
   const KeyAuthorityOptions options_;
 
-  Mutex mu_;        // serializes mutations: each reads, checks, then commits
-  Mutex usage_mu_;  // serializes usage read-add-write
+  Mutex mu_;  // serializes mutations: each reads, checks, then commits
+  UsageLedger usage_;
   mutable Mutex principals_mu_;
   mutable std::atomic<uint64_t> failed_auth_{0};
   std::atomic<uint64_t> conflict_retries_{0};

@@ -9,6 +9,7 @@
 #include "authority/internal/requests.h"
 #include "authority/key_authority.h"
 #include "common/key_format.h"
+#include "common/log.h"
 #include "common/strings.h"
 #include "common/time_util.h"
 
@@ -370,13 +371,17 @@ absl::StatusOr<v1::DeleteSecretKeyResponse> KeyAuthority::DeleteSecretKey(
     m.writes.push_back(Erase(Table::kKeys, key.key_id()));
     m.writes.push_back(Erase(Table::kProjectKeys, ProjectKeysRow(key.project_id(), key.key_id())));
     m.writes.push_back(Erase(Table::kDigests, rec->digest()));
-    m.writes.push_back(Erase(Table::kUsage, key.key_id()));
     m.event.add_removed_digests(rec->digest());
     m.audit = Audit(caller, "key.deleted", key.project_id(), key.key_id(),
                     StrCat("secret key name=", key.name(), " hint=", key.hint()), absl::Now());
     return Built::kCommit;
   });
   if (!rev.ok()) return rev.status();
+  // Usage is outside the revisions: its rows go once the key has. A failure
+  // leaves rows nobody reads (key ids are never reused).
+  if (absl::Status erased = store_->EraseUsage(req.key_id()); !erased.ok()) {
+    spdlog::warn("usage of deleted key {} stays in the store: {}", req.key_id(), erased.ToString());
+  }
   v1::DeleteSecretKeyResponse resp;
   resp.set_revision(*rev);
   return resp;

@@ -1,5 +1,7 @@
 #include "authority/key_store.h"
 
+#include "common/strings.h"
+
 namespace latchkey {
 
 absl::StatusOr<std::optional<std::string>> Transaction::Get(Table table, std::string_view key) {
@@ -12,6 +14,15 @@ void Transaction::Finish(Mutation& m) {
   m.revision = revision_;
   m.reads = std::move(reads_);
   reads_.clear();
+}
+
+std::string UsageRowKey(std::string_view key_id, std::string_view writer) {
+  return StrCat(key_id, "/", writer);
+}
+
+std::string UsageWriterOf(std::string_view row_key, std::string_view key_id) {
+  if (row_key.size() <= key_id.size() + 1) return "";
+  return std::string(row_key.substr(key_id.size() + 1));
 }
 
 }  // namespace latchkey

@@ -43,15 +43,12 @@ enum class Table {
   kProjectKeys,  // project id + key id -> "" (index for ListKeys)
   kDigests,      // digest -> key id (every digest a key has, current or retired)
   kPrincipals,   // principal id -> PrincipalRecord (with its token's digest)
-  kUsage,        // key id -> internal.KeyUsageRecord (advisory, see WriteAdvisory;
-                 // outside the revisions, so plain reads see the latest write)
   kGuards,       // set name -> its last change: revision and a random suffix (see Precondition)
 };
 
 // Every table, for whatever walks them all (an import, a test's comparison).
 inline constexpr Table kAllTables[] = {Table::kProjects, Table::kKeys,       Table::kProjectKeys,
-                                       Table::kDigests,  Table::kPrincipals, Table::kUsage,
-                                       Table::kGuards};
+                                       Table::kDigests,  Table::kPrincipals, Table::kGuards};
 
 // One row to write; no value deletes the row. It is not an error to delete a
 // row that does not exist.
@@ -87,10 +84,10 @@ struct Mutation {
 
 // What a store has done since it opened; for tests and metrics.
 struct StoreStats {
-  uint64_t commits = 0;    // mutations appended
-  uint64_t conflicts = 0;  // mutations refused: revision taken or a precondition failed
-  uint64_t syncs = 0;      // fsyncs of the log (group commit shares one among many)
-  uint64_t advisory_writes = 0;
+  uint64_t commits = 0;          // mutations appended
+  uint64_t conflicts = 0;        // mutations refused: revision taken or a precondition failed
+  uint64_t syncs = 0;            // fsyncs of the log (group commit shares one among many)
+  uint64_t advisory_writes = 0;  // usage writes: one per store write, however many rows
   // Calls to a remote store (etcd) and the seconds they took, summed.
   uint64_t remote_calls = 0;
   double remote_call_seconds = 0;
@@ -100,6 +97,20 @@ struct Row {
   std::string key;
   std::string value;
 };
+
+// One writer's usage row of a key (KeyStore::PutUsage).
+struct UsageRow {
+  std::string key_id;
+  std::string writer;  // empty: a row written before usage had writers
+  std::string value;
+};
+
+// How usage rows are keyed beside the tables: `writer`'s row of a key by
+// key id + "/" + writer, so that one key's rows sort together (key ids hold
+// no "/"); the row from before writers by the key id alone.
+std::string UsageRowKey(std::string_view key_id, std::string_view writer);
+// The writer of a row of `key_id`'s usage, from its row key.
+std::string UsageWriterOf(std::string_view row_key, std::string_view key_id);
 
 struct Page {
   std::vector<Row> rows;
@@ -154,16 +165,34 @@ class KeyStore {
     return revision;
   }
 
-  // Writes rows outside the revision log: no revision, event or audit record,
-  // and not synced. Only for advisory data (key usage), where losing the last
-  // few seconds to a crash is acceptable. With `reads`, writes only while
-  // each row still holds what was read (ABORTED otherwise, nothing written):
-  // a read-modify-write that two replicas race on loses neither.
-  virtual absl::Status WriteAdvisory(std::vector<Write> writes,
-                                     std::vector<Precondition> reads) = 0;
-  absl::Status WriteAdvisory(std::vector<Write> writes) {
-    return WriteAdvisory(std::move(writes), {});
-  }
+  // Key usage (docs/design.md, "Usage"): advisory rows outside the revision
+  // log, with no revision, event or audit record, and not synced, so a crash
+  // may lose the last writes. Each process writes as one writer and owns
+  // that writer's row of every key; it replaces its rows blindly (no read, no
+  // precondition), so replicas never conflict over usage.
+  //
+  // The writer this process writes as. A store one process owns has one
+  // writer. A replicated store lends each live replica a writer of its own
+  // and lends a writer whose replica is gone to the next replica that asks,
+  // rows included: rows per key stay bounded by the replicas that ever ran
+  // at once. Call it before each batch of puts: it also keeps the loan alive.
+  // ABORTED when the loan lapsed (a replica cut off from its cluster too
+  // long): what the caller knows of its writer's rows is stale; ask again.
+  virtual absl::StatusOr<std::string> UsageWriter() = 0;
+  // Replaces `writer`'s row of each key (UsageRow::writer is ignored), split
+  // as the store's limits on one write require. ABORTED, and nothing more
+  // written, when this process no longer holds `writer` (a replica cut off
+  // from its cluster longer than its loan): ask UsageWriter again and build
+  // the rows from that writer's own.
+  virtual absl::Status PutUsage(const std::string& writer, std::vector<UsageRow> rows) = 0;
+  // Every writer's row of a key, as last written (a replicated store: as
+  // this replica last heard from its cluster, a moment behind at most).
+  virtual absl::StatusOr<std::vector<UsageRow>> GetUsage(std::string_view key_id) const = 0;
+  // Deletes every writer's row of a key: for a key that was deleted.
+  virtual absl::Status EraseUsage(std::string_view key_id) = 0;
+  // Up to `limit` usage rows keyed after `after` (UsageRowKey; empty: from
+  // the start), in key order, keyed by UsageRowKey: for copying a store.
+  virtual absl::StatusOr<Page> ScanUsage(std::string_view after, size_t limit) const = 0;
 
   virtual StoreStats stats() const = 0;
 

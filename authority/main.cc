@@ -82,6 +82,11 @@ int main(int argc, char** argv) {
   latchkey::AddDurationFlag(app, "--forget-sidecar-after", options.forget_sidecar_after,
                             "how long a sidecar gone without a goodbye stays missing in receipts",
                             absl::Seconds(1), absl::Hours(24 * 7));
+  // At most 30 s: an etcd replica holds its usage writer on a 60 s lease
+  // that each flush renews.
+  latchkey::AddDurationFlag(app, "--usage-flush-interval", options.usage_flush_interval,
+                            "how often usage reports summed in memory are written to the store",
+                            absl::Milliseconds(100), absl::Seconds(30));
   app.add_option("--tls-cert", options.tls.cert, "PEM certificate for TLS listeners");
   app.add_option("--tls-key", options.tls.key, "PEM private key for --tls-cert");
   app.add_option("--tls-client-ca", options.tls.client_ca,

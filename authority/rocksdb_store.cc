@@ -28,6 +28,7 @@ namespace {
 
 constexpr char kStoreIdKey[] = "store_id";
 constexpr char kRevisionKey[] = "revision";
+constexpr char kUsageWriter[] = "0";  // the one writer of usage (KeyStore::UsageWriter)
 
 // Column families, in the order they are opened. Index 0 is RocksDB's default.
 enum Cf : size_t {
@@ -63,8 +64,6 @@ Cf CfOf(Table t) {
       return kCfDigests;
     case Table::kPrincipals:
       return kCfPrincipals;
-    case Table::kUsage:
-      return kCfUsage;
     case Table::kGuards:
       return kCfGuards;
   }
@@ -257,29 +256,46 @@ class RocksDbStore : public KeyStore {
     return broken_;
   }
 
-  absl::Status WriteAdvisory(std::vector<Write> writes, std::vector<Precondition> reads) override {
-    if (reads.empty()) return WriteRows(writes);
-    MutexLock lock(&mu_);  // the preconditions hold until the write is done
-    Mutation check;
-    check.reads = std::move(reads);
-    if (absl::Status held = CheckPreconditions(check, 0); !held.ok()) {
-      conflicts_.fetch_add(1, std::memory_order_relaxed);
-      return held;
-    }
-    return WriteRows(writes);
-  }
+  // One process owns the database: one writer, the same after a restart, so
+  // the rows a process left are the next one's own.
+  absl::StatusOr<std::string> UsageWriter() override { return std::string(kUsageWriter); }
 
-  // Writes advisory rows in one unsynced batch.
-  absl::Status WriteRows(const std::vector<Write>& writes) {
+  absl::Status PutUsage(const std::string& writer, std::vector<UsageRow> rows) override {
+    if (writer != kUsageWriter)
+      return absl::AbortedError("usage writer " + writer + " is not ours");
     rocksdb::WriteBatch batch;
-    for (const Write& w : writes) {
-      rocksdb::ColumnFamilyHandle* cf = cfs_[CfOf(w.table)];
-      rocksdb::Status s = w.value ? batch.Put(cf, w.key, *w.value) : batch.Delete(cf, w.key);
+    for (const UsageRow& row : rows) {
+      rocksdb::Status s = batch.Put(cfs_[kCfUsage], UsageRowKey(row.key_id, writer), row.value);
       if (!s.ok()) return FromRocks(s, "batch");
     }
     absl::Status written = FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), "write");
     if (written.ok()) advisory_writes_.fetch_add(1, std::memory_order_relaxed);
     return written;
+  }
+
+  absl::StatusOr<std::vector<UsageRow>> GetUsage(std::string_view key_id) const override {
+    std::vector<UsageRow> rows;
+    absl::Status s =
+        ForEachUsageRow(key_id, [&](const rocksdb::Slice& key, const rocksdb::Slice& value) {
+          rows.push_back(UsageRow{std::string(key_id),
+                                  UsageWriterOf(std::string_view(key.data(), key.size()), key_id),
+                                  value.ToString()});
+        });
+    if (!s.ok()) return s;
+    return rows;
+  }
+
+  absl::StatusOr<Page> ScanUsage(std::string_view after, size_t limit) const override {
+    return ScanCf(rocksdb::ReadOptions(), cfs_[kCfUsage], "", after, limit);
+  }
+
+  absl::Status EraseUsage(std::string_view key_id) override {
+    rocksdb::WriteBatch batch;
+    absl::Status s = ForEachUsageRow(key_id, [&](const rocksdb::Slice& key, const rocksdb::Slice&) {
+      batch.Delete(cfs_[kCfUsage], key).PermitUncheckedError();
+    });
+    if (!s.ok()) return s;
+    return FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), "write");
   }
 
   StoreStats stats() const override {
@@ -291,7 +307,6 @@ class RocksDbStore : public KeyStore {
   absl::StatusOr<std::optional<std::string>> Get(Table table, std::string_view key,
                                                  const StoreSnapshot* at) const override {
     if (at != nullptr) return GetCf(ReadAt(*at), cfs_[CfOf(table)], key);
-    if (table == Table::kUsage) return GetLatest(table, key);  // advisory: outside revisions
     const std::shared_ptr<const RocksView> head = HeadView();
     rocksdb::ReadOptions ro;
     ro.snapshot = head->get();
@@ -301,7 +316,6 @@ class RocksDbStore : public KeyStore {
   absl::StatusOr<Page> Scan(Table table, std::string_view prefix, std::string_view after,
                             size_t limit, const StoreSnapshot* at) const override {
     if (at != nullptr) return ScanCf(ReadAt(*at), cfs_[CfOf(table)], prefix, after, limit);
-    if (table == Table::kUsage) return ScanLatest(table, prefix, after, limit);
     const std::shared_ptr<const RocksView> head = HeadView();
     rocksdb::ReadOptions ro;
     ro.snapshot = head->get();
@@ -470,6 +484,20 @@ class RocksDbStore : public KeyStore {
       ready = TakePendingUpTo(target);
     }
     Publish(ready, target);
+  }
+
+  // Calls `visit` with each row of `key_id`'s usage, as last written: every
+  // writer's (key id + "/" + writer) and the row from before writers (the
+  // key id alone).
+  template <typename Visit>
+  absl::Status ForEachUsageRow(std::string_view key_id, Visit visit) const {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cfs_[kCfUsage]));
+    const std::string writers = StrCat(key_id, "/");
+    for (it->Seek(key_id); it->Valid(); it->Next()) {
+      if (it->key() != key_id && !it->key().starts_with(writers)) break;
+      visit(it->key(), it->value());
+    }
+    return FromRocks(it->status(), "scan");
   }
 
   absl::StatusOr<Page> ScanCf(rocksdb::ReadOptions ro, rocksdb::ColumnFamilyHandle* cf,

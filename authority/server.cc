@@ -33,6 +33,7 @@ struct AuthorityServer::Parts {
   std::unique_ptr<MetricsServer> metrics_server;
   std::unique_ptr<Periodic> store_health;  // stopped first
   std::unique_ptr<Periodic> share_receipts;
+  std::unique_ptr<Periodic> usage_flush;
 };
 
 namespace {
@@ -176,6 +177,21 @@ absl::Status BootstrapShared(const AuthorityOptions& options, const KeyStore& st
   return absl::OkStatus();
 }
 
+// Writes the usage reports summed in memory every `interval`; says so when
+// it starts and stops failing (the counts wait in memory meanwhile).
+std::unique_ptr<Periodic> FlushUsage(KeyAuthority* authority, absl::Duration interval) {
+  return std::make_unique<Periodic>(interval, [authority, failing = std::make_shared<bool>(false)] {
+    const absl::Status flushed = authority->FlushUsage();
+    if (flushed.ok() == !*failing) return;
+    *failing = !flushed.ok();
+    if (flushed.ok()) {
+      spdlog::info("usage is written to the store again");
+    } else {
+      spdlog::warn("writing usage to the store: {}; the counts wait in memory", flushed.ToString());
+    }
+  });
+}
+
 // Shares this replica's receipts with the others (docs/design.md, "Receipts
 // across replicas"): every 100 ms when they changed, so that a receipt asked
 // of another replica lags by about that much; the store keeps the row alive
@@ -256,6 +272,7 @@ absl::StatusOr<std::unique_ptr<AuthorityServer>> AuthorityServer::Start(
   raw_store->SetCommitListener([hub, propagation, mutations, store_work, core, shared](
                                    const v1::KeyEvent& event, const v1::AuditEvent& audit) {
     propagation->Committed(event.revision(), absl::Now());
+    core->Committed(event);
     hub->Publish(event);
     mutations->With({audit.action()}).Inc();
     spdlog::info("revision {}: {} by {} project={} key={}", event.revision(), audit.action(),
@@ -322,6 +339,7 @@ absl::StatusOr<std::unique_ptr<AuthorityServer>> AuthorityServer::Start(
         });
     parts->share_receipts = ShareReceipts(raw_store, propagation);
   }
+  parts->usage_flush = FlushUsage(core, options.usage_flush_interval);
 
   std::unique_ptr<AuthorityServer> self(new AuthorityServer(std::move(parts)));
   self->ports_ = std::move(ports);
@@ -341,6 +359,11 @@ void AuthorityServer::Shutdown(absl::Duration deadline) {
   parts_->hub->CloseAll(absl::UnavailableError("authority shutting down"));
   parts_->server->Shutdown(absl::ToChronoTime(absl::Now() + deadline));
   parts_->server->Wait();
+  // No report comes in any more: write what is summed.
+  parts_->usage_flush.reset();
+  if (absl::Status flushed = authority_->FlushUsage(); !flushed.ok()) {
+    spdlog::warn("usage reported since the last flush is lost: {}", flushed.ToString());
+  }
   parts_->store->SetCommitListener(nullptr);
   parts_.reset();
 }

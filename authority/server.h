@@ -34,6 +34,10 @@ struct AuthorityOptions {
   // How long a sidecar whose watch stream ended without a goodbye stays in
   // receipts as missing.
   absl::Duration forget_sidecar_after = absl::Minutes(10);
+  // How often usage reports summed in memory are written to the store (and
+  // once more at shutdown): a crash loses at most this much of this
+  // replica's usage counts.
+  absl::Duration usage_flush_interval = absl::Seconds(10);
   ServerTlsFiles tls;                 // TLS (and mTLS) for the TCP listeners
   std::string metrics_listen;         // host:port for HTTP /metrics; empty: off
   bool metrics_allow_remote = false;  // --metrics-listen may be beyond loopback

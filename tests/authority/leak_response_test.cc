@@ -169,10 +169,12 @@ TEST_CASE("a revoked key's usage stays bounded however many sidecars report") {
   revoke.set_key_id(id);
   REQUIRE(f.authority().RevokeApiKey(f.manager(), revoke).ok());
   for (int pod = 0; pod < 500; ++pod) Report(f, "pod-" + std::to_string(pod), id, 0, 1 + pod % 7);
-  absl::StatusOr<std::optional<std::string>> row = f.store().Get(Table::kUsage, id);
-  REQUIRE(row.ok());
-  REQUIRE(row->has_value());
-  REQUIRE((*row)->size() < 2048);
+  REQUIRE(f.GetKey(id).top_rejecting_sidecars_size() == 5);
+  REQUIRE(f.authority().FlushUsage().ok());
+  absl::StatusOr<std::vector<UsageRow>> rows = f.store().GetUsage(id);
+  REQUIRE(rows.ok());
+  REQUIRE(rows->size() == 1);
+  REQUIRE(rows->front().value.size() < 2048);
   REQUIRE(f.GetKey(id).top_rejecting_sidecars_size() == 5);
 }
 

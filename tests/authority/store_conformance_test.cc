@@ -4,6 +4,7 @@
 // second Open after the first is closed is a reopen.
 #include <catch2/catch.hpp>
 #include <functional>
+#include <set>
 #include <thread>
 
 #include "authority/etcd_store.h"
@@ -326,34 +327,109 @@ TEMPLATE_TEST_CASE("store: scans page by prefix and resume after the last key", 
   REQUIRE(store->Scan(Table::kKeys, "a", "", 2)->rows.empty());  // tables are apart
 }
 
-TEMPLATE_TEST_CASE("store: advisory writes are read at once and take no revision", "[store]",
-                   STORE_KINDS) {
-  TestType kind;
-  auto store = kind.Open();
-  REQUIRE(store->WriteAdvisory({Write{Table::kUsage, "key_1", "used"}}).ok());
-  REQUIRE(**store->Get(Table::kUsage, "key_1") == "used");
-  REQUIRE(store->head_revision() == 0);
-  REQUIRE(store->next_revision() == 1);
+// A replicated store reads usage from what its watch brought: a moment.
+std::vector<UsageRow> UsageOnceItHas(const KeyStore& store, const std::string& key_id,
+                                     size_t rows) {
+  std::vector<UsageRow> got;
+  testing::Eventually([&] {
+    got = *store.GetUsage(key_id);
+    return got.size() == rows;
+  });
+  return got;
 }
 
-TEMPLATE_TEST_CASE("store: an advisory write on rows changed since they were read is refused",
+TEMPLATE_TEST_CASE("store: usage rows are one writer's, replaced blindly, and take no revision",
                    "[store]", STORE_KINDS) {
   TestType kind;
   auto store = kind.Open();
-  REQUIRE(store->WriteAdvisory({Write{Table::kUsage, "key_1", "one"}}).ok());
-  // Read as "one" and key_2 as absent: holds, so it writes.
-  REQUIRE(store
-              ->WriteAdvisory({Write{Table::kUsage, "key_1", "two"}},
-                              {Precondition{Table::kUsage, "key_1", "one"},
-                               Precondition{Table::kUsage, "key_2", std::nullopt}})
-              .ok());
-  // Read as "one" again: stale now, refused, nothing written.
-  absl::Status stale = store->WriteAdvisory(
-      {Write{Table::kUsage, "key_1", "three"}, Write{Table::kUsage, "key_2", "new"}},
-      {Precondition{Table::kUsage, "key_1", "one"}});
-  REQUIRE(absl::IsAborted(stale));
-  REQUIRE(**store->Get(Table::kUsage, "key_1") == "two");
-  REQUIRE_FALSE(store->Get(Table::kUsage, "key_2")->has_value());
+  absl::StatusOr<std::string> writer = store->UsageWriter();
+  REQUIRE(writer.ok());
+  REQUIRE(store->PutUsage(*writer, {{"key_1", "", "one"}, {"key_12", "", "twelve"}}).ok());
+  std::vector<UsageRow> rows = UsageOnceItHas(*store, "key_1", 1);
+  REQUIRE(rows.size() == 1);  // key_12's row is not key_1's
+  REQUIRE(rows[0].writer == *writer);
+  REQUIRE(rows[0].value == "one");
+  REQUIRE(store->PutUsage(*writer, {{"key_1", "", "more"}}).ok());
+  REQUIRE(testing::Eventually([&] { return store->GetUsage("key_1")->at(0).value == "more"; }));
+  REQUIRE(store->head_revision() == 0);
+  REQUIRE(store->next_revision() == 1);
+  REQUIRE(absl::IsAborted(store->PutUsage(*writer + "9", {{"key_1", "", "not ours"}})));
+
+  REQUIRE(store->EraseUsage("key_1").ok());
+  REQUIRE(UsageOnceItHas(*store, "key_1", 0).empty());
+  REQUIRE(UsageOnceItHas(*store, "key_12", 1).size() == 1);
+}
+
+TEMPLATE_TEST_CASE("store: a usage put larger than one write allows lands whole", "[store]",
+                   STORE_KINDS) {
+  TestType kind;
+  auto store = kind.Open();
+  const std::string writer = *store->UsageWriter();
+  // 300 rows of 6 KB: more operations (128) and more bytes (1.5 MiB) than one
+  // etcd transaction takes.
+  std::vector<UsageRow> rows;
+  for (int i = 0; i < 300; ++i) {
+    rows.push_back({"key_" + std::to_string(1000 + i), "", std::string(6000, 'a' + i % 26)});
+  }
+  absl::Status put = store->PutUsage(writer, rows);
+  INFO(put);
+  REQUIRE(put.ok());
+  for (int i : {0, 127, 128, 299}) {
+    std::vector<UsageRow> got = UsageOnceItHas(*store, rows[i].key_id, 1);
+    REQUIRE(got.size() == 1);
+    REQUIRE(got[0].value == rows[i].value);
+  }
+}
+
+TEMPLATE_TEST_CASE("store: a reopened store writes usage as the writer it had, rows included",
+                   "[store]", STORE_KINDS) {
+  TestType kind;
+  std::string writer;
+  {
+    auto store = kind.Open();
+    writer = *store->UsageWriter();
+    REQUIRE(store->PutUsage(writer, {{"key_1", "", "before"}}).ok());
+    UsageOnceItHas(*store, "key_1", 1);
+  }
+  auto store = kind.Open();
+  REQUIRE(*store->UsageWriter() == writer);
+  const std::vector<UsageRow> rows = UsageOnceItHas(*store, "key_1", 1);
+  REQUIRE(rows.size() == 1);
+  REQUIRE(rows[0].writer == writer);
+  REQUIRE(rows[0].value == "before");
+}
+
+TEST_CASE("store: replicas over one etcd write usage as different writers, never conflicting",
+          "[store]") {
+  EtcdKind kind;
+  auto a = kind.Open();
+  auto b = kind.Open();
+  const std::string wa = *a->UsageWriter(), wb = *b->UsageWriter();
+  REQUIRE(wa != wb);
+  const uint64_t conflicts = a->stats().conflicts + b->stats().conflicts;
+  REQUIRE(a->PutUsage(wa, {{"key_1", "", "from a"}}).ok());
+  REQUIRE(b->PutUsage(wb, {{"key_1", "", "from b"}}).ok());
+  REQUIRE(absl::IsAborted(b->PutUsage(wa, {{"key_1", "", "b as a"}})));  // not b's
+  for (const auto* store : {a.get(), b.get()}) {
+    std::vector<UsageRow> rows = UsageOnceItHas(*store, "key_1", 2);
+    REQUIRE(rows.size() == 2);
+    std::set<std::pair<std::string, std::string>> seen;
+    for (const UsageRow& r : rows) seen.emplace(r.writer, r.value);
+    REQUIRE(seen == std::set<std::pair<std::string, std::string>>{{wa, "from a"}, {wb, "from b"}});
+  }
+  REQUIRE(a->stats().conflicts + b->stats().conflicts == conflicts);
+
+  // a goes: its writer, rows included, is the next replica's.
+  a.reset();
+  auto c = kind.Open();
+  REQUIRE(*c->UsageWriter() == wa);
+  REQUIRE(c->PutUsage(wa, {{"key_1", "", "from c"}}).ok());
+  REQUIRE(testing::Eventually([&] {
+    for (const UsageRow& r : *b->GetUsage("key_1")) {
+      if (r.writer == wa) return r.value == "from c";
+    }
+    return false;
+  }));
 }
 
 TEMPLATE_TEST_CASE("store: two stores have different ids", "[store]", STORE_KINDS) {
@@ -566,7 +642,7 @@ TEST_CASE("store: an embedded store imported into etcd reads the same and takes 
     m.event.add_removed_digests("d" + std::to_string(i));
     REQUIRE(source->Commit(std::move(m)).ok());
   }
-  REQUIRE(source->WriteAdvisory({Write{Table::kUsage, "key_1", "usage"}}).ok());
+  REQUIRE(source->PutUsage(*source->UsageWriter(), {{"key_1", "", "usage"}}).ok());
 
   EtcdKind target;
   EtcdStoreOptions options;
@@ -584,6 +660,7 @@ TEST_CASE("store: an embedded store imported into etcd reads the same and takes 
   REQUIRE(copy->store_id() == source->store_id());
   REQUIRE(copy->head_revision() == 8);
   REQUIRE(AllRows(*copy) == AllRows(*source));
+  REQUIRE(UsageOnceItHas(*copy, "key_1", 1).at(0).value == "usage");
   REQUIRE(Serialized(*copy->EventsAfter(3, 100)) == Serialized(*source->EventsAfter(3, 100)));
   REQUIRE(absl::IsOutOfRange(copy->EventsAfter(2, 100).status()));
   for (const char* project : {"prj_x", ""}) {

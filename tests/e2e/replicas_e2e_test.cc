@@ -13,6 +13,8 @@
 #include "common/files.h"
 #include "common/key_format.h"
 #include "common/net.h"
+#include "common/time_util.h"
+#include "latchkey/v1/key_sync.grpc.pb.h"
 #include "tests/testing/cluster.h"
 #include "tests/testing/etcd_cluster.h"
 #include "tests/testing/writers.h"
@@ -160,6 +162,62 @@ TEST_CASE(
   const std::vector<uint64_t> revisions = testing::AllAuditRevisions(b);
   REQUIRE(revisions.size() == head);
   for (size_t i = 0; i < revisions.size(); ++i) REQUIRE(revisions[i] == i + 1);
+}
+
+// Reports `count` validations of `key_id` to the authority at `address`, as
+// a sidecar would (ReportUsage, with the ADMIN token).
+void ReportUses(const std::string& address, const std::string& token, const std::string& key_id,
+                uint64_t count) {
+  auto stub = v1::KeySync::NewStub(testing::Channel(address));
+  v1::ReportUsageRequest req;
+  req.set_sidecar_id("pod-usage");
+  v1::KeyUsage* u = req.add_usage();
+  u->set_key_id(key_id);
+  u->set_count(count);
+  *u->mutable_last_used_time() = ToProto(absl::Now());
+  v1::ReportUsageResponse resp;
+  const grpc::Status s = stub->ReportUsage(testing::AuthContext(token).get(), req, &resp);
+  INFO(s.error_message());
+  REQUIRE(s.ok());
+}
+
+uint64_t UseCount(Admin& admin, const std::string& key_id) {
+  v1::GetKeyRequest req;
+  req.set_key_id(key_id);
+  v1::Key key;
+  REQUIRE(admin.Call(&v1::KeyAdmin::Stub::GetKey, req, &key).ok());
+  return key.use_count();
+}
+
+TEST_CASE(
+    "usage reported to either replica is counted on both, and a stopped replica's counts pass "
+    "to the next") {
+  Replicas r;
+  std::vector<std::string> fast = r.Flags(), slow = r.Flags();
+  fast.insert(fast.end(), {"--usage-flush-interval", "200ms"});
+  slow.insert(slow.end(), {"--usage-flush-interval", "30s"});
+  const std::string a_address = r.Start(slow);  // writes its usage only when it stops
+  const std::string b_address = r.Start(fast);
+  Admin a(a_address, r.token());
+  Admin b(b_address, r.token());
+  const std::string key_id = a.CreateProject("usage").legacy_key().key_id();
+
+  ReportUses(a_address, r.token(), key_id, 5);
+  REQUIRE(UseCount(a, key_id) == 5);  // in A's memory: A shows it at once
+  ReportUses(b_address, r.token(), key_id, 7);
+  REQUIRE(testing::Eventually([&] { return UseCount(a, key_id) == 12; }));  // B wrote
+
+  // A stops cleanly: it writes what it summed on the way out.
+  ReportUses(a_address, r.token(), key_id, 1000);
+  r.Kill(0, SIGTERM);
+  REQUIRE(testing::Eventually([&] { return UseCount(b, key_id) == 1012; }));
+
+  // The next replica takes A's usage writer over, rows included, and adds on.
+  const std::string c_address = r.Start(fast);
+  Admin c(c_address, r.token());
+  ReportUses(c_address, r.token(), key_id, 100);
+  REQUIRE(testing::Eventually([&] { return UseCount(b, key_id) == 1112; }));
+  REQUIRE(UseCount(c, key_id) == 1112);
 }
 
 TEST_CASE(

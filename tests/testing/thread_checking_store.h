@@ -35,14 +35,34 @@ class ThreadCheckingStore final : public KeyStore {
     Note();
     return inner_->Sync(revision);
   }
-  absl::Status WriteAdvisory(std::vector<Write> writes, std::vector<Precondition> reads) override {
+  absl::StatusOr<std::string> UsageWriter() override {
     Note();
-    absl::SleepFor(absl::Milliseconds(advisory_delay_ms_.load()));
     MutexLock io(&io_mu_);
-    return inner_->WriteAdvisory(std::move(writes), std::move(reads));
+    return inner_->UsageWriter();
   }
-  // Each advisory write waits this long first: widens a race for a test.
-  void DelayAdvisoryWrites(int ms) { advisory_delay_ms_ = ms; }
+  absl::Status PutUsage(const std::string& writer, std::vector<UsageRow> rows) override {
+    Note();
+    absl::SleepFor(absl::Milliseconds(usage_delay_ms_.load()));
+    MutexLock io(&io_mu_);
+    return inner_->PutUsage(writer, std::move(rows));
+  }
+  absl::StatusOr<std::vector<UsageRow>> GetUsage(std::string_view key_id) const override {
+    Note();
+    MutexLock io(&io_mu_);
+    return inner_->GetUsage(key_id);
+  }
+  absl::Status EraseUsage(std::string_view key_id) override {
+    Note();
+    MutexLock io(&io_mu_);
+    return inner_->EraseUsage(key_id);
+  }
+  absl::StatusOr<Page> ScanUsage(std::string_view after, size_t limit) const override {
+    Note();
+    MutexLock io(&io_mu_);
+    return inner_->ScanUsage(after, limit);
+  }
+  // Each usage put waits this long first: widens a race for a test.
+  void DelayUsageWrites(int ms) { usage_delay_ms_ = ms; }
   // The next `n` Appends wait for one another (at most 10 s) before any goes
   // on: mutations racing from `n` authorities all finish their reads before
   // one commits, however their threads are scheduled.
@@ -128,7 +148,7 @@ class ThreadCheckingStore final : public KeyStore {
   // [concurrency] tests report only races in our own code.
   mutable Mutex io_mu_;
   std::atomic<bool> armed_{false};
-  std::atomic<int> advisory_delay_ms_{0};
+  std::atomic<int> usage_delay_ms_{0};
   Mutex gather_mu_;
   CondVar gathered_;
   int gather_awaited_ ABSL_GUARDED_BY(gather_mu_) = 0;  // Appends GatherAppends still awaits
