@@ -13,6 +13,10 @@
 // A crash loses what was not flushed: at most one flush interval of this
 // process's counts. Usage is advisory.
 //
+// One ledger per store handle: the writer belongs to the handle, so two
+// ledgers on one handle would overwrite each other's rows. (A replica is a
+// process with its own handle.)
+//
 // A UsageLedger is safe for concurrent access from multiple threads without
 // any external synchronization.
 #ifndef LATCHKEY_AUTHORITY_USAGE_LEDGER_H_
