@@ -198,9 +198,11 @@ absl::Status UsageLedger::Flush() {
   };
   std::vector<UsageRow> rows;
   std::vector<internal::KeyUsageRecord> written;
+  // Keys are read as the latest append left them (on etcd from the local
+  // copy, with no call: a flush reads one per key, twice).
   for (const auto& [key_id, pending] : taken) {
     if (pending.count == 0 && pending.rejected_count == 0) continue;  // Revoked alone
-    absl::StatusOr<std::optional<std::string>> key_row = store_->Get(Table::kKeys, key_id);
+    absl::StatusOr<std::optional<std::string>> key_row = store_->GetLatest(Table::kKeys, key_id);
     if (!key_row.ok()) return fail(key_row.status());
     if (!key_row->has_value()) continue;  // deleted since: its usage goes with it
     internal::KeyRecord key;
@@ -222,7 +224,8 @@ absl::Status UsageLedger::Flush() {
   // landed: take them away again. One deleted after this look erases them
   // itself.
   for (const UsageRow& row : rows) {
-    absl::StatusOr<std::optional<std::string>> key_row = store_->Get(Table::kKeys, row.key_id);
+    absl::StatusOr<std::optional<std::string>> key_row =
+        store_->GetLatest(Table::kKeys, row.key_id);
     if (!key_row.ok()) return key_row.status();
     if (key_row->has_value()) continue;
     if (absl::Status erased = store_->EraseUsage(row.key_id); !erased.ok()) return erased;
