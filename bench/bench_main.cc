@@ -162,6 +162,13 @@ int main(int argc, char** argv) {
       ->delimiter(',');
   w->callback([&] { status = latchkey::bench::Writes(clients, seconds, writes_store); });
 
+  auto* us = app.add_subcommand("usage", "usage reports of 200 keys absorbed per second");
+  std::string usage_etcd;
+  us->add_option("--clients", clients)->capture_default_str();
+  us->add_option("--seconds", seconds)->capture_default_str();
+  us->add_option("--etcd-endpoints", usage_etcd, "one replica over this etcd cluster instead");
+  us->callback([&] { status = latchkey::bench::Usage(clients, seconds, usage_etcd); });
+
   auto* fo = app.add_subcommand("failover", "sidecar failover when its authority is SIGKILLed");
   std::string authority_bin;
   int rounds = 5;

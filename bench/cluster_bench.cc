@@ -27,8 +27,10 @@
 #include "common/files.h"
 #include "common/key_format.h"
 #include "common/net.h"
+#include "common/time_util.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "latchkey/v1/key_admin.grpc.pb.h"
+#include "latchkey/v1/key_sync.grpc.pb.h"
 #include "sidecar/sync_client.h"
 
 namespace latchkey::bench {
@@ -555,6 +557,96 @@ int Writes(int clients, double seconds, const WritesStore& store) {
       commits > 0 ? (after.conflicts - before.conflicts) / commits : 0.0, own_cpu_ms,
       store.etcd_pids.empty() ? -1.0 : etcd_cpu_ms, static_cast<unsigned long long>(errors.load()));
   return 0;
+}
+
+int Usage(int clients, double seconds, const std::string& etcd_endpoints) {
+  const bool etcd = !etcd_endpoints.empty();
+  std::vector<std::unique_ptr<AuthorityServer>> servers;
+  std::string token;
+  if (etcd) {
+    servers = StartReplicas(etcd_endpoints, 1, &token);
+  } else {
+    servers.push_back(StartAuthority(TempDataDir("authority"), true));
+    token = *ReadTokenFile(servers[0]->admin_token_path());
+  }
+  AuthorityServer& server = *servers[0];
+  // 200 keys: four projects, each its legacy key and 49 more.
+  Admin admin{v1::KeyAdmin::NewStub(OwnChannel(server.address(), 0)), token};
+  std::vector<std::string> key_ids;
+  for (int p = 0; p < 4; ++p) {
+    v1::CreateProjectRequest cp;
+    cp.set_name("bench");
+    v1::CreateProjectResponse project;
+    if (!admin.stub->CreateProject(admin.Ctx().get(), cp, &project).ok()) return 1;
+    key_ids.push_back(project.legacy_key().key_id());
+    for (int k = 1; k < 50; ++k) {
+      v1::GenerateApiKeyRequest g;
+      g.set_project_id(project.project().project_id());
+      g.set_name("bench");
+      v1::GenerateApiKeyResponse key;
+      if (!admin.stub->GenerateApiKey(admin.Ctx().get(), g, &key).ok()) return 1;
+      key_ids.push_back(key.key().key_id());
+    }
+  }
+  if (!server.authority().FlushUsage().ok()) return 1;  // takes the usage writer
+  // Every report answered OK (the check of the counts), and those answered
+  // within the timed window (the rate).
+  std::atomic<uint64_t> answered{0}, reports{0}, errors{0};
+  std::atomic<bool> go{false}, stop{false};
+  std::vector<std::thread> threads;
+  for (int c = 0; c < clients; ++c) {
+    threads.emplace_back([&, c] {
+      auto stub = v1::KeySync::NewStub(OwnChannel(server.address(), c + 1));
+      v1::ReportUsageRequest req;
+      req.set_sidecar_id("bench-" + std::to_string(c));
+      for (const std::string& id : key_ids) {
+        v1::KeyUsage* u = req.add_usage();
+        u->set_key_id(id);
+        u->set_count(3);
+        *u->mutable_last_used_time() = ToProto(absl::Now());
+      }
+      while (!go) std::this_thread::yield();
+      while (!stop) {
+        grpc::ClientContext ctx;
+        ctx.AddMetadata("authorization", "Bearer " + token);
+        v1::ReportUsageResponse resp;
+        if (!stub->ReportUsage(&ctx, req, &resp).ok()) {
+          ++errors;
+          continue;
+        }
+        ++answered;
+        if (!stop) ++reports;
+      }
+    });
+  }
+  const double cpu = CpuSeconds(getpid());
+  go = true;
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  stop = true;
+  for (std::thread& t : threads) t.join();
+  // CPU of this whole process (the authority and its clients) per report.
+  const double cpu_ms_per_report =
+      (CpuSeconds(getpid()) - cpu) * 1000 / std::max<double>(1, reports.load());
+  // What the reports cost the store: the next flush (the periodic one may
+  // have run meanwhile; this one writes what came after it).
+  const uint64_t writes_before = server.authority().store().stats().advisory_writes;
+  const auto flush_start = Clock::now();
+  if (!server.authority().FlushUsage().ok()) return 1;
+  const double flush_ms = Ms(Clock::now() - flush_start);
+  const uint64_t flush_writes = server.authority().store().stats().advisory_writes - writes_before;
+  v1::GetKeyRequest get;
+  get.set_key_id(key_ids.back());
+  v1::Key key;
+  if (!admin.stub->GetKey(admin.Ctx().get(), get, &key).ok()) return 1;
+  const bool counted = key.use_count() == 3 * answered.load();
+  std::printf(
+      "{\"bench\":\"usage\",\"store\":\"%s\",\"clients\":%d,\"keys_per_report\":%zu,"
+      "\"reports_per_s\":%.0f,\"cpu_ms_per_report\":%.3f,\"flush_store_writes\":%llu,"
+      "\"flush_ms\":%.1f,\"counted\":%s,\"errors\":%llu}\n",
+      etcd ? "etcd" : "rocksdb", clients, key_ids.size(), reports / seconds, cpu_ms_per_report,
+      static_cast<unsigned long long>(flush_writes), flush_ms, counted ? "true" : "false",
+      static_cast<unsigned long long>(errors.load()));
+  return counted && errors == 0 ? 0 : 1;
 }
 
 int Failover(const std::string& authority_bin, const std::string& etcd_endpoints, int rounds) {

@@ -49,6 +49,14 @@ struct WritesStore {
 };
 int Writes(int clients, double seconds, const WritesStore& store);
 
+// ReportUsage from `clients` threads, each a sidecar naming the same 200 keys
+// in every report, for `seconds`, against one authority: on the embedded
+// store, or one replica over the etcd cluster at `etcd_endpoints`. Reports
+// the reports absorbed per second, the authority's CPU per report, and the
+// store writes of the flush that follows (one row per key, however many
+// reports named it).
+int Usage(int clients, double seconds, const std::string& etcd_endpoints);
+
 // Two `authority_bin` processes over the etcd cluster at `etcd_endpoints` and
 // one sidecar's real sync code following both. Each round SIGKILLs the
 // replica the sidecar follows, commits a mutation on the other, and times
