@@ -425,7 +425,8 @@ TEST_CASE("store: replicas over one etcd write usage as different writers, never
   REQUIRE(*c->UsageWriter() == wa);
   REQUIRE(c->PutUsage(wa, {{"key_1", "", "from c"}}).ok());
   REQUIRE(testing::Eventually([&] {
-    for (const UsageRow& r : *b->GetUsage("key_1")) {
+    const std::vector<UsageRow> rows = *b->GetUsage("key_1");
+    for (const UsageRow& r : rows) {
       if (r.writer == wa) return r.value == "from c";
     }
     return false;
