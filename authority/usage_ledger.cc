@@ -213,7 +213,11 @@ absl::Status UsageLedger::Flush() {
     rows.push_back(UsageRow{key_id, *writer, own->SerializeAsString()});
     written.push_back(*std::move(own));
   }
-  if (absl::Status put = store_->PutUsage(*writer, rows); !put.ok()) return fail(put);
+  // Nothing to write when every key taken was deleted or only revoked: no
+  // store write (the embedded store would count an empty batch as one).
+  if (!rows.empty()) {
+    if (absl::Status put = store_->PutUsage(*writer, rows); !put.ok()) return fail(put);
+  }
   {
     MutexLock lock(&state_mu_);
     for (size_t i = 0; i < rows.size(); ++i) totals_[rows[i].key_id] = std::move(written[i]);
