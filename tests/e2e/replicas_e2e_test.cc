@@ -125,12 +125,15 @@ TEST_CASE(
   Admin a(a_address, r.token());
   Admin b(b_address, r.token());
 
-  // Made on A, read on B.
+  // Made on A, read on B once B's watch of etcd has brought it (B reads at
+  // the revision it has published, a watch hop behind A's commit).
   const v1::CreateProjectResponse project = a.CreateProject("shared");
   v1::GetProjectRequest get;
   get.set_project_id(project.project().project_id());
   v1::Project seen;
-  REQUIRE(b.Call(&v1::KeyAdmin::Stub::GetProject, get, &seen).ok());
+  REQUIRE(
+      testing::Eventually([&] { return b.Call(&v1::KeyAdmin::Stub::GetProject, get, &seen).ok(); },
+                          std::chrono::seconds(1)));
   REQUIRE(seen.legacy_key_id() == project.project().legacy_key_id());
 
   // A principal made on A authenticates on B.
