@@ -1,9 +1,12 @@
 #include "authority/sync_service.h"
 
+#include <optional>
+
 #include "absl/time/clock.h"
 #include "authority/admin_service.h"
 #include "authority/watch_stream.h"
 #include "common/log.h"
+#include "common/mutex.h"
 #include "common/status.h"
 #include "common/strings.h"
 
@@ -12,34 +15,23 @@ namespace {
 
 constexpr size_t kMaxSidecarIdChars = 128;
 
-// The gRPC face of one Watch call: a write reactor that is the stream's sink.
-// It holds a session in receipts from construction to OnDone. Deletes itself
-// in OnDone, when gRPC has finished with it.
-class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchResponse>, public WatchSink {
+// One following sidecar, from its watch request until its call is done: its
+// place in receipts and the stream of messages it is sent.
+class Following {
  public:
-  WatchReactor(KeyStore* store, EventHub* hub, PropagationTracker* propagation,
-               WorkQueue* store_work, const std::string& principal_id,
-               const std::string& sidecar_id, const std::string& resume_session, size_t queue_limit)
-      : propagation_(propagation),
-        receipts_(propagation->Opened(principal_id, sidecar_id, resume_session, absl::Now())),
-        stream_(store, hub, store_work, this, principal_id, sidecar_id, queue_limit,
-                receipts_.session) {}
+  Following(const SyncService::StreamDeps& deps, WatchSink* sink, const std::string& principal_id,
+            const std::string& sidecar_id, const std::string& resume_session)
+      : propagation_(deps.propagation),
+        receipts_(propagation_->Opened(principal_id, sidecar_id, resume_session, absl::Now())),
+        stream_(deps.store, deps.hub, deps.store_work, sink, principal_id, sidecar_id,
+                deps.queue_limit, receipts_.session) {}
+  // The session's entry stays in receipts, as disconnected, until the
+  // sidecar comes back, leaves or is forgotten. Then the stream leaves the
+  // hub.
+  ~Following() { propagation_->Closed(receipts_, absl::Now()); }
 
-  void Start(const v1::WatchRequest& req, WatchStream::Admit admit) {
-    stream_.Start(req, std::move(admit));
-  }
-
-  // WatchSink.
-  void Write(const v1::WatchResponse* message) override { StartWrite(message); }
-  void End(absl::Status status) override { Finish(ToGrpcStatus(status)); }
-
-  // grpc::ServerWriteReactor.
-  void OnWriteDone(bool ok) override { stream_.OnWriteDone(ok); }
-  void OnCancel() override { stream_.Cancel(); }
-  void OnDone() override {
-    propagation_->Closed(receipts_, absl::Now());
-    delete this;  // the stream leaves the hub
-  }
+  WatchStream& stream() { return stream_; }
+  const std::string& session() const { return receipts_.session; }
 
  private:
   PropagationTracker* const propagation_;
@@ -47,9 +39,161 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchResponse>, p
   WatchStream stream_;
 };
 
-std::string SidecarId(const grpc::CallbackServerContext& ctx, const v1::WatchRequest& req) {
-  if (!req.sidecar_id().empty()) return req.sidecar_id();
-  return ctx.peer();
+// A reactor that finishes at once, for refused calls.
+template <typename Reactor>
+class Refused final : public Reactor {
+ public:
+  explicit Refused(const absl::Status& status) { this->Finish(ToGrpcStatus(status)); }
+  void OnDone() override { delete this; }
+};
+
+// The gRPC face of one Watch call (sidecars of the previous release): a
+// write reactor that is the stream's sink. Deletes itself in OnDone, when
+// gRPC has finished with it.
+class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchResponse>, public WatchSink {
+ public:
+  WatchReactor(const SyncService::StreamDeps& deps, const std::string& principal_id,
+               const std::string& sidecar_id, const std::string& resume_session)
+      : following_(deps, this, principal_id, sidecar_id, resume_session) {}
+
+  void Start(const v1::WatchRequest& req, WatchStream::Admit admit) {
+    following_.stream().Start(req, std::move(admit));
+  }
+
+  // WatchSink.
+  void Write(const v1::WatchResponse* message) override { StartWrite(message); }
+  void End(absl::Status status) override { Finish(ToGrpcStatus(status)); }
+
+  // grpc::ServerWriteReactor.
+  void OnWriteDone(bool ok) override { following_.stream().OnWriteDone(ok); }
+  void OnCancel() override { following_.stream().Cancel(); }
+  void OnDone() override { delete this; }
+
+ private:
+  Following following_;
+};
+
+// The gRPC face of one Sync call: reads the watch request, starts the stream
+// (this reactor is its sink), then counts each acknowledgement the sidecar
+// sends under the stream's own session. Deletes itself in OnDone.
+//
+// gRPC may run OnReadDone, OnWriteDone and OnCancel at once on different
+// threads; only OnReadDone touches following_ before the stream starts, and
+// OnCancel learns whether it has started under mu_.
+class SyncReactor final : public grpc::ServerBidiReactor<v1::SyncRequest, v1::WatchResponse>,
+                          public WatchSink {
+ public:
+  SyncReactor(const SyncService* service, Caller caller, std::string peer, WatchStream::Admit admit)
+      : service_(service),
+        caller_(std::move(caller)),
+        peer_(std::move(peer)),
+        admit_(std::move(admit)) {
+    StartRead(&incoming_);
+  }
+
+  // WatchSink.
+  void Write(const v1::WatchResponse* message) override { StartWrite(message); }
+  void End(absl::Status status) override { Finish(ToGrpcStatus(status)); }
+
+  // grpc::ServerBidiReactor.
+  void OnReadDone(bool ok) override {
+    if (!following_) {
+      // Nothing started yet, so this is the only place the call can end.
+      if (!ok) {
+        Finish(ToGrpcStatus(
+            absl::InvalidArgumentError("a Sync call must send its watch request before closing")));
+        return;
+      }
+      Begin();
+      return;
+    }
+    if (!ok) {
+      // The sidecar closed its side (it is leaving) or went away.
+      following_->stream().Cancel(absl::OkStatus());
+      return;
+    }
+    if (absl::Status counted = Acknowledge(); !counted.ok()) {
+      following_->stream().Cancel(std::move(counted));
+      return;
+    }
+    StartRead(&incoming_);
+  }
+  void OnWriteDone(bool ok) override { following_->stream().OnWriteDone(ok); }
+  void OnCancel() override {
+    {
+      MutexLock lock(&mu_);
+      if (!started_) {
+        cancelled_ = true;  // OnReadDone sees it once it has started the stream
+        return;
+      }
+    }
+    following_->stream().Cancel();
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  // The first message: the watch request.
+  void Begin() {
+    if (!incoming_.has_watch()) {
+      Finish(ToGrpcStatus(
+          absl::InvalidArgumentError("the first SyncRequest of a call must carry `watch`")));
+      return;
+    }
+    const v1::WatchRequest& req = incoming_.watch();
+    if (absl::Status admitted = service_->CheckWatch(req); !admitted.ok()) {
+      Finish(ToGrpcStatus(admitted));
+      return;
+    }
+    following_.emplace(service_->stream_deps(), this, caller_.principal_id,
+                       req.sidecar_id().empty() ? peer_ : req.sidecar_id(), req.session());
+    following_->stream().Start(req, std::move(admit_));
+    bool cancelled;
+    {
+      MutexLock lock(&mu_);
+      started_ = true;
+      cancelled = cancelled_;
+    }
+    if (cancelled) following_->stream().Cancel();
+    StartRead(&incoming_);
+  }
+
+  // Every later message: an acknowledgement. Only a malformed one ends the
+  // stream.
+  absl::Status Acknowledge() {
+    if (!incoming_.has_acknowledgement()) {
+      return absl::InvalidArgumentError(
+          "after the first SyncRequest every one must carry `acknowledgement`");
+    }
+    const v1::SyncAcknowledgement& ack = incoming_.acknowledgement();
+    PropagationTracker& receipts = *service_->stream_deps().propagation;
+    if (ack.leaving()) return receipts.Left(caller_.principal_id, following_->session());
+    // Not counted, and no reason to end the stream: a revision of another
+    // store (the sidecar has not caught up with a restore yet), or one after
+    // this replica's head (it resumed from a replica further ahead). The
+    // sidecar acknowledges again with its next event or progress message.
+    const KeyStore& store = *service_->stream_deps().store;
+    if (ack.store_id() != store.store_id()) return absl::OkStatus();
+    if (ack.applied_revision() > store.head_revision()) return absl::OkStatus();
+    return receipts.Acknowledged(caller_.principal_id, following_->session(),
+                                 ack.applied_revision(), absl::Now());
+  }
+
+  const SyncService* const service_;
+  const Caller caller_;
+  const std::string peer_;  // the sidecar id when the request names none
+  WatchStream::Admit admit_;
+  v1::SyncRequest incoming_;  // gRPC's between StartRead and OnReadDone
+  std::optional<Following> following_;
+
+  Mutex mu_;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// Authenticated again once the stream is in the hub: a deletion of the
+// caller's principal either closes it there or is seen here.
+WatchStream::Admit Reauthenticate(KeyAuthority* authority, const grpc::CallbackServerContext& ctx) {
+  return [authority, token = BearerToken(ctx)] { return authority->Authenticate(token).status(); };
 }
 
 }  // namespace
@@ -59,8 +203,12 @@ SyncService::SyncService(KeyAuthority* authority, EventHub* hub, PropagationTrac
     : authority_(authority),
       hub_(hub),
       propagation_(propagation),
-      store_work_(store_work),
-      options_(options) {
+      options_(options),
+      stream_deps_{.store = &authority->store(),
+                   .hub = hub,
+                   .propagation = propagation,
+                   .store_work = store_work,
+                   .queue_limit = options.queue_limit} {
   authority_->SetPrincipalDeletedListener([hub](const std::string& principal_id) {
     hub->ClosePrincipal(principal_id, absl::UnauthenticatedError("principal deleted"));
   });
@@ -68,35 +216,45 @@ SyncService::SyncService(KeyAuthority* authority, EventHub* hub, PropagationTrac
 
 SyncService::~SyncService() { authority_->SetPrincipalDeletedListener(nullptr); }
 
+absl::StatusOr<Caller> SyncService::AuthorizeFollower(
+    const grpc::CallbackServerContext& ctx) const {
+  absl::StatusOr<Caller> caller = AuthenticateCall(*authority_, ctx);
+  if (!caller.ok()) return caller.status();
+  if (absl::Status allowed = Authorize(*caller, Permission::kSync); !allowed.ok()) return allowed;
+  return caller;
+}
+
+absl::Status SyncService::CheckWatch(const v1::WatchRequest& req) const {
+  if (req.sidecar_id().size() > kMaxSidecarIdChars) {
+    return absl::InvalidArgumentError("sidecar_id is longer than 128 characters");
+  }
+  if (hub_->size() >= options_.max_watchers) {
+    return absl::ResourceExhaustedError("too many watch streams; retry later");
+  }
+  return absl::OkStatus();
+}
+
+grpc::ServerBidiReactor<v1::SyncRequest, v1::WatchResponse>* SyncService::Sync(
+    grpc::CallbackServerContext* ctx) {
+  absl::StatusOr<Caller> caller = AuthorizeFollower(*ctx);
+  if (!caller.ok()) {
+    return new Refused<grpc::ServerBidiReactor<v1::SyncRequest, v1::WatchResponse>>(
+        caller.status());
+  }
+  return new SyncReactor(this, *std::move(caller), ctx->peer(), Reauthenticate(authority_, *ctx));
+}
+
 grpc::ServerWriteReactor<v1::WatchResponse>* SyncService::Watch(grpc::CallbackServerContext* ctx,
                                                                 const v1::WatchRequest* req) {
-  absl::StatusOr<Caller> caller = AuthenticateCall(*authority_, *ctx);
+  absl::StatusOr<Caller> caller = AuthorizeFollower(*ctx);
   absl::Status status = caller.status();
-  if (status.ok()) status = Authorize(*caller, Permission::kSync);
-  if (status.ok() && req->sidecar_id().size() > kMaxSidecarIdChars) {
-    status = absl::InvalidArgumentError("sidecar_id is longer than 128 characters");
-  }
-  if (status.ok() && hub_->size() >= options_.max_watchers) {
-    status = absl::ResourceExhaustedError("too many watch streams; retry later");
-  }
-  if (!status.ok()) {
-    // A reactor that finishes at once, for refused calls.
-    class Refused : public grpc::ServerWriteReactor<v1::WatchResponse> {
-     public:
-      explicit Refused(grpc::Status s) { Finish(std::move(s)); }
-      void OnDone() override { delete this; }
-    };
-    return new Refused(ToGrpcStatus(status));
-  }
-  auto* stream =
-      new WatchReactor(&authority_->store(), hub_, propagation_, store_work_, caller->principal_id,
-                       SidecarId(*ctx, *req), req->session(), options_.queue_limit);
-  // Authenticated again once the stream is in the hub: a deletion of the
-  // caller's principal either closes it there or is seen here.
-  stream->Start(*req, [authority = authority_, token = BearerToken(*ctx)] {
-    return authority->Authenticate(token).status();
-  });
-  return stream;
+  if (status.ok()) status = CheckWatch(*req);
+  if (!status.ok()) return new Refused<grpc::ServerWriteReactor<v1::WatchResponse>>(status);
+  auto* reactor =
+      new WatchReactor(stream_deps_, caller->principal_id,
+                       req->sidecar_id().empty() ? ctx->peer() : req->sidecar_id(), req->session());
+  reactor->Start(*req, Reauthenticate(authority_, *ctx));
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* SyncService::Acknowledge(grpc::CallbackServerContext* ctx,

@@ -74,8 +74,8 @@ void WatchStream::OnWriteDone(bool ok) {
   Pump();
 }
 
-void WatchStream::Cancel() {
-  EndWith(absl::CancelledError("cancelled"));
+void WatchStream::Cancel(absl::Status why) {
+  EndWith(std::move(why));
   Pump();
 }
 

@@ -48,7 +48,9 @@ class WatchSink {
 //   Close's status      the authority is stopping (UNAVAILABLE), the caller's
 //                       principal was deleted (UNAUTHENTICATED)
 //   the admit status    admit (see Start) refused the caller
-//   CANCELLED           Cancel, or a write that failed (the client is gone)
+//   Cancel's status     the client went away (CANCELLED) or closed its side
+//                       of a Sync call (OK)
+//   CANCELLED           a write failed (the client is gone)
 //   RESOURCE_EXHAUSTED  the client fell more than `queue_limit` messages behind
 //   the store's status  a snapshot or replay read failed
 //   INTERNAL            a gap in the revisions heard from the hub (a bug)
@@ -79,8 +81,8 @@ class WatchStream final : public Subscriber {
   // The sink finished the write it was given; `ok` is false when the client
   // is gone.
   void OnWriteDone(bool ok);
-  // The client went away.
-  void Cancel();
+  // The client went away, or (with another status) ended its side.
+  void Cancel(absl::Status why = absl::CancelledError("cancelled"));
 
   // Subscriber.
   void Deliver(const SharedResponse& message) override;

@@ -55,7 +55,8 @@ TEST_CASE("garbage and oversized request bodies get a status, and serving goes o
   const std::string garbage("\xff\xfe\x07garbage\x00\x01\x02\xff", 14);
   for (const char* method :
        {"/latchkey.v1.KeyAdmin/CreateProject", "/latchkey.v1.KeyAdmin/RevokeApiKey",
-        "/latchkey.v1.KeySync/Acknowledge", "/latchkey.v1.KeyAdmin/NoSuchMethod"}) {
+        "/latchkey.v1.KeySync/Acknowledge", "/latchkey.v1.KeySync/Sync",
+        "/latchkey.v1.KeyAdmin/NoSuchMethod"}) {
     INFO(method);
     REQUIRE_FALSE(RawCall(authority, method, garbage, c.admin().token).ok());
   }
