@@ -17,7 +17,9 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 
+#include "absl/time/time.h"
 #include "common/mutex.h"
 
 namespace latchkey {
@@ -28,33 +30,39 @@ namespace latchkey {
 // `ctx`, `req` and `resp` must outlive the call, as with the synchronous API.
 grpc::Status CallAndWait(const std::function<void(std::function<void(grpc::Status)>)>& start);
 
-// Reads a server stream one message at a time, the way ClientReader does.
-// Use through Open():
-//   auto stream = StreamReader<Resp>::Open(
-//       [&](grpc::ClientContext* ctx, grpc::ClientReadReactor<Resp>* r) {
+// A bidirectional stream, read one message at a time the way ClientReader
+// reads, with writes that never block: a message sent while another is being
+// written waits behind it, and a newer one replaces it. The stream carries
+// the latest state (an applied revision), not a log. Use through Open():
+//   auto stream = BidiStream<Req, Resp>::Open(
+//       [&](grpc::ClientContext* ctx, grpc::ClientBidiReactor<Req, Resp>* r) {
 //         ctx->AddMetadata(...);
-//         stub->async()->Method(ctx, &req, r);
+//         stub->async()->Method(ctx, r);
 //       });
-//   while (stream->Read(&msg)) ...;
+//   stream->Send(first);
+//   while (stream->Read(&msg)) stream->Send(...);
 //   grpc::Status s = stream->Finish();
-// context() may be cancelled from any thread. The reader lives until both the
-// caller's reference and gRPC are done with it.
-template <typename Response>
-class StreamReader final : public grpc::ClientReadReactor<Response> {
+// context() may be cancelled, and Send and CloseWrites called, from any
+// thread until Finish. The stream lives until both the caller's reference and
+// gRPC are done with it.
+template <typename Request, typename Response>
+class BidiStream final : public grpc::ClientBidiReactor<Request, Response> {
  public:
-  using Start = std::function<void(grpc::ClientContext*, grpc::ClientReadReactor<Response>*)>;
+  using Reactor = grpc::ClientBidiReactor<Request, Response>;
+  using Start = std::function<void(grpc::ClientContext*, Reactor*)>;
 
-  static std::shared_ptr<StreamReader> Open(const Start& start) {
-    std::shared_ptr<StreamReader> reader(new StreamReader);
-    reader->self_ = reader;  // gRPC's reference, dropped by OnDone
-    start(&reader->ctx_, reader.get());
-    // Held until the caller has seen the end: without the hold gRPC could
-    // finish the call (OnDone) between two reads, and the next StartRead
-    // would touch a finished call.
-    reader->AddHold();
-    reader->StartRead(&reader->incoming_);
-    reader->StartCall();
-    return reader;
+  static std::shared_ptr<BidiStream> Open(const Start& start) {
+    std::shared_ptr<BidiStream> stream(new BidiStream);
+    stream->self_ = stream;  // gRPC's reference, dropped by OnDone
+    start(&stream->ctx_, stream.get());
+    // Two holds, one per side, each kept until the caller is done with that
+    // side: without them gRPC could finish the call (OnDone) between two
+    // reads, or before a Send from the caller's thread, and the next
+    // StartRead or StartWrite would touch a finished call.
+    stream->AddMultipleHolds(2);
+    stream->StartRead(&stream->incoming_);
+    stream->StartCall();
+    return stream;
   }
 
   grpc::ClientContext* context() { return &ctx_; }
@@ -73,30 +81,80 @@ class StreamReader final : public grpc::ClientReadReactor<Response> {
       }
     }
     if (!more) {
-      ReleaseHold();
+      ReleaseReadHold();
       return false;
     }
     this->StartRead(&incoming_);
     return true;
   }
 
+  // Writes `msg` after the write in flight, replacing any message still
+  // waiting for it. False, and nothing is sent, once the writing side is
+  // closed or a write has failed (the call is ending).
+  bool Send(const Request& msg) {
+    {
+      MutexLock lock(&mu_);
+      if (close_wanted_ || finishing_ || write_failed_) return false;
+      if (writing_) {
+        waiting_ = msg;
+        return true;
+      }
+      writing_ = true;
+      outgoing_ = msg;
+    }
+    this->StartWrite(&outgoing_);
+    return true;
+  }
+
+  // Closes the writing side once what was sent is written: the server's
+  // reads end. Reading goes on.
+  void CloseWrites() {
+    {
+      MutexLock lock(&mu_);
+      if (close_wanted_ || finishing_) return;
+      close_wanted_ = true;
+      if (writing_) return;  // OnWriteDone closes after the write in flight
+      writing_ = true;
+    }
+    this->StartWritesDone();
+  }
+
+  // Waits up to `timeout` for every write sent (and the close, if asked for)
+  // to be done; true when they all went out.
+  bool WaitWritten(absl::Duration timeout) {
+    MutexLock lock(&mu_);
+    changed_.WaitFor(&mu_, timeout, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return !writing_ || write_failed_;
+    });
+    return !writing_ && !write_failed_;
+  }
+
   // Waits for the stream's final status: call it after Read returned false,
-  // or after cancelling context() to stop early.
+  // or after cancelling context() to stop early. A message still waiting to
+  // be written is dropped.
   grpc::Status Finish() {
-    ReleaseHold();
+    {
+      MutexLock lock(&mu_);
+      finishing_ = true;
+      changed_.Wait(&mu_, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !writing_; });
+      if (!write_held_) return status_;  // Finish was called before
+      write_held_ = false;
+    }
+    this->RemoveHold();  // may run OnDone here, which takes mu_
+    ReleaseReadHold();
     MutexLock lock(&mu_);
     changed_.Wait(&mu_, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return done_; });
     return status_;
   }
 
  private:
-  StreamReader() = default;
+  BidiStream() = default;
 
-  void ReleaseHold() {
+  void ReleaseReadHold() {
     {
       MutexLock lock(&mu_);
-      if (!held_) return;
-      held_ = false;
+      if (!read_held_) return;
+      read_held_ = false;
     }
     this->RemoveHold();  // may run OnDone here, which takes mu_
   }
@@ -107,10 +165,40 @@ class StreamReader final : public grpc::ClientReadReactor<Response> {
     changed_.SignalAll();
   }
 
+  void OnWriteDone(bool ok) override {
+    enum class Next { kWrite, kClose, kNone } next = Next::kNone;
+    {
+      MutexLock lock(&mu_);
+      if (!ok) {
+        write_failed_ = true;
+        waiting_.reset();
+      } else if (waiting_ && !finishing_) {
+        outgoing_ = *std::move(waiting_);
+        waiting_.reset();
+        next = Next::kWrite;
+      } else if (close_wanted_ && !finishing_) {
+        next = Next::kClose;
+      }
+      if (next == Next::kNone) {
+        writing_ = false;
+        changed_.SignalAll();
+      }
+    }
+    if (next == Next::kWrite) this->StartWrite(&outgoing_);
+    if (next == Next::kClose) this->StartWritesDone();
+  }
+
+  void OnWritesDoneDone(bool ok) override {
+    MutexLock lock(&mu_);
+    if (!ok) write_failed_ = true;
+    writing_ = false;
+    changed_.SignalAll();
+  }
+
   void OnDone(const grpc::Status& status) override {
     // The last reaction: after it gRPC never touches this object again, so
     // it may be the one to free it.
-    std::shared_ptr<StreamReader> last = std::move(self_);
+    std::shared_ptr<BidiStream> last = std::move(self_);
     MutexLock lock(&mu_);
     status_ = status;
     done_ = true;
@@ -119,14 +207,24 @@ class StreamReader final : public grpc::ClientReadReactor<Response> {
   }
 
   grpc::ClientContext ctx_;
-  std::shared_ptr<StreamReader> self_;
+  std::shared_ptr<BidiStream> self_;
   Response incoming_;  // gRPC's between StartRead and OnReadDone
+  Request outgoing_;   // gRPC's between StartWrite and OnWriteDone
   Mutex mu_;
   CondVar changed_;
   bool ready_ ABSL_GUARDED_BY(mu_) = false;  // incoming_ holds a message
   bool ended_ ABSL_GUARDED_BY(mu_) = false;  // no message will come
   bool done_ ABSL_GUARDED_BY(mu_) = false;
-  bool held_ ABSL_GUARDED_BY(mu_) = true;
+  bool read_held_ ABSL_GUARDED_BY(mu_) = true;
+  bool write_held_ ABSL_GUARDED_BY(mu_) = true;
+  // A write or the close is in flight. Set by whoever starts one; cleared
+  // when the last of a chain (a write, the message waiting behind it, the
+  // close) is done.
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<Request> waiting_ ABSL_GUARDED_BY(mu_);  // sent while writing_
+  bool close_wanted_ ABSL_GUARDED_BY(mu_) = false;
+  bool finishing_ ABSL_GUARDED_BY(mu_) = false;
+  bool write_failed_ ABSL_GUARDED_BY(mu_) = false;
   grpc::Status status_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -34,51 +34,40 @@ std::string SyncClient::session() const {
 
 void SyncClient::Start() {
   reader_ = std::thread([this] { ReadLoop(); });
-  acker_ = std::thread([this] { AckLoop(); });
 }
 
 void SyncClient::Stop() {
-  std::string session;
+  std::shared_ptr<Stream> stream;
   {
     MutexLock lock(&mu_);
     if (stopping_ && !reader_.joinable()) return;
     stopping_ = true;
     changed_.SignalAll();
-    session = session_;
+    stream = stream_;
   }
-  // Goodbye before the stream ends: the authority drops this sidecar from
-  // receipts at once instead of keeping it as missing.
-  if (!session.empty()) Leave(session);
-  {
+  if (stream != nullptr) {
+    // Goodbye before the stream ends: the authority drops this sidecar from
+    // receipts at once instead of keeping it as missing. It answers the
+    // closed side by ending the call, which ends the reader's loop.
+    v1::SyncRequest bye;
+    bye.mutable_acknowledgement()->set_leaving(true);
+    stream->Send(bye);
+    stream->CloseWrites();
     MutexLock lock(&mu_);
-    if (stream_ != nullptr) stream_->TryCancel();
+    auto ended = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stream_ == nullptr; };
+    if (!changed_.WaitFor(&mu_, absl::Seconds(1), ended)) {
+      spdlog::warn(
+          "the authority did not answer this sidecar's goodbye within 1s; receipts list it as "
+          "missing until the authority forgets it");
+      stream_->context()->TryCancel();
+    }
   }
   if (reader_.joinable()) reader_.join();
-  if (acker_.joinable()) acker_.join();
-}
-
-void SyncClient::Leave(const std::string& session) {
-  v1::AcknowledgeRequest req;
-  req.set_sidecar_id(options_.sidecar_id);
-  req.set_session(session);
-  req.set_leaving(true);
-  grpc::ClientContext ctx;
-  ctx.AddMetadata("authorization", "Bearer " + options_.token);
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
-  v1::AcknowledgeResponse resp;
-  const grpc::Status s =
-      CallAndWait([&](auto done) { stub_->async()->Acknowledge(&ctx, &req, &resp, done); });
-  if (!s.ok()) {
-    spdlog::warn(
-        "could not tell the authority this sidecar is leaving ({}); receipts will list "
-        "it as missing until the authority forgets it",
-        s.error_message());
-  }
 }
 
 void SyncClient::Reconnect() {
   MutexLock lock(&mu_);
-  if (stream_ != nullptr) stream_->TryCancel();
+  if (stream_ != nullptr) stream_->context()->TryCancel();
 }
 
 SyncClient::State SyncClient::state() const {
@@ -101,9 +90,10 @@ void SyncClient::ReadLoop() {
   // does not reset the backoff.
   bool violated = false;
   for (;;) {
-    v1::WatchRequest req;
+    v1::SyncRequest first;
+    v1::WatchRequest& req = *first.mutable_watch();
     req.set_sidecar_id(options_.sidecar_id);
-    std::shared_ptr<StreamReader<v1::WatchResponse>> reader;
+    std::shared_ptr<Stream> stream;
     {
       MutexLock lock(&mu_);
       if (stopping_) return;
@@ -113,39 +103,41 @@ void SyncClient::ReadLoop() {
         req.set_store_id(state_.store_id);
       }
       // Opened under mu_, so Stop() either sees stopping_ before this stream
-      // exists or finds the stream to cancel.
-      reader = StreamReader<v1::WatchResponse>::Open([&](grpc::ClientContext* ctx, auto* r) {
+      // exists or finds the stream to say goodbye on.
+      stream = Stream::Open([&](grpc::ClientContext* ctx, Stream::Reactor* r) {
         ctx->AddMetadata("authorization", "Bearer " + options_.token);
-        stub_->async()->Watch(ctx, &req, r);
+        stub_->async()->Sync(ctx, r);
       });
-      stream_ = reader->context();
+      stream_ = stream;
+      stream->Send(first);  // before anything Stop() may send
+      acked_ = 0;           // a new stream: tell this authority where we are
     }
     building_.reset();
     v1::WatchResponse msg;
     absl::Status broken;
-    bool first = true;
-    while (reader->Read(&msg)) {
-      if (first) {
-        first = false;
+    bool first_read = true;
+    while (stream->Read(&msg)) {
+      if (first_read) {
+        first_read = false;
         if (!violated) backoff = options_.min_backoff;  // the authority answers: start over
         MutexLock lock(&mu_);
         session_ = msg.session();
-        acked_ = 0;  // a new stream: tell this authority where we are
-        changed_.SignalAll();
       }
       broken = Handle(msg);
       if (!broken.ok()) {
         spdlog::error("watch stream from authority broke the contract: {}; resyncing",
                       broken.ToString());
-        reader->context()->TryCancel();
+        stream->context()->TryCancel();
         break;
       }
+      Acknowledge(*stream);
     }
-    const grpc::Status finished = reader->Finish();
+    const grpc::Status finished = stream->Finish();
     bool stopping;
     {
       MutexLock lock(&mu_);
       stream_ = nullptr;
+      changed_.SignalAll();
       stopping = stopping_;
       if (!stopping) ++state_.reconnects;
       if (!broken.ok()) ++state_.contract_violations;
@@ -153,7 +145,12 @@ void SyncClient::ReadLoop() {
     }
     violated = !broken.ok();
     if (stopping) return;
-    if (broken.ok()) {
+    if (finished.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
+      spdlog::error(
+          "the authority does not serve KeySync.Sync: it is older than this sidecar (upgrade "
+          "authorities before sidecars); retrying in {}",
+          absl::FormatDuration(backoff));
+    } else if (broken.ok()) {
       spdlog::warn("watch stream ended ({}: {}); reconnecting in {}",
                    static_cast<int>(finished.error_code()), finished.error_message(),
                    absl::FormatDuration(backoff));
@@ -215,7 +212,6 @@ absl::Status SyncClient::HandleSnapshotEnd(const v1::WatchResponse& msg) {
     known_head_ = std::max(known_head_, revision);
     ++state_.snapshots;
     state_.last_confirmed = absl::Now();
-    changed_.SignalAll();
   }
   spdlog::info("loaded snapshot of {} keys at revision {} of store {}", keys, revision,
                msg.store_id());
@@ -243,7 +239,6 @@ absl::Status SyncClient::HandleEvent(const v1::WatchResponse& msg) {
     state_.applied = revision;
     ++state_.events;
     if (revision >= known_head_) state_.last_confirmed = absl::Now();
-    changed_.SignalAll();
   }
   MarkApplied(revision, false);
   return absl::OkStatus();
@@ -263,8 +258,6 @@ absl::Status SyncClient::HandleProgress(const v1::WatchResponse& msg) {
   }
   known_head_ = std::max(known_head_, head);
   if (state_.applied >= head) state_.last_confirmed = absl::Now();
-  acked_ = 0;  // acknowledge with each progress message too
-  changed_.SignalAll();
   return absl::OkStatus();
 }
 
@@ -272,34 +265,18 @@ void SyncClient::MarkApplied(uint64_t revision, bool snapshot) {
   if (options_.on_applied) options_.on_applied(revision, snapshot);
 }
 
-void SyncClient::AckLoop() {
-  MutexLock lock(&mu_);
-  for (;;) {
-    auto work = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return stopping_ || (state_.synced && state_.applied != acked_ && !session_.empty());
-    };
-    changed_.Wait(&mu_, work);
-    if (stopping_) return;
-    v1::AcknowledgeRequest req;
-    req.set_sidecar_id(options_.sidecar_id);
-    req.set_session(session_);
-    req.set_applied_revision(state_.applied);
-    req.set_store_id(state_.store_id);
-    mu_.Unlock();
-    grpc::ClientContext ctx;
-    ctx.AddMetadata("authorization", "Bearer " + options_.token);
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
-    v1::AcknowledgeResponse resp;
-    const grpc::Status s =
-        CallAndWait([&](auto done) { stub_->async()->Acknowledge(&ctx, &req, &resp, done); });
-    mu_.Lock();
-    if (s.ok()) {
-      acked_ = req.applied_revision();
-    } else {
-      auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
-      changed_.WaitFor(&mu_, absl::Milliseconds(200), stop);
-    }
+void SyncClient::Acknowledge(Stream& stream) {
+  v1::SyncRequest ack;
+  {
+    MutexLock lock(&mu_);
+    if (!state_.synced || state_.applied == acked_) return;
+    acked_ = state_.applied;
+    ack.mutable_acknowledgement()->set_applied_revision(state_.applied);
+    ack.mutable_acknowledgement()->set_store_id(state_.store_id);
   }
+  // Never blocks: while an earlier acknowledgement is being written this one
+  // waits behind it, replacing any older one still waiting.
+  stream.Send(ack);
 }
 
 }  // namespace latchkey

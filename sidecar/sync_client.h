@@ -1,4 +1,4 @@
-// Follows the authority's KeySync.Watch stream into a KeySet.
+// Follows the authority's KeySync.Sync stream into a KeySet.
 //
 // One thread reads the stream: a snapshot is collected in a KeySet::Builder
 // and swapped in at its end marker; events are applied one revision at a
@@ -6,8 +6,9 @@
 // no duplicates, no gaps, never backwards within a store id) and, when it is
 // broken, drops the stream and resyncs by snapshot. It reconnects with
 // jittered exponential backoff, resuming after its applied revision; a new
-// store id means a full resync. A second thread acknowledges applied revisions, so
-// the authority can issue revocation receipts.
+// store id means a full resync. It acknowledges applied revisions on the
+// same stream (the latest one only, never blocking the reader), so the
+// authority can issue revocation receipts.
 //
 // A SyncClient is safe for concurrent access from multiple threads.
 #ifndef LATCHKEY_SIDECAR_SYNC_CLIENT_H_
@@ -23,6 +24,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/time/time.h"
+#include "common/grpc_client.h"
 #include "common/mutex.h"
 #include "latchkey/v1/key_sync.grpc.pb.h"
 #include "sidecar/key_set.h"
@@ -68,7 +70,8 @@ class SyncClient {
   void Restore(const std::string& store_id, uint64_t revision, absl::Time confirmed,
                const std::string& session);
   void Start();
-  // Ends the stream and the threads. Idempotent.
+  // Tells the authority this sidecar is leaving, ends the stream and the
+  // reader thread. Idempotent.
   void Stop();
   // Ends the current stream; the client reconnects and resumes.
   void Reconnect();
@@ -78,17 +81,18 @@ class SyncClient {
   std::string session() const;
 
  private:
+  using Stream = BidiStream<v1::SyncRequest, v1::WatchResponse>;
+
   void ReadLoop();
-  void AckLoop();
+  // Sends the latest applied revision when the authority has not been told
+  // it on this stream.
+  void Acknowledge(Stream& stream) ABSL_LOCKS_EXCLUDED(mu_);
   // Applies one message; an error ends the stream.
   absl::Status Handle(const v1::WatchResponse& msg) ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status HandleEvent(const v1::WatchResponse& msg);
   absl::Status HandleSnapshotEnd(const v1::WatchResponse& msg);
   absl::Status HandleProgress(const v1::WatchResponse& msg);
   void MarkApplied(uint64_t revision, bool snapshot);
-  // Tells the authority, through the acknowledgement session, that this
-  // sidecar is shutting down.
-  void Leave(const std::string& session);
   absl::Duration NextBackoff(absl::Duration previous);
 
   // Constant after construction.
@@ -101,18 +105,17 @@ class SyncClient {
   std::mt19937_64 rng_{std::random_device{}()};
 
   mutable Mutex mu_;
-  // Signalled when stopping_, acked_ or state_'s applied revision changes.
+  // Signalled when stopping_ or stream_ changes.
   CondVar changed_;
   State state_ ABSL_GUARDED_BY(mu_);
   uint64_t known_head_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t acked_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t acked_ ABSL_GUARDED_BY(mu_) = 0;  // last sent on this stream; 0: none
   // The receipts session the authority gave the latest stream. Kept across
   // reconnects so that a new stream takes this sidecar's place back.
   std::string session_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  grpc::ClientContext* stream_ ABSL_GUARDED_BY(mu_) = nullptr;  // the open stream's context
+  std::shared_ptr<Stream> stream_ ABSL_GUARDED_BY(mu_);  // the open one
   std::thread reader_;
-  std::thread acker_;
 };
 
 }  // namespace latchkey

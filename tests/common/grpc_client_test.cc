@@ -2,28 +2,40 @@
 
 #include <catch2/catch.hpp>
 #include <thread>
+#include <vector>
 
 #include "latchkey/v1/key_sync.grpc.pb.h"
 
 namespace latchkey {
 namespace {
 
-// A KeySync whose Watch sends `progress` messages (head revisions 1..n), then
-// either ends with `status` or, when `hold` is set, waits until the call is
-// cancelled. Acknowledge echoes the applied revision back as an error
-// message, so the test sees what arrived.
+// A KeySync whose Sync reads the first request, sends `progress` messages
+// (head revisions 1..n), then, when `echo` is set, answers every later
+// request with a progress message carrying its applied revision until the
+// client closes its side; otherwise it ends with `status` or, when `hold` is
+// set, waits until the call is cancelled. Acknowledge echoes the applied
+// revision back as an error message, so the test sees what arrived.
 class ScriptedSync final : public v1::KeySync::Service {
  public:
   int messages = 3;
   bool hold = false;
+  bool echo = false;
   grpc::Status status = grpc::Status::OK;
 
-  grpc::Status Watch(grpc::ServerContext* ctx, const v1::WatchRequest*,
-                     grpc::ServerWriter<v1::WatchResponse>* writer) override {
+  grpc::Status Sync(grpc::ServerContext* ctx,
+                    grpc::ServerReaderWriter<v1::WatchResponse, v1::SyncRequest>* stream) override {
+    v1::SyncRequest req;
+    if (!stream->Read(&req) || !req.has_watch()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "no watch request first");
+    }
+    v1::WatchResponse msg;
     for (int i = 1; i <= messages; ++i) {
-      v1::WatchResponse msg;
       msg.mutable_progress()->set_head_revision(i);
-      if (!writer->Write(msg)) return grpc::Status::CANCELLED;
+      if (!stream->Write(msg)) return grpc::Status::CANCELLED;
+    }
+    while (echo && stream->Read(&req)) {
+      msg.mutable_progress()->set_head_revision(req.acknowledgement().applied_revision());
+      if (!stream->Write(msg)) return grpc::Status::CANCELLED;
     }
     while (hold && !ctx->IsCancelled()) {
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -36,6 +48,14 @@ class ScriptedSync final : public v1::KeySync::Service {
                         std::to_string(req->applied_revision()));
   }
 };
+
+using SyncStream = BidiStream<v1::SyncRequest, v1::WatchResponse>;
+
+v1::SyncRequest Ack(uint64_t revision) {
+  v1::SyncRequest req;
+  req.mutable_acknowledgement()->set_applied_revision(revision);
+  return req;
+}
 
 struct Harness {
   explicit Harness(ScriptedSync* service) {
@@ -50,22 +70,26 @@ struct Harness {
   }
   ~Harness() { server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1)); }
 
-  std::shared_ptr<StreamReader<v1::WatchResponse>> Watch() {
-    return StreamReader<v1::WatchResponse>::Open(
-        [this](grpc::ClientContext* ctx, auto* r) { stub->async()->Watch(ctx, &request, r); });
+  // A Sync call that has sent its watch request.
+  std::shared_ptr<SyncStream> Sync() {
+    auto stream = SyncStream::Open(
+        [this](grpc::ClientContext* ctx, SyncStream::Reactor* r) { stub->async()->Sync(ctx, r); });
+    v1::SyncRequest first;
+    first.mutable_watch();
+    REQUIRE(stream->Send(first));
+    return stream;
   }
 
   std::unique_ptr<grpc::Server> server;
   std::unique_ptr<v1::KeySync::Stub> stub;
-  v1::WatchRequest request;
 };
 
-TEST_CASE("a stream reader reads every message in order, then the stream's status") {
+TEST_CASE("a bidi stream reads every message in order, then the stream's status") {
   ScriptedSync service;
   service.messages = 50;
   service.status = grpc::Status(grpc::StatusCode::UNAVAILABLE, "going away");
   Harness h(&service);
-  auto stream = h.Watch();
+  auto stream = h.Sync();
   v1::WatchResponse msg;
   std::vector<uint64_t> heads;
   while (stream->Read(&msg)) heads.push_back(msg.progress().head_revision());
@@ -75,14 +99,15 @@ TEST_CASE("a stream reader reads every message in order, then the stream's statu
   REQUIRE(s.error_code() == grpc::StatusCode::UNAVAILABLE);
   REQUIRE(s.error_message() == "going away");
   REQUIRE_FALSE(stream->Read(&msg));  // stays ended
+  REQUIRE_FALSE(stream->Send(Ack(1)));
 }
 
-TEST_CASE("cancelling a stream reader wakes a thread blocked in Read") {
+TEST_CASE("cancelling a bidi stream wakes a thread blocked in Read") {
   ScriptedSync service;
   service.messages = 1;
   service.hold = true;
   Harness h(&service);
-  auto stream = h.Watch();
+  auto stream = h.Sync();
   v1::WatchResponse msg;
   REQUIRE(stream->Read(&msg));
   bool more = true;
@@ -94,18 +119,41 @@ TEST_CASE("cancelling a stream reader wakes a thread blocked in Read") {
   REQUIRE(stream->Finish().error_code() == grpc::StatusCode::CANCELLED);
 }
 
-TEST_CASE("a stream reader may stop early: cancel, then Finish") {
+TEST_CASE("a bidi stream may stop early: cancel, then Finish, with writes in flight") {
   ScriptedSync service;
   service.messages = 1000;
   service.hold = true;
   Harness h(&service);
   for (int round = 0; round < 20; ++round) {
-    auto stream = h.Watch();
+    auto stream = h.Sync();
     v1::WatchResponse msg;
     REQUIRE(stream->Read(&msg));
-    stream->context()->TryCancel();  // messages may still be on their way
+    for (uint64_t i = 1; i <= 10; ++i) stream->Send(Ack(i));  // nobody reads them
+    stream->context()->TryCancel();                           // messages may still be on their way
     REQUIRE(stream->Finish().error_code() == grpc::StatusCode::CANCELLED);
   }
+}
+
+TEST_CASE("sends arrive in order, and those sent while one is written collapse to the newest") {
+  ScriptedSync service;
+  service.messages = 0;
+  service.echo = true;
+  Harness h(&service);
+  auto stream = h.Sync();
+  constexpr uint64_t kSent = 2000;
+  for (uint64_t i = 1; i <= kSent; ++i) REQUIRE(stream->Send(Ack(i)));
+  REQUIRE(stream->WaitWritten(absl::Seconds(10)));
+  stream->CloseWrites();
+  REQUIRE_FALSE(stream->Send(Ack(kSent + 1)));  // the writing side is closed
+  std::vector<uint64_t> echoed;
+  v1::WatchResponse msg;
+  while (stream->Read(&msg)) echoed.push_back(msg.progress().head_revision());
+  REQUIRE(stream->Finish().ok());  // the server saw the close and returned
+  REQUIRE(!echoed.empty());
+  CHECK(echoed.back() == kSent);  // the newest is never dropped
+  for (size_t i = 1; i < echoed.size(); ++i) REQUIRE(echoed[i - 1] < echoed[i]);
+  INFO("arrived " << echoed.size() << " of " << kSent);
+  CHECK(echoed.size() < kSent);  // the rest waited behind a write and were replaced
 }
 
 TEST_CASE("CallAndWait returns the call's status") {

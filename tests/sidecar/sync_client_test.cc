@@ -1,5 +1,6 @@
-// The sync client against a scripted authority that breaks the watch
-// contract: what it asks for next, and how soon.
+// The sync client against scripted authorities: one that breaks the watch
+// contract (what the client asks for next, and how soon), and one that
+// records what the client sends back on its stream.
 #include "sidecar/sync_client.h"
 
 #include <grpcpp/grpcpp.h>
@@ -18,25 +19,23 @@ namespace {
 // gap), then silence until the client hangs up.
 class GappyAuthority final : public v1::KeySync::Service {
  public:
-  grpc::Status Watch(grpc::ServerContext* ctx, const v1::WatchRequest* req,
-                     grpc::ServerWriter<v1::WatchResponse>* writer) override {
+  grpc::Status Sync(grpc::ServerContext* ctx,
+                    grpc::ServerReaderWriter<v1::WatchResponse, v1::SyncRequest>* stream) override {
+    v1::SyncRequest first;
+    if (!stream->Read(&first)) return grpc::Status::CANCELLED;
     {
       MutexLock lock(&mu_);
-      requests_.push_back(*req);
+      requests_.push_back(first.watch());
     }
     v1::WatchResponse m;
     m.set_store_id("st_gappy");
     m.mutable_snapshot_chunk();
-    writer->Write(m);
+    stream->Write(m);
     m.mutable_snapshot_end()->set_revision(5);
-    writer->Write(m);
+    stream->Write(m);
     m.mutable_event()->set_revision(7);
-    writer->Write(m);
+    stream->Write(m);
     while (!ctx->IsCancelled()) std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    return grpc::Status::OK;
-  }
-  grpc::Status Acknowledge(grpc::ServerContext*, const v1::AcknowledgeRequest*,
-                           v1::AcknowledgeResponse*) override {
     return grpc::Status::OK;
   }
 
@@ -82,6 +81,112 @@ TEST_CASE("after a contract violation the sidecar resyncs by snapshot, backing o
   CHECK(state.applied == 5);  // the snapshot, never the event past the gap
   // Streams that answer and then break the contract do not reset the wait.
   CHECK(state.backoff > options.min_backoff);
+}
+
+// One stream: a snapshot at revision 5, then `progress_ticks` progress
+// messages 5 ms apart, then events 6..`last_event` at once; then it records
+// every message the client sends until the client closes its side.
+class RecordingAuthority final : public v1::KeySync::Service {
+ public:
+  int progress_ticks = 40;
+  uint64_t last_event = 200;
+
+  grpc::Status Sync(grpc::ServerContext*,
+                    grpc::ServerReaderWriter<v1::WatchResponse, v1::SyncRequest>* stream) override {
+    v1::SyncRequest in;
+    if (!stream->Read(&in)) return grpc::Status::CANCELLED;
+    std::thread reader([&] {
+      v1::SyncRequest ack;
+      while (stream->Read(&ack)) {
+        MutexLock lock(&mu_);
+        received_.push_back(ack.acknowledgement());
+      }
+      MutexLock lock(&mu_);
+      closed_ = true;
+    });
+    v1::WatchResponse m;
+    m.set_store_id("st_rec");
+    m.set_session("ses_rec");
+    m.mutable_snapshot_end()->set_revision(5);
+    stream->Write(m);
+    m.clear_session();
+    for (int i = 0; i < progress_ticks; ++i) {
+      m.mutable_progress()->set_head_revision(5);
+      stream->Write(m);
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    {
+      MutexLock lock(&mu_);
+      at_rest_ = received_.size();
+    }
+    for (uint64_t r = 6; r <= last_event; ++r) {
+      m.mutable_event()->set_revision(r);
+      stream->Write(m);
+    }
+    reader.join();  // until the client closes its side
+    return grpc::Status::OK;
+  }
+
+  std::vector<v1::SyncAcknowledgement> received() {
+    MutexLock lock(&mu_);
+    return received_;
+  }
+  // Acknowledgements received before the first event.
+  size_t at_rest() {
+    MutexLock lock(&mu_);
+    return at_rest_;
+  }
+  bool closed() {
+    MutexLock lock(&mu_);
+    return closed_;
+  }
+
+ private:
+  Mutex mu_;
+  std::vector<v1::SyncAcknowledgement> received_ ABSL_GUARDED_BY(mu_);
+  size_t at_rest_ ABSL_GUARDED_BY(mu_) = 0;
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+TEST_CASE("the client acknowledges on its stream: each new revision once, the newest, then bye") {
+  RecordingAuthority authority;
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&authority);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  REQUIRE(server != nullptr);
+
+  KeySet keys;
+  SyncOptions options;
+  options.channel =
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
+  options.sidecar_id = "sc-test";
+  SyncClient client(options, &keys);
+  client.Start();
+  REQUIRE(testing::Eventually([&] { return client.state().applied == authority.last_event; }));
+  REQUIRE(testing::Eventually([&] {
+    const std::vector<v1::SyncAcknowledgement> got = authority.received();
+    return !got.empty() && got.back().applied_revision() == authority.last_event;
+  }));
+  client.Stop();
+  server->Shutdown();
+
+  CHECK(authority.closed());  // Stop closed the client's side
+  const std::vector<v1::SyncAcknowledgement> got = authority.received();
+  // At rest: the snapshot's revision once, and nothing for 40 progress messages.
+  CHECK(authority.at_rest() <= 1);
+  REQUIRE(got.size() >= 3);
+  CHECK(got.front().applied_revision() == 5);
+  CHECK(got.front().store_id() == "st_rec");
+  for (size_t i = 1; i + 1 < got.size(); ++i) {
+    INFO("acknowledgement " << i);
+    REQUIRE(got[i].applied_revision() > got[i - 1].applied_revision());  // never twice
+    REQUIRE_FALSE(got[i].leaving());
+  }
+  // The last is the goodbye.
+  CHECK(got.back().leaving());
+  CHECK(got[got.size() - 2].applied_revision() == authority.last_event);
 }
 
 }  // namespace
