@@ -462,7 +462,7 @@ for r in usage_runs:
 L.append("")
 L.append("The 1,000-stream runs start the authority as its own `latchkey-authority` process; CPU per "
          "revocation is what each process used during the timed part divided by the revocations (the "
-         "authority's includes each stream's write and its sidecar's Acknowledge).\n")
+         "authority's includes each stream's write and the acknowledgement its sidecar sends back on it).\n")
 L.append("| 1,000 streams | revocations | from response p50 / p99 / max (ms) | from request p50 / p99 / max (ms) "
          "| CPU ms per revocation: authority / sync clients |")
 L.append("|---|---|---|---|---|")
@@ -523,7 +523,7 @@ if p1000["etcd"] > 50:
   set and acknowledgements) run in the load generator on the same two cores as the authority
   and etcd: they used {fmt(clients_cpu)} ms of CPU per revocation, so on two cores they alone
   take longer than the goal; the authority process used {fmt(p1000_cpu)} ms (a write on each
-  stream and each sidecar's Acknowledge). The embedded store under the same load shows
+  stream and each sidecar's acknowledgement on it). The embedded store under the same load shows
   {fmt(p1000['rocksdb'], 1)} ms; what etcd adds is its watch hop before publication.""")
 validate_ok = tcp_ratio >= 0.95 and unix_ratio >= 0.95
 if not validate_ok or not p99_ok:
