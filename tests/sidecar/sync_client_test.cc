@@ -49,20 +49,33 @@ class GappyAuthority final : public v1::KeySync::Service {
   std::vector<v1::WatchRequest> requests_ ABSL_GUARDED_BY(mu_);
 };
 
+// A scripted authority served on a loopback port of its own.
+struct Served {
+  explicit Served(grpc::Service* authority) {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.RegisterService(authority);
+    server = builder.BuildAndStart();
+    REQUIRE(server != nullptr);
+  }
+  // What a client named sc-test is started with.
+  SyncOptions Options() const {
+    SyncOptions options;
+    options.channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
+                                          grpc::InsecureChannelCredentials());
+    options.sidecar_id = "sc-test";
+    return options;
+  }
+
+  int port = 0;
+  std::unique_ptr<grpc::Server> server;
+};
+
 TEST_CASE("after a contract violation the sidecar resyncs by snapshot, backing off") {
   GappyAuthority authority;
-  grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(&authority);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  REQUIRE(server != nullptr);
-
+  Served served(&authority);
   KeySet keys;
-  SyncOptions options;
-  options.channel =
-      grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
-  options.sidecar_id = "sc-test";
+  SyncOptions options = served.Options();
   options.min_backoff = absl::Milliseconds(10);
   options.max_backoff = absl::Milliseconds(200);
   SyncClient client(options, &keys);
@@ -70,7 +83,7 @@ TEST_CASE("after a contract violation the sidecar resyncs by snapshot, backing o
   REQUIRE(testing::Eventually([&] { return client.state().contract_violations >= 4; }));
   const SyncClient::State state = client.state();
   client.Stop();
-  server->Shutdown();
+  served.server->Shutdown();
 
   const std::vector<v1::WatchRequest> requests = authority.requests();
   REQUIRE(requests.size() >= 4);
@@ -150,18 +163,9 @@ class RecordingAuthority final : public v1::KeySync::Service {
 
 TEST_CASE("the client acknowledges on its stream: each new revision once, the newest, then bye") {
   RecordingAuthority authority;
-  grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(&authority);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  REQUIRE(server != nullptr);
-
+  Served served(&authority);
   KeySet keys;
-  SyncOptions options;
-  options.channel =
-      grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
-  options.sidecar_id = "sc-test";
+  SyncOptions options = served.Options();
   SyncClient client(options, &keys);
   client.Start();
   REQUIRE(testing::Eventually([&] { return client.state().applied == authority.last_event; }));
@@ -170,7 +174,7 @@ TEST_CASE("the client acknowledges on its stream: each new revision once, the ne
     return !got.empty() && got.back().applied_revision() == authority.last_event;
   }));
   client.Stop();
-  server->Shutdown();
+  served.server->Shutdown();
 
   CHECK(authority.closed());  // Stop closed the client's side
   const std::vector<v1::SyncAcknowledgement> got = authority.received();
