@@ -9,6 +9,7 @@
 
 #include "bench/cluster_bench.h"
 #include "bench/edge_bench.h"
+#include "bench/fleet_bench.h"
 #include "bench/validate_load.h"
 #include "common/log.h"
 
@@ -168,6 +169,16 @@ int main(int argc, char** argv) {
   us->add_option("--seconds", seconds)->capture_default_str();
   us->add_option("--etcd-endpoints", usage_etcd, "one replica over this etcd cluster instead");
   us->callback([&] { status = latchkey::bench::Usage(clients, seconds, usage_etcd); });
+
+  auto* fl = app.add_subcommand("fleet", "what Sync streams cost the authority, per 1,000");
+  latchkey::bench::FleetOptions fleet;
+  fl->add_option("--streams", fleet.streams)->capture_default_str();
+  fl->add_option("--connections", fleet.connections)->capture_default_str();
+  fl->add_option("--revocations", fleet.revocations)->capture_default_str();
+  fl->add_option("--rest-seconds", fleet.rest_seconds)->capture_default_str();
+  fl->add_option("--authority-bin", fleet.authority_bin)->required();
+  fl->add_option("--etcd-endpoints", fleet.etcd_endpoints, "one replica over this etcd cluster");
+  fl->callback([&] { status = latchkey::bench::Fleet(fleet); });
 
   auto* fo = app.add_subcommand("failover", "sidecar failover when its authority is SIGKILLed");
   std::string authority_bin;

@@ -24,6 +24,7 @@
 #include "authority/key_authority.h"
 #include "authority/rocksdb_store.h"
 #include "authority/server.h"
+#include "bench/support.h"
 #include "common/files.h"
 #include "common/key_format.h"
 #include "common/net.h"
@@ -35,33 +36,6 @@
 
 namespace latchkey::bench {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
-
-std::shared_ptr<grpc::Channel> OwnChannel(const std::string& target, int id) {
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  args.SetInt("latchkey.bench.connection", id);
-  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
-}
-
-struct Admin {
-  std::unique_ptr<v1::KeyAdmin::Stub> stub;
-  std::string token;
-  std::unique_ptr<grpc::ClientContext> Ctx() const {
-    auto c = std::make_unique<grpc::ClientContext>();
-    c->AddMetadata("authorization", "Bearer " + token);
-    return c;
-  }
-};
-
-std::string TempDataDir(const char* what) {
-  std::string dir = (std::filesystem::temp_directory_path() / "latchkey-bench-XXXXXX").string();
-  if (mkdtemp(dir.data()) == nullptr) std::abort();
-  return dir + "/" + what;
-}
 
 std::unique_ptr<AuthorityServer> StartAuthority(const std::string& data_dir, bool group_commit) {
   AuthorityOptions o;
@@ -75,92 +49,6 @@ std::unique_ptr<AuthorityServer> StartAuthority(const std::string& data_dir, boo
     std::exit(1);
   }
   return *std::move(s);
-}
-
-double Quantile(std::vector<double> v, double q) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[static_cast<size_t>(q * (v.size() - 1))];
-}
-
-long ResidentKiB(pid_t pid) {
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
-  }
-  return -1;
-}
-
-// A loopback port free right now.
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    std::abort();
-  }
-  close(fd);
-  return ntohs(addr.sin_port);
-}
-
-bool Serving(const std::string& address) {
-  auto stub = grpc::health::v1::Health::NewStub(
-      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
-  grpc::health::v1::HealthCheckResponse resp;
-  return stub->Check(&ctx, {}, &resp).ok() &&
-         resp.status() == grpc::health::v1::HealthCheckResponse::SERVING;
-}
-
-// The CPU time (user + system) process `pid` has used so far, in seconds.
-double CpuSeconds(pid_t pid) {
-  std::ifstream file("/proc/" + std::to_string(pid) + "/stat");
-  const std::string stat((std::istreambuf_iterator<char>(file)), {});
-  // Fields count from 1; the command (2) may hold spaces, so start after it:
-  // utime and stime are fields 14 and 15.
-  std::istringstream fields(stat.substr(stat.rfind(')') + 1));
-  std::string field;
-  double ticks = 0;
-  for (int i = 3; i <= 15 && fields >> field; ++i) {
-    if (i >= 14) ticks += std::stod(field);
-  }
-  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
-
-double CpuSeconds(const std::vector<pid_t>& pids) {
-  double sum = 0;
-  for (pid_t pid : pids) sum += CpuSeconds(pid);
-  return sum;
-}
-
-// Starts `bin` (latchkey-authority) listening on `address` with `flags`
-// added, and waits until it serves.
-pid_t StartAuthorityProcess(const std::string& bin, const std::string& address,
-                            const std::vector<std::string>& flags) {
-  std::vector<std::string> args = {bin, "--listen=" + address,
-                                   "--metrics-listen=", "--log-level=error"};
-  args.insert(args.end(), flags.begin(), flags.end());
-  const pid_t pid = fork();
-  if (pid == 0) {
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execv(bin.c_str(), argv.data());
-    _exit(127);
-  }
-  for (const auto deadline = Clock::now() + std::chrono::seconds(30); !Serving(address);) {
-    if (Clock::now() > deadline) {
-      std::fprintf(stderr, "authority %s did not start\n", address.c_str());
-      std::exit(1);
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return pid;
 }
 
 }  // namespace
@@ -202,35 +90,6 @@ int Seed(const std::string& authority, const std::string& token_file, int valid,
 }
 
 namespace {
-
-// What every replica of one etcd deployment is given: a master key, and the
-// first ADMIN's token.
-struct Shared {
-  std::string master_key_file;
-  std::string token_file;
-  std::string token;
-};
-Shared MakeShared() {
-  const std::string dir = TempDataDir("etcd");
-  std::filesystem::create_directories(dir);
-  Shared shared{dir + "/master.key", dir + "/bootstrap.token", GenerateToken()};
-  std::string key(32, '\0');
-  for (char& c : key) c = static_cast<char>(RandomBase62(1)[0]);
-  if (!WritePrivateFile(shared.master_key_file, key).ok() ||
-      !WritePrivateFile(shared.token_file, shared.token + "\n").ok()) {
-    std::abort();
-  }
-  return shared;
-}
-
-// The flags of an authority process over a fresh prefix of the etcd
-// cluster at `endpoints`, sharing `shared`.
-std::vector<std::string> EtcdFlags(const Shared& shared, const std::string& endpoints) {
-  return {"--store=etcd", "--etcd-endpoints=" + endpoints,
-          "--etcd-prefix=/bench-" + RandomBase62(12) + "/",
-          "--master-key-file=" + shared.master_key_file,
-          "--bootstrap-token-file=" + shared.token_file};
-}
 
 // Authorities over one etcd prefix, in this process.
 std::vector<std::unique_ptr<AuthorityServer>> StartReplicas(const std::string& endpoints,

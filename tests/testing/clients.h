@@ -5,6 +5,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <memory>
+#include <stdexcept>
 #include <string>
 
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -28,6 +29,13 @@ inline std::string Health(const std::shared_ptr<grpc::Channel>& channel) {
   return grpc::health::v1::HealthCheckResponse::ServingStatus_Name(resp.status());
 }
 
+// What an admin helper throws when its call fails: the call, the status
+// code and the message (which can be empty).
+inline std::runtime_error Failed(const std::string& call, const grpc::Status& s) {
+  return std::runtime_error(call + ": code " + std::to_string(s.error_code()) + ": " +
+                            s.error_message());
+}
+
 // An admin client: a KeyAdmin stub plus the token it sends.
 struct Admin {
   std::unique_ptr<v1::KeyAdmin::Stub> stub;
@@ -48,7 +56,7 @@ struct Admin {
     req.set_name(name);
     v1::CreateProjectResponse resp;
     grpc::Status s = Call(&v1::KeyAdmin::Stub::CreateProject, req, &resp);
-    if (!s.ok()) throw std::runtime_error("CreateProject: " + s.error_message());
+    if (!s.ok()) throw Failed("CreateProject", s);
     return resp;
   }
 
@@ -59,7 +67,7 @@ struct Admin {
     req.set_name(name);
     v1::GenerateApiKeyResponse resp;
     grpc::Status s = Call(&v1::KeyAdmin::Stub::GenerateApiKey, req, &resp);
-    if (!s.ok()) throw std::runtime_error("GenerateApiKey: " + s.error_message());
+    if (!s.ok()) throw Failed("GenerateApiKey", s);
     return resp;
   }
 
@@ -69,7 +77,7 @@ struct Admin {
     req.set_name("backend");
     v1::GenerateSecretKeyResponse resp;
     grpc::Status s = Call(&v1::KeyAdmin::Stub::GenerateSecretKey, req, &resp);
-    if (!s.ok()) throw std::runtime_error("GenerateSecretKey: " + s.error_message());
+    if (!s.ok()) throw Failed("GenerateSecretKey", s);
     return resp;
   }
 
@@ -92,7 +100,7 @@ struct Admin {
     req.set_role(role);
     v1::CreatePrincipalResponse resp;
     grpc::Status s = Call(&v1::KeyAdmin::Stub::CreatePrincipal, req, &resp);
-    if (!s.ok()) throw std::runtime_error("CreatePrincipal: " + s.error_message());
+    if (!s.ok()) throw Failed("CreatePrincipal", s);
     return resp;
   }
   v1::GetPropagationResponse Receipt(uint64_t revision) {
@@ -100,7 +108,7 @@ struct Admin {
     req.set_revision(revision);
     v1::GetPropagationResponse resp;
     grpc::Status s = Call(&v1::KeyAdmin::Stub::GetPropagation, req, &resp);
-    if (!s.ok()) throw std::runtime_error("GetPropagation: " + s.error_message());
+    if (!s.ok()) throw Failed("GetPropagation", s);
     return resp;
   }
   grpc::Status DeletePrincipal(const std::string& principal_id) {

@@ -1,0 +1,308 @@
+#include "bench/fleet_bench.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "bench/support.h"
+#include "common/files.h"
+#include "latchkey/v1/key_sync.grpc.pb.h"
+
+namespace latchkey::bench {
+namespace {
+
+// How many streams applied each revision, and when the last of them did.
+class Arrivals {
+ public:
+  Arrivals(int streams, uint64_t max_revision)
+      : streams_(streams), counts_(static_cast<size_t>(max_revision) + 1) {}
+
+  void Applied(uint64_t revision) {
+    if (revision >= counts_.size()) return;
+    if (counts_[revision].fetch_add(1) + 1 == streams_) {
+      std::lock_guard<std::mutex> lock(mu_);
+      all_at_[revision] = Clock::now();
+      all_.notify_all();
+    }
+  }
+
+  // When the last stream applied `revision`; nullopt if they had not all
+  // within `timeout`.
+  std::optional<Clock::time_point> WaitAll(uint64_t revision, Clock::duration timeout) {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!all_.wait_for(lock, timeout, [&] { return all_at_.count(revision) > 0; })) {
+      return std::nullopt;
+    }
+    return all_at_[revision];
+  }
+
+ private:
+  const int streams_;
+  std::vector<std::atomic<int>> counts_;  // by revision
+  std::mutex mu_;
+  std::condition_variable all_;
+  std::map<uint64_t, Clock::time_point> all_at_;
+};
+
+// What the streams tell the run.
+struct Tally {
+  std::atomic<int> synced{0};  // snapshots applied
+  std::atomic<int> broken{0};  // a gap in revisions, or a stream ended
+};
+
+// One sidecar's Sync stream, kept lean: its applied revision and nothing
+// else. It acknowledges each new revision as the sidecar does (the newest
+// only: one written at a time, a newer one waiting behind it). Every
+// operation starts from a reaction or the constructor, so no hold is needed.
+class LeanStream final : public grpc::ClientBidiReactor<v1::SyncRequest, v1::WatchResponse> {
+ public:
+  LeanStream(v1::KeySync::Stub& stub, const std::string& token, int id, Arrivals* arrivals,
+             Tally* tally)
+      : arrivals_(arrivals), tally_(tally) {
+    ctx_.AddMetadata("authorization", "Bearer " + token);
+    out_.mutable_watch()->set_sidecar_id("fleet-" + std::to_string(id));
+    writing_ = true;
+    stub.async()->Sync(&ctx_, this);
+    StartWrite(&out_);
+    StartRead(&in_);
+    StartCall();
+  }
+
+  void Cancel() { ctx_.TryCancel(); }
+  void WaitDone() {
+    std::unique_lock<std::mutex> lock(mu_);
+    ended_.wait(lock, [&] { return done_; });
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) return;  // OnDone follows
+    uint64_t applied = 0;
+    if (in_.has_snapshot_end()) {
+      applied = in_.snapshot_end().revision();
+      tally_->synced.fetch_add(1);
+    } else if (in_.has_event()) {
+      applied = in_.event().revision();
+      arrivals_->Applied(applied);
+    }
+    if (applied != 0) Acknowledge(applied, in_.store_id());
+    StartRead(&in_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (ok && ack_due_) {
+      ack_due_ = false;
+      Fill();
+      lock.unlock();
+      StartWrite(&out_);
+      return;
+    }
+    writing_ = false;
+  }
+
+  void OnDone(const grpc::Status& status) override {
+    if (status.error_code() != grpc::StatusCode::CANCELLED) tally_->broken.fetch_add(1);
+    std::lock_guard<std::mutex> lock(mu_);
+    done_ = true;
+    ended_.notify_all();
+  }
+
+ private:
+  void Acknowledge(uint64_t revision, const std::string& store_id) {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (applied_ != 0 && store_id == store_id_ && revision != applied_ + 1) {
+      tally_->broken.fetch_add(1);
+    }
+    applied_ = revision;
+    store_id_ = store_id;
+    if (writing_) {
+      ack_due_ = true;
+      return;
+    }
+    writing_ = true;
+    Fill();
+    lock.unlock();
+    StartWrite(&out_);
+  }
+
+  // Under mu_.
+  void Fill() {
+    out_.Clear();
+    out_.mutable_acknowledgement()->set_applied_revision(applied_);
+    out_.mutable_acknowledgement()->set_store_id(store_id_);
+  }
+
+  Arrivals* const arrivals_;
+  Tally* const tally_;
+  grpc::ClientContext ctx_;
+  v1::WatchResponse in_;  // gRPC's between StartRead and OnReadDone
+  std::mutex mu_;
+  std::condition_variable ended_;
+  v1::SyncRequest out_;  // gRPC's while writing_
+  bool writing_ = false;
+  bool ack_due_ = false;  // applied_ moved on while a write was in flight
+  uint64_t applied_ = 0;
+  std::string store_id_;
+  bool done_ = false;
+};
+
+// Says why an admin call failed.
+bool Check(const grpc::Status& s) {
+  if (!s.ok()) std::fprintf(stderr, "fleet: admin call: %s\n", s.error_message().c_str());
+  return s.ok();
+}
+
+// CPU milliseconds process `pid` uses while `work` runs, and how long it ran.
+template <typename Work>
+std::pair<double, double> Measure(pid_t pid, Work work) {
+  const double before = CpuSeconds(pid);
+  const Clock::time_point start = Clock::now();
+  work();
+  return {(CpuSeconds(pid) - before) * 1000, Ms(Clock::now() - start) / 1000};
+}
+
+}  // namespace
+
+int Fleet(const FleetOptions& o) {
+  const std::string address = "127.0.0.1:" + std::to_string(FreePort());
+  std::string token;
+  pid_t pid;
+  if (o.etcd_endpoints.empty()) {
+    const std::string data_dir = TempDataDir("authority");
+    pid = StartAuthorityProcess(o.authority_bin, address, {"--data-dir=" + data_dir});
+    token = *ReadTokenFile(data_dir + "/admin.token");
+  } else {
+    const Shared shared = MakeShared();
+    pid = StartAuthorityProcess(o.authority_bin, address, EtcdFlags(shared, o.etcd_endpoints));
+    token = shared.token;
+  }
+  // Stops the authority however the run ends.
+  struct Reaper {
+    pid_t pid;
+    ~Reaper() {
+      kill(pid, SIGTERM);
+      waitpid(pid, nullptr, 0);
+    }
+  } reaper{pid};
+  Admin admin{v1::KeyAdmin::NewStub(OwnChannel(address, 0)), token};
+  v1::CreatePrincipalRequest pr;
+  pr.set_name("fleet");
+  pr.set_role(v1::ROLE_SIDECAR);
+  v1::CreatePrincipalResponse principal;
+  if (!Check(admin.stub->CreatePrincipal(admin.Ctx().get(), pr, &principal))) return 1;
+  // The keys to revoke, in projects of 40.
+  std::vector<v1::GenerateApiKeyResponse> keys;
+  std::string project;
+  for (int i = 0; i < o.revocations; ++i) {
+    if (i % 40 == 0) {
+      v1::CreateProjectRequest req;
+      req.set_name("fleet");
+      v1::CreateProjectResponse resp;
+      if (!Check(admin.stub->CreateProject(admin.Ctx().get(), req, &resp))) return 1;
+      project = resp.project().project_id();
+    }
+    v1::GenerateApiKeyRequest req;
+    req.set_project_id(project);
+    req.set_name("fleet");
+    if (!Check(admin.stub->GenerateApiKey(admin.Ctx().get(), req, &keys.emplace_back()))) return 1;
+  }
+  const uint64_t setup_head = keys.empty() ? 0 : keys.back().key().revision();
+
+  // The fleet: every stream snapshots the (small) key set, then waits.
+  const long rss_before = ResidentKiB(pid);
+  Arrivals arrivals(o.streams, setup_head + o.revocations);
+  Tally tally;
+  std::vector<std::unique_ptr<v1::KeySync::Stub>> stubs;
+  for (int c = 0; c < o.connections; ++c) {
+    stubs.push_back(v1::KeySync::NewStub(OwnChannel(address, c + 1)));
+  }
+  std::vector<std::unique_ptr<LeanStream>> streams;
+  for (int i = 0; i < o.streams; ++i) {
+    streams.push_back(std::make_unique<LeanStream>(*stubs[i % o.connections], principal.token(), i,
+                                                   &arrivals, &tally));
+  }
+  auto end_fleet = [&] {
+    for (auto& s : streams) s->Cancel();
+    for (auto& s : streams) s->WaitDone();
+  };
+  for (const auto deadline = Clock::now() + std::chrono::seconds(120);
+       tally.synced.load() < o.streams;) {
+    if (Clock::now() > deadline || tally.broken.load() > 0) {
+      std::fprintf(stderr, "fleet: %d of %d streams synced, %d broken\n", tally.synced.load(),
+                   o.streams, tally.broken.load());
+      end_fleet();
+      return 1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(1));  // the snapshots' garbage settles
+  const long rss_after = ResidentKiB(pid);
+
+  // At rest: a progress message per stream per --progress-interval.
+  const auto [rest_cpu_ms, rest_s] = Measure(
+      pid, [&] { std::this_thread::sleep_for(std::chrono::duration<double>(o.rest_seconds)); });
+  const double rest_ms_per_s = rest_cpu_ms / rest_s;
+
+  // Revocations, one at a time, each until every stream applied it.
+  std::vector<double> all_applied_ms;
+  bool lost = false;
+  const double own_before = CpuSeconds(getpid());
+  const auto [timed_cpu_ms, timed_s] = Measure(pid, [&] {
+    for (const auto& key : keys) {
+      v1::RevokeApiKeyRequest req;
+      req.set_key_id(key.key().key_id());
+      v1::Key revoked;
+      const Clock::time_point sent = Clock::now();
+      if (!Check(admin.stub->RevokeApiKey(admin.Ctx().get(), req, &revoked))) {
+        lost = true;
+        return;
+      }
+      std::optional<Clock::time_point> all =
+          arrivals.WaitAll(revoked.revision(), std::chrono::seconds(30));
+      if (!all) {
+        lost = true;
+        return;
+      }
+      all_applied_ms.push_back(Ms(*all - sent));
+    }
+  });
+  const double own_ms = (CpuSeconds(getpid()) - own_before) * 1000;
+  end_fleet();
+  if (lost || tally.broken.load() > 0) {
+    std::fprintf(stderr, "fleet: a revocation did not reach every stream (%d broken)\n",
+                 tally.broken.load());
+    return 1;
+  }
+
+  const double per_1000 = 1000.0 / o.streams;
+  const double revs = std::max(1, o.revocations);
+  // The timed part also paid for the fleet at rest meanwhile; "net" takes
+  // that out, leaving what the revisions themselves cost.
+  const double per_rev = timed_cpu_ms / revs * per_1000;
+  const double per_rev_net = (timed_cpu_ms - rest_ms_per_s * timed_s) / revs * per_1000;
+  std::printf(
+      "{\"bench\":\"fleet\",\"store\":\"%s\",\"streams\":%d,\"connections\":%d,"
+      "\"revocations\":%d,\"authority_cpu_ms_per_revision_per_1000\":%.1f,"
+      "\"authority_cpu_ms_per_revision_per_1000_net\":%.1f,"
+      "\"authority_rest_cpu_ms_per_s_per_1000\":%.2f,\"authority_kib_per_stream\":%.1f,"
+      "\"authority_rss_mib\":%.1f,\"all_applied_p50_ms\":%.2f,\"all_applied_max_ms\":%.2f,"
+      "\"client_cpu_us_per_revision_per_stream\":%.1f}\n",
+      o.etcd_endpoints.empty() ? "rocksdb" : "etcd", o.streams, o.connections, o.revocations,
+      per_rev, per_rev_net, rest_ms_per_s * per_1000,
+      static_cast<double>(rss_after - rss_before) / o.streams, rss_after / 1024.0,
+      Quantile(all_applied_ms, 0.5), Quantile(all_applied_ms, 1.0),
+      own_ms * 1000 / revs / o.streams);
+  return 0;
+}
+
+}  // namespace latchkey::bench

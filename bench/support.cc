@@ -1,0 +1,144 @@
+#include "bench/support.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "common/files.h"
+#include "common/key_format.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+
+namespace latchkey::bench {
+
+double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+std::shared_ptr<grpc::Channel> OwnChannel(const std::string& target, int id) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  args.SetInt("latchkey.bench.connection", id);
+  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+}
+
+std::unique_ptr<grpc::ClientContext> Admin::Ctx() const {
+  auto c = std::make_unique<grpc::ClientContext>();
+  c->AddMetadata("authorization", "Bearer " + token);
+  return c;
+}
+
+std::string TempDataDir(const char* what) {
+  std::string dir = (std::filesystem::temp_directory_path() / "latchkey-bench-XXXXXX").string();
+  if (mkdtemp(dir.data()) == nullptr) std::abort();
+  return dir + "/" + what;
+}
+
+double Quantile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[static_cast<size_t>(q * (v.size() - 1))];
+}
+
+long ResidentKiB(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  }
+  return -1;
+}
+
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    std::abort();
+  }
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+bool Serving(const std::string& address) {
+  auto stub = grpc::health::v1::Health::NewStub(
+      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
+  grpc::health::v1::HealthCheckResponse resp;
+  return stub->Check(&ctx, {}, &resp).ok() &&
+         resp.status() == grpc::health::v1::HealthCheckResponse::SERVING;
+}
+
+double CpuSeconds(pid_t pid) {
+  std::ifstream file("/proc/" + std::to_string(pid) + "/stat");
+  const std::string stat((std::istreambuf_iterator<char>(file)), {});
+  // Fields count from 1; the command (2) may hold spaces, so start after it:
+  // utime and stime are fields 14 and 15.
+  std::istringstream fields(stat.substr(stat.rfind(')') + 1));
+  std::string field;
+  double ticks = 0;
+  for (int i = 3; i <= 15 && fields >> field; ++i) {
+    if (i >= 14) ticks += std::stod(field);
+  }
+  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+double CpuSeconds(const std::vector<pid_t>& pids) {
+  double sum = 0;
+  for (pid_t pid : pids) sum += CpuSeconds(pid);
+  return sum;
+}
+
+pid_t StartAuthorityProcess(const std::string& bin, const std::string& address,
+                            const std::vector<std::string>& flags) {
+  std::vector<std::string> args = {bin, "--listen=" + address,
+                                   "--metrics-listen=", "--log-level=error"};
+  args.insert(args.end(), flags.begin(), flags.end());
+  const pid_t pid = fork();
+  if (pid == 0) {
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(bin.c_str(), argv.data());
+    _exit(127);
+  }
+  for (const auto deadline = Clock::now() + std::chrono::seconds(30); !Serving(address);) {
+    if (Clock::now() > deadline) {
+      std::fprintf(stderr, "authority %s did not start\n", address.c_str());
+      std::exit(1);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return pid;
+}
+
+Shared MakeShared() {
+  const std::string dir = TempDataDir("etcd");
+  std::filesystem::create_directories(dir);
+  Shared shared{dir + "/master.key", dir + "/bootstrap.token", GenerateToken()};
+  std::string key(32, '\0');
+  for (char& c : key) c = static_cast<char>(RandomBase62(1)[0]);
+  if (!WritePrivateFile(shared.master_key_file, key).ok() ||
+      !WritePrivateFile(shared.token_file, shared.token + "\n").ok()) {
+    std::abort();
+  }
+  return shared;
+}
+
+std::vector<std::string> EtcdFlags(const Shared& shared, const std::string& endpoints) {
+  return {"--store=etcd", "--etcd-endpoints=" + endpoints,
+          "--etcd-prefix=/bench-" + RandomBase62(12) + "/",
+          "--master-key-file=" + shared.master_key_file,
+          "--bootstrap-token-file=" + shared.token_file};
+}
+
+}  // namespace latchkey::bench
