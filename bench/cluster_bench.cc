@@ -135,17 +135,10 @@ int Propagation(int n, int revocations, const std::string& samples_out,
   pid_t pid = 0;                                          // or its own
   std::string address, token;
   if (!where.authority_bin.empty()) {
-    address = "127.0.0.1:" + std::to_string(FreePort());
-    if (where.etcd_endpoints.empty()) {
-      const std::string data_dir = TempDataDir("authority");
-      pid = StartAuthorityProcess(where.authority_bin, address, {"--data-dir=" + data_dir});
-      token = *ReadTokenFile(data_dir + "/admin.token");
-    } else {
-      const Shared shared = MakeShared();
-      pid = StartAuthorityProcess(where.authority_bin, address,
-                                  EtcdFlags(shared, where.etcd_endpoints));
-      token = shared.token;
-    }
+    const AuthorityProcess started = StartFreshAuthority(where.authority_bin, where.etcd_endpoints);
+    pid = started.pid;
+    address = started.address;
+    token = started.token;
   } else {
     if (where.etcd_endpoints.empty()) {
       servers.push_back(StartAuthority(TempDataDir("authority"), true));

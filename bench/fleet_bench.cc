@@ -15,7 +15,6 @@
 #include <vector>
 
 #include "bench/support.h"
-#include "common/files.h"
 #include "latchkey/v1/key_sync.grpc.pb.h"
 
 namespace latchkey::bench {
@@ -174,18 +173,10 @@ std::pair<double, double> Measure(pid_t pid, Work work) {
 }  // namespace
 
 int Fleet(const FleetOptions& o) {
-  const std::string address = "127.0.0.1:" + std::to_string(FreePort());
-  std::string token;
-  pid_t pid;
-  if (o.etcd_endpoints.empty()) {
-    const std::string data_dir = TempDataDir("authority");
-    pid = StartAuthorityProcess(o.authority_bin, address, {"--data-dir=" + data_dir});
-    token = *ReadTokenFile(data_dir + "/admin.token");
-  } else {
-    const Shared shared = MakeShared();
-    pid = StartAuthorityProcess(o.authority_bin, address, EtcdFlags(shared, o.etcd_endpoints));
-    token = shared.token;
-  }
+  const AuthorityProcess authority = StartFreshAuthority(o.authority_bin, o.etcd_endpoints);
+  const pid_t pid = authority.pid;
+  const std::string& address = authority.address;
+  const std::string& token = authority.token;
   // Stops the authority however the run ends.
   struct Reaper {
     pid_t pid;

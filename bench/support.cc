@@ -141,4 +141,19 @@ std::vector<std::string> EtcdFlags(const Shared& shared, const std::string& endp
           "--bootstrap-token-file=" + shared.token_file};
 }
 
+AuthorityProcess StartFreshAuthority(const std::string& bin, const std::string& etcd_endpoints) {
+  AuthorityProcess p;
+  p.address = "127.0.0.1:" + std::to_string(FreePort());
+  if (etcd_endpoints.empty()) {
+    const std::string data_dir = TempDataDir("authority");
+    p.pid = StartAuthorityProcess(bin, p.address, {"--data-dir=" + data_dir});
+    p.token = *ReadTokenFile(data_dir + "/admin.token");
+  } else {
+    const Shared shared = MakeShared();
+    p.pid = StartAuthorityProcess(bin, p.address, EtcdFlags(shared, etcd_endpoints));
+    p.token = shared.token;
+  }
+  return p;
+}
+
 }  // namespace latchkey::bench

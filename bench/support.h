@@ -52,6 +52,15 @@ double CpuSeconds(const std::vector<pid_t>& pids);
 pid_t StartAuthorityProcess(const std::string& bin, const std::string& address,
                             const std::vector<std::string>& flags);
 
+// An authority process on a fresh loopback port, over a fresh store: an
+// embedded one, or a new prefix of the etcd cluster at `etcd_endpoints`.
+struct AuthorityProcess {
+  pid_t pid;
+  std::string address;
+  std::string token;  // the first ADMIN's
+};
+AuthorityProcess StartFreshAuthority(const std::string& bin, const std::string& etcd_endpoints);
+
 // What every replica of one etcd deployment is given: a master key, and the
 // first ADMIN's token.
 struct Shared {
