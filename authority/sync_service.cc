@@ -169,8 +169,9 @@ class SyncReactor final : public grpc::ServerBidiReactor<v1::SyncRequest, v1::Wa
     if (ack.leaving()) return receipts.Left(caller_.principal_id, following_->session());
     // Not counted, and no reason to end the stream: a revision of another
     // store (the sidecar has not caught up with a restore yet), or one after
-    // this replica's head (it resumed from a replica further ahead). The
-    // sidecar acknowledges again with its next event or progress message.
+    // this replica's head (it resumed from a replica further ahead, and will
+    // resync once a progress message shows it ahead). The sidecar
+    // acknowledges again with its next applied revision.
     const KeyStore& store = *service_->stream_deps().store;
     if (ack.store_id() != store.store_id()) return absl::OkStatus();
     if (ack.applied_revision() > store.head_revision()) return absl::OkStatus();
