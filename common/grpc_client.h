@@ -24,6 +24,21 @@
 
 namespace latchkey {
 
+// Holds gRPC's callback threads for the life of the process; idempotent and
+// cheap after the first call. CallAndWait, BidiStream::Open and
+// EnableServerPlugins call it, so a process that uses them need not.
+//
+// gRPC as Debian builds it (no background poller) runs every callback-API
+// call and callback server of a process on one completion queue and its
+// threads, counted by the channels and servers that use it. When the count
+// falls to zero gRPC shuts the queue down, joins its threads and frees it. If
+// that happens on one of those threads (a callback letting go of the last
+// channel, as a stream freed in its OnDone does with its context's channel),
+// the thread fails to join itself, goes on reading the freed queue, and the
+// process aborts in grpc_cq_internal_unref ("prior > 0"). Held once, the
+// count never falls to zero.
+void KeepCallbackThreads();
+
 // Makes one unary call and waits for its status. `start` starts the call
 // with the callback it is given, as in
 //   CallAndWait([&](auto done) { stub->async()->Method(&ctx, &req, &resp, done); });
@@ -52,6 +67,7 @@ class BidiStream final : public grpc::ClientBidiReactor<Request, Response> {
   using Start = std::function<void(grpc::ClientContext*, Reactor*)>;
 
   static std::shared_ptr<BidiStream> Open(const Start& start) {
+    KeepCallbackThreads();
     std::shared_ptr<BidiStream> stream(new BidiStream);
     stream->self_ = stream;  // gRPC's reference, dropped by OnDone
     start(&stream->ctx_, stream.get());

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
+#include "common/grpc_client.h"
 #include "common/net.h"
 #include "common/strings.h"
 
@@ -16,6 +17,7 @@ void EnableServerPlugins() {
   // gRPC's own locks pay for on every call (GraphCycles in profiles); release
   // builds of Abseil have it off.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  KeepCallbackThreads();  // before the plugins, which it does not need
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 }
