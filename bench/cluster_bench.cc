@@ -503,8 +503,8 @@ int Usage(int clients, double seconds, const std::string& etcd_endpoints) {
 
 int Failover(const std::string& authority_bin, const std::string& etcd_endpoints, int rounds) {
   const Shared shared = MakeShared();
-  const std::string addresses[] = {"127.0.0.1:" + std::to_string(FreePort()),
-                                   "127.0.0.1:" + std::to_string(FreePort())};
+  const std::string addresses[] = {"127.0.0.1:" + std::to_string(PickFreePort()),
+                                   "127.0.0.1:" + std::to_string(PickFreePort())};
   pid_t pids[2] = {0, 0};
   const std::vector<std::string> flags = EtcdFlags(shared, etcd_endpoints);
   auto start = [&](int i) { pids[i] = StartAuthorityProcess(authority_bin, addresses[i], flags); };

@@ -1,8 +1,5 @@
 #include "bench/support.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -52,20 +49,6 @@ long ResidentKiB(pid_t pid) {
     if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
   }
   return -1;
-}
-
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    std::abort();
-  }
-  close(fd);
-  return ntohs(addr.sin_port);
 }
 
 bool Serving(const std::string& address) {
@@ -143,7 +126,7 @@ std::vector<std::string> EtcdFlags(const Shared& shared, const std::string& endp
 
 AuthorityProcess StartFreshAuthority(const std::string& bin, const std::string& etcd_endpoints) {
   AuthorityProcess p;
-  p.address = "127.0.0.1:" + std::to_string(FreePort());
+  p.address = "127.0.0.1:" + std::to_string(PickFreePort());
   if (etcd_endpoints.empty()) {
     const std::string data_dir = TempDataDir("authority");
     p.pid = StartAuthorityProcess(bin, p.address, {"--data-dir=" + data_dir});

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "common/net.h"  // PickFreePort
 #include "latchkey/v1/key_admin.grpc.pb.h"
 
 namespace latchkey::bench {
@@ -36,8 +37,6 @@ struct Admin {
 
 // A path named `what` inside a new temporary directory.
 std::string TempDataDir(const char* what);
-// A loopback port free right now.
-int FreePort();
 // Whether the gRPC health service at `address` answers SERVING.
 bool Serving(const std::string& address);
 

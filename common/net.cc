@@ -2,9 +2,16 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <set>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/mutex.h"
 
 namespace latchkey {
 
@@ -69,6 +76,30 @@ absl::StatusOr<std::string> ClientTarget(std::string_view addresses, std::string
     addresses.remove_prefix(comma + 1);
   }
   return all_v4 ? v4 : v6;
+}
+
+int PickFreePort() {
+  // The kernel may hand a port just closed out again; remember every port
+  // given so that two servers of one test never get the same one.
+  static Mutex mu;
+  static std::set<int>* given = new std::set<int>();
+  MutexLock lock(&mu);
+  for (;;) {
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = 0;
+    socklen_t len = sizeof(addr);
+    const bool bound = fd >= 0 && bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+                       getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
+    if (fd >= 0) close(fd);
+    if (!bound) {
+      std::perror("no free loopback port");
+      std::abort();
+    }
+    if (given->insert(ntohs(addr.sin_port)).second) return ntohs(addr.sin_port);
+  }
 }
 
 }  // namespace latchkey

@@ -34,6 +34,11 @@ absl::StatusOr<HostPort> SplitHostPort(std::string_view address, std::string_vie
 // fails over the same way). INVALID_ARGUMENT naming `flag` otherwise.
 absl::StatusOr<std::string> ClientTarget(std::string_view addresses, std::string_view flag);
 
+// A loopback TCP port that was free a moment ago, for servers of tests and
+// benches that must be restarted on the same address. Never the same port
+// twice in one process.
+int PickFreePort();
+
 }  // namespace latchkey
 
 #endif  // LATCHKEY_COMMON_NET_H_

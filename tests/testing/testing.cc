@@ -1,9 +1,7 @@
 #include "tests/testing/testing.h"
 
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,11 +11,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <set>
 #include <sstream>
 #include <thread>
-
-#include "common/mutex.h"
 
 namespace latchkey::testing {
 
@@ -125,30 +120,6 @@ bool Eventually(const std::function<bool()>& done, std::chrono::milliseconds tim
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   return done();
-}
-
-int PickFreePort() {
-  // The kernel may hand a port just closed out again; remember every port
-  // given so that two servers of one test never get the same one.
-  static Mutex mu;
-  static std::set<int>* given = new std::set<int>();
-  MutexLock lock(&mu);
-  for (;;) {
-    const int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = 0;
-    socklen_t len = sizeof(addr);
-    const bool bound = fd >= 0 && bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-                       getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
-    if (fd >= 0) close(fd);
-    if (!bound) {
-      std::perror("no free loopback port");
-      std::abort();
-    }
-    if (given->insert(ntohs(addr.sin_port)).second) return ntohs(addr.sin_port);
-  }
 }
 
 std::unique_ptr<grpc::ClientContext> AuthContext(const std::string& token,

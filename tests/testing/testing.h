@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "common/net.h"
+
 namespace latchkey::testing {
 
 // A fresh directory under $TMPDIR, removed with everything in it on destruction.
@@ -65,9 +67,7 @@ CommandResult RunCommand(const std::vector<std::string>& argv, const std::string
 bool Eventually(const std::function<bool()>& done,
                 std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
-// A port that was free a moment ago, for servers that must be restarted on
-// the same address. Never the same port twice in one process.
-int PickFreePort();
+using latchkey::PickFreePort;  // common/net.h
 
 // A client context carrying "authorization: Bearer <token>" and a deadline.
 std::unique_ptr<grpc::ClientContext> AuthContext(
