@@ -1,10 +1,10 @@
-// The one mutex of the project: a reader/writer mutex that ThreadSanitizer
-// can see, with clang's thread-safety annotations.
+// The one mutex of the project: a mutex that ThreadSanitizer can see, with
+// clang's thread-safety annotations.
 //
 // Debian's Abseil is not built with TSan: absl::Mutex locks and unlocks
 // inside uninstrumented code, so TSan sees no ordering between threads that
 // use it and reports every access it guards as a race. This Mutex is a
-// std::shared_mutex (pthread rwlock, which TSan intercepts) carrying clang's
+// std::mutex (a pthread mutex, which TSan intercepts) carrying clang's
 // thread-safety annotations, so ABSL_GUARDED_BY still checks at compile time
 // (scripts/test builds with clang -Wthread-safety -Werror).
 //
@@ -16,7 +16,7 @@
 #define LATCHKEY_COMMON_MUTEX_H_
 
 #include <condition_variable>
-#include <shared_mutex>
+#include <mutex>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/time/time.h"
@@ -27,11 +27,10 @@ class ABSL_LOCKABLE Mutex {
  public:
   void Lock() ABSL_EXCLUSIVE_LOCK_FUNCTION() { mu_.lock(); }
   void Unlock() ABSL_UNLOCK_FUNCTION() { mu_.unlock(); }
-  void ReaderLock() ABSL_SHARED_LOCK_FUNCTION() { mu_.lock_shared(); }
-  void ReaderUnlock() ABSL_UNLOCK_FUNCTION() { mu_.unlock_shared(); }
 
  private:
-  std::shared_mutex mu_;
+  friend class CondVar;
+  std::mutex mu_;
 };
 
 class ABSL_SCOPED_LOCKABLE MutexLock {
@@ -40,17 +39,6 @@ class ABSL_SCOPED_LOCKABLE MutexLock {
   ~MutexLock() ABSL_UNLOCK_FUNCTION() { mu_->Unlock(); }
   MutexLock(const MutexLock&) = delete;
   MutexLock& operator=(const MutexLock&) = delete;
-
- private:
-  Mutex* const mu_;
-};
-
-class ABSL_SCOPED_LOCKABLE ReaderMutexLock {
- public:
-  explicit ReaderMutexLock(Mutex* mu) ABSL_SHARED_LOCK_FUNCTION(mu) : mu_(mu) { mu_->ReaderLock(); }
-  ~ReaderMutexLock() ABSL_UNLOCK_FUNCTION() { mu_->ReaderUnlock(); }
-  ReaderMutexLock(const ReaderMutexLock&) = delete;
-  ReaderMutexLock& operator=(const ReaderMutexLock&) = delete;
 
  private:
   Mutex* const mu_;
@@ -81,32 +69,34 @@ class ABSL_SCOPED_LOCKABLE ReleasableMutexLock {
 class CondVar {
  public:
   void Wait(Mutex* mu) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    Adapter held{mu};
-    cv_.wait(held);
+    Held held(mu);
+    cv_.wait(held.lock);
   }
   // Waits until `done()` holds (checked under `mu`).
   template <typename Predicate>
   void Wait(Mutex* mu, Predicate done) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    Adapter held{mu};
-    cv_.wait(held, done);
+    Held held(mu);
+    cv_.wait(held.lock, done);
   }
   // Waits until `done()` holds or `timeout` passes; returns done().
   template <typename Predicate>
   bool WaitFor(Mutex* mu, absl::Duration timeout, Predicate done)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    Adapter held{mu};
-    return cv_.wait_for(held, absl::ToChronoNanoseconds(timeout), done);
+    Held held(mu);
+    return cv_.wait_for(held.lock, absl::ToChronoNanoseconds(timeout), done);
   }
   void Signal() { cv_.notify_one(); }  // wakes one waiter
   void SignalAll() { cv_.notify_all(); }
 
  private:
-  struct Adapter {
-    Mutex* mu;
-    void lock() ABSL_NO_THREAD_SAFETY_ANALYSIS { mu->Lock(); }
-    void unlock() ABSL_NO_THREAD_SAFETY_ANALYSIS { mu->Unlock(); }
+  // The caller's lock, lent to the condition variable for one wait and
+  // still held by the caller after it.
+  struct Held {
+    explicit Held(Mutex* mu) : lock(mu->mu_, std::adopt_lock) {}
+    ~Held() { lock.release(); }
+    std::unique_lock<std::mutex> lock;
   };
-  std::condition_variable_any cv_;
+  std::condition_variable cv_;
 };
 
 }  // namespace latchkey
