@@ -1,6 +1,6 @@
 #include "authority/admin_service.h"
 
-#include "absl/strings/match.h"
+#include "common/bearer.h"
 #include "common/status.h"
 
 namespace latchkey {
@@ -9,13 +9,9 @@ std::string BearerToken(const grpc::ServerContextBase& context) {
   const auto& md = context.client_metadata();
   auto it = md.find("authorization");
   if (it == md.end()) return "";
-  std::string_view value(it->second.data(), it->second.size());
-  constexpr std::string_view kBearer = "Bearer ";
-  if (value.size() < kBearer.size() ||
-      !absl::EqualsIgnoreCase(absl::string_view(value.data(), kBearer.size()), "Bearer ")) {
-    return "";
-  }
-  return std::string(value.substr(kBearer.size()));
+  const std::optional<std::string_view> token =
+      latchkey::BearerToken(std::string_view(it->second.data(), it->second.size()));
+  return token ? std::string(*token) : "";
 }
 
 absl::StatusOr<Caller> AuthenticateCall(const KeyAuthority& authority,

@@ -5,27 +5,12 @@
 
 #include <chrono>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/bearer.h"
 #include "common/status.h"
 
 namespace latchkey::console {
 namespace {
-
-// "Bearer " and a token of visible ASCII: anything else cannot be a latchkey
-// token, and must not reach gRPC metadata (which refuses control characters).
-bool IsBearer(std::string_view authorization) {
-  constexpr std::string_view kBearer = "Bearer ";
-  if (authorization.size() <= kBearer.size() || authorization.size() > 1024) return false;
-  if (!absl::EqualsIgnoreCase(absl::string_view(authorization.data(), kBearer.size()),
-                              absl::string_view(kBearer.data(), kBearer.size()))) {
-    return false;
-  }
-  for (char c : authorization.substr(kBearer.size())) {
-    if (c < 0x21 || c > 0x7e) return false;
-  }
-  return true;
-}
 
 std::string ErrorJson(grpc::StatusCode code, const std::string& message) {
   google::protobuf::Struct error;  // built as a message so the text is escaped
@@ -128,7 +113,7 @@ JsonReply AdminGateway::Call(std::string_view method, std::string_view authoriza
                            absl::StrCat("KeyAdmin has no method ",
                                         absl::string_view(method.data(), method.size())))};
   }
-  if (!IsBearer(authorization)) {
+  if (!BearerToken(authorization)) {
     return {401, ErrorJson(grpc::StatusCode::UNAUTHENTICATED,
                            "sign in: send \"Authorization: Bearer <principal token>\"")};
   }
