@@ -760,7 +760,7 @@ class EtcdStore : public KeyStore {
           StrCat("revision ", after, " is ahead of this store's head ", head));
     }
     const uint64_t latest = std::max(head, known_head_.load(std::memory_order_acquire));
-    const uint64_t oldest_retained = latest > retention_ ? latest - retention_ + 1 : 1;
+    const uint64_t oldest_retained = OldestRetained(latest, retention_);
     if (after + 1 < oldest_retained) {
       return absl::OutOfRangeError(StrCat("events after ", after, " were trimmed"));
     }
@@ -1456,8 +1456,7 @@ absl::StatusOr<ImportReport> ImportIntoEtcd(const KeyStore& source,
   ImportReport report;
   report.store_id = source.store_id();
   report.head = source.head_revision();
-  const uint64_t oldest_event =
-      report.head > options.event_retention ? report.head - options.event_retention + 1 : 1;
+  const uint64_t oldest_event = OldestRetained(report.head, options.event_retention);
   // Refused before anything is written: the events to keep must be there.
   if (absl::StatusOr<std::vector<v1::KeyEvent>> first = source.EventsAfter(oldest_event - 1, 1);
       !first.ok()) {

@@ -50,6 +50,12 @@ enum class Table {
 inline constexpr Table kAllTables[] = {Table::kProjects, Table::kKeys,       Table::kProjectKeys,
                                        Table::kDigests,  Table::kPrincipals, Table::kGuards};
 
+// The oldest event a store keeping the last `retention` events (at least 1)
+// still has once `head` is appended; 1 while it has them all.
+inline uint64_t OldestRetained(uint64_t head, uint64_t retention) {
+  return head > retention ? head - retention + 1 : 1;
+}
+
 // One row to write; no value deletes the row. It is not an error to delete a
 // row that does not exist.
 struct Write {
@@ -129,7 +135,9 @@ class KeyStore {
  public:
   // Called once per committed mutation, in revision order, after it is
   // durable, with its event and audit record. Runs while later commits wait,
-  // so it must be quick.
+  // under locks of the store's own (which ones differ between the stores), so
+  // it must be quick and must not call back into the store: a store call
+  // from inside it may deadlock.
   using CommitListener = std::function<void(const v1::KeyEvent&, const v1::AuditEvent&)>;
 
   virtual ~KeyStore() = default;

@@ -11,15 +11,6 @@ namespace {
 
 constexpr int kTopRejectingSidecars = 5;  // in Key.top_rejecting_sidecars
 
-// Within google.protobuf.Timestamp's range, so it converts and prints as
-// JSON. An unset time (zero) is valid.
-bool ValidTimestamp(const google::protobuf::Timestamp& t) {
-  constexpr int64_t kMinSeconds = -62135596800;  // 0001-01-01T00:00:00Z
-  constexpr int64_t kMaxSeconds = 253402300799;  // 9999-12-31T23:59:59Z
-  return t.seconds() >= kMinSeconds && t.seconds() <= kMaxSeconds && t.nanos() >= 0 &&
-         t.nanos() <= 999999999;
-}
-
 }  // namespace
 
 absl::StatusOr<v1::Key> KeyAuthority::WithUsage(v1::Key key) const {
@@ -51,7 +42,7 @@ absl::StatusOr<v1::Key> KeyAuthority::WithUsage(v1::Key key) const {
 absl::Status KeyAuthority::RecordUsage(const Caller& caller, const v1::ReportUsageRequest& req) {
   if (absl::Status s = Authorize(caller, Permission::kSync); !s.ok()) return s;
   for (const v1::KeyUsage& u : req.usage()) {
-    if (!ValidTimestamp(u.last_used_time()) || !ValidTimestamp(u.last_rejected_time())) {
+    if (!IsValidTimestamp(u.last_used_time()) || !IsValidTimestamp(u.last_rejected_time())) {
       return absl::InvalidArgumentError(
           "usage times must be valid timestamps (years 1 to 9999, nanos 0 to 999999999)");
     }

@@ -342,7 +342,7 @@ class RocksDbStore : public KeyStore {
     // Appends trim as they go, durable or not: the window follows the last
     // append, not the head.
     const uint64_t appended = appended_.load(std::memory_order_acquire);
-    const uint64_t oldest_retained = appended > retention_ ? appended - retention_ + 1 : 1;
+    const uint64_t oldest_retained = OldestRetained(appended, retention_);
     if (after + 1 < oldest_retained) {
       return absl::OutOfRangeError(StrCat("events after ", after, " were trimmed"));
     }
@@ -624,9 +624,9 @@ absl::StatusOr<std::unique_ptr<KeyStore>> OpenRocksDbStore(const RocksDbStoreOpt
   const uint64_t head = s.ok() ? DecodeRevision(rev) : 0;
 
   // Trim events a smaller --event-retention no longer keeps.
-  if (head > options.event_retention) {
+  if (const uint64_t oldest = OldestRetained(head, options.event_retention); oldest > 1) {
     s = db->DeleteRange(rocksdb::WriteOptions(), handles[kCfEvents], EncodeRevision(0),
-                        EncodeRevision(head - options.event_retention + 1));
+                        EncodeRevision(oldest));
     if (!s.ok()) return cleanup(FromRocks(s, "trim events"));
   }
   return std::unique_ptr<KeyStore>(

@@ -30,6 +30,15 @@ inline google::protobuf::Timestamp ToProto(absl::Time t) {
   return ts;
 }
 
+// Within google.protobuf.Timestamp's range (years 1 to 9999, nanos 0 to
+// 999999999), so it converts and prints as JSON. An unset time (zero) is.
+inline bool IsValidTimestamp(const google::protobuf::Timestamp& t) {
+  constexpr int64_t kMinSeconds = -62135596800;  // 0001-01-01T00:00:00Z
+  constexpr int64_t kMaxSeconds = 253402300799;  // 9999-12-31T23:59:59Z
+  return t.seconds() >= kMinSeconds && t.seconds() <= kMaxSeconds && t.nanos() >= 0 &&
+         t.nanos() <= 999999999;
+}
+
 inline absl::Time FromProto(const google::protobuf::Timestamp& ts) {
   return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
 }

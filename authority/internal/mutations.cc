@@ -16,7 +16,7 @@ absl::Status CheckProjectId(std::string_view id) {
 
 absl::Status CheckExpireTime(const google::protobuf::Timestamp& t, absl::Time now) {
   if (t.seconds() == 0 && t.nanos() == 0) return absl::OkStatus();  // unset
-  if (t.nanos() < 0 || t.nanos() > 999999999 || t.seconds() < 0 || t.seconds() > 253402300799) {
+  if (!IsValidTimestamp(t)) {
     return absl::InvalidArgumentError("expire_time is not a valid timestamp");
   }
   if (FromProto(t) <= now) return absl::InvalidArgumentError("expire_time must be in the future");
