@@ -25,8 +25,7 @@ int Migrate(latchkey::AuthorityOptions options, const std::string& endpoints) {
     std::cerr << "latchkey-authority migrate: " << report.status().ToString() << "\n";
     return 1;
   }
-  const std::string master_key =
-      options.master_key_file.empty() ? options.data_dir + "/master.key" : options.master_key_file;
+  const std::string master_key = latchkey::EmbeddedMasterKeyPath(options);
   std::cout << "copied store " << report->store_id << " at revision " << report->head << " into "
             << endpoints << " prefix " << options.etcd.prefix << ": " << report->rows << " rows, "
             << report->audit << " audit records, " << report->events << " events for replay\n"

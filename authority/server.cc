@@ -67,6 +67,15 @@ void AddStoreMetrics(Registry& metrics, KeyStore* store, EventHub* hub, KeyAutho
                          [store] { return static_cast<double>(store->stats().advisory_writes); });
 }
 
+}  // namespace
+
+std::string EmbeddedMasterKeyPath(const AuthorityOptions& options) {
+  return options.master_key_file.empty() ? options.data_dir + "/master.key"
+                                         : options.master_key_file;
+}
+
+namespace {
+
 struct OpenedStore {
   std::unique_ptr<KeyStore> store;
   Sealer sealer;
@@ -90,8 +99,7 @@ absl::StatusOr<OpenedStore> OpenEmbedded(const AuthorityOptions& options) {
   absl::StatusOr<std::unique_ptr<KeyStore>> store = OpenRocksDbStore(store_options);
   if (!store.ok()) return store.status();
 
-  const std::string master_key =
-      options.master_key_file.empty() ? options.data_dir + "/master.key" : options.master_key_file;
+  const std::string master_key = EmbeddedMasterKeyPath(options);
   // A new master key is made only for a store with nothing sealed yet: a new
   // key would never open the values already there.
   if (absl::StatusOr<std::string> existing = ReadPrivateFile(master_key);
@@ -343,8 +351,7 @@ absl::StatusOr<std::unique_ptr<AuthorityServer>> AuthorityServer::Start(
 
   std::unique_ptr<AuthorityServer> self(new AuthorityServer(std::move(parts)));
   self->ports_ = std::move(ports);
-  self->admin_token_path_ =
-      options.store == "etcd" ? options.bootstrap_token_file : options.data_dir + "/admin.token";
+  self->admin_token_path_ = opened->admin_token_path;
   return self;
 }
 
