@@ -60,6 +60,11 @@ class Watcher {
     } while (m.has_progress());
     return m;
   }
+  // Whether the authority took the stream: its first message arrives.
+  bool Admitted() {
+    v1::WatchResponse m;
+    return Read(&m);
+  }
   // The receipts session from the stream's first message.
   const std::string& session() const { return session_; }
   // Ends the stream from the client's side, as a killed pod would.
@@ -374,6 +379,22 @@ TEST_CASE("a Sync call opens with its watch request and carries only acknowledge
   CHECK(sync(true, {empty}).error_code() == grpc::StatusCode::INVALID_ARGUMENT);
   // A well-formed call that closes its side ends OK.
   CHECK(sync(true, {ack}).ok());
+}
+
+TEST_CASE("an authority at its stream limit refuses one more, and takes one again when one ends") {
+  const Via via = GENERATE(Via::kSync, Via::kWatch);
+  SyncServiceOptions options;
+  options.max_watchers = 2;
+  Services s(100000, options);
+  Watcher a(s, via), b(s, via);
+  a.ReadSnapshot();
+  b.ReadSnapshot();
+  Watcher third(s, via);
+  const grpc::Status refused = third.Finish();
+  REQUIRE(refused.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED);
+  REQUIRE(refused.error_message() == "too many watch streams; retry later");
+  a.Drop();
+  REQUIRE(testing::Eventually([&] { return Watcher(s, via).Admitted(); }));
 }
 
 TEST_CASE("watch calls without a sidecar token, or with a too-long id, are refused") {

@@ -22,7 +22,7 @@ namespace latchkey::testing {
 // wrapped. Retention is small so that resumes can fall off the log.
 class Services {
  public:
-  explicit Services(uint64_t retention = 100000) {
+  explicit Services(uint64_t retention = 100000, SyncServiceOptions sync_options = {}) {
     store_ = OpenTestStore(dir_, retention);
     auto core = KeyAuthority::Create(store_.get(), *Sealer::LoadOrCreate(dir_ / "master.key"), {});
     REQUIRE(core.ok());
@@ -35,8 +35,8 @@ class Services {
       hub_->Publish(e);
     });
     admin_service_ = std::make_unique<AdminService>(core_.get(), &propagation_, &work_);
-    sync_service_ = std::make_unique<SyncService>(core_.get(), hub_.get(), &propagation_, &work_,
-                                                  SyncServiceOptions{});
+    sync_service_ =
+        std::make_unique<SyncService>(core_.get(), hub_.get(), &propagation_, &work_, sync_options);
     EnableServerPlugins();
     grpc::ServerBuilder builder;
     int port = 0;
