@@ -2,9 +2,10 @@
 // ticks progress messages.
 //
 // Subscribers are told of each event from the store's commit listener, which
-// runs with the store's publish lock held (RocksDbStore's sync_mu_) so that
-// delivery order is revision order; Deliver must therefore only queue and
-// kick a write, never read the store or block.
+// the store calls in revision order, one commit at a time, under locks of
+// its own (authority/key_store.h, KeyStore::CommitListener), so that delivery
+// order is revision order; Deliver must therefore only queue and kick a
+// write, never read the store or block.
 //
 // An EventHub is safe for concurrent access from multiple threads.
 #ifndef LATCHKEY_AUTHORITY_EVENT_HUB_H_

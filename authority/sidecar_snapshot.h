@@ -1,5 +1,5 @@
 // What a sidecar starts from: the state at one revision, projected to what
-// sidecars hold (docs/design.md, "The watch contract"): the projects whose API
+// sidecars hold (docs/design.md, "Revisions and the watch stream"): the projects whose API
 // access is off and every key's digests (SidecarEntries). The projection is
 // the core's; the watch stream only sends the chunks.
 #ifndef LATCHKEY_AUTHORITY_SIDECAR_SNAPSHOT_H_

@@ -38,7 +38,7 @@ namespace edge {
 struct Options {
   // The authority's gRPC address, host:port.
   std::string authority = "127.0.0.1:7700";
-  // A SIDECAR principal's token (latchkeyctl principal create --role sidecar).
+  // A SIDECAR principal's token (latchkeyctl principal create NAME --role SIDECAR).
   std::string token;
   // The name revocation receipts list for this process; empty: hostname-pid.
   std::string client_id;
