@@ -59,6 +59,7 @@ LATCHKEY_UNARY(ListPrincipals, v1::ListPrincipalsRequest, v1::ListPrincipalsResp
 LATCHKEY_UNARY(DeletePrincipal, v1::DeletePrincipalRequest, v1::DeletePrincipalResponse)
 LATCHKEY_UNARY(WhoAmI, v1::WhoAmIRequest, v1::Principal)
 LATCHKEY_UNARY(FindKey, v1::FindKeyRequest, v1::Key)
+LATCHKEY_UNARY(SetLeakPolicy, v1::SetLeakPolicyRequest, v1::Project)
 
 #undef LATCHKEY_UNARY
 

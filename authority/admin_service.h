@@ -61,6 +61,7 @@ class AdminService final : public v1::KeyAdmin::CallbackService {
                           v1::GetPropagationResponse* r) override;
   Reactor* WhoAmI(Ctx* c, const v1::WhoAmIRequest* q, v1::Principal* r) override;
   Reactor* FindKey(Ctx* c, const v1::FindKeyRequest* q, v1::Key* r) override;
+  Reactor* SetLeakPolicy(Ctx* c, const v1::SetLeakPolicyRequest* q, v1::Project* r) override;
 
  private:
   // Authenticates, then runs `method` of the core on store_work_, which

@@ -64,6 +64,8 @@ const char* TableName(Table t) {
       return "principals";
     case Table::kGuards:
       return "guards";
+    case Table::kLeaks:
+      return "leaks";
   }
   return "unknown";
 }

@@ -9,6 +9,7 @@
 // The implementation is split by concern:
 //   key_authority.cc      roles, the shared loads, Mutate
 //   key_lifecycle.cc      projects and keys: create, revoke, rotate, delete, list, find
+//   key_leaks.cc          values reported leaked, and each project's leak policy
 //   key_usage.cc          usage reports from sidecars and the usage a key shows
 //                         (summed and written by usage_ledger.h)
 //   principals.cc         tokens, authentication, principals
@@ -140,6 +141,23 @@ class KeyAuthority {
       const Caller& caller, const v1::DeletePrincipalRequest& req);
   // The key `req.value` belongs to (docs/design.md, API); audited either way.
   absl::StatusOr<v1::Key> FindKey(const Caller& caller, const v1::FindKeyRequest& req);
+  // What a leaked value does to the project's keys (MANAGER or ADMIN).
+  absl::StatusOr<v1::Project> SetLeakPolicy(const Caller& caller,
+                                            const v1::SetLeakPolicyRequest& req);
+  // A value someone found in public (docs/design.md, "Leak response"), as
+  // GitHub secret scanning reports it. The reporter is not a principal: its
+  // report was authenticated before it came here (authority/secret_scanning.h).
+  struct LeakFinding {
+    std::string value;   // never logged, never stored
+    std::string url;     // where it was seen
+    std::string source;  // "content", "commit", ... as reported
+  };
+  // Whether latchkey issued the value (a current or retired value, or one a
+  // leak report deleted). A value of latchkey's is recorded on its key and
+  // in the audit log (key.leaked), and stopped when the project's policy is
+  // REVOKE, in one mutation; a finding already recorded (same value, same
+  // URL) changes nothing. A value latchkey never issued changes nothing.
+  absl::StatusOr<bool> ReportLeak(const Caller& reporter, const LeakFinding& finding);
   // The caller's own principal record; any role may ask.
   absl::StatusOr<v1::Principal> WhoAmI(const Caller& caller, const v1::WhoAmIRequest& req);
 
@@ -224,6 +242,18 @@ class KeyAuthority {
   static int PruneActiveKeys(internal::ProjectRecord& project, absl::Time now);
   // Takes a revoked or deleted key off its project's active list, as part of `m`.
   absl::Status ReleaseActiveKey(const v1::Key& key, Transaction& tx, Mutation& m) const;
+
+  // Steps the rules share, each adding its writes to `m`; the key's own row
+  // is left to the caller (PutKey), except by EraseSecretKey.
+  // Revokes an API key, which leaves its project's active list.
+  absl::Status Revoke(internal::KeyRecord& rec, const Caller& caller, absl::Time now,
+                      Transaction& tx, Mutation& m) const;
+  // Gives an API key a new value, returned; the old one keeps working for
+  // `grace` (none: it stops at once).
+  absl::StatusOr<std::string> Rotate(internal::KeyRecord& rec, absl::Duration grace,
+                                     const Caller& caller, absl::Time now, Mutation& m) const;
+  // Deletes a secret key: its rows, its digest, its place on the active list.
+  absl::Status EraseSecretKey(const internal::KeyRecord& rec, Transaction& tx, Mutation& m) const;
 
   // A new key of `kind` in `project_id`, with its value, as one mutation.
   struct NewKey {

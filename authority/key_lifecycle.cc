@@ -72,6 +72,69 @@ absl::StatusOr<KeyAuthority::NewKey> KeyAuthority::MakeKey(
   return made;
 }
 
+absl::Status KeyAuthority::Revoke(KeyRecord& rec, const Caller& caller, absl::Time now,
+                                  Transaction& tx, Mutation& m) const {
+  v1::Key& key = *rec.mutable_key();
+  key.set_state(v1::KEY_STATE_REVOKED);
+  SetLastAction(key, "revoked", caller, now);
+  return ReleaseActiveKey(key, tx, m);
+}
+
+absl::StatusOr<std::string> KeyAuthority::Rotate(KeyRecord& rec, absl::Duration grace,
+                                                 const Caller& caller, absl::Time now,
+                                                 Mutation& m) const {
+  v1::Key& key = *rec.mutable_key();
+  internal::RetiredValue* old = rec.add_retired();
+  old->set_digest(rec.digest());
+  if (grace > absl::ZeroDuration()) {
+    old->set_valid_until_micros(absl::ToUnixMicros(now + grace));
+  }
+  while (rec.retired_size() > options_.max_retired_values) {
+    // The oldest value out of its grace period (or given none) is
+    // forgotten: sidecars will answer UNKNOWN for it. One still in its grace
+    // period was promised to work until then and is never dropped early.
+    auto& retired = *rec.mutable_retired();
+    auto in_grace = [now](const internal::RetiredValue& r) {
+      return r.valid_until_micros() != 0 && absl::FromUnixMicros(r.valid_until_micros()) > now;
+    };
+    auto forget = std::find_if_not(retired.begin(), retired.end(), in_grace);
+    if (forget == retired.end()) {
+      const int64_t first_end =
+          std::min_element(retired.begin(), retired.end(), [](const auto& a, const auto& b) {
+            return a.valid_until_micros() < b.valid_until_micros();
+          })->valid_until_micros();
+      return absl::ResourceExhaustedError(
+          StrCat("key ", key.key_id(), " already has ", options_.max_retired_values,
+                 " earlier values in their grace period (the first ends ",
+                 absl::FormatTime(absl::FromUnixMicros(first_end)),
+                 "); rotate with no grace period, or after that"));
+    }
+    m.writes.push_back(Erase(Table::kDigests, forget->digest()));
+    m.event.add_removed_digests(forget->digest());
+    retired.erase(forget);
+  }
+  std::string value = latchkey::GenerateKey(v1::API_KEY);
+  absl::StatusOr<std::string> sealed = sealer_.Seal(value, key.key_id());
+  if (!sealed.ok()) return sealed.status();
+  rec.set_sealed_value(*std::move(sealed));
+  rec.set_digest(Sha256Bytes(value));
+  key.set_hint(KeyHint(value));
+  SetLastAction(key, "rotated", caller, now);
+  m.writes.push_back(Write{Table::kDigests, rec.digest(), key.key_id()});
+  return value;
+}
+
+absl::Status KeyAuthority::EraseSecretKey(const KeyRecord& rec, Transaction& tx,
+                                          Mutation& m) const {
+  const v1::Key& key = rec.key();
+  if (absl::Status s = ReleaseActiveKey(key, tx, m); !s.ok()) return s;
+  m.writes.push_back(Erase(Table::kKeys, key.key_id()));
+  m.writes.push_back(Erase(Table::kProjectKeys, ProjectKeysRow(key.project_id(), key.key_id())));
+  m.writes.push_back(Erase(Table::kDigests, rec.digest()));
+  m.event.add_removed_digests(rec.digest());
+  return absl::OkStatus();
+}
+
 absl::StatusOr<v1::CreateProjectResponse> KeyAuthority::CreateProject(
     const Caller& caller, const v1::CreateProjectRequest& req) {
   if (absl::Status s = Authorize(caller, Permission::kWrite); !s.ok()) return s;
@@ -84,6 +147,7 @@ absl::StatusOr<v1::CreateProjectResponse> KeyAuthority::CreateProject(
     p.set_project_id(GenerateProjectId());
     p.set_name(req.name());
     p.set_api_access_enabled(true);
+    p.set_leak_policy(v1::LEAK_POLICY_NOTIFY);
     p.set_created_by(caller.name);
     *p.mutable_create_time() = ToProto(now);
     p.set_revision(tx.revision());
@@ -264,9 +328,7 @@ absl::StatusOr<v1::Key> KeyAuthority::RevokeApiKey(const Caller& caller,
     }
     if (key.state() == v1::KEY_STATE_REVOKED) return Built::kUnchanged;
     const absl::Time now = absl::Now();
-    key.set_state(v1::KEY_STATE_REVOKED);
-    SetLastAction(key, "revoked", caller, now);
-    if (absl::Status s = ReleaseActiveKey(key, tx, m); !s.ok()) return s;
+    if (absl::Status s = Revoke(rec, caller, now, tx, m); !s.ok()) return s;
     PutKey(m, rec, tx.revision());
     m.audit = Audit(caller, "key.revoked", key.project_id(), key.key_id(), "", now);
     return Built::kCommit;
@@ -301,44 +363,10 @@ absl::StatusOr<v1::RotateApiKeyResponse> KeyAuthority::RotateApiKey(
     if (key.has_expire_time() && FromProto(key.expire_time()) <= now) {
       return absl::FailedPreconditionError("an expired key cannot be rotated; generate a new key");
     }
-    internal::RetiredValue* old = rec.add_retired();
-    old->set_digest(rec.digest());
-    if (grace > absl::ZeroDuration()) {
-      old->set_valid_until_micros(absl::ToUnixMicros(now + grace));
-    }
-    while (rec.retired_size() > options_.max_retired_values) {
-      // The oldest value out of its grace period (or given none) is
-      // forgotten: sidecars will answer UNKNOWN for it. One still in its grace
-      // period was promised to work until then and is never dropped early.
-      auto& retired = *rec.mutable_retired();
-      auto in_grace = [now](const internal::RetiredValue& r) {
-        return r.valid_until_micros() != 0 && absl::FromUnixMicros(r.valid_until_micros()) > now;
-      };
-      auto forget = std::find_if_not(retired.begin(), retired.end(), in_grace);
-      if (forget == retired.end()) {
-        const int64_t first_end =
-            std::min_element(retired.begin(), retired.end(), [](const auto& a, const auto& b) {
-              return a.valid_until_micros() < b.valid_until_micros();
-            })->valid_until_micros();
-        return absl::ResourceExhaustedError(
-            StrCat("key ", key.key_id(), " already has ", options_.max_retired_values,
-                   " earlier values in their grace period (the first ends ",
-                   absl::FormatTime(absl::FromUnixMicros(first_end)),
-                   "); rotate with no grace period, or after that"));
-      }
-      m.writes.push_back(Erase(Table::kDigests, forget->digest()));
-      m.event.add_removed_digests(forget->digest());
-      retired.erase(forget);
-    }
-    value = latchkey::GenerateKey(v1::API_KEY);
-    absl::StatusOr<std::string> sealed = sealer_.Seal(value, key.key_id());
-    if (!sealed.ok()) return sealed.status();
-    rec.set_sealed_value(*std::move(sealed));
-    rec.set_digest(Sha256Bytes(value));
-    key.set_hint(KeyHint(value));
-    SetLastAction(key, "rotated", caller, now);
+    absl::StatusOr<std::string> rotated = Rotate(rec, grace, caller, now, m);
+    if (!rotated.ok()) return rotated.status();
+    value = *std::move(rotated);
     PutKey(m, rec, tx.revision());
-    m.writes.push_back(Write{Table::kDigests, rec.digest(), key.key_id()});
     m.audit = Audit(caller, "key.rotated", key.project_id(), key.key_id(),
                     StrCat("grace_period=", absl::FormatDuration(grace)), now);
     return Built::kCommit;
@@ -367,11 +395,7 @@ absl::StatusOr<v1::DeleteSecretKeyResponse> KeyAuthority::DeleteSecretKey(
     if (req.confirm() != internal::kDeleteConfirmation) {
       return absl::InvalidArgumentError("deleting a secret key needs confirm: \"DELETE\"");
     }
-    if (absl::Status s = ReleaseActiveKey(key, tx, m); !s.ok()) return s;
-    m.writes.push_back(Erase(Table::kKeys, key.key_id()));
-    m.writes.push_back(Erase(Table::kProjectKeys, ProjectKeysRow(key.project_id(), key.key_id())));
-    m.writes.push_back(Erase(Table::kDigests, rec->digest()));
-    m.event.add_removed_digests(rec->digest());
+    if (absl::Status s = EraseSecretKey(*rec, tx, m); !s.ok()) return s;
     m.audit = Audit(caller, "key.deleted", key.project_id(), key.key_id(),
                     StrCat("secret key name=", key.name(), " hint=", key.hint()), absl::Now());
     return Built::kCommit;

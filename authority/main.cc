@@ -90,6 +90,12 @@ int main(int argc, char** argv) {
   app.add_option("--tls-key", options.tls.key, "PEM private key for --tls-cert");
   app.add_option("--tls-client-ca", options.tls.client_ca,
                  "PEM CA: clients must present a certificate it signed (mTLS)");
+  app.add_option("--leak-report-listen", options.leak_report_listen,
+                 "host:port for GitHub secret scanning's POST /secret-scanning/github "
+                 "(HTTPS with --tls-cert; empty: off)");
+  app.add_option("--github-keys-file", options.github_keys_file,
+                 "GitHub's secret scanning public keys (JSON as GitHub publishes them), read "
+                 "again when it changes");
   latchkey::AddDaemonFlags(app, options.listen, daemon);
   CLI::App* new_token =
       app.add_subcommand("new-token", "print a fresh token (for --bootstrap-token-file) and exit");

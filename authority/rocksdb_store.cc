@@ -42,12 +42,13 @@ enum Cf : size_t {
   kCfAudit,
   kCfUsage,
   kCfGuards,
+  kCfLeaks,
   kCfCount
 };
-const std::array<const char*, kCfCount> kCfNames = {"default",  // rocksdb::kDefaultColumnFamilyName
-                                                    "projects", "keys",       "project_keys",
-                                                    "digests",  "principals", "events",
-                                                    "audit",    "usage",      "guards"};
+const std::array<const char*, kCfCount> kCfNames = {
+    "default",  // rocksdb::kDefaultColumnFamilyName
+    "projects", "keys",  "project_keys", "digests", "principals",
+    "events",   "audit", "usage",        "guards",  "leaks"};
 // Tables earlier versions kept and this one drops when it opens their
 // database: "tokens" (token digest -> principal id) was written, never read.
 const std::array<const char*, 1> kRetiredCfNames = {"tokens"};
@@ -66,6 +67,8 @@ Cf CfOf(Table t) {
       return kCfPrincipals;
     case Table::kGuards:
       return kCfGuards;
+    case Table::kLeaks:
+      return kCfLeaks;
   }
   return kMeta;
 }

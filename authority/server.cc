@@ -11,6 +11,7 @@
 #include "authority/propagation.h"
 #include "authority/rocksdb_store.h"
 #include "authority/rpc_metrics.h"
+#include "authority/secret_scanning.h"
 #include "authority/sync_service.h"
 #include "common/files.h"
 #include "common/log.h"
@@ -31,6 +32,7 @@ struct AuthorityServer::Parts {
   std::unique_ptr<grpc::Server> server;
   Registry metrics;
   std::unique_ptr<MetricsServer> metrics_server;
+  std::unique_ptr<SecretScanningServer> secret_scanning;
   std::unique_ptr<Periodic> store_health;  // stopped first
   std::unique_ptr<Periodic> share_receipts;
   std::unique_ptr<Periodic> usage_flush;
@@ -327,6 +329,20 @@ absl::StatusOr<std::unique_ptr<AuthorityServer>> AuthorityServer::Start(
     }
     parts->metrics_server = *std::move(metrics);
   }
+  if (!options.leak_report_listen.empty()) {
+    SecretScanningOptions leak_options;
+    leak_options.listen = options.leak_report_listen;
+    leak_options.github_keys_file = options.github_keys_file;
+    leak_options.tls = options.tls;
+    leak_options.allow_insecure_remote = options.listen.allow_insecure_remote;
+    absl::StatusOr<std::unique_ptr<SecretScanningServer>> leaks =
+        SecretScanningServer::Start(leak_options, core, store_work, &parts->metrics);
+    if (!leaks.ok()) {
+      parts->server->Shutdown();
+      return leaks.status();
+    }
+    parts->secret_scanning = *std::move(leaks);
+  }
   if (options.store == "etcd") {
     // Health follows the etcd quorum: without it nothing can commit, and the
     // replica says so (NOT_SERVING) so that load balancers use another one.
@@ -362,6 +378,7 @@ void AuthorityServer::Shutdown(absl::Duration deadline) {
   shut_down_ = true;
   parts_->store_health.reset();
   parts_->share_receipts.reset();
+  parts_->secret_scanning.reset();  // after the reports in flight
   // Watch streams never end by themselves.
   parts_->hub->CloseAll(absl::UnavailableError("authority shutting down"));
   parts_->server->Shutdown(absl::ToChronoTime(absl::Now() + deadline));
@@ -379,6 +396,10 @@ std::string AuthorityServer::address(size_t i) const { return StrCat("127.0.0.1:
 
 int AuthorityServer::metrics_port() const {
   return parts_ && parts_->metrics_server ? parts_->metrics_server->port() : 0;
+}
+
+int AuthorityServer::leak_report_port() const {
+  return parts_ && parts_->secret_scanning ? parts_->secret_scanning->port() : 0;
 }
 
 std::string AuthorityServer::admin_token_path() const { return admin_token_path_; }

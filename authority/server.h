@@ -41,7 +41,11 @@ struct AuthorityOptions {
   ServerTlsFiles tls;                 // TLS (and mTLS) for the TCP listeners
   std::string metrics_listen;         // host:port for HTTP /metrics; empty: off
   bool metrics_allow_remote = false;  // --metrics-listen may be beyond loopback
-  bool group_commit = true;           // off only to measure it (bench/)
+  // GitHub secret scanning's endpoint (authority/secret_scanning.h): host:port,
+  // empty: off; HTTPS with `tls`. Needs github_keys_file.
+  std::string leak_report_listen;
+  std::string github_keys_file;
+  bool group_commit = true;  // off only to measure it (bench/)
   // Threads that run store reads and commits for RPCs (gRPC's callback
   // threads never block on the disk). Concurrent commits share one fsync.
   int store_threads = 16;
@@ -65,6 +69,8 @@ class AuthorityServer {
   KeyAuthority& authority() { return *authority_; }
   // The bound port of the metrics server, 0 when it is off.
   int metrics_port() const;
+  // The bound port of the secret scanning endpoint, 0 when it is off.
+  int leak_report_port() const;
 
  private:
   struct Parts;

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <string>
 
 namespace latchkey {
 
@@ -18,6 +19,13 @@ std::thread ServeInBackground(httplib::Server* server) {
     std::this_thread::sleep_for(std::chrono::microseconds(100));
   }
   return thread;
+}
+
+absl::StatusOr<int> Bind(httplib::Server* server, const HostPort& at, std::string_view address) {
+  const int port = at.port == 0 ? server->bind_to_any_port(at.host)
+                                : (server->bind_to_port(at.host, at.port) ? at.port : -1);
+  if (port <= 0) return absl::UnavailableError("cannot listen on " + std::string(address));
+  return port;
 }
 
 }  // namespace latchkey

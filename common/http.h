@@ -2,7 +2,11 @@
 #ifndef LATCHKEY_COMMON_HTTP_H_
 #define LATCHKEY_COMMON_HTTP_H_
 
+#include <string_view>
 #include <thread>
+
+#include "absl/status/statusor.h"
+#include "common/net.h"
 
 namespace httplib {
 class Server;
@@ -14,6 +18,10 @@ namespace latchkey {
 // running: httplib's stop() does nothing before that, so a server stopped
 // right after starting would otherwise never return from its loop.
 std::thread ServeInBackground(httplib::Server* server);
+
+// Binds `server` to `at` (port 0: a free port) and returns the bound port;
+// UNAVAILABLE naming `address` (the flag's value) when it cannot.
+absl::StatusOr<int> Bind(httplib::Server* server, const HostPort& at, std::string_view address);
 
 }  // namespace latchkey
 

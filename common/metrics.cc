@@ -214,9 +214,9 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const std::s
   self->server_->Get("/metrics", [registry](const httplib::Request&, httplib::Response& res) {
     res.set_content(registry->Render(), "text/plain; version=0.0.4; charset=utf-8");
   });
-  self->port_ = hp->port == 0 ? self->server_->bind_to_any_port(hp->host)
-                              : (self->server_->bind_to_port(hp->host, hp->port) ? hp->port : -1);
-  if (self->port_ <= 0) return absl::UnavailableError("cannot listen on " + address);
+  absl::StatusOr<int> port = Bind(self->server_.get(), *hp, address);
+  if (!port.ok()) return port.status();
+  self->port_ = *port;
   self->thread_ = ServeInBackground(self->server_.get());
   return self;
 }

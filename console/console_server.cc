@@ -71,11 +71,9 @@ absl::StatusOr<std::unique_ptr<ConsoleServer>> ConsoleServer::Start(const Consol
   self->server_->set_payload_max_length(options.max_body_bytes);
   self->Route();
 
-  self->port_ =
-      address->port == 0
-          ? self->server_->bind_to_any_port(address->host)
-          : (self->server_->bind_to_port(address->host, address->port) ? address->port : -1);
-  if (self->port_ <= 0) return absl::UnavailableError("cannot listen on " + options.listen);
+  absl::StatusOr<int> port = Bind(self->server_.get(), *address, options.listen);
+  if (!port.ok()) return port.status();
+  self->port_ = *port;
   const bool v6 = absl::StrContains(address->host, ':');
   self->url_ = std::string(https ? "https://" : "http://") + (v6 ? "[" : "") + address->host +
                (v6 ? "]" : "") + ":" + std::to_string(self->port_) + "/";

@@ -5,6 +5,7 @@
 
 #include "absl/time/clock.h"
 #include "authority/key_authority.h"
+#include "common/crypto.h"
 #include "common/key_format.h"
 #include "common/time_util.h"
 #include "tests/testing/authority_fixture.h"
@@ -247,6 +248,187 @@ TEST_CASE("ListAuditEvents after_revision returns only newer events, for a follo
   REQUIRE(f.authority().ListAuditEvents(f.member(), req)->events().empty());
   req.set_page_token("anything");
   REQUIRE(absl::IsInvalidArgument(f.authority().ListAuditEvents(f.member(), req).status()));
+}
+
+// Reports of values found in public (GitHub secret scanning) -------------
+
+const Caller kScanner{"", "github-secret-scanning", v1::ROLE_UNSPECIFIED};
+
+bool Leak(AuthorityFixture& f, const std::string& value, const std::string& url) {
+  absl::StatusOr<bool> issued = f.authority().ReportLeak(kScanner, {value, url, "content"});
+  REQUIRE(issued.ok());
+  return *issued;
+}
+
+void SetPolicy(AuthorityFixture& f, const std::string& project, v1::LeakPolicy policy) {
+  v1::SetLeakPolicyRequest req;
+  req.set_project_id(project);
+  req.set_policy(policy);
+  absl::StatusOr<v1::Project> p = f.authority().SetLeakPolicy(f.manager(), req);
+  REQUIRE(p.ok());
+  REQUIRE(p->leak_policy() == policy);
+}
+
+// The last event of the log: what sidecars hear of the last commit.
+v1::KeyEvent LastEvent(AuthorityFixture& f) {
+  absl::StatusOr<std::vector<v1::KeyEvent>> events =
+      f.store().EventsAfter(f.store().head_revision() - 1, 1);
+  REQUIRE(events.ok());
+  REQUIRE(events->size() == 1);
+  return events->front();
+}
+
+TEST_CASE("a leaked value is recorded on its key and audited with the URL, never the value") {
+  AuthorityFixture f;
+  const std::string project = f.CreateProject().project().project_id();
+  const v1::GenerateApiKeyResponse api = *f.GenerateApiKey(project, "ios app");
+  const std::string url = "https://github.com/octo/app/blob/abc/config.js#L3";
+
+  REQUIRE(Leak(f, api.api_key(), url));
+  const v1::Key key = f.GetKey(api.key().key_id());
+  REQUIRE(key.state() == v1::KEY_STATE_ACTIVE);  // notify, the default, stops nothing
+  REQUIRE(key.leak_url() == url);
+  REQUIRE(key.has_leaked_time());
+  REQUIRE(key.last_action().action() == "leaked");
+  REQUIRE(key.last_action().actor() == "github-secret-scanning");
+  const v1::AuditEvent last = f.Audit(project).back();
+  REQUIRE(last.action() == "key.leaked");
+  REQUIRE(last.key_id() == api.key().key_id());
+  REQUIRE(last.detail().find(url) != std::string::npos);
+  REQUIRE(last.detail().find("notify") != std::string::npos);
+  REQUIRE(last.detail().find(api.api_key()) == std::string::npos);
+  REQUIRE(f.StoredCopiesOf(api.api_key()).empty());
+}
+
+TEST_CASE("a leak reported again acts once; the same value seen elsewhere is a new finding") {
+  AuthorityFixture f;
+  const std::string project = f.CreateProject().project().project_id();
+  const v1::GenerateSecretKeyResponse secret = *f.GenerateSecretKey(project);
+  REQUIRE(Leak(f, secret.secret_key(), "https://github.com/a/b/blob/1/x.env"));
+  const uint64_t head = f.store().head_revision();
+
+  REQUIRE(Leak(f, secret.secret_key(), "https://github.com/a/b/blob/1/x.env"));  // a retry
+  REQUIRE(f.store().head_revision() == head);
+  REQUIRE(Leak(f, secret.secret_key(), "https://gist.github.com/c/d"));
+  REQUIRE(f.store().head_revision() == head + 1);
+  REQUIRE(f.GetKey(secret.key().key_id()).leak_url() == "https://gist.github.com/c/d");
+}
+
+TEST_CASE("a value latchkey never issued is not latchkey's and changes nothing") {
+  AuthorityFixture f;
+  const std::string project = f.CreateProject().project().project_id();
+  const v1::GenerateApiKeyResponse api = *f.GenerateApiKey(project);
+  const uint64_t head = f.store().head_revision();
+
+  REQUIRE_FALSE(Leak(f, GenerateKey(v1::API_KEY), "https://github.com/x/y"));
+  REQUIRE_FALSE(Leak(f, GenerateKey(v1::SECRET_KEY), "https://github.com/x/y"));
+  std::string typo = api.api_key();
+  typo.back() = typo.back() == 'a' ? 'b' : 'a';  // fails the checksum: no lookup
+  REQUIRE_FALSE(Leak(f, typo, "https://github.com/x/y"));
+  REQUIRE_FALSE(Leak(f, "lkp_short", "https://github.com/x/y"));
+  REQUIRE(f.store().head_revision() == head);
+  REQUIRE_FALSE(f.GetKey(api.key().key_id()).has_leaked_time());
+}
+
+TEST_CASE("under the revoke policy a leaked API key is revoked and sidecars hear it at once") {
+  AuthorityFixture f;
+  const std::string project = f.CreateProject().project().project_id();
+  const v1::GenerateApiKeyResponse api = *f.GenerateApiKey(project);
+  SetPolicy(f, project, v1::LEAK_POLICY_REVOKE);
+
+  REQUIRE(Leak(f, api.api_key(), "https://github.com/x/y"));
+  const v1::Key key = f.GetKey(api.key().key_id());
+  REQUIRE(key.state() == v1::KEY_STATE_REVOKED);
+  REQUIRE(key.last_action().action() == "revoked");
+  REQUIRE(key.leak_url() == "https://github.com/x/y");
+  const v1::KeyEvent event = LastEvent(f);
+  REQUIRE(event.upserts_size() == 1);
+  REQUIRE(event.upserts(0).digest() == Sha256Bytes(api.api_key()));
+  REQUIRE(event.upserts(0).state() == v1::KEY_STATE_REVOKED);
+  REQUIRE(f.Audit(project).back().detail().find("revoked (leak policy revoke)") !=
+          std::string::npos);
+  // The revoked key no longer counts against the project's limit.
+  v1::GetProjectRequest get;
+  get.set_project_id(project);
+  REQUIRE(f.authority().GetProject(f.member(), get)->leak_policy() == v1::LEAK_POLICY_REVOKE);
+}
+
+TEST_CASE("under the revoke policy the legacy key is rotated with no grace and a secret deleted") {
+  AuthorityFixture f;
+  const v1::CreateProjectResponse created = f.CreateProject();
+  const std::string project = created.project().project_id();
+  const v1::GenerateSecretKeyResponse secret = *f.GenerateSecretKey(project);
+  SetPolicy(f, project, v1::LEAK_POLICY_REVOKE);
+
+  REQUIRE(Leak(f, created.legacy_api_key(), "https://github.com/x/legacy"));
+  v1::Key legacy = f.GetKey(created.legacy_key().key_id());
+  REQUIRE(legacy.state() == v1::KEY_STATE_ACTIVE);  // never revoked
+  REQUIRE(legacy.last_action().action() == "rotated");
+  REQUIRE(legacy.hint() != created.legacy_key().hint());
+  absl::StatusOr<v1::Key> old = Find(f, created.legacy_api_key());
+  REQUIRE(old.ok());
+  REQUIRE_FALSE(old->value_match().current());
+  REQUIRE_FALSE(old->value_match().has_valid_until());  // stopped at once
+
+  REQUIRE(Leak(f, secret.secret_key(), "https://github.com/x/secret"));
+  v1::GetKeyRequest get;
+  get.set_key_id(secret.key().key_id());
+  REQUIRE(absl::IsNotFound(f.authority().GetKey(f.member(), get).status()));
+  REQUIRE(LastEvent(f).removed_digests(0) == Sha256Bytes(secret.secret_key()));
+  REQUIRE(f.Audit(project).back().action() == "key.leaked");
+  REQUIRE(f.Audit(project).back().detail().find("deleted") != std::string::npos);
+  // Still latchkey's when GitHub sends it again, or finds it elsewhere.
+  const uint64_t head = f.store().head_revision();
+  REQUIRE(Leak(f, secret.secret_key(), "https://github.com/x/secret"));
+  REQUIRE(f.store().head_revision() == head);
+  REQUIRE(Leak(f, secret.secret_key(), "https://github.com/x/elsewhere"));
+  REQUIRE(f.Audit(project).back().detail().find("deleted before") != std::string::npos);
+}
+
+TEST_CASE("under the revoke policy a leaked retired value loses its grace; the current one works") {
+  AuthorityFixture f;
+  const std::string project = f.CreateProject().project().project_id();
+  const v1::GenerateApiKeyResponse api = *f.GenerateApiKey(project);
+  v1::RotateApiKeyRequest rotate;
+  rotate.set_key_id(api.key().key_id());
+  *rotate.mutable_grace_period() = ToProto(absl::Hours(1));
+  const v1::RotateApiKeyResponse rotated = *f.authority().RotateApiKey(f.manager(), rotate);
+  SetPolicy(f, project, v1::LEAK_POLICY_REVOKE);
+
+  REQUIRE(Leak(f, api.api_key(), "https://github.com/x/old"));
+  bool old_revoked = false;
+  const v1::KeyEvent event = LastEvent(f);
+  for (const v1::KeyEntry& e : event.upserts()) {
+    if (e.digest() == Sha256Bytes(api.api_key())) old_revoked = e.state() == v1::KEY_STATE_REVOKED;
+  }
+  REQUIRE(old_revoked);
+  REQUIRE(f.Audit(project).back().detail().find("grace period ended") != std::string::npos);
+  REQUIRE(f.GetKey(api.key().key_id()).state() == v1::KEY_STATE_ACTIVE);
+  REQUIRE(Find(f, rotated.api_key())->value_match().current());
+  REQUIRE_FALSE(Find(f, api.api_key())->value_match().has_valid_until());
+}
+
+TEST_CASE("SetLeakPolicy takes NOTIFY or REVOKE from MANAGER or ADMIN, and is audited") {
+  AuthorityFixture f;
+  const std::string project = f.CreateProject().project().project_id();
+  v1::SetLeakPolicyRequest req;
+  req.set_project_id(project);
+  req.set_policy(v1::LEAK_POLICY_REVOKE);
+  REQUIRE(absl::IsPermissionDenied(f.authority().SetLeakPolicy(f.member(), req).status()));
+  req.set_policy(v1::LEAK_POLICY_UNSPECIFIED);
+  REQUIRE(absl::IsInvalidArgument(f.authority().SetLeakPolicy(f.manager(), req).status()));
+  req.set_policy(static_cast<v1::LeakPolicy>(7));
+  REQUIRE(absl::IsInvalidArgument(f.authority().SetLeakPolicy(f.manager(), req).status()));
+  req.set_project_id(GenerateProjectId());
+  req.set_policy(v1::LEAK_POLICY_REVOKE);
+  REQUIRE(absl::IsNotFound(f.authority().SetLeakPolicy(f.manager(), req).status()));
+
+  const uint64_t head = f.store().head_revision();
+  SetPolicy(f, project, v1::LEAK_POLICY_NOTIFY);  // already so: nothing to commit
+  REQUIRE(f.store().head_revision() == head);
+  SetPolicy(f, project, v1::LEAK_POLICY_REVOKE);
+  REQUIRE(f.Audit(project).back().action() == "project.leak_policy_set");
+  REQUIRE(f.Audit(project).back().detail() == "policy=revoke");
 }
 
 }  // namespace

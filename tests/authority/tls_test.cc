@@ -1,5 +1,7 @@
 // TLS and mTLS on the authority: only a client certificate signed by the
 // configured CA, and still valid, can administer or watch.
+#include <httplib.h>
+
 #include <catch2/catch.hpp>
 #include <fstream>
 
@@ -7,6 +9,7 @@
 #include "latchkey/v1/key_sync.grpc.pb.h"
 #include "tests/testing/certs.h"
 #include "tests/testing/clients.h"
+#include "tests/testing/github_signer.h"
 
 namespace latchkey {
 namespace {
@@ -111,6 +114,41 @@ TEST_CASE("a TLS listener beyond loopback is allowed without --allow-insecure-re
   REQUIRE(AuthorityServer::Start(options).ok());
   options.tls = {dir / "c.pem", "", ""};
   REQUIRE(absl::IsInvalidArgument(AuthorityServer::Start(options).status()));
+}
+
+TEST_CASE("GitHub's secret scanning reaches the authority over HTTPS with its certificate") {
+  testing::TempDir dir;
+  const Pem ca = testing::SelfSigned("ca", true);
+  const Pem cert = testing::Issue(ca, "authority");
+  Write(dir / "c.pem", cert.cert);
+  Write(dir / "c.key", cert.key);
+  Write(dir / "ca.pem", ca.cert);
+  const testing::GitHubSigner github("github-key-1");
+  Write(dir / "github_keys.json", github.KeysDocument());
+  AuthorityOptions options;
+  options.listen.addresses = {"127.0.0.1:0"};
+  options.data_dir = dir / "data";
+  options.tls = {dir / "c.pem", dir / "c.key", ""};
+  options.leak_report_listen = "127.0.0.1:0";
+  options.github_keys_file = dir / "github_keys.json";
+  absl::StatusOr<std::unique_ptr<AuthorityServer>> server = AuthorityServer::Start(options);
+  REQUIRE(server.ok());
+  REQUIRE((*server)->leak_report_port() > 0);
+
+  httplib::SSLClient client("127.0.0.1", (*server)->leak_report_port());
+  client.set_ca_cert_path((dir / "ca.pem").c_str());
+  client.enable_server_certificate_verification(true);
+  const std::string body = R"([{"token":"lkp_x","type":"latchkey_api_key","url":"u"}])";
+  httplib::Result res = client.Post("/secret-scanning/github",
+                                    {{"Github-Public-Key-Identifier", github.id()},
+                                     {"Github-Public-Key-Signature", github.Sign(body)}},
+                                    body, "application/json");
+  REQUIRE(res);
+  REQUIRE(res->status == 200);
+  REQUIRE(res->body.find("false_positive") != std::string::npos);
+  // Plain HTTP is not served there.
+  httplib::Client plain("127.0.0.1", (*server)->leak_report_port());
+  REQUIRE_FALSE(plain.Post("/secret-scanning/github", body, "application/json"));
 }
 
 }  // namespace
