@@ -190,6 +190,28 @@ int Ctl::ProjectSetAccess(const std::string& project_id, bool enabled) {
   return 0;
 }
 
+int Ctl::ProjectSetLeakPolicy(const std::string& project_id, const std::string& policy) {
+  v1::SetLeakPolicyRequest req;
+  req.set_project_id(project_id);
+  req.set_policy(policy == "revoke" ? v1::LEAK_POLICY_REVOKE : v1::LEAK_POLICY_NOTIFY);
+  v1::Project p;
+  if (grpc::Status s = admin_->SetLeakPolicy(Context().get(), req, &p); !s.ok()) {
+    return Fail("set leak policy", s);
+  }
+  if (globals_.format == Format::kJson) {
+    PrintJson(out_, p);
+  } else if (req.policy() == v1::LEAK_POLICY_REVOKE) {
+    out_ << "A value of " << p.project_id()
+         << " reported leaked now stops at once: API keys are revoked, the legacy key rotated, "
+            "secret keys deleted.\n";
+  } else {
+    out_ << "A value of " << p.project_id()
+         << " reported leaked is now recorded on its key and in the audit log, and keeps "
+            "working.\n";
+  }
+  return 0;
+}
+
 int Ctl::KeyGenerate(const std::string& project_id, const KeyOptions& options) {
   v1::GenerateApiKeyRequest req;
   req.set_project_id(project_id);
@@ -250,6 +272,10 @@ int Ctl::KeyGet(const std::string& key_id) {
 }
 
 void Ctl::PrintTraffic(const v1::Key& key) {
+  if (key.has_leaked_time()) {
+    out_ << "LEAKED: reported " << FormatTime(key.leaked_time()) << " at " << key.leak_url()
+         << "\n";
+  }
   out_ << "use count: " << key.use_count() << "   rejected: " << key.rejected_count();
   if (key.rejected_count() > 0) out_ << " (last " << FormatTime(key.last_rejected_time()) << ")";
   out_ << "   revision: " << key.revision() << "\n";

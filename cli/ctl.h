@@ -41,6 +41,8 @@ class Ctl {
   int ProjectList();
   int ProjectGet(const std::string& project_id);
   int ProjectSetAccess(const std::string& project_id, bool enabled);
+  // `policy` is "notify" or "revoke".
+  int ProjectSetLeakPolicy(const std::string& project_id, const std::string& policy);
 
   int KeyGenerate(const std::string& project_id, const KeyOptions& options);
   // `unused` set ("30d"): only active keys not used within it.

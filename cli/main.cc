@@ -78,7 +78,8 @@ int main(int argc, char** argv) {
     c->add_option("--expires-at", key.expire_at, "RFC 3339, e.g. 2027-01-31T00:00:00Z");
   };
 
-  auto* project = Command(&app, "project", "create, list, inspect, disable, enable projects",
+  auto* project = Command(&app, "project",
+                          "create, list, inspect, disable, enable projects; set their leak policy",
                           "latchkeyctl project create \"Web shop\"");
   project->require_subcommand(1);
   auto* pc = Command(project, "create", "create a project and its legacy API key",
@@ -99,6 +100,16 @@ int main(int argc, char** argv) {
                      "latchkeyctl project enable prj_3f9a0c2b7d1e");
   pe->add_option("PROJECT_ID", a)->required();
   pe->callback([&] { run = [&](Ctl& c) { return c.ProjectSetAccess(a, true); }; });
+  std::string policy;
+  auto* pl = Command(project, "set-leak-policy",
+                     "what a key value GitHub finds in public does: notify (record it) or "
+                     "revoke (record it and stop the value)",
+                     "latchkeyctl project set-leak-policy prj_3f9a0c2b7d1e revoke");
+  pl->add_option("PROJECT_ID", a)->required();
+  pl->add_option("POLICY", policy, "notify or revoke")
+      ->required()
+      ->check(CLI::IsMember({"notify", "revoke"}));
+  pl->callback([&] { run = [&](Ctl& c) { return c.ProjectSetLeakPolicy(a, policy); }; });
 
   auto* k = Command(&app, "key", "API keys: generate, list, copy, revoke, rotate, find",
                     "latchkeyctl key revoke key_0Hs2k9LmQx7Tb1Ze --wait");

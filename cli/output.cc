@@ -18,9 +18,12 @@ size_t Width(const std::string& s) {
 }
 
 std::string StateName(const v1::Key& key) {
-  if (key.state() == v1::KEY_STATE_REVOKED) return "REVOKED";
-  if (key.has_expire_time() && FromProto(key.expire_time()) <= absl::Now()) return "EXPIRED";
-  return "ACTIVE";
+  const char* leaked = key.has_leaked_time() ? " (LEAKED)" : "";
+  if (key.state() == v1::KEY_STATE_REVOKED) return std::string("REVOKED") + leaked;
+  if (key.has_expire_time() && FromProto(key.expire_time()) <= absl::Now()) {
+    return std::string("EXPIRED") + leaked;
+  }
+  return std::string("ACTIVE") + leaked;
 }
 
 }  // namespace
@@ -88,12 +91,17 @@ std::vector<std::string> KeyRow(const v1::Key& key) {
 }
 
 std::vector<std::string> ProjectHeader() {
-  return {"PROJECT ID", "NAME", "API ACCESS", "LEGACY KEY", "CREATED BY", "CREATED"};
+  return {"PROJECT ID", "NAME", "API ACCESS", "LEAK POLICY", "LEGACY KEY", "CREATED BY", "CREATED"};
 }
 
 std::vector<std::string> ProjectRow(const v1::Project& p) {
-  return {p.project_id(),    p.name(),       p.api_access_enabled() ? "enabled" : "DISABLED",
-          p.legacy_key_id(), p.created_by(), FormatTime(p.create_time())};
+  return {p.project_id(),
+          p.name(),
+          p.api_access_enabled() ? "enabled" : "DISABLED",
+          p.leak_policy() == v1::LEAK_POLICY_REVOKE ? "revoke" : "notify",
+          p.legacy_key_id(),
+          p.created_by(),
+          FormatTime(p.create_time())};
 }
 
 }  // namespace latchkey::cli

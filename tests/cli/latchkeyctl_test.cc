@@ -310,5 +310,31 @@ TEST_CASE("latchkeyctl completion bash completes subcommands and their options")
   REQUIRE(complete("latchkeyctl audit --f", 2) == "--follow\n");
 }
 
+TEST_CASE("a project's leak policy is set from the CLI, and key get shows a reported leak") {
+  testing::Cluster cluster;
+  Ctl ctl{cluster, cluster.authority().admin_token_path()};
+  const json created = ctl.Json({"project", "create", "Web shop"});
+  const std::string project = created["project"]["projectId"];
+  REQUIRE(created["project"]["leakPolicy"] == "LEAK_POLICY_NOTIFY");
+  CommandResult set = ctl({"project", "set-leak-policy", project, "revoke"});
+  INFO(set.out << set.err);
+  REQUIRE(set.exit_code == 0);
+  REQUIRE(set.out.find("stops at once") != std::string::npos);
+  REQUIRE(ctl.Json({"project", "get", project})["leakPolicy"] == "LEAK_POLICY_REVOKE");
+  REQUIRE(std::regex_search(ctl({"project", "get", project}).out, std::regex(" revoke ")));
+  REQUIRE(ctl({"project", "set-leak-policy", project, "delete"}).exit_code == 2);
+
+  // GitHub reports the API key found in public: the policy revokes it.
+  json api = ctl.Json({"key", "generate", project, "--name", "ios app"});
+  const Caller github{"", "github-secret-scanning", v1::ROLE_UNSPECIFIED};
+  REQUIRE(*cluster.authority().authority().ReportLeak(
+      github, {std::string(api["apiKey"]), "https://github.com/o/r/blob/1/app.js", "content"}));
+  CommandResult get = ctl({"key", "get", std::string(api["key"]["keyId"])});
+  INFO(get.out);
+  REQUIRE(get.out.find("REVOKED (LEAKED)") != std::string::npos);
+  REQUIRE(get.out.find("at https://github.com/o/r/blob/1/app.js") != std::string::npos);
+  REQUIRE(get.out.find(std::string(api["apiKey"])) == std::string::npos);
+}
+
 }  // namespace
 }  // namespace latchkey
