@@ -88,6 +88,7 @@ AdminGateway::AdminGateway(std::shared_ptr<grpc::Channel> channel, absl::Duratio
   Add("GetProject", &S::GetProject);
   Add("ListProjects", &S::ListProjects);
   Add("SetApiAccess", &S::SetApiAccess);
+  Add("SetLeakPolicy", &S::SetLeakPolicy);
   Add("GenerateApiKey", &S::GenerateApiKey);
   Add("GetApiKeyValue", &S::GetApiKeyValue);
   Add("RevokeApiKey", &S::RevokeApiKey);

@@ -201,6 +201,7 @@ function renderProjectStatus() {
   const project = currentProject();
   const badge = $('api-access-state');
   const toggle = $('toggle-access');
+  $('leak-policy').disabled = !project;
   if (!project) {
     badge.hidden = true;
     toggle.hidden = true;
@@ -212,6 +213,8 @@ function renderProjectStatus() {
   badge.className = enabled ? 'badge' : 'badge off';
   toggle.hidden = !canWrite();
   toggle.textContent = enabled ? 'Disable API access' : 'Enable API access';
+  $('leak-policy').value = project.leakPolicy === 'LEAK_POLICY_REVOKE' ? 'LEAK_POLICY_REVOKE'
+                                                                        : 'LEAK_POLICY_NOTIFY';
 }
 
 async function refresh() {
@@ -259,6 +262,12 @@ function lastAction(key) {
 function nameCell(key) {
   const cell = el('td', {}, el('span', { text: key.name }));
   if (key.legacy) cell.append(el('span', { class: 'badge legacy', text: 'Legacy' }));
+  if (key.leakedTime) {
+    // Where GitHub saw it: shown as text, never followed as a link.
+    cell.append(el('span', { class: 'badge leaked', text: 'Leaked' }),
+                el('span', { class: 'sub', text: `found ${formatTime(key.leakedTime)} at ` +
+                                                 `${key.leakUrl || 'an unnamed place'}` }));
+  }
   return cell;
 }
 
@@ -494,6 +503,16 @@ function openDelete(key) {
   });
 }
 
+async function setLeakPolicy() {
+  const policy = $('leak-policy').value;
+  const project = await api('SetLeakPolicy', { projectId: state.projectId, policy });
+  state.projects = state.projects.map((p) => (p.projectId === project.projectId ? project : p));
+  renderProjectStatus();
+  showNotice(policy === 'LEAK_POLICY_REVOKE'
+    ? `A key of "${project.name}" that GitHub finds in public now stops at once.`
+    : `A key of "${project.name}" that GitHub finds in public is now recorded and keeps working.`);
+}
+
 async function setApiAccess(enabled) {
   const project = await api('SetApiAccess', { projectId: state.projectId, enabled });
   state.projects = state.projects.map((p) => (p.projectId === project.projectId ? project : p));
@@ -670,6 +689,7 @@ document.addEventListener('DOMContentLoaded', () => {
   $('generate-api-key').addEventListener('click', guarded(() => openGenerate('API_KEY')));
   $('generate-secret-key').addEventListener('click', guarded(() => openGenerate('SECRET_KEY')));
   $('toggle-access').addEventListener('click', guarded(toggleAccess));
+  $('leak-policy').addEventListener('change', guarded(setLeakPolicy));
   $('find-form').addEventListener('submit', findKey);
   window.addEventListener('hashchange', guarded(async () => {
     showView();

@@ -265,6 +265,32 @@ test('a manager does every task of the key page in the browser', async (t) => {
     await page.getByRole('link', { name: 'API Keys' }).click();
   });
 
+  await t.test('sets the leak policy to revoke, and a key GitHub reports stops and says so',
+               async () => {
+    await page.getByLabel('When GitHub finds a key in public').selectOption('LEAK_POLICY_REVOKE');
+    await page.getByText('now stops at once').waitFor();
+    await page.getByRole('button', { name: 'Generate API Key' }).click();
+    await page.locator('#generate-dialog').getByLabel('Name', { exact: true }).fill('in public');
+    await page.getByRole('button', { name: 'Generate', exact: true }).click();
+    const found = await page.getByLabel('API key', { exact: true }).inputValue();
+    await page.getByRole('button', { name: 'Done' }).click();
+    assert.ok(await eventually(async () => (await stack.verdict(found)) === 'VALID'));
+
+    const url = 'https://github.com/octo/shop/blob/main/app.js';
+    const answer = await stack.reportLeak([found, 'lkp_not_ours'], url);
+    assert.deepEqual(answer.map((a) => a.label), ['true_positive', 'false_positive']);
+    assert.ok(await eventually(async () => (await stack.verdict(found)) === 'REVOKED'));
+    await page.reload();
+    const leakedRow = row(page, 'api-keys-table', 'in public');
+    await leakedRow.getByText('Leaked', { exact: true }).waitFor();
+    await leakedRow.getByText(url, { exact: false }).waitFor();
+    await leakedRow.getByText('Revoked', { exact: true }).waitFor();
+    assert.equal(await page.getByLabel('When GitHub finds a key in public').inputValue(),
+                 'LEAK_POLICY_REVOKE');
+    await screenshot(page, 'leaked-key');
+    assert.ok(!(await pageText(page)).includes(found));
+  });
+
   await t.test('signs out and forgets the token', async () => {
     await page.getByRole('button', { name: 'Sign out' }).click();
     await page.getByLabel('Principal token').waitFor();

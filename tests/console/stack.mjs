@@ -1,7 +1,9 @@
 // The real latchkey stack for browser tests: an authority (embedded RocksDB
 // in a temp dir), a sidecar and the console, as processes on loopback ports,
-// plus latchkeyctl to act and to ask the sidecar for verdicts.
+// plus latchkeyctl to act and to ask the sidecar for verdicts, and GitHub's
+// secret scanning as a signing key that reports leaked values.
 import { spawn, execFile } from 'node:child_process';
+import { generateKeyPairSync, sign } from 'node:crypto';
 import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -74,6 +76,23 @@ export class Stack {
     return out.split(/\s/)[0];
   }
 
+  // GitHub's secret scanning reports `tokens` found at `url`, signed as
+  // GitHub signs (ECDSA P-256, SHA-256, base64 DER); returns the answer.
+  async reportLeak(tokens, url) {
+    const body = JSON.stringify(tokens.map((token) => (
+      { token, type: 'latchkey_api_key', url, source: 'content' })));
+    const response = await fetch(`${this.leakReportUrl}/secret-scanning/github`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json',
+                 'Github-Public-Key-Identifier': 'browser-test-key',
+                 'Github-Public-Key-Signature':
+                     sign('sha256', Buffer.from(body), this.github.privateKey).toString('base64') },
+      body,
+    });
+    if (!response.ok) throw new Error(`leak report: HTTP ${response.status}`);
+    return response.json();
+  }
+
   async createPrincipal(name, role) {
     const { code, out } = await this.ctl('-o', 'json', 'principal', 'create', name, '--role', role);
     if (code !== 0) throw new Error(`cannot create principal ${name}`);
@@ -84,8 +103,17 @@ export class Stack {
     this.authority = `127.0.0.1:${await freePort()}`;
     this.sidecar = `127.0.0.1:${await freePort()}`;
     const consolePort = await freePort();
+    const leakPort = await freePort();
+    this.leakReportUrl = `http://127.0.0.1:${leakPort}`;
+    this.github = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const githubKeys = join(this.dir, 'github_keys.json');
+    writeFileSync(githubKeys, JSON.stringify({ public_keys: [{
+      key_identifier: 'browser-test-key', is_current: true,
+      key: this.github.publicKey.export({ type: 'spki', format: 'pem' }) }] }));
     this.start('latchkey-authority', ['--listen', this.authority, '--data-dir',
-                                      join(this.dir, 'data'), '--metrics-listen', '127.0.0.1:0']);
+                                      join(this.dir, 'data'), '--metrics-listen', '127.0.0.1:0',
+                                      '--leak-report-listen', `127.0.0.1:${leakPort}`,
+                                      '--github-keys-file', githubKeys]);
     if (!await eventually(() => this.healthy(this.authority))) {
       throw new Error(`authority did not start:\n${this.log('latchkey-authority')}`);
     }
