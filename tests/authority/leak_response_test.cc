@@ -300,7 +300,7 @@ TEST_CASE("a leaked value is recorded on its key and audited with the URL, never
   REQUIRE(f.StoredCopiesOf(api.api_key()).empty());
 }
 
-TEST_CASE("a leak reported again acts once; the same value seen elsewhere is a new finding") {
+TEST_CASE("a leak reported again acts once, and the same value seen elsewhere is a new finding") {
   AuthorityFixture f;
   const std::string project = f.CreateProject().project().project_id();
   const v1::GenerateSecretKeyResponse secret = *f.GenerateSecretKey(project);
@@ -385,7 +385,8 @@ TEST_CASE("under the revoke policy the legacy key is rotated with no grace and a
   REQUIRE(f.Audit(project).back().detail().find("deleted before") != std::string::npos);
 }
 
-TEST_CASE("under the revoke policy a leaked retired value loses its grace; the current one works") {
+TEST_CASE(
+    "under the revoke policy a leaked retired value loses its grace, and the current one works") {
   AuthorityFixture f;
   const std::string project = f.CreateProject().project().project_id();
   const v1::GenerateApiKeyResponse api = *f.GenerateApiKey(project);

@@ -185,7 +185,8 @@ TEST_CASE("a signed report that is not well formed gets 400, and one too large 4
   REQUIRE(e.f.store().head_revision() == head);
 }
 
-TEST_CASE("GitHub's keys are read again when the file changes; a broken file keeps the old ones") {
+TEST_CASE(
+    "GitHub's keys are read again when the file changes, and a broken file keeps the old ones") {
   Endpoint e;
   const std::string project = e.f.CreateProject().project().project_id();
   const v1::GenerateApiKeyResponse api = *e.f.GenerateApiKey(project);
