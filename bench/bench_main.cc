@@ -10,6 +10,7 @@
 #include "bench/cluster_bench.h"
 #include "bench/edge_bench.h"
 #include "bench/fleet_bench.h"
+#include "bench/leak_report_bench.h"
 #include "bench/validate_load.h"
 #include "common/log.h"
 
@@ -136,6 +137,16 @@ int main(int argc, char** argv) {
   ed->add_option("--keys-file", keys_file)->required();
   ed->add_option("--seconds", seconds)->capture_default_str();
   ed->callback([&] { status = latchkey::bench::Edge(authority, token_file, keys_file, seconds); });
+
+  int leak_tokens = 1000, leak_rounds = 3;
+  std::string leak_etcd;
+  auto* lr = app.add_subcommand("leak-report",
+                                "answer GitHub secret scanning reports of N tokens, against the "
+                                "same findings one at a time");
+  lr->add_option("--tokens", leak_tokens)->capture_default_str();
+  lr->add_option("--rounds", leak_rounds)->capture_default_str();
+  lr->add_option("--etcd-endpoints", leak_etcd, "use a fresh prefix of this etcd cluster");
+  lr->callback([&] { status = latchkey::bench::LeakReport(leak_tokens, leak_rounds, leak_etcd); });
 
   auto* l = app.add_subcommand("load", "bulk-load a data dir with N keys");
   l->add_option("--data-dir", data_dir)->required();
