@@ -243,6 +243,13 @@ class KeyAuthority {
   // Takes a revoked or deleted key off its project's active list, as part of `m`.
   absl::Status ReleaseActiveKey(const v1::Key& key, Transaction& tx, Mutation& m) const;
 
+  // A change to one project's settings as one mutation: `change` edits the
+  // project read through the mutation and fills the audit record (and the
+  // event), or says kUnchanged. Returns the project as changed.
+  absl::StatusOr<v1::Project> ChangeProject(
+      std::string_view project_id,
+      const std::function<absl::StatusOr<Built>(v1::Project&, Mutation&)>& change)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Steps the rules share, each adding its writes to `m`; the key's own row
   // is left to the caller (PutKey), except by EraseSecretKey.
   // Revokes an API key, which leaves its project's active list.

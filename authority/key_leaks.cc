@@ -17,7 +17,6 @@ using internal::Audit;
 using internal::KeyRecord;
 using internal::LeakRecord;
 using internal::ProjectRecord;
-using internal::Put;
 using internal::PutKey;
 using internal::SetLastAction;
 
@@ -41,12 +40,7 @@ absl::StatusOr<v1::Project> KeyAuthority::SetLeakPolicy(const Caller& caller,
   if (req.policy() != v1::LEAK_POLICY_NOTIFY && req.policy() != v1::LEAK_POLICY_REVOKE) {
     return absl::InvalidArgumentError("policy must be LEAK_POLICY_NOTIFY or LEAK_POLICY_REVOKE");
   }
-  ProjectRecord project;
-  absl::StatusOr<uint64_t> rev = Mutate([&](Transaction& tx, Mutation& m) -> absl::StatusOr<Built> {
-    absl::StatusOr<ProjectRecord> loaded = LoadProject(req.project_id(), tx);
-    if (!loaded.ok()) return loaded.status();
-    project = *std::move(loaded);
-    v1::Project& p = *project.mutable_project();
+  return ChangeProject(req.project_id(), [&](v1::Project& p, Mutation& m) -> absl::StatusOr<Built> {
     const v1::LeakPolicy before =
         p.leak_policy() == v1::LEAK_POLICY_UNSPECIFIED ? v1::LEAK_POLICY_NOTIFY : p.leak_policy();
     if (before == req.policy()) {
@@ -54,14 +48,10 @@ absl::StatusOr<v1::Project> KeyAuthority::SetLeakPolicy(const Caller& caller,
       return Built::kUnchanged;
     }
     p.set_leak_policy(req.policy());
-    p.set_revision(tx.revision());
-    m.writes.push_back(Put(Table::kProjects, p.project_id(), project));
     m.audit = Audit(caller, "project.leak_policy_set", p.project_id(), "",
                     StrCat("policy=", LeakPolicyName(req.policy())), absl::Now());
     return Built::kCommit;
   });
-  if (!rev.ok()) return rev.status();
-  return project.project();
 }
 
 absl::StatusOr<bool> KeyAuthority::ReportLeak(const Caller& reporter, const LeakFinding& finding) {

@@ -199,19 +199,31 @@ absl::StatusOr<v1::ListProjectsResponse> KeyAuthority::ListProjects(
   return resp;
 }
 
-absl::StatusOr<v1::Project> KeyAuthority::SetApiAccess(const Caller& caller,
-                                                       const v1::SetApiAccessRequest& req) {
-  if (absl::Status s = Authorize(caller, Permission::kWrite); !s.ok()) return s;
+absl::StatusOr<v1::Project> KeyAuthority::ChangeProject(
+    std::string_view project_id,
+    const std::function<absl::StatusOr<Built>(v1::Project&, Mutation&)>& change) {
   ProjectRecord project;
   absl::StatusOr<uint64_t> rev = Mutate([&](Transaction& tx, Mutation& m) -> absl::StatusOr<Built> {
-    absl::StatusOr<ProjectRecord> loaded = LoadProject(req.project_id(), tx);
+    absl::StatusOr<ProjectRecord> loaded = LoadProject(project_id, tx);
     if (!loaded.ok()) return loaded.status();
     project = *std::move(loaded);
     v1::Project& p = *project.mutable_project();
-    if (p.api_access_enabled() == req.enabled()) return Built::kUnchanged;
-    p.set_api_access_enabled(req.enabled());
+    absl::StatusOr<Built> changed = change(p, m);
+    if (!changed.ok() || *changed == Built::kUnchanged) return changed;
     p.set_revision(tx.revision());
     m.writes.push_back(Put(Table::kProjects, p.project_id(), project));
+    return Built::kCommit;
+  });
+  if (!rev.ok()) return rev.status();
+  return project.project();
+}
+
+absl::StatusOr<v1::Project> KeyAuthority::SetApiAccess(const Caller& caller,
+                                                       const v1::SetApiAccessRequest& req) {
+  if (absl::Status s = Authorize(caller, Permission::kWrite); !s.ok()) return s;
+  return ChangeProject(req.project_id(), [&](v1::Project& p, Mutation& m) -> absl::StatusOr<Built> {
+    if (p.api_access_enabled() == req.enabled()) return Built::kUnchanged;
+    p.set_api_access_enabled(req.enabled());
     v1::ProjectAccess* access = m.event.add_project_access();
     access->set_project_id(p.project_id());
     access->set_enabled(req.enabled());
@@ -220,8 +232,6 @@ absl::StatusOr<v1::Project> KeyAuthority::SetApiAccess(const Caller& caller,
               p.project_id(), "", "", absl::Now());
     return Built::kCommit;
   });
-  if (!rev.ok()) return rev.status();
-  return project.project();
 }
 
 absl::StatusOr<KeyAuthority::NewKey> KeyAuthority::GenerateKey(
