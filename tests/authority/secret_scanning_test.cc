@@ -27,6 +27,8 @@ using testing::PublicPem;
 
 constexpr char kPath[] = "/secret-scanning/github";
 
+// Arrays are built with json::array: `json{x}` of one element is an array
+// under GCC and a copy of x under clang.
 std::string KeysFile(std::initializer_list<json> keys) {
   return json{{"public_keys", json::array_t(keys)}}.dump(2);
 }
@@ -83,9 +85,9 @@ TEST_CASE("a signed report is answered per token: latchkey's values, current or 
   REQUIRE(e.f.authority().RotateApiKey(e.f.manager(), rotate).ok());
   const std::string stranger = GenerateKey(v1::API_KEY);
 
-  const std::string body =
-      json{Token(api.api_key()), Token(secret.secret_key()), Token(stranger), Token("lkp_nope")}
-          .dump();
+  const std::string body = json::array({Token(api.api_key()), Token(secret.secret_key()),
+                                        Token(stranger), Token("lkp_nope")})
+                               .dump();
   httplib::Result res = e.Post(body);
   REQUIRE(res);
   REQUIRE(res->status == 200);
@@ -109,7 +111,7 @@ TEST_CASE("a report sent again is answered the same and acts once") {
   Endpoint e;
   const std::string project = e.f.CreateProject().project().project_id();
   const v1::GenerateApiKeyResponse api = *e.f.GenerateApiKey(project);
-  const std::string body = json{Token(api.api_key()), Token(api.api_key())}.dump();
+  const std::string body = json::array({Token(api.api_key()), Token(api.api_key())}).dump();
   const std::string signature = e.signer.Sign(body);
 
   httplib::Result first = e.Post(body, e.signer.id(), signature);
@@ -131,7 +133,7 @@ TEST_CASE("an unsigned, tampered or foreign-signed report gets 401 and changes n
   Endpoint e;
   const std::string project = e.f.CreateProject().project().project_id();
   const v1::GenerateApiKeyResponse api = *e.f.GenerateApiKey(project);
-  const std::string body = json{Token(api.api_key())}.dump();
+  const std::string body = json::array({Token(api.api_key())}).dump();
   const std::string signature = e.signer.Sign(body);
   const uint64_t head = e.f.store().head_revision();
   GitHubSigner impostor(e.signer.id());  // the same id, another key
@@ -167,11 +169,13 @@ TEST_CASE("a signed report that is not well formed gets 400, and one too large 4
   json control = Token(api.api_key());
   control["url"] = "https://github.com/a\nInjected: header";
   for (const std::string& body :
-       {std::string("not json"), json{{"token", api.api_key()}}.dump(), json{42}.dump(),
-        json{{{"type", "x"}}}.dump(), json{{{"token", 7}}}.dump(),
+       {std::string("not json"), json::object({{"token", api.api_key()}}).dump(),
+        json::array({42}).dump(), json::array({json::object({{"type", "x"}})}).dump(),
+        json::array({json::object({{"token", 7}})}).dump(),
         // a good token first: nothing of a bad report is acted on
-        json{Token(api.api_key()), {{"token", api.api_key()}, {"url", 1}}}.dump(),
-        json{control}.dump(), json{Token(std::string(2000, 'a'))}.dump()}) {
+        json::array({Token(api.api_key()), json::object({{"token", api.api_key()}, {"url", 1}})})
+            .dump(),
+        json::array({control}).dump(), json::array({Token(std::string(2000, 'a'))}).dump()}) {
     INFO(body.substr(0, 80));
     httplib::Result res = e.Post(body);
     REQUIRE(res);
@@ -191,7 +195,7 @@ TEST_CASE(
   const std::string project = e.f.CreateProject().project().project_id();
   const v1::GenerateApiKeyResponse api = *e.f.GenerateApiKey(project);
   GitHubSigner next("next-key");
-  const std::string body = json{Token(api.api_key())}.dump();
+  const std::string body = json::array({Token(api.api_key())}).dump();
   REQUIRE(e.Post(body, next.id(), next.Sign(body))->status == 401);
 
   // GitHub rotates: the new key is published beside the old one.
