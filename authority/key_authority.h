@@ -152,11 +152,15 @@ class KeyAuthority {
     std::string url;     // where it was seen
     std::string source;  // "content", "commit", ... as reported
   };
+  // The longest url or source a finding may hold, in bytes.
+  static constexpr size_t kMaxLeakText = 2048;
   // Whether latchkey issued the value (a current or retired value, or one a
   // leak report deleted). A value of latchkey's is recorded on its key and
   // in the audit log (key.leaked), and stopped when the project's policy is
   // REVOKE, in one mutation; a finding already recorded (same value, same
   // URL) changes nothing. A value latchkey never issued changes nothing.
+  // INVALID_ARGUMENT, and nothing changes, for a url or source that is not
+  // UTF-8, holds control characters or is over kMaxLeakText bytes.
   absl::StatusOr<bool> ReportLeak(const Caller& reporter, const LeakFinding& finding);
   // The caller's own principal record; any role may ask.
   absl::StatusOr<v1::Principal> WhoAmI(const Caller& caller, const v1::WhoAmIRequest& req);

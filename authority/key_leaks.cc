@@ -4,6 +4,7 @@
 
 #include "absl/time/clock.h"
 #include "authority/internal/mutations.h"
+#include "authority/internal/requests.h"
 #include "authority/key_authority.h"
 #include "common/key_format.h"
 #include "common/log.h"
@@ -23,8 +24,6 @@ using internal::SetLastAction;
 // Findings a leaked value remembers: a report sent again after this many
 // other findings of the same value acts again, which is harmless.
 constexpr int kMaxLeakFindings = 64;
-// Longer URLs are cut to this in the key and the audit record.
-constexpr size_t kMaxLeakUrl = 2048;
 
 std::string FindingOf(std::string_view url) { return Sha256Bytes(url).substr(0, 16); }
 
@@ -57,8 +56,12 @@ absl::StatusOr<v1::Project> KeyAuthority::SetLeakPolicy(const Caller& caller,
 absl::StatusOr<bool> KeyAuthority::ReportLeak(const Caller& reporter, const LeakFinding& finding) {
   // Only a well-formed value can be latchkey's; the rest need no lookup.
   if (ParseKey(finding.value) == v1::KEY_KIND_UNSPECIFIED) return false;
+  // Checked before any lookup; a record holding them must parse back.
+  for (const auto& [text, field] : {std::pair{&finding.url, "url"}, {&finding.source, "source"}}) {
+    if (absl::Status s = internal::CheckText(*text, field, kMaxLeakText); !s.ok()) return s;
+  }
   const std::string digest = Sha256Bytes(finding.value);
-  const std::string url = finding.url.substr(0, kMaxLeakUrl);
+  const std::string& url = finding.url;
   const std::string fingerprint = FindingOf(url);
   const absl::Time now = absl::Now();
   bool issued = false;

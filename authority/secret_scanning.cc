@@ -5,11 +5,11 @@
 #include <openssl/pem.h>
 #include <sys/stat.h>
 
-#include <atomic>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/escaping.h"
 #include "absl/synchronization/blocking_counter.h"
+#include "authority/internal/requests.h"
 #include "common/crypto.h"
 #include "common/files.h"
 #include "common/http.h"
@@ -22,18 +22,10 @@ namespace {
 
 constexpr char kPath[] = "/secret-scanning/github";
 constexpr size_t kMaxToken = 1024;
-constexpr size_t kMaxField = 2048;
+constexpr size_t kMaxField = KeyAuthority::kMaxLeakText;
 
 // Who the audit log names for what a report does.
 const Caller kReporter{"", "github-secret-scanning", v1::ROLE_UNSPECIFIED};
-
-// Printable: no control characters (UTF-8 beyond ASCII is allowed).
-bool Printable(std::string_view s) {
-  for (unsigned char c : s) {
-    if (c < 0x20 || c == 0x7f) return false;
-  }
-  return true;
-}
 
 }  // namespace
 
@@ -50,11 +42,18 @@ GitHubKeys::~GitHubKeys() = default;
 absl::StatusOr<std::unique_ptr<GitHubKeys>> GitHubKeys::Load(std::string path) {
   std::unique_ptr<GitHubKeys> keys(new GitHubKeys(std::move(path)));
   MutexLock lock(&keys->mu_);
+  keys->file_ = Identify(keys->path_);  // before the read: a change during it is read again
   absl::StatusOr<KeyMap> read = Read(keys->path_);
   if (!read.ok()) return read.status();
   keys->keys_ = *std::move(read);
-  keys->Refresh();  // records the file's identity
   return keys;
+}
+
+GitHubKeys::FileId GitHubKeys::Identify(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return {};
+  return {st.st_dev, st.st_ino, st.st_size,
+          static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
 }
 
 absl::StatusOr<GitHubKeys::KeyMap> GitHubKeys::Read(const std::string& path) {
@@ -95,16 +94,9 @@ absl::StatusOr<GitHubKeys::KeyMap> GitHubKeys::Read(const std::string& path) {
 }
 
 void GitHubKeys::Refresh() {
-  struct stat st;
-  FileId now;
-  if (::stat(path_.c_str(), &st) == 0) {
-    now = {st.st_dev, st.st_ino, st.st_size,
-           static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
-  }
+  const FileId now = Identify(path_);
   if (now == file_) return;
-  const bool first = file_ == FileId{};
   file_ = now;
-  if (first) return;
   absl::StatusOr<KeyMap> read = Read(path_);
   if (!read.ok()) {
     spdlog::warn("GitHub's keys: keeping the {} read before: {}", keys_.size(),
@@ -161,11 +153,7 @@ absl::StatusOr<std::vector<ReportedToken>> ParseReport(std::string_view body) {
       }
       if (!it->is_string()) return absl::InvalidArgumentError(StrCat(name, " must be a string"));
       out = it->get<std::string>();
-      if (out.size() > max || !Printable(out)) {
-        return absl::InvalidArgumentError(
-            StrCat(name, " must be printable and at most ", max, " characters"));
-      }
-      return absl::OkStatus();
+      return internal::CheckText(out, name, max);
     };
     for (absl::Status s :
          {field("token", kMaxToken, true, t.token), field("type", kMaxField, false, t.type),

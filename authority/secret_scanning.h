@@ -63,6 +63,8 @@ class GitHubKeys {
   using KeyMap = absl::flat_hash_map<std::string, std::shared_ptr<const Key>>;
 
   explicit GitHubKeys(std::string path) : path_(std::move(path)) {}
+  // What tells one version of the file from the next (all zero: no file).
+  static FileId Identify(const std::string& path);
   // The keys in the file as it is now.
   static absl::StatusOr<KeyMap> Read(const std::string& path);
   // Reads the file again when it is not the one read last.

@@ -9,6 +9,22 @@
 
 namespace latchkey::internal {
 
+absl::Status CheckText(std::string_view text, std::string_view field, size_t max_bytes) {
+  if (text.size() > max_bytes) {
+    return absl::InvalidArgumentError(StrCat(field, " is over ", max_bytes, " bytes"));
+  }
+  if (!google::protobuf::internal::IsStructurallyValidUTF8(text.data(),
+                                                           static_cast<int>(text.size()))) {
+    return absl::InvalidArgumentError(StrCat(field, " must be UTF-8 text"));
+  }
+  for (unsigned char c : text) {
+    if (c < 0x20 || c == 0x7f) {
+      return absl::InvalidArgumentError(StrCat(field, " must not hold control characters"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckName(std::string_view name, std::string_view field) {
   // Protobuf's own rule: a proto3 string that is not UTF-8 serializes, but
   // the record holding it would never parse back.

@@ -17,6 +17,11 @@ inline constexpr size_t kMaxNameChars = 100;
 // characters and not only spaces; INVALID_ARGUMENT naming `field` otherwise.
 absl::Status CheckName(std::string_view name, std::string_view field);
 
+// OK for UTF-8 of at most `max_bytes` with no control characters: free text
+// from outside (a leak report's URL) that a stored record will hold.
+// INVALID_ARGUMENT naming `field` otherwise.
+absl::Status CheckText(std::string_view text, std::string_view field, size_t max_bytes);
+
 // INVALID_ARGUMENT unless `id` has the given prefix and length.
 absl::Status CheckId(std::string_view id, std::string_view prefix, size_t random_chars,
                      std::string_view field);

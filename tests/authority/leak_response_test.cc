@@ -330,6 +330,25 @@ TEST_CASE("a value latchkey never issued is not latchkey's and changes nothing")
   REQUIRE_FALSE(f.GetKey(api.key().key_id()).has_leaked_time());
 }
 
+TEST_CASE("a finding whose URL or source is not short UTF-8 text is refused and changes nothing") {
+  AuthorityFixture f;
+  const std::string project = f.CreateProject().project().project_id();
+  const v1::GenerateApiKeyResponse api = *f.GenerateApiKey(project);
+  const uint64_t head = f.store().head_revision();
+  const std::string long_url = "https://github.com/" + std::string(2100, 'a');
+  for (const KeyAuthority::LeakFinding& bad : {
+           KeyAuthority::LeakFinding{api.api_key(), long_url, "content"},
+           // cut inside a two-byte character, as truncating would have
+           KeyAuthority::LeakFinding{api.api_key(), "https://github.com/\xc3", "content"},
+           KeyAuthority::LeakFinding{api.api_key(), "https://github.com/a\nb", "content"},
+           KeyAuthority::LeakFinding{api.api_key(), "https://github.com/a", "con\x01tent"},
+       }) {
+    REQUIRE(absl::IsInvalidArgument(f.authority().ReportLeak(kScanner, bad).status()));
+  }
+  REQUIRE(f.store().head_revision() == head);
+  REQUIRE(Leak(f, api.api_key(), "https://github.com/é/" + std::string(2000, 'a')));
+}
+
 TEST_CASE("under the revoke policy a leaked API key is revoked and sidecars hear it at once") {
   AuthorityFixture f;
   const std::string project = f.CreateProject().project().project_id();
