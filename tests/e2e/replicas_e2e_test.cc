@@ -441,11 +441,19 @@ TEST_CASE(
   REQUIRE(testing::Eventually(
       [&] { return testing::Verdict(sidecar->address(), key.api_key()) == v1::VALID; }));
   const uint64_t snapshots = sidecar->sync_state().snapshots;
+  // B must know the key before A goes: it hears A's commits a moment later.
+  Admin b(b_address, r.token());
+  v1::GetKeyRequest get;
+  get.set_key_id(key.key().key_id());
+  v1::Key seen;
+  REQUIRE(
+      testing::Eventually([&] { return b.Call(&v1::KeyAdmin::Stub::GetKey, get, &seen).ok(); }));
 
   r.Kill(0);
   const auto killed = std::chrono::steady_clock::now();
-  Admin b(b_address, r.token());
-  REQUIRE(b.Revoke(key.key().key_id()).ok());
+  const grpc::Status revoked = b.Revoke(key.key().key_id());
+  INFO(revoked.error_code() << ": " << revoked.error_message());
+  REQUIRE(revoked.ok());
   REQUIRE(testing::Eventually(
       [&] { return testing::Verdict(sidecar->address(), key.api_key()) == v1::REVOKED; },
       std::chrono::seconds(15)));
