@@ -6,6 +6,9 @@
 //   P t/<table>/<row key>       rows
 //   P log/<revision>            internal.LogRecord: event, audit record, nonce
 //   P audit/<project>/<revision> the audit record, by project
+//   P auditlog/<revision>       the audit record, by revision (KeyStore::AuditLog)
+//   P advisory/progress/<key>   a progress row (KeyStore::PutProgress)
+//   P duties/<duty>             the replica id doing a duty (KeyStore::Lead), leased
 //   P replicas/<replica id>     internal.SharedReceipts of a live replica, leased
 //   P usage-writers/<n>         the replica id holding usage writer n, leased
 // Revisions are 20-digit decimals, so etcd's byte order is revision order.
@@ -66,6 +69,8 @@ const char* TableName(Table t) {
       return "guards";
     case Table::kLeaks:
       return "leaks";
+    case Table::kWebhooks:
+      return "webhooks";
   }
   return "unknown";
 }
@@ -103,6 +108,9 @@ std::string LogKeyIn(std::string_view prefix, uint64_t revision) {
 }
 std::string AuditKeyIn(std::string_view prefix, std::string_view project, uint64_t revision) {
   return StrCat(prefix, "audit/", project, "/", Decimal(revision));
+}
+std::string AuditLogKeyIn(std::string_view prefix, uint64_t revision) {
+  return StrCat(prefix, "auditlog/", Decimal(revision));
 }
 std::string HeadKeyIn(std::string_view prefix) { return StrCat(prefix, "meta/head"); }
 std::string IdKeyIn(std::string_view prefix) { return StrCat(prefix, "meta/id"); }
@@ -372,7 +380,11 @@ class EtcdStore : public KeyStore {
       MutexLock lock(&share_mu_);
       if (lease_ != 0) client_->Revoke(lease_).IgnoreError();
     }
-    // Its usage writer is free for the next replica at once.
+    // Its duties and usage writer are free for the next replica at once.
+    {
+      MutexLock lock(&duty_mu_);
+      if (duty_lease_ != 0) client_->Revoke(duty_lease_).IgnoreError();
+    }
     MutexLock lock(&usage_mu_);
     if (usage_lease_ != 0) client_->Revoke(usage_lease_).IgnoreError();
   }
@@ -809,6 +821,91 @@ class EtcdStore : public KeyStore {
     return events;
   }
 
+  absl::StatusOr<std::vector<v1::AuditEvent>> AuditLog(uint64_t after,
+                                                       size_t limit) const override {
+    const std::string prefix = StrCat(prefix_, "auditlog/");
+    RangeRequest req;
+    req.set_key(AuditLogKeyIn(prefix_, after + 1));
+    req.set_range_end(PrefixEnd(prefix));
+    req.set_limit(static_cast<int64_t>(limit));
+    req.set_revision(EtcdRevisionOf(nullptr));
+    RangeResponse resp;
+    if (absl::Status s = client_->Range(req, &resp); !s.ok()) return s;
+    std::vector<v1::AuditEvent> records;
+    for (const auto& kv : resp.kvs()) {
+      if (!records.emplace_back().ParseFromString(kv.value())) {
+        return absl::DataLossError("audit record");
+      }
+    }
+    return records;
+  }
+
+  absl::Status PutProgress(std::string_view key, std::optional<std::string> value) override {
+    TxnRequest txn;
+    const std::string row = StrCat(prefix_, "advisory/progress/", key);
+    if (value) {
+      auto* put = txn.add_success()->mutable_request_put();
+      put->set_key(row);
+      put->set_value(std::move(*value));
+    } else {
+      txn.add_success()->mutable_request_delete_range()->set_key(row);
+    }
+    TxnResponse resp;
+    absl::Status s = client_->BlindTxn(txn, &resp);
+    if (s.ok()) advisory_writes_.fetch_add(1, std::memory_order_relaxed);
+    return s;
+  }
+
+  absl::StatusOr<std::optional<std::string>> GetProgress(std::string_view key) const override {
+    RangeRequest req;
+    req.set_key(StrCat(prefix_, "advisory/progress/", key));
+    RangeResponse resp;
+    if (absl::Status s = client_->Range(req, &resp); !s.ok()) return s;
+    if (resp.kvs_size() == 0) return std::nullopt;
+    return resp.kvs(0).value();
+  }
+
+  // A duty is a key bound to this replica's duty lease: taken when nobody
+  // holds it, kept while the lease is renewed, free for another replica
+  // once the lease runs out.
+  absl::StatusOr<bool> Lead(std::string_view duty) override {
+    MutexLock lock(&duty_mu_);
+    const absl::Time now = absl::Now();
+    if (duty_lease_ != 0 && now - duty_renewed_ >= kDutyLease / 3) {
+      absl::Status renewed = client_->KeepAlive(duty_lease_);
+      if (absl::IsNotFound(renewed)) {
+        duty_lease_ = 0;  // lapsed: another replica may hold the duty now
+      } else if (!renewed.ok()) {
+        return renewed;
+      } else {
+        duty_renewed_ = now;
+      }
+    }
+    if (duty_lease_ == 0) {
+      absl::StatusOr<int64_t> lease = client_->Grant(kDutyLease);
+      if (!lease.ok()) return lease.status();
+      duty_lease_ = *lease;
+      duty_renewed_ = now;
+    }
+    const std::string key = StrCat(prefix_, "duties/", duty);
+    TxnRequest txn;
+    Compare* free = txn.add_compare();
+    free->set_key(key);
+    free->set_target(Compare::VERSION);
+    free->set_result(Compare::EQUAL);
+    free->set_version(0);
+    auto* put = txn.add_success()->mutable_request_put();
+    put->set_key(key);
+    put->set_value(share_key_);
+    put->set_lease(duty_lease_);
+    txn.add_failure()->mutable_request_range()->set_key(key);
+    TxnResponse resp;
+    if (absl::Status s = client_->BlindTxn(txn, &resp); !s.ok()) return s;
+    return resp.succeeded() ||
+           (resp.responses_size() == 1 && resp.responses(0).response_range().kvs_size() == 1 &&
+            resp.responses(0).response_range().kvs(0).lease() == duty_lease_);
+  }
+
   std::unique_ptr<StoreSnapshot> Snapshot() override {
     MutexLock lock(&mu_);
     return std::make_unique<EtcdSnapshot>(head_revision(), head_etcd_);
@@ -921,7 +1018,8 @@ class EtcdStore : public KeyStore {
     std::vector<Pending> batch;
     size_t ops = 1, compares = 1;  // the head
     while (!queued_.empty()) {
-      const size_t more = queued_.front().writes.size() + 3;  // + log, audit, trimmed log
+      // + log, audit by project and by revision, trimmed log
+      const size_t more = queued_.front().writes.size() + 4;
       const size_t more_compares = queued_.front().reads.size();
       if (!batch.empty() && (ops + more > kMaxTxnOps || compares + more_compares > kMaxTxnOps ||
                              batch.size() >= kMaxBatch)) {
@@ -979,7 +1077,9 @@ class EtcdStore : public KeyStore {
       for (Write& w : p.writes) puts[RowKey(w.table, w.key)] = std::move(w.value);
       p.log.set_nonce(nonce);
       const uint64_t r = p.revision;
-      puts[AuditKeyIn(prefix_, p.log.audit().project_id(), r)] = p.log.audit().SerializeAsString();
+      std::string audit = p.log.audit().SerializeAsString();
+      puts[AuditKeyIn(prefix_, p.log.audit().project_id(), r)] = audit;
+      puts[AuditLogKeyIn(prefix_, r)] = std::move(audit);
       puts[LogKey(r)] = p.log.SerializeAsString();
       if (r > retention_) puts[LogKey(r - retention_)] = std::nullopt;
     }
@@ -1360,6 +1460,12 @@ class EtcdStore : public KeyStore {
   // Share: this replica's row, bound to a lease so that it outlives the
   // replica by at most kShareLease.
   static constexpr absl::Duration kShareLease = absl::Seconds(5);
+
+  // Duties (Lead): one lease for all of them, renewed as they are asked for.
+  static constexpr absl::Duration kDutyLease = absl::Seconds(5);
+  Mutex duty_mu_;
+  int64_t duty_lease_ ABSL_GUARDED_BY(duty_mu_) = 0;
+  absl::Time duty_renewed_ ABSL_GUARDED_BY(duty_mu_);
   const std::string share_key_;
   Mutex share_mu_;
   int64_t lease_ ABSL_GUARDED_BY(share_mu_) = 0;
@@ -1516,8 +1622,11 @@ absl::StatusOr<ImportReport> ImportIntoEtcd(const KeyStore& source,
       for (v1::AuditEvent& a : *audit) {
         after = a.revision();
         ++report.audit;
-        if (absl::Status s =
-                out.Put(AuditKeyIn(prefix, project, a.revision()), a.SerializeAsString());
+        std::string record = a.SerializeAsString();
+        if (absl::Status s = out.Put(AuditKeyIn(prefix, project, a.revision()), record); !s.ok()) {
+          return s;
+        }
+        if (absl::Status s = out.Put(AuditLogKeyIn(prefix, a.revision()), std::move(record));
             !s.ok()) {
           return s;
         }

@@ -45,12 +45,13 @@ enum class Table {
   kPrincipals,   // principal id -> PrincipalRecord (with its token's digest)
   kGuards,       // set name -> its last change: revision and a random suffix (see Precondition)
   kLeaks,        // digest -> LeakRecord (a value reported leaked)
+  kWebhooks,     // webhook id -> WebhookRecord
 };
 
 // Every table, for whatever walks them all (an import, a test's comparison).
 inline constexpr Table kAllTables[] = {Table::kProjects, Table::kKeys,       Table::kProjectKeys,
                                        Table::kDigests,  Table::kPrincipals, Table::kGuards,
-                                       Table::kLeaks};
+                                       Table::kLeaks,    Table::kWebhooks};
 
 // The oldest event a store keeping the last `retention` events (at least 1)
 // still has once `head` is appended; 1 while it has them all.
@@ -204,6 +205,21 @@ class KeyStore {
   // the start), in key order, keyed by UsageRowKey: for copying a store.
   virtual absl::StatusOr<Page> ScanUsage(std::string_view after, size_t limit) const = 0;
 
+  // Progress rows: where work that follows the log stands (the revision a
+  // webhook has delivered up to, its retries). Advisory like usage: outside
+  // the revision log, no event or audit record, not synced, so a crash may
+  // lose the last writes and the work is done again (at least once). One
+  // process writes a given row at a time (see Lead). No value deletes it.
+  virtual absl::Status PutProgress(std::string_view key, std::optional<std::string> value) = 0;
+  virtual absl::StatusOr<std::optional<std::string>> GetProgress(std::string_view key) const = 0;
+
+  // Whether this process is the one that does `duty` now, among the
+  // replicas of a shared store: one holds a duty at a time, while it keeps
+  // asking (at least every few seconds); once it stops (it died, or lost its
+  // cluster) another one that asks takes it over. A store one process owns
+  // has no other replicas: always true.
+  virtual absl::StatusOr<bool> Lead(std::string_view /*duty*/) { return true; }
+
   virtual StoreStats stats() const = 0;
 
   // OK when the store can commit now; for health checks. A replicated store
@@ -254,6 +270,12 @@ class KeyStore {
   virtual absl::StatusOr<std::vector<v1::AuditEvent>> AuditEvents(std::string_view project_id,
                                                                   uint64_t after,
                                                                   size_t limit) const = 0;
+
+  // Audit records of every project, oldest first, after revision `after`:
+  // the log webhooks follow. (An etcd store made before this log existed
+  // lacks the records before it; webhooks deliver only what follows them.)
+  virtual absl::StatusOr<std::vector<v1::AuditEvent>> AuditLog(uint64_t after,
+                                                               size_t limit) const = 0;
 
   // A read view at the head revision: nothing appended but not yet durable
   // is in it.

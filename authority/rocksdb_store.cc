@@ -43,12 +43,15 @@ enum Cf : size_t {
   kCfUsage,
   kCfGuards,
   kCfLeaks,
+  kCfAuditLog,
+  kCfProgress,
+  kCfWebhooks,
   kCfCount
 };
 const std::array<const char*, kCfCount> kCfNames = {
     "default",  // rocksdb::kDefaultColumnFamilyName
-    "projects", "keys",  "project_keys", "digests", "principals",
-    "events",   "audit", "usage",        "guards",  "leaks"};
+    "projects", "keys",   "project_keys", "digests",   "principals", "events",  "audit",
+    "usage",    "guards", "leaks",        "audit_log", "progress",   "webhooks"};
 // Tables earlier versions kept and this one drops when it opens their
 // database: "tokens" (token digest -> principal id) was written, never read.
 const std::array<const char*, 1> kRetiredCfNames = {"tokens"};
@@ -69,6 +72,8 @@ Cf CfOf(Table t) {
       return kCfGuards;
     case Table::kLeaks:
       return kCfLeaks;
+    case Table::kWebhooks:
+      return kCfWebhooks;
   }
   return kMeta;
 }
@@ -212,8 +217,9 @@ class RocksDbStore : public KeyStore {
     rocksdb::Status s = batch.Put(cfs_[kMeta], kRevisionKey, rev_key);
     if (s.ok()) s = batch.Put(cfs_[kCfEvents], rev_key, m.event.SerializeAsString());
     if (s.ok()) {
-      s = batch.Put(cfs_[kCfAudit], AuditKey(m.audit.project_id(), revision),
-                    m.audit.SerializeAsString());
+      const std::string audit = m.audit.SerializeAsString();
+      s = batch.Put(cfs_[kCfAudit], AuditKey(m.audit.project_id(), revision), audit);
+      if (s.ok()) s = batch.Put(cfs_[kCfAuditLog], rev_key, audit);
     }
     if (s.ok() && revision > retention_) {
       s = batch.Delete(cfs_[kCfEvents], EncodeRevision(revision - retention_));
@@ -301,6 +307,23 @@ class RocksDbStore : public KeyStore {
     return FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), "write");
   }
 
+  absl::Status PutProgress(std::string_view key, std::optional<std::string> value) override {
+    const rocksdb::Status s =
+        value ? db_->Put(rocksdb::WriteOptions(), cfs_[kCfProgress], key, *value)
+              : db_->Delete(rocksdb::WriteOptions(), cfs_[kCfProgress], key);
+    absl::Status written = FromRocks(s, "write");
+    if (written.ok()) advisory_writes_.fetch_add(1, std::memory_order_relaxed);
+    return written;
+  }
+
+  absl::StatusOr<std::optional<std::string>> GetProgress(std::string_view key) const override {
+    std::string value;
+    const rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cfs_[kCfProgress], key, &value);
+    if (s.IsNotFound()) return std::nullopt;
+    if (!s.ok()) return FromRocks(s, "read");
+    return value;
+  }
+
   StoreStats stats() const override {
     return StoreStats{
         commits_.load(std::memory_order_relaxed), conflicts_.load(std::memory_order_relaxed),
@@ -384,6 +407,23 @@ class RocksDbStore : public KeyStore {
       }
     }
     return events;
+  }
+
+  absl::StatusOr<std::vector<v1::AuditEvent>> AuditLog(uint64_t after,
+                                                       size_t limit) const override {
+    const std::shared_ptr<const RocksView> head = HeadView();
+    rocksdb::ReadOptions ro;
+    ro.snapshot = head->get();
+    absl::StatusOr<Page> page =
+        ScanCf(ro, cfs_[kCfAuditLog], "", after == 0 ? "" : EncodeRevision(after), limit);
+    if (!page.ok()) return page.status();
+    std::vector<v1::AuditEvent> records;
+    for (const Row& row : page->rows) {
+      if (!records.emplace_back().ParseFromString(row.value)) {
+        return absl::DataLossError(StrCat("audit record ", DecodeRevision(row.key)));
+      }
+    }
+    return records;
   }
 
   std::unique_ptr<StoreSnapshot> Snapshot() override {
@@ -552,6 +592,35 @@ class RocksDbStore : public KeyStore {
   std::atomic<uint64_t> advisory_writes_{0};
 };
 
+// A store written before the audit log by revision existed (its column
+// family is new and empty) gets it once, from the audit records by project.
+absl::Status FillAuditLog(rocksdb::DB& db, const std::vector<rocksdb::ColumnFamilyHandle*>& cfs,
+                          uint64_t head) {
+  if (head == 0) return absl::OkStatus();
+  std::unique_ptr<rocksdb::Iterator> logged(
+      db.NewIterator(rocksdb::ReadOptions(), cfs[kCfAuditLog]));
+  logged->SeekToFirst();
+  if (logged->Valid()) return absl::OkStatus();
+  if (!logged->status().ok()) return FromRocks(logged->status(), "audit log");
+  rocksdb::WriteBatch batch;
+  std::unique_ptr<rocksdb::Iterator> it(db.NewIterator(rocksdb::ReadOptions(), cfs[kCfAudit]));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    const rocksdb::Slice key = it->key();
+    if (key.size() < 8) return absl::DataLossError("audit record key");
+    const uint64_t revision = DecodeRevision(std::string_view(key.data() + key.size() - 8, 8));
+    rocksdb::Status s = batch.Put(cfs[kCfAuditLog], EncodeRevision(revision), it->value());
+    if (s.ok() && batch.Count() == 10000) {
+      s = db.Write(rocksdb::WriteOptions(), &batch);
+      batch.Clear();
+    }
+    if (!s.ok()) return FromRocks(s, "audit log");
+  }
+  if (!it->status().ok()) return FromRocks(it->status(), "audit records");
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  return FromRocks(db.Write(wo, &batch), "audit log");
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<KeyStore>> OpenRocksDbStore(const RocksDbStoreOptions& options) {
@@ -632,6 +701,7 @@ absl::StatusOr<std::unique_ptr<KeyStore>> OpenRocksDbStore(const RocksDbStoreOpt
                         EncodeRevision(oldest));
     if (!s.ok()) return cleanup(FromRocks(s, "trim events"));
   }
+  if (absl::Status filled = FillAuditLog(*db, handles, head); !filled.ok()) return cleanup(filled);
   return std::unique_ptr<KeyStore>(
       new RocksDbStore(std::move(db), std::move(handles), std::move(store_id), head, options));
 }

@@ -433,6 +433,62 @@ TEST_CASE("store: replicas over one etcd write usage as different writers, never
   }));
 }
 
+TEMPLATE_TEST_CASE("store: the audit log by revision holds every project's records, in order",
+                   "[store]", STORE_KINDS) {
+  TestType kind;
+  auto store = kind.Open();
+  for (const char* project : {"prj_a", "", "prj_b", "prj_a"}) {
+    Mutation m = Put("row", project);
+    m.audit.set_project_id(project);
+    REQUIRE(store->Commit(std::move(m)).ok());
+  }
+  absl::StatusOr<std::vector<v1::AuditEvent>> all = store->AuditLog(0, 100);
+  REQUIRE(all.ok());
+  REQUIRE(all->size() == 4);
+  std::vector<std::string> projects;
+  for (size_t i = 0; i < all->size(); ++i) {
+    REQUIRE((*all)[i].revision() == i + 1);
+    projects.push_back((*all)[i].project_id());
+  }
+  REQUIRE(projects == std::vector<std::string>{"prj_a", "", "prj_b", "prj_a"});
+  absl::StatusOr<std::vector<v1::AuditEvent>> page = store->AuditLog(1, 2);
+  REQUIRE(page.ok());
+  REQUIRE(page->size() == 2);
+  REQUIRE(page->front().revision() == 2);
+  REQUIRE(store->AuditLog(4, 100)->empty());
+  // Reopened, it is still there.
+  store.reset();
+  store = kind.Open();
+  REQUIRE(store->AuditLog(0, 100)->size() == 4);
+}
+
+TEMPLATE_TEST_CASE("store: progress rows are kept, replaced and deleted, and take no revision",
+                   "[store]", STORE_KINDS) {
+  TestType kind;
+  auto store = kind.Open();
+  REQUIRE_FALSE(store->GetProgress("webhook/whk_1")->has_value());
+  REQUIRE(store->PutProgress("webhook/whk_1", "cursor 7").ok());
+  REQUIRE(store->PutProgress("webhook/whk_12", "other").ok());
+  REQUIRE(**store->GetProgress("webhook/whk_1") == "cursor 7");
+  REQUIRE(store->PutProgress("webhook/whk_1", "cursor 9").ok());
+  REQUIRE(**store->GetProgress("webhook/whk_1") == "cursor 9");
+  REQUIRE(store->head_revision() == 0);
+  REQUIRE(store->next_revision() == 1);
+  store.reset();
+  store = kind.Open();
+  REQUIRE(**store->GetProgress("webhook/whk_1") == "cursor 9");
+  REQUIRE(store->PutProgress("webhook/whk_1", std::nullopt).ok());
+  REQUIRE_FALSE(store->GetProgress("webhook/whk_1")->has_value());
+  REQUIRE(**store->GetProgress("webhook/whk_12") == "other");
+}
+
+TEST_CASE("store: a store one process owns always holds its duties", "[store]") {
+  RocksDbKind kind;
+  std::unique_ptr<KeyStore> store = kind.Open();
+  REQUIRE(*store->Lead("webhooks"));
+  REQUIRE(*store->Lead("webhooks"));
+}
+
 TEMPLATE_TEST_CASE("store: two stores have different ids", "[store]", STORE_KINDS) {
   TestType a, b;
   REQUIRE(a.Open()->store_id() != b.Open()->store_id());
@@ -458,6 +514,18 @@ TEST_CASE("store: what an etcd replica shares reaches the others and leaves with
   REQUIRE(*a->SharedByOthers() == std::vector<std::string>{"from b"});
   a.reset();  // a clean shutdown takes its row along at once
   REQUIRE(b->SharedByOthers()->empty());
+}
+
+TEST_CASE("store: one etcd replica at a time holds a duty, and another takes it when it leaves",
+          "[store]") {
+  EtcdKind kind;
+  std::unique_ptr<KeyStore> a = kind.Open(), b = kind.Open();
+  REQUIRE(*a->Lead("webhooks"));
+  REQUIRE_FALSE(*b->Lead("webhooks"));
+  REQUIRE(*b->Lead("another duty"));  // duties are held one by one
+  REQUIRE(*a->Lead("webhooks"));      // kept while asked for
+  a.reset();                          // a clean shutdown frees it at once
+  REQUIRE(*b->Lead("webhooks"));
 }
 
 TEST_CASE("store: an etcd replica's batch lost to another replica is refused to each appender",
@@ -668,6 +736,8 @@ TEST_CASE("store: an embedded store imported into etcd reads the same and takes 
     REQUIRE(Serialized(*copy->AuditEvents(project, 0, 100)) ==
             Serialized(*source->AuditEvents(project, 0, 100)));
   }
+  REQUIRE(Serialized(*copy->AuditLog(0, 100)) == Serialized(*source->AuditLog(0, 100)));
+  REQUIRE(copy->AuditLog(0, 100)->size() == 8);
   REQUIRE(*copy->Commit(Put("prj_x", "after")) == 9);
 
   // Only into an empty prefix.

@@ -57,6 +57,43 @@ TEST_CASE("a database with a retired table opens, and the retired table is dropp
   REQUIRE(std::find(names.begin(), names.end(), "tokens") == names.end());
 }
 
+TEST_CASE("a database from before the audit log by revision gets it, filled, when it opens") {
+  testing::TempDir dir;
+  const std::string path = dir / "db";
+  {
+    auto store = Open(path);
+    for (const char* project : {"prj_b", "", "prj_a"}) {
+      Mutation m = Put("row", project);
+      m.audit.set_project_id(project);
+      REQUIRE(store->Commit(std::move(m)).ok());
+    }
+  }
+  {
+    // As an earlier version left it: no "audit_log" table.
+    rocksdb::DB* raw = nullptr;
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    std::vector<std::string> names;
+    REQUIRE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), path, &names).ok());
+    std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+    for (const std::string& name : names)
+      descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions());
+    REQUIRE(rocksdb::DB::Open(rocksdb::DBOptions(), path, descriptors, &handles, &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    for (size_t i = 0; i < names.size(); ++i) {
+      if (names[i] == "audit_log") REQUIRE(db->DropColumnFamily(handles[i]).ok());
+    }
+    for (auto* h : handles) REQUIRE(db->DestroyColumnFamilyHandle(h).ok());
+  }
+  auto store = Open(path);
+  absl::StatusOr<std::vector<v1::AuditEvent>> log = store->AuditLog(0, 100);
+  REQUIRE(log.ok());
+  REQUIRE(log->size() == 3);
+  REQUIRE((*log)[0].project_id() == "prj_b");
+  REQUIRE((*log)[1].project_id() == "");
+  REQUIRE((*log)[2].project_id() == "prj_a");
+  REQUIRE((*log)[2].revision() == 3);
+}
+
 TEST_CASE("an appended mutation is read only by mutations until Sync publishes it") {
   testing::TempDir dir;
   auto store = Open(dir.path());

@@ -113,6 +113,22 @@ class ThreadCheckingStore final : public KeyStore {
     MutexLock io(&io_mu_);
     return inner_->AuditEvents(project_id, after, limit);
   }
+  absl::StatusOr<std::vector<v1::AuditEvent>> AuditLog(uint64_t after,
+                                                       size_t limit) const override {
+    Note();
+    MutexLock io(&io_mu_);
+    return inner_->AuditLog(after, limit);
+  }
+  absl::Status PutProgress(std::string_view key, std::optional<std::string> value) override {
+    Note();
+    MutexLock io(&io_mu_);
+    return inner_->PutProgress(key, std::move(value));
+  }
+  absl::StatusOr<std::optional<std::string>> GetProgress(std::string_view key) const override {
+    Note();
+    MutexLock io(&io_mu_);
+    return inner_->GetProgress(key);
+  }
   std::unique_ptr<StoreSnapshot> Snapshot() override {
     Note();
     MutexLock io(&io_mu_);
