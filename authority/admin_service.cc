@@ -60,6 +60,11 @@ LATCHKEY_UNARY(DeletePrincipal, v1::DeletePrincipalRequest, v1::DeletePrincipalR
 LATCHKEY_UNARY(WhoAmI, v1::WhoAmIRequest, v1::Principal)
 LATCHKEY_UNARY(FindKey, v1::FindKeyRequest, v1::Key)
 LATCHKEY_UNARY(SetLeakPolicy, v1::SetLeakPolicyRequest, v1::Project)
+LATCHKEY_UNARY(CreateWebhook, v1::CreateWebhookRequest, v1::CreateWebhookResponse)
+LATCHKEY_UNARY(ListWebhooks, v1::ListWebhooksRequest, v1::ListWebhooksResponse)
+LATCHKEY_UNARY(DeleteWebhook, v1::DeleteWebhookRequest, v1::DeleteWebhookResponse)
+LATCHKEY_UNARY(ListWebhookDeliveries, v1::ListWebhookDeliveriesRequest,
+               v1::ListWebhookDeliveriesResponse)
 
 #undef LATCHKEY_UNARY
 
@@ -78,6 +83,24 @@ AdminService::Reactor* AdminService::GetPropagation(Ctx* ctx, const v1::GetPropa
     absl::StatusOr<v1::GetPropagationResponse> receipt = Receipt(req->revision());
     if (receipt.ok()) *resp = *std::move(receipt);
     reactor->Finish(ToGrpcStatus(receipt.status()));
+  });
+  return reactor;
+}
+
+AdminService::Reactor* AdminService::TestWebhook(Ctx* ctx, const v1::TestWebhookRequest* req,
+                                                 v1::WebhookDelivery* resp) {
+  Reactor* reactor = ctx->DefaultReactor();
+  absl::StatusOr<Caller> caller = AuthenticateCall(*authority_, *ctx);
+  if (!caller.ok() || webhooks_ == nullptr) {
+    reactor->Finish(ToGrpcStatus(caller.ok() ? absl::UnavailableError("webhooks are off here")
+                                             : caller.status()));
+    return reactor;
+  }
+  // The ping waits for the receiver (at most the delivery timeout).
+  store_work_->Post([this, reactor, caller = *std::move(caller), req, resp] {
+    absl::StatusOr<v1::WebhookDelivery> sent = webhooks_->Test(caller, *req);
+    if (sent.ok()) *resp = *std::move(sent);
+    reactor->Finish(ToGrpcStatus(sent.status()));
   });
   return reactor;
 }

@@ -7,6 +7,7 @@
 #include "absl/status/statusor.h"
 #include "authority/key_authority.h"
 #include "authority/propagation.h"
+#include "authority/webhook_delivery.h"
 #include "common/work_queue.h"
 #include "latchkey/v1/key_admin.grpc.pb.h"
 
@@ -23,9 +24,13 @@ absl::StatusOr<Caller> AuthenticateCall(const KeyAuthority& authority,
 // reach the store run on `store_work`, never on gRPC's callback threads.
 class AdminService final : public v1::KeyAdmin::CallbackService {
  public:
+  // `webhooks` sends TestWebhook's pings; null: that call is UNAVAILABLE.
   AdminService(KeyAuthority* authority, const PropagationTracker* propagation,
-               WorkQueue* store_work)
-      : authority_(authority), propagation_(propagation), store_work_(store_work) {}
+               WorkQueue* store_work, WebhookDeliverer* webhooks = nullptr)
+      : authority_(authority),
+        propagation_(propagation),
+        store_work_(store_work),
+        webhooks_(webhooks) {}
 
   using Ctx = grpc::CallbackServerContext;
   using Reactor = grpc::ServerUnaryReactor;
@@ -62,6 +67,15 @@ class AdminService final : public v1::KeyAdmin::CallbackService {
   Reactor* WhoAmI(Ctx* c, const v1::WhoAmIRequest* q, v1::Principal* r) override;
   Reactor* FindKey(Ctx* c, const v1::FindKeyRequest* q, v1::Key* r) override;
   Reactor* SetLeakPolicy(Ctx* c, const v1::SetLeakPolicyRequest* q, v1::Project* r) override;
+  Reactor* CreateWebhook(Ctx* c, const v1::CreateWebhookRequest* q,
+                         v1::CreateWebhookResponse* r) override;
+  Reactor* ListWebhooks(Ctx* c, const v1::ListWebhooksRequest* q,
+                        v1::ListWebhooksResponse* r) override;
+  Reactor* DeleteWebhook(Ctx* c, const v1::DeleteWebhookRequest* q,
+                         v1::DeleteWebhookResponse* r) override;
+  Reactor* ListWebhookDeliveries(Ctx* c, const v1::ListWebhookDeliveriesRequest* q,
+                                 v1::ListWebhookDeliveriesResponse* r) override;
+  Reactor* TestWebhook(Ctx* c, const v1::TestWebhookRequest* q, v1::WebhookDelivery* r) override;
 
  private:
   // Authenticates, then runs `method` of the core on store_work_, which
@@ -74,6 +88,7 @@ class AdminService final : public v1::KeyAdmin::CallbackService {
   KeyAuthority* const authority_;
   const PropagationTracker* const propagation_;
   WorkQueue* const store_work_;
+  WebhookDeliverer* const webhooks_;
 };
 
 }  // namespace latchkey

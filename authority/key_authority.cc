@@ -28,6 +28,7 @@ absl::Status Authorize(const Caller& caller, Permission p) {
       ok = r == v1::ROLE_ADMIN || r == v1::ROLE_MANAGER;
       break;
     case Permission::kPrincipals:
+    case Permission::kWebhooks:
       ok = r == v1::ROLE_ADMIN;
       break;
     case Permission::kSync:

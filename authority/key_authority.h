@@ -10,6 +10,8 @@
 //   key_authority.cc      roles, the shared loads, Mutate
 //   key_lifecycle.cc      projects and keys: create, revoke, rotate, delete, list, find
 //   key_leaks.cc          values reported leaked, and each project's leak policy
+//   key_webhooks.cc       webhooks: create, list, delete (delivery is webhook_delivery.h's)
+//   key_notices.cc        notices of its own: keys expiring, revoked keys still sent
 //   key_usage.cc          usage reports from sidecars and the usage a key shows
 //                         (summed and written by usage_ledger.h)
 //   principals.cc         tokens, authentication, principals
@@ -53,6 +55,8 @@ struct KeyAuthorityOptions {
   int max_active_keys = 50;
   absl::Duration max_grace_period = absl::Hours(24 * 7);
   int max_retired_values = 16;  // rotated-away values a key remembers
+  // Webhook URLs may be http:// beyond loopback (behind a TLS proxy).
+  bool webhooks_allow_insecure_remote = false;
 };
 
 // What a caller may do; each role grants a set of these.
@@ -61,6 +65,7 @@ enum class Permission {
   kWrite,       // create, revoke, rotate, delete, read key values (ADMIN, MANAGER)
   kPrincipals,  // manage principals (ADMIN)
   kSync,        // KeySync (ADMIN, SIDECAR)
+  kWebhooks,    // manage webhooks (ADMIN)
 };
 
 // OK, PERMISSION_DENIED for a caller whose role lacks `p`.
@@ -162,6 +167,31 @@ class KeyAuthority {
   // INVALID_ARGUMENT, and nothing changes, for a url or source that is not
   // UTF-8, holds control characters or is over kMaxLeakText bytes.
   absl::StatusOr<bool> ReportLeak(const Caller& reporter, const LeakFinding& finding);
+  // Webhooks (docs/design.md, "Webhooks"), ADMIN only. The deliveries
+  // themselves are authority/webhook_delivery.h's.
+  static constexpr int kMaxWebhooks = 100;
+  absl::StatusOr<v1::CreateWebhookResponse> CreateWebhook(const Caller& caller,
+                                                          const v1::CreateWebhookRequest& req);
+  // With where each one's delivery stands.
+  absl::StatusOr<v1::ListWebhooksResponse> ListWebhooks(const Caller& caller,
+                                                        const v1::ListWebhooksRequest& req);
+  absl::StatusOr<v1::DeleteWebhookResponse> DeleteWebhook(const Caller& caller,
+                                                          const v1::DeleteWebhookRequest& req);
+  absl::StatusOr<v1::ListWebhookDeliveriesResponse> ListWebhookDeliveries(
+      const Caller& caller, const v1::ListWebhookDeliveriesRequest& req);
+  // What a deliverer needs of a webhook: its settings, its signing secret
+  // and the revision its events follow.
+  struct WebhookTarget {
+    v1::Webhook webhook;
+    std::string secret;
+    uint64_t start_revision = 0;
+  };
+  absl::StatusOr<std::vector<WebhookTarget>> WebhookTargets() const;
+  // NOT_FOUND when there is no such webhook.
+  absl::StatusOr<WebhookTarget> FindWebhookTarget(std::string_view webhook_id) const;
+  // The progress row of a webhook (KeyStore::PutProgress).
+  static std::string WebhookProgressKey(std::string_view webhook_id);
+
   // The caller's own principal record; any role may ask.
   absl::StatusOr<v1::Principal> WhoAmI(const Caller& caller, const v1::WhoAmIRequest& req);
 
@@ -175,6 +205,16 @@ class KeyAuthority {
   // replica's rows (authority/usage_ledger.h). The server calls it every
   // --usage-flush-interval and at shutdown.
   absl::Status FlushUsage();
+  // Notices the authority gives of its own accord (authority/key_notices.cc),
+  // each one mutation audited as the webhook event of the same name:
+  // key.expiring once a key enters a notice period (7 days, then 1 day)
+  // before its expiry or before a retired value's grace ends. Returns how
+  // many it announced. Reads every key: a sweep every few minutes, by one
+  // replica.
+  absl::StatusOr<int> AnnounceExpiring(absl::Time now);
+  // key.rejected_after_revocation for revoked keys that sidecars still
+  // send, at most hourly per key. FlushUsage calls it with what it wrote.
+  absl::Status AnnounceStillSent(const std::vector<UsageLedger::StillSent>& keys, absl::Time now);
   // Called with every committed event, this replica's and (on a shared
   // store) the others', from the store's commit listener, so it is quick:
   // usage reported before a key's revocation does not count as since it.

@@ -51,7 +51,11 @@ absl::Status KeyAuthority::RecordUsage(const Caller& caller, const v1::ReportUsa
   return absl::OkStatus();
 }
 
-absl::Status KeyAuthority::FlushUsage() { return usage_.Flush(); }
+absl::Status KeyAuthority::FlushUsage() {
+  std::vector<UsageLedger::StillSent> still_sent;
+  if (absl::Status flushed = usage_.Flush(&still_sent); !flushed.ok()) return flushed;
+  return AnnounceStillSent(still_sent, absl::Now());
+}
 
 void KeyAuthority::Committed(const v1::KeyEvent& event) {
   // A key is revoked when every value it has is: its current one and any

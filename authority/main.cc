@@ -96,6 +96,16 @@ int main(int argc, char** argv) {
   app.add_option("--github-keys-file", options.github_keys_file,
                  "GitHub's secret scanning public keys (JSON as GitHub publishes them), read "
                  "again when it changes");
+  latchkey::AddDurationFlag(app, "--webhook-retry-min", options.webhooks.retry_min,
+                            "the wait after a webhook delivery fails; it doubles after each "
+                            "failed attempt up to --webhook-retry-max",
+                            absl::Milliseconds(10), absl::Hours(1));
+  latchkey::AddDurationFlag(app, "--webhook-retry-max", options.webhooks.retry_max,
+                            "the longest wait between attempts at one webhook event",
+                            absl::Milliseconds(10), absl::Hours(24));
+  latchkey::AddDurationFlag(app, "--webhook-failing-after", options.webhooks.failing_after,
+                            "how long an event fails before its webhook is marked FAILING",
+                            absl::Milliseconds(10), absl::Hours(24 * 7));
   latchkey::AddDaemonFlags(app, options.listen, daemon);
   CLI::App* new_token =
       app.add_subcommand("new-token", "print a fresh token (for --bootstrap-token-file) and exit");

@@ -27,6 +27,7 @@ struct AuthorityServer::Parts {
   std::unique_ptr<PropagationTracker> propagation;
   std::unique_ptr<EventHub> hub;
   std::unique_ptr<WorkQueue> store_work;  // outlives the services' calls
+  std::unique_ptr<WebhookDeliverer> webhooks;
   std::unique_ptr<AdminService> admin;
   std::unique_ptr<SyncService> sync;
   std::unique_ptr<grpc::Server> server;
@@ -247,6 +248,7 @@ absl::StatusOr<std::unique_ptr<AuthorityServer>> AuthorityServer::Start(
   parts->store = std::move(opened->store);
   KeyAuthorityOptions core_options;
   core_options.max_active_keys = options.max_active_keys;
+  core_options.webhooks_allow_insecure_remote = options.listen.allow_insecure_remote;
   absl::StatusOr<std::unique_ptr<KeyAuthority>> authority =
       KeyAuthority::Create(parts->store.get(), std::move(opened->sealer), core_options);
   if (!authority.ok()) return authority.status();
@@ -275,15 +277,21 @@ absl::StatusOr<std::unique_ptr<AuthorityServer>> AuthorityServer::Start(
   parts->store_work = std::make_unique<WorkQueue>(options.store_threads);
   WorkQueue* store_work = parts->store_work.get();
   KeyAuthority* core = parts->authority.get();
+  WebhookDeliveryOptions webhook_options = options.webhooks;
+  webhook_options.allow_insecure_remote = options.listen.allow_insecure_remote;
+  parts->webhooks =
+      std::make_unique<WebhookDeliverer>(core, raw_store, webhook_options, &parts->metrics);
+  WebhookDeliverer* webhooks = parts->webhooks.get();
   // On a shared store the listener hears every replica's commits; a
   // principal another replica created or deleted reaches this one's token
   // table here (read on a store thread: the listener must not block).
   const bool shared = options.store == "etcd";
-  raw_store->SetCommitListener([hub, propagation, mutations, store_work, core, shared](
+  raw_store->SetCommitListener([hub, propagation, mutations, store_work, core, shared, webhooks](
                                    const v1::KeyEvent& event, const v1::AuditEvent& audit) {
     propagation->Committed(event.revision(), absl::Now());
     core->Committed(event);
     hub->Publish(event);
+    webhooks->Wake();
     mutations->With({audit.action()}).Inc();
     spdlog::info("revision {}: {} by {} project={} key={}", event.revision(), audit.action(),
                  audit.actor(), audit.project_id().empty() ? "-" : audit.project_id(),
@@ -296,8 +304,8 @@ absl::StatusOr<std::unique_ptr<AuthorityServer>> AuthorityServer::Start(
       });
     }
   });
-  parts->admin =
-      std::make_unique<AdminService>(parts->authority.get(), propagation, parts->store_work.get());
+  parts->admin = std::make_unique<AdminService>(parts->authority.get(), propagation,
+                                                parts->store_work.get(), webhooks);
   parts->sync = std::make_unique<SyncService>(parts->authority.get(), hub, propagation,
                                               parts->store_work.get(),
                                               SyncServiceOptions{options.watch_queue_limit});
@@ -388,6 +396,9 @@ void AuthorityServer::Shutdown(absl::Duration deadline) {
   if (absl::Status flushed = authority_->FlushUsage(); !flushed.ok()) {
     spdlog::warn("usage reported since the last flush is lost: {}", flushed.ToString());
   }
+  // Attempts in flight finish (at most the delivery timeout); the rest
+  // resume from the progress rows on the next start.
+  parts_->webhooks->Stop();
   parts_->store->SetCommitListener(nullptr);
   parts_.reset();
 }

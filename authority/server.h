@@ -12,6 +12,7 @@
 #include "absl/time/time.h"
 #include "authority/etcd_store.h"
 #include "authority/key_authority.h"
+#include "authority/webhook_delivery.h"
 #include "common/grpc_server.h"
 #include "common/tls.h"
 
@@ -45,6 +46,9 @@ struct AuthorityOptions {
   // empty: off; HTTPS with `tls`. Needs github_keys_file.
   std::string leak_report_listen;
   std::string github_keys_file;
+  // Webhook deliveries (authority/webhook_delivery.h);
+  // allow_insecure_remote follows listen's.
+  WebhookDeliveryOptions webhooks;
   bool group_commit = true;  // off only to measure it (bench/)
   // Threads that run store reads and commits for RPCs (gRPC's callback
   // threads never block on the disk). Concurrent commits share one fsync.

@@ -172,7 +172,7 @@ absl::StatusOr<internal::KeyUsageRecord> UsageLedger::OwnRow(const std::string& 
   return own;
 }
 
-absl::Status UsageLedger::Flush() {
+absl::Status UsageLedger::Flush(std::vector<StillSent>* still_sent) {
   MutexLock flushing(&flush_mu_);
   absl::StatusOr<std::string> writer = store_->UsageWriter();
   absl::flat_hash_map<std::string, PendingUsage> taken;
@@ -209,7 +209,16 @@ absl::Status UsageLedger::Flush() {
     if (!key.ParseFromString(**key_row)) return fail(absl::DataLossError("key record"));
     absl::StatusOr<internal::KeyUsageRecord> own = OwnRow(key_id, *writer);
     if (!own.ok()) return fail(own.status());
-    AddToRecord(*own, pending, key.key().state() == v1::KEY_STATE_REVOKED);
+    const bool revoked = key.key().state() == v1::KEY_STATE_REVOKED;
+    AddToRecord(*own, pending, revoked);
+    if (const uint64_t since = pending.rejected_count - pending.rejected_before_revocation;
+        revoked && since > 0 && still_sent != nullptr) {
+      StillSent& s = still_sent->emplace_back(StillSent{key_id, since, {}});
+      std::vector<std::pair<uint64_t, std::string>> by;
+      for (const auto& [sidecar, r] : pending.rejected_by) by.emplace_back(r.count, sidecar);
+      std::sort(by.rbegin(), by.rend());
+      for (size_t i = 0; i < by.size() && i < 5; ++i) s.sidecars.push_back(by[i].second);
+    }
     rows.push_back(UsageRow{key_id, *writer, own->SerializeAsString()});
     written.push_back(*std::move(own));
   }

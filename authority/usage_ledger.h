@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
@@ -81,9 +82,17 @@ class UsageLedger {
   // revokes hears of it twice: from its commit and from the store).
   void Revoked(std::string_view key_id);
 
+  // A revoked key that sidecars still sent, as one flush wrote it.
+  struct StillSent {
+    std::string key_id;
+    uint64_t rejections = 0;            // since the revocation, in this flush
+    std::vector<std::string> sidecars;  // who sent it, most first (at most a few)
+  };
   // Writes everything added so far. On failure what it took is added back,
-  // for the next flush.
-  absl::Status Flush() ABSL_LOCKS_EXCLUDED(flush_mu_, state_mu_);
+  // for the next flush. `still_sent`, when given, receives the revoked keys
+  // whose rejections since their revocation this flush wrote.
+  absl::Status Flush(std::vector<StillSent>* still_sent = nullptr)
+      ABSL_LOCKS_EXCLUDED(flush_mu_, state_mu_);
 
   // The key's usage: every writer's row plus what this process has not
   // written yet (`revoked`: see AddToRecord).

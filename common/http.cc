@@ -2,12 +2,64 @@
 
 #include <httplib.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <memory>
 #include <string>
 
 namespace latchkey {
+
+std::string HttpUrl::origin() const {
+  return (tls ? "https://" : "http://") + host + ":" + std::to_string(port);
+}
+
+bool HttpUrl::local() const { return IsLocalAddress(host + ":" + std::to_string(port)); }
+
+absl::StatusOr<HttpUrl> ParseHttpUrl(std::string_view url) {
+  HttpUrl out;
+  for (char c : url) {
+    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) {
+      return absl::InvalidArgumentError("a URL holds no spaces or control characters");
+    }
+  }
+  std::string_view rest;
+  if (url.starts_with("https://")) {
+    out.tls = true;
+    rest = url.substr(8);
+  } else if (url.starts_with("http://")) {
+    rest = url.substr(7);
+  } else {
+    return absl::InvalidArgumentError("a URL starts with https:// (or http://)");
+  }
+  if (rest.find('#') != std::string_view::npos) {
+    return absl::InvalidArgumentError("a URL here has no #fragment");
+  }
+  const size_t slash = std::min(rest.find('/'), rest.find('?'));
+  std::string_view authority = rest.substr(0, slash);
+  out.path = slash == std::string_view::npos ? "/" : std::string(rest.substr(slash));
+  if (out.path.front() == '?') out.path.insert(0, "/");
+  if (authority.find('@') != std::string_view::npos) {
+    return absl::InvalidArgumentError("a URL here holds no user name or password");
+  }
+  out.port = out.tls ? 443 : 80;
+  const size_t bracket = authority.rfind(']');
+  const size_t colon = authority.rfind(':');
+  if (colon != std::string_view::npos && (bracket == std::string_view::npos || colon > bracket)) {
+    std::string_view port = authority.substr(colon + 1);
+    int n = 0;
+    if (port.empty() || port.size() > 5 ||
+        !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
+        (n = std::stoi(std::string(port))) < 1 || n > 65535) {
+      return absl::InvalidArgumentError("a URL's port is a number from 1 to 65535");
+    }
+    out.port = n;
+    authority = authority.substr(0, colon);
+  }
+  if (authority.empty()) return absl::InvalidArgumentError("a URL names a host");
+  out.host = std::string(authority);
+  return out;
+}
 
 std::thread ServeInBackground(httplib::Server* server) {
   auto returned = std::make_shared<std::atomic<bool>>(false);  // the loop ended on its own

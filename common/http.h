@@ -2,6 +2,7 @@
 #ifndef LATCHKEY_COMMON_HTTP_H_
 #define LATCHKEY_COMMON_HTTP_H_
 
+#include <string>
 #include <string_view>
 #include <thread>
 
@@ -22,6 +23,23 @@ std::thread ServeInBackground(httplib::Server* server);
 // Binds `server` to `at` (port 0: a free port) and returns the bound port;
 // UNAVAILABLE naming `address` (the flag's value) when it cannot.
 absl::StatusOr<int> Bind(httplib::Server* server, const HostPort& at, std::string_view address);
+
+// An http:// or https:// URL, split for a client.
+struct HttpUrl {
+  bool tls = false;  // https
+  std::string host;  // brackets of an IPv6 host kept: "[::1]"
+  int port = 0;      // the scheme's default when the URL names none
+  std::string path;  // with the query; "/" when empty
+  // "https://host:port", what an httplib::Client is made from.
+  std::string origin() const;
+  // Whether the host is loopback (IsLocalAddress): names are not resolved.
+  bool local() const;
+};
+
+// INVALID_ARGUMENT, naming what is wrong, for anything but
+// scheme://host[:port][/path] with scheme http or https, no user info, no
+// fragment, no whitespace or control characters.
+absl::StatusOr<HttpUrl> ParseHttpUrl(std::string_view url);
 
 }  // namespace latchkey
 

@@ -104,6 +104,11 @@ AdminGateway::AdminGateway(std::shared_ptr<grpc::Channel> channel, absl::Duratio
   Add("GetPropagation", &S::GetPropagation);
   Add("WhoAmI", &S::WhoAmI);
   Add("FindKey", &S::FindKey);
+  Add("CreateWebhook", &S::CreateWebhook);
+  Add("ListWebhooks", &S::ListWebhooks);
+  Add("DeleteWebhook", &S::DeleteWebhook);
+  Add("ListWebhookDeliveries", &S::ListWebhookDeliveries);
+  Add("TestWebhook", &S::TestWebhook);
 }
 
 JsonReply AdminGateway::Call(std::string_view method, std::string_view authorization,

@@ -1,0 +1,420 @@
+#include "authority/webhook_delivery.h"
+
+#include <httplib.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+
+#include "absl/time/clock.h"
+#include "common/crypto.h"
+#include "common/http.h"
+#include "common/key_format.h"
+#include "common/log.h"
+#include "common/strings.h"
+#include "common/time_util.h"
+
+namespace latchkey {
+namespace {
+
+using internal::WebhookProgress;
+using nlohmann::json;
+
+// Attempts a webhook's progress row remembers for `webhook deliveries`.
+constexpr int kMaxDeliveries = 50;
+// Audit records read per look at the log.
+constexpr size_t kLogBatch = 64;
+constexpr char kDuty[] = "webhooks";
+
+std::string Rfc3339(absl::Time t) {
+  return absl::FormatTime(absl::RFC3339_sec, t, absl::UTCTimeZone());
+}
+
+// A line for people (Slack) about one event.
+std::string Sentence(std::string_view type, const v1::AuditEvent& r) {
+  if (type == "ping") return "latchkey: a test delivery (ping) to this webhook";
+  std::string text = StrCat("latchkey: *", type, "*");
+  if (!r.key_id().empty()) text += StrCat(" key `", r.key_id(), "`");
+  if (!r.project_id().empty()) text += StrCat(" in project `", r.project_id(), "`");
+  if (!r.actor().empty()) text += StrCat(" by ", r.actor());
+  if (!r.detail().empty()) text += StrCat(": ", r.detail());
+  return text;
+}
+
+}  // namespace
+
+std::optional<std::string_view> WebhookEventOf(std::string_view action) {
+  if (action == "project.api_access_enabled" || action == "project.api_access_disabled") {
+    return "project.api_access_changed";
+  }
+  for (std::string_view e : kWebhookEvents) {
+    if (e == action) return e;
+  }
+  return std::nullopt;
+}
+
+std::string WebhookSignature(std::string_view secret, int64_t unix_seconds, std::string_view body) {
+  const std::string signed_text = StrCat(unix_seconds, ".", body);
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int size = 0;
+  HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
+       reinterpret_cast<const unsigned char*>(signed_text.data()), signed_text.size(), mac, &size);
+  return StrCat("t=", unix_seconds, ",v1=",
+                HexPrefix(std::string_view(reinterpret_cast<const char*>(mac), size), size));
+}
+
+WebhookMessage WebhookMessageOf(const v1::Webhook& webhook, std::string_view type,
+                                const v1::AuditEvent& record, std::string_view store_id) {
+  WebhookMessage msg;
+  msg.type = std::string(type);
+  // One id per event, the same on every attempt and for every webhook, so
+  // receivers can drop what they already have.
+  msg.event_id =
+      record.revision() == 0
+          ? StrCat("evt_", RandomBase62(24))
+          : StrCat("evt_", HexPrefix(Sha256Bytes(StrCat(store_id, "/", record.revision())), 12));
+  if (webhook.format() == v1::WEBHOOK_FORMAT_SLACK) {
+    msg.body = json{{"text", Sentence(type, record)}}.dump();
+    return msg;
+  }
+  const absl::Time when = FromProto(record.time());
+  json data = json::object();
+  if (record.revision() != 0) data["revision"] = record.revision();
+  if (!record.project_id().empty()) data["project_id"] = record.project_id();
+  if (!record.key_id().empty()) data["key_id"] = record.key_id();
+  if (!record.actor().empty()) data["actor"] = record.actor();
+  if (!record.detail().empty()) data["detail"] = record.detail();
+  if (record.action() == "project.api_access_enabled") data["enabled"] = true;
+  if (record.action() == "project.api_access_disabled") data["enabled"] = false;
+  data["time"] = Rfc3339(when);
+  msg.body = json{{"id", msg.event_id},
+                  {"type", msg.type},
+                  {"created", absl::ToUnixSeconds(when)},
+                  {"data", std::move(data)}}
+                 .dump();
+  return msg;
+}
+
+namespace {
+
+// One POST of `msg` to the webhook, as a delivery record (attempt unset).
+v1::WebhookDelivery Send(const KeyAuthority::WebhookTarget& target, const WebhookMessage& msg,
+                         uint64_t revision, absl::Duration timeout) {
+  v1::WebhookDelivery d;
+  d.set_event_id(msg.event_id);
+  d.set_event_type(msg.type);
+  d.set_revision(revision);
+  const absl::Time start = absl::Now();
+  *d.mutable_time() = ToProto(start);
+  absl::StatusOr<HttpUrl> url = ParseHttpUrl(target.webhook.url());
+  if (!url.ok()) {
+    d.set_error(StrCat("url: ", std::string(url.status().message())));
+    return d;
+  }
+  httplib::Client client(url->origin());
+  const auto t = absl::ToChronoMicroseconds(timeout);
+  client.set_connection_timeout(t);
+  client.set_read_timeout(t);
+  client.set_write_timeout(t);
+  client.set_follow_location(false);  // a redirect is an answer, not a 2xx
+  httplib::Headers headers = {
+      {"Latchkey-Signature", WebhookSignature(target.secret, absl::ToUnixSeconds(start), msg.body)},
+      {"Latchkey-Event-Id", msg.event_id},
+      {"User-Agent", "latchkey-webhooks/1"}};
+  httplib::Result res = client.Post(url->path, headers, msg.body, "application/json");
+  d.set_duration_ms(absl::ToInt64Milliseconds(absl::Now() - start));
+  if (!res) {
+    d.set_error(StrCat("no answer: ", httplib::to_string(res.error())));
+    return d;
+  }
+  d.set_status_code(res->status);
+  if (res->status < 200 || res->status > 299) d.set_error(StrCat("answered HTTP ", res->status));
+  return d;
+}
+
+}  // namespace
+
+// One webhook's deliveries, on a thread of its own, so that a slow receiver
+// delays only its own events.
+class WebhookDeliverer::Lane {
+ public:
+  Lane(WebhookDeliverer* owner, KeyAuthority::WebhookTarget target)
+      : owner_(owner), target_(std::move(target)), thread_([this] { Run(); }) {}
+
+  ~Lane() {
+    {
+      MutexLock lock(&mu_);
+      stopping_ = true;
+      wake_.SignalAll();
+    }
+    thread_.join();
+  }
+
+  void Wake() {
+    MutexLock lock(&mu_);
+    woken_ = true;
+    wake_.SignalAll();
+  }
+
+ private:
+  const v1::Webhook& webhook() const { return target_.webhook; }
+
+  bool stopping() {
+    MutexLock lock(&mu_);
+    return stopping_;
+  }
+
+  // Waits for a wake, the next retry, or the poll interval.
+  bool Sleep(absl::Duration d) {
+    MutexLock lock(&mu_);
+    wake_.WaitFor(&mu_, d,
+                  [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || woken_; });
+    woken_ = false;
+    return !stopping_;
+  }
+
+  void Run() {
+    const std::string key = KeyAuthority::WebhookProgressKey(webhook().webhook_id());
+    // Where an earlier holder of the duty left off.
+    for (;;) {
+      absl::StatusOr<std::optional<std::string>> row = owner_->store_->GetProgress(key);
+      if (row.ok() && (!row->has_value() || progress_.ParseFromString(**row))) break;
+      spdlog::warn("webhook {}: reading its progress: {}", webhook().webhook_id(),
+                   row.ok() ? "unreadable row" : row.status().ToString());
+      if (!Sleep(owner_->options_.poll)) return;
+    }
+    progress_.set_delivered_revision(
+        std::max(progress_.delivered_revision(), target_.start_revision));
+    for (;;) {
+      const absl::Time now = absl::Now();
+      const absl::Time due = absl::FromUnixMicros(progress_.next_attempt_micros());
+      if (progress_.attempts() == 0 || now >= due) DeliverPending();
+      if (stopping()) return;
+      absl::Duration wait = owner_->options_.poll;
+      if (progress_.attempts() > 0) wait = std::min(wait, due - absl::Now());
+      if (!Sleep(std::max(wait, absl::ZeroDuration()))) return;
+    }
+  }
+
+  bool Wants(const v1::AuditEvent& r, std::string_view type) const {
+    if (!webhook().project_id().empty() && r.project_id() != webhook().project_id()) return false;
+    return std::find(webhook().events().begin(), webhook().events().end(), type) !=
+           webhook().events().end();
+  }
+
+  // Delivers the events after the cursor, in order, until the log ends or
+  // one fails.
+  void DeliverPending() {
+    while (!stopping()) {
+      absl::StatusOr<std::vector<v1::AuditEvent>> records =
+          owner_->store_->AuditLog(progress_.delivered_revision(), kLogBatch);
+      if (!records.ok()) {
+        spdlog::warn("webhook {}: reading the audit log: {}", webhook().webhook_id(),
+                     records.status().ToString());
+        return;
+      }
+      if (records->empty()) return;
+      bool skipped = false;
+      for (const v1::AuditEvent& r : *records) {
+        const std::optional<std::string_view> type = WebhookEventOf(r.action());
+        if (!type || !Wants(r, *type)) {
+          progress_.set_delivered_revision(r.revision());
+          skipped = true;
+          continue;
+        }
+        skipped = false;  // Attempt saves the cursor
+        if (!Attempt(r, *type)) return;
+        if (stopping()) return;
+      }
+      if (skipped) Save();
+    }
+  }
+
+  // One attempt at the event after the cursor; true when it was delivered.
+  bool Attempt(const v1::AuditEvent& record, std::string_view type) {
+    const WebhookMessage msg =
+        WebhookMessageOf(webhook(), type, record, owner_->store_->store_id());
+    v1::WebhookDelivery d = Send(target_, msg, record.revision(), owner_->options_.timeout);
+    d.set_attempt(static_cast<int32_t>(progress_.attempts()) + 1);
+    const absl::Time now = FromProto(d.time());
+    const bool delivered = d.error().empty();
+    progress_.set_last_attempt_micros(absl::ToUnixMicros(now));
+    if (delivered) {
+      progress_.set_delivered_revision(record.revision());
+      progress_.set_attempts(0);
+      progress_.set_first_failure_micros(0);
+      progress_.set_next_attempt_micros(0);
+      progress_.clear_last_error();
+      progress_.set_failing(false);
+      if (owner_->delivered_ != nullptr) owner_->delivered_->Inc();
+    } else {
+      const WebhookDeliveryOptions& o = owner_->options_;
+      if (progress_.attempts() == 0) progress_.set_first_failure_micros(absl::ToUnixMicros(now));
+      progress_.set_attempts(progress_.attempts() + 1);
+      absl::Duration wait = o.retry_min;
+      for (uint32_t i = 1; i < progress_.attempts() && wait < o.retry_max; ++i) wait *= 2;
+      wait = std::min(wait, o.retry_max);
+      progress_.set_next_attempt_micros(absl::ToUnixMicros(now + wait));
+      progress_.set_last_error(d.error());
+      const bool failing =
+          now - absl::FromUnixMicros(progress_.first_failure_micros()) >= o.failing_after;
+      if (failing && !progress_.failing()) {
+        spdlog::error("webhook {}: event {} has failed for {}; the webhook is FAILING",
+                      webhook().webhook_id(), msg.event_id, absl::FormatDuration(o.failing_after));
+      }
+      progress_.set_failing(failing);
+      spdlog::warn("webhook {}: {} {} attempt {}: {}; next in {}", webhook().webhook_id(), msg.type,
+                   msg.event_id, d.attempt(), d.error(), absl::FormatDuration(wait));
+      if (owner_->failed_ != nullptr) owner_->failed_->Inc();
+    }
+    *progress_.add_deliveries() = std::move(d);
+    if (progress_.deliveries_size() > kMaxDeliveries) {
+      progress_.mutable_deliveries()->DeleteSubrange(0,
+                                                     progress_.deliveries_size() - kMaxDeliveries);
+    }
+    Save();
+    return delivered;
+  }
+
+  void Save() {
+    const std::string key = KeyAuthority::WebhookProgressKey(webhook().webhook_id());
+    if (absl::Status s = owner_->store_->PutProgress(key, progress_.SerializeAsString()); !s.ok()) {
+      // The next save carries it; a crash before then delivers again.
+      spdlog::warn("webhook {}: saving its progress: {}", webhook().webhook_id(), s.ToString());
+    }
+  }
+
+  WebhookDeliverer* const owner_;
+  const KeyAuthority::WebhookTarget target_;
+  WebhookProgress progress_;  // the lane's thread only
+  Mutex mu_;
+  CondVar wake_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool woken_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;  // last: it starts with everything above made
+};
+
+WebhookDeliverer::WebhookDeliverer(KeyAuthority* authority, KeyStore* store,
+                                   WebhookDeliveryOptions options, Registry* metrics)
+    : authority_(authority), store_(store), options_(options) {
+  if (metrics != nullptr) {
+    Registry::Family<Counter>& attempts = metrics->AddCounterFamily(
+        "latchkey_webhook_attempts_total", "Webhook delivery attempts, by outcome.", {"outcome"});
+    delivered_ = &attempts.With({"delivered"});
+    failed_ = &attempts.With({"failed"});
+  }
+  thread_ = std::thread([this] { Loop(); });
+}
+
+WebhookDeliverer::~WebhookDeliverer() { Stop(); }
+
+void WebhookDeliverer::Wake() {
+  MutexLock lock(&mu_);
+  woken_ = true;
+  wake_.SignalAll();
+}
+
+void WebhookDeliverer::Stop() {
+  {
+    MutexLock lock(&mu_);
+    if (stopping_) return;
+    stopping_ = true;
+    wake_.SignalAll();
+  }
+  thread_.join();
+}
+
+void WebhookDeliverer::Loop() {
+  bool leading = false;
+  absl::Time asked = absl::InfinitePast(), reconciled = absl::InfinitePast();
+  absl::Time swept = absl::InfinitePast();
+  for (;;) {
+    {
+      MutexLock lock(&mu_);
+      wake_.WaitFor(&mu_, options_.poll,
+                    [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || woken_; });
+      if (stopping_) break;
+      woken_ = false;
+    }
+    const absl::Time now = absl::Now();
+    // The duty and the set of webhooks change rarely: looked at once a poll
+    // interval, however many commits wake the loop meanwhile.
+    if (now - asked >= options_.poll) {
+      asked = now;
+      absl::StatusOr<bool> lead = store_->Lead(kDuty);
+      if (!lead.ok())
+        spdlog::warn("webhooks: asking for the delivery duty: {}", lead.status().ToString());
+      const bool now_leading = lead.ok() && *lead;
+      if (now_leading != leading) {
+        spdlog::info("webhooks: {} delivering",
+                     now_leading ? "this replica is" : "this replica stops");
+        leading = now_leading;
+        reconciled = absl::InfinitePast();
+      }
+    }
+    if (now - reconciled >= options_.poll) {
+      reconciled = now;
+      Reconcile(leading);
+    }
+    if (leading && now - swept >= options_.expiry_sweep) {
+      swept = now;
+      absl::StatusOr<int> announced = authority_->AnnounceExpiring(now);
+      if (!announced.ok()) {
+        spdlog::warn("webhooks: looking for keys about to expire: {}",
+                     announced.status().ToString());
+      } else if (*announced > 0) {
+        spdlog::info("webhooks: {} key.expiring notices", *announced);
+      }
+    }
+    for (auto& [id, lane] : lanes_) lane->Wake();
+  }
+  lanes_.clear();
+}
+
+void WebhookDeliverer::Reconcile(bool leading) {
+  if (!leading) {
+    lanes_.clear();
+    return;
+  }
+  absl::StatusOr<std::vector<KeyAuthority::WebhookTarget>> targets = authority_->WebhookTargets();
+  if (!targets.ok()) {
+    spdlog::warn("webhooks: reading them: {}", targets.status().ToString());
+    return;
+  }
+  std::map<std::string, std::unique_ptr<Lane>> kept;
+  for (KeyAuthority::WebhookTarget& t : *targets) {
+    const std::string id = t.webhook.webhook_id();
+    auto it = lanes_.find(id);
+    if (it != lanes_.end()) {
+      kept[id] = std::move(it->second);
+      lanes_.erase(it);
+    } else {
+      kept[id] = std::make_unique<Lane>(this, std::move(t));
+    }
+  }
+  // What is left was deleted: its lane ends, and then its progress.
+  for (auto& [id, lane] : lanes_) {
+    lane.reset();
+    store_->PutProgress(KeyAuthority::WebhookProgressKey(id), std::nullopt).IgnoreError();
+  }
+  lanes_ = std::move(kept);
+}
+
+absl::StatusOr<v1::WebhookDelivery> WebhookDeliverer::Test(const Caller& caller,
+                                                           const v1::TestWebhookRequest& req) {
+  if (absl::Status s = Authorize(caller, Permission::kWebhooks); !s.ok()) return s;
+  absl::StatusOr<KeyAuthority::WebhookTarget> target =
+      authority_->FindWebhookTarget(req.webhook_id());
+  if (!target.ok()) return target.status();
+  v1::AuditEvent ping;
+  ping.set_action("ping");
+  ping.set_actor(caller.name);
+  *ping.mutable_time() = ToProto(absl::Now());
+  const WebhookMessage msg = WebhookMessageOf(target->webhook, "ping", ping, store_->store_id());
+  v1::WebhookDelivery d = Send(*target, msg, 0, options_.timeout);
+  d.set_attempt(1);
+  return d;
+}
+
+}  // namespace latchkey

@@ -1,0 +1,124 @@
+// Webhooks (docs/design.md, "Webhooks"): every key event pushed as a signed
+// JSON POST to the URLs administrators register.
+//
+// Events come from the audit log by revision (KeyStore::AuditLog), the
+// durable record of every change, so nothing needs queueing beside it: each
+// webhook keeps a cursor, the revision it has delivered up to, in a progress
+// row (KeyStore::PutProgress). Delivery is in revision order, one event at a
+// time per webhook; an event the receiver does not answer with 2xx is tried
+// again with exponential back-off, and later events wait behind it, so a
+// receiver sees each key's events in order. The cursor moves only after a
+// 2xx, so an authority that dies mid-delivery sends that event again:
+// delivery is at least once, and the receiver dedupes by the event id,
+// which is the same on every attempt. Among replicas over one store, the one
+// that holds the "webhooks" duty (KeyStore::Lead) delivers.
+#ifndef LATCHKEY_AUTHORITY_WEBHOOK_DELIVERY_H_
+#define LATCHKEY_AUTHORITY_WEBHOOK_DELIVERY_H_
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "authority/key_authority.h"
+#include "authority/key_store.h"
+#include "common/metrics.h"
+#include "common/mutex.h"
+#include "latchkey/v1/resources.pb.h"
+
+namespace latchkey {
+
+// The event types a webhook may ask for (Webhook.events).
+inline constexpr std::string_view kWebhookEvents[] = {"key.created",
+                                                      "key.revoked",
+                                                      "key.rotated",
+                                                      "key.deleted",
+                                                      "key.leaked",
+                                                      "key.expiring",
+                                                      "project.api_access_changed",
+                                                      "key.rejected_after_revocation"};
+
+// The event an audit action is delivered as, or nullopt for actions no
+// webhook hears (reads, principals, webhooks themselves).
+std::optional<std::string_view> WebhookEventOf(std::string_view audit_action);
+
+// The Latchkey-Signature header of a delivery: "t=<unix seconds>,v1=<hex
+// HMAC-SHA256(secret, "<t>.<body>")>".
+std::string WebhookSignature(std::string_view secret, int64_t unix_seconds, std::string_view body);
+
+// The body a webhook receives for an audit record (or a ping when `record`
+// has no revision), in the webhook's format, with the event's id.
+struct WebhookMessage {
+  std::string event_id;  // evt_...
+  std::string type;
+  std::string body;
+};
+WebhookMessage WebhookMessageOf(const v1::Webhook& webhook, std::string_view type,
+                                const v1::AuditEvent& record, std::string_view store_id);
+
+struct WebhookDeliveryOptions {
+  // The wait after a first failed attempt; it doubles after each one, up to
+  // retry_max. Once an event has failed for failing_after, the webhook is
+  // FAILING (it keeps trying every retry_max).
+  absl::Duration retry_min = absl::Seconds(5);
+  absl::Duration retry_max = absl::Hours(1);
+  absl::Duration failing_after = absl::Hours(24);
+  absl::Duration timeout = absl::Seconds(10);  // per attempt: connect, send, answer
+  // How often it looks for new work with nothing waking it (another
+  // replica's commits, the duty moving).
+  absl::Duration poll = absl::Seconds(1);
+  // How often the replica holding the duty looks for keys entering a
+  // key.expiring notice period (KeyAuthority::AnnounceExpiring).
+  absl::Duration expiry_sweep = absl::Minutes(5);
+  // Webhooks may deliver over plain HTTP beyond loopback.
+  bool allow_insecure_remote = false;
+};
+
+// Delivers every webhook's events from the audit log while this process
+// holds the "webhooks" duty. Thread-safe; `authority` and `store` must
+// outlive it.
+class WebhookDeliverer {
+ public:
+  WebhookDeliverer(KeyAuthority* authority, KeyStore* store, WebhookDeliveryOptions options,
+                   Registry* metrics = nullptr);
+  ~WebhookDeliverer();  // Stop()
+
+  // Something was committed: look for work now. Quick; never blocks on I/O.
+  void Wake() ABSL_LOCKS_EXCLUDED(mu_);
+  // Ends delivery: attempts in flight finish (at most the timeout). Idempotent.
+  void Stop() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Sends a `ping` event to the webhook now (ADMIN) and answers how the
+  // receiver took it. Not recorded among its deliveries.
+  absl::StatusOr<v1::WebhookDelivery> Test(const Caller& caller, const v1::TestWebhookRequest& req);
+
+ private:
+  class Lane;
+
+  void Loop() ABSL_LOCKS_EXCLUDED(mu_);
+  // Starts a lane for each webhook, ends those of deleted ones (or all, when
+  // another replica holds the duty).
+  void Reconcile(bool leading);
+
+  KeyAuthority* const authority_;
+  KeyStore* const store_;
+  const WebhookDeliveryOptions options_;
+  Counter* delivered_ = nullptr;
+  Counter* failed_ = nullptr;
+
+  Mutex mu_;
+  CondVar wake_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool woken_ ABSL_GUARDED_BY(mu_) = false;
+  // Only the loop's thread touches the lanes.
+  std::map<std::string, std::unique_ptr<Lane>> lanes_;
+  std::thread thread_;
+};
+
+}  // namespace latchkey
+
+#endif  // LATCHKEY_AUTHORITY_WEBHOOK_DELIVERY_H_
