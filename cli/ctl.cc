@@ -6,6 +6,8 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "common/files.h"
 #include "common/key_format.h"
@@ -623,6 +625,134 @@ int Ctl::PrincipalDelete(const std::string& principal_id) {
     out_ << "deleted principal " << principal_id << "; its token stopped working\n";
   }
   return 0;
+}
+
+int Ctl::WebhookCreate(const std::string& url, const std::string& events,
+                       const std::string& project_id, const std::string& format) {
+  v1::CreateWebhookRequest req;
+  req.set_url(url);
+  for (absl::string_view e : absl::StrSplit(events, ',', absl::SkipWhitespace())) {
+    req.add_events(std::string(absl::StripAsciiWhitespace(e)));
+  }
+  req.set_project_id(project_id);
+  req.set_format(format == "slack" ? v1::WEBHOOK_FORMAT_SLACK : v1::WEBHOOK_FORMAT_JSON);
+  v1::CreateWebhookResponse resp;
+  if (grpc::Status s = admin_->CreateWebhook(Context().get(), req, &resp); !s.ok()) {
+    return Fail("create webhook", s);
+  }
+  if (globals_.format == Format::kJson) {
+    PrintJson(out_, resp);
+    return 0;
+  }
+  out_ << "Created webhook " << resp.webhook().webhook_id()
+       << ". Its signing secret is shown once:\n\n  " << resp.secret()
+       << "\n\nEach delivery carries Latchkey-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "
+          "\"<t>.<body>\" with this secret>.\n";
+  return 0;
+}
+
+namespace {
+
+std::string WebhookStatusName(v1::WebhookStatus s) {
+  switch (s) {
+    case v1::WEBHOOK_STATUS_RETRYING:
+      return "RETRYING";
+    case v1::WEBHOOK_STATUS_FAILING:
+      return "FAILING";
+    default:
+      return "HEALTHY";
+  }
+}
+
+}  // namespace
+
+int Ctl::WebhookList() {
+  v1::ListWebhooksResponse all;
+  if (grpc::Status s = admin_->ListWebhooks(Context().get(), v1::ListWebhooksRequest(), &all);
+      !s.ok()) {
+    return Fail("list webhooks", s);
+  }
+  if (globals_.format == Format::kJson) {
+    PrintJson(out_, all);
+    return 0;
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const v1::Webhook& w : all.webhooks()) {
+    std::string status = WebhookStatusName(w.status());
+    if (!w.last_error().empty()) status += " (" + w.last_error() + ")";
+    rows.push_back({w.webhook_id(), w.url(), absl::StrJoin(w.events(), ","),
+                    w.project_id().empty() ? "(all)" : w.project_id(),
+                    w.format() == v1::WEBHOOK_FORMAT_SLACK ? "slack" : "json", status,
+                    std::to_string(w.delivered_revision())});
+  }
+  PrintTable(out_, {"WEBHOOK ID", "URL", "EVENTS", "PROJECT", "FORMAT", "STATUS", "DELIVERED TO"},
+             rows);
+  return 0;
+}
+
+int Ctl::WebhookDelete(const std::string& webhook_id) {
+  v1::DeleteWebhookRequest req;
+  req.set_webhook_id(webhook_id);
+  v1::DeleteWebhookResponse resp;
+  if (grpc::Status s = admin_->DeleteWebhook(Context().get(), req, &resp); !s.ok()) {
+    return Fail("delete webhook", s);
+  }
+  if (globals_.format == Format::kJson) {
+    PrintJson(out_, resp);
+  } else {
+    out_ << "deleted webhook " << webhook_id << "; nothing more is sent to it\n";
+  }
+  return 0;
+}
+
+namespace {
+
+std::vector<std::string> DeliveryRow(const v1::WebhookDelivery& d) {
+  return {FormatTime(d.time()),
+          d.event_type(),
+          d.event_id(),
+          d.revision() == 0 ? "-" : std::to_string(d.revision()),
+          std::to_string(d.attempt()),
+          d.status_code() == 0 ? "-" : std::to_string(d.status_code()),
+          StrCat(d.duration_ms(), " ms"),
+          d.error().empty() ? "delivered" : d.error()};
+}
+
+const std::vector<std::string> kDeliveryColumns = {"TIME",    "EVENT", "EVENT ID", "REVISION",
+                                                   "ATTEMPT", "HTTP",  "TOOK",     "OUTCOME"};
+
+}  // namespace
+
+int Ctl::WebhookDeliveries(const std::string& webhook_id) {
+  v1::ListWebhookDeliveriesRequest req;
+  req.set_webhook_id(webhook_id);
+  v1::ListWebhookDeliveriesResponse resp;
+  if (grpc::Status s = admin_->ListWebhookDeliveries(Context().get(), req, &resp); !s.ok()) {
+    return Fail("list webhook deliveries", s);
+  }
+  if (globals_.format == Format::kJson) {
+    PrintJson(out_, resp);
+    return 0;
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const v1::WebhookDelivery& d : resp.deliveries()) rows.push_back(DeliveryRow(d));
+  PrintTable(out_, kDeliveryColumns, rows);
+  return 0;
+}
+
+int Ctl::WebhookTest(const std::string& webhook_id) {
+  v1::TestWebhookRequest req;
+  req.set_webhook_id(webhook_id);
+  v1::WebhookDelivery d;
+  if (grpc::Status s = admin_->TestWebhook(Context().get(), req, &d); !s.ok()) {
+    return Fail("test webhook", s);
+  }
+  if (globals_.format == Format::kJson) {
+    PrintJson(out_, d);
+  } else {
+    PrintTable(out_, kDeliveryColumns, {DeliveryRow(d)});
+  }
+  return d.error().empty() ? 0 : 1;
 }
 
 int Ctl::Propagation(uint64_t revision) {

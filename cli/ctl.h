@@ -72,6 +72,14 @@ class Ctl {
   int PrincipalList();
   int PrincipalDelete(const std::string& principal_id);
   int WhoAmI();
+  // Webhooks (ADMIN). `events` is comma-separated; `format` json or slack.
+  int WebhookCreate(const std::string& url, const std::string& events,
+                    const std::string& project_id, const std::string& format);
+  int WebhookList();
+  int WebhookDelete(const std::string& webhook_id);
+  int WebhookDeliveries(const std::string& webhook_id);
+  // Exit 0 when the receiver answered the ping with 2xx, 1 otherwise.
+  int WebhookTest(const std::string& webhook_id);
   int Propagation(uint64_t revision);
 
   int Validate(const std::string& key, const std::string& sidecar);

@@ -220,6 +220,42 @@ int main(int argc, char** argv) {
   prd->add_option("PRINCIPAL_ID", a)->required();
   prd->callback([&] { run = [&](Ctl& c) { return c.PrincipalDelete(a); }; });
 
+  auto* wh = Command(&app, "webhook", "push key events to a URL, signed (ADMIN only)",
+                     "latchkeyctl webhook create https://hooks.example.com/latchkey "
+                     "--events key.revoked,key.leaked");
+  wh->require_subcommand(1);
+  std::string events, webhook_project, webhook_format = "json";
+  auto* whc = Command(wh, "create", "register a URL for events; prints its signing secret once",
+                      "latchkeyctl webhook create https://hooks.slack.com/services/T0/B0/XYZ "
+                      "--events key.leaked --format slack");
+  whc->add_option("URL", a, "https://..., or http:// to a loopback address")->required();
+  whc->add_option("--events", events,
+                  "comma-separated: key.created, key.revoked, key.rotated, key.deleted, "
+                  "key.leaked, key.expiring, project.api_access_changed, "
+                  "key.rejected_after_revocation")
+      ->required();
+  whc->add_option("--project", webhook_project, "only this project's events (default: all)");
+  whc->add_option("--format", webhook_format, "json or slack")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"json", "slack"}));
+  whc->callback([&] {
+    run = [&](Ctl& c) { return c.WebhookCreate(a, events, webhook_project, webhook_format); };
+  });
+  Command(wh, "list", "list webhooks and how their deliveries stand", "latchkeyctl webhook list")
+      ->callback([&] { run = [](Ctl& c) { return c.WebhookList(); }; });
+  auto* whd = Command(wh, "delete", "delete a webhook; nothing more is sent to it",
+                      "latchkeyctl webhook delete whk_4cT9aQ2mZx8LpW1e");
+  whd->add_option("WEBHOOK_ID", a)->required();
+  whd->callback([&] { run = [&](Ctl& c) { return c.WebhookDelete(a); }; });
+  auto* whl = Command(wh, "deliveries", "the latest delivery attempts, newest first",
+                      "latchkeyctl webhook deliveries whk_4cT9aQ2mZx8LpW1e");
+  whl->add_option("WEBHOOK_ID", a)->required();
+  whl->callback([&] { run = [&](Ctl& c) { return c.WebhookDeliveries(a); }; });
+  auto* wht = Command(wh, "test", "send a ping event now (exit 1 unless answered 2xx)",
+                      "latchkeyctl webhook test whk_4cT9aQ2mZx8LpW1e");
+  wht->add_option("WEBHOOK_ID", a)->required();
+  wht->callback([&] { run = [&](Ctl& c) { return c.WebhookTest(a); }; });
+
   Command(&app, "whoami", "the principal your token belongs to, and its role", "latchkeyctl whoami")
       ->callback([&] { run = [](Ctl& c) { return c.WhoAmI(); }; });
 
