@@ -22,6 +22,12 @@ namespace latchkey {
 
 // Everything the server owns, in construction order (destroyed in reverse).
 struct AuthorityServer::Parts {
+  // The commit listener points at parts below; a shared store's watch may
+  // still call it while they go.
+  ~Parts() {
+    if (store != nullptr) store->SetCommitListener(nullptr);
+  }
+
   std::unique_ptr<KeyStore> store;
   std::unique_ptr<KeyAuthority> authority;
   std::unique_ptr<PropagationTracker> propagation;
@@ -291,7 +297,7 @@ absl::StatusOr<std::unique_ptr<AuthorityServer>> AuthorityServer::Start(
     propagation->Committed(event.revision(), absl::Now());
     core->Committed(event);
     hub->Publish(event);
-    webhooks->Wake();
+    webhooks->Wake(audit.action().starts_with("webhook."));
     mutations->With({audit.action()}).Inc();
     spdlog::info("revision {}: {} by {} project={} key={}", event.revision(), audit.action(),
                  audit.actor(), audit.project_id().empty() ? "-" : audit.project_id(),

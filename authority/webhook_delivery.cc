@@ -309,9 +309,10 @@ WebhookDeliverer::WebhookDeliverer(KeyAuthority* authority, KeyStore* store,
 
 WebhookDeliverer::~WebhookDeliverer() { Stop(); }
 
-void WebhookDeliverer::Wake() {
+void WebhookDeliverer::Wake(bool webhooks_changed) {
   MutexLock lock(&mu_);
   woken_ = true;
+  changed_ = changed_ || webhooks_changed;
   wake_.SignalAll();
 }
 
@@ -330,16 +331,20 @@ void WebhookDeliverer::Loop() {
   absl::Time asked = absl::InfinitePast(), reconciled = absl::InfinitePast();
   absl::Time swept = absl::InfinitePast();
   for (;;) {
+    bool changed;
     {
       MutexLock lock(&mu_);
       wake_.WaitFor(&mu_, options_.poll,
                     [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || woken_; });
       if (stopping_) break;
       woken_ = false;
+      changed = changed_;
+      changed_ = false;
     }
     const absl::Time now = absl::Now();
     // The duty and the set of webhooks change rarely: looked at once a poll
-    // interval, however many commits wake the loop meanwhile.
+    // interval, however many commits wake the loop meanwhile (and the set at
+    // once when a webhook was created or deleted).
     if (now - asked >= options_.poll) {
       asked = now;
       absl::StatusOr<bool> lead = store_->Lead(kDuty);
@@ -353,7 +358,7 @@ void WebhookDeliverer::Loop() {
         reconciled = absl::InfinitePast();
       }
     }
-    if (now - reconciled >= options_.poll) {
+    if (changed || now - reconciled >= options_.poll) {
       reconciled = now;
       Reconcile(leading);
     }

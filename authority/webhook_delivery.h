@@ -87,8 +87,10 @@ class WebhookDeliverer {
                    Registry* metrics = nullptr);
   ~WebhookDeliverer();  // Stop()
 
-  // Something was committed: look for work now. Quick; never blocks on I/O.
-  void Wake() ABSL_LOCKS_EXCLUDED(mu_);
+  // Something was committed: look for work now (`webhooks_changed`: one
+  // was created or deleted, so look at the set too). Quick; never blocks on
+  // I/O.
+  void Wake(bool webhooks_changed = false) ABSL_LOCKS_EXCLUDED(mu_);
   // Ends delivery: attempts in flight finish (at most the timeout). Idempotent.
   void Stop() ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -114,6 +116,7 @@ class WebhookDeliverer {
   CondVar wake_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool woken_ ABSL_GUARDED_BY(mu_) = false;
+  bool changed_ ABSL_GUARDED_BY(mu_) = false;
   // Only the loop's thread touches the lanes.
   std::map<std::string, std::unique_ptr<Lane>> lanes_;
   std::thread thread_;

@@ -14,6 +14,7 @@
 #include "common/time_util.h"
 #include "tests/testing/authority_fixture.h"
 #include "tests/testing/testing.h"
+#include "tests/testing/webhook_receiver.h"
 
 namespace latchkey {
 namespace {
@@ -22,55 +23,7 @@ using nlohmann::json;
 using testing::AuthorityFixture;
 using testing::Eventually;
 
-// An HTTP receiver that records each POST and answers `status`.
-class Receiver {
- public:
-  Receiver() {
-    server_.Post("/hook", [this](const httplib::Request& req, httplib::Response& res) {
-      MutexLock lock(&mu_);
-      got_.push_back({req.body, req.get_header_value("Latchkey-Signature"), status_});
-      res.status = status_;
-    });
-    port_ = server_.bind_to_any_port("127.0.0.1");
-    thread_ = ServeInBackground(&server_);
-  }
-  ~Receiver() {
-    server_.stop();
-    thread_.join();
-  }
-
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/hook"; }
-  void Answer(int status) {
-    MutexLock lock(&mu_);
-    status_ = status;
-  }
-
-  struct Request {
-    std::string body;
-    std::string signature;
-    int answered = 0;
-  };
-  std::vector<Request> got() {
-    MutexLock lock(&mu_);
-    return got_;
-  }
-  // The bodies answered 2xx, parsed.
-  std::vector<json> delivered() {
-    std::vector<json> out;
-    for (const Request& r : got()) {
-      if (r.answered >= 200 && r.answered < 300) out.push_back(json::parse(r.body));
-    }
-    return out;
-  }
-
- private:
-  httplib::Server server_;
-  int port_ = 0;
-  std::thread thread_;
-  Mutex mu_;
-  int status_ ABSL_GUARDED_BY(mu_) = 200;
-  std::vector<Request> got_ ABSL_GUARDED_BY(mu_);
-};
+using Receiver = testing::WebhookReceiver;
 
 WebhookDeliveryOptions Fast() {
   WebhookDeliveryOptions o;

@@ -11,6 +11,7 @@
 #include "absl/time/clock.h"
 #include "common/key_format.h"
 #include "tests/testing/cluster.h"
+#include "tests/testing/webhook_receiver.h"
 
 namespace latchkey {
 namespace {
@@ -334,6 +335,50 @@ TEST_CASE("a project's leak policy is set from the CLI, and key get shows a repo
   REQUIRE(get.out.find("REVOKED (LEAKED)") != std::string::npos);
   REQUIRE(get.out.find("at https://github.com/o/r/blob/1/app.js") != std::string::npos);
   REQUIRE(get.out.find(std::string(api["apiKey"])) == std::string::npos);
+}
+
+TEST_CASE("latchkeyctl registers a webhook, shows its deliveries, pings it and deletes it") {
+  testing::Cluster cluster;
+  testing::WebhookReceiver receiver;
+  Ctl ctl{cluster, cluster.authority().admin_token_path()};
+  const std::string project = ctl.Json({"project", "create", "Web shop"})["project"]["projectId"];
+
+  CommandResult created =
+      ctl({"webhook", "create", receiver.url(), "--events", "key.created, key.revoked"});
+  INFO(created.out << created.err);
+  REQUIRE(created.exit_code == 0);
+  std::smatch m;
+  REQUIRE(std::regex_search(created.out, m, std::regex("whk_[0-9A-Za-z]{16}")));
+  const std::string id = m.str();
+  REQUIRE(std::regex_search(created.out, std::regex("whsec_[0-9A-Za-z]{32}")));
+  REQUIRE(ctl({"webhook", "create", receiver.url(), "--events", "key.exploded"}).exit_code != 0);
+  REQUIRE(ctl({"webhook", "create", receiver.url(), "--events", "key.created", "--format", "xml"})
+              .exit_code == 2);
+
+  REQUIRE(ctl.Json({"key", "generate", project, "--name", "ios"})["key"]["keyId"] != "");
+  REQUIRE(testing::Eventually([&] { return receiver.delivered().size() == 1; }));
+  CommandResult listed = ctl({"webhook", "list"});
+  REQUIRE(listed.exit_code == 0);
+  REQUIRE(listed.out.find(id) != std::string::npos);
+  REQUIRE(listed.out.find("key.created,key.revoked") != std::string::npos);
+  REQUIRE(listed.out.find("HEALTHY") != std::string::npos);
+  const json deliveries = ctl.Json({"webhook", "deliveries", id});
+  REQUIRE(deliveries["deliveries"].size() == 1);
+  REQUIRE(deliveries["deliveries"][0]["eventType"] == "key.created");
+  REQUIRE(deliveries["deliveries"][0]["statusCode"] == 200);
+  REQUIRE(ctl({"webhook", "deliveries", id}).out.find("delivered") != std::string::npos);
+
+  CommandResult ping = ctl({"webhook", "test", id});
+  INFO(ping.out << ping.err);
+  REQUIRE(ping.exit_code == 0);
+  REQUIRE(ping.out.find("ping") != std::string::npos);
+  receiver.Answer(500);
+  REQUIRE(ctl({"webhook", "test", id}).exit_code == 1);  // the receiver refused it
+
+  CommandResult deleted = ctl({"webhook", "delete", id});
+  REQUIRE(deleted.exit_code == 0);
+  REQUIRE(ctl.Json({"webhook", "list"}).value("webhooks", json::array()).empty());
+  REQUIRE(ctl({"webhook", "delete", id}).exit_code != 0);
 }
 
 }  // namespace

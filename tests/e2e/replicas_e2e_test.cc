@@ -8,6 +8,7 @@
 #include <catch2/catch.hpp>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "common/files.h"
@@ -17,6 +18,7 @@
 #include "latchkey/v1/key_sync.grpc.pb.h"
 #include "tests/testing/cluster.h"
 #include "tests/testing/etcd_cluster.h"
+#include "tests/testing/webhook_receiver.h"
 #include "tests/testing/writers.h"
 
 namespace latchkey {
@@ -684,6 +686,61 @@ TEST_CASE("losing an etcd follower under steady mutations on two replicas fails 
   const int signal = GENERATE(SIGKILL, SIGSTOP);
   INFO((signal == SIGKILL ? "SIGKILL" : "SIGSTOP"));
   LoseAnEtcdMemberUnderLoad(/*leader=*/false, signal);
+}
+
+TEST_CASE("two replicas deliver each webhook event once, and the other takes over when one dies") {
+  Replicas r;
+  testing::WebhookReceiver receiver;
+  std::vector<std::string> flags = r.Flags();
+  flags.insert(flags.end(), {"--webhook-retry-min", "50ms", "--webhook-retry-max", "200ms"});
+  const std::string a_address = r.Start(flags);
+  const std::string b_address = r.Start(flags);
+  Admin a(a_address, r.token());
+  Admin b(b_address, r.token());
+  v1::CreateWebhookRequest create;
+  create.set_url(receiver.url());
+  create.add_events("key.created");
+  v1::CreateWebhookResponse hook;
+  REQUIRE(a.Call(&v1::KeyAdmin::Stub::CreateWebhook, create, &hook).ok());
+  const std::string project = a.CreateProject("shared").project().project_id();
+
+  // Keys made on both replicas: each key.created arrives once, whichever
+  // replica made it and whichever delivers.
+  std::vector<std::string> keys;
+  auto make = [&](Admin& on, int n) {
+    for (int i = 0; i < n; ++i) {
+      v1::GenerateApiKeyRequest gen;
+      gen.set_project_id(project);
+      gen.set_name("k");
+      v1::GenerateApiKeyResponse made;
+      // B may not have heard of the project yet: ask again.
+      REQUIRE(testing::Eventually(
+          [&] { return on.Call(&v1::KeyAdmin::Stub::GenerateApiKey, gen, &made).ok(); }));
+      keys.push_back(made.key().key_id());
+    }
+  };
+  auto delivered_keys = [&] {
+    std::vector<std::string> out;
+    for (const nlohmann::json& e : receiver.delivered()) out.push_back(e["data"]["key_id"]);
+    return out;
+  };
+  make(a, 4);
+  make(b, 4);
+  REQUIRE(testing::Eventually([&] { return delivered_keys().size() >= keys.size(); },
+                              std::chrono::seconds(20)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // a duplicate would show by now
+  REQUIRE(delivered_keys() == keys);
+
+  // The first replica dies (delivering or not): the other delivers what follows.
+  r.Kill(0);
+  make(b, 3);
+  REQUIRE(testing::Eventually([&] { return delivered_keys().size() >= keys.size(); },
+                              std::chrono::seconds(30)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  REQUIRE(delivered_keys() == keys);
+  std::set<std::string> ids;
+  for (const nlohmann::json& e : receiver.delivered()) ids.insert(e["id"]);
+  REQUIRE(ids.size() == keys.size());
 }
 
 }  // namespace
