@@ -96,9 +96,9 @@ AdminService::Reactor* AdminService::TestWebhook(Ctx* ctx, const v1::TestWebhook
                                              : caller.status()));
     return reactor;
   }
-  // The ping waits for the receiver (at most the delivery timeout).
-  store_work_->Post([this, reactor, caller = *std::move(caller), req, resp] {
-    absl::StatusOr<v1::WebhookDelivery> sent = webhooks_->Test(caller, *req);
+  // The ping waits for the receiver (at most the delivery timeout), on the
+  // deliverer's threads, not the store's.
+  webhooks_->TestAsync(*caller, *req, [reactor, resp](absl::StatusOr<v1::WebhookDelivery> sent) {
     if (sent.ok()) *resp = *std::move(sent);
     reactor->Finish(ToGrpcStatus(sent.status()));
   });

@@ -112,6 +112,9 @@ std::string AuditKeyIn(std::string_view prefix, std::string_view project, uint64
 std::string AuditLogKeyIn(std::string_view prefix, uint64_t revision) {
   return StrCat(prefix, "auditlog/", Decimal(revision));
 }
+std::string ProgressKeyIn(std::string_view prefix, std::string_view key) {
+  return StrCat(prefix, "advisory/progress/", key);
+}
 std::string HeadKeyIn(std::string_view prefix) { return StrCat(prefix, "meta/head"); }
 std::string IdKeyIn(std::string_view prefix) { return StrCat(prefix, "meta/id"); }
 
@@ -804,45 +807,32 @@ class EtcdStore : public KeyStore {
   absl::StatusOr<std::vector<v1::AuditEvent>> AuditEvents(std::string_view project_id,
                                                           uint64_t after,
                                                           size_t limit) const override {
-    const std::string prefix = StrCat(prefix_, "audit/", project_id, "/");
-    RangeRequest req;
-    req.set_key(after == 0 ? prefix : StrCat(prefix, Decimal(after + 1)));
-    req.set_range_end(PrefixEnd(prefix));
-    req.set_limit(static_cast<int64_t>(limit));
-    req.set_revision(EtcdRevisionOf(nullptr));
-    RangeResponse resp;
-    if (absl::Status s = client_->Range(req, &resp); !s.ok()) return s;
-    std::vector<v1::AuditEvent> events;
-    for (const auto& kv : resp.kvs()) {
-      if (!events.emplace_back().ParseFromString(kv.value())) {
-        return absl::DataLossError("audit record");
-      }
-    }
-    return events;
+    return ReadAudit(StrCat(prefix_, "audit/", project_id, "/"), after, limit);
   }
 
   absl::StatusOr<std::vector<v1::AuditEvent>> AuditLog(uint64_t after,
                                                        size_t limit) const override {
-    const std::string prefix = StrCat(prefix_, "auditlog/");
-    RangeRequest req;
-    req.set_key(AuditLogKeyIn(prefix_, after + 1));
-    req.set_range_end(PrefixEnd(prefix));
-    req.set_limit(static_cast<int64_t>(limit));
-    req.set_revision(EtcdRevisionOf(nullptr));
-    RangeResponse resp;
-    if (absl::Status s = client_->Range(req, &resp); !s.ok()) return s;
-    std::vector<v1::AuditEvent> records;
-    for (const auto& kv : resp.kvs()) {
-      if (!records.emplace_back().ParseFromString(kv.value())) {
-        return absl::DataLossError("audit record");
-      }
-    }
-    return records;
+    return ReadAudit(StrCat(prefix_, "auditlog/"), after, limit);
   }
 
-  absl::Status PutProgress(std::string_view key, std::optional<std::string> value) override {
+  absl::Status PutProgress(std::string_view key, std::optional<std::string> value,
+                           std::string_view duty) override {
     TxnRequest txn;
-    const std::string row = StrCat(prefix_, "advisory/progress/", key);
+    if (!duty.empty()) {
+      // Only while the duty's key is still bound to this replica's lease.
+      int64_t lease;
+      {
+        MutexLock lock(&duty_mu_);
+        lease = duty_lease_;
+      }
+      if (lease == 0) return absl::AbortedError(StrCat("this replica does not hold ", duty));
+      Compare* held = txn.add_compare();
+      held->set_key(StrCat(prefix_, "duties/", duty));
+      held->set_target(Compare::LEASE);
+      held->set_result(Compare::EQUAL);
+      held->set_lease(lease);
+    }
+    const std::string row = ProgressKeyIn(prefix_, key);
     if (value) {
       auto* put = txn.add_success()->mutable_request_put();
       put->set_key(row);
@@ -851,14 +841,36 @@ class EtcdStore : public KeyStore {
       txn.add_success()->mutable_request_delete_range()->set_key(row);
     }
     TxnResponse resp;
-    absl::Status s = client_->BlindTxn(txn, &resp);
-    if (s.ok()) advisory_writes_.fetch_add(1, std::memory_order_relaxed);
-    return s;
+    if (absl::Status s = client_->BlindTxn(txn, &resp); !s.ok()) return s;
+    if (!resp.succeeded()) {
+      return absl::AbortedError(StrCat("another replica holds ", duty, " now"));
+    }
+    advisory_writes_.fetch_add(1, std::memory_order_relaxed);
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<Page> ScanProgress(std::string_view after, size_t limit) const override {
+    const std::string base = ProgressKeyIn(prefix_, "");
+    RangeRequest req;
+    req.set_key(after.empty() ? base : ProgressKeyIn(prefix_, StrCat(after, std::string(1, '\0'))));
+    req.set_range_end(PrefixEnd(base));
+    req.set_limit(static_cast<int64_t>(limit) + 1);
+    RangeResponse resp;
+    if (absl::Status s = client_->Range(req, &resp); !s.ok()) return s;
+    Page page;
+    for (const auto& kv : resp.kvs()) {
+      if (page.rows.size() == limit) {
+        page.more = true;
+        break;
+      }
+      page.rows.push_back({kv.key().substr(base.size()), kv.value()});
+    }
+    return page;
   }
 
   absl::StatusOr<std::optional<std::string>> GetProgress(std::string_view key) const override {
     RangeRequest req;
-    req.set_key(StrCat(prefix_, "advisory/progress/", key));
+    req.set_key(ProgressKeyIn(prefix_, key));
     RangeResponse resp;
     if (absl::Status s = client_->Range(req, &resp); !s.ok()) return s;
     if (resp.kvs_size() == 0) return std::nullopt;
@@ -930,6 +942,26 @@ class EtcdStore : public KeyStore {
     return RowKeyIn(prefix_, table, key);
   }
   std::string LogKey(uint64_t revision) const { return LogKeyIn(prefix_, revision); }
+
+  // Up to `limit` audit records under `prefix` (keyed by decimal revision)
+  // after revision `after`, at the head.
+  absl::StatusOr<std::vector<v1::AuditEvent>> ReadAudit(const std::string& prefix, uint64_t after,
+                                                        size_t limit) const {
+    RangeRequest req;
+    req.set_key(StrCat(prefix, Decimal(after + 1)));
+    req.set_range_end(PrefixEnd(prefix));
+    req.set_limit(static_cast<int64_t>(limit));
+    req.set_revision(EtcdRevisionOf(nullptr));
+    RangeResponse resp;
+    if (absl::Status s = client_->Range(req, &resp); !s.ok()) return s;
+    std::vector<v1::AuditEvent> records;
+    for (const auto& kv : resp.kvs()) {
+      if (!records.emplace_back().ParseFromString(kv.value())) {
+        return absl::DataLossError("audit record");
+      }
+    }
+    return records;
+  }
   std::string HeadKey() const { return HeadKeyIn(prefix_); }
 
   // The etcd revision a read at `at` (the head when null) uses.
@@ -1599,6 +1631,19 @@ absl::StatusOr<ImportReport> ImportIntoEtcd(const KeyStore& source,
       after = row.key;
       ++report.rows;
       if (absl::Status s = out.Put(UsageKeyIn(prefix, row.key), std::move(row.value)); !s.ok()) {
+        return s;
+      }
+    }
+    if (!page->more) break;
+  }
+  // Progress rows: webhooks carry on where they were.
+  for (std::string after;;) {
+    absl::StatusOr<Page> page = source.ScanProgress(after, 1000);
+    if (!page.ok()) return page.status();
+    for (Row& row : page->rows) {
+      after = row.key;
+      ++report.rows;
+      if (absl::Status s = out.Put(ProgressKeyIn(prefix, row.key), std::move(row.value)); !s.ok()) {
         return s;
       }
     }

@@ -335,6 +335,9 @@ class KeyAuthority {
   absl::Status ForEachPrincipal(const std::function<void(const internal::PrincipalRecord&)>& visit,
                                 Transaction* tx = nullptr) const;
 
+  // A webhook's row, its secret unsealed.
+  absl::StatusOr<WebhookTarget> OpenWebhook(const std::string& row) const;
+
   // Constant after construction.
   KeyStore* const store_;
   const Sealer sealer_;

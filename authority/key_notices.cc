@@ -21,8 +21,11 @@ namespace {
 using internal::Audit;
 using internal::KeyRecord;
 
-// How long before a deadline each notice comes, longest first.
+// How long before a key's expiry each notice comes, longest first. A grace
+// period (7 days at most) gets the last one only: a first notice the moment
+// it began would say nothing the rotation did not.
 constexpr absl::Duration kNoticePeriods[] = {absl::Hours(24 * 7), absl::Hours(24)};
+constexpr absl::Duration kGraceNoticePeriods[] = {absl::Hours(24)};
 // A revoked key still being sent is announced at most this often.
 constexpr absl::Duration kRejectionNoticeEvery = absl::Hours(1);
 
@@ -30,10 +33,6 @@ constexpr absl::Duration kRejectionNoticeEvery = absl::Hours(1);
 const Caller& Latchkey() {
   static const Caller* const caller = new Caller{"", "latchkey", v1::ROLE_ADMIN};
   return *caller;
-}
-
-std::string Rfc3339(absl::Time t) {
-  return absl::FormatTime(absl::RFC3339_sec, t, absl::UTCTimeZone());
 }
 
 // "in under 7 days"
@@ -48,13 +47,15 @@ struct DueNotice {
   bool grace = false;  // a retired value's grace period, not the key's expiry
 };
 
-// The shortest notice period of `deadline` that has begun at `now`, unless
-// it (or a shorter one) was given already.
-std::optional<absl::Duration> Due(const KeyRecord& rec, int64_t deadline_micros, absl::Time now) {
+// The shortest of `periods` before `deadline` that has begun at `now`,
+// unless it (or a shorter one) was given already.
+template <size_t N>
+std::optional<absl::Duration> Due(const KeyRecord& rec, int64_t deadline_micros, absl::Time now,
+                                  const absl::Duration (&periods)[N]) {
   const absl::Time deadline = absl::FromUnixMicros(deadline_micros);
   if (now >= deadline) return std::nullopt;
   std::optional<absl::Duration> due;
-  for (absl::Duration period : kNoticePeriods) {
+  for (absl::Duration period : periods) {
     if (now >= deadline - period) due = period;
   }
   if (!due) return std::nullopt;
@@ -73,13 +74,14 @@ std::optional<DueNotice> NextNotice(const KeyRecord& rec, absl::Time now) {
   if (key.state() != v1::KEY_STATE_ACTIVE) return std::nullopt;
   if (key.has_expire_time()) {
     const int64_t deadline = absl::ToUnixMicros(FromProto(key.expire_time()));
-    if (std::optional<absl::Duration> d = Due(rec, deadline, now)) {
+    if (std::optional<absl::Duration> d = Due(rec, deadline, now, kNoticePeriods)) {
       return DueNotice{deadline, *d, false};
     }
   }
   for (const internal::RetiredValue& r : rec.retired()) {
     if (r.valid_until_micros() == 0) continue;  // stopped at once
-    if (std::optional<absl::Duration> d = Due(rec, r.valid_until_micros(), now)) {
+    if (std::optional<absl::Duration> d =
+            Due(rec, r.valid_until_micros(), now, kGraceNoticePeriods)) {
       return DueNotice{r.valid_until_micros(), *d, true};
     }
   }
@@ -120,7 +122,7 @@ absl::StatusOr<int> KeyAuthority::AnnounceExpiring(absl::Time now) {
               seen = *rec;
               // Nothing a sidecar holds changes: the event carries no entry.
               m.writes.push_back(internal::Put(Table::kKeys, row.key, *rec));
-              const std::string when = Rfc3339(absl::FromUnixMicros(due->deadline_micros));
+              const std::string when = FormatRfc3339(absl::FromUnixMicros(due->deadline_micros));
               m.audit = Audit(Latchkey(), "key.expiring", rec->key().project_id(), row.key,
                               due->grace ? StrCat("the value it had before rotation stops at ",
                                                   when, ", ", Within(due->period))

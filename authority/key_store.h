@@ -208,10 +208,17 @@ class KeyStore {
   // Progress rows: where work that follows the log stands (the revision a
   // webhook has delivered up to, its retries). Advisory like usage: outside
   // the revision log, no event or audit record, not synced, so a crash may
-  // lose the last writes and the work is done again (at least once). One
-  // process writes a given row at a time (see Lead). No value deletes it.
-  virtual absl::Status PutProgress(std::string_view key, std::optional<std::string> value) = 0;
+  // lose the last writes and the work is done again (at least once).
+  // nullopt deletes the row. With `duty` set, the write happens only while
+  // this process holds that duty (see Lead), else ABORTED and nothing is
+  // written: a replica whose duty lapsed unnoticed cannot put back an older
+  // row over the new holder's.
+  virtual absl::Status PutProgress(std::string_view key, std::optional<std::string> value,
+                                   std::string_view duty) = 0;
   virtual absl::StatusOr<std::optional<std::string>> GetProgress(std::string_view key) const = 0;
+  // Up to `limit` progress rows keyed after `after`, in key order: for
+  // copying a store.
+  virtual absl::StatusOr<Page> ScanProgress(std::string_view after, size_t limit) const = 0;
 
   // Whether this process is the one that does `duty` now, among the
   // replicas of a shared store: one holds a duty at a time, while it keeps

@@ -4,6 +4,7 @@
 #include "absl/status/status.h"
 #include "absl/time/clock.h"
 #include "authority/key_authority.h"
+#include "common/log.h"
 #include "common/time_util.h"
 
 namespace latchkey {
@@ -54,7 +55,12 @@ absl::Status KeyAuthority::RecordUsage(const Caller& caller, const v1::ReportUsa
 absl::Status KeyAuthority::FlushUsage() {
   std::vector<UsageLedger::StillSent> still_sent;
   if (absl::Status flushed = usage_.Flush(&still_sent); !flushed.ok()) return flushed;
-  return AnnounceStillSent(still_sent, absl::Now());
+  // The usage is written; a notice that cannot commit now comes with the
+  // next flush that sees the key sent again.
+  if (absl::Status announced = AnnounceStillSent(still_sent, absl::Now()); !announced.ok()) {
+    spdlog::warn("announcing revoked keys still sent: {}", announced.ToString());
+  }
+  return absl::OkStatus();
 }
 
 void KeyAuthority::Committed(const v1::KeyEvent& event) {

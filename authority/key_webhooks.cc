@@ -37,10 +37,6 @@ absl::Status CheckWebhookId(std::string_view id) {
   return absl::InvalidArgumentError("webhook_id must be whk_ followed by 16 letters and digits");
 }
 
-// The URL's scheme and host only: a URL's path may itself be a credential
-// (a Slack incoming webhook's is), so audit records and logs never hold it.
-std::string Origin(const HttpUrl& url) { return url.origin(); }
-
 std::string KnownEvents() {
   std::string list;
   for (std::string_view e : kWebhookEvents) list += StrCat(list.empty() ? "" : ", ", e);
@@ -121,9 +117,11 @@ absl::StatusOr<v1::CreateWebhookResponse> KeyAuthority::CreateWebhook(
     rec.set_start_revision(tx.revision());
     m.writes.push_back(Put(Table::kWebhooks, w.webhook_id(), rec));
     internal::TouchGuard(m, kWebhooksGuard, tx.revision());
+    // The URL's scheme and host only: its path may itself be a credential
+    // (a Slack incoming webhook's is), so audit records never hold it.
     m.audit = Audit(
         caller, "webhook.created", req.project_id(), "",
-        StrCat(w.webhook_id(), " to ", Origin(*url), " events=", absl::StrJoin(w.events(), ","),
+        StrCat(w.webhook_id(), " to ", url->origin(), " events=", absl::StrJoin(w.events(), ","),
                w.format() == v1::WEBHOOK_FORMAT_SLACK ? " format=slack" : ""),
         now);
     *resp.mutable_webhook() = w;
@@ -146,13 +144,9 @@ absl::StatusOr<v1::ListWebhooksResponse> KeyAuthority::ListWebhooks(
     absl::StatusOr<WebhookRecord> rec = ParseWebhook(row.value);
     if (!rec.ok()) return rec.status();
     v1::Webhook& w = *resp.add_webhooks() = rec->webhook();
-    absl::StatusOr<std::optional<std::string>> progress =
-        store_->GetProgress(WebhookProgressKey(w.webhook_id()));
+    absl::StatusOr<WebhookProgress> progress = LoadWebhookProgress(*store_, w.webhook_id());
     if (!progress.ok()) return progress.status();
-    WebhookProgress p;
-    if (progress->has_value() && !p.ParseFromString(**progress)) {
-      return absl::DataLossError("webhook progress");
-    }
+    const WebhookProgress& p = *progress;
     w.set_delivered_revision(std::max(p.delivered_revision(), rec->start_revision()));
     w.set_status(p.failing()        ? v1::WEBHOOK_STATUS_FAILING
                  : p.attempts() > 0 ? v1::WEBHOOK_STATUS_RETRYING
@@ -184,13 +178,13 @@ absl::StatusOr<v1::DeleteWebhookResponse> KeyAuthority::DeleteWebhook(
     absl::StatusOr<HttpUrl> url = ParseHttpUrl(rec->webhook().url());
     m.audit =
         Audit(caller, "webhook.deleted", rec->webhook().project_id(), "",
-              StrCat(req.webhook_id(), url.ok() ? StrCat(" to ", Origin(*url)) : ""), absl::Now());
+              StrCat(req.webhook_id(), url.ok() ? StrCat(" to ", url->origin()) : ""), absl::Now());
     return Built::kCommit;
   });
   if (!rev.ok()) return rev.status();
   // Its progress goes with it; a deliverer still holding it stops at its
   // next look at the webhooks, and what it writes meanwhile is never read.
-  store_->PutProgress(WebhookProgressKey(req.webhook_id()), std::nullopt).IgnoreError();
+  store_->PutProgress(WebhookProgressKey(req.webhook_id()), std::nullopt, "").IgnoreError();
   return v1::DeleteWebhookResponse();
 }
 
@@ -203,15 +197,10 @@ absl::StatusOr<v1::ListWebhookDeliveriesResponse> KeyAuthority::ListWebhookDeliv
   if (!row->has_value()) {
     return absl::NotFoundError(StrCat("webhook ", req.webhook_id(), " not found"));
   }
-  absl::StatusOr<std::optional<std::string>> progress =
-      store_->GetProgress(WebhookProgressKey(req.webhook_id()));
+  absl::StatusOr<WebhookProgress> progress = LoadWebhookProgress(*store_, req.webhook_id());
   if (!progress.ok()) return progress.status();
-  WebhookProgress p;
-  if (progress->has_value() && !p.ParseFromString(**progress)) {
-    return absl::DataLossError("webhook progress");
-  }
   v1::ListWebhookDeliveriesResponse resp;
-  for (auto it = p.deliveries().rbegin(); it != p.deliveries().rend(); ++it) {
+  for (auto it = progress->deliveries().rbegin(); it != progress->deliveries().rend(); ++it) {
     *resp.add_deliveries() = *it;
   }
   return resp;
@@ -222,12 +211,9 @@ absl::StatusOr<std::vector<KeyAuthority::WebhookTarget>> KeyAuthority::WebhookTa
   if (!page.ok()) return page.status();
   std::vector<WebhookTarget> targets;
   for (const Row& row : page->rows) {
-    absl::StatusOr<WebhookRecord> rec = ParseWebhook(row.value);
-    if (!rec.ok()) return rec.status();
-    absl::StatusOr<std::string> secret =
-        sealer_.Open(rec->sealed_secret(), rec->webhook().webhook_id());
-    if (!secret.ok()) return secret.status();
-    targets.push_back({rec->webhook(), *std::move(secret), rec->start_revision()});
+    absl::StatusOr<WebhookTarget> target = OpenWebhook(row.value);
+    if (!target.ok()) return target.status();
+    targets.push_back(*std::move(target));
   }
   return targets;
 }
@@ -238,9 +224,15 @@ absl::StatusOr<KeyAuthority::WebhookTarget> KeyAuthority::FindWebhookTarget(
   absl::StatusOr<std::optional<std::string>> row = store_->Get(Table::kWebhooks, webhook_id);
   if (!row.ok()) return row.status();
   if (!row->has_value()) return absl::NotFoundError(StrCat("webhook ", webhook_id, " not found"));
-  absl::StatusOr<WebhookRecord> rec = ParseWebhook(**row);
+  return OpenWebhook(**row);
+}
+
+absl::StatusOr<KeyAuthority::WebhookTarget> KeyAuthority::OpenWebhook(
+    const std::string& row) const {
+  absl::StatusOr<WebhookRecord> rec = ParseWebhook(row);
   if (!rec.ok()) return rec.status();
-  absl::StatusOr<std::string> secret = sealer_.Open(rec->sealed_secret(), webhook_id);
+  absl::StatusOr<std::string> secret =
+      sealer_.Open(rec->sealed_secret(), rec->webhook().webhook_id());
   if (!secret.ok()) return secret.status();
   return WebhookTarget{rec->webhook(), *std::move(secret), rec->start_revision()};
 }

@@ -307,13 +307,19 @@ class RocksDbStore : public KeyStore {
     return FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), "write");
   }
 
-  absl::Status PutProgress(std::string_view key, std::optional<std::string> value) override {
+  // One process owns the store: it holds every duty.
+  absl::Status PutProgress(std::string_view key, std::optional<std::string> value,
+                           std::string_view /*duty*/) override {
     const rocksdb::Status s =
         value ? db_->Put(rocksdb::WriteOptions(), cfs_[kCfProgress], key, *value)
               : db_->Delete(rocksdb::WriteOptions(), cfs_[kCfProgress], key);
     absl::Status written = FromRocks(s, "write");
     if (written.ok()) advisory_writes_.fetch_add(1, std::memory_order_relaxed);
     return written;
+  }
+
+  absl::StatusOr<Page> ScanProgress(std::string_view after, size_t limit) const override {
+    return ScanCf(rocksdb::ReadOptions(), cfs_[kCfProgress], "", after, limit);
   }
 
   absl::StatusOr<std::optional<std::string>> GetProgress(std::string_view key) const override {

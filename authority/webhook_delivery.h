@@ -11,10 +11,13 @@
 // 2xx, so an authority that dies mid-delivery sends that event again:
 // delivery is at least once, and the receiver dedupes by the event id,
 // which is the same on every attempt. Among replicas over one store, the one
-// that holds the "webhooks" duty (KeyStore::Lead) delivers.
+// that holds the "webhooks" duty (KeyStore::Lead) delivers, and writes
+// progress only while it holds it.
 #ifndef LATCHKEY_AUTHORITY_WEBHOOK_DELIVERY_H_
 #define LATCHKEY_AUTHORITY_WEBHOOK_DELIVERY_H_
 
+#include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -24,10 +27,13 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "authority/internal/records.pb.h"
 #include "authority/key_authority.h"
 #include "authority/key_store.h"
 #include "common/metrics.h"
 #include "common/mutex.h"
+#include "common/periodic.h"
+#include "common/work_queue.h"
 #include "latchkey/v1/resources.pb.h"
 
 namespace latchkey {
@@ -60,6 +66,11 @@ struct WebhookMessage {
 WebhookMessage WebhookMessageOf(const v1::Webhook& webhook, std::string_view type,
                                 const v1::AuditEvent& record, std::string_view store_id);
 
+// A webhook's progress row (KeyAuthority::WebhookProgressKey); empty when
+// none was written yet.
+absl::StatusOr<internal::WebhookProgress> LoadWebhookProgress(const KeyStore& store,
+                                                              std::string_view webhook_id);
+
 struct WebhookDeliveryOptions {
   // The wait after a first failed attempt; it doubles after each one, up to
   // retry_max. Once an event has failed for failing_after, the webhook is
@@ -67,14 +78,18 @@ struct WebhookDeliveryOptions {
   absl::Duration retry_min = absl::Seconds(5);
   absl::Duration retry_max = absl::Hours(1);
   absl::Duration failing_after = absl::Hours(24);
-  absl::Duration timeout = absl::Seconds(10);  // per attempt: connect, send, answer
+  // One attempt, whole: connecting, sending, the answer. (A name lookup is
+  // the system resolver's and not bounded by it.)
+  absl::Duration timeout = absl::Seconds(10);
   // How often it looks for new work with nothing waking it (another
   // replica's commits, the duty moving).
   absl::Duration poll = absl::Seconds(1);
   // How often the replica holding the duty looks for keys entering a
   // key.expiring notice period (KeyAuthority::AnnounceExpiring).
   absl::Duration expiry_sweep = absl::Minutes(5);
-  // Webhooks may deliver over plain HTTP beyond loopback.
+  // Webhooks may deliver over plain HTTP beyond loopback (behind a TLS
+  // proxy); checked again at each attempt, whatever a webhook was created
+  // with.
   bool allow_insecure_remote = false;
 };
 
@@ -91,12 +106,17 @@ class WebhookDeliverer {
   // was created or deleted, so look at the set too). Quick; never blocks on
   // I/O.
   void Wake(bool webhooks_changed = false) ABSL_LOCKS_EXCLUDED(mu_);
-  // Ends delivery: attempts in flight finish (at most the timeout). Idempotent.
+  // Ends delivery: every attempt in flight is cut at once (it is sent again
+  // by whoever delivers next). Idempotent.
   void Stop() ABSL_LOCKS_EXCLUDED(mu_);
 
   // Sends a `ping` event to the webhook now (ADMIN) and answers how the
   // receiver took it. Not recorded among its deliveries.
   absl::StatusOr<v1::WebhookDelivery> Test(const Caller& caller, const v1::TestWebhookRequest& req);
+  // The same on threads of its own (a slow receiver holds none of the
+  // store's); `done` runs there.
+  void TestAsync(const Caller& caller, const v1::TestWebhookRequest& req,
+                 std::function<void(absl::StatusOr<v1::WebhookDelivery>)> done);
 
  private:
   class Lane;
@@ -105,12 +125,15 @@ class WebhookDeliverer {
   // Starts a lane for each webhook, ends those of deleted ones (or all, when
   // another replica holds the duty).
   void Reconcile(bool leading);
+  // Ends these lanes: all are told first, then each is joined.
+  static void EndLanes(std::vector<std::unique_ptr<Lane>> lanes);
 
   KeyAuthority* const authority_;
   KeyStore* const store_;
   const WebhookDeliveryOptions options_;
   Counter* delivered_ = nullptr;
   Counter* failed_ = nullptr;
+  std::atomic<bool> leading_{false};
 
   Mutex mu_;
   CondVar wake_;
@@ -119,7 +142,9 @@ class WebhookDeliverer {
   bool changed_ ABSL_GUARDED_BY(mu_) = false;
   // Only the loop's thread touches the lanes.
   std::map<std::string, std::unique_ptr<Lane>> lanes_;
+  WorkQueue pings_{2};
   std::thread thread_;
+  std::unique_ptr<Periodic> sweep_;  // key.expiring, while leading
 };
 
 }  // namespace latchkey

@@ -8,13 +8,19 @@
 #include <memory>
 #include <string>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+
 namespace latchkey {
 
 std::string HttpUrl::origin() const {
   return (tls ? "https://" : "http://") + host + ":" + std::to_string(port);
 }
 
-bool HttpUrl::local() const { return IsLocalAddress(host + ":" + std::to_string(port)); }
+bool HttpUrl::local() const {
+  const bool bracketed = host.size() > 2 && host.front() == '[' && host.back() == ']';
+  return IsLoopbackHost(bracketed ? host.substr(1, host.size() - 2) : host);
+}
 
 absl::StatusOr<HttpUrl> ParseHttpUrl(std::string_view url) {
   HttpUrl out;
@@ -23,11 +29,16 @@ absl::StatusOr<HttpUrl> ParseHttpUrl(std::string_view url) {
       return absl::InvalidArgumentError("a URL holds no spaces or control characters");
     }
   }
+  // Schemes compare without case (RFC 3986, 3.1).
+  auto scheme = [&](std::string_view s) {
+    return url.size() >= s.size() && absl::EqualsIgnoreCase(absl::string_view(url.data(), s.size()),
+                                                            absl::string_view(s.data(), s.size()));
+  };
   std::string_view rest;
-  if (url.starts_with("https://")) {
+  if (scheme("https://")) {
     out.tls = true;
     rest = url.substr(8);
-  } else if (url.starts_with("http://")) {
+  } else if (scheme("http://")) {
     rest = url.substr(7);
   } else {
     return absl::InvalidArgumentError("a URL starts with https:// (or http://)");
@@ -57,6 +68,19 @@ absl::StatusOr<HttpUrl> ParseHttpUrl(std::string_view url) {
     authority = authority.substr(0, colon);
   }
   if (authority.empty()) return absl::InvalidArgumentError("a URL names a host");
+  // A name or IPv4 address, or an IPv6 address in brackets.
+  const bool v6 = authority.front() == '[';
+  const std::string_view inside = v6 ? authority.substr(1, authority.size() - 2) : authority;
+  const bool well_formed = (!v6 || (authority.size() > 2 && authority.back() == ']')) &&
+                           !inside.empty() &&
+                           std::all_of(inside.begin(), inside.end(), [v6](char c) {
+                             return absl::ascii_isalnum(static_cast<unsigned char>(c)) ||
+                                    c == '.' || (v6 ? c == ':' : c == '-');
+                           });
+  if (!well_formed) {
+    return absl::InvalidArgumentError(
+        "a URL's host is a name, an IPv4 address or an IPv6 address in brackets");
+  }
   out.host = std::string(authority);
   return out;
 }

@@ -20,13 +20,16 @@ bool IsUnixAddress(std::string_view listen) { return listen.starts_with("unix:")
 bool IsLocalAddress(std::string_view listen) {
   if (IsUnixAddress(listen)) return true;
   absl::StatusOr<HostPort> hp = SplitHostPort(listen, "address");
-  if (!hp.ok()) return false;
-  if (hp->host == "localhost") return true;
+  return hp.ok() && IsLoopbackHost(hp->host);
+}
+
+bool IsLoopbackHost(const std::string& host) {
+  if (host == "localhost") return true;
   // A literal address, parsed: "127.example.com" is a name, not loopback.
   in_addr v4{};
-  if (inet_pton(AF_INET, hp->host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
   in6_addr v6{};
-  if (inet_pton(AF_INET6, hp->host.c_str(), &v6) != 1) return false;
+  if (inet_pton(AF_INET6, host.c_str(), &v6) != 1) return false;
   if (IN6_IS_ADDR_LOOPBACK(&v6)) return true;
   return IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127;
 }

@@ -13,6 +13,8 @@ namespace latchkey {
 // (127.0.0.0/8, [::1], [::ffff:127.x.y.z]). Names are never resolved, so
 // "127.example.com" is not local.
 bool IsLocalAddress(std::string_view listen);
+// The same for a host alone (IPv6 without brackets).
+bool IsLoopbackHost(const std::string& host);
 
 // True when `listen` names a unix socket ("unix:/path" or "unix:path").
 bool IsUnixAddress(std::string_view listen);

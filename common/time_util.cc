@@ -27,4 +27,8 @@ std::optional<absl::Duration> ParseDuration(std::string_view text) {
   return std::nullopt;
 }
 
+std::string FormatRfc3339(absl::Time t) {
+  return absl::FormatTime(absl::RFC3339_sec, t, absl::UTCTimeZone());
+}
+
 }  // namespace latchkey

@@ -6,6 +6,7 @@
 #include <google/protobuf/timestamp.pb.h>
 
 #include <optional>
+#include <string>
 #include <string_view>
 
 #include "absl/time/time.h"
@@ -54,6 +55,9 @@ inline google::protobuf::Duration ToProto(absl::Duration d) {
 inline absl::Duration FromProto(const google::protobuf::Duration& d) {
   return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
 }
+
+// "2026-12-03T00:00:00Z": UTC, whole seconds.
+std::string FormatRfc3339(absl::Time t);
 
 // A duration as people type it: absl's units ("500ms", "30s", "1h30m") plus
 // whole days ("30d"). nullopt for anything else.

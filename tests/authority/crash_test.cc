@@ -16,21 +16,13 @@ namespace {
 using testing::Admin;
 using testing::Subprocess;
 
-std::unique_ptr<Subprocess> StartAuthority(const testing::TempDir& dir, int port, int run) {
-  auto p = std::make_unique<Subprocess>(
-      std::vector<std::string>{testing::Binary("latchkey-authority"), "--listen",
-                               "127.0.0.1:" + std::to_string(port), "--data-dir", dir / "data",
-                               "--metrics-listen", "127.0.0.1:0"},
-      dir / ("authority-" + std::to_string(run) + ".log"));
-  REQUIRE(p->WaitForLog("serving on", std::chrono::seconds(20)));
-  return p;
-}
+using testing::StartAuthorityProcess;
 
 TEST_CASE("acknowledged mutations survive SIGKILL and revisions stay contiguous") {
   testing::TempDir dir;
   const int port = testing::PickFreePort();
   const std::string address = "127.0.0.1:" + std::to_string(port);
-  auto authority = StartAuthority(dir, port, 1);
+  auto authority = StartAuthorityProcess(dir, port, 1);
   const std::string token = testing::TokenFrom(dir / "data/admin.token");
 
   std::mutex mu;
@@ -59,7 +51,7 @@ TEST_CASE("acknowledged mutations survive SIGKILL and revisions stay contiguous"
   stop = true;
   for (std::thread& c : clients) c.join();
 
-  authority = StartAuthority(dir, port, 2);
+  authority = StartAuthorityProcess(dir, port, 2);
   Admin admin(address, token);
   for (const auto& [project_id, revision] : acked) {
     v1::GetProjectRequest req;

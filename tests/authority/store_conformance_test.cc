@@ -467,19 +467,30 @@ TEMPLATE_TEST_CASE("store: progress rows are kept, replaced and deleted, and tak
   TestType kind;
   auto store = kind.Open();
   REQUIRE_FALSE(store->GetProgress("webhook/whk_1")->has_value());
-  REQUIRE(store->PutProgress("webhook/whk_1", "cursor 7").ok());
-  REQUIRE(store->PutProgress("webhook/whk_12", "other").ok());
+  REQUIRE(store->PutProgress("webhook/whk_1", "cursor 7", "").ok());
+  REQUIRE(store->PutProgress("webhook/whk_12", "other", "").ok());
   REQUIRE(**store->GetProgress("webhook/whk_1") == "cursor 7");
-  REQUIRE(store->PutProgress("webhook/whk_1", "cursor 9").ok());
+  REQUIRE(store->PutProgress("webhook/whk_1", "cursor 9", "").ok());
   REQUIRE(**store->GetProgress("webhook/whk_1") == "cursor 9");
   REQUIRE(store->head_revision() == 0);
   REQUIRE(store->next_revision() == 1);
   store.reset();
   store = kind.Open();
   REQUIRE(**store->GetProgress("webhook/whk_1") == "cursor 9");
-  REQUIRE(store->PutProgress("webhook/whk_1", std::nullopt).ok());
+  REQUIRE(store->PutProgress("webhook/whk_1", std::nullopt, "").ok());
   REQUIRE_FALSE(store->GetProgress("webhook/whk_1")->has_value());
   REQUIRE(**store->GetProgress("webhook/whk_12") == "other");
+  REQUIRE(store->PutProgress("webhook/whk_2", "two", "").ok());
+  absl::StatusOr<Page> page = store->ScanProgress("", 1);
+  REQUIRE(page.ok());
+  REQUIRE(page->rows.size() == 1);
+  REQUIRE(page->rows[0].key == "webhook/whk_12");
+  REQUIRE(page->more);
+  page = store->ScanProgress("webhook/whk_12", 10);
+  REQUIRE(page->rows.size() == 1);
+  REQUIRE(page->rows[0].key == "webhook/whk_2");
+  REQUIRE(page->rows[0].value == "two");
+  REQUIRE_FALSE(page->more);
 }
 
 TEST_CASE("store: a store one process owns always holds its duties", "[store]") {
@@ -487,6 +498,8 @@ TEST_CASE("store: a store one process owns always holds its duties", "[store]") 
   std::unique_ptr<KeyStore> store = kind.Open();
   REQUIRE(*store->Lead("webhooks"));
   REQUIRE(*store->Lead("webhooks"));
+  REQUIRE(store->PutProgress("webhook/whk_1", "mine", "webhooks").ok());
+  REQUIRE(**store->GetProgress("webhook/whk_1") == "mine");
 }
 
 TEMPLATE_TEST_CASE("store: two stores have different ids", "[store]", STORE_KINDS) {
@@ -524,8 +537,14 @@ TEST_CASE("store: one etcd replica at a time holds a duty, and another takes it 
   REQUIRE_FALSE(*b->Lead("webhooks"));
   REQUIRE(*b->Lead("another duty"));  // duties are held one by one
   REQUIRE(*a->Lead("webhooks"));      // kept while asked for
-  a.reset();                          // a clean shutdown frees it at once
+  // Progress written as the duty's holder: only while it holds it.
+  REQUIRE(a->PutProgress("webhook/whk_1", "from a", "webhooks").ok());
+  REQUIRE(absl::IsAborted(b->PutProgress("webhook/whk_1", "from b", "webhooks")));
+  REQUIRE(**b->GetProgress("webhook/whk_1") == "from a");
+  a.reset();  // a clean shutdown frees it at once
   REQUIRE(*b->Lead("webhooks"));
+  REQUIRE(b->PutProgress("webhook/whk_1", "from b", "webhooks").ok());
+  REQUIRE(**b->GetProgress("webhook/whk_1") == "from b");
 }
 
 TEST_CASE("store: an etcd replica's batch lost to another replica is refused to each appender",
@@ -712,6 +731,7 @@ TEST_CASE("store: an embedded store imported into etcd reads the same and takes 
     REQUIRE(source->Commit(std::move(m)).ok());
   }
   REQUIRE(source->PutUsage(*source->UsageWriter(), {{"key_1", "", "usage"}}).ok());
+  REQUIRE(source->PutProgress("webhook/whk_1", "cursor", "").ok());
 
   EtcdKind target;
   EtcdStoreOptions options;
@@ -730,6 +750,7 @@ TEST_CASE("store: an embedded store imported into etcd reads the same and takes 
   REQUIRE(copy->head_revision() == 8);
   REQUIRE(AllRows(*copy) == AllRows(*source));
   REQUIRE(UsageOnceItHas(*copy, "key_1", 1).at(0).value == "usage");
+  REQUIRE(**copy->GetProgress("webhook/whk_1") == "cursor");
   REQUIRE(Serialized(*copy->EventsAfter(3, 100)) == Serialized(*source->EventsAfter(3, 100)));
   REQUIRE(absl::IsOutOfRange(copy->EventsAfter(2, 100).status()));
   for (const char* project : {"prj_x", ""}) {

@@ -3,6 +3,8 @@
 #include <rocksdb/db.h>
 
 #include <catch2/catch.hpp>
+#include <functional>
+#include <map>
 #include <thread>
 
 #include "authority/key_store.h"
@@ -26,27 +28,39 @@ std::unique_ptr<KeyStore> Open(const std::string& path, uint64_t retention = 100
   return *std::move(store);
 }
 
+// Opens the database at `path` with RocksDB alone (every table, by name) and
+// lets `change` leave it as another version of latchkey would have.
+void WithRawDb(
+    const std::string& path,
+    const std::function<void(rocksdb::DB&,
+                             const std::map<std::string, rocksdb::ColumnFamilyHandle*>&)>& change) {
+  std::vector<std::string> names;
+  REQUIRE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), path, &names).ok());
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (const std::string& name : names) {
+    descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions());
+  }
+  rocksdb::DB* raw = nullptr;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  REQUIRE(rocksdb::DB::Open(rocksdb::DBOptions(), path, descriptors, &handles, &raw).ok());
+  std::unique_ptr<rocksdb::DB> db(raw);
+  std::map<std::string, rocksdb::ColumnFamilyHandle*> by_name;
+  for (size_t i = 0; i < names.size(); ++i) by_name[names[i]] = handles[i];
+  change(*db, by_name);
+  for (auto* h : handles) REQUIRE(db->DestroyColumnFamilyHandle(h).ok());
+}
+
 TEST_CASE("a database with a retired table opens, and the retired table is dropped") {
   testing::TempDir dir;
   const std::string path = dir / "db";
   Open(path)->Append(Put("prj_1", "one")).value();
-  {
-    // Earlier versions kept a "tokens" table that nothing read.
-    rocksdb::DB* raw = nullptr;
-    std::vector<rocksdb::ColumnFamilyHandle*> handles;
-    std::vector<std::string> names;
-    REQUIRE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), path, &names).ok());
-    std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
-    for (const std::string& name : names)
-      descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions());
-    REQUIRE(rocksdb::DB::Open(rocksdb::DBOptions(), path, descriptors, &handles, &raw).ok());
-    std::unique_ptr<rocksdb::DB> db(raw);
+  // Earlier versions kept a "tokens" table that nothing read.
+  WithRawDb(path, [](rocksdb::DB& db, const std::map<std::string, rocksdb::ColumnFamilyHandle*>&) {
     rocksdb::ColumnFamilyHandle* tokens = nullptr;
-    REQUIRE(db->CreateColumnFamily(rocksdb::ColumnFamilyOptions(), "tokens", &tokens).ok());
-    REQUIRE(db->Put(rocksdb::WriteOptions(), tokens, "digest", "prn_1").ok());
-    handles.push_back(tokens);
-    for (auto* h : handles) REQUIRE(db->DestroyColumnFamilyHandle(h).ok());
-  }
+    REQUIRE(db.CreateColumnFamily(rocksdb::ColumnFamilyOptions(), "tokens", &tokens).ok());
+    REQUIRE(db.Put(rocksdb::WriteOptions(), tokens, "digest", "prn_1").ok());
+    REQUIRE(db.DestroyColumnFamilyHandle(tokens).ok());
+  });
   {
     auto store = Open(path);
     REQUIRE(store->head_revision() == 1);
@@ -68,22 +82,11 @@ TEST_CASE("a database from before the audit log by revision gets it, filled, whe
       REQUIRE(store->Commit(std::move(m)).ok());
     }
   }
-  {
-    // As an earlier version left it: no "audit_log" table.
-    rocksdb::DB* raw = nullptr;
-    std::vector<rocksdb::ColumnFamilyHandle*> handles;
-    std::vector<std::string> names;
-    REQUIRE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), path, &names).ok());
-    std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
-    for (const std::string& name : names)
-      descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions());
-    REQUIRE(rocksdb::DB::Open(rocksdb::DBOptions(), path, descriptors, &handles, &raw).ok());
-    std::unique_ptr<rocksdb::DB> db(raw);
-    for (size_t i = 0; i < names.size(); ++i) {
-      if (names[i] == "audit_log") REQUIRE(db->DropColumnFamily(handles[i]).ok());
-    }
-    for (auto* h : handles) REQUIRE(db->DestroyColumnFamilyHandle(h).ok());
-  }
+  // As an earlier version left it: no "audit_log" table.
+  WithRawDb(path,
+            [](rocksdb::DB& db, const std::map<std::string, rocksdb::ColumnFamilyHandle*>& cfs) {
+              REQUIRE(db.DropColumnFamily(cfs.at("audit_log")).ok());
+            });
   auto store = Open(path);
   absl::StatusOr<std::vector<v1::AuditEvent>> log = store->AuditLog(0, 100);
   REQUIRE(log.ok());

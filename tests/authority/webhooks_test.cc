@@ -241,6 +241,71 @@ TEST_CASE("a deliverer that stops resumes where the last one left off") {
   CHECK(ids.size() == 3);
 }
 
+TEST_CASE("a receiver that holds a delivery past the timeout is cut off and tried again") {
+  AuthorityFixture f;
+  Receiver receiver;
+  const std::string id = Create(f, receiver.url(), {"key.created"}).webhook().webhook_id();
+  WebhookDeliveryOptions options = Fast();
+  options.timeout = absl::Milliseconds(200);
+  WebhookDeliverer deliverer(&f.authority(), &f.store(), options);
+  receiver.Hold();
+  REQUIRE(f.GenerateApiKey(f.CreateProject().project().project_id()).ok());
+  v1::ListWebhookDeliveriesRequest dreq;
+  dreq.set_webhook_id(id);
+  REQUIRE(Eventually(
+      [&] { return f.authority().ListWebhookDeliveries(f.admin(), dreq)->deliveries_size() > 0; }));
+  const v1::WebhookDelivery cut =
+      f.authority().ListWebhookDeliveries(f.admin(), dreq)->deliveries(0);
+  CHECK(cut.error() == "no answer within 200ms");
+  CHECK(cut.status_code() == 0);
+  receiver.Release();
+  REQUIRE(Eventually([&] {
+    const v1::ListWebhookDeliveriesResponse d =
+        *f.authority().ListWebhookDeliveries(f.admin(), dreq);
+    return d.deliveries_size() > 0 && d.deliveries(0).error().empty();
+  }));
+}
+
+TEST_CASE("stopping the deliverer cuts the attempt in flight, and the event is sent again later") {
+  AuthorityFixture f;
+  Receiver receiver;
+  Create(f, receiver.url(), {"key.created"});
+  WebhookDeliveryOptions options = Fast();
+  options.timeout = absl::Seconds(60);
+  auto deliverer = std::make_unique<WebhookDeliverer>(&f.authority(), &f.store(), options);
+  receiver.Hold();
+  REQUIRE(f.GenerateApiKey(f.CreateProject().project().project_id()).ok());
+  REQUIRE(Eventually([&] { return receiver.arrived() == 1; }));
+  const absl::Time asked = absl::Now();
+  deliverer.reset();  // does not wait out the minute
+  CHECK(absl::Now() - asked < absl::Seconds(30));
+  receiver.Release();
+  receiver.Answer(200);
+  WebhookDeliverer next(&f.authority(), &f.store(), Fast());
+  REQUIRE(Eventually([&] { return receiver.delivered().size() >= 2; }));
+  const std::vector<json> got = receiver.delivered();
+  CHECK(got[0]["id"] == got[1]["id"]);  // the cut one, then the same again
+}
+
+TEST_CASE("a webhook to plain HTTP beyond loopback is not delivered where that is not allowed") {
+  KeyAuthorityOptions lax;
+  lax.webhooks_allow_insecure_remote = true;
+  AuthorityFixture f(lax);
+  const std::string id =
+      Create(f, "http://192.0.2.1:9/hook", {"key.created"}).webhook().webhook_id();
+  WebhookDeliverer deliverer(&f.authority(), &f.store(), Fast());  // not allowed here
+  REQUIRE(f.GenerateApiKey(f.CreateProject().project().project_id()).ok());
+  v1::ListWebhookDeliveriesRequest dreq;
+  dreq.set_webhook_id(id);
+  REQUIRE(Eventually(
+      [&] { return f.authority().ListWebhookDeliveries(f.admin(), dreq)->deliveries_size() > 0; }));
+  CHECK(f.authority()
+            .ListWebhookDeliveries(f.admin(), dreq)
+            ->deliveries(0)
+            .error()
+            .find("--allow-insecure-remote") != std::string::npos);
+}
+
 TEST_CASE("a deleted webhook gets nothing more and its deliveries are gone") {
   AuthorityFixture f;
   Receiver receiver;
@@ -397,19 +462,21 @@ TEST_CASE("a key is announced as expiring once in each notice period, and so is 
   REQUIRE(said.size() == 2);
   CHECK(said[1].detail().find("in under 1 day") != std::string::npos);
 
-  // The legacy key rotated with two days' grace: its old value's end is announced.
+  // The legacy key rotated with two days' grace: its old value's last day is announced.
   v1::RotateApiKeyRequest rotate;
   for (const v1::Key& k : f.ListKeys(project)) {
     if (k.legacy()) rotate.set_key_id(k.key_id());
   }
   *rotate.mutable_grace_period() = ToProto(absl::Hours(48));
   REQUIRE(f.authority().RotateApiKey(f.manager(), rotate).ok());
-  CHECK(*f.authority().AnnounceExpiring(absl::Now()) == 1);
+  CHECK(*f.authority().AnnounceExpiring(absl::Now()) == 0);  // a grace begins quietly
+  CHECK(*f.authority().AnnounceExpiring(absl::Now() + absl::Hours(25)) == 1);  // its last day
+  CHECK(*f.authority().AnnounceExpiring(absl::Now() + absl::Hours(26)) == 0);
   said = Notices(f, project, "key.expiring");
   REQUIRE(said.size() == 3);
   CHECK(said[2].key_id() == rotate.key_id());
   CHECK(said[2].detail().find("before rotation stops at") != std::string::npos);
-  CHECK(*f.authority().AnnounceExpiring(absl::Now() + absl::Hours(25)) == 1);
+  CHECK(said[2].detail().find("in under 1 day") != std::string::npos);
 }
 
 TEST_CASE("a revoked key still sent is announced at most hourly, with who sends it") {

@@ -30,5 +30,38 @@ TEST_CASE("an HTTP server stopped right after it starts always returns") {
   }
 }
 
+TEST_CASE("a webhook URL is split for a client, and anything else is refused") {
+  absl::StatusOr<HttpUrl> url = ParseHttpUrl("https://hooks.example.com/services/T0/B0?x=1");
+  REQUIRE(url.ok());
+  CHECK(url->tls);
+  CHECK(url->host == "hooks.example.com");
+  CHECK(url->port == 443);
+  CHECK(url->path == "/services/T0/B0?x=1");
+  CHECK(url->origin() == "https://hooks.example.com:443");
+  CHECK_FALSE(url->local());
+
+  url = ParseHttpUrl("HTTP://127.0.0.1:8080");
+  REQUIRE(url.ok());
+  CHECK_FALSE(url->tls);
+  CHECK(url->port == 8080);
+  CHECK(url->path == "/");
+  CHECK(url->local());
+  CHECK(ParseHttpUrl("http://[::1]:9/hook")->local());
+  CHECK(ParseHttpUrl("http://localhost/hook")->local());
+  CHECK(ParseHttpUrl("http://example.com?q")->path == "/?q");
+  // Names are not resolved, and "unix" is a name here, not a socket.
+  CHECK_FALSE(ParseHttpUrl("http://127.example.com/")->local());
+  CHECK_FALSE(ParseHttpUrl("http://unix:80/hook")->local());
+
+  for (const char* bad :
+       {"ftp://example.com/", "example.com/hook", "https://", "https:///path", "https://[::1/x",
+        "https://exa mple.com/", "https://user:pw@example.com/", "https://example.com:0/",
+        "https://example.com:65536/", "https://example.com:x/", "https://example.com/#frag",
+        "https://ex_ample.com/", "https://example.com/\n"}) {
+    INFO(bad);
+    CHECK(ParseHttpUrl(bad).status().code() == absl::StatusCode::kInvalidArgument);
+  }
+}
+
 }  // namespace
 }  // namespace latchkey

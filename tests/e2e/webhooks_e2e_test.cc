@@ -19,14 +19,8 @@ using testing::Admin;
 using testing::Subprocess;
 
 std::unique_ptr<Subprocess> StartAuthority(const testing::TempDir& dir, int port, int run) {
-  auto p = std::make_unique<Subprocess>(
-      std::vector<std::string>{testing::Binary("latchkey-authority"), "--listen",
-                               "127.0.0.1:" + std::to_string(port), "--data-dir", dir / "data",
-                               "--metrics-listen", "", "--webhook-retry-min", "50ms",
-                               "--webhook-retry-max", "200ms"},
-      dir / ("authority-" + std::to_string(run) + ".log"));
-  REQUIRE(p->WaitForLog("serving on", std::chrono::seconds(20)));
-  return p;
+  return testing::StartAuthorityProcess(
+      dir, port, run, {"--webhook-retry-min", "50ms", "--webhook-retry-max", "200ms"});
 }
 
 TEST_CASE(

@@ -7,6 +7,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "latchkey/v1/key_admin.grpc.pb.h"
@@ -154,6 +155,26 @@ inline std::string TokenFrom(const std::string& path) {
   std::string token = ReadFile(path);
   while (!token.empty() && (token.back() == '\n' || token.back() == ' ')) token.pop_back();
   return token;
+}
+
+// A latchkey-authority process on loopback `port` with its embedded store
+// in `dir`/data and its log in `dir`/authority-<run>.log, plus `flags`;
+// returns once it serves.
+inline std::unique_ptr<Subprocess> StartAuthorityProcess(
+    const TempDir& dir, int port, int run, const std::vector<std::string>& flags = {}) {
+  std::vector<std::string> argv = {Binary("latchkey-authority"),
+                                   "--listen",
+                                   "127.0.0.1:" + std::to_string(port),
+                                   "--data-dir",
+                                   dir / "data",
+                                   "--metrics-listen",
+                                   "127.0.0.1:0"};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  auto p = std::make_unique<Subprocess>(argv, dir / ("authority-" + std::to_string(run) + ".log"));
+  if (!p->WaitForLog("serving on", std::chrono::seconds(20))) {
+    throw std::runtime_error("latchkey-authority did not start: " + p->Log());
+  }
+  return p;
 }
 
 }  // namespace latchkey::testing

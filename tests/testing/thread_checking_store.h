@@ -119,10 +119,21 @@ class ThreadCheckingStore final : public KeyStore {
     MutexLock io(&io_mu_);
     return inner_->AuditLog(after, limit);
   }
-  absl::Status PutProgress(std::string_view key, std::optional<std::string> value) override {
+  absl::Status PutProgress(std::string_view key, std::optional<std::string> value,
+                           std::string_view duty) override {
     Note();
     MutexLock io(&io_mu_);
-    return inner_->PutProgress(key, std::move(value));
+    return inner_->PutProgress(key, std::move(value), duty);
+  }
+  absl::StatusOr<Page> ScanProgress(std::string_view after, size_t limit) const override {
+    Note();
+    MutexLock io(&io_mu_);
+    return inner_->ScanProgress(after, limit);
+  }
+  absl::StatusOr<bool> Lead(std::string_view duty) override {
+    Note();
+    MutexLock io(&io_mu_);
+    return inner_->Lead(duty);
   }
   absl::StatusOr<std::optional<std::string>> GetProgress(std::string_view key) const override {
     Note();
