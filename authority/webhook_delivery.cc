@@ -320,7 +320,9 @@ class WebhookDeliverer::Lane {
     const WebhookMessage msg =
         WebhookMessageOf(webhook(), type, record, owner_->store_->store_id());
     v1::WebhookDelivery d = Send(target_, msg, record.revision(), owner_->options_, cutter_);
-    if (stopping()) return false;  // cut short by a stop: whoever delivers next sends it again
+    // Cut short by a stop: whoever delivers next sends it again. (One that
+    // was answered 2xx before the stop counts.)
+    if (!d.error().empty() && stopping()) return false;
     d.set_attempt(static_cast<int32_t>(progress_.attempts()) + 1);
     const absl::Time now = FromProto(d.time());
     const bool delivered = d.error().empty();

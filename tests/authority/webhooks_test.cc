@@ -222,13 +222,20 @@ TEST_CASE("an event refused past the give-up period marks its webhook FAILING un
 TEST_CASE("a deliverer that stops resumes where the last one left off") {
   AuthorityFixture f;
   Receiver receiver;
-  Create(f, receiver.url(), {"key.created"});
+  const std::string id = Create(f, receiver.url(), {"key.created"}).webhook().webhook_id();
   const std::string project = f.CreateProject().project().project_id();
   {
     WebhookDeliverer first(&f.authority(), &f.store(), Fast());
     REQUIRE(f.GenerateApiKey(project, "one").ok());
     REQUIRE(f.GenerateApiKey(project, "two").ok());
     REQUIRE(Eventually([&] { return receiver.delivered().size() == 2; }));
+    // Stopped once both are recorded as delivered: a stop during an attempt
+    // sends that event again (the SIGKILL e2e test shows it).
+    REQUIRE(Eventually([&] {
+      v1::ListWebhookDeliveriesRequest dreq;
+      dreq.set_webhook_id(id);
+      return f.authority().ListWebhookDeliveries(f.admin(), dreq)->deliveries_size() == 2;
+    }));
   }
   REQUIRE(f.GenerateApiKey(project, "three").ok());  // while no deliverer runs
   WebhookDeliverer second(&f.authority(), &f.store(), Fast());
