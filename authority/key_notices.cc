@@ -106,7 +106,6 @@ absl::StatusOr<int> KeyAuthority::AnnounceExpiring(absl::Time now) {
               absl::StatusOr<KeyRecord> rec = LoadKey(row.key, tx);
               if (absl::IsNotFound(rec.status())) return Built::kUnchanged;
               if (!rec.ok()) return rec.status();
-              seen = *rec;
               const std::optional<DueNotice> due = NextNotice(*rec, now);
               if (!due) return Built::kUnchanged;
               // Deadlines passed need no memory.

@@ -213,11 +213,12 @@ absl::Status UsageLedger::Flush(std::vector<StillSent>* still_sent) {
     AddToRecord(*own, pending, revoked);
     if (const uint64_t since = pending.rejected_count - pending.rejected_before_revocation;
         revoked && since > 0 && still_sent != nullptr) {
+      // The row's own ranking (AddToRecord keeps it sorted, most first).
       StillSent& s = still_sent->emplace_back(StillSent{key_id, since, {}});
-      std::vector<std::pair<uint64_t, std::string>> by;
-      for (const auto& [sidecar, r] : pending.rejected_by) by.emplace_back(r.count, sidecar);
-      std::sort(by.rbegin(), by.rend());
-      for (size_t i = 0; i < by.size() && i < 5; ++i) s.sidecars.push_back(by[i].second);
+      for (const internal::SidecarCount& c : own->revoked_rejections()) {
+        if (s.sidecars.size() == StillSent::kMaxSidecars) break;
+        s.sidecars.push_back(c.sidecar_id());
+      }
     }
     rows.push_back(UsageRow{key_id, *writer, own->SerializeAsString()});
     written.push_back(*std::move(own));

@@ -85,8 +85,10 @@ class UsageLedger {
   // A revoked key that sidecars still sent, as one flush wrote it.
   struct StillSent {
     std::string key_id;
-    uint64_t rejections = 0;            // since the revocation, in this flush
-    std::vector<std::string> sidecars;  // who sent it, most first (at most a few)
+    uint64_t rejections = 0;  // since the revocation, in this flush
+    // Who sent it since its revocation, most first, by this writer's counts.
+    static constexpr size_t kMaxSidecars = 5;
+    std::vector<std::string> sidecars;
   };
   // Writes everything added so far. On failure what it took is added back,
   // for the next flush. `still_sent`, when given, receives the revoked keys
