@@ -39,10 +39,10 @@ void EventHub::ClosePrincipal(std::string_view principal_id, const absl::Status&
 }
 
 void EventHub::Publish(const v1::KeyEvent& event) {
-  auto message = std::make_shared<v1::WatchResponse>();
-  message->set_store_id(store_id_);
-  *message->mutable_event() = event;
-  Broadcast(message);
+  v1::WatchResponse message;
+  message.set_store_id(store_id_);
+  *message.mutable_event() = event;
+  Broadcast(WireResponse::Encode(message));
 }
 
 void EventHub::Broadcast(const SharedResponse& message) {
@@ -55,9 +55,10 @@ void EventHub::TickProgress() {
   // never names a head behind an event already delivered. It may name one
   // whose event follows right after it.
   MutexLock lock(&mu_);
-  auto message = std::make_shared<v1::WatchResponse>();
-  message->set_store_id(store_id_);
-  message->mutable_progress()->set_head_revision(head_());
+  v1::WatchResponse progress;
+  progress.set_store_id(store_id_);
+  progress.mutable_progress()->set_head_revision(head_());
+  const SharedResponse message = WireResponse::Encode(progress);
   for (Subscriber* s : subscribers_) s->Deliver(message);
 }
 

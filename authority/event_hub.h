@@ -1,5 +1,6 @@
 // Fans committed events out to every watch stream, in revision order, and
-// ticks progress messages.
+// ticks progress messages. Each message is encoded once, for all of them
+// (authority/wire_response.h).
 //
 // Subscribers are told of each event from the store's commit listener, which
 // the store calls in revision order, one commit at a time, under locks of
@@ -18,18 +19,18 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "authority/wire_response.h"
 #include "common/mutex.h"
 #include "common/periodic.h"
 #include "latchkey/v1/key_sync.pb.h"
 
 namespace latchkey {
 
-using SharedResponse = std::shared_ptr<const v1::WatchResponse>;
-
 class Subscriber {
  public:
   virtual ~Subscriber() = default;
-  // A committed event or a progress message. Must not block.
+  // A committed event or a progress message, shared with every other
+  // subscriber. Must not block.
   virtual void Deliver(const SharedResponse& message) = 0;
   // End the stream with `why` (the authority is stopping, the caller's
   // principal was deleted). Must not block.

@@ -15,6 +15,17 @@ namespace {
 
 constexpr size_t kMaxSidecarIdChars = 128;
 
+// Parses a raw request; `what` names the message in the error.
+template <typename Message>
+absl::Status ParseRequest(const grpc::ByteBuffer& bytes, std::string_view what, Message& out) {
+  grpc::Slice flat;
+  if (!bytes.DumpToSingleSlice(&flat).ok() ||
+      !out.ParseFromArray(flat.begin(), static_cast<int>(flat.size()))) {
+    return absl::InvalidArgumentError(StrCat("the request is not a valid ", what));
+  }
+  return absl::OkStatus();
+}
+
 // One following sidecar, from its watch request until its call is done: its
 // place in receipts and the stream of messages it is sent.
 class Following {
@@ -50,7 +61,7 @@ class Refused final : public Reactor {
 // The gRPC face of one Watch call (sidecars of the previous release): a
 // write reactor that is the stream's sink. Deletes itself in OnDone, when
 // gRPC has finished with it.
-class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchResponse>, public WatchSink {
+class WatchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public WatchSink {
  public:
   WatchReactor(const SyncService::StreamDeps& deps, const std::string& principal_id,
                const std::string& sidecar_id, const std::string& resume_session)
@@ -61,7 +72,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchResponse>, p
   }
 
   // WatchSink.
-  void Write(const v1::WatchResponse* message) override { StartWrite(message); }
+  void Write(const grpc::ByteBuffer* message) override { StartWrite(message); }
   void End(absl::Status status) override { Finish(ToGrpcStatus(status)); }
 
   // grpc::ServerWriteReactor.
@@ -80,7 +91,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchResponse>, p
 // gRPC may run OnReadDone, OnWriteDone and OnCancel at once on different
 // threads; only OnReadDone touches following_ before the stream starts, and
 // OnCancel learns whether it has started under mu_.
-class SyncReactor final : public grpc::ServerBidiReactor<v1::SyncRequest, v1::WatchResponse>,
+class SyncReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
                           public WatchSink {
  public:
   SyncReactor(const SyncService* service, Caller caller, std::string peer, WatchStream::Admit admit)
@@ -92,7 +103,7 @@ class SyncReactor final : public grpc::ServerBidiReactor<v1::SyncRequest, v1::Wa
   }
 
   // WatchSink.
-  void Write(const v1::WatchResponse* message) override { StartWrite(message); }
+  void Write(const grpc::ByteBuffer* message) override { StartWrite(message); }
   void End(absl::Status status) override { Finish(ToGrpcStatus(status)); }
 
   // grpc::ServerBidiReactor.
@@ -112,7 +123,9 @@ class SyncReactor final : public grpc::ServerBidiReactor<v1::SyncRequest, v1::Wa
       following_->stream().Cancel(absl::OkStatus());
       return;
     }
-    if (absl::Status counted = Acknowledge(); !counted.ok()) {
+    absl::Status counted = ParseRequest(incoming_, "SyncRequest", request_);
+    if (counted.ok()) counted = Acknowledge();
+    if (!counted.ok()) {
       following_->stream().Cancel(std::move(counted));
       return;
     }
@@ -134,12 +147,16 @@ class SyncReactor final : public grpc::ServerBidiReactor<v1::SyncRequest, v1::Wa
  private:
   // The first message: the watch request.
   void Begin() {
-    if (!incoming_.has_watch()) {
+    if (absl::Status parsed = ParseRequest(incoming_, "SyncRequest", request_); !parsed.ok()) {
+      Finish(ToGrpcStatus(parsed));
+      return;
+    }
+    if (!request_.has_watch()) {
       Finish(ToGrpcStatus(
           absl::InvalidArgumentError("the first SyncRequest of a call must carry `watch`")));
       return;
     }
-    const v1::WatchRequest& req = incoming_.watch();
+    const v1::WatchRequest& req = request_.watch();
     if (absl::Status admitted = service_->CheckWatch(req); !admitted.ok()) {
       Finish(ToGrpcStatus(admitted));
       return;
@@ -160,11 +177,11 @@ class SyncReactor final : public grpc::ServerBidiReactor<v1::SyncRequest, v1::Wa
   // Every later message: an acknowledgement. Only a malformed one ends the
   // stream.
   absl::Status Acknowledge() {
-    if (!incoming_.has_acknowledgement()) {
+    if (!request_.has_acknowledgement()) {
       return absl::InvalidArgumentError(
           "after the first SyncRequest every one must carry `acknowledgement`");
     }
-    const v1::SyncAcknowledgement& ack = incoming_.acknowledgement();
+    const v1::SyncAcknowledgement& ack = request_.acknowledgement();
     PropagationTracker& receipts = *service_->stream_deps().propagation;
     if (ack.leaving()) return receipts.Left(caller_.principal_id, following_->session());
     // Not counted, and no reason to end the stream: a revision of another
@@ -183,7 +200,8 @@ class SyncReactor final : public grpc::ServerBidiReactor<v1::SyncRequest, v1::Wa
   const Caller caller_;
   const std::string peer_;  // the sidecar id when the request names none
   WatchStream::Admit admit_;
-  v1::SyncRequest incoming_;  // gRPC's between StartRead and OnReadDone
+  grpc::ByteBuffer incoming_;  // gRPC's between StartRead and OnReadDone
+  v1::SyncRequest request_;    // the last one read, parsed
   std::optional<Following> following_;
 
   Mutex mu_;
@@ -235,26 +253,28 @@ absl::Status SyncService::CheckWatch(const v1::WatchRequest& req) const {
   return absl::OkStatus();
 }
 
-grpc::ServerBidiReactor<v1::SyncRequest, v1::WatchResponse>* SyncService::Sync(
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* SyncService::Sync(
     grpc::CallbackServerContext* ctx) {
   absl::StatusOr<Caller> caller = AuthorizeFollower(*ctx);
   if (!caller.ok()) {
-    return new Refused<grpc::ServerBidiReactor<v1::SyncRequest, v1::WatchResponse>>(
+    return new Refused<grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>>(
         caller.status());
   }
   return new SyncReactor(this, *std::move(caller), ctx->peer(), Reauthenticate(authority_, *ctx));
 }
 
-grpc::ServerWriteReactor<v1::WatchResponse>* SyncService::Watch(grpc::CallbackServerContext* ctx,
-                                                                const v1::WatchRequest* req) {
+grpc::ServerWriteReactor<grpc::ByteBuffer>* SyncService::Watch(grpc::CallbackServerContext* ctx,
+                                                               const grpc::ByteBuffer* raw) {
   absl::StatusOr<Caller> caller = AuthorizeFollower(*ctx);
   absl::Status status = caller.status();
-  if (status.ok()) status = CheckWatch(*req);
-  if (!status.ok()) return new Refused<grpc::ServerWriteReactor<v1::WatchResponse>>(status);
+  v1::WatchRequest req;
+  if (status.ok()) status = ParseRequest(*raw, "WatchRequest", req);
+  if (status.ok()) status = CheckWatch(req);
+  if (!status.ok()) return new Refused<grpc::ServerWriteReactor<grpc::ByteBuffer>>(status);
   auto* reactor =
       new WatchReactor(stream_deps_, caller->principal_id,
-                       req->sidecar_id().empty() ? ctx->peer() : req->sidecar_id(), req->session());
-  reactor->Start(*req, Reauthenticate(authority_, *ctx));
+                       req.sidecar_id().empty() ? ctx->peer() : req.sidecar_id(), req.session());
+  reactor->Start(req, Reauthenticate(authority_, *ctx));
   return reactor;
 }
 

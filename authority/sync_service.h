@@ -19,12 +19,20 @@ struct SyncServiceOptions {
   size_t max_watchers = 10000;
 };
 
+// KeySync's methods as served: the two streams are raw, so that they write
+// the bytes the hub encoded once for every stream (authority/wire_response.h)
+// and parse their requests themselves; the unary methods are typed. Every
+// method of KeySync must be listed here.
+using KeySyncMethods = v1::KeySync::WithRawCallbackMethod_Sync<
+    v1::KeySync::WithRawCallbackMethod_Watch<v1::KeySync::WithCallbackMethod_ReportUsage<
+        v1::KeySync::WithCallbackMethod_Acknowledge<v1::KeySync::Service>>>>;
+
 // Thread-safe. Everything passed in must outlive the service. Store reads
 // and writes (snapshots, replays) run on `store_work`, never on gRPC's
 // callback threads. The service is `authority`'s principal-deleted listener
 // while it lives: a deleted principal's streams end at once with
 // UNAUTHENTICATED.
-class SyncService final : public v1::KeySync::CallbackService {
+class SyncService final : public KeySyncMethods {
  public:
   // What every following sidecar's stream is built from.
   struct StreamDeps {
@@ -39,10 +47,12 @@ class SyncService final : public v1::KeySync::CallbackService {
               WorkQueue* store_work, SyncServiceOptions options);
   ~SyncService() override;
 
-  grpc::ServerBidiReactor<v1::SyncRequest, v1::WatchResponse>* Sync(
+  // Requests are SyncRequest messages, responses WatchResponse messages.
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* Sync(
       grpc::CallbackServerContext* ctx) override;
-  grpc::ServerWriteReactor<v1::WatchResponse>* Watch(grpc::CallbackServerContext* ctx,
-                                                     const v1::WatchRequest* req) override;
+  // The request is a WatchRequest, responses WatchResponse messages.
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* Watch(grpc::CallbackServerContext* ctx,
+                                                    const grpc::ByteBuffer* req) override;
   grpc::ServerUnaryReactor* Acknowledge(grpc::CallbackServerContext* ctx,
                                         const v1::AcknowledgeRequest* req,
                                         v1::AcknowledgeResponse* resp) override;

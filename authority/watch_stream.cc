@@ -45,7 +45,7 @@ void WatchStream::Deliver(const SharedResponse& message) {
   {
     MutexLock lock(&mu_);
     if (ended_ || end_status_) return;
-    if (message->has_progress() && (!live_ || !queue_.empty())) return;
+    if (message->is_progress() && (!live_ || !queue_.empty())) return;
     if (queue_.size() >= queue_limit_) {
       queue_.clear();  // the memory goes now, not when the client reads
       end_status_ =
@@ -123,17 +123,16 @@ void WatchStream::Drive() {
       }
     }
     if (next && !sent_session_ && !session_.empty()) {
-      // Live messages are shared by every stream: the first one is copied.
-      auto first = std::make_shared<v1::WatchResponse>(*next);
-      first->set_session(session_);
-      next = std::move(first);
+      // Live messages are shared by every stream: the first one gets the
+      // session as a suffix of its own.
+      next = next->WithSession(session_);
       sent_session_ = true;
     }
     // What the sink is handed leaves this frame first: once End or Write is
     // issued, the sink's owner may destroy the stream on another thread, so
     // nothing of it (not even a reference count) may be released afterwards.
     absl::Status end;
-    const v1::WatchResponse* write = nullptr;
+    const grpc::ByteBuffer* write = nullptr;
     enum class Act { kEnd, kWrite, kAgain, kIdle } act;
     {
       MutexLock lock(&mu_);
@@ -142,7 +141,7 @@ void WatchStream::Drive() {
         end = ending ? std::move(*end_status_) : std::move(failed);
         act = Act::kEnd;
       } else if (next) {
-        write = next.get();
+        write = &next->bytes();
         current_ = std::move(next);  // keeps `write` alive until OnWriteDone
         act = Act::kWrite;
       } else if (kicked_) {
@@ -199,9 +198,9 @@ absl::StatusOr<SharedResponse> WatchStream::Next() {
   return nullptr;
 }
 
-std::shared_ptr<v1::WatchResponse> WatchStream::NewMessage() const {
-  auto m = std::make_shared<v1::WatchResponse>();
-  m->set_store_id(store_->store_id());
+v1::WatchResponse WatchStream::NewMessage() const {
+  v1::WatchResponse m;
+  m.set_store_id(store_->store_id());
   return m;
 }
 
@@ -212,15 +211,15 @@ void WatchStream::GoLive() {
 }
 
 absl::StatusOr<SharedResponse> WatchStream::Snapshot() {
-  auto m = NewMessage();
-  absl::StatusOr<bool> more = snapshot_->Next(*m->mutable_snapshot_chunk());
+  v1::WatchResponse m = NewMessage();
+  absl::StatusOr<bool> more = snapshot_->Next(*m.mutable_snapshot_chunk());
   if (!more.ok()) return more.status();
   if (!*more) {
-    m->mutable_snapshot_end()->set_revision(snapshot_->revision());
+    m.mutable_snapshot_end()->set_revision(snapshot_->revision());
     snapshot_.reset();
     GoLive();
   }
-  return m;
+  return WireResponse::Encode(m);
 }
 
 absl::StatusOr<SharedResponse> WatchStream::Replay() {
@@ -234,11 +233,11 @@ absl::StatusOr<SharedResponse> WatchStream::Replay() {
     replay_.assign(std::make_move_iterator(events->begin()),
                    std::make_move_iterator(events->end()));
   }
-  auto m = NewMessage();
-  *m->mutable_event() = std::move(replay_.front());
+  v1::WatchResponse m = NewMessage();
+  *m.mutable_event() = std::move(replay_.front());
   replay_.pop_front();
-  sent_ = m->event().revision();
-  return m;
+  sent_ = m.event().revision();
+  return WireResponse::Encode(m);
 }
 
 absl::StatusOr<SharedResponse> WatchStream::Live() {
@@ -246,8 +245,8 @@ absl::StatusOr<SharedResponse> WatchStream::Live() {
   while (!queue_.empty()) {
     SharedResponse m = std::move(queue_.front());
     queue_.pop_front();
-    if (m->has_progress()) return m;
-    const uint64_t rev = m->event().revision();
+    if (m->is_progress()) return m;
+    const uint64_t rev = m->event_revision();
     if (rev <= sent_) continue;  // already sent by the snapshot or replay
     if (rev != sent_ + 1) {
       return absl::InternalError(StrCat("watch gap: sent ", sent_, ", next ", rev));

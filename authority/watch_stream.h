@@ -19,6 +19,7 @@
 #include "authority/event_hub.h"
 #include "authority/key_store.h"
 #include "authority/sidecar_snapshot.h"
+#include "authority/wire_response.h"
 #include "common/mutex.h"
 #include "common/work_queue.h"
 #include "latchkey/v1/key_sync.pb.h"
@@ -30,9 +31,10 @@ namespace latchkey {
 class WatchSink {
  public:
   virtual ~WatchSink() = default;
-  // Starts writing `message`, which stays valid until OnWriteDone. Never called
-  // while a write is outstanding, nor after End.
-  virtual void Write(const v1::WatchResponse* message) = 0;
+  // Starts writing `message` (an encoded WatchResponse, authority/wire_response.h),
+  // which stays valid until OnWriteDone. Never called while a write is
+  // outstanding, nor after End.
+  virtual void Write(const grpc::ByteBuffer* message) = 0;
   // Ends the call with `status`. Called exactly once, with no write
   // outstanding; nothing is written after it. The stream keeps no copy of
   // `status` (nor anything else it would release later), so the sink may let
@@ -100,7 +102,7 @@ class WatchStream final : public Subscriber {
   absl::StatusOr<SharedResponse> Snapshot();
   absl::StatusOr<SharedResponse> Replay();
   absl::StatusOr<SharedResponse> Live();
-  std::shared_ptr<v1::WatchResponse> NewMessage() const;
+  v1::WatchResponse NewMessage() const;
   void GoLive();
 
   // Constant after construction.

@@ -33,7 +33,7 @@ class Recorder : public Subscriber {
     MutexLock lock(&mu_);
     std::vector<uint64_t> out;
     for (const auto& m : messages_) {
-      if (m->has_event()) out.push_back(m->event().revision());
+      if (v1::WatchResponse d = m->Decode(); d.has_event()) out.push_back(d.event().revision());
     }
     return out;
   }
@@ -41,7 +41,7 @@ class Recorder : public Subscriber {
     MutexLock lock(&mu_);
     std::vector<uint64_t> out;
     for (const auto& m : messages_) {
-      if (m->has_progress()) out.push_back(m->progress().head_revision());
+      if (m->is_progress()) out.push_back(m->Decode().progress().head_revision());
     }
     return out;
   }
@@ -52,7 +52,7 @@ class Recorder : public Subscriber {
   }
   std::string first_store_id() {
     MutexLock lock(&mu_);
-    return messages_.empty() ? "" : messages_.front()->store_id();
+    return messages_.empty() ? "" : messages_.front()->Decode().store_id();
   }
 
  private:

@@ -101,13 +101,17 @@ class TestSink final : public WatchSink {
     changed_.SignalAll();
   }
 
-  void Write(const v1::WatchResponse* message) override {
+  void Write(const grpc::ByteBuffer* bytes) override {
+    const v1::WatchResponse message = WireResponse::Decode(*bytes);
+    std::vector<grpc::Slice> slices;
+    const bool dumped = bytes->Dump(&slices).ok() && !slices.empty();
     MutexLock lock(&mu_);
     if (writing_ || ended_) breaches_++;
     writing_ = true;
-    messages_.push_back(*message);
-    if (message->has_event()) covered_ = message->event().revision();
-    if (message->has_snapshot_end()) covered_ = message->snapshot_end().revision();
+    messages_.push_back(message);
+    memory_.push_back(dumped ? slices.front().begin() : nullptr);
+    if (message.has_event()) covered_ = message.event().revision();
+    if (message.has_snapshot_end()) covered_ = message.snapshot_end().revision();
     changed_.SignalAll();
   }
   void End(absl::Status status) override {
@@ -151,6 +155,11 @@ class TestSink final : public WatchSink {
   std::vector<v1::WatchResponse> messages() {
     MutexLock lock(&mu_);
     return messages_;
+  }
+  // Where in memory each write's bytes began.
+  std::vector<const uint8_t*> memory() {
+    MutexLock lock(&mu_);
+    return memory_;
   }
   absl::Status status() {
     MutexLock lock(&mu_);
@@ -207,6 +216,7 @@ class TestSink final : public WatchSink {
   uint64_t covered_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Status status_ ABSL_GUARDED_BY(mu_);
   std::vector<v1::WatchResponse> messages_ ABSL_GUARDED_BY(mu_);
+  std::vector<const uint8_t*> memory_ ABSL_GUARDED_BY(mu_);
 };
 
 // A stream with its sink, torn down in the order the contract asks: the call
@@ -214,11 +224,11 @@ class TestSink final : public WatchSink {
 class Watch {
  public:
   Watch(World& world, uint64_t after_revision, unsigned seed, size_t queue_limit = 10000,
-        const std::string& principal_id = "prn_test")
+        const std::string& principal_id = "prn_test", const std::string& session = "")
       : sink_(seed),
         stream_(std::make_unique<WatchStream>(&world.store(), &world.hub(), &world.work(), &sink_,
                                               principal_id, "sc-" + std::to_string(seed),
-                                              queue_limit)) {
+                                              queue_limit, session)) {
     sink_.Attach(stream_.get());
     after_revision_ = after_revision;
   }
@@ -392,9 +402,9 @@ TEST_CASE("every delivered event is written while writes complete on another thr
   Watch watch(world, rev, 1);
   watch.Start();
   auto deliver = [&] {
-    auto m = std::make_shared<v1::WatchResponse>();
-    m->mutable_event()->set_revision(++rev);
-    watch.stream().Deliver(m);  // as the hub does: one thread, in order
+    v1::WatchResponse m;
+    m.mutable_event()->set_revision(++rev);
+    watch.stream().Deliver(WireResponse::Encode(m));  // as the hub does: one thread, in order
   };
   // Rounds of two events, the second at a random moment of the first one's
   // write; each round waits until the second is written. (The narrowest race,
@@ -411,6 +421,33 @@ TEST_CASE("every delivered event is written while writes complete on another thr
     if (!watch.sink().WaitCovered(rev, absl::Seconds(2))) FAIL("revision " << rev << " stuck");
   }
   CHECK(watch.sink().breaches() == 0);
+}
+
+TEST_CASE("every stream writes the bytes the hub encoded once, the first with its session") {
+  World world(absl::Hours(1));  // no progress ticks: events only
+  const std::string project = world.CreateProject("shared");
+  Watch plain(world, world.head(), 1);
+  Watch with_session(world, world.head(), 2, 10000, "prn_test", "ses_second");
+  plain.Start();
+  with_session.Start();
+  world.SetApiAccess(project, false);
+  world.SetApiAccess(project, true);
+  REQUIRE(plain.sink().WaitWrites(2));
+  REQUIRE(with_session.sink().WaitWrites(2));
+
+  const std::vector<v1::WatchResponse> a = plain.sink().messages();
+  const std::vector<v1::WatchResponse> b = with_session.sink().messages();
+  REQUIRE(a[1].event().revision() == world.head());
+  REQUIRE(b[1].event().revision() == world.head());
+  CHECK(a[0].session().empty());
+  CHECK(b[0].session() == "ses_second");
+  CHECK(b[1].session().empty());
+  // Both streams' writes start at the same memory: one encoding each.
+  const std::vector<const uint8_t*> at_a = plain.sink().memory();
+  const std::vector<const uint8_t*> at_b = with_session.sink().memory();
+  CHECK(at_a[0] != nullptr);
+  CHECK(at_a[0] == at_b[0]);
+  CHECK(at_a[1] == at_b[1]);
 }
 
 TEST_CASE("a client more than the queue limit behind is ended RESOURCE_EXHAUSTED") {

@@ -60,6 +60,12 @@ TEST_CASE("garbage and oversized request bodies get a status, and serving goes o
     INFO(method);
     REQUIRE_FALSE(RawCall(authority, method, garbage, c.admin().token).ok());
   }
+  // The two streams parse their own requests (they are served raw).
+  for (const char* method : {"/latchkey.v1.KeySync/Sync", "/latchkey.v1.KeySync/Watch"}) {
+    INFO(method);
+    CHECK(RawCall(authority, method, garbage, c.admin().token).error_code() ==
+          grpc::StatusCode::INVALID_ARGUMENT);
+  }
   REQUIRE_FALSE(RawCall(sidecar, "/latchkey.v1.Validator/Validate", garbage).ok());
   // Truncated: a valid request cut in half.
   v1::ValidateRequest req;
