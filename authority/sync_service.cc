@@ -34,8 +34,8 @@ class Following {
             const std::string& sidecar_id, const std::string& resume_session)
       : propagation_(deps.propagation),
         receipts_(propagation_->Opened(principal_id, sidecar_id, resume_session, absl::Now())),
-        stream_(deps.store, deps.hub, deps.store_work, sink, principal_id, sidecar_id,
-                deps.queue_limit, receipts_.session) {}
+        stream_(deps.store, deps.snapshots, deps.hub, deps.store_work, sink, principal_id,
+                sidecar_id, deps.queue_limit, receipts_.session) {}
   // The session's entry stays in receipts, as disconnected, until the
   // sidecar comes back, leaves or is forgotten. Then the stream leaves the
   // hub.
@@ -223,7 +223,9 @@ SyncService::SyncService(KeyAuthority* authority, EventHub* hub, PropagationTrac
       hub_(hub),
       propagation_(propagation),
       options_(options),
+      snapshots_(authority->store()),
       stream_deps_{.store = &authority->store(),
+                   .snapshots = &snapshots_,
                    .hub = hub,
                    .propagation = propagation,
                    .store_work = store_work,

@@ -9,6 +9,7 @@
 #include "authority/event_hub.h"
 #include "authority/key_authority.h"
 #include "authority/propagation.h"
+#include "authority/shared_snapshots.h"
 #include "common/work_queue.h"
 #include "latchkey/v1/key_sync.grpc.pb.h"
 
@@ -37,6 +38,7 @@ class SyncService final : public KeySyncMethods {
   // What every following sidecar's stream is built from.
   struct StreamDeps {
     KeyStore* store;
+    SharedSnapshots* snapshots;
     EventHub* hub;
     PropagationTracker* propagation;
     WorkQueue* store_work;
@@ -75,6 +77,7 @@ class SyncService final : public KeySyncMethods {
   EventHub* const hub_;
   PropagationTracker* const propagation_;
   const SyncServiceOptions options_;
+  SharedSnapshots snapshots_;
   const StreamDeps stream_deps_;
 };
 

@@ -11,10 +11,11 @@ constexpr size_t kReplayPage = 512;
 
 }  // namespace
 
-WatchStream::WatchStream(KeyStore* store, EventHub* hub, WorkQueue* store_work, WatchSink* sink,
-                         std::string principal_id, std::string sidecar_id, size_t queue_limit,
-                         std::string session)
+WatchStream::WatchStream(KeyStore* store, SharedSnapshots* snapshots, EventHub* hub,
+                         WorkQueue* store_work, WatchSink* sink, std::string principal_id,
+                         std::string sidecar_id, size_t queue_limit, std::string session)
     : store_(store),
+      snapshots_(snapshots),
       hub_(hub),
       store_work_(store_work),
       sink_(sink),
@@ -180,7 +181,7 @@ absl::Status WatchStream::Begin(const v1::WatchRequest& req) {
     if (!absl::IsOutOfRange(probe.status())) return probe.status();
   }
   phase_ = Phase::kSnapshot;
-  snapshot_ = std::make_unique<SidecarSnapshot>(*store_);
+  snapshot_ = snapshots_->Begin();
   sent_ = snapshot_->revision();
   return absl::OkStatus();
 }
@@ -211,15 +212,15 @@ void WatchStream::GoLive() {
 }
 
 absl::StatusOr<SharedResponse> WatchStream::Snapshot() {
-  v1::WatchResponse m = NewMessage();
-  absl::StatusOr<bool> more = snapshot_->Next(*m.mutable_snapshot_chunk());
-  if (!more.ok()) return more.status();
-  if (!*more) {
-    m.mutable_snapshot_end()->set_revision(snapshot_->revision());
+  absl::StatusOr<SharedResponse> m = snapshot_->Next();
+  if (!m.ok()) return m.status();
+  if (snapshot_->finished()) {
+    // A snapshot shared with streams that began earlier may be behind the
+    // head: the events since come from the store, then live ones.
     snapshot_.reset();
-    GoLive();
+    phase_ = Phase::kReplay;
   }
-  return WireResponse::Encode(m);
+  return m;
 }
 
 absl::StatusOr<SharedResponse> WatchStream::Replay() {

@@ -1,9 +1,9 @@
-// One Watch call's message flow, apart from gRPC: a snapshot or a replay of
-// retained events, then live events from the hub, written one at a time to a
-// WatchSink. sync_service.cc adapts it to a gRPC write reactor; tests drive it
-// through a sink of their own (tests/authority/watch_stream_test.cc), which is
-// how its concurrency runs under ThreadSanitizer without gRPC's uninstrumented
-// internals in the way.
+// One Watch call's message flow, apart from gRPC: a snapshot (shared with the
+// streams that begin one together, authority/shared_snapshots.h) and the
+// events since, or a replay of retained events, then live events from the
+// hub, written one at a time to a WatchSink. sync_service.cc adapts it to a gRPC write reactor;
+// tests drive it through a sink of their own (tests/authority/watch_stream_test.cc), which is how
+// its concurrency runs under ThreadSanitizer without gRPC's uninstrumented internals in the way.
 #ifndef LATCHKEY_AUTHORITY_WATCH_STREAM_H_
 #define LATCHKEY_AUTHORITY_WATCH_STREAM_H_
 
@@ -18,7 +18,7 @@
 #include "absl/status/statusor.h"
 #include "authority/event_hub.h"
 #include "authority/key_store.h"
-#include "authority/sidecar_snapshot.h"
+#include "authority/shared_snapshots.h"
 #include "authority/wire_response.h"
 #include "common/mutex.h"
 #include "common/work_queue.h"
@@ -62,8 +62,8 @@ class WatchStream final : public Subscriber {
   // (EventHub::ClosePrincipal); `sidecar_id` is only named in logs;
   // `session`, when given, is set on the first message the stream sends
   // (WatchResponse.session).
-  WatchStream(KeyStore* store, EventHub* hub, WorkQueue* store_work, WatchSink* sink,
-              std::string principal_id, std::string sidecar_id, size_t queue_limit,
+  WatchStream(KeyStore* store, SharedSnapshots* snapshots, EventHub* hub, WorkQueue* store_work,
+              WatchSink* sink, std::string principal_id, std::string sidecar_id, size_t queue_limit,
               std::string session = "");
   // Leaves the hub. Destroy only after the sink has ended the call and every
   // OnWriteDone and Cancel has returned.
@@ -107,6 +107,7 @@ class WatchStream final : public Subscriber {
 
   // Constant after construction.
   KeyStore* const store_;
+  SharedSnapshots* const snapshots_;
   EventHub* const hub_;
   WorkQueue* const store_work_;
   WatchSink* const sink_;
@@ -128,7 +129,7 @@ class WatchStream final : public Subscriber {
   Phase phase_ = Phase::kLive;
   uint64_t sent_ = 0;  // last revision sent or covered by the snapshot
   bool sent_session_ = false;
-  std::unique_ptr<SidecarSnapshot> snapshot_;
+  std::unique_ptr<SnapshotReader> snapshot_;
   std::deque<v1::KeyEvent> replay_;
 
   Mutex mu_;

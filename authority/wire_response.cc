@@ -23,7 +23,7 @@ std::shared_ptr<const WireResponse> WireResponse::Encode(const v1::WatchResponse
   grpc::ByteBuffer bytes(&slice, 1);
   const uint64_t revision = message.has_event() ? message.event().revision() : 0;
   return std::shared_ptr<const WireResponse>(
-      new WireResponse(&bytes, revision, message.has_progress()));
+      new WireResponse(&bytes, revision, message.message_case()));
 }
 
 std::shared_ptr<const WireResponse> WireResponse::WithSession(std::string_view session) const {
@@ -33,7 +33,7 @@ std::shared_ptr<const WireResponse> WireResponse::WithSession(std::string_view s
   suffix.set_session(std::string(session));
   slices.push_back(SliceOf(suffix));
   grpc::ByteBuffer bytes(slices.data(), slices.size());
-  return std::shared_ptr<const WireResponse>(new WireResponse(&bytes, event_revision_, progress_));
+  return std::shared_ptr<const WireResponse>(new WireResponse(&bytes, event_revision_, kind_));
 }
 
 v1::WatchResponse WireResponse::Decode(const grpc::ByteBuffer& bytes) {

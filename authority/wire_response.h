@@ -28,7 +28,8 @@ class WireResponse {
 
   // The event's revision; 0 when the message is not an event.
   uint64_t event_revision() const { return event_revision_; }
-  bool is_progress() const { return progress_; }
+  bool is_progress() const { return kind_ == v1::WatchResponse::kProgress; }
+  bool is_snapshot_end() const { return kind_ == v1::WatchResponse::kSnapshotEnd; }
   // The encoded message; copies share its memory.
   const grpc::ByteBuffer& bytes() const { return bytes_; }
   size_t size() const { return bytes_.Length(); }
@@ -44,14 +45,15 @@ class WireResponse {
 
  private:
   // Takes `bytes`' contents, leaving it empty.
-  WireResponse(grpc::ByteBuffer* bytes, uint64_t event_revision, bool progress)
-      : event_revision_(event_revision), progress_(progress) {
+  WireResponse(grpc::ByteBuffer* bytes, uint64_t event_revision,
+               v1::WatchResponse::MessageCase kind)
+      : event_revision_(event_revision), kind_(kind) {
     bytes_.Swap(bytes);
   }
 
   grpc::ByteBuffer bytes_;  // never changed after construction
   const uint64_t event_revision_;
-  const bool progress_;
+  const v1::WatchResponse::MessageCase kind_;
 };
 
 using SharedResponse = std::shared_ptr<const WireResponse>;

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <map>
 #include <random>
 #include <set>
 #include <thread>
@@ -33,6 +34,7 @@ class World {
         KeyAuthority::Create(store_.get(), *sealer, {});
     REQUIRE(core.ok());
     core_ = *std::move(core);
+    snapshots_ = std::make_unique<SharedSnapshots>(*store_);
     hub_ = std::make_unique<EventHub>(store_->store_id(), progress_interval,
                                       [this] { return store_->head_revision(); });
     store_->SetCommitListener(
@@ -42,6 +44,7 @@ class World {
 
   ThreadCheckingStore& store() { return *store_; }
   EventHub& hub() { return *hub_; }
+  SharedSnapshots& snapshots() { return *snapshots_; }
   WorkQueue& work() { return work_; }
   uint64_t head() const { return store_->head_revision(); }
 
@@ -71,6 +74,7 @@ class World {
   testing::TempDir dir_;
   std::unique_ptr<ThreadCheckingStore> store_;
   std::unique_ptr<KeyAuthority> core_;
+  std::unique_ptr<SharedSnapshots> snapshots_;
   std::unique_ptr<EventHub> hub_;
   WorkQueue work_{4};
   const Caller manager_{"prn_manager", "maria", v1::ROLE_MANAGER};
@@ -104,12 +108,14 @@ class TestSink final : public WatchSink {
   void Write(const grpc::ByteBuffer* bytes) override {
     const v1::WatchResponse message = WireResponse::Decode(*bytes);
     std::vector<grpc::Slice> slices;
-    const bool dumped = bytes->Dump(&slices).ok() && !slices.empty();
+    // A slice this small holds its bytes inline, so every copy has its own.
+    const bool shareable = bytes->Dump(&slices).ok() && !slices.empty() &&
+                           slices.front().size() > GRPC_SLICE_INLINED_SIZE;
     MutexLock lock(&mu_);
     if (writing_ || ended_) breaches_++;
     writing_ = true;
     messages_.push_back(message);
-    memory_.push_back(dumped ? slices.front().begin() : nullptr);
+    memory_.push_back(shareable ? slices.front().begin() : nullptr);
     if (message.has_event()) covered_ = message.event().revision();
     if (message.has_snapshot_end()) covered_ = message.snapshot_end().revision();
     changed_.SignalAll();
@@ -135,6 +141,16 @@ class TestSink final : public WatchSink {
     return changed_.WaitFor(
         &mu_, timeout, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return covered_ >= revision; });
   }
+  // True once a progress message was written: the stream is live.
+  bool WaitLive(absl::Duration timeout = absl::Seconds(30)) {
+    MutexLock lock(&mu_);
+    return changed_.WaitFor(&mu_, timeout, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      for (const v1::WatchResponse& m : messages_) {
+        if (m.has_progress()) return true;
+      }
+      return false;
+    });
+  }
   // True once `n` writes were made.
   bool WaitWrites(size_t n, absl::Duration timeout = absl::Seconds(30)) {
     MutexLock lock(&mu_);
@@ -156,7 +172,8 @@ class TestSink final : public WatchSink {
     MutexLock lock(&mu_);
     return messages_;
   }
-  // Where in memory each write's bytes began.
+  // Where in memory each write's bytes began; null for a message small
+  // enough to be copied whole.
   std::vector<const uint8_t*> memory() {
     MutexLock lock(&mu_);
     return memory_;
@@ -226,9 +243,9 @@ class Watch {
   Watch(World& world, uint64_t after_revision, unsigned seed, size_t queue_limit = 10000,
         const std::string& principal_id = "prn_test", const std::string& session = "")
       : sink_(seed),
-        stream_(std::make_unique<WatchStream>(&world.store(), &world.hub(), &world.work(), &sink_,
-                                              principal_id, "sc-" + std::to_string(seed),
-                                              queue_limit, session)) {
+        stream_(std::make_unique<WatchStream>(&world.store(), &world.snapshots(), &world.hub(),
+                                              &world.work(), &sink_, principal_id,
+                                              "sc-" + std::to_string(seed), queue_limit, session)) {
     sink_.Attach(stream_.get());
     after_revision_ = after_revision;
   }
@@ -424,30 +441,100 @@ TEST_CASE("every delivered event is written while writes complete on another thr
 }
 
 TEST_CASE("every stream writes the bytes the hub encoded once, the first with its session") {
-  World world(absl::Hours(1));  // no progress ticks: events only
+  World world(absl::Milliseconds(5));  // a progress message shows a stream is live
   const std::string project = world.CreateProject("shared");
   Watch plain(world, world.head(), 1);
   Watch with_session(world, world.head(), 2, 10000, "prn_test", "ses_second");
   plain.Start();
   with_session.Start();
+  REQUIRE(plain.sink().WaitLive());
+  REQUIRE(with_session.sink().WaitLive());
   world.SetApiAccess(project, false);
   world.SetApiAccess(project, true);
-  REQUIRE(plain.sink().WaitWrites(2));
-  REQUIRE(with_session.sink().WaitWrites(2));
+  REQUIRE(plain.sink().WaitCovered(world.head()));
+  REQUIRE(with_session.sink().WaitCovered(world.head()));
 
-  const std::vector<v1::WatchResponse> a = plain.sink().messages();
-  const std::vector<v1::WatchResponse> b = with_session.sink().messages();
-  REQUIRE(a[1].event().revision() == world.head());
-  REQUIRE(b[1].event().revision() == world.head());
-  CHECK(a[0].session().empty());
-  CHECK(b[0].session() == "ses_second");
-  CHECK(b[1].session().empty());
-  // Both streams' writes start at the same memory: one encoding each.
-  const std::vector<const uint8_t*> at_a = plain.sink().memory();
-  const std::vector<const uint8_t*> at_b = with_session.sink().memory();
-  CHECK(at_a[0] != nullptr);
-  CHECK(at_a[0] == at_b[0]);
-  CHECK(at_a[1] == at_b[1]);
+  // Where each stream's write of each event began in memory.
+  auto events = [](Watch& w) {
+    const std::vector<v1::WatchResponse> messages = w.sink().messages();
+    const std::vector<const uint8_t*> memory = w.sink().memory();
+    std::map<uint64_t, const uint8_t*> at;
+    for (size_t i = 0; i < messages.size(); i++) {
+      if (messages[i].has_event()) at[messages[i].event().revision()] = memory[i];
+    }
+    return at;
+  };
+  const std::map<uint64_t, const uint8_t*> a = events(plain);
+  const std::map<uint64_t, const uint8_t*> b = events(with_session);
+  REQUIRE(a.size() == 2);
+  REQUIRE(b.size() == 2);
+  for (const auto& [revision, at] : a) {
+    CHECK(at != nullptr);
+    CHECK(b.at(revision) == at);  // one encoding for both streams
+  }
+  // The session went on the first message only, whatever it was.
+  CHECK(plain.sink().messages()[0].session().empty());
+  CHECK(with_session.sink().messages()[0].session() == "ses_second");
+  for (size_t i = 1; i < with_session.sink().messages().size(); i++) {
+    CHECK(with_session.sink().messages()[i].session().empty());
+  }
+}
+
+TEST_CASE("streams that begin a snapshot together share it: one read, the same bytes") {
+  World world(absl::Hours(1));
+  for (int p = 0; p < 12; p++) {  // 600 keys: several chunks
+    const std::string project = world.CreateProject("burst-" + std::to_string(p));
+    for (int k = 0; k < 49; k++) world.GenerateApiKey(project);
+  }
+  REQUIRE(world.failures() == 0);
+  const uint64_t head = world.head();
+  Watch first(world, 0, 1);
+  Watch second(world, 0, 2);
+  first.sink().Hold(true);  // the first is still reading when the second begins
+  first.Start();
+  REQUIRE(first.sink().WaitWrites(1));
+  second.Start();
+  REQUIRE(second.sink().WaitCovered(head));
+  first.sink().Hold(false);
+  REQUIRE(first.sink().WaitCovered(head));
+
+  CHECK(world.snapshots().begun() == 1);
+  const Told a = Replay(first.sink().messages());
+  const Told b = Replay(second.sink().messages());
+  CHECK(a.snapshot);
+  CHECK(a.keys.size() == 600);
+  CHECK(b.keys == a.keys);
+  const std::vector<const uint8_t*> at_a = first.sink().memory();
+  const std::vector<const uint8_t*> at_b = second.sink().memory();
+  REQUIRE(at_a.size() >= 4);  // projects, three chunks of keys, the end
+  REQUIRE(at_b.size() == at_a.size());
+  for (size_t i = 0; i < at_a.size(); i++) CHECK(at_a[i] == at_b[i]);
+}
+
+TEST_CASE("a stream that joins a snapshot behind the head replays the events since") {
+  World world(absl::Hours(1));
+  const std::string project = world.CreateProject("moving");
+  for (int k = 0; k < 10; k++) world.GenerateApiKey(project);
+  const uint64_t snapshot_at = world.head();
+  Watch first(world, 0, 1);
+  first.sink().Hold(true);
+  first.Start();
+  REQUIRE(first.sink().WaitWrites(1));
+  world.GenerateApiKey(project);  // after the snapshot being read
+  world.SetApiAccess(project, false);
+  Watch second(world, 0, 2);
+  second.Start();
+  REQUIRE(second.sink().WaitCovered(world.head()));
+
+  CHECK(world.snapshots().begun() == 1);
+  const Told told = Replay(second.sink().messages());
+  CHECK(told.snapshot);
+  CHECK(told.first_event == snapshot_at + 1);
+  CHECK(told.last_covered == world.head());
+  CHECK(told.keys.size() == 12);
+  first.sink().Hold(false);
+  REQUIRE(first.sink().WaitCovered(world.head()));
+  CHECK(Replay(first.sink().messages()).keys == told.keys);
 }
 
 TEST_CASE("a client more than the queue limit behind is ended RESOURCE_EXHAUSTED") {
