@@ -186,6 +186,8 @@ int main(int argc, char** argv) {
   fl->add_option("--streams", fleet.streams)->capture_default_str();
   fl->add_option("--connections", fleet.connections)->capture_default_str();
   fl->add_option("--revocations", fleet.revocations)->capture_default_str();
+  fl->add_option("--keys", fleet.keys, "more keys in every stream's snapshot")
+      ->capture_default_str();
   fl->add_option("--rest-seconds", fleet.rest_seconds)->capture_default_str();
   fl->add_option("--authority-bin", fleet.authority_bin)->required();
   fl->add_option("--etcd-endpoints", fleet.etcd_endpoints, "one replica over this etcd cluster");

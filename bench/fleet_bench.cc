@@ -191,9 +191,24 @@ int Fleet(const FleetOptions& o) {
   pr.set_role(v1::ROLE_SIDECAR);
   v1::CreatePrincipalResponse principal;
   if (!Check(admin.stub->CreatePrincipal(admin.Ctx().get(), pr, &principal))) return 1;
+  std::string project;
+  // Keys the snapshots carry beside those to revoke, in projects of 49.
+  for (int i = 0; i < o.keys; ++i) {
+    if (i % 49 == 0) {
+      v1::CreateProjectRequest req;
+      req.set_name("snapshot");
+      v1::CreateProjectResponse resp;
+      if (!Check(admin.stub->CreateProject(admin.Ctx().get(), req, &resp))) return 1;
+      project = resp.project().project_id();
+    }
+    v1::GenerateApiKeyRequest req;
+    req.set_project_id(project);
+    req.set_name("carried");
+    v1::GenerateApiKeyResponse resp;
+    if (!Check(admin.stub->GenerateApiKey(admin.Ctx().get(), req, &resp))) return 1;
+  }
   // The keys to revoke, in projects of 40.
   std::vector<v1::GenerateApiKeyResponse> keys;
-  std::string project;
   for (int i = 0; i < o.revocations; ++i) {
     if (i % 40 == 0) {
       v1::CreateProjectRequest req;
@@ -209,8 +224,9 @@ int Fleet(const FleetOptions& o) {
   }
   const uint64_t setup_head = keys.empty() ? 0 : keys.back().key().revision();
 
-  // The fleet: every stream snapshots the (small) key set, then waits.
+  // The fleet starts together: every stream snapshots the key set, then waits.
   const long rss_before = ResidentKiB(pid);
+  const double sync_cpu_before = CpuSeconds(pid);
   Arrivals arrivals(o.streams, setup_head + o.revocations);
   Tally tally;
   std::vector<std::unique_ptr<v1::KeySync::Stub>> stubs;
@@ -236,6 +252,7 @@ int Fleet(const FleetOptions& o) {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
+  const double sync_cpu_ms = (CpuSeconds(pid) - sync_cpu_before) * 1000;
   std::this_thread::sleep_for(std::chrono::seconds(1));  // the snapshots' garbage settles
   const long rss_after = ResidentKiB(pid);
 
@@ -287,12 +304,13 @@ int Fleet(const FleetOptions& o) {
       "\"authority_cpu_ms_per_revision_per_1000_net\":%.1f,"
       "\"authority_rest_cpu_ms_per_s_per_1000\":%.2f,\"authority_kib_per_stream\":%.1f,"
       "\"authority_rss_mib\":%.1f,\"all_applied_p50_ms\":%.2f,\"all_applied_max_ms\":%.2f,"
-      "\"client_cpu_us_per_revision_per_stream\":%.1f}\n",
+      "\"client_cpu_us_per_revision_per_stream\":%.1f,\"keys\":%d,"
+      "\"authority_sync_cpu_ms_per_1000\":%.1f}\n",
       o.etcd_endpoints.empty() ? "rocksdb" : "etcd", o.streams, o.connections, o.revocations,
       per_rev, per_rev_net, rest_ms_per_s * per_1000,
       static_cast<double>(rss_after - rss_before) / o.streams, rss_after / 1024.0,
       Quantile(all_applied_ms, 0.5), Quantile(all_applied_ms, 1.0),
-      own_ms * 1000 / revs / o.streams);
+      own_ms * 1000 / revs / o.streams, o.keys + o.revocations, sync_cpu_ms * per_1000);
   return 0;
 }
 

@@ -3,7 +3,8 @@
 // its applied revision and acknowledges each one, as a sidecar does. What
 // each stream costs the authority, in figures that hold on any machine: CPU
 // per revision per 1,000 streams, CPU per second at rest per 1,000 streams,
-// and memory per stream.
+// memory per stream, and CPU per stream while the fleet starts together (each
+// stream snapshots the same key set).
 #ifndef LATCHKEY_BENCH_FLEET_BENCH_H_
 #define LATCHKEY_BENCH_FLEET_BENCH_H_
 
@@ -15,6 +16,7 @@ struct FleetOptions {
   int streams = 1000;
   int connections = 16;  // the authority allows 1,000 streams per connection
   int revocations = 20;
+  int keys = 0;                // more keys every stream's snapshot carries
   double rest_seconds = 3;     // how long the fleet is watched at rest
   std::string authority_bin;   // latchkey-authority, run as its own process
   std::string etcd_endpoints;  // empty: the embedded store
