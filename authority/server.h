@@ -10,9 +10,9 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "authority/etcd_store.h"
-#include "authority/key_authority.h"
-#include "authority/webhook_delivery.h"
+#include "authority/core/key_authority.h"
+#include "authority/store/etcd/etcd_store.h"
+#include "authority/webhooks/webhook_delivery.h"
 #include "common/grpc_server.h"
 #include "common/tls.h"
 
@@ -42,11 +42,11 @@ struct AuthorityOptions {
   ServerTlsFiles tls;                 // TLS (and mTLS) for the TCP listeners
   std::string metrics_listen;         // host:port for HTTP /metrics; empty: off
   bool metrics_allow_remote = false;  // --metrics-listen may be beyond loopback
-  // GitHub secret scanning's endpoint (authority/secret_scanning.h): host:port,
+  // GitHub secret scanning's endpoint (authority/rpc/secret_scanning.h): host:port,
   // empty: off; HTTPS with `tls`. Needs github_keys_file.
   std::string leak_report_listen;
   std::string github_keys_file;
-  // Webhook deliveries (authority/webhook_delivery.h);
+  // Webhook deliveries (authority/webhooks/webhook_delivery.h);
   // allow_insecure_remote follows listen's.
   WebhookDeliveryOptions webhooks;
   bool group_commit = true;  // off only to measure it (bench/)

@@ -20,10 +20,10 @@
 #include <thread>
 
 #include "absl/time/clock.h"
-#include "authority/etcd_store.h"
-#include "authority/key_authority.h"
-#include "authority/rocksdb_store.h"
+#include "authority/core/key_authority.h"
 #include "authority/server.h"
+#include "authority/store/etcd/etcd_store.h"
+#include "authority/store/rocksdb/rocksdb_store.h"
 #include "bench/support.h"
 #include "common/files.h"
 #include "common/key_format.h"

@@ -1,4 +1,4 @@
-// GitHub secret scanning reports (authority/secret_scanning.h) as GitHub
+// GitHub secret scanning reports (authority/rpc/secret_scanning.h) as GitHub
 // sends them: how long the authority takes to answer a report of many
 // tokens, against the same findings handled one at a time.
 #ifndef LATCHKEY_BENCH_LEAK_REPORT_BENCH_H_

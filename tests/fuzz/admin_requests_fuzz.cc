@@ -10,8 +10,8 @@
 #include <iterator>
 #include <memory>
 
-#include "authority/key_authority.h"
-#include "authority/rocksdb_store.h"
+#include "authority/core/key_authority.h"
+#include "authority/store/rocksdb/rocksdb_store.h"
 
 namespace {
 

@@ -1,11 +1,11 @@
-// Any bytes as a secret scanning report body (authority/secret_scanning.h):
+// Any bytes as a secret scanning report body (authority/rpc/secret_scanning.h):
 // no crash, and whatever parses holds only fields within their limits.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <string_view>
 
-#include "authority/secret_scanning.h"
+#include "authority/rpc/secret_scanning.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view body(reinterpret_cast<const char*>(data), size);

@@ -3,7 +3,7 @@
 #include <random>
 
 #include "absl/time/clock.h"
-#include "authority/rocksdb_store.h"
+#include "authority/store/rocksdb/rocksdb_store.h"
 #include "common/files.h"
 #include "common/key_format.h"
 #include "common/time_util.h"

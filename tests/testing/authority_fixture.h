@@ -4,7 +4,7 @@
 
 #include <catch2/catch.hpp>
 
-#include "authority/key_authority.h"
+#include "authority/core/key_authority.h"
 #include "tests/testing/test_store.h"
 #include "tests/testing/testing.h"
 

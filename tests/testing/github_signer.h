@@ -1,6 +1,6 @@
 // A signing key as GitHub's secret scanning holds one: it signs report bodies
 // (ECDSA P-256 over SHA-256, base64 DER) and publishes its public half under
-// an identifier. For the tests and the bench of authority/secret_scanning.h.
+// an identifier. For the tests and the bench of authority/rpc/secret_scanning.h.
 #ifndef LATCHKEY_TESTS_TESTING_GITHUB_SIGNER_H_
 #define LATCHKEY_TESTS_TESTING_GITHUB_SIGNER_H_
 

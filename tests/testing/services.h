@@ -7,8 +7,8 @@
 #include <memory>
 #include <string>
 
-#include "authority/admin_service.h"
-#include "authority/sync_service.h"
+#include "authority/rpc/admin_service.h"
+#include "authority/rpc/sync_service.h"
 #include "common/files.h"
 #include "common/grpc_server.h"
 #include "common/work_queue.h"

@@ -14,9 +14,9 @@
 #include <string>
 #include <vector>
 
-#include "authority/etcd_store.h"
-#include "authority/rocksdb_store.h"
 #include "authority/server.h"
+#include "authority/store/etcd/etcd_store.h"
+#include "authority/store/rocksdb/rocksdb_store.h"
 #include "common/files.h"
 #include "common/key_format.h"
 #include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"

@@ -6,7 +6,7 @@
 #include <memory>
 
 #include "absl/time/clock.h"
-#include "authority/key_store.h"
+#include "authority/store/key_store.h"
 #include "common/mutex.h"
 #include "common/work_queue.h"
 

@@ -1,0 +1,49 @@
+#include "authority/fanout/wire_response.h"
+
+#include <grpc/slice.h>
+#include <grpcpp/support/slice.h>
+
+#include <vector>
+
+namespace latchkey {
+namespace {
+
+// `message` serialized straight into a slice of its own.
+grpc::Slice SliceOf(const v1::WatchResponse& message) {
+  const size_t size = message.ByteSizeLong();
+  grpc_slice slice = grpc_slice_malloc(size);
+  message.SerializeWithCachedSizesToArray(GRPC_SLICE_START_PTR(slice));
+  return grpc::Slice(slice, grpc::Slice::STEAL_REF);
+}
+
+}  // namespace
+
+std::shared_ptr<const WireResponse> WireResponse::Encode(const v1::WatchResponse& message) {
+  grpc::Slice slice = SliceOf(message);
+  grpc::ByteBuffer bytes(&slice, 1);
+  const uint64_t revision = message.has_event() ? message.event().revision() : 0;
+  return std::shared_ptr<const WireResponse>(
+      new WireResponse(&bytes, revision, message.message_case()));
+}
+
+std::shared_ptr<const WireResponse> WireResponse::WithSession(std::string_view session) const {
+  std::vector<grpc::Slice> slices;
+  if (!bytes_.Dump(&slices).ok()) slices.clear();  // an empty buffer has nothing to share
+  v1::WatchResponse suffix;
+  suffix.set_session(std::string(session));
+  slices.push_back(SliceOf(suffix));
+  grpc::ByteBuffer bytes(slices.data(), slices.size());
+  return std::shared_ptr<const WireResponse>(new WireResponse(&bytes, event_revision_, kind_));
+}
+
+v1::WatchResponse WireResponse::Decode(const grpc::ByteBuffer& bytes) {
+  v1::WatchResponse message;
+  grpc::Slice flat;
+  if (!bytes.DumpToSingleSlice(&flat).ok() ||
+      !message.ParseFromArray(flat.begin(), static_cast<int>(flat.size()))) {
+    message.Clear();
+  }
+  return message;
+}
+
+}  // namespace latchkey

@@ -1,0 +1,330 @@
+#include "authority/rpc/sync_service.h"
+
+#include <optional>
+
+#include "absl/time/clock.h"
+#include "authority/fanout/watch_stream.h"
+#include "authority/rpc/admin_service.h"
+#include "common/log.h"
+#include "common/mutex.h"
+#include "common/status.h"
+#include "common/strings.h"
+
+namespace latchkey {
+namespace {
+
+constexpr size_t kMaxSidecarIdChars = 128;
+
+// Parses a raw request; `what` names the message in the error.
+template <typename Message>
+absl::Status ParseRequest(const grpc::ByteBuffer& bytes, std::string_view what, Message& out) {
+  grpc::Slice flat;
+  if (!bytes.DumpToSingleSlice(&flat).ok() ||
+      !out.ParseFromArray(flat.begin(), static_cast<int>(flat.size()))) {
+    return absl::InvalidArgumentError(StrCat("the request is not a valid ", what));
+  }
+  return absl::OkStatus();
+}
+
+// One following sidecar, from its watch request until its call is done: its
+// place in receipts and the stream of messages it is sent.
+class Following {
+ public:
+  Following(const SyncService::StreamDeps& deps, WatchSink* sink, const std::string& principal_id,
+            const std::string& sidecar_id, const std::string& resume_session)
+      : propagation_(deps.propagation),
+        receipts_(propagation_->Opened(principal_id, sidecar_id, resume_session, absl::Now())),
+        stream_(deps.store, deps.snapshots, deps.hub, deps.store_work, sink, principal_id,
+                sidecar_id, deps.queue_limit, receipts_.session) {}
+  // The session's entry stays in receipts, as disconnected, until the
+  // sidecar comes back, leaves or is forgotten. Then the stream leaves the
+  // hub.
+  ~Following() { propagation_->Closed(receipts_, absl::Now()); }
+
+  WatchStream& stream() { return stream_; }
+  const std::string& session() const { return receipts_.session; }
+
+ private:
+  PropagationTracker* const propagation_;
+  const PropagationTracker::Stream receipts_;
+  WatchStream stream_;
+};
+
+// A reactor that finishes at once, for refused calls.
+template <typename Reactor>
+class Refused final : public Reactor {
+ public:
+  explicit Refused(const absl::Status& status) { this->Finish(ToGrpcStatus(status)); }
+  void OnDone() override { delete this; }
+};
+
+// The gRPC face of one Watch call (sidecars of the previous release): a
+// write reactor that is the stream's sink. Deletes itself in OnDone, when
+// gRPC has finished with it.
+class WatchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public WatchSink {
+ public:
+  WatchReactor(const SyncService::StreamDeps& deps, const std::string& principal_id,
+               const std::string& sidecar_id, const std::string& resume_session)
+      : following_(deps, this, principal_id, sidecar_id, resume_session) {}
+
+  void Start(const v1::WatchRequest& req, WatchStream::Admit admit) {
+    following_.stream().Start(req, std::move(admit));
+  }
+
+  // WatchSink.
+  void Write(const grpc::ByteBuffer* message) override { StartWrite(message); }
+  void End(absl::Status status) override { Finish(ToGrpcStatus(status)); }
+
+  // grpc::ServerWriteReactor.
+  void OnWriteDone(bool ok) override { following_.stream().OnWriteDone(ok); }
+  void OnCancel() override { following_.stream().Cancel(); }
+  void OnDone() override { delete this; }
+
+ private:
+  Following following_;
+};
+
+// The gRPC face of one Sync call: reads the watch request, starts the stream
+// (this reactor is its sink), then counts each acknowledgement the sidecar
+// sends under the stream's own session. Deletes itself in OnDone.
+//
+// gRPC may run OnReadDone, OnWriteDone and OnCancel at once on different
+// threads; only OnReadDone touches following_ before the stream starts, and
+// OnCancel learns whether it has started under mu_.
+class SyncReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
+                          public WatchSink {
+ public:
+  SyncReactor(const SyncService* service, Caller caller, std::string peer, WatchStream::Admit admit)
+      : service_(service),
+        caller_(std::move(caller)),
+        peer_(std::move(peer)),
+        admit_(std::move(admit)) {
+    StartRead(&incoming_);
+  }
+
+  // WatchSink.
+  void Write(const grpc::ByteBuffer* message) override { StartWrite(message); }
+  void End(absl::Status status) override { Finish(ToGrpcStatus(status)); }
+
+  // grpc::ServerBidiReactor.
+  void OnReadDone(bool ok) override {
+    if (!following_) {
+      // Nothing started yet, so this is the only place the call can end.
+      if (!ok) {
+        Finish(ToGrpcStatus(
+            absl::InvalidArgumentError("a Sync call must send its watch request before closing")));
+        return;
+      }
+      Begin();
+      return;
+    }
+    if (!ok) {
+      // The sidecar closed its side (it is leaving) or went away.
+      following_->stream().Cancel(absl::OkStatus());
+      return;
+    }
+    absl::Status counted = ParseRequest(incoming_, "SyncRequest", request_);
+    if (counted.ok()) counted = Acknowledge();
+    if (!counted.ok()) {
+      following_->stream().Cancel(std::move(counted));
+      return;
+    }
+    StartRead(&incoming_);
+  }
+  void OnWriteDone(bool ok) override { following_->stream().OnWriteDone(ok); }
+  void OnCancel() override {
+    {
+      MutexLock lock(&mu_);
+      if (!started_) {
+        cancelled_ = true;  // OnReadDone sees it once it has started the stream
+        return;
+      }
+    }
+    following_->stream().Cancel();
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  // The first message: the watch request.
+  void Begin() {
+    if (absl::Status parsed = ParseRequest(incoming_, "SyncRequest", request_); !parsed.ok()) {
+      Finish(ToGrpcStatus(parsed));
+      return;
+    }
+    if (!request_.has_watch()) {
+      Finish(ToGrpcStatus(
+          absl::InvalidArgumentError("the first SyncRequest of a call must carry `watch`")));
+      return;
+    }
+    const v1::WatchRequest& req = request_.watch();
+    if (absl::Status admitted = service_->CheckWatch(req); !admitted.ok()) {
+      Finish(ToGrpcStatus(admitted));
+      return;
+    }
+    following_.emplace(service_->stream_deps(), this, caller_.principal_id,
+                       req.sidecar_id().empty() ? peer_ : req.sidecar_id(), req.session());
+    following_->stream().Start(req, std::move(admit_));
+    bool cancelled;
+    {
+      MutexLock lock(&mu_);
+      started_ = true;
+      cancelled = cancelled_;
+    }
+    if (cancelled) following_->stream().Cancel();
+    StartRead(&incoming_);
+  }
+
+  // Every later message: an acknowledgement. Only a malformed one ends the
+  // stream.
+  absl::Status Acknowledge() {
+    if (!request_.has_acknowledgement()) {
+      return absl::InvalidArgumentError(
+          "after the first SyncRequest every one must carry `acknowledgement`");
+    }
+    const v1::SyncAcknowledgement& ack = request_.acknowledgement();
+    PropagationTracker& receipts = *service_->stream_deps().propagation;
+    if (ack.leaving()) return receipts.Left(caller_.principal_id, following_->session());
+    // Not counted, and no reason to end the stream: a revision of another
+    // store (the sidecar has not caught up with a restore yet), or one after
+    // this replica's head (it resumed from a replica further ahead, and will
+    // resync once a progress message shows it ahead). The sidecar
+    // acknowledges again with its next applied revision.
+    const KeyStore& store = *service_->stream_deps().store;
+    if (ack.store_id() != store.store_id()) return absl::OkStatus();
+    if (ack.applied_revision() > store.head_revision()) return absl::OkStatus();
+    return receipts.Acknowledged(caller_.principal_id, following_->session(),
+                                 ack.applied_revision(), absl::Now());
+  }
+
+  const SyncService* const service_;
+  const Caller caller_;
+  const std::string peer_;  // the sidecar id when the request names none
+  WatchStream::Admit admit_;
+  grpc::ByteBuffer incoming_;  // gRPC's between StartRead and OnReadDone
+  v1::SyncRequest request_;    // the last one read, parsed
+  std::optional<Following> following_;
+
+  Mutex mu_;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// Authenticated again once the stream is in the hub: a deletion of the
+// caller's principal either closes it there or is seen here.
+WatchStream::Admit Reauthenticate(KeyAuthority* authority, const grpc::CallbackServerContext& ctx) {
+  return [authority, token = BearerToken(ctx)] { return authority->Authenticate(token).status(); };
+}
+
+}  // namespace
+
+SyncService::SyncService(KeyAuthority* authority, EventHub* hub, PropagationTracker* propagation,
+                         WorkQueue* store_work, SyncServiceOptions options)
+    : authority_(authority),
+      hub_(hub),
+      propagation_(propagation),
+      options_(options),
+      snapshots_(authority->store()),
+      stream_deps_{.store = &authority->store(),
+                   .snapshots = &snapshots_,
+                   .hub = hub,
+                   .propagation = propagation,
+                   .store_work = store_work,
+                   .queue_limit = options.queue_limit} {
+  authority_->SetPrincipalDeletedListener([hub](const std::string& principal_id) {
+    hub->ClosePrincipal(principal_id, absl::UnauthenticatedError("principal deleted"));
+  });
+}
+
+SyncService::~SyncService() { authority_->SetPrincipalDeletedListener(nullptr); }
+
+absl::StatusOr<Caller> SyncService::AuthorizeFollower(
+    const grpc::CallbackServerContext& ctx) const {
+  absl::StatusOr<Caller> caller = AuthenticateCall(*authority_, ctx);
+  if (!caller.ok()) return caller.status();
+  if (absl::Status allowed = Authorize(*caller, Permission::kSync); !allowed.ok()) return allowed;
+  return caller;
+}
+
+absl::Status SyncService::CheckWatch(const v1::WatchRequest& req) const {
+  if (req.sidecar_id().size() > kMaxSidecarIdChars) {
+    return absl::InvalidArgumentError("sidecar_id is longer than 128 characters");
+  }
+  if (hub_->size() >= options_.max_watchers) {
+    return absl::ResourceExhaustedError("too many watch streams; retry later");
+  }
+  return absl::OkStatus();
+}
+
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* SyncService::Sync(
+    grpc::CallbackServerContext* ctx) {
+  absl::StatusOr<Caller> caller = AuthorizeFollower(*ctx);
+  if (!caller.ok()) {
+    return new Refused<grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>>(
+        caller.status());
+  }
+  return new SyncReactor(this, *std::move(caller), ctx->peer(), Reauthenticate(authority_, *ctx));
+}
+
+grpc::ServerWriteReactor<grpc::ByteBuffer>* SyncService::Watch(grpc::CallbackServerContext* ctx,
+                                                               const grpc::ByteBuffer* raw) {
+  absl::StatusOr<Caller> caller = AuthorizeFollower(*ctx);
+  absl::Status status = caller.status();
+  v1::WatchRequest req;
+  if (status.ok()) status = ParseRequest(*raw, "WatchRequest", req);
+  if (status.ok()) status = CheckWatch(req);
+  if (!status.ok()) return new Refused<grpc::ServerWriteReactor<grpc::ByteBuffer>>(status);
+  auto* reactor =
+      new WatchReactor(stream_deps_, caller->principal_id,
+                       req.sidecar_id().empty() ? ctx->peer() : req.sidecar_id(), req.session());
+  reactor->Start(req, Reauthenticate(authority_, *ctx));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* SyncService::Acknowledge(grpc::CallbackServerContext* ctx,
+                                                   const v1::AcknowledgeRequest* req,
+                                                   v1::AcknowledgeResponse*) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  absl::StatusOr<Caller> caller = AuthenticateCall(*authority_, *ctx);
+  absl::Status status = caller.status();
+  if (status.ok()) status = Authorize(*caller, Permission::kSync);
+  if (status.ok()) status = CountAcknowledgement(*caller, *req);
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+absl::Status SyncService::CountAcknowledgement(const Caller& caller,
+                                               const v1::AcknowledgeRequest& req) {
+  if (req.session().empty()) {
+    return absl::InvalidArgumentError(
+        "session is required: the one the Watch stream's first message carried");
+  }
+  if (req.leaving()) return propagation_->Left(caller.principal_id, req.session());
+  // An acknowledgement for another store (the sidecar has not caught up with
+  // a restore yet) says nothing about this one.
+  if (req.store_id() != authority_->store().store_id()) return absl::OkStatus();
+  const uint64_t head = authority_->store().head_revision();
+  if (req.applied_revision() > head) {
+    return absl::InvalidArgumentError(
+        StrCat("applied_revision ", req.applied_revision(), " is after the head revision ", head));
+  }
+  return propagation_->Acknowledged(caller.principal_id, req.session(), req.applied_revision(),
+                                    absl::Now());
+}
+
+grpc::ServerUnaryReactor* SyncService::ReportUsage(grpc::CallbackServerContext* ctx,
+                                                   const v1::ReportUsageRequest* req,
+                                                   v1::ReportUsageResponse*) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  absl::StatusOr<Caller> caller = AuthenticateCall(*authority_, *ctx);
+  absl::Status status = caller.status();
+  if (!status.ok()) {
+    reactor->Finish(ToGrpcStatus(status));
+    return reactor;
+  }
+  // Summed in memory (authority/core/usage_ledger.h), with no store call: it is
+  // answered here, not on the store's threads.
+  reactor->Finish(ToGrpcStatus(authority_->RecordUsage(*caller, *req)));
+  return reactor;
+}
+
+}  // namespace latchkey
