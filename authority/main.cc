@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_join.h"
 #include "authority/server.h"
+#include "authority/store_factory.h"
 #include "common/crash.h"
 #include "common/daemon.h"
 #include "common/key_format.h"

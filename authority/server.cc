@@ -1,10 +1,5 @@
 #include "authority/server.h"
 
-#include <sys/stat.h>
-
-#include <filesystem>
-#include <limits>
-
 #include "absl/time/clock.h"
 #include "authority/fanout/event_hub.h"
 #include "authority/fanout/propagation.h"
@@ -12,8 +7,7 @@
 #include "authority/rpc/rpc_metrics.h"
 #include "authority/rpc/secret_scanning.h"
 #include "authority/rpc/sync_service.h"
-#include "authority/store/rocksdb/rocksdb_store.h"
-#include "common/files.h"
+#include "authority/store_factory.h"
 #include "common/log.h"
 #include "common/periodic.h"
 #include "common/strings.h"
@@ -78,121 +72,7 @@ void AddStoreMetrics(Registry& metrics, KeyStore* store, EventHub* hub, KeyAutho
 
 }  // namespace
 
-std::string EmbeddedMasterKeyPath(const AuthorityOptions& options) {
-  return options.master_key_file.empty() ? options.data_dir + "/master.key"
-                                         : options.master_key_file;
-}
-
 namespace {
-
-struct OpenedStore {
-  std::unique_ptr<KeyStore> store;
-  Sealer sealer;
-  std::string admin_token_path;
-};
-
-// The embedded store in the data dir, with its master key (made on first
-// start, never replaced while sealed values need it).
-absl::StatusOr<OpenedStore> OpenEmbedded(const AuthorityOptions& options) {
-  if (options.store != "rocksdb") {
-    return absl::InvalidArgumentError("--store is rocksdb or etcd, not " + options.store);
-  }
-  std::error_code ec;
-  std::filesystem::create_directories(options.data_dir, ec);
-  if (ec) return absl::InternalError("cannot create " + options.data_dir + ": " + ec.message());
-  ::chmod(options.data_dir.c_str(), 0700);
-  RocksDbStoreOptions store_options;
-  store_options.path = options.data_dir + "/db";
-  store_options.event_retention = options.event_retention;
-  store_options.group_commit = options.group_commit;
-  absl::StatusOr<std::unique_ptr<KeyStore>> store = OpenRocksDbStore(store_options);
-  if (!store.ok()) return store.status();
-
-  const std::string master_key = EmbeddedMasterKeyPath(options);
-  // A new master key is made only for a store with nothing sealed yet: a new
-  // key would never open the values already there.
-  if (absl::StatusOr<std::string> existing = ReadPrivateFile(master_key);
-      existing.ok() && existing->empty()) {
-    absl::StatusOr<bool> sealed = KeyAuthority::HoldsSealedValues(**store);
-    if (!sealed.ok()) return sealed.status();
-    if (*sealed) {
-      return absl::FailedPreconditionError(
-          "master key file " + master_key +
-          " is missing or empty, but the store holds API key values sealed with a master key: "
-          "restore the original file (a new key cannot open them)");
-    }
-  }
-  absl::StatusOr<Sealer> sealer = Sealer::LoadOrCreate(master_key);
-  if (!sealer.ok()) return sealer.status();
-  return OpenedStore{*std::move(store), *std::move(sealer), options.data_dir + "/admin.token"};
-}
-
-}  // namespace
-
-absl::StatusOr<ImportReport> MigrateToEtcd(const AuthorityOptions& options) {
-  const std::string db = options.data_dir + "/db";
-  if (!std::filesystem::exists(db + "/CURRENT")) {
-    return absl::NotFoundError("no embedded store in " + options.data_dir);
-  }
-  RocksDbStoreOptions source_options;
-  source_options.path = db;
-  // Opening with a retention trims events beyond it; this copy keeps them all.
-  source_options.event_retention = std::numeric_limits<uint64_t>::max();
-  absl::StatusOr<std::unique_ptr<KeyStore>> source = OpenRocksDbStore(source_options);
-  if (!source.ok()) {
-    return absl::Status(source.status().code(),
-                        StrCat(std::string(source.status().message()),
-                               " (stop the authority that uses it before migrating)"));
-  }
-  EtcdStoreOptions etcd = options.etcd;
-  etcd.event_retention = options.event_retention;
-  return ImportIntoEtcd(**source, etcd);
-}
-
-namespace {
-
-// The replicated store. Every replica is given the same master key; none
-// makes one.
-absl::StatusOr<OpenedStore> OpenEtcd(const AuthorityOptions& options) {
-  if (options.master_key_file.empty()) {
-    return absl::InvalidArgumentError(
-        "--store=etcd needs --master-key-file: every replica shares one master key, and none "
-        "generates it");
-  }
-  absl::StatusOr<Sealer> sealer = Sealer::Load(options.master_key_file);
-  if (!sealer.ok()) return sealer.status();
-  EtcdStoreOptions etcd = options.etcd;
-  etcd.event_retention = options.event_retention;
-  absl::StatusOr<std::unique_ptr<KeyStore>> store = OpenEtcdStore(etcd);
-  if (!store.ok()) return store.status();
-  return OpenedStore{*std::move(store), *std::move(sealer), options.bootstrap_token_file};
-}
-
-// An empty shared store gets its first ADMIN from --bootstrap-token-file (the
-// first replica to commit creates it; the others find it). Without the flag
-// an empty store is refused: a generated token would sit on one replica only.
-absl::Status BootstrapShared(const AuthorityOptions& options, const KeyStore& store,
-                             KeyAuthority& authority) {
-  if (options.bootstrap_token_file.empty()) {
-    absl::StatusOr<Page> any = store.Scan(Table::kPrincipals, "", "", 1);
-    if (!any.ok()) return any.status();
-    if (any->rows.empty()) {
-      return absl::FailedPreconditionError(
-          "the etcd store has no principals yet: start with --bootstrap-token-file FILE (a "
-          "token from `latchkey-authority new-token`) to create the first ADMIN");
-    }
-    return absl::OkStatus();
-  }
-  absl::StatusOr<std::string> token = ReadTokenFile(options.bootstrap_token_file);
-  if (!token.ok()) return token.status();
-  absl::StatusOr<bool> created = authority.BootstrapAdminWithToken(*token);
-  if (!created.ok()) return created.status();
-  if (*created) {
-    spdlog::info("created ADMIN principal admin with the token in {}",
-                 options.bootstrap_token_file);
-  }
-  return absl::OkStatus();
-}
 
 // Writes the usage reports summed in memory every `interval`; says so when
 // it starts and stops failing (the counts wait in memory meanwhile).
@@ -248,8 +128,7 @@ AuthorityServer::AuthorityServer(std::unique_ptr<Parts> parts) : parts_(std::mov
 absl::StatusOr<std::unique_ptr<AuthorityServer>> AuthorityServer::Start(
     const AuthorityOptions& options) {
   auto parts = std::make_unique<Parts>();
-  absl::StatusOr<OpenedStore> opened =
-      options.store == "etcd" ? OpenEtcd(options) : OpenEmbedded(options);
+  absl::StatusOr<OpenedStore> opened = OpenStore(options);
   if (!opened.ok()) return opened.status();
   parts->store = std::move(opened->store);
   KeyAuthorityOptions core_options;
@@ -259,17 +138,7 @@ absl::StatusOr<std::unique_ptr<AuthorityServer>> AuthorityServer::Start(
       KeyAuthority::Create(parts->store.get(), std::move(opened->sealer), core_options);
   if (!authority.ok()) return authority.status();
   parts->authority = *std::move(authority);
-  if (options.store == "etcd") {
-    if (absl::Status s = BootstrapShared(options, *parts->store, *parts->authority); !s.ok()) {
-      return s;
-    }
-  } else {
-    absl::StatusOr<bool> bootstrapped = parts->authority->BootstrapAdmin(opened->admin_token_path);
-    if (!bootstrapped.ok()) return bootstrapped.status();
-    if (*bootstrapped) {
-      spdlog::info("created ADMIN principal; token written to {}", opened->admin_token_path);
-    }
-  }
+  if (absl::Status s = opened->bootstrap(*parts->authority); !s.ok()) return s;
 
   KeyStore* raw_store = parts->store.get();
   parts->hub = std::make_unique<EventHub>(raw_store->store_id(), options.progress_interval,
@@ -291,7 +160,7 @@ absl::StatusOr<std::unique_ptr<AuthorityServer>> AuthorityServer::Start(
   // On a shared store the listener hears every replica's commits; a
   // principal another replica created or deleted reaches this one's token
   // table here (read on a store thread: the listener must not block).
-  const bool shared = options.store == "etcd";
+  const bool shared = opened->shared;
   raw_store->SetCommitListener([hub, propagation, mutations, store_work, core, shared, webhooks](
                                    const v1::KeyEvent& event, const v1::AuditEvent& audit) {
     propagation->Committed(event.revision(), absl::Now());
@@ -357,8 +226,8 @@ absl::StatusOr<std::unique_ptr<AuthorityServer>> AuthorityServer::Start(
     }
     parts->secret_scanning = *std::move(leaks);
   }
-  if (options.store == "etcd") {
-    // Health follows the etcd quorum: without it nothing can commit, and the
+  if (opened->shared) {
+    // Health follows the store's quorum: without it nothing can commit, and the
     // replica says so (NOT_SERVING) so that load balancers use another one.
     // So does a replica that can no longer follow the log (its store says why).
     grpc::HealthCheckServiceInterface* health = parts->server->GetHealthCheckService();
@@ -368,9 +237,9 @@ absl::StatusOr<std::unique_ptr<AuthorityServer>> AuthorityServer::Start(
           if (reachable.ok() != *serving) {
             *serving = reachable.ok();
             if (*serving) {
-              spdlog::info("etcd answers again: SERVING");
+              spdlog::info("the store answers again: SERVING");
             } else {
-              spdlog::error("cannot serve from etcd ({}): NOT_SERVING", reachable.ToString());
+              spdlog::error("cannot serve from the store ({}): NOT_SERVING", reachable.ToString());
             }
           }
           health->SetServingStatus(*serving);

@@ -87,16 +87,6 @@ class AuthorityServer {
   bool shut_down_ = false;
 };
 
-// The embedded store's master key file: --master-key-file, or master.key in
-// the data dir.
-std::string EmbeddedMasterKeyPath(const AuthorityOptions& options);
-
-// latchkey-authority migrate (docs/operations.md, "Moving to etcd"): copies
-// the embedded store in options.data_dir into options.etcd, which must be an
-// empty prefix. The store must not be in use (RocksDB refuses a second
-// opener).
-absl::StatusOr<ImportReport> MigrateToEtcd(const AuthorityOptions& options);
-
 }  // namespace latchkey
 
 #endif  // LATCHKEY_AUTHORITY_SERVER_H_
