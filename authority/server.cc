@@ -164,14 +164,14 @@ absl::StatusOr<std::unique_ptr<AuthorityServer>> AuthorityServer::Start(
   raw_store->SetCommitListener([hub, propagation, mutations, store_work, core, shared, webhooks](
                                    const v1::KeyEvent& event, const v1::AuditEvent& audit) {
     propagation->Committed(event.revision(), absl::Now());
-    core->Committed(event);
+    const KeyAuthority::Consequences consequences = core->Committed(event, audit);
     hub->Publish(event);
-    webhooks->Wake(audit.action().starts_with("webhook."));
+    webhooks->Wake(consequences.webhooks);
     mutations->With({audit.action()}).Inc();
     spdlog::info("revision {}: {} by {} project={} key={}", event.revision(), audit.action(),
                  audit.actor(), audit.project_id().empty() ? "-" : audit.project_id(),
                  audit.key_id().empty() ? "-" : audit.key_id());
-    if (shared && audit.action().starts_with("principal.")) {
+    if (shared && consequences.principals) {
       store_work->Post([core] {
         if (absl::Status s = core->ReloadPrincipals(); !s.ok()) {
           spdlog::error("reloading principals: {}", s.ToString());
@@ -179,9 +179,9 @@ absl::StatusOr<std::unique_ptr<AuthorityServer>> AuthorityServer::Start(
       });
     }
   });
-  parts->admin = std::make_unique<AdminService>(parts->authority.get(), propagation,
+  parts->admin = std::make_unique<AdminService>(parts->authority.get(), raw_store, propagation,
                                                 parts->store_work.get(), webhooks);
-  parts->sync = std::make_unique<SyncService>(parts->authority.get(), hub, propagation,
+  parts->sync = std::make_unique<SyncService>(parts->authority.get(), raw_store, hub, propagation,
                                               parts->store_work.get(),
                                               SyncServiceOptions{options.watch_queue_limit});
 
@@ -289,5 +289,7 @@ int AuthorityServer::leak_report_port() const {
 }
 
 std::string AuthorityServer::admin_token_path() const { return admin_token_path_; }
+
+KeyStore& AuthorityServer::store() { return *parts_->store; }
 
 }  // namespace latchkey

@@ -71,6 +71,8 @@ class AuthorityServer {
   std::string address(size_t i = 0) const;
   std::string admin_token_path() const;
   KeyAuthority& authority() { return *authority_; }
+  // The store it serves from (tests and benches read its stats).
+  KeyStore& store();
   // The bound port of the metrics server, 0 when it is off.
   int metrics_port() const;
   // The bound port of the secret scanning endpoint, 0 when it is off.

@@ -119,7 +119,7 @@ std::vector<std::unique_ptr<AuthorityServer>> StartReplicas(const std::string& e
 StoreStats SumStats(const std::vector<std::unique_ptr<AuthorityServer>>& servers) {
   StoreStats sum;
   for (const auto& s : servers) {
-    const StoreStats one = s->authority().store().stats();
+    const StoreStats one = s->store().stats();
     sum.commits += one.commits;
     sum.conflicts += one.conflicts;
     sum.syncs += one.syncs;
@@ -481,11 +481,11 @@ int Usage(int clients, double seconds, const std::string& etcd_endpoints) {
       (CpuSeconds(getpid()) - cpu) * 1000 / std::max<double>(1, reports.load());
   // What the reports cost the store: the next flush (the periodic one may
   // have run meanwhile; this one writes what came after it).
-  const uint64_t writes_before = server.authority().store().stats().advisory_writes;
+  const uint64_t writes_before = server.store().stats().advisory_writes;
   const auto flush_start = Clock::now();
   if (!server.authority().FlushUsage().ok()) return 1;
   const double flush_ms = Ms(Clock::now() - flush_start);
-  const uint64_t flush_writes = server.authority().store().stats().advisory_writes - writes_before;
+  const uint64_t flush_writes = server.store().stats().advisory_writes - writes_before;
   v1::GetKeyRequest get;
   get.set_key_id(key_ids.back());
   v1::Key key;

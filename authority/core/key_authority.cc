@@ -171,13 +171,14 @@ void KeyAuthority::BackOff(int attempt) {
 absl::StatusOr<uint64_t> KeyAuthority::CommitAndRelease(Mutation m, ReleasableMutexLock& lock) {
   // Kept for Committed below: the store takes the mutation.
   const v1::KeyEvent event = m.event;
+  const v1::AuditEvent audit = m.audit;
   absl::StatusOr<uint64_t> revision = store_->Append(std::move(m));
   lock.Release();
   if (!revision.ok()) return revision;
   if (absl::Status synced = store_->Sync(*revision); !synced.ok()) return synced;
   // The commit listener calls it too, when there is one (the server's);
   // without one this replica's own changes still count.
-  Committed(event);
+  Committed(event, audit);  // what it asks of the server is the listener's to act on
   return revision;
 }
 

@@ -215,12 +215,15 @@ class KeyAuthority {
   // key.rejected_after_revocation for revoked keys that sidecars still
   // send, at most hourly per key. FlushUsage calls it with what it wrote.
   absl::Status AnnounceStillSent(const std::vector<UsageLedger::StillSent>& keys, absl::Time now);
-  // Called with every committed event, this replica's and (on a shared
+  // What a committed change asks of the server beyond the key set.
+  struct Consequences {
+    bool principals = false;  // principals changed: a replica reloads its tokens
+    bool webhooks = false;    // webhooks changed: their deliveries are looked at again
+  };
+  // Called with every committed change, this replica's and (on a shared
   // store) the others', from the store's commit listener, so it is quick:
   // usage reported before a key's revocation does not count as since it.
-  void Committed(const v1::KeyEvent& event);
-
-  KeyStore& store() { return *store_; }
+  Consequences Committed(const v1::KeyEvent& event, const v1::AuditEvent& audit);
 
  private:
   KeyAuthority(KeyStore* store, Sealer sealer, KeyAuthorityOptions options)

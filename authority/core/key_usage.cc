@@ -63,7 +63,8 @@ absl::Status KeyAuthority::FlushUsage() {
   return absl::OkStatus();
 }
 
-void KeyAuthority::Committed(const v1::KeyEvent& event) {
+KeyAuthority::Consequences KeyAuthority::Committed(const v1::KeyEvent& event,
+                                                   const v1::AuditEvent& audit) {
   // A key is revoked when every value it has is: its current one and any
   // retired ones (a rotation without grace revokes only the old value).
   absl::flat_hash_map<std::string_view, bool> revoked;
@@ -74,6 +75,9 @@ void KeyAuthority::Committed(const v1::KeyEvent& event) {
   for (const auto& [key_id, is_revoked] : revoked) {
     if (is_revoked) usage_.Revoked(key_id);
   }
+  // principals.cc and key_webhooks.cc name their actions so.
+  return Consequences{.principals = audit.action().starts_with("principal."),
+                      .webhooks = audit.action().starts_with("webhook.")};
 }
 
 }  // namespace latchkey

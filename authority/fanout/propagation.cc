@@ -198,4 +198,17 @@ uint64_t PropagationTracker::version() const {
   return version_;
 }
 
+absl::StatusOr<v1::GetPropagationResponse> PropagationTracker::ReceiptAcrossReplicas(
+    uint64_t revision, const KeyStore& store, absl::Time now) const {
+  absl::StatusOr<std::vector<std::string>> shared = store.SharedByOthers();
+  if (!shared.ok()) return shared.status();
+  std::vector<internal::SharedReceipts> others(shared->size());
+  for (size_t i = 0; i < shared->size(); ++i) {
+    if (!others[i].ParseFromString((*shared)[i])) {
+      return absl::DataLossError("another replica shared receipts this one cannot read");
+    }
+  }
+  return Receipt(revision, store.head_revision(), now, others);
+}
+
 }  // namespace latchkey

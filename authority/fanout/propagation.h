@@ -33,6 +33,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "authority/internal/records.pb.h"
+#include "authority/store/key_store.h"
 #include "common/mutex.h"
 #include "latchkey/v1/key_admin.pb.h"
 
@@ -76,6 +77,12 @@ class PropagationTracker {
   absl::StatusOr<v1::GetPropagationResponse> Receipt(
       uint64_t revision, uint64_t head, absl::Time now,
       const std::vector<internal::SharedReceipts>& others = {}) const;
+
+  // The receipt for `revision` across every replica of `store`: this
+  // tracker's sidecars and what the others shared (KeyStore::SharedByOthers).
+  absl::StatusOr<v1::GetPropagationResponse> ReceiptAcrossReplicas(uint64_t revision,
+                                                                   const KeyStore& store,
+                                                                   absl::Time now) const;
 
   // What other replicas need of this tracker for their receipts: every
   // sidecar's newest acknowledgement, and the slowest delays of the newest

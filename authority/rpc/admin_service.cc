@@ -106,16 +106,7 @@ AdminService::Reactor* AdminService::TestWebhook(Ctx* ctx, const v1::TestWebhook
 }
 
 absl::StatusOr<v1::GetPropagationResponse> AdminService::Receipt(uint64_t revision) const {
-  const KeyStore& store = authority_->store();
-  absl::StatusOr<std::vector<std::string>> shared = store.SharedByOthers();
-  if (!shared.ok()) return shared.status();
-  std::vector<internal::SharedReceipts> others(shared->size());
-  for (size_t i = 0; i < shared->size(); ++i) {
-    if (!others[i].ParseFromString((*shared)[i])) {
-      return absl::DataLossError("another replica shared receipts this one cannot read");
-    }
-  }
-  return propagation_->Receipt(revision, store.head_revision(), absl::Now(), others);
+  return propagation_->ReceiptAcrossReplicas(revision, *store_, absl::Now());
 }
 
 }  // namespace latchkey

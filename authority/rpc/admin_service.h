@@ -24,10 +24,13 @@ absl::StatusOr<Caller> AuthenticateCall(const KeyAuthority& authority,
 // reach the store run on `store_work`, never on gRPC's callback threads.
 class AdminService final : public v1::KeyAdmin::CallbackService {
  public:
-  // `webhooks` sends TestWebhook's pings; null: that call is UNAVAILABLE.
-  AdminService(KeyAuthority* authority, const PropagationTracker* propagation,
-               WorkQueue* store_work, WebhookDeliverer* webhooks = nullptr)
+  // `store` is `authority`'s, read for receipts across replicas; `webhooks`
+  // sends TestWebhook's pings (null: that call is UNAVAILABLE).
+  AdminService(KeyAuthority* authority, const KeyStore* store,
+               const PropagationTracker* propagation, WorkQueue* store_work,
+               WebhookDeliverer* webhooks = nullptr)
       : authority_(authority),
+        store_(store),
         propagation_(propagation),
         store_work_(store_work),
         webhooks_(webhooks) {}
@@ -86,6 +89,7 @@ class AdminService final : public v1::KeyAdmin::CallbackService {
   absl::StatusOr<v1::GetPropagationResponse> Receipt(uint64_t revision) const;
 
   KeyAuthority* const authority_;
+  const KeyStore* const store_;
   const PropagationTracker* const propagation_;
   WorkQueue* const store_work_;
   WebhookDeliverer* const webhooks_;

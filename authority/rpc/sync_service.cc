@@ -217,14 +217,16 @@ WatchStream::Admit Reauthenticate(KeyAuthority* authority, const grpc::CallbackS
 
 }  // namespace
 
-SyncService::SyncService(KeyAuthority* authority, EventHub* hub, PropagationTracker* propagation,
-                         WorkQueue* store_work, SyncServiceOptions options)
+SyncService::SyncService(KeyAuthority* authority, KeyStore* store, EventHub* hub,
+                         PropagationTracker* propagation, WorkQueue* store_work,
+                         SyncServiceOptions options)
     : authority_(authority),
+      store_(store),
       hub_(hub),
       propagation_(propagation),
       options_(options),
-      snapshots_(authority->store()),
-      stream_deps_{.store = &authority->store(),
+      snapshots_(*store),
+      stream_deps_{.store = store,
                    .snapshots = &snapshots_,
                    .hub = hub,
                    .propagation = propagation,
@@ -301,8 +303,8 @@ absl::Status SyncService::CountAcknowledgement(const Caller& caller,
   if (req.leaving()) return propagation_->Left(caller.principal_id, req.session());
   // An acknowledgement for another store (the sidecar has not caught up with
   // a restore yet) says nothing about this one.
-  if (req.store_id() != authority_->store().store_id()) return absl::OkStatus();
-  const uint64_t head = authority_->store().head_revision();
+  if (req.store_id() != store_->store_id()) return absl::OkStatus();
+  const uint64_t head = store_->head_revision();
   if (req.applied_revision() > head) {
     return absl::InvalidArgumentError(
         StrCat("applied_revision ", req.applied_revision(), " is after the head revision ", head));

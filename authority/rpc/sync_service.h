@@ -45,8 +45,8 @@ class SyncService final : public KeySyncMethods {
     size_t queue_limit;
   };
 
-  SyncService(KeyAuthority* authority, EventHub* hub, PropagationTracker* propagation,
-              WorkQueue* store_work, SyncServiceOptions options);
+  SyncService(KeyAuthority* authority, KeyStore* store, EventHub* hub,
+              PropagationTracker* propagation, WorkQueue* store_work, SyncServiceOptions options);
   ~SyncService() override;
 
   // Requests are SyncRequest messages, responses WatchResponse messages.
@@ -74,6 +74,7 @@ class SyncService final : public KeySyncMethods {
   absl::Status CountAcknowledgement(const Caller& caller, const v1::AcknowledgeRequest& req);
 
   KeyAuthority* const authority_;
+  KeyStore* const store_;  // authority_'s
   EventHub* const hub_;
   PropagationTracker* const propagation_;
   const SyncServiceOptions options_;

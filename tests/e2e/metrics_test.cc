@@ -171,7 +171,7 @@ TEST_CASE("last-used times reach the authority within the usage interval, counts
   SidecarServer& s2 = c.AddSidecar(fast);
   const v1::CreateProjectResponse p = c.admin().CreateProject("shop");
   REQUIRE(c.AllCaughtUp());
-  KeyStore& store = c.authority().authority().store();
+  KeyStore& store = c.authority().store();
   const StoreStats before = store.stats();
   for (int i = 0; i < 50; ++i)
     REQUIRE(testing::Verdict(s1.address(), p.legacy_api_key()) == v1::VALID);

@@ -70,7 +70,7 @@ class Cluster {
   bool AllCaughtUp(std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
     return Eventually(
         [&] {
-          const uint64_t head = authority_->authority().store().head_revision();
+          const uint64_t head = authority_->store().head_revision();
           for (auto& s : sidecars_) {
             if (s && s->sync_state().applied != head) return false;
           }

@@ -34,9 +34,10 @@ class Services {
       propagation_.Committed(e.revision(), absl::Now());
       hub_->Publish(e);
     });
-    admin_service_ = std::make_unique<AdminService>(core_.get(), &propagation_, &work_);
-    sync_service_ =
-        std::make_unique<SyncService>(core_.get(), hub_.get(), &propagation_, &work_, sync_options);
+    admin_service_ =
+        std::make_unique<AdminService>(core_.get(), store_.get(), &propagation_, &work_);
+    sync_service_ = std::make_unique<SyncService>(core_.get(), store_.get(), hub_.get(),
+                                                  &propagation_, &work_, sync_options);
     EnableServerPlugins();
     grpc::ServerBuilder builder;
     int port = 0;

@@ -9,6 +9,7 @@
 #include "absl/time/clock.h"
 #include "authority/store/rocksdb/rocksdb_store.h"
 #include "common/key_format.h"
+#include "common/mutex.h"
 #include "common/time_util.h"
 #include "tests/testing/authority_fixture.h"
 #include "tests/testing/thread_checking_store.h"
@@ -1038,6 +1039,52 @@ TEST_CASE("rule 9 holds across two authorities over one store: one of the last t
   REQUIRE(refused == 1);
   REQUIRE(a->ListPrincipals(admin, {})->principals_size() == 1);
   REQUIRE(a->conflict_retries() + b->conflict_retries() >= 1);
+}
+
+}  // namespace
+}  // namespace latchkey
+
+namespace latchkey {
+namespace {
+
+TEST_CASE(
+    "a committed change says whether principals or webhooks changed, whichever replica made it") {
+  testing::AuthorityFixture f;
+  std::vector<KeyAuthority::Consequences> heard;
+  Mutex mu;
+  f.store().SetCommitListener([&](const v1::KeyEvent& e, const v1::AuditEvent& a) {
+    const KeyAuthority::Consequences c = f.authority().Committed(e, a);
+    MutexLock lock(&mu);
+    heard.push_back(c);
+  });
+  v1::CreateProjectRequest project;
+  project.set_name("shop");
+  REQUIRE(f.authority().CreateProject(f.manager(), project).ok());
+  v1::CreatePrincipalRequest principal;
+  principal.set_name("ingest");
+  principal.set_role(v1::ROLE_SIDECAR);
+  REQUIRE(f.authority().CreatePrincipal(f.admin(), principal).ok());
+  v1::CreateWebhookRequest webhook;
+  webhook.set_url("https://127.0.0.1:1/hook");
+  webhook.add_events("key.revoked");
+  REQUIRE(f.authority().CreateWebhook(f.admin(), webhook).ok());
+  // A shared store may tell its listener a moment after the commit returns.
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  auto count = [&] {
+    MutexLock lock(&mu);
+    return heard.size();
+  };
+  while (count() < 3 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
+  f.store().SetCommitListener(nullptr);
+
+  MutexLock lock(&mu);
+  REQUIRE(heard.size() == 3);
+  CHECK_FALSE(heard[0].principals);
+  CHECK_FALSE(heard[0].webhooks);
+  CHECK(heard[1].principals);
+  CHECK_FALSE(heard[1].webhooks);
+  CHECK_FALSE(heard[2].principals);
+  CHECK(heard[2].webhooks);
 }
 
 }  // namespace
