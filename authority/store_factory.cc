@@ -5,19 +5,30 @@
 #include <filesystem>
 #include <limits>
 
-#include "authority/store/etcd/etcd_store.h"
+#include "authority/store/etcd/etcd_store.h"  // with LATCHKEY_WITH_ETCD only
 #include "authority/store/rocksdb/rocksdb_store.h"
 #include "common/files.h"
 #include "common/log.h"
 #include "common/strings.h"
 
 namespace latchkey {
+namespace {
+
+#if !LATCHKEY_WITH_ETCD
+absl::Status NoEtcd() {
+  return absl::UnimplementedError(
+      "this latchkey-authority was built without the etcd store (LATCHKEY_WITH_ETCD=OFF)");
+}
+#endif
+
+}  // namespace
 
 std::string EmbeddedMasterKeyPath(const AuthorityOptions& options) {
   return options.master_key_file.empty() ? options.data_dir + "/master.key"
                                          : options.master_key_file;
 }
 
+#if LATCHKEY_WITH_ETCD
 absl::StatusOr<ImportReport> MigrateToEtcd(const AuthorityOptions& options) {
   const std::string db = options.data_dir + "/db";
   if (!std::filesystem::exists(db + "/CURRENT")) {
@@ -37,6 +48,9 @@ absl::StatusOr<ImportReport> MigrateToEtcd(const AuthorityOptions& options) {
   etcd.event_retention = options.event_retention;
   return ImportIntoEtcd(**source, etcd);
 }
+#else
+absl::StatusOr<ImportReport> MigrateToEtcd(const AuthorityOptions&) { return NoEtcd(); }
+#endif
 
 namespace {
 
@@ -84,6 +98,7 @@ absl::StatusOr<OpenedStore> OpenEmbedded(const AuthorityOptions& options) {
                      }};
 }
 
+#if LATCHKEY_WITH_ETCD
 // An empty shared store gets its first ADMIN from --bootstrap-token-file (the
 // first replica to commit creates it; the others find it). Without the flag
 // an empty store is refused: a generated token would sit on one replica only.
@@ -133,6 +148,9 @@ absl::StatusOr<OpenedStore> OpenEtcd(const AuthorityOptions& options) {
                        return BootstrapShared(options, *shared, authority);
                      }};
 }
+#else
+absl::StatusOr<OpenedStore> OpenEtcd(const AuthorityOptions&) { return NoEtcd(); }
+#endif
 
 }  // namespace
 

@@ -1507,18 +1507,6 @@ class EtcdStore : public KeyStore {
 
 }  // namespace
 
-absl::StatusOr<std::vector<std::string>> ParseEndpoints(std::string_view list) {
-  std::vector<std::string> endpoints;
-  for (;;) {
-    const size_t comma = list.find(',');
-    const std::string_view e = list.substr(0, comma);
-    if (e.empty()) return absl::InvalidArgumentError("an empty etcd endpoint in the list");
-    endpoints.emplace_back(e);
-    if (comma == std::string_view::npos) return endpoints;
-    list.remove_prefix(comma + 1);
-  }
-}
-
 namespace {
 
 absl::StatusOr<std::unique_ptr<EtcdClient>> Connect(const EtcdStoreOptions& options) {
