@@ -11,49 +11,10 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "authority/core/key_authority.h"
-#include "authority/store/etcd/etcd_store.h"
-#include "authority/webhooks/webhook_delivery.h"
-#include "common/grpc_server.h"
-#include "common/tls.h"
+#include "authority/options.h"
+#include "authority/store/key_store.h"
 
 namespace latchkey {
-
-struct AuthorityOptions {
-  ListenOptions listen{{"127.0.0.1:7700"}};
-  // "rocksdb": the embedded store in data_dir. "etcd": the replicated store
-  // on `etcd`; then master_key_file is required and data_dir unused.
-  std::string store = "rocksdb";
-  EtcdStoreOptions etcd;
-  // etcd: the first ADMIN's token, for an empty store (docs/operations.md).
-  std::string bootstrap_token_file;
-  std::string data_dir = "./latchkey-data";
-  std::string master_key_file;  // empty: <data_dir>/master.key (rocksdb only)
-  int max_active_keys = 50;
-  uint64_t event_retention = 100000;
-  absl::Duration progress_interval = absl::Seconds(1);
-  size_t watch_queue_limit = 10000;
-  // How long a sidecar whose watch stream ended without a goodbye stays in
-  // receipts as missing.
-  absl::Duration forget_sidecar_after = absl::Minutes(10);
-  // How often usage reports summed in memory are written to the store (and
-  // once more at shutdown): a crash loses at most this much of this
-  // replica's usage counts.
-  absl::Duration usage_flush_interval = absl::Seconds(10);
-  ServerTlsFiles tls;                 // TLS (and mTLS) for the TCP listeners
-  std::string metrics_listen;         // host:port for HTTP /metrics; empty: off
-  bool metrics_allow_remote = false;  // --metrics-listen may be beyond loopback
-  // GitHub secret scanning's endpoint (authority/rpc/secret_scanning.h): host:port,
-  // empty: off; HTTPS with `tls`. Needs github_keys_file.
-  std::string leak_report_listen;
-  std::string github_keys_file;
-  // Webhook deliveries (authority/webhooks/webhook_delivery.h);
-  // allow_insecure_remote follows listen's.
-  WebhookDeliveryOptions webhooks;
-  bool group_commit = true;  // off only to measure it (bench/)
-  // Threads that run store reads and commits for RPCs (gRPC's callback
-  // threads never block on the disk). Concurrent commits share one fsync.
-  int store_threads = 16;
-};
 
 class AuthorityServer {
  public:

@@ -9,7 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "authority/core/key_authority.h"
-#include "authority/server.h"
+#include "authority/options.h"
 #include "authority/store/key_store.h"
 #include "common/crypto.h"
 
