@@ -174,6 +174,16 @@ TEST_CASE("events committed while a snapshot is read arrive once, in order, afte
   }
 }
 
+TEST_CASE("a watch request with every field left out is a snapshot from the start") {
+  // It is zero bytes on the wire: the raw Watch method must parse it as the
+  // empty message it is (grpcurl -d '{}' sends exactly this).
+  const Via via = GENERATE(Via::kSync, Via::kWatch);
+  Services s;
+  s.admin().CreateProject("shop");
+  Watcher w(s, via, 0, "", "", /*sidecar_id=*/"");
+  REQUIRE(w.ReadSnapshot() == s.store().head_revision());
+}
+
 TEST_CASE("a resume replays retained events and a trimmed one starts over with a snapshot") {
   const Via via = GENERATE(Via::kSync, Via::kWatch);
   Services s(/*retention=*/5);
