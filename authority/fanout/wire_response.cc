@@ -38,12 +38,14 @@ std::shared_ptr<const WireResponse> WireResponse::WithSession(std::string_view s
 
 v1::WatchResponse WireResponse::Decode(const grpc::ByteBuffer& bytes) {
   v1::WatchResponse message;
-  grpc::Slice flat;
-  if (!bytes.DumpToSingleSlice(&flat).ok() ||
-      !message.ParseFromArray(flat.begin(), static_cast<int>(flat.size()))) {
-    message.Clear();
-  }
+  if (!ParseWire(bytes, message)) message.Clear();
   return message;
+}
+
+bool ParseWire(const grpc::ByteBuffer& bytes, google::protobuf::MessageLite& out) {
+  grpc::Slice flat;
+  return bytes.DumpToSingleSlice(&flat).ok() &&
+         out.ParseFromArray(flat.begin(), static_cast<int>(flat.size()));
 }
 
 }  // namespace latchkey

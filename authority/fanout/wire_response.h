@@ -58,6 +58,10 @@ class WireResponse {
 
 using SharedResponse = std::shared_ptr<const WireResponse>;
 
+// Parses `bytes` (a message as gRPC carries it) into `out`; false when they
+// are not one. The raw KeySync methods read their requests with it.
+bool ParseWire(const grpc::ByteBuffer& bytes, google::protobuf::MessageLite& out);
+
 }  // namespace latchkey
 
 #endif  // LATCHKEY_AUTHORITY_FANOUT_WIRE_RESPONSE_H_

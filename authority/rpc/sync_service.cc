@@ -4,6 +4,7 @@
 
 #include "absl/time/clock.h"
 #include "authority/fanout/watch_stream.h"
+#include "authority/fanout/wire_response.h"
 #include "authority/rpc/admin_service.h"
 #include "common/log.h"
 #include "common/mutex.h"
@@ -16,11 +17,9 @@ namespace {
 constexpr size_t kMaxSidecarIdChars = 128;
 
 // Parses a raw request; `what` names the message in the error.
-template <typename Message>
-absl::Status ParseRequest(const grpc::ByteBuffer& bytes, std::string_view what, Message& out) {
-  grpc::Slice flat;
-  if (!bytes.DumpToSingleSlice(&flat).ok() ||
-      !out.ParseFromArray(flat.begin(), static_cast<int>(flat.size()))) {
+absl::Status ParseRequest(const grpc::ByteBuffer& bytes, std::string_view what,
+                          google::protobuf::MessageLite& out) {
+  if (!ParseWire(bytes, out)) {
     return absl::InvalidArgumentError(StrCat("the request is not a valid ", what));
   }
   return absl::OkStatus();
