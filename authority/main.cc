@@ -97,6 +97,19 @@ int main(int argc, char** argv) {
   app.add_option("--github-keys-file", options.github_keys_file,
                  "GitHub's secret scanning public keys (JSON as GitHub publishes them), read "
                  "again when it changes");
+  app.add_option("--oidc-issuer-url", options.oidc.issuer_url,
+                 "accept OIDC ID tokens from this issuer as bearer credentials (https://, or "
+                 "http:// on loopback; empty: off)");
+  app.add_option("--oidc-client-id", options.oidc.client_id,
+                 "the audience (aud) ID tokens must be issued for");
+  app.add_option("--oidc-username-claim", options.oidc.username_claim,
+                 "the claim that names the person in audit records and user bindings")
+      ->capture_default_str();
+  app.add_option("--oidc-groups-claim", options.oidc.groups_claim,
+                 "the claim listing the person's groups, for group bindings")
+      ->capture_default_str();
+  app.add_option("--oidc-ca-file", options.oidc.ca_file,
+                 "PEM CA certificates to trust for the issuer (default: the system's)");
   latchkey::AddDurationFlag(app, "--webhook-retry-min", options.webhooks.retry_min,
                             "the wait after a webhook delivery fails; it doubles after each "
                             "failed attempt up to --webhook-retry-max",

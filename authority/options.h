@@ -8,6 +8,7 @@
 #include <string>
 
 #include "absl/time/time.h"
+#include "authority/identity/oidc_verifier.h"
 #include "authority/store/etcd/etcd_store.h"
 #include "authority/webhooks/webhook_delivery.h"
 #include "common/grpc_server.h"
@@ -43,6 +44,9 @@ struct AuthorityOptions {
   // empty: off; HTTPS with `tls`. Needs github_keys_file.
   std::string leak_report_listen;
   std::string github_keys_file;
+  // OIDC ID tokens as bearer credentials (authority/identity/oidc_verifier.h);
+  // issuer_url empty: off.
+  OidcVerifierOptions oidc;
   // Webhook deliveries (authority/webhooks/webhook_delivery.h);
   // allow_insecure_remote follows listen's.
   WebhookDeliveryOptions webhooks;

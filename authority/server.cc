@@ -3,6 +3,7 @@
 #include "absl/time/clock.h"
 #include "authority/fanout/event_hub.h"
 #include "authority/fanout/propagation.h"
+#include "authority/identity/oidc_verifier.h"
 #include "authority/rpc/admin_service.h"
 #include "authority/rpc/rpc_metrics.h"
 #include "authority/rpc/secret_scanning.h"
@@ -139,6 +140,12 @@ absl::StatusOr<std::unique_ptr<AuthorityServer>> AuthorityServer::Start(
   if (!authority.ok()) return authority.status();
   parts->authority = *std::move(authority);
   if (absl::Status s = opened->bootstrap(*parts->authority); !s.ok()) return s;
+  if (!options.oidc.issuer_url.empty()) {
+    absl::StatusOr<std::unique_ptr<OidcVerifier>> verifier = OidcVerifier::Create(options.oidc);
+    if (!verifier.ok()) return verifier.status();
+    parts->authority->SetIdTokenVerifier([v = std::shared_ptr<OidcVerifier>(*std::move(verifier))](
+                                             std::string_view token) { return v->Verify(token); });
+  }
 
   KeyStore* raw_store = parts->store.get();
   parts->hub = std::make_unique<EventHub>(raw_store->store_id(), options.progress_interval,

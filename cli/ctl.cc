@@ -606,9 +606,25 @@ int Ctl::WhoAmI() {
     PrintJson(out_, me);
     return 0;
   }
-  PrintTable(out_, {"PRINCIPAL ID", "NAME", "ROLE", "CREATED BY", "CREATED"},
-             {{me.principal_id(), me.name(), v1::Role_Name(me.role()).substr(5), me.created_by(),
-               FormatTime(me.create_time())}});
+  const std::string role = me.role() == v1::ROLE_UNSPECIFIED ? "(none organization-wide)"
+                                                             : v1::Role_Name(me.role()).substr(5);
+  PrintTable(out_, {"PRINCIPAL ID", "NAME", "ROLE", "SIGNED IN WITH"},
+             {{me.principal_id(), me.name(), role,
+               me.credential() == "oidc" ? "OIDC ID token" : "principal token"}});
+  if (me.groups_size() > 0) out_ << "\ngroups: " << absl::StrJoin(me.groups(), ", ") << "\n";
+  if (me.bindings_size() > 0) {
+    std::vector<std::vector<std::string>> rows;
+    for (const v1::RoleBinding& b : me.bindings()) {
+      rows.push_back({b.binding_id(),
+                      b.user().empty() && b.group().empty()
+                          ? "principal"
+                          : (b.user().empty() ? "group " + b.group() : "user"),
+                      v1::Role_Name(b.role()).substr(5),
+                      b.project_id().empty() ? "(organization)" : b.project_id()});
+    }
+    out_ << "\n";
+    PrintTable(out_, {"BINDING ID", "VIA", "ROLE", "PROJECT"}, rows);
+  }
   return 0;
 }
 

@@ -72,6 +72,13 @@ class Ctl {
   int PrincipalList();
   int PrincipalDelete(const std::string& principal_id);
   int WhoAmI();
+  // Role bindings (ADMIN): exactly one of the subject's fields is set.
+  struct RoleSubject {
+    std::string principal, user, group;
+  };
+  int RoleBind(const RoleSubject& who, const std::string& role, const std::string& project_id);
+  int RoleList(const std::string& project_id);
+  int RoleUnbind(const std::string& binding_id);
   // Webhooks (ADMIN). `events` is comma-separated; `format` json or slack.
   int WebhookCreate(const std::string& url, const std::string& events,
                     const std::string& project_id, const std::string& format);

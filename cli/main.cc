@@ -256,7 +256,32 @@ int main(int argc, char** argv) {
   wht->add_option("WEBHOOK_ID", a)->required();
   wht->callback([&] { run = [&](Ctl& c) { return c.WebhookTest(a); }; });
 
-  Command(&app, "whoami", "the principal your token belongs to, and its role", "latchkeyctl whoami")
+  auto* ro = Command(&app, "role", "roles for principals, OIDC users and groups (ADMIN only)",
+                     "latchkeyctl role bind --group platform --role ADMIN");
+  ro->require_subcommand(1);
+  Ctl::RoleSubject who;
+  std::string role_project;
+  auto* rob = Command(ro, "bind", "give a role organization-wide, or in one project with --project",
+                      "latchkeyctl role bind --user bob@example.com --project prj_8fK2mQ9xLp3a "
+                      "--role MANAGER");
+  auto* subject = rob->add_option_group("who", "exactly one of");
+  subject->add_option("--principal", who.principal, "a principal's name");
+  subject->add_option("--user", who.user, "an OIDC username (its --oidc-username-claim)");
+  subject->add_option("--group", who.group, "an OIDC group (in its --oidc-groups-claim)");
+  subject->require_option(1);
+  rob->add_option("--role", role, "ADMIN, MANAGER or MEMBER")->required();
+  rob->add_option("--project", role_project, "only in this project (default: everywhere)");
+  rob->callback([&] { run = [&](Ctl& c) { return c.RoleBind(who, role, role_project); }; });
+  auto* rol = Command(ro, "list", "list role bindings", "latchkeyctl role list");
+  rol->add_option("--project", role_project, "only the bindings in this project");
+  rol->callback([&] { run = [&](Ctl& c) { return c.RoleList(role_project); }; });
+  auto* rou = Command(ro, "unbind", "delete a role binding; the role it gave is gone at once",
+                      "latchkeyctl role unbind rb_4cT9aQ2mZx8L");
+  rou->add_option("BINDING_ID", a)->required();
+  rou->callback([&] { run = [&](Ctl& c) { return c.RoleUnbind(a); }; });
+
+  Command(&app, "whoami", "who your credential names: its role, bindings and how it signed in",
+          "latchkeyctl whoami")
       ->callback([&] { run = [](Ctl& c) { return c.WhoAmI(); }; });
 
   auto* pp = Command(&app, "propagation", "which sidecars applied a revision",

@@ -10,12 +10,13 @@
 
 namespace latchkey {
 
-// "Bearer " (in any case) and a token of visible ASCII, 1,024 characters in
-// all at most; anything else carries no token: it cannot be one of ours, and
-// it must not reach gRPC metadata, which refuses control characters.
+// "Bearer " (in any case) and a token of visible ASCII, 16 KiB in all at
+// most (an OIDC ID token listing many groups runs to a few KiB); anything else
+// carries no token: it cannot be one of ours, and it must not reach gRPC
+// metadata, which refuses control characters.
 inline std::optional<std::string_view> BearerToken(std::string_view authorization) {
   constexpr std::string_view kBearer = "Bearer ";
-  constexpr size_t kMaxChars = 1024;
+  constexpr size_t kMaxChars = 16 * 1024;
   if (authorization.size() <= kBearer.size() || authorization.size() > kMaxChars ||
       !absl::EqualsIgnoreCase(absl::string_view(authorization.data(), kBearer.size()),
                               absl::string_view(kBearer.data(), kBearer.size()))) {

@@ -109,6 +109,9 @@ AdminGateway::AdminGateway(std::shared_ptr<grpc::Channel> channel, absl::Duratio
   Add("DeleteWebhook", &S::DeleteWebhook);
   Add("ListWebhookDeliveries", &S::ListWebhookDeliveries);
   Add("TestWebhook", &S::TestWebhook);
+  Add("CreateRoleBinding", &S::CreateRoleBinding);
+  Add("ListRoleBindings", &S::ListRoleBindings);
+  Add("DeleteRoleBinding", &S::DeleteRoleBinding);
 }
 
 JsonReply AdminGateway::Call(std::string_view method, std::string_view authorization,

@@ -17,29 +17,6 @@ using internal::KeyRecord;
 using internal::ProjectRecord;
 using internal::Put;
 
-absl::Status Authorize(const Caller& caller, Permission p) {
-  const v1::Role r = caller.role;
-  bool ok = false;
-  switch (p) {
-    case Permission::kRead:
-      ok = r == v1::ROLE_ADMIN || r == v1::ROLE_MANAGER || r == v1::ROLE_MEMBER;
-      break;
-    case Permission::kWrite:
-      ok = r == v1::ROLE_ADMIN || r == v1::ROLE_MANAGER;
-      break;
-    case Permission::kPrincipals:
-    case Permission::kWebhooks:
-      ok = r == v1::ROLE_ADMIN;
-      break;
-    case Permission::kSync:
-      ok = r == v1::ROLE_ADMIN || r == v1::ROLE_SIDECAR;
-      break;
-  }
-  if (ok) return absl::OkStatus();
-  return absl::PermissionDeniedError(
-      StrCat("principal ", caller.name, " (", v1::Role_Name(r), ") may not do this"));
-}
-
 std::vector<v1::KeyEntry> SidecarEntries(const KeyRecord& record) {
   const v1::Key& key = record.key();
   std::vector<v1::KeyEntry> entries;
@@ -147,6 +124,26 @@ absl::StatusOr<KeyRecord> KeyAuthority::LoadKey(std::string_view key_id) const {
 absl::StatusOr<KeyRecord> KeyAuthority::LoadKey(std::string_view key_id, Transaction& tx) const {
   if (absl::Status valid = CheckKeyId(key_id); !valid.ok()) return valid;
   return ParseRow<KeyRecord>(tx.Get(Table::kKeys, key_id), "key", key_id);
+}
+
+absl::StatusOr<KeyRecord> KeyAuthority::LoadKeyFor(const Caller& caller, Permission p,
+                                                   std::string_view key_id) const {
+  absl::StatusOr<KeyRecord> rec = LoadKey(key_id);
+  if (!rec.ok()) return rec.status();
+  if (absl::Status s = AuthorizeIn(caller, p, rec->key().project_id(), "key", key_id); !s.ok()) {
+    return s;
+  }
+  return rec;
+}
+
+absl::StatusOr<KeyRecord> KeyAuthority::LoadKeyFor(const Caller& caller, Permission p,
+                                                   std::string_view key_id, Transaction& tx) const {
+  absl::StatusOr<KeyRecord> rec = LoadKey(key_id, tx);
+  if (!rec.ok()) return rec.status();
+  if (absl::Status s = AuthorizeIn(caller, p, rec->key().project_id(), "key", key_id); !s.ok()) {
+    return s;
+  }
+  return rec;
 }
 
 absl::StatusOr<ProjectRecord> KeyAuthority::LoadProject(std::string_view project_id) const {

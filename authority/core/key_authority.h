@@ -33,6 +33,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "authority/core/access.h"
 #include "authority/core/usage_ledger.h"
 #include "authority/internal/records.pb.h"
 #include "authority/store/key_store.h"
@@ -44,13 +45,6 @@
 
 namespace latchkey {
 
-// Who is calling, as established from their bearer token.
-struct Caller {
-  std::string principal_id;
-  std::string name;
-  v1::Role role = v1::ROLE_UNSPECIFIED;
-};
-
 struct KeyAuthorityOptions {
   int max_active_keys = 50;
   absl::Duration max_grace_period = absl::Hours(24 * 7);
@@ -58,18 +52,6 @@ struct KeyAuthorityOptions {
   // Webhook URLs may be http:// beyond loopback (behind a TLS proxy).
   bool webhooks_allow_insecure_remote = false;
 };
-
-// What a caller may do; each role grants a set of these.
-enum class Permission {
-  kRead,        // metadata: projects, keys, audit (ADMIN, MANAGER, MEMBER)
-  kWrite,       // create, revoke, rotate, delete, read key values (ADMIN, MANAGER)
-  kPrincipals,  // manage principals (ADMIN)
-  kSync,        // KeySync (ADMIN, SIDECAR)
-  kWebhooks,    // manage webhooks (ADMIN)
-};
-
-// OK, PERMISSION_DENIED for a caller whose role lacks `p`.
-absl::Status Authorize(const Caller& caller, Permission p);
 
 // The digests a sidecar must know for one key: its current value and every
 // retired value it remembers.
@@ -88,9 +70,18 @@ class KeyAuthority {
   // master key file must stop the start, not be replaced by a new key.
   static absl::StatusOr<bool> HoldsSealedValues(const KeyStore& store);
 
-  // The caller a bearer token belongs to; UNAUTHENTICATED when none does.
-  // Reads an in-memory table, so a deleted principal fails at once.
+  // The caller a bearer token belongs to, with the roles its bindings give
+  // it; UNAUTHENTICATED when none does. A principal's token is looked up in
+  // an in-memory table, so a deleted principal fails at once; anything else
+  // shaped as a JWT goes to the ID-token verifier, when there is one.
   absl::StatusOr<Caller> Authenticate(std::string_view token) const;
+
+  // Verifies an OIDC ID token: the identity, or UNAUTHENTICATED (with a
+  // reason naming no secret), or UNAVAILABLE when the issuer's keys cannot
+  // be fetched. authority/identity/oidc_verifier.h is the one the server sets.
+  using IdTokenVerifier = std::function<absl::StatusOr<OidcIdentity>(std::string_view token)>;
+  // Set before serving; none: ID tokens are refused.
+  void SetIdTokenVerifier(IdTokenVerifier verifier) { id_tokens_ = std::move(verifier); }
   uint64_t failed_authentications() const { return failed_auth_.load(std::memory_order_relaxed); }
   // Mutations built again because the store refused them (ABORTED).
   uint64_t conflict_retries() const { return conflict_retries_.load(std::memory_order_relaxed); }
@@ -111,8 +102,9 @@ class KeyAuthority {
   // the principal. INVALID_ARGUMENT for a token that is not well formed.
   absl::StatusOr<bool> BootstrapAdminWithToken(const std::string& token);
 
-  // Reads every principal afresh into the token table, and reports the ones
-  // gone to the deletion listener: for changes another replica committed.
+  // Reads every principal afresh into the token table, and every role
+  // binding, and reports the principals gone to the deletion listener: for
+  // changes another replica committed.
   absl::Status ReloadPrincipals() ABSL_LOCKS_EXCLUDED(principals_mu_);
 
   absl::StatusOr<v1::CreateProjectResponse> CreateProject(const Caller& caller,
@@ -192,7 +184,18 @@ class KeyAuthority {
   // The progress row of a webhook (KeyStore::PutProgress).
   static std::string WebhookProgressKey(std::string_view webhook_id);
 
-  // The caller's own principal record; any role may ask.
+  // Role bindings (docs/design.md, "Sign-in and roles"), ADMIN only.
+  static constexpr int kMaxRoleBindings = 10000;
+  absl::StatusOr<v1::RoleBinding> CreateRoleBinding(const Caller& caller,
+                                                    const v1::CreateRoleBindingRequest& req);
+  absl::StatusOr<v1::ListRoleBindingsResponse> ListRoleBindings(
+      const Caller& caller, const v1::ListRoleBindingsRequest& req);
+  absl::StatusOr<v1::DeleteRoleBindingResponse> DeleteRoleBinding(
+      const Caller& caller, const v1::DeleteRoleBindingRequest& req);
+
+  // Who the caller is: its principal record (for a person signed in with
+  // OIDC, one made from the ID token), how it signed in, its groups and the
+  // bindings that name it; any role may ask.
   absl::StatusOr<v1::Principal> WhoAmI(const Caller& caller, const v1::WhoAmIRequest& req);
 
   // Adds sidecars' validation counts and last-used times to each key's usage
@@ -217,8 +220,9 @@ class KeyAuthority {
   absl::Status AnnounceStillSent(const std::vector<UsageLedger::StillSent>& keys, absl::Time now);
   // What a committed change asks of the server beyond the key set.
   struct Consequences {
-    bool principals = false;  // principals changed: a replica reloads its tokens
-    bool webhooks = false;    // webhooks changed: their deliveries are looked at again
+    // Principals or role bindings changed: a replica reloads them.
+    bool principals = false;
+    bool webhooks = false;  // webhooks changed: their deliveries are looked at again
   };
   // Called with every committed change, this replica's and (on a shared
   // store) the others', from the store's commit listener, so it is quick:
@@ -233,6 +237,11 @@ class KeyAuthority {
   // Records at the head revision, or read through `tx` for a mutation.
   absl::StatusOr<internal::KeyRecord> LoadKey(std::string_view key_id) const;
   absl::StatusOr<internal::KeyRecord> LoadKey(std::string_view key_id, Transaction& tx) const;
+  // The key, once the caller may do `p` in its project (AuthorizeIn).
+  absl::StatusOr<internal::KeyRecord> LoadKeyFor(const Caller& caller, Permission p,
+                                                 std::string_view key_id) const;
+  absl::StatusOr<internal::KeyRecord> LoadKeyFor(const Caller& caller, Permission p,
+                                                 std::string_view key_id, Transaction& tx) const;
   absl::StatusOr<internal::ProjectRecord> LoadProject(std::string_view project_id) const;
   absl::StatusOr<internal::ProjectRecord> LoadProject(std::string_view project_id,
                                                       Transaction& tx) const;
@@ -338,6 +347,10 @@ class KeyAuthority {
   absl::Status ForEachPrincipal(const std::function<void(const internal::PrincipalRecord&)>& visit,
                                 Transaction* tx = nullptr) const;
 
+  // Every role binding in the store: at the head, or read through `tx`
+  // (with the bindings' guard row as a precondition).
+  absl::StatusOr<std::vector<v1::RoleBinding>> LoadRoleBindings(Transaction* tx = nullptr) const;
+
   // A webhook's row, its secret unsealed.
   absl::StatusOr<WebhookTarget> OpenWebhook(const std::string& row) const;
 
@@ -354,6 +367,8 @@ class KeyAuthority {
   // Token digest -> caller.
   absl::flat_hash_map<std::string, Caller> principals_ ABSL_GUARDED_BY(principals_mu_);
   PrincipalListener principal_deleted_ ABSL_GUARDED_BY(principals_mu_);
+  std::vector<v1::RoleBinding> bindings_ ABSL_GUARDED_BY(principals_mu_);
+  IdTokenVerifier id_tokens_;  // set before serving
 };
 
 }  // namespace latchkey

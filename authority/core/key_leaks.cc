@@ -35,7 +35,11 @@ std::string_view LeakPolicyName(v1::LeakPolicy policy) {
 
 absl::StatusOr<v1::Project> KeyAuthority::SetLeakPolicy(const Caller& caller,
                                                         const v1::SetLeakPolicyRequest& req) {
-  if (absl::Status s = Authorize(caller, Permission::kWrite); !s.ok()) return s;
+  if (absl::Status s =
+          AuthorizeIn(caller, Permission::kWrite, req.project_id(), "project", req.project_id());
+      !s.ok()) {
+    return s;
+  }
   if (req.policy() != v1::LEAK_POLICY_NOTIFY && req.policy() != v1::LEAK_POLICY_REVOKE) {
     return absl::InvalidArgumentError("policy must be LEAK_POLICY_NOTIFY or LEAK_POLICY_REVOKE");
   }

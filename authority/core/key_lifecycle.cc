@@ -173,7 +173,11 @@ absl::StatusOr<v1::CreateProjectResponse> KeyAuthority::CreateProject(
 
 absl::StatusOr<v1::Project> KeyAuthority::GetProject(const Caller& caller,
                                                      const v1::GetProjectRequest& req) {
-  if (absl::Status s = Authorize(caller, Permission::kRead); !s.ok()) return s;
+  if (absl::Status s =
+          AuthorizeIn(caller, Permission::kRead, req.project_id(), "project", req.project_id());
+      !s.ok()) {
+    return s;
+  }
   absl::StatusOr<ProjectRecord> project = LoadProject(req.project_id());
   if (!project.ok()) return project.status();
   return project->project();
@@ -181,7 +185,7 @@ absl::StatusOr<v1::Project> KeyAuthority::GetProject(const Caller& caller,
 
 absl::StatusOr<v1::ListProjectsResponse> KeyAuthority::ListProjects(
     const Caller& caller, const v1::ListProjectsRequest& req) {
-  if (absl::Status s = Authorize(caller, Permission::kRead); !s.ok()) return s;
+  if (absl::Status s = AuthorizeAnywhere(caller, Permission::kRead); !s.ok()) return s;
   absl::StatusOr<int> size = internal::PageSize(req.page_size());
   if (!size.ok()) return size.status();
   absl::StatusOr<std::string> after = internal::DecodePageToken(req.page_token(), "projects");
@@ -192,6 +196,8 @@ absl::StatusOr<v1::ListProjectsResponse> KeyAuthority::ListProjects(
   for (const Row& row : page->rows) {
     ProjectRecord rec;
     if (!rec.ParseFromString(row.value)) return absl::DataLossError("project record");
+    // Only the projects the caller holds a role in (a page may come out short).
+    if (!Grants(RoleIn(caller, row.key), Permission::kRead)) continue;
     *resp.add_projects() = rec.project();
   }
   if (page->more)
@@ -220,7 +226,11 @@ absl::StatusOr<v1::Project> KeyAuthority::ChangeProject(
 
 absl::StatusOr<v1::Project> KeyAuthority::SetApiAccess(const Caller& caller,
                                                        const v1::SetApiAccessRequest& req) {
-  if (absl::Status s = Authorize(caller, Permission::kWrite); !s.ok()) return s;
+  if (absl::Status s =
+          AuthorizeIn(caller, Permission::kWrite, req.project_id(), "project", req.project_id());
+      !s.ok()) {
+    return s;
+  }
   return ChangeProject(req.project_id(), [&](v1::Project& p, Mutation& m) -> absl::StatusOr<Built> {
     if (p.api_access_enabled() == req.enabled()) return Built::kUnchanged;
     p.set_api_access_enabled(req.enabled());
@@ -237,7 +247,10 @@ absl::StatusOr<v1::Project> KeyAuthority::SetApiAccess(const Caller& caller,
 absl::StatusOr<KeyAuthority::NewKey> KeyAuthority::GenerateKey(
     const Caller& caller, std::string_view project_id, std::string_view name, v1::KeyKind kind,
     const google::protobuf::Timestamp& expire_time) {
-  if (absl::Status s = Authorize(caller, Permission::kWrite); !s.ok()) return s;
+  if (absl::Status s = AuthorizeIn(caller, Permission::kWrite, project_id, "project", project_id);
+      !s.ok()) {
+    return s;
+  }
   if (absl::Status s = CheckName(name, "name"); !s.ok()) return s;
   const absl::Time now = absl::Now();
   if (absl::Status s = CheckExpireTime(expire_time, now); !s.ok()) return s;
@@ -295,13 +308,13 @@ absl::StatusOr<v1::GenerateSecretKeyResponse> KeyAuthority::GenerateSecretKey(
 
 absl::StatusOr<v1::GetApiKeyValueResponse> KeyAuthority::GetApiKeyValue(
     const Caller& caller, const v1::GetApiKeyValueRequest& req) {
-  if (absl::Status s = Authorize(caller, Permission::kWrite); !s.ok()) return s;
+  if (absl::Status s = AuthorizeAnywhere(caller, Permission::kWrite); !s.ok()) return s;
   // Reading a value is audited: the value is opened and the read committed
   // (a revision that changes no key) before it is returned, so no one reads
   // a key without an audit line naming them.
   std::string value;
   absl::StatusOr<uint64_t> rev = Mutate([&](Transaction& tx, Mutation& m) -> absl::StatusOr<Built> {
-    absl::StatusOr<KeyRecord> rec = LoadKey(req.key_id(), tx);
+    absl::StatusOr<KeyRecord> rec = LoadKeyFor(caller, Permission::kWrite, req.key_id(), tx);
     if (!rec.ok()) return rec.status();
     if (rec->key().kind() != v1::API_KEY) {
       return absl::FailedPreconditionError(
@@ -322,10 +335,10 @@ absl::StatusOr<v1::GetApiKeyValueResponse> KeyAuthority::GetApiKeyValue(
 
 absl::StatusOr<v1::Key> KeyAuthority::RevokeApiKey(const Caller& caller,
                                                    const v1::RevokeApiKeyRequest& req) {
-  if (absl::Status s = Authorize(caller, Permission::kWrite); !s.ok()) return s;
+  if (absl::Status s = AuthorizeAnywhere(caller, Permission::kWrite); !s.ok()) return s;
   KeyRecord rec;
   absl::StatusOr<uint64_t> rev = Mutate([&](Transaction& tx, Mutation& m) -> absl::StatusOr<Built> {
-    absl::StatusOr<KeyRecord> loaded = LoadKey(req.key_id(), tx);
+    absl::StatusOr<KeyRecord> loaded = LoadKeyFor(caller, Permission::kWrite, req.key_id(), tx);
     if (!loaded.ok()) return loaded.status();
     rec = *std::move(loaded);
     v1::Key& key = *rec.mutable_key();
@@ -349,7 +362,7 @@ absl::StatusOr<v1::Key> KeyAuthority::RevokeApiKey(const Caller& caller,
 
 absl::StatusOr<v1::RotateApiKeyResponse> KeyAuthority::RotateApiKey(
     const Caller& caller, const v1::RotateApiKeyRequest& req) {
-  if (absl::Status s = Authorize(caller, Permission::kWrite); !s.ok()) return s;
+  if (absl::Status s = AuthorizeAnywhere(caller, Permission::kWrite); !s.ok()) return s;
   const absl::Duration grace = FromProto(req.grace_period());
   if (grace < absl::ZeroDuration() || grace > options_.max_grace_period) {
     return absl::InvalidArgumentError(StrCat("grace_period must be between 0 and ",
@@ -359,7 +372,7 @@ absl::StatusOr<v1::RotateApiKeyResponse> KeyAuthority::RotateApiKey(
   KeyRecord rec;
   std::string value;
   absl::StatusOr<uint64_t> rev = Mutate([&](Transaction& tx, Mutation& m) -> absl::StatusOr<Built> {
-    absl::StatusOr<KeyRecord> loaded = LoadKey(req.key_id(), tx);
+    absl::StatusOr<KeyRecord> loaded = LoadKeyFor(caller, Permission::kWrite, req.key_id(), tx);
     if (!loaded.ok()) return loaded.status();
     rec = *std::move(loaded);
     v1::Key& key = *rec.mutable_key();
@@ -392,9 +405,9 @@ absl::StatusOr<v1::RotateApiKeyResponse> KeyAuthority::RotateApiKey(
 
 absl::StatusOr<v1::DeleteSecretKeyResponse> KeyAuthority::DeleteSecretKey(
     const Caller& caller, const v1::DeleteSecretKeyRequest& req) {
-  if (absl::Status s = Authorize(caller, Permission::kWrite); !s.ok()) return s;
+  if (absl::Status s = AuthorizeAnywhere(caller, Permission::kWrite); !s.ok()) return s;
   absl::StatusOr<uint64_t> rev = Mutate([&](Transaction& tx, Mutation& m) -> absl::StatusOr<Built> {
-    absl::StatusOr<KeyRecord> rec = LoadKey(req.key_id(), tx);
+    absl::StatusOr<KeyRecord> rec = LoadKeyFor(caller, Permission::kWrite, req.key_id(), tx);
     if (!rec.ok()) return rec.status();
     const v1::Key& key = rec->key();
     if (key.kind() != v1::SECRET_KEY) {
@@ -422,15 +435,19 @@ absl::StatusOr<v1::DeleteSecretKeyResponse> KeyAuthority::DeleteSecretKey(
 }
 
 absl::StatusOr<v1::Key> KeyAuthority::GetKey(const Caller& caller, const v1::GetKeyRequest& req) {
-  if (absl::Status s = Authorize(caller, Permission::kRead); !s.ok()) return s;
-  absl::StatusOr<KeyRecord> rec = LoadKey(req.key_id());
+  if (absl::Status s = AuthorizeAnywhere(caller, Permission::kRead); !s.ok()) return s;
+  absl::StatusOr<KeyRecord> rec = LoadKeyFor(caller, Permission::kRead, req.key_id());
   if (!rec.ok()) return rec.status();
   return WithUsage(rec->key());
 }
 
 absl::StatusOr<v1::ListKeysResponse> KeyAuthority::ListKeys(const Caller& caller,
                                                             const v1::ListKeysRequest& req) {
-  if (absl::Status s = Authorize(caller, Permission::kRead); !s.ok()) return s;
+  if (absl::Status s =
+          AuthorizeIn(caller, Permission::kRead, req.project_id(), "project", req.project_id());
+      !s.ok()) {
+    return s;
+  }
   absl::StatusOr<int> size = internal::PageSize(req.page_size());
   if (!size.ok()) return size.status();
   absl::StatusOr<ProjectRecord> project = LoadProject(req.project_id());
@@ -465,7 +482,9 @@ absl::StatusOr<v1::ListKeysResponse> KeyAuthority::ListKeys(const Caller& caller
 absl::StatusOr<v1::ListAuditEventsResponse> KeyAuthority::ListAuditEvents(
     const Caller& caller, const v1::ListAuditEventsRequest& req) {
   const bool global = req.project_id().empty();
-  if (absl::Status s = Authorize(caller, global ? Permission::kPrincipals : Permission::kRead);
+  if (absl::Status s = global ? Authorize(caller, Permission::kPrincipals)
+                              : AuthorizeIn(caller, Permission::kRead, req.project_id(), "project",
+                                            req.project_id());
       !s.ok()) {
     return s;
   }
@@ -500,7 +519,7 @@ absl::StatusOr<v1::ListAuditEventsResponse> KeyAuthority::ListAuditEvents(
 }
 
 absl::StatusOr<v1::Key> KeyAuthority::FindKey(const Caller& caller, const v1::FindKeyRequest& req) {
-  if (absl::Status s = Authorize(caller, Permission::kWrite); !s.ok()) return s;
+  if (absl::Status s = AuthorizeAnywhere(caller, Permission::kWrite); !s.ok()) return s;
   if (ParseKey(req.value()) == v1::KEY_KIND_UNSPECIFIED) {
     return absl::InvalidArgumentError(
         "value is not a well-formed latchkey key (prefix, length, alphabet or checksum)");
@@ -510,6 +529,7 @@ absl::StatusOr<v1::Key> KeyAuthority::FindKey(const Caller& caller, const v1::Fi
   // The lookup and its audit record in one mutation: the record names the
   // key as it was found, and a miss is audited too.
   std::optional<KeyRecord> found;
+  absl::Status refused;
   v1::ValueMatch match;
   absl::StatusOr<uint64_t> rev = Mutate([&](Transaction& tx, Mutation& m) -> absl::StatusOr<Built> {
     absl::StatusOr<std::optional<std::string>> row = tx.Get(Table::kDigests, digest);
@@ -530,12 +550,20 @@ absl::StatusOr<v1::Key> KeyAuthority::FindKey(const Caller& caller, const v1::Fi
       }
     }
     const v1::Key& key = rec->key();
+    // A key of a project the caller holds no role in is, to it, a miss.
+    refused = AuthorizeIn(caller, Permission::kWrite, key.project_id(), "", "");
+    if (!refused.ok()) {
+      m.audit = Audit(caller, "key.lookup_refused", key.project_id(), key.key_id(),
+                      StrCat(hint, ": not the caller's to find"), now);
+      return Built::kCommit;
+    }
     m.audit = Audit(caller, "key.found", key.project_id(), key.key_id(),
                     StrCat(hint, match.current() ? ": current value" : ": retired value"), now);
     found = *std::move(rec);
     return Built::kCommit;
   });
   if (!rev.ok()) return rev.status();
+  if (!refused.ok() && !absl::IsNotFound(refused)) return refused;
   if (!found) {
     return absl::NotFoundError("no key has this value (never issued, or a deleted secret key)");
   }

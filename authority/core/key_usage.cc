@@ -75,9 +75,10 @@ KeyAuthority::Consequences KeyAuthority::Committed(const v1::KeyEvent& event,
   for (const auto& [key_id, is_revoked] : revoked) {
     if (is_revoked) usage_.Revoked(key_id);
   }
-  // principals.cc and key_webhooks.cc name their actions so.
-  return Consequences{.principals = audit.action().starts_with("principal."),
-                      .webhooks = audit.action().starts_with("webhook.")};
+  // principals.cc, role_bindings.cc and key_webhooks.cc name their actions so.
+  return Consequences{
+      .principals = audit.action().starts_with("principal.") || audit.action().starts_with("role."),
+      .webhooks = audit.action().starts_with("webhook.")};
 }
 
 }  // namespace latchkey

@@ -1,5 +1,6 @@
 // Principals and their tokens: the in-memory token table that authenticates
 // every call, the first ADMIN, and the principal methods of KeyAdmin.
+#include <algorithm>
 #include <functional>
 
 #include "absl/status/status.h"
@@ -42,9 +43,7 @@ absl::Status KeyAuthority::ForEachPrincipal(
   }
 }
 
-absl::Status KeyAuthority::LoadPrincipals() {
-  return ForEachPrincipal([this](const PrincipalRecord& rec) { Remember(rec); });
-}
+absl::Status KeyAuthority::LoadPrincipals() { return ReloadPrincipals(); }
 
 absl::StatusOr<int> KeyAuthority::CountAdmins(Transaction& tx) const {
   int admins = 0;
@@ -63,18 +62,47 @@ void KeyAuthority::Remember(const PrincipalRecord& rec) {
   principals_[rec.token_digest()] = Caller{p.principal_id(), p.name(), p.role()};
 }
 
+namespace {
+
+// An ID token is a JWS in compact form: three base64url parts joined by dots.
+bool LooksLikeJwt(std::string_view token) {
+  return std::count(token.begin(), token.end(), '.') == 2;
+}
+
+}  // namespace
+
 absl::StatusOr<Caller> KeyAuthority::Authenticate(std::string_view token) const {
-  if (!IsWellFormedToken(token)) {
-    failed_auth_.fetch_add(1, std::memory_order_relaxed);
-    return absl::UnauthenticatedError("missing or malformed token");
+  absl::StatusOr<Caller> caller = absl::UnauthenticatedError("missing or malformed token");
+  if (IsWellFormedToken(token)) {
+    MutexLock lock(&principals_mu_);
+    auto it = principals_.find(Sha256Bytes(token));
+    if (it == principals_.end()) {
+      caller = absl::UnauthenticatedError("unknown token");
+    } else {
+      caller = it->second;
+      ApplyBindings(bindings_, *caller);
+    }
+  } else if (LooksLikeJwt(token) && id_tokens_) {
+    // Verified outside the lock: an unknown signing key fetches the issuer's.
+    absl::StatusOr<OidcIdentity> identity = id_tokens_(token);
+    if (identity.ok()) {
+      Caller person;
+      person.principal_id = OidcCallerId(*identity);
+      person.name = identity->username;
+      person.oidc = true;
+      person.groups = std::move(identity->groups);
+      MutexLock lock(&principals_mu_);
+      ApplyBindings(bindings_, person);
+      caller = std::move(person);
+    } else {
+      caller = identity.status();
+    }
+  } else if (LooksLikeJwt(token)) {
+    caller = absl::UnauthenticatedError(
+        "an ID token, but this authority signs no one in with OIDC (--oidc-issuer-url)");
   }
-  MutexLock lock(&principals_mu_);
-  auto it = principals_.find(Sha256Bytes(token));
-  if (it == principals_.end()) {
-    failed_auth_.fetch_add(1, std::memory_order_relaxed);
-    return absl::UnauthenticatedError("unknown token");
-  }
-  return it->second;
+  if (!caller.ok()) failed_auth_.fetch_add(1, std::memory_order_relaxed);
+  return caller;
 }
 
 PrincipalRecord KeyAuthority::NewPrincipal(const Caller& creator, std::string_view name,
@@ -153,6 +181,8 @@ absl::Status KeyAuthority::ReloadPrincipals() {
     now[rec.token_digest()] = Caller{p.principal_id(), p.name(), p.role()};
   });
   if (!scanned.ok()) return scanned;
+  absl::StatusOr<std::vector<v1::RoleBinding>> bindings = LoadRoleBindings();
+  if (!bindings.ok()) return bindings.status();
   std::vector<std::string> gone;
   PrincipalListener listener;
   {
@@ -161,6 +191,7 @@ absl::Status KeyAuthority::ReloadPrincipals() {
       if (!now.contains(digest)) gone.push_back(caller.principal_id);
     }
     principals_ = std::move(now);
+    bindings_ = *std::move(bindings);
     listener = principal_deleted_;
   }
   if (listener) {
@@ -225,14 +256,29 @@ absl::StatusOr<v1::ListPrincipalsResponse> KeyAuthority::ListPrincipals(
 
 absl::StatusOr<v1::Principal> KeyAuthority::WhoAmI(const Caller& caller,
                                                    const v1::WhoAmIRequest& /*req*/) {
-  absl::StatusOr<std::optional<std::string>> row =
-      store_->Get(Table::kPrincipals, caller.principal_id);
-  if (!row.ok()) return row.status();
-  // Deleted between authentication and this read: the token opens nothing now.
-  if (!row->has_value()) return absl::UnauthenticatedError("unknown token");
-  PrincipalRecord rec;
-  if (!rec.ParseFromString(**row)) return absl::DataLossError("principal record");
-  return rec.principal();
+  v1::Principal me;
+  if (caller.oidc) {
+    me.set_principal_id(caller.principal_id);
+    me.set_name(caller.name);
+    me.set_role(caller.role);
+    me.set_credential("oidc");
+    for (const std::string& g : caller.groups) me.add_groups(g);
+  } else {
+    absl::StatusOr<std::optional<std::string>> row =
+        store_->Get(Table::kPrincipals, caller.principal_id);
+    if (!row.ok()) return row.status();
+    // Deleted between authentication and this read: the token opens nothing now.
+    if (!row->has_value()) return absl::UnauthenticatedError("unknown token");
+    PrincipalRecord rec;
+    if (!rec.ParseFromString(**row)) return absl::DataLossError("principal record");
+    me = rec.principal();
+    me.set_credential("token");
+  }
+  MutexLock lock(&principals_mu_);
+  for (const v1::RoleBinding& b : bindings_) {
+    if (Names(b, caller)) *me.add_bindings() = b;
+  }
+  return me;
 }
 
 void KeyAuthority::SetPrincipalDeletedListener(PrincipalListener listener) {

@@ -79,6 +79,12 @@ class AdminService final : public v1::KeyAdmin::CallbackService {
   Reactor* ListWebhookDeliveries(Ctx* c, const v1::ListWebhookDeliveriesRequest* q,
                                  v1::ListWebhookDeliveriesResponse* r) override;
   Reactor* TestWebhook(Ctx* c, const v1::TestWebhookRequest* q, v1::WebhookDelivery* r) override;
+  Reactor* CreateRoleBinding(Ctx* c, const v1::CreateRoleBindingRequest* q,
+                             v1::RoleBinding* r) override;
+  Reactor* ListRoleBindings(Ctx* c, const v1::ListRoleBindingsRequest* q,
+                            v1::ListRoleBindingsResponse* r) override;
+  Reactor* DeleteRoleBinding(Ctx* c, const v1::DeleteRoleBindingRequest* q,
+                             v1::DeleteRoleBindingResponse* r) override;
 
  private:
   // Authenticates, then runs `method` of the core on store_work_, which

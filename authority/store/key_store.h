@@ -38,20 +38,21 @@
 namespace latchkey {
 
 enum class Table {
-  kProjects,     // project id -> ProjectRecord
-  kKeys,         // key id -> KeyRecord
-  kProjectKeys,  // project id + key id -> "" (index for ListKeys)
-  kDigests,      // digest -> key id (every digest a key has, current or retired)
-  kPrincipals,   // principal id -> PrincipalRecord (with its token's digest)
-  kGuards,       // set name -> its last change: revision and a random suffix (see Precondition)
-  kLeaks,        // digest -> LeakRecord (a value reported leaked)
-  kWebhooks,     // webhook id -> WebhookRecord
+  kProjects,      // project id -> ProjectRecord
+  kKeys,          // key id -> KeyRecord
+  kProjectKeys,   // project id + key id -> "" (index for ListKeys)
+  kDigests,       // digest -> key id (every digest a key has, current or retired)
+  kPrincipals,    // principal id -> PrincipalRecord (with its token's digest)
+  kGuards,        // set name -> its last change: revision and a random suffix (see Precondition)
+  kLeaks,         // digest -> LeakRecord (a value reported leaked)
+  kWebhooks,      // webhook id -> WebhookRecord
+  kRoleBindings,  // binding id -> v1::RoleBinding
 };
 
 // Every table, for whatever walks them all (an import, a test's comparison).
 inline constexpr Table kAllTables[] = {Table::kProjects, Table::kKeys,       Table::kProjectKeys,
                                        Table::kDigests,  Table::kPrincipals, Table::kGuards,
-                                       Table::kLeaks,    Table::kWebhooks};
+                                       Table::kLeaks,    Table::kWebhooks,   Table::kRoleBindings};
 
 // The oldest event a store keeping the last `retention` events (at least 1)
 // still has once `head` is appended; 1 while it has them all.

@@ -12,6 +12,7 @@ declare -A below=(
   [core]="store"
   [fanout]="core store"
   [webhooks]="core store"
+  [identity]="core"
   [rpc]="core store fanout webhooks"
 )
 bad=0

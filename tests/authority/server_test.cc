@@ -8,6 +8,7 @@
 #include "common/files.h"
 #include "common/key_format.h"
 #include "tests/testing/clients.h"
+#include "tests/testing/test_issuer.h"
 
 namespace latchkey {
 namespace {
@@ -38,6 +39,56 @@ TEST_CASE("calls without a valid bearer token are UNAUTHENTICATED") {
   REQUIRE(s.error_code() == grpc::StatusCode::UNAUTHENTICATED);
   // The error never echoes the token.
   if (!bad.empty()) REQUIRE(s.error_message().find(bad) == std::string::npos);
+}
+
+TEST_CASE(
+    "with --oidc-issuer-url, an ID token is a bearer credential and its roles come from "
+    "bindings") {
+  testing::TestIssuer issuer;
+  const std::string kid = issuer.AddKey("ES256");
+  testing::TempDir dir;
+  AuthorityOptions options;
+  options.listen.addresses = {"127.0.0.1:0"};
+  options.data_dir = dir / "data";
+  options.oidc.issuer_url = issuer.url();
+  options.oidc.client_id = "latchkey";
+  absl::StatusOr<std::unique_ptr<AuthorityServer>> server = AuthorityServer::Start(options);
+  REQUIRE(server.ok());
+  const std::string address = (*server)->address();
+  Admin admin(address, testing::TokenFrom((*server)->admin_token_path()));
+  v1::CreateRoleBindingRequest bind;
+  bind.set_group("platform");
+  bind.set_role(v1::ROLE_ADMIN);
+  v1::RoleBinding binding;
+  REQUIRE(admin.Call(&v1::KeyAdmin::Stub::CreateRoleBinding, bind, &binding).ok());
+
+  const std::string token =
+      issuer.Sign(issuer.Claims("latchkey", "alice@example.com", {"platform"}), kid);
+  Admin alice(address, token);
+  v1::CreateProjectRequest create;
+  create.set_name("shop");
+  v1::CreateProjectResponse made;
+  REQUIRE(alice.Call(&v1::KeyAdmin::Stub::CreateProject, create, &made).ok());
+  CHECK(made.project().created_by() == "alice@example.com");
+  v1::Principal me;
+  REQUIRE(alice.Call(&v1::KeyAdmin::Stub::WhoAmI, v1::WhoAmIRequest{}, &me).ok());
+  CHECK(me.credential() == "oidc");
+  CHECK(me.principal_id() == "oidc:" + issuer.url() + "#sub-alice@example.com");
+  REQUIRE(me.bindings_size() == 1);
+  CHECK(me.bindings(0).binding_id() == binding.binding_id());
+
+  // For another audience: UNAUTHENTICATED, saying why, never echoing it.
+  const std::string other =
+      issuer.Sign(issuer.Claims("grafana", "alice@example.com", {"platform"}), kid);
+  v1::ListProjectsResponse list;
+  grpc::Status refused =
+      Admin(address, other)
+          .Call(&v1::KeyAdmin::Stub::ListProjects, v1::ListProjectsRequest{}, &list);
+  CHECK(refused.error_code() == grpc::StatusCode::UNAUTHENTICATED);
+  CHECK_THAT(refused.error_message(), Catch::Contains("another audience"));
+  CHECK(refused.error_message().find(other.substr(0, 40)) == std::string::npos);
+  // Principal tokens keep working beside ID tokens.
+  CHECK(admin.Call(&v1::KeyAdmin::Stub::ListProjects, v1::ListProjectsRequest{}, &list).ok());
 }
 
 TEST_CASE("a wrong role is PERMISSION_DENIED over gRPC and a right one works") {

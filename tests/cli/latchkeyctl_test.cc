@@ -128,6 +128,40 @@ TEST_CASE("latchkeyctl prints a failed call's status in one line and exits non-z
   REQUIRE(denied.err.find("UNAUTHENTICATED") != std::string::npos);
 }
 
+TEST_CASE("latchkeyctl role bind, list and unbind manage who holds which role where") {
+  testing::Cluster cluster;
+  Ctl ctl{cluster, cluster.authority().admin_token_path()};
+  const std::string project = ctl.Json({"project", "create", "shop"})["project"]["projectId"];
+  REQUIRE(ctl({"principal", "create", "ci", "--role", "MEMBER"}).exit_code == 0);
+
+  CommandResult bound =
+      ctl({"role", "bind", "--user", "bob@example.com", "--project", project, "--role", "MANAGER"});
+  REQUIRE(bound.exit_code == 0);
+  CHECK_THAT(bound.out,
+             Catch::Contains("Bound user bob@example.com to MANAGER in project " + project));
+  REQUIRE(ctl({"role", "bind", "--group", "platform", "--role", "ADMIN"}).exit_code == 0);
+  REQUIRE(ctl({"role", "bind", "--principal", "ci", "--project", project, "--role", "MANAGER"})
+              .exit_code == 0);
+  // Exactly one subject, and no SIDECAR role, or the command refuses.
+  CHECK(ctl({"role", "bind", "--user", "a", "--group", "b", "--role", "ADMIN"}).exit_code != 0);
+  CHECK(ctl({"role", "bind", "--role", "ADMIN"}).exit_code != 0);
+  CHECK(ctl({"role", "bind", "--user", "a", "--role", "SIDECAR"}).exit_code == 2);
+
+  json all = ctl.Json({"role", "list"});
+  REQUIRE(all["bindings"].size() == 3);
+  json in_project = ctl.Json({"role", "list", "--project", project});
+  REQUIRE(in_project["bindings"].size() == 2);
+  const std::string id = in_project["bindings"][0]["bindingId"];
+  CHECK_THAT(ctl({"role", "list"}).out, Catch::Contains("group platform"));
+
+  CommandResult unbound = ctl({"role", "unbind", id});
+  REQUIRE(unbound.exit_code == 0);
+  CHECK(ctl.Json({"role", "list"})["bindings"].size() == 2);
+  CHECK(ctl({"role", "unbind", id}).exit_code == 1);
+  json audit = ctl.Json({"audit", project});
+  CHECK(audit["events"].back()["action"] == "role.unbound");
+}
+
 TEST_CASE("a leak response: find the key from its value, revoke it, see who still sends it") {
   testing::Cluster cluster;
   SidecarOptions leaky;

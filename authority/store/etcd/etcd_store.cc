@@ -71,6 +71,8 @@ const char* TableName(Table t) {
       return "leaks";
     case Table::kWebhooks:
       return "webhooks";
+    case Table::kRoleBindings:
+      return "role_bindings";
   }
   return "unknown";
 }

@@ -46,12 +46,13 @@ enum Cf : size_t {
   kCfAuditLog,
   kCfProgress,
   kCfWebhooks,
+  kCfRoleBindings,
   kCfCount
 };
 const std::array<const char*, kCfCount> kCfNames = {
     "default",  // rocksdb::kDefaultColumnFamilyName
-    "projects", "keys",   "project_keys", "digests",   "principals", "events",  "audit",
-    "usage",    "guards", "leaks",        "audit_log", "progress",   "webhooks"};
+    "projects", "keys",   "project_keys", "digests",   "principals", "events",   "audit",
+    "usage",    "guards", "leaks",        "audit_log", "progress",   "webhooks", "role_bindings"};
 // Tables earlier versions kept and this one drops when it opens their
 // database: "tokens" (token digest -> principal id) was written, never read.
 const std::array<const char*, 1> kRetiredCfNames = {"tokens"};
@@ -74,6 +75,8 @@ Cf CfOf(Table t) {
       return kCfLeaks;
     case Table::kWebhooks:
       return kCfWebhooks;
+    case Table::kRoleBindings:
+      return kCfRoleBindings;
   }
   return kMeta;
 }
