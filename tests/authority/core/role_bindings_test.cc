@@ -169,7 +169,7 @@ TEST_CASE("FindKey answers only for keys of projects the caller may see") {
 }
 
 TEST_CASE(
-    "a group bound ADMIN organization-wide does everything; a MEMBER in a project reads "
+    "a group bound ADMIN organization-wide does everything, and a MEMBER in a project reads "
     "there only") {
   People f;
   f.BindGroup("platform", v1::ROLE_ADMIN);
