@@ -4,11 +4,15 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <cstdlib>
+#include <filesystem>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "cli/login.h"
 #include "common/files.h"
 #include "common/key_format.h"
 #include "common/status.h"
@@ -97,9 +101,24 @@ grpc::Status Ctl::ListAll(grpc::Status (v1::KeyAdmin::Stub::*method)(grpc::Clien
 
 Ctl::Ctl(Globals globals, std::ostream& out, std::ostream& err)
     : globals_(std::move(globals)), out_(out), err_(err) {
+  // LATCHKEY_TOKEN; else a token file named on purpose; else the sign-in of
+  // `latchkeyctl login`; else the default token file.
+  if (!globals_.token.empty()) credential_source_ = "LATCHKEY_TOKEN";
+  if (globals_.token.empty() && !globals_.token_file_given && !globals_.credentials_path.empty()) {
+    absl::StatusOr<std::string> id_token = CurrentIdToken(globals_.credentials_path);
+    if (id_token.ok()) {
+      globals_.token = *id_token;
+      credential_source_ = "latchkeyctl login (" + globals_.credentials_path + ")";
+    } else if (!absl::IsNotFound(id_token.status())) {
+      err_ << "warning: " << id_token.status().message() << "\n";
+    }
+  }
   if (globals_.token.empty()) {
     absl::StatusOr<std::string> token = ReadTokenFile(globals_.token_file);
-    if (token.ok()) globals_.token = *token;
+    if (token.ok()) {
+      globals_.token = *token;
+      credential_source_ = globals_.token_file;
+    }
   }
   absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds =
       ChannelCredentials(globals_.tls);
@@ -121,8 +140,9 @@ int Ctl::Fail(const std::string& what, const grpc::Status& status) {
   err_ << "error: " << what << ": " << StatusCodeName(status.error_code()) << ": "
        << status.error_message() << "\n";
   if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED && globals_.token.empty()) {
-    err_ << "hint: no token; set LATCHKEY_TOKEN or --token-file (tried " << globals_.token_file
-         << ")\n";
+    err_ << "hint: no token; run `latchkeyctl login`, or set LATCHKEY_TOKEN or --token-file "
+            "(tried "
+         << globals_.token_file << ")\n";
   }
   return 1;
 }
@@ -611,7 +631,8 @@ int Ctl::WhoAmI() {
   PrintTable(out_, {"PRINCIPAL ID", "NAME", "ROLE", "SIGNED IN WITH"},
              {{me.principal_id(), me.name(), role,
                me.credential() == "oidc" ? "OIDC ID token" : "principal token"}});
-  if (me.groups_size() > 0) out_ << "\ngroups: " << absl::StrJoin(me.groups(), ", ") << "\n";
+  out_ << "\ncredential from: " << credential_source_ << "\n";
+  if (me.groups_size() > 0) out_ << "groups: " << absl::StrJoin(me.groups(), ", ") << "\n";
   if (me.bindings_size() > 0) {
     std::vector<std::vector<std::string>> rows;
     for (const v1::RoleBinding& b : me.bindings()) {
@@ -815,6 +836,65 @@ int Ctl::Health(const std::string& address) {
   if (grpc::Status s = stub->Check(&ctx, {}, &resp); !s.ok()) return Fail("health", s);
   out_ << grpc::health::v1::HealthCheckResponse::ServingStatus_Name(resp.status()) << "\n";
   return resp.status() == grpc::health::v1::HealthCheckResponse::SERVING ? 0 : 1;
+}
+
+}  // namespace latchkey::cli
+
+namespace latchkey::cli {
+
+int Ctl::Login(std::string issuer, std::string client_id, const std::string& ca_file,
+               bool no_browser) {
+  if (issuer.empty() || client_id.empty()) {
+    absl::StatusOr<std::optional<SavedLogin>> last = LoadLogin(globals_.credentials_path);
+    if (!last.ok() || !last->has_value()) {
+      err_ << "error: the first login needs --issuer and --client-id (the authority's "
+              "--oidc-issuer-url and --oidc-client-id)\n";
+      return 2;
+    }
+    if (issuer.empty()) issuer = (*last)->issuer;
+    if (client_id.empty()) client_id = (*last)->client_id;
+  }
+  LoginOptions options;
+  options.issuer = issuer;
+  options.client_id = client_id;
+  options.ca_file = ca_file;
+  absl::StatusOr<SavedLogin> login = cli::Login(options, [&](const std::string& url) {
+    err_ << "Open this page to sign in (waiting up to 5 minutes):\n\n  " << url << "\n\n";
+    err_.flush();
+    // A browser when there is a desktop to show it; the URL works either way.
+    if (!no_browser && std::getenv("DISPLAY") != nullptr) {
+      const std::string command = "xdg-open '" + url + "' >/dev/null 2>&1 &";
+      if (std::system(command.c_str()) != 0) err_ << "(could not open a browser)\n";
+    }
+  });
+  if (!login.ok()) {
+    err_ << "error: login: " << login.status().message() << "\n";
+    return 1;
+  }
+  if (absl::Status s = SaveLogin(globals_.credentials_path, *login); !s.ok()) {
+    err_ << "error: login: " << s.message() << "\n";
+    return 1;
+  }
+  globals_.token = login->id_token;
+  credential_source_ = "latchkeyctl login (" + globals_.credentials_path + ")";
+  v1::Principal me;
+  if (grpc::Status s = admin_->WhoAmI(Context().get(), v1::WhoAmIRequest(), &me); !s.ok()) {
+    return Fail("signed in at the provider, but the authority refused it", s);
+  }
+  out_ << "Logged in as " << me.name() << "; the sign-in is kept in " << globals_.credentials_path
+       << "\n";
+  return 0;
+}
+
+int Ctl::Logout() {
+  std::error_code error;
+  const bool removed = std::filesystem::remove(globals_.credentials_path, error);
+  if (error) {
+    err_ << "error: logout: " << error.message() << "\n";
+    return 1;
+  }
+  out_ << (removed ? "Logged out; forgot " + globals_.credentials_path + "\n" : "Not logged in.\n");
+  return 0;
 }
 
 }  // namespace latchkey::cli

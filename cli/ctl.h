@@ -23,6 +23,9 @@ struct Globals {
   std::string authority = "127.0.0.1:7700";
   std::string token;  // LATCHKEY_TOKEN, else read from token_file
   std::string token_file = "./latchkey-data/admin.token";
+  bool token_file_given = false;  // --token-file or LATCHKEY_TOKEN_FILE
+  // Where `latchkeyctl login` keeps its sign-in (cli/login.h).
+  std::string credentials_path;
   Format format = Format::kTable;
   ClientTlsFiles tls;  // how to reach the authority over TLS
 };
@@ -79,6 +82,10 @@ class Ctl {
   int RoleBind(const RoleSubject& who, const std::string& role, const std::string& project_id);
   int RoleList(const std::string& project_id);
   int RoleUnbind(const std::string& binding_id);
+  // latchkeyctl login: `issuer` and `client_id` empty: the last login's.
+  // Prints the URL to visit, and opens a browser unless `no_browser`.
+  int Login(std::string issuer, std::string client_id, const std::string& ca_file, bool no_browser);
+  int Logout();
   // Webhooks (ADMIN). `events` is comma-separated; `format` json or slack.
   int WebhookCreate(const std::string& url, const std::string& events,
                     const std::string& project_id, const std::string& format);
@@ -110,6 +117,9 @@ class Ctl {
   int WaitForPropagation(uint64_t revision, absl::Duration timeout, const std::string& what);
 
   Globals globals_;
+  // Where the token came from, for whoami: "LATCHKEY_TOKEN", a file's path,
+  // or "latchkeyctl login (<path>)".
+  std::string credential_source_;
   std::ostream& out_;
   std::ostream& err_;
   std::unique_ptr<v1::KeyAdmin::Stub> admin_;

@@ -5,6 +5,7 @@
 
 #include "cli/completion.h"
 #include "cli/ctl.h"
+#include "cli/login.h"
 #include "common/crash.h"
 #include "common/time_util.h"
 
@@ -44,6 +45,8 @@ int main(int argc, char** argv) {
   g.authority = Env("LATCHKEY_AUTHORITY", g.authority);
   g.token = Env("LATCHKEY_TOKEN", "");
   g.token_file = Env("LATCHKEY_TOKEN_FILE", g.token_file);
+  g.token_file_given = std::getenv("LATCHKEY_TOKEN_FILE") != nullptr;
+  g.credentials_path = latchkey::cli::CredentialsPath();
   std::string output = "table";
 
   CLI::App app{"latchkeyctl: administer latchkey projects, keys and principals"};
@@ -56,8 +59,10 @@ int main(int argc, char** argv) {
   app.add_option("--authority", g.authority, "authority address [env LATCHKEY_AUTHORITY]")
       ->capture_default_str();
   app.add_option("--token-file", g.token_file,
-                 "file holding your token (LATCHKEY_TOKEN, when set, wins)")
-      ->capture_default_str();
+                 "file holding your token (LATCHKEY_TOKEN, when set, wins; without either, "
+                 "the sign-in of `latchkeyctl login`)")
+      ->capture_default_str()
+      ->each([&g](const std::string&) { g.token_file_given = true; });
   app.add_option("--authority-ca", g.tls.ca, "PEM CA to verify the authority (enables TLS)");
   app.add_option("--tls-cert", g.tls.cert, "PEM client certificate (mTLS)");
   app.add_option("--tls-key", g.tls.key, "PEM private key for --tls-cert");
@@ -279,6 +284,21 @@ int main(int argc, char** argv) {
                       "latchkeyctl role unbind rb_4cT9aQ2mZx8L");
   rou->add_option("BINDING_ID", a)->required();
   rou->callback([&] { run = [&](Ctl& c) { return c.RoleUnbind(a); }; });
+
+  std::string issuer, client_id, idp_ca;
+  bool no_browser = false;
+  auto* li = Command(&app, "login",
+                     "sign in with your identity provider (OIDC); later commands act as you",
+                     "latchkeyctl login --issuer https://login.example.com --client-id latchkey");
+  li->add_option("--issuer", issuer, "the authority's --oidc-issuer-url (default: the last one)");
+  li->add_option("--client-id", client_id,
+                 "the authority's --oidc-client-id (default: the last one)");
+  li->add_option("--ca-file", idp_ca, "PEM CA certificates to trust for the issuer");
+  li->add_flag("--no-browser", no_browser, "print the URL to visit; open no browser");
+  li->callback(
+      [&] { run = [&](Ctl& c) { return c.Login(issuer, client_id, idp_ca, no_browser); }; });
+  Command(&app, "logout", "forget the sign-in of latchkeyctl login", "latchkeyctl logout")
+      ->callback([&] { run = [](Ctl& c) { return c.Logout(); }; });
 
   Command(&app, "whoami", "who your credential names: its role, bindings and how it signed in",
           "latchkeyctl whoami")

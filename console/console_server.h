@@ -3,8 +3,10 @@
 // POST /api/v1/<KeyAdmin method>.
 //
 // Every answer carries a strict Content-Security-Policy and the other headers
-// of docs/console.md; API answers are never cached. The console keeps no
-// token: each API request brings its own in the Authorization header.
+// of docs/console.md; API answers are never cached. An API request brings
+// its credential: a pasted token in the Authorization header, or the cookie
+// of a session opened by "Sign in with SSO" (sso_sessions.h, under /oidc/),
+// for which the console holds the person's ID token.
 //
 // A ConsoleServer is safe for concurrent access from multiple threads without
 // any external synchronization.
@@ -16,12 +18,15 @@
 #include <thread>
 
 #include "absl/status/statusor.h"
+#include "common/oidc_client.h"
 #include "common/tls.h"
 #include "console/admin_gateway.h"
+#include "console/sso_sessions.h"
 
 namespace httplib {
 class Server;
-}
+struct Request;
+}  // namespace httplib
 
 namespace latchkey::console {
 
@@ -33,6 +38,12 @@ struct ConsoleOptions {
   std::string authority = "127.0.0.1:7700";
   ClientTlsFiles authority_tls;  // how to reach the authority over TLS
   size_t max_body_bytes = 64 * 1024;
+  // "Sign in with SSO" (issuer_url empty: off). oidc.redirect_url empty:
+  // this console's own URL + "oidc/callback".
+  OidcClientOptions oidc;
+  std::string oidc_client_secret_file;
+  // Whether a pasted token may sign in (break-glass access beside SSO).
+  bool token_sign_in = true;
 };
 
 class ConsoleServer {
@@ -51,7 +62,15 @@ class ConsoleServer {
   ConsoleServer() = default;
   void Route();
 
+  void RouteSignIn();
+  // The Authorization header to call the authority with, from the request's
+  // pasted token or its session cookie; or the refusal to answer.
+  absl::StatusOr<std::string> Credential(const httplib::Request& req);
   std::unique_ptr<AdminGateway> gateway_;
+  std::unique_ptr<SsoSessions> sso_;  // null: SSO off
+  bool token_sign_in_ = true;
+  bool secure_cookie_ = false;
+  std::string origin_;  // the page's origin, as browsers send it in Origin
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
   int port_ = 0;

@@ -1,5 +1,6 @@
-// latchkey-console: the admin web page. It calls KeyAdmin with the token of
-// whoever signed in to the page and holds none of its own.
+// latchkey-console: the admin web page. It calls KeyAdmin with the credential of
+// whoever signed in to the page: a pasted token, or the ID token of their SSO
+// session (console/sso_sessions.h); it has none of its own.
 #include <CLI/CLI.hpp>
 #include <iostream>
 
@@ -30,6 +31,22 @@ int main(int argc, char** argv) {
   app.add_option("--max-body-bytes", options.max_body_bytes, "largest API request body")
       ->capture_default_str()
       ->check(CLI::Range(1024, 4 << 20));
+  app.add_option("--oidc-issuer-url", options.oidc.issuer_url,
+                 "offer \"Sign in with SSO\" through this OIDC issuer (https://, or http:// on "
+                 "loopback; the authority must accept its ID tokens)");
+  app.add_option("--oidc-client-id", options.oidc.client_id, "this console's client id there");
+  app.add_option("--oidc-client-secret-file", options.oidc_client_secret_file,
+                 "a file holding the client secret (none: a public client, PKCE alone)");
+  app.add_option("--oidc-redirect-url", options.oidc.redirect_url,
+                 "the URL the provider sends people back to (default: http://<--listen>/"
+                 "oidc/callback); register it at the provider");
+  app.add_option("--oidc-scopes", options.oidc.scopes, "the scopes asked for")
+      ->capture_default_str();
+  app.add_option("--oidc-ca-file", options.oidc.ca_file,
+                 "PEM CA certificates to trust for the issuer (default: the system's)");
+  app.add_option("--token-sign-in", options.token_sign_in,
+                 "whether a pasted token may sign in (break-glass access beside SSO)")
+      ->capture_default_str();
   app.add_option("--log-format", log_format, "text or json")->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->capture_default_str();

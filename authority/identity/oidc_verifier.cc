@@ -1,10 +1,9 @@
 #include "authority/identity/oidc_verifier.h"
 
-#include <httplib.h>
-
 #include "absl/strings/match.h"
 #include "absl/time/clock.h"
 #include "common/http.h"
+#include "common/oidc_client.h"
 #include "common/strings.h"
 
 namespace latchkey {
@@ -13,19 +12,6 @@ namespace {
 
 absl::Status Refused(std::string_view why) {
   return absl::UnauthenticatedError(StrCat("ID token refused: ", why));
-}
-
-// A URL the verifier may fetch: https, or http on loopback.
-absl::StatusOr<HttpUrl> FetchableUrl(std::string_view url, std::string_view what) {
-  absl::StatusOr<HttpUrl> parsed = ParseHttpUrl(url);
-  if (!parsed.ok()) {
-    return absl::InvalidArgumentError(StrCat(what, ": ", std::string(parsed.status().message())));
-  }
-  if (!parsed->tls && !parsed->local()) {
-    return absl::InvalidArgumentError(
-        StrCat(what, " must be https:// (http:// only on a loopback address)"));
-  }
-  return parsed;
 }
 
 bool HasAudience(const nlohmann::json& aud, const std::string& client_id) {
@@ -46,7 +32,7 @@ std::optional<absl::Time> NumericDate(const nlohmann::json& claims, const char* 
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<OidcVerifier>> OidcVerifier::Create(OidcVerifierOptions options) {
-  absl::StatusOr<HttpUrl> issuer = FetchableUrl(options.issuer_url, "--oidc-issuer-url");
+  absl::StatusOr<HttpUrl> issuer = ProviderUrl(options.issuer_url, "--oidc-issuer-url");
   if (!issuer.ok()) return issuer.status();
   if (options.client_id.empty()) {
     return absl::InvalidArgumentError("--oidc-client-id is needed with --oidc-issuer-url");
@@ -63,24 +49,7 @@ uint64_t OidcVerifier::key_fetches() const {
 }
 
 absl::StatusOr<std::string> OidcVerifier::Get(std::string_view url) const {
-  absl::StatusOr<HttpUrl> parsed = FetchableUrl(url, "URL");
-  if (!parsed.ok()) return absl::UnavailableError(std::string(parsed.status().message()));
-  httplib::Client client(parsed->origin());
-  const auto t = absl::ToChronoMicroseconds(options_.fetch_timeout);
-  client.set_connection_timeout(t);
-  client.set_read_timeout(t);
-  client.set_follow_location(false);
-  if (!options_.ca_file.empty()) client.set_ca_cert_path(options_.ca_file.c_str());
-  httplib::Result res = client.Get(parsed->path);
-  if (!res) {
-    return absl::UnavailableError(
-        StrCat("identity provider ", parsed->origin(), ": ", httplib::to_string(res.error())));
-  }
-  if (res->status != 200) {
-    return absl::UnavailableError(
-        StrCat("identity provider ", parsed->origin(), parsed->path, ": HTTP ", res->status));
-  }
-  return res->body;
+  return FetchUrl(url, options_.ca_file, options_.fetch_timeout);
 }
 
 absl::StatusOr<OidcVerifier::Keys> OidcVerifier::FetchKeys() const {

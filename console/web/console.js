@@ -1,17 +1,21 @@
 // latchkey console: the self-service key management page.
 //
 // Everything here goes through the console's JSON API (POST /api/v1/<KeyAdmin
-// method>), which passes the signed-in person's token on to the authority;
-// the authority decides what each role may do. The token lives in this tab's
-// sessionStorage only: never in a URL, a cookie or localStorage. Key values
-// are put on the page only while a dialog shows them, and removed with it.
+// method>), which passes the signed-in person's credential on to the
+// authority; the authority decides what each role may do. A person signs in
+// with SSO (the console keeps their ID token server-side, in a session named
+// by an HttpOnly cookie this script never sees) or by pasting a token, which
+// lives in this tab's sessionStorage only: never in a URL, a cookie or
+// localStorage. Key values are put on the page only while a dialog shows
+// them, and removed with it.
 'use strict';
 
 const TOKEN_KEY = 'latchkey.token';
 const $ = (id) => document.getElementById(id);
 
 const state = {
-  me: null,         // the signed-in principal (WhoAmI)
+  me: null,         // the signed-in principal or person (WhoAmI)
+  sso: false,       // signed in with SSO: the session cookie is the credential
   projects: [],     // every project, in the authority's order
   projectId: '',    // the selected project
   view: 'keys',     // 'keys' or 'audit'
@@ -30,12 +34,16 @@ class ApiError extends Error {
 
 async function api(method, request = {}) {
   const token = sessionStorage.getItem(TOKEN_KEY) || '';
+  const headers = { 'Content-Type': 'application/json' };
+  if (token) headers.Authorization = `Bearer ${token}`;
   const response = await fetch(`/api/v1/${method}`, {
     method: 'POST',
-    headers: { 'Content-Type': 'application/json', 'Authorization': `Bearer ${token}` },
+    headers,
     body: JSON.stringify(request),
     cache: 'no-store',
-    credentials: 'omit',
+    // The SSO session's cookie goes along (same origin only); a pasted token
+    // is sent instead when there is one.
+    credentials: token ? 'omit' : 'same-origin',
   });
   let body = {};
   try {
@@ -95,8 +103,39 @@ function plural(n, noun) {
   return `${n} ${noun}${n === 1 ? '' : 's'}`;
 }
 
-function canWrite() {
+const RANK = { ROLE_MEMBER: 1, ROLE_MANAGER: 2, ROLE_ADMIN: 3 };
+
+// The caller's role in a project: the higher of its organization-wide role
+// and the bindings it holds there (WhoAmI lists them). The authority decides
+// the same way; the page only hides what would be refused.
+function roleIn(projectId) {
+  if (!state.me) return '';
+  let role = state.me.role || '';
+  for (const b of state.me.bindings || []) {
+    if (b.projectId === projectId && (RANK[b.role] || 0) > (RANK[role] || 0)) role = b.role;
+  }
+  return role;
+}
+
+function canWrite(projectId = state.projectId) {
+  const role = roleIn(projectId);
+  return role === 'ROLE_ADMIN' || role === 'ROLE_MANAGER';
+}
+
+// Creating projects needs the role everywhere, not in one project.
+function canWriteEverywhere() {
   return state.me && (state.me.role === 'ROLE_ADMIN' || state.me.role === 'ROLE_MANAGER');
+}
+
+// Shows the actions the role in the selected project allows, and no others.
+function applyRole() {
+  const role = (roleIn(state.projectId) || 'no role').replace('ROLE_', '');
+  $('whoami').textContent = `${state.me.name} (${role})`;
+  $('read-only-note').hidden = canWrite();
+  for (const node of document.querySelectorAll('[data-write]')) {
+    if (node.id === 'toggle-access') continue;
+    node.hidden = node.id === 'new-project' ? !canWriteEverywhere() : !canWrite();
+  }
 }
 
 function showNotice(text, isError = false) {
@@ -139,6 +178,12 @@ async function signIn(event) {
 }
 
 function signOut(message = '') {
+  if (state.sso) {
+    // Forgets the session at the console; the cookie goes with it.
+    fetch('/oidc/sign-out', { method: 'POST', credentials: 'same-origin', cache: 'no-store' })
+        .catch(() => {});
+  }
+  state.sso = false;
   sessionStorage.removeItem(TOKEN_KEY);
   state.me = null;
   state.projects = [];
@@ -160,16 +205,12 @@ async function start() {
     throw new Error('a SIDECAR token cannot administer keys; use a person\'s token');
   }
   state.me = me;
-  const role = (me.role || '').replace('ROLE_', '');
-  $('whoami').textContent = `${me.name} (${role})`;
+  state.sso = me.credential === 'oidc' && !sessionStorage.getItem(TOKEN_KEY);
+  applyRole();
   $('whoami').hidden = false;
   $('sign-out').hidden = false;
   $('sign-in-view').hidden = true;
   $('app-view').hidden = false;
-  $('read-only-note').hidden = canWrite();
-  for (const node of document.querySelectorAll('[data-write]')) {
-    if (node.id !== 'toggle-access') node.hidden = !canWrite();
-  }
   showView();
   await loadProjects();
 }
@@ -187,9 +228,10 @@ async function loadProjects(selectId = state.projectId) {
   select.value = state.projectId;
   select.disabled = state.projects.length === 0;
   $('empty-note').hidden = state.projects.length > 0;
-  $('empty-note').textContent = canWrite()
+  $('empty-note').textContent = canWriteEverywhere()
       ? 'No projects yet. Create one with "New project".'
       : 'No projects yet.';
+  applyRole();
   await refresh();
 }
 
@@ -683,6 +725,7 @@ document.addEventListener('DOMContentLoaded', () => {
   $('sign-out').addEventListener('click', () => signOut());
   $('project-select').addEventListener('change', guarded(async () => {
     state.projectId = $('project-select').value;
+    applyRole();
     await refresh();
   }));
   $('new-project').addEventListener('click', guarded(openCreateProject));
@@ -706,7 +749,20 @@ document.addEventListener('DOMContentLoaded', () => {
       });
     }
   }
-  if (sessionStorage.getItem(TOKEN_KEY)) {
-    start().catch(() => signOut('Sign in again.'));
-  }
+  offerSignIn().catch(() => {});
 });
+
+// What the sign-in page offers (docs/console.md, "Signing in"), and a
+// session already open: back from the provider, or a reload.
+async function offerSignIn() {
+  const config = await (await fetch('/oidc/config', { cache: 'no-store' })).json();
+  $('sso-sign-in').hidden = !config.sso;
+  $('token-sign-in').hidden = !config.tokenSignIn;
+  if (sessionStorage.getItem(TOKEN_KEY)) {
+    await start().catch(() => signOut('Sign in again.'));
+  } else if (config.sso) {
+    await start().catch((e) => {
+      if (!(e instanceof ApiError && e.status === 401)) signOut(`Cannot sign in: ${describe(e)}`);
+    });
+  }
+}

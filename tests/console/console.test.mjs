@@ -7,9 +7,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 
-import { chromium } from 'playwright-core';
-
-import { Stack, eventually } from './stack.mjs';
+import { Stack, eventually, launchBrowser } from './stack.mjs';
 
 const KEY = /^lk[ps]_[0-9A-Za-z]{38}$/;
 const shots = process.env.LATCHKEY_SCREENSHOT_DIR || '';
@@ -46,10 +44,7 @@ const pageText = (page) => page.evaluate(() => document.documentElement.outerHTM
 
 before(async () => {
   await stack.up();
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    args: ['--no-sandbox'],
-  });
+  browser = await launchBrowser();
 });
 
 after(async () => {

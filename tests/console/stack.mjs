@@ -10,6 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
+import { chromium } from 'playwright-core';
+
 const run = promisify(execFile);
 
 export function binDir() {
@@ -18,7 +20,7 @@ export function binDir() {
   return dir;
 }
 
-async function freePort() {
+export async function freePort() {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.on('error', reject);
@@ -26,6 +28,14 @@ async function freePort() {
       const { port } = server.address();
       server.close(() => resolve(port));
     });
+  });
+}
+
+// Debian's chromium, driven by playwright-core (it downloads no browser).
+export function launchBrowser() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: ['--no-sandbox'],
   });
 }
 
@@ -99,10 +109,12 @@ export class Stack {
     return JSON.parse(out).token;
   }
 
-  async up() {
+  // `options`: consolePort (chosen beforehand, for an identity provider's
+  // redirect URL), and extra authorityArgs and consoleArgs.
+  async up({ consolePort = 0, authorityArgs = [], consoleArgs = [] } = {}) {
     this.authority = `127.0.0.1:${await freePort()}`;
     this.sidecar = `127.0.0.1:${await freePort()}`;
-    const consolePort = await freePort();
+    consolePort = consolePort || await freePort();
     const leakPort = await freePort();
     this.leakReportUrl = `http://127.0.0.1:${leakPort}`;
     this.github = generateKeyPairSync('ec', { namedCurve: 'P-256' });
@@ -113,7 +125,7 @@ export class Stack {
     this.start('latchkey-authority', ['--listen', this.authority, '--data-dir',
                                       join(this.dir, 'data'), '--metrics-listen', '127.0.0.1:0',
                                       '--leak-report-listen', `127.0.0.1:${leakPort}`,
-                                      '--github-keys-file', githubKeys]);
+                                      '--github-keys-file', githubKeys, ...authorityArgs]);
     if (!await eventually(() => this.healthy(this.authority))) {
       throw new Error(`authority did not start:\n${this.log('latchkey-authority')}`);
     }
@@ -125,7 +137,7 @@ export class Stack {
                                     '--token-file', sidecarTokenFile, '--sidecar-id', 'pod-1',
                                     '--metrics-listen', '127.0.0.1:0', '--usage-interval', '0.2']);
     this.start('latchkey-console', ['--listen', `127.0.0.1:${consolePort}`,
-                                    '--authority', this.authority]);
+                                    '--authority', this.authority, ...consoleArgs]);
     this.url = `http://127.0.0.1:${consolePort}/`;
     const consoleUp = await eventually(async () => {
       try {

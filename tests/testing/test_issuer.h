@@ -1,7 +1,10 @@
-// An OIDC issuer for the authority's tests: an HTTP server on a free loopback
-// port serving a discovery document and a JWKS, and ID tokens signed with its
-// keys (RS256 or ES256) or, on purpose, wrongly. The browser tests use a real
-// provider (npm's oidc-provider); this one lets a test choose every claim.
+// An OIDC issuer for the authority's and the console's tests: an HTTP server
+// on a free loopback port serving a discovery document and a JWKS, ID tokens
+// signed with its keys (RS256 or ES256) or, on purpose, wrongly, and the
+// authorization code flow (/authorize approves at once as the user a test
+// set; /token checks the PKCE verifier and the client secret, and refreshes).
+// The browser tests use a real provider (npm's oidc-provider); this one lets
+// a test choose every claim and see every request.
 #ifndef LATCHKEY_TESTS_TESTING_TEST_ISSUER_H_
 #define LATCHKEY_TESTS_TESTING_TEST_ISSUER_H_
 
@@ -13,11 +16,14 @@
 
 #include <map>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/time/clock.h"
+#include "common/crypto.h"
 #include "common/http.h"
 #include "common/jose.h"
 #include "common/mutex.h"
@@ -31,6 +37,8 @@ class TestIssuer {
                                                             httplib::Response& res) {
       nlohmann::json doc = {{"issuer", url()},
                             {"jwks_uri", url() + "/jwks"},
+                            {"authorization_endpoint", url() + "/authorize"},
+                            {"token_endpoint", url() + "/token"},
                             {"id_token_signing_alg_values_supported", {"RS256", "ES256"}}};
       res.set_content(doc.dump(), "application/json");
     });
@@ -41,6 +49,11 @@ class TestIssuer {
       for (const auto& [kid, key] : keys_) keys.push_back(Jwk(kid, key.get()));
       res.set_content(nlohmann::json{{"keys", keys}}.dump(), "application/json");
     });
+    server_.Get("/authorize", [this](const httplib::Request& req, httplib::Response& res) {
+      Authorize(req, res);
+    });
+    server_.Post("/token",
+                 [this](const httplib::Request& req, httplib::Response& res) { Token(req, res); });
     port_ = server_.bind_to_any_port("127.0.0.1");
     thread_ = ServeInBackground(&server_);
   }
@@ -70,6 +83,34 @@ class TestIssuer {
     MutexLock lock(&mu_);
     return jwks_requests_;
   }
+
+  // Who /authorize signs in, and how long the ID tokens /token issues last.
+  void SetUser(const std::string& email, std::vector<std::string> groups = {}) {
+    MutexLock lock(&mu_);
+    user_ = email;
+    groups_ = std::move(groups);
+  }
+  void SetIdTokenTtl(absl::Duration ttl) {
+    MutexLock lock(&mu_);
+    ttl_ = ttl;
+  }
+  // Refresh tokens stop working (the person was signed out at the provider).
+  void RefuseRefresh() {
+    MutexLock lock(&mu_);
+    refresh_tokens_.clear();
+  }
+  // /token also serves kClientId as a public client (PKCE alone, no secret),
+  // as a provider does for a CLI.
+  void AllowPublicClient() {
+    MutexLock lock(&mu_);
+    public_client_ = true;
+  }
+  int token_requests(const std::string& grant_type) {
+    MutexLock lock(&mu_);
+    return grants_[grant_type];
+  }
+  static constexpr char kClientId[] = "latchkey-console";
+  static constexpr char kClientSecret[] = "console-secret";
 
   // Claims as a provider issues them to `audience` for a person.
   nlohmann::json Claims(const std::string& audience, const std::string& email,
@@ -162,6 +203,76 @@ class TestIssuer {
     return raw;
   }
 
+  static std::string Form(const httplib::Request& req, const char* name) {
+    return req.has_param(name) ? req.get_param_value(name) : "";
+  }
+
+  void Authorize(const httplib::Request& req, httplib::Response& res) {
+    if (Form(req, "client_id") != kClientId || Form(req, "response_type") != "code" ||
+        Form(req, "code_challenge_method") != "S256" || Form(req, "code_challenge").empty()) {
+      res.status = 400;
+      return;
+    }
+    MutexLock lock(&mu_);
+    const std::string code = "code-" + std::to_string(++codes_issued_);
+    codes_[code] = {Form(req, "nonce"), Form(req, "code_challenge"), Form(req, "redirect_uri")};
+    res.set_redirect(Form(req, "redirect_uri") + "?code=" + code + "&state=" + Form(req, "state"));
+  }
+
+  void Token(const httplib::Request& req, httplib::Response& res) {
+    std::string basic;
+    const std::string header = req.get_header_value("Authorization");
+    if (header.size() > 6) absl::Base64Unescape(header.substr(6), &basic);
+    MutexLock lock(&mu_);
+    const std::string grant = Form(req, "grant_type");
+    ++grants_[grant];
+    auto refuse = [&res](const char* error) {
+      res.status = 400;
+      res.set_content(nlohmann::json{{"error", error}}.dump(), "application/json");
+    };
+    const bool as_public = public_client_ && header.empty() && Form(req, "client_id") == kClientId;
+    if (!as_public && basic != std::string(kClientId) + ":" + kClientSecret) {
+      return refuse("invalid_client");
+    }
+    std::string nonce;
+    if (grant == "authorization_code") {
+      auto it = codes_.find(Form(req, "code"));
+      if (it == codes_.end()) return refuse("invalid_grant");
+      const Code code = it->second;
+      codes_.erase(it);  // once
+      if (Base64UrlEncode(Sha256Bytes(Form(req, "code_verifier"))) != code.challenge ||
+          Form(req, "redirect_uri") != code.redirect_uri) {
+        return refuse("invalid_grant");
+      }
+      nonce = code.nonce;
+    } else if (grant == "refresh_token") {
+      if (refresh_tokens_.erase(Form(req, "refresh_token")) == 0) return refuse("invalid_grant");
+    } else {
+      return refuse("unsupported_grant_type");
+    }
+    nlohmann::json claims = Claims(kClientId, user_, groups_, ttl_);
+    if (!nonce.empty()) claims["nonce"] = nonce;
+    const std::string refresh = "refresh-" + std::to_string(++codes_issued_);
+    refresh_tokens_.insert(refresh);
+    EVP_PKEY* key = keys_.begin()->second.get();
+    const bool ec = EVP_PKEY_is_a(key, "EC");
+    const std::string input =
+        Encode({{"alg", ec ? "ES256" : "RS256"}, {"kid", keys_.begin()->first}}) + "." +
+        Encode(claims);
+    const std::string id_token = input + "." + Base64UrlEncode(SignBytes(key, input, ec));
+    res.set_content(nlohmann::json{{"id_token", id_token},
+                                   {"refresh_token", refresh},
+                                   {"access_token", "at-" + refresh},
+                                   {"token_type", "Bearer"},
+                                   {"expires_in", absl::ToInt64Seconds(ttl_)}}
+                        .dump(),
+                    "application/json");
+  }
+
+  struct Code {
+    std::string nonce, challenge, redirect_uri;
+  };
+
   httplib::Server server_;
   int port_ = 0;
   std::thread thread_;
@@ -170,6 +281,14 @@ class TestIssuer {
   int jwks_requests_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::string, Pkey> keys_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, Pkey> dropped_ ABSL_GUARDED_BY(mu_);
+  std::string user_ ABSL_GUARDED_BY(mu_) = "alice@example.com";
+  std::vector<std::string> groups_ ABSL_GUARDED_BY(mu_);
+  absl::Duration ttl_ ABSL_GUARDED_BY(mu_) = absl::Hours(1);
+  int codes_issued_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<std::string, Code> codes_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> refresh_tokens_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, int> grants_ ABSL_GUARDED_BY(mu_);
+  bool public_client_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace latchkey::testing
