@@ -1,6 +1,7 @@
 #include "cli/ctl.h"
 
 #include <fmt/format.h>
+#include <spawn.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -840,6 +841,8 @@ int Ctl::Health(const std::string& address) {
 
 }  // namespace latchkey::cli
 
+extern "C" char** environ;
+
 namespace latchkey::cli {
 
 int Ctl::Login(std::string issuer, std::string client_id, const std::string& ca_file,
@@ -862,9 +865,16 @@ int Ctl::Login(std::string issuer, std::string client_id, const std::string& ca_
     err_ << "Open this page to sign in (waiting up to 5 minutes):\n\n  " << url << "\n\n";
     err_.flush();
     // A browser when there is a desktop to show it; the URL works either way.
+    // Run with an argument list, never a shell: the URL comes from the
+    // provider's discovery document.
     if (!no_browser && std::getenv("DISPLAY") != nullptr) {
-      const std::string command = "xdg-open '" + url + "' >/dev/null 2>&1 &";
-      if (std::system(command.c_str()) != 0) err_ << "(could not open a browser)\n";
+      std::string program = "xdg-open";
+      std::string argument = url;
+      char* argv[] = {program.data(), argument.data(), nullptr};
+      pid_t pid = 0;
+      if (posix_spawnp(&pid, "xdg-open", nullptr, nullptr, argv, environ) != 0) {
+        err_ << "(could not open a browser)\n";
+      }
     }
   });
   if (!login.ok()) {

@@ -32,6 +32,7 @@ std::unique_ptr<OidcClient> ClientFor(const SavedLogin& login, const std::string
   options.issuer_url = login.issuer;
   options.client_id = login.client_id;
   options.redirect_url = redirect;
+  options.ca_file = login.ca_file;
   absl::StatusOr<std::unique_ptr<OidcClient>> client = OidcClient::Create(options);
   return client.ok() ? *std::move(client) : nullptr;
 }
@@ -58,12 +59,20 @@ absl::StatusOr<std::optional<SavedLogin>> LoadLogin(const std::string& path) {
   if (!j.is_object() || !j.contains("id_token") || !j["id_token"].is_string()) {
     return absl::DataLossError(StrCat(path, " is not a saved latchkeyctl login"));
   }
+  auto str = [&j](const char* name) {
+    auto it = j.find(name);
+    return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
   SavedLogin login;
-  login.issuer = j.value("issuer", "");
-  login.client_id = j.value("client_id", "");
-  login.id_token = j["id_token"].get<std::string>();
-  login.refresh_token = j.value("refresh_token", "");
-  login.expiry = absl::FromUnixSeconds(j.value("expiry", int64_t{0}));
+  login.issuer = str("issuer");
+  login.client_id = str("client_id");
+  login.id_token = str("id_token");
+  login.refresh_token = str("refresh_token");
+  login.ca_file = str("ca_file");
+  auto expiry = j.find("expiry");
+  login.expiry = expiry != j.end() && expiry->is_number_integer()
+                     ? absl::FromUnixSeconds(expiry->get<int64_t>())
+                     : absl::InfinitePast();
   return login;
 }
 
@@ -74,7 +83,8 @@ absl::Status SaveLogin(const std::string& path, const SavedLogin& login) {
                             {"client_id", login.client_id},
                             {"id_token", login.id_token},
                             {"refresh_token", login.refresh_token},
-                            {"expiry", absl::ToUnixSeconds(login.expiry)}};
+                            {"expiry", absl::ToUnixSeconds(login.expiry)},
+                            {"ca_file", login.ca_file}};
   return WritePrivateFile(path, j.dump(2) + "\n");
 }
 
@@ -148,8 +158,8 @@ absl::StatusOr<SavedLogin> Login(const LoginOptions& options,
   serving.join();
   MutexLock lock(&mu);
   if (!tokens.ok()) return tokens.status();
-  return SavedLogin{options.issuer, options.client_id, tokens->id_token, tokens->refresh_token,
-                    tokens->expiry};
+  return SavedLogin{options.issuer,        options.client_id, tokens->id_token,
+                    tokens->refresh_token, tokens->expiry,    options.ca_file};
 }
 
 }  // namespace latchkey::cli

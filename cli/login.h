@@ -22,6 +22,7 @@ struct SavedLogin {
   std::string id_token;
   std::string refresh_token;
   absl::Time expiry;
+  std::string ca_file;  // --ca-file of the login, for its refreshes
 };
 
 // $LATCHKEY_CONFIG_DIR, else $XDG_CONFIG_HOME/latchkey, else

@@ -17,6 +17,12 @@ std::string HttpUrl::origin() const {
   return (tls ? "https://" : "http://") + host + ":" + std::to_string(port);
 }
 
+std::string HttpUrl::web_origin() const {
+  const bool default_port = port == (tls ? 443 : 80);
+  return (tls ? "https://" : "http://") + absl::AsciiStrToLower(host) +
+         (default_port ? "" : ":" + std::to_string(port));
+}
+
 bool HttpUrl::local() const {
   const bool bracketed = host.size() > 2 && host.front() == '[' && host.back() == ']';
   return IsLoopbackHost(bracketed ? host.substr(1, host.size() - 2) : host);

@@ -32,6 +32,9 @@ struct HttpUrl {
   std::string path;  // with the query; "/" when empty
   // "https://host:port", what an httplib::Client is made from.
   std::string origin() const;
+  // The origin as a browser sends it in an Origin header (RFC 6454): the
+  // host in lower case, the port left out when it is the scheme's default.
+  std::string web_origin() const;
   // Whether the host is loopback (IsLocalAddress): names are not resolved.
   bool local() const;
 };

@@ -42,6 +42,9 @@ void SetJson(httplib::Response& res, const JsonReply& reply) {
 }
 
 constexpr char kSessionCookie[] = "latchkey_session";
+// The state of the sign-in this browser began, for the callback to match:
+// SameSite=Lax, since the provider's redirect back is a cross-site navigation.
+constexpr char kSignInCookie[] = "latchkey_sign_in";
 
 // The value of cookie `name` in a Cookie header, or "".
 std::string CookieValue(const std::string& header, std::string_view name) {
@@ -122,7 +125,7 @@ absl::StatusOr<std::unique_ptr<ConsoleServer>> ConsoleServer::Start(const Consol
           "--oidc-redirect-url must be this console's URL with the path /oidc/callback");
     }
     // Behind a proxy the public origin is the redirect URL's.
-    self->origin_ = redirect->origin();
+    self->origin_ = redirect->web_origin();
     self->secure_cookie_ = https || redirect->tls;
     if (!options.oidc_client_secret_file.empty()) {
       absl::StatusOr<std::string> secret = ReadTokenFile(options.oidc_client_secret_file);
@@ -214,14 +217,18 @@ absl::StatusOr<std::string> ConsoleServer::Credential(const httplib::Request& re
 
 void ConsoleServer::RouteSignIn() {
   server_->Get("/oidc/login", [this](const httplib::Request&, httplib::Response& res) {
-    absl::StatusOr<std::string> url = sso_->Begin();
-    if (!url.ok()) {
-      SetSignInFailure(res, std::string(url.status().message()));
+    absl::StatusOr<SsoSessions::Started> started = sso_->Begin();
+    if (!started.ok()) {
+      SetSignInFailure(res, std::string(started.status().message()));
       res.status = 503;
       return;
     }
+    res.set_header("Set-Cookie", StrCat(kSignInCookie, "=", started->state,
+                                        "; Path=/oidc/callback; Max-Age=600; HttpOnly; "
+                                        "SameSite=Lax",
+                                        secure_cookie_ ? "; Secure" : ""));
     res.set_header("Cache-Control", "no-store");
-    res.set_redirect(*url);
+    res.set_redirect(started->url);
   });
   server_->Get("/oidc/callback", [this](const httplib::Request& req, httplib::Response& res) {
     if (req.has_param("error")) {
@@ -232,15 +239,22 @@ void ConsoleServer::RouteSignIn() {
       SetSignInFailure(res, StrCat("the identity provider answered ", plain ? error : "an error"));
       return;
     }
-    absl::StatusOr<std::string> cookie =
-        sso_->Finish(req.get_param_value("state"), req.get_param_value("code"));
+    // A callback link made by someone else (login CSRF: it would sign this
+    // browser in as them) lacks this browser's own sign-in cookie.
+    const std::string state = req.get_param_value("state");
+    if (state.empty() || CookieValue(req.get_header_value("Cookie"), kSignInCookie) != state) {
+      SetSignInFailure(res, "this sign-in was not started in this browser");
+      return;
+    }
+    absl::StatusOr<std::string> cookie = sso_->Finish(state, req.get_param_value("code"));
     if (!cookie.ok()) {
       SetSignInFailure(res, std::string(cookie.status().message()));
       return;
     }
-    res.set_header("Set-Cookie",
-                   StrCat(kSessionCookie, "=", *cookie, "; Path=/; HttpOnly; SameSite=Strict",
-                          secure_cookie_ ? "; Secure" : ""));
+    res.headers.emplace("Set-Cookie",
+                        StrCat(kSessionCookie, "=", *cookie, "; Path=/; HttpOnly; SameSite=Strict",
+                               secure_cookie_ ? "; Secure" : ""));
+    res.headers.emplace("Set-Cookie", StrCat(kSignInCookie, "=; Path=/oidc/callback; Max-Age=0"));
     res.set_header("Cache-Control", "no-store");
     res.set_redirect("/");
   });

@@ -24,7 +24,7 @@ void Expire(Map& map, absl::Duration ttl, Time time) {
 SsoSessions::SsoSessions(std::unique_ptr<OidcClient> client, SsoLimits limits)
     : client_(std::move(client)), limits_(limits) {}
 
-absl::StatusOr<std::string> SsoSessions::Begin() {
+absl::StatusOr<SsoSessions::Started> SsoSessions::Begin() {
   absl::StatusOr<AuthorizationRequest> request = client_->Begin();
   if (!request.ok()) return request.status();
   MutexLock lock(&mu_);
@@ -32,10 +32,9 @@ absl::StatusOr<std::string> SsoSessions::Begin() {
   if (pending_.size() >= limits_.max_pending) {
     return absl::ResourceExhaustedError("too many sign-ins under way; try again in a minute");
   }
-  std::string url = request->url;
-  std::string state = request->state;
-  pending_[std::move(state)] = Pending{*std::move(request), absl::Now()};
-  return url;
+  Started started{request->url, request->state};
+  pending_[started.state] = Pending{*std::move(request), absl::Now()};
+  return started;
 }
 
 absl::StatusOr<std::string> SsoSessions::Finish(std::string_view state, std::string_view code) {

@@ -36,8 +36,14 @@ class SsoSessions {
  public:
   SsoSessions(std::unique_ptr<OidcClient> client, SsoLimits limits = {});
 
-  // Starts a sign-in: the provider URL to redirect the browser to.
-  absl::StatusOr<std::string> Begin();
+  // Starts a sign-in: the provider URL to redirect the browser to, and the
+  // sign-in's state, which the browser must bring back beside the provider's
+  // (in a cookie): a callback link someone else started opens nothing.
+  struct Started {
+    std::string url;
+    std::string state;
+  };
+  absl::StatusOr<Started> Begin();
   // Finishes the sign-in `state` names with the provider's `code`: the new
   // session's cookie value. UNAUTHENTICATED for an unknown, used or stale
   // state, or a code the provider refuses.

@@ -54,7 +54,17 @@ v1::Role RoleIn(const Caller& caller, std::string_view project_id) {
   return it == caller.project_roles.end() ? caller.role : HigherRole(caller.role, it->second);
 }
 
+bool IsIdTokenShaped(std::string_view token) {
+  return std::count(token.begin(), token.end(), '.') == 2;
+}
+
 absl::Status Authorize(const Caller& caller, Permission p) {
+  // A sidecar's stream outlives any one ID token and any binding: keys sync
+  // to principals only, whose deletion ends their streams.
+  if (p == Permission::kSync && caller.oidc) {
+    return absl::PermissionDeniedError(
+        "keys sync to sidecars with a principal token, not a person's ID token");
+  }
   if (Grants(caller.role, p)) return absl::OkStatus();
   return Denied(caller, caller.role);
 }

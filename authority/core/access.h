@@ -64,8 +64,12 @@ v1::Role HigherRole(v1::Role a, v1::Role b);
 // The caller's role in one project.
 v1::Role RoleIn(const Caller& caller, std::string_view project_id);
 
+// Whether a bearer token has an ID token's shape (a JWS in compact form:
+// three base64url parts joined by dots), as no principal token does.
+bool IsIdTokenShaped(std::string_view token);
+
 // Organization-wide: OK, or PERMISSION_DENIED for a caller whose role
-// everywhere lacks `p`.
+// everywhere lacks `p`. kSync is for principals only.
 absl::Status Authorize(const Caller& caller, Permission p);
 
 // In one project: OK; PERMISSION_DENIED when the caller's role there lacks

@@ -350,6 +350,9 @@ class KeyAuthority {
   // Every role binding in the store: at the head, or read through `tx`
   // (with the bindings' guard row as a precondition).
   absl::StatusOr<std::vector<v1::RoleBinding>> LoadRoleBindings(Transaction* tx = nullptr) const;
+  // Reads every binding afresh into bindings_. Reloads take turns, each
+  // reading and then replacing: the last to finish read the newest set.
+  absl::Status ReloadBindings() ABSL_LOCKS_EXCLUDED(bindings_reload_mu_, principals_mu_);
 
   // A webhook's row, its secret unsealed.
   absl::StatusOr<WebhookTarget> OpenWebhook(const std::string& row) const;
@@ -361,6 +364,7 @@ class KeyAuthority {
 
   Mutex mu_;  // serializes mutations: each reads, checks, then commits
   UsageLedger usage_;
+  Mutex bindings_reload_mu_;  // before principals_mu_
   mutable Mutex principals_mu_;
   mutable std::atomic<uint64_t> failed_auth_{0};
   std::atomic<uint64_t> conflict_retries_{0};

@@ -190,19 +190,30 @@ absl::StatusOr<v1::ListProjectsResponse> KeyAuthority::ListProjects(
   if (!size.ok()) return size.status();
   absl::StatusOr<std::string> after = internal::DecodePageToken(req.page_token(), "projects");
   if (!after.ok()) return after.status();
-  absl::StatusOr<Page> page = store_->Scan(Table::kProjects, "", *after, *size);
-  if (!page.ok()) return page.status();
+  // Only the projects the caller holds a role in: scanned on until the page
+  // is full, and the page token names the last project returned, never one
+  // the caller may not see.
   v1::ListProjectsResponse resp;
-  for (const Row& row : page->rows) {
-    ProjectRecord rec;
-    if (!rec.ParseFromString(row.value)) return absl::DataLossError("project record");
-    // Only the projects the caller holds a role in (a page may come out short).
-    if (!Grants(RoleIn(caller, row.key), Permission::kRead)) continue;
-    *resp.add_projects() = rec.project();
+  std::string from = *after;
+  for (;;) {
+    absl::StatusOr<Page> page = store_->Scan(Table::kProjects, "", from, *size);
+    if (!page.ok()) return page.status();
+    for (const Row& row : page->rows) {
+      from = row.key;
+      if (!Grants(RoleIn(caller, row.key), Permission::kRead)) continue;
+      ProjectRecord rec;
+      if (!rec.ParseFromString(row.value)) return absl::DataLossError("project record");
+      *resp.add_projects() = rec.project();
+      if (resp.projects_size() == *size) {
+        const bool last_row = &row == &page->rows.back();
+        if (!last_row || page->more) {
+          resp.set_next_page_token(internal::EncodePageToken("projects", row.key));
+        }
+        return resp;
+      }
+    }
+    if (!page->more) return resp;
   }
-  if (page->more)
-    resp.set_next_page_token(internal::EncodePageToken("projects", page->rows.back().key));
-  return resp;
 }
 
 absl::StatusOr<v1::Project> KeyAuthority::ChangeProject(
@@ -532,6 +543,10 @@ absl::StatusOr<v1::Key> KeyAuthority::FindKey(const Caller& caller, const v1::Fi
   absl::Status refused;
   v1::ValueMatch match;
   absl::StatusOr<uint64_t> rev = Mutate([&](Transaction& tx, Mutation& m) -> absl::StatusOr<Built> {
+    // Built again after a conflict: nothing of an earlier attempt may remain.
+    found.reset();
+    refused = absl::OkStatus();
+    match.Clear();
     absl::StatusOr<std::optional<std::string>> row = tx.Get(Table::kDigests, digest);
     if (!row.ok()) return row.status();
     absl::StatusOr<KeyRecord> rec = absl::NotFoundError("");

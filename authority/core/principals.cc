@@ -62,15 +62,6 @@ void KeyAuthority::Remember(const PrincipalRecord& rec) {
   principals_[rec.token_digest()] = Caller{p.principal_id(), p.name(), p.role()};
 }
 
-namespace {
-
-// An ID token is a JWS in compact form: three base64url parts joined by dots.
-bool LooksLikeJwt(std::string_view token) {
-  return std::count(token.begin(), token.end(), '.') == 2;
-}
-
-}  // namespace
-
 absl::StatusOr<Caller> KeyAuthority::Authenticate(std::string_view token) const {
   absl::StatusOr<Caller> caller = absl::UnauthenticatedError("missing or malformed token");
   if (IsWellFormedToken(token)) {
@@ -82,7 +73,7 @@ absl::StatusOr<Caller> KeyAuthority::Authenticate(std::string_view token) const 
       caller = it->second;
       ApplyBindings(bindings_, *caller);
     }
-  } else if (LooksLikeJwt(token) && id_tokens_) {
+  } else if (IsIdTokenShaped(token) && id_tokens_) {
     // Verified outside the lock: an unknown signing key fetches the issuer's.
     absl::StatusOr<OidcIdentity> identity = id_tokens_(token);
     if (identity.ok()) {
@@ -97,7 +88,7 @@ absl::StatusOr<Caller> KeyAuthority::Authenticate(std::string_view token) const 
     } else {
       caller = identity.status();
     }
-  } else if (LooksLikeJwt(token)) {
+  } else if (IsIdTokenShaped(token)) {
     caller = absl::UnauthenticatedError(
         "an ID token, but this authority signs no one in with OIDC (--oidc-issuer-url)");
   }
@@ -181,8 +172,7 @@ absl::Status KeyAuthority::ReloadPrincipals() {
     now[rec.token_digest()] = Caller{p.principal_id(), p.name(), p.role()};
   });
   if (!scanned.ok()) return scanned;
-  absl::StatusOr<std::vector<v1::RoleBinding>> bindings = LoadRoleBindings();
-  if (!bindings.ok()) return bindings.status();
+  if (absl::Status s = ReloadBindings(); !s.ok()) return s;
   std::vector<std::string> gone;
   PrincipalListener listener;
   {
@@ -191,7 +181,6 @@ absl::Status KeyAuthority::ReloadPrincipals() {
       if (!now.contains(digest)) gone.push_back(caller.principal_id);
     }
     principals_ = std::move(now);
-    bindings_ = *std::move(bindings);
     listener = principal_deleted_;
   }
   if (listener) {

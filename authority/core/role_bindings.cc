@@ -1,6 +1,8 @@
 // Role bindings (docs/design.md, "Sign-in and roles"): each a row of
 // Table::kRoleBindings, and all of them in memory beside the token table, so
 // that authenticating a call resolves its roles without a store read.
+#include <spdlog/spdlog.h>
+
 #include "absl/strings/match.h"
 #include "absl/time/clock.h"
 #include "authority/core/internal/mutations.h"
@@ -58,6 +60,15 @@ absl::StatusOr<std::vector<v1::RoleBinding>> KeyAuthority::LoadRoleBindings(Tran
     if (!page->more) return all;
     after = page->rows.back().key;
   }
+}
+
+absl::Status KeyAuthority::ReloadBindings() {
+  MutexLock turn(&bindings_reload_mu_);
+  absl::StatusOr<std::vector<v1::RoleBinding>> all = LoadRoleBindings();
+  if (!all.ok()) return all.status();
+  MutexLock lock(&principals_mu_);
+  bindings_ = *std::move(all);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<v1::RoleBinding> KeyAuthority::CreateRoleBinding(
@@ -133,8 +144,11 @@ absl::StatusOr<v1::RoleBinding> KeyAuthority::CreateRoleBinding(
     return Built::kCommit;
   });
   if (!rev.ok()) return rev.status();
-  MutexLock lock(&principals_mu_);
-  bindings_.push_back(binding);
+  // From the store, not by adding to the list: a reload under way for
+  // another replica's change may hold an older set.
+  if (absl::Status s = ReloadBindings(); !s.ok()) {
+    spdlog::warn("role bindings not reloaded after {}: {}", binding.binding_id(), s.ToString());
+  }
   return binding;
 }
 
@@ -178,7 +192,10 @@ absl::StatusOr<v1::DeleteRoleBindingResponse> KeyAuthority::DeleteRoleBinding(
     return Built::kCommit;
   });
   if (!rev.ok()) return rev.status();
-  {
+  if (absl::Status s = ReloadBindings(); !s.ok()) {
+    // The role must not outlive its binding here: drop it from memory at least.
+    spdlog::warn("role bindings not reloaded after unbinding {}: {}", req.binding_id(),
+                 s.ToString());
     MutexLock lock(&principals_mu_);
     std::erase_if(bindings_,
                   [&](const v1::RoleBinding& b) { return b.binding_id() == req.binding_id(); });

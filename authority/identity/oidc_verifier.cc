@@ -23,10 +23,15 @@ bool HasAudience(const nlohmann::json& aud, const std::string& client_id) {
   return false;
 }
 
+// A NumericDate claim (seconds since the epoch); nullopt when it is not a
+// number, or one past any date a token could mean (converting it would be
+// undefined behaviour).
 std::optional<absl::Time> NumericDate(const nlohmann::json& claims, const char* name) {
   auto it = claims.find(name);
   if (it == claims.end() || !it->is_number()) return std::nullopt;
-  return absl::FromUnixSeconds(it->get<int64_t>());
+  const double seconds = it->get<double>();
+  if (!(seconds > -1e11 && seconds < 1e11)) return std::nullopt;
+  return absl::FromUnixSeconds(static_cast<int64_t>(seconds));
 }
 
 }  // namespace
@@ -86,20 +91,19 @@ absl::StatusOr<std::shared_ptr<const PublicKey>> OidcVerifier::KeyFor(
   {
     MutexLock lock(&mu_);
     if (auto key = lookup(keys_)) return key;
-  }
-  MutexLock fetching(&fetch_mu_);
-  {
-    MutexLock lock(&mu_);
-    // Another thread's fetch may have brought it; and a kid nobody knows
-    // must not make every request a fetch.
-    if (auto key = lookup(keys_)) return key;
-    if (absl::Now() - fetched_ < options_.min_refetch) {
+    // Nobody waits on a fetch: while one is under way, or within
+    // min_refetch of the last one's start, a kid not known is refused at
+    // once. So tokens with made-up kids, which anyone can send, cost the
+    // provider at most one fetch per min_refetch and hold no thread.
+    if (fetching_ || absl::Now() - fetched_ < options_.min_refetch) {
       return Refused("signed by a key the issuer does not list");
     }
+    fetching_ = true;
+    fetched_ = absl::Now();
   }
   absl::StatusOr<Keys> fetched = FetchKeys();
   MutexLock lock(&mu_);
-  fetched_ = absl::Now();
+  fetching_ = false;
   if (!fetched.ok()) return fetched.status();
   ++fetches_;
   keys_ = *std::move(fetched);
@@ -163,8 +167,8 @@ absl::StatusOr<OidcIdentity> OidcVerifier::Verify(std::string_view token) const 
   // As Kubernetes does: an email address the provider has not verified is
   // not an identity.
   if (options_.username_claim == "email" && claims.contains("email_verified") &&
-      claims["email_verified"] == false) {
-    return Refused("email_verified is false");
+      claims["email_verified"] != true) {
+    return Refused("email_verified is not true");
   }
   identity.username = username->get<std::string>();
   auto groups = claims.find(options_.groups_claim);

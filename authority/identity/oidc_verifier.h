@@ -2,7 +2,8 @@
 // "Signing in with an identity provider"), as Kubernetes' API server does:
 // the issuer's signing keys come from its discovery document's jwks_uri, are
 // cached, and are fetched again when a token names a key not yet seen (the
-// provider rotated its keys), at most once per min_refetch.
+// provider rotated its keys), at most once per min_refetch; no call ever
+// waits for another's fetch.
 //
 // A token is accepted when it is signed with RS256 or ES256 by one of those
 // keys, its iss is the issuer, its aud holds the client id, it is within
@@ -11,7 +12,7 @@
 // no token and no secret; an issuer that cannot be reached is UNAVAILABLE.
 //
 // An OidcVerifier is safe for concurrent use. Verifying with cached keys
-// reads no network; a fetch holds no lock the cached path takes.
+// reads no network; a fetch holds no lock.
 #ifndef LATCHKEY_AUTHORITY_IDENTITY_OIDC_VERIFIER_H_
 #define LATCHKEY_AUTHORITY_IDENTITY_OIDC_VERIFIER_H_
 
@@ -66,10 +67,10 @@ class OidcVerifier {
   absl::Status CheckClaims(const nlohmann::json& claims) const;
 
   const OidcVerifierOptions options_;
-  mutable Mutex fetch_mu_;  // one fetch at a time; taken before mu_
   mutable Mutex mu_;
   mutable Keys keys_ ABSL_GUARDED_BY(mu_);
-  mutable absl::Time fetched_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  mutable bool fetching_ ABSL_GUARDED_BY(mu_) = false;                      // one fetch at a time
+  mutable absl::Time fetched_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();  // the last's start
   mutable uint64_t fetches_ ABSL_GUARDED_BY(mu_) = 0;
 };
 

@@ -22,11 +22,22 @@ absl::StatusOr<Caller> AuthenticateCall(const KeyAuthority& authority,
 template <typename Req, typename Resp, typename Method>
 AdminService::Reactor* AdminService::Unary(Ctx* ctx, const Req* req, Resp* resp, Method method) {
   Reactor* reactor = ctx->DefaultReactor();
-  // The request and response live until Finish, so the task may use them.
-  // Authenticated there too: an ID token signed by a key not yet seen fetches
-  // the issuer's keys, which must not hold up gRPC's threads.
-  store_work_->Post([this, ctx, reactor, req, resp, method] {
+  // A principal token is looked up here, in memory, so a call without a
+  // valid one never takes a store thread. An ID token is verified on the
+  // store's threads: a key not yet seen is fetched from the issuer, which
+  // must not hold up gRPC's.
+  std::optional<Caller> known;
+  if (!IsIdTokenShaped(BearerToken(*ctx))) {
     absl::StatusOr<Caller> caller = AuthenticateCall(*authority_, *ctx);
+    if (!caller.ok()) {
+      reactor->Finish(ToGrpcStatus(caller.status()));
+      return reactor;
+    }
+    known = *std::move(caller);
+  }
+  // The request and response live until Finish, so the task may use them.
+  store_work_->Post([this, ctx, reactor, req, resp, method, known = std::move(known)] {
+    absl::StatusOr<Caller> caller = known ? *known : AuthenticateCall(*authority_, *ctx);
     if (!caller.ok()) {
       reactor->Finish(ToGrpcStatus(caller.status()));
       return;

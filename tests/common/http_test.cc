@@ -38,6 +38,12 @@ TEST_CASE("a webhook URL is split for a client, and anything else is refused") {
   CHECK(url->port == 443);
   CHECK(url->path == "/services/T0/B0?x=1");
   CHECK(url->origin() == "https://hooks.example.com:443");
+  // As a browser's Origin header writes it: no default port, lower case.
+  CHECK(url->web_origin() == "https://hooks.example.com");
+  CHECK(ParseHttpUrl("https://Console.Example.com:8443/x")->web_origin() ==
+        "https://console.example.com:8443");
+  CHECK(ParseHttpUrl("http://console.example.com:80/")->web_origin() ==
+        "http://console.example.com");
   CHECK_FALSE(url->local());
 
   url = ParseHttpUrl("HTTP://127.0.0.1:8080");

@@ -71,6 +71,12 @@ struct SsoConsole {
     REQUIRE(login);
     REQUIRE(login->status == 302);
     const std::string to_provider = login->get_header_value("Location");
+    // The browser keeps the sign-in's own cookie for the callback.
+    const std::string sign_in = login->get_header_value("Set-Cookie");
+    CHECK_THAT(sign_in, Catch::Contains("; Path=/oidc/callback"));
+    CHECK_THAT(sign_in, Catch::Contains("; HttpOnly"));
+    CHECK_THAT(sign_in, Catch::Contains("; SameSite=Lax"));
+    sign_in_cookie_ = sign_in.substr(0, sign_in.find(';'));
     REQUIRE(to_provider.rfind(issuer.url() + "/authorize?", 0) == 0);
     CHECK_THAT(to_provider, Catch::Contains("code_challenge_method=S256"));
     CHECK_THAT(to_provider, Catch::Contains("&nonce="));
@@ -81,13 +87,24 @@ struct SsoConsole {
     REQUIRE(approved->status == 302);
     back_ = approved->get_header_value("Location");
     REQUIRE(back_.rfind(origin + "/oidc/callback?", 0) == 0);
-    httplib::Result callback = browser->Get(back_.substr(origin.size()));
+    httplib::Result callback =
+        browser->Get(back_.substr(origin.size()), {{"Cookie", sign_in_cookie_}});
     REQUIRE(callback);
     INFO(callback->body);
     REQUIRE(callback->status == 302);
     CHECK(callback->get_header_value("Location") == "/");
-    return callback->get_header_value("Set-Cookie");
+    // The session's cookie, and the sign-in's cleared.
+    std::string session;
+    bool cleared = false;
+    for (auto [it, end] = callback->headers.equal_range("Set-Cookie"); it != end; ++it) {
+      if (it->second.rfind("latchkey_session=", 0) == 0) session = it->second;
+      cleared = cleared || it->second.rfind("latchkey_sign_in=; ", 0) == 0;
+    }
+    CHECK(cleared);
+    return session;
   }
+  // The cookie /oidc/login set for the last sign-in.
+  std::string sign_in_cookie() const { return sign_in_cookie_; }
   // The callback URL path the provider sent the browser back to.
   std::string callback_path() const { return back_.substr(origin.size()); }
 
@@ -97,6 +114,7 @@ struct SsoConsole {
 
  private:
   std::string back_;
+  std::string sign_in_cookie_;
 };
 
 // "latchkey_session=<value>" from a Set-Cookie header.
@@ -129,7 +147,7 @@ TEST_CASE("Sign in with SSO: code flow with PKCE, then the page's calls carry th
   CHECK(json::parse(made->body)["project"]["createdBy"] == "alice@example.com");
 
   // The provider's callback works once.
-  httplib::Result replay = c.browser->Get(c.callback_path());
+  httplib::Result replay = c.browser->Get(c.callback_path(), {{"Cookie", c.sign_in_cookie()}});
   REQUIRE(replay);
   CHECK(replay->status == 400);
   CHECK(replay->get_header_value("Set-Cookie").empty());
@@ -218,13 +236,35 @@ TEST_CASE("signing out forgets the session, and a pasted token can be turned off
   CHECK(after->status == 401);
 }
 
+TEST_CASE("a callback link begun in another browser signs nobody in (login CSRF)") {
+  SsoConsole c;
+  // The attacker begins a sign-in and approves it at the provider as
+  // themselves, then sends the victim the callback link.
+  httplib::Client attacker("127.0.0.1", c.server->port());
+  httplib::Result login = attacker.Get("/oidc/login");
+  REQUIRE(login);
+  const std::string to_provider = login->get_header_value("Location");
+  httplib::Client provider(c.issuer.url());
+  httplib::Result approved = provider.Get(to_provider.substr(c.issuer.url().size()));
+  REQUIRE(approved);
+  const std::string link = approved->get_header_value("Location");
+  // The victim's browser has no sign-in cookie for that state.
+  httplib::Result victim = c.browser->Get(link.substr(c.origin.size()));
+  REQUIRE(victim);
+  CHECK(victim->status == 400);
+  CHECK_THAT(victim->body, Catch::Contains("not started in this browser"));
+  CHECK(victim->get_header_value("Set-Cookie").empty());
+  CHECK(c.issuer.token_requests("authorization_code") == 0);
+}
+
 TEST_CASE("a sign-in the provider refuses, or a stale state, opens no session") {
   SsoConsole c;
   httplib::Result denied = c.browser->Get("/oidc/callback?error=access_denied&state=x");
   REQUIRE(denied);
   CHECK(denied->status == 400);
   CHECK_THAT(denied->body, Catch::Contains("access_denied"));
-  httplib::Result unknown = c.browser->Get("/oidc/callback?code=code-1&state=made-up");
+  httplib::Result unknown = c.browser->Get("/oidc/callback?code=code-1&state=made-up",
+                                           {{"Cookie", "latchkey_sign_in=made-up"}});
   REQUIRE(unknown);
   CHECK(unknown->status == 400);
   CHECK(unknown->get_header_value("Set-Cookie").empty());

@@ -4,8 +4,10 @@
 // tests/authority/identity/).
 #include <algorithm>
 #include <catch2/catch.hpp>
+#include <set>
 
 #include "absl/strings/str_split.h"
+#include "authority/core/internal/requests.h"
 #include "authority/core/key_authority.h"
 #include "tests/testing/authority_fixture.h"
 
@@ -147,6 +149,43 @@ TEST_CASE("a MANAGER of project A sees only A, changes keys there, and B does no
         absl::StatusCode::kPermissionDenied);
   CHECK(f.authority().ListAuditEvents(bob, {}).status().code() ==
         absl::StatusCode::kPermissionDenied);
+}
+
+TEST_CASE("paging through ListProjects never hands a caller the id of a project it cannot see") {
+  People f;
+  std::set<std::string> visible;
+  for (int i = 0; i < 6; ++i) {
+    const std::string id = f.CreateProject("P" + std::to_string(i)).project().project_id();
+    if (i % 3 == 0) {
+      f.BindUser("bob@example.com", v1::ROLE_MEMBER, id);
+      visible.insert(id);
+    }
+  }
+  const Caller bob = f.Person("bob@example.com");
+  std::set<std::string> listed;
+  v1::ListProjectsRequest req;
+  req.set_page_size(1);
+  for (int pages = 0; pages < 10; ++pages) {
+    absl::StatusOr<v1::ListProjectsResponse> page = f.authority().ListProjects(bob, req);
+    REQUIRE(page.ok());
+    for (const v1::Project& p : page->projects()) listed.insert(p.project_id());
+    if (page->next_page_token().empty()) break;
+    // The token names the last project returned, one bob may see.
+    absl::StatusOr<std::string> after =
+        internal::DecodePageToken(page->next_page_token(), "projects");
+    REQUIRE(after.ok());
+    CHECK(visible.contains(*after));
+    req.set_page_token(page->next_page_token());
+  }
+  CHECK(listed == visible);
+}
+
+TEST_CASE("a person's ID token never syncs keys, whatever role bindings give it") {
+  People f;
+  f.BindGroup("platform", v1::ROLE_ADMIN);
+  const Caller alice = f.Person("alice@example.com", "platform");
+  CHECK(Authorize(alice, Permission::kWebhooks).ok());
+  CHECK(Authorize(alice, Permission::kSync).code() == absl::StatusCode::kPermissionDenied);
 }
 
 TEST_CASE("FindKey answers only for keys of projects the caller may see") {

@@ -113,7 +113,10 @@ TEST_CASE("ID tokens with a bad signature, alg none, HMAC or a mismatched alg ar
   CHECK_THAT(Refusal(*verifier, "not.a.jwt"), Catch::Contains("well-formed"));
 }
 
-TEST_CASE("a token without the username claim, or with an unverified email, is refused", "[oidc]") {
+TEST_CASE(
+    "a token without the username claim, with an unverified email or an impossible exp, "
+    "is refused",
+    "[oidc]") {
   TestIssuer issuer;
   const std::string kid = issuer.AddKey("ES256");
   auto verifier = VerifierFor(issuer);
@@ -123,6 +126,13 @@ TEST_CASE("a token without the username claim, or with an unverified email, is r
   claims["email"] = "alice@example.com";
   claims["email_verified"] = false;
   CHECK_THAT(Refusal(*verifier, issuer.Sign(claims, kid)), Catch::Contains("email_verified"));
+  claims["email_verified"] = "true";  // a string is not the boolean
+  CHECK_THAT(Refusal(*verifier, issuer.Sign(claims, kid)), Catch::Contains("email_verified"));
+  claims["email_verified"] = true;
+  CHECK(verifier->Verify(issuer.Sign(claims, kid)).ok());
+  // An exp no date could be (converting it would overflow) is no exp.
+  claims["exp"] = 1e300;
+  CHECK_THAT(Refusal(*verifier, issuer.Sign(claims, kid)), Catch::Contains("no exp"));
 }
 
 TEST_CASE("after the provider rotates its keys, a token with the new kid fetches them again",
