@@ -277,6 +277,7 @@ class KeyAuthority {
   }
   template <typename Build>
   absl::StatusOr<uint64_t> MutateOnce(Build& build) ABSL_LOCKS_EXCLUDED(mu_) {
+    store_->AwaitKnownRevisions();  // may wait: before mu_, which every mutation takes
     ReleasableMutexLock lock(&mu_);
     Transaction tx(*store_);
     Mutation m;

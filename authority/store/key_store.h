@@ -14,8 +14,8 @@
 // publishes it: plain reads, snapshots, replay and the commit listener (and
 // so sidecars) never see a change that is not durable. Concurrent Syncs share
 // one disk flush or one replicated write (group commit). The embedded
-// RocksDB store is the default; nothing outside rocksdb_store.cc depends on
-// RocksDB types, and tests/authority/store/store_conformance_test.cc holds every
+// RocksDB store is the default; nothing outside authority/store/rocksdb/
+// depends on RocksDB types, and tests/authority/store/store_conformance_test.cc holds every
 // store to this contract.
 //
 // A KeyStore is safe for concurrent access from multiple threads without any
@@ -54,10 +54,48 @@ inline constexpr Table kAllTables[] = {Table::kProjects, Table::kKeys,       Tab
                                        Table::kDigests,  Table::kPrincipals, Table::kGuards,
                                        Table::kLeaks,    Table::kWebhooks,   Table::kRoleBindings};
 
+// A table's name as both stores write it: RocksDB's column family, etcd's
+// key segment (P t/<name>/). Never renamed: stored data carries it.
+constexpr std::string_view TableName(Table t) {
+  switch (t) {
+    case Table::kProjects:
+      return "projects";
+    case Table::kKeys:
+      return "keys";
+    case Table::kProjectKeys:
+      return "project_keys";
+    case Table::kDigests:
+      return "digests";
+    case Table::kPrincipals:
+      return "principals";
+    case Table::kGuards:
+      return "guards";
+    case Table::kLeaks:
+      return "leaks";
+    case Table::kWebhooks:
+      return "webhooks";
+    case Table::kRoleBindings:
+      return "role_bindings";
+  }
+  return "unknown";
+}
+
 // The oldest event a store keeping the last `retention` events (at least 1)
 // still has once `head` is appended; 1 while it has them all.
 inline uint64_t OldestRetained(uint64_t head, uint64_t retention) {
   return head > retention ? head - retention + 1 : 1;
+}
+
+// The event that leaves a store keeping the last `retention` events when
+// `revision` is appended; 0 when none does.
+inline uint64_t EventLeavingAt(uint64_t revision, uint64_t retention) {
+  return OldestRetained(revision, retention) - 1;
+}
+
+// INVALID_ARGUMENT for a retention no store can keep.
+inline absl::Status CheckEventRetention(uint64_t retention) {
+  if (retention == 0) return absl::InvalidArgumentError("event retention must be at least 1");
+  return absl::OkStatus();
 }
 
 // One row to write; no value deletes the row. It is not an error to delete a
@@ -155,6 +193,13 @@ class KeyStore {
   // The revision the next mutation takes, as far as this store knows: one
   // past everything appended here.
   virtual uint64_t next_revision() const = 0;
+
+  // Waits, briefly, until what builds read holds every revision this store
+  // knows was committed, so that a build is not refused for reading stale
+  // rows (etcd: another replica's commit a refused batch taught it about).
+  // The core calls it before each build, holding none of its own locks;
+  // every other call here answers without waiting on another replica.
+  virtual void AwaitKnownRevisions() const {}
 
   // Commits `mutation` in order with the next revision, its event and its
   // audit record, and returns that revision; ABORTED (nothing written) when

@@ -1,5 +1,5 @@
-// The embedded RocksDB KeyStore. One column family per table and log; the
-// default column family holds the store id and the revision counter.
+// The embedded RocksDB KeyStore (docs/design.md, "The embedded store"); how
+// it lays out its data is in internal/layout.h.
 #include "authority/store/rocksdb/rocksdb_store.h"
 
 #include <rocksdb/db.h>
@@ -18,6 +18,8 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/time/clock.h"
+#include "authority/store/rocksdb/internal/layout.h"
+#include "authority/store/rocksdb/internal/rocks_status.h"
 #include "common/key_format.h"
 #include "common/log.h"
 #include "common/mutex.h"
@@ -25,124 +27,6 @@
 
 namespace latchkey {
 namespace {
-
-constexpr char kStoreIdKey[] = "store_id";
-constexpr char kRevisionKey[] = "revision";
-constexpr char kUsageWriter[] = "0";  // the one writer of usage (KeyStore::UsageWriter)
-
-// Column families, in the order they are opened. Index 0 is RocksDB's default.
-enum Cf : size_t {
-  kMeta = 0,
-  kCfProjects,
-  kCfKeys,
-  kCfProjectKeys,
-  kCfDigests,
-  kCfPrincipals,
-  kCfEvents,
-  kCfAudit,
-  kCfUsage,
-  kCfGuards,
-  kCfLeaks,
-  kCfAuditLog,
-  kCfProgress,
-  kCfWebhooks,
-  kCfRoleBindings,
-  kCfCount
-};
-const std::array<const char*, kCfCount> kCfNames = {
-    "default",  // rocksdb::kDefaultColumnFamilyName
-    "projects", "keys",   "project_keys", "digests",   "principals", "events",   "audit",
-    "usage",    "guards", "leaks",        "audit_log", "progress",   "webhooks", "role_bindings"};
-// Tables earlier versions kept and this one drops when it opens their
-// database: "tokens" (token digest -> principal id) was written, never read.
-const std::array<const char*, 1> kRetiredCfNames = {"tokens"};
-
-Cf CfOf(Table t) {
-  switch (t) {
-    case Table::kProjects:
-      return kCfProjects;
-    case Table::kKeys:
-      return kCfKeys;
-    case Table::kProjectKeys:
-      return kCfProjectKeys;
-    case Table::kDigests:
-      return kCfDigests;
-    case Table::kPrincipals:
-      return kCfPrincipals;
-    case Table::kGuards:
-      return kCfGuards;
-    case Table::kLeaks:
-      return kCfLeaks;
-    case Table::kWebhooks:
-      return kCfWebhooks;
-    case Table::kRoleBindings:
-      return kCfRoleBindings;
-  }
-  return kMeta;
-}
-
-// Big-endian, so that RocksDB's byte order is revision order.
-std::string EncodeRevision(uint64_t r) {
-  std::string s(8, '\0');
-  for (int i = 7; i >= 0; --i, r >>= 8) s[i] = static_cast<char>(r & 0xff);
-  return s;
-}
-
-uint64_t DecodeRevision(std::string_view s) {
-  uint64_t r = 0;
-  for (char c : s.substr(0, 8)) r = (r << 8) | static_cast<uint8_t>(c);
-  return r;
-}
-
-// Audit rows: project id (empty for principal changes) + '/' + revision.
-std::string AuditKey(std::string_view project_id, uint64_t revision) {
-  return StrCat(project_id, "/", EncodeRevision(revision));
-}
-
-absl::Status FromRocks(const rocksdb::Status& s, std::string_view what) {
-  if (s.ok()) return absl::OkStatus();
-  if (s.IsNoSpace()) {
-    return absl::ResourceExhaustedError(
-        StrCat("the authority's data directory is out of space; writes resume once space is "
-               "freed (",
-               what, ": ", s.ToString(), ")"));
-  }
-  if (s.IsNotFound()) return absl::NotFoundError(StrCat(what, ": ", s.ToString()));
-  if (s.IsBusy() || s.IsTimedOut() || s.IsTryAgain()) {
-    return absl::UnavailableError(StrCat(what, ": ", s.ToString()));
-  }
-  if (s.IsCorruption()) return absl::DataLossError(StrCat(what, ": ", s.ToString()));
-  return absl::InternalError(StrCat(what, ": ", s.ToString()));
-}
-
-// RocksDB's own messages go to our log, not to a LOG file in the data
-// directory: a LOG file that once failed to write (a full disk) makes
-// RocksDB's later log calls abort in builds with assertions.
-class SpdlogRocksLogger final : public rocksdb::Logger {
- public:
-  explicit SpdlogRocksLogger(rocksdb::InfoLogLevel level) : rocksdb::Logger(level) {}
-
-  using rocksdb::Logger::Logv;
-  void Logv(const char* format, va_list ap) override { Logv(rocksdb::INFO_LEVEL, format, ap); }
-  void Logv(const rocksdb::InfoLogLevel level, const char* format, va_list ap) override {
-    if (level < GetInfoLogLevel()) return;
-    char line[1024];
-    std::vsnprintf(line, sizeof(line), format, ap);
-    switch (level) {
-      case rocksdb::DEBUG_LEVEL:
-      case rocksdb::INFO_LEVEL:
-      case rocksdb::HEADER_LEVEL:
-        spdlog::debug("rocksdb: {}", line);
-        break;
-      case rocksdb::WARN_LEVEL:
-        spdlog::warn("rocksdb: {}", line);
-        break;
-      default:
-        spdlog::error("rocksdb: {}", line);
-        break;
-    }
-  }
-};
 
 // A RocksDB snapshot taken right after one revision's write: the state of
 // exactly that revision, shared by every reader of it.
@@ -224,8 +108,8 @@ class RocksDbStore : public KeyStore {
       s = batch.Put(cfs_[kCfAudit], AuditKey(m.audit.project_id(), revision), audit);
       if (s.ok()) s = batch.Put(cfs_[kCfAuditLog], rev_key, audit);
     }
-    if (s.ok() && revision > retention_) {
-      s = batch.Delete(cfs_[kCfEvents], EncodeRevision(revision - retention_));
+    if (const uint64_t leaving = EventLeavingAt(revision, retention_); s.ok() && leaving > 0) {
+      s = batch.Delete(cfs_[kCfEvents], EncodeRevision(leaving));
     }
     if (!s.ok()) return FromRocks(s, "batch");
     rocksdb::WriteOptions wo;
@@ -581,16 +465,17 @@ class RocksDbStore : public KeyStore {
   const bool group_commit_;  // appends unsynced; Sync fsyncs the WAL for many
   const bool sync_each_;     // every append is its own synced write
 
-  // Lock order: sync_mu_ before mu_.
+  // Lock order: sync_mu_, then mu_ or view_mu_ (annotated, checked by
+  // clang's -Wthread-safety-beta).
   Mutex sync_mu_;  // one syncer at a time; publication in revision order
   CondVar sync_done_;
   bool syncing_ ABSL_GUARDED_BY(sync_mu_) = false;
   CommitListener listener_ ABSL_GUARDED_BY(sync_mu_);
   std::atomic<uint64_t> head_;  // durable and published; written under sync_mu_
-  mutable Mutex view_mu_;
+  mutable Mutex view_mu_ ABSL_ACQUIRED_AFTER(sync_mu_, mu_);
   std::shared_ptr<const RocksView> head_view_ ABSL_GUARDED_BY(view_mu_);  // at head_
 
-  Mutex mu_;                                            // serializes appends
+  Mutex mu_ ABSL_ACQUIRED_AFTER(sync_mu_);              // serializes appends
   std::atomic<uint64_t> appended_;                      // written under mu_
   std::deque<Published> pending_ ABSL_GUARDED_BY(mu_);  // appended, not yet published
   absl::Status broken_ ABSL_GUARDED_BY(mu_);
@@ -601,41 +486,10 @@ class RocksDbStore : public KeyStore {
   std::atomic<uint64_t> advisory_writes_{0};
 };
 
-// A store written before the audit log by revision existed (its column
-// family is new and empty) gets it once, from the audit records by project.
-absl::Status FillAuditLog(rocksdb::DB& db, const std::vector<rocksdb::ColumnFamilyHandle*>& cfs,
-                          uint64_t head) {
-  if (head == 0) return absl::OkStatus();
-  std::unique_ptr<rocksdb::Iterator> logged(
-      db.NewIterator(rocksdb::ReadOptions(), cfs[kCfAuditLog]));
-  logged->SeekToFirst();
-  if (logged->Valid()) return absl::OkStatus();
-  if (!logged->status().ok()) return FromRocks(logged->status(), "audit log");
-  rocksdb::WriteBatch batch;
-  std::unique_ptr<rocksdb::Iterator> it(db.NewIterator(rocksdb::ReadOptions(), cfs[kCfAudit]));
-  for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    const rocksdb::Slice key = it->key();
-    if (key.size() < 8) return absl::DataLossError("audit record key");
-    const uint64_t revision = DecodeRevision(std::string_view(key.data() + key.size() - 8, 8));
-    rocksdb::Status s = batch.Put(cfs[kCfAuditLog], EncodeRevision(revision), it->value());
-    if (s.ok() && batch.Count() == 10000) {
-      s = db.Write(rocksdb::WriteOptions(), &batch);
-      batch.Clear();
-    }
-    if (!s.ok()) return FromRocks(s, "audit log");
-  }
-  if (!it->status().ok()) return FromRocks(it->status(), "audit records");
-  rocksdb::WriteOptions wo;
-  wo.sync = true;
-  return FromRocks(db.Write(wo, &batch), "audit log");
-}
-
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<KeyStore>> OpenRocksDbStore(const RocksDbStoreOptions& options) {
-  if (options.event_retention == 0) {
-    return absl::InvalidArgumentError("event retention must be at least 1");
-  }
+  if (absl::Status s = CheckEventRetention(options.event_retention); !s.ok()) return s;
   rocksdb::DBOptions db_options;
   db_options.create_if_missing = true;
   db_options.create_missing_column_families = true;
@@ -655,7 +509,7 @@ absl::StatusOr<std::unique_ptr<KeyStore>> OpenRocksDbStore(const RocksDbStoreOpt
   rocksdb::ColumnFamilyOptions cf_options;
   cf_options.max_write_buffer_number = 4;
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
-  for (const char* name : kCfNames) descriptors.emplace_back(name, cf_options);
+  for (std::string_view name : kCfNames) descriptors.emplace_back(std::string(name), cf_options);
   // RocksDB opens a database only with all of its column families named.
   std::vector<std::string> existing;
   // Made first: RocksDB logs an error for a directory that does not exist.
@@ -663,9 +517,9 @@ absl::StatusOr<std::unique_ptr<KeyStore>> OpenRocksDbStore(const RocksDbStoreOpt
   std::filesystem::create_directories(options.path, made);
   if (std::filesystem::exists(std::filesystem::path(options.path) / "CURRENT") &&
       rocksdb::DB::ListColumnFamilies(db_options, options.path, &existing).ok()) {
-    for (const char* retired : kRetiredCfNames) {
+    for (std::string_view retired : kRetiredCfNames) {
       if (std::find(existing.begin(), existing.end(), retired) != existing.end()) {
-        descriptors.emplace_back(retired, cf_options);
+        descriptors.emplace_back(std::string(retired), cf_options);
       }
     }
   }

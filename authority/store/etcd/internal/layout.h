@@ -1,0 +1,70 @@
+// Where the etcd store keeps what, under its prefix P (docs/design.md, "The
+// etcd store"):
+//
+//   P meta/id                     the store id
+//   P meta/head                   the last committed revision, in decimal
+//   P t/<table>/<row key>         rows (TableName)
+//   P t/usage/<key id>[/<writer>] usage rows (KeyStore::PutUsage), beside the
+//                                 tables so that the watch keeps them too
+//   P log/<revision>              internal.LogRecord: event, audit record, nonce
+//   P audit/<project>/<revision>  the audit record, by project
+//   P auditlog/<revision>         the audit record, by revision (KeyStore::AuditLog)
+//   P advisory/progress/<key>     a progress row (KeyStore::PutProgress)
+//   P duties/<duty>               the replica doing a duty (KeyStore::Lead), leased
+//   P replicas/<replica id>       internal.SharedReceipts of a live replica, leased
+//   P usage-writers/<n>           the replica holding usage writer n, leased
+//
+// Revisions are 20-digit decimals, so etcd's byte order is revision order.
+// The store, its watch and the import all name keys through EtcdLayout.
+#ifndef LATCHKEY_AUTHORITY_STORE_ETCD_INTERNAL_LAYOUT_H_
+#define LATCHKEY_AUTHORITY_STORE_ETCD_INTERNAL_LAYOUT_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "authority/store/key_store.h"
+
+namespace latchkey {
+
+// `r` as 20 decimal digits.
+std::string Decimal(uint64_t r);
+
+// The first key after every key that starts with `prefix` (etcd's range_end).
+std::string PrefixEnd(std::string prefix);
+
+class EtcdLayout {
+ public:
+  explicit EtcdLayout(std::string prefix) : prefix_(std::move(prefix)) {}
+
+  const std::string& prefix() const { return prefix_; }
+
+  std::string Id() const;
+  std::string Head() const;
+  std::string Meta() const;  // the folder of both
+
+  std::string Rows() const;  // the folder of every table and the usage rows
+  std::string Row(Table table, std::string_view key) const;
+  // `row_key` as UsageRowKey makes it.
+  std::string Usage(std::string_view row_key) const;
+
+  std::string Log() const;  // the folder
+  std::string Log(uint64_t revision) const;
+  std::string Audit(std::string_view project) const;  // the project's folder
+  std::string Audit(std::string_view project, uint64_t revision) const;
+  std::string AuditLog() const;  // the folder
+  std::string AuditLog(uint64_t revision) const;
+
+  std::string Progress(std::string_view key) const;
+  std::string Duty(std::string_view duty) const;
+  std::string Replicas() const;  // the folder
+  std::string Replica(std::string_view replica_id) const;
+  std::string UsageWriter(std::string_view writer) const;
+
+ private:
+  std::string prefix_;
+};
+
+}  // namespace latchkey
+
+#endif  // LATCHKEY_AUTHORITY_STORE_ETCD_INTERNAL_LAYOUT_H_
