@@ -162,6 +162,9 @@ TEST_CASE("a listener beyond loopback without TLS is refused") {
   options.data_dir = dir / "data";
   absl::StatusOr<std::unique_ptr<AuthorityServer>> started = AuthorityServer::Start(options);
   REQUIRE(absl::IsInvalidArgument(started.status()));
+  // Refused for this reason, not another bad option.
+  REQUIRE_THAT(std::string(started.status().message()),
+               Catch::Contains("refusing to listen on 0.0.0.0:0 without TLS"));
 }
 
 TEST_CASE("a lost or replaced master key stops the start and is never silently replaced") {

@@ -39,6 +39,11 @@ export function launchBrowser() {
   });
 }
 
+// How long a process of the stack may take to answer once started: generous,
+// for a CI machine with two cores busy with other tests (a ceiling, not a
+// measurement).
+const START_MS = 30000;
+
 export async function eventually(check, timeoutMs = 10000) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -126,7 +131,7 @@ export class Stack {
                                       join(this.dir, 'data'), '--metrics-listen', '127.0.0.1:0',
                                       '--leak-report-listen', `127.0.0.1:${leakPort}`,
                                       '--github-keys-file', githubKeys, ...authorityArgs]);
-    if (!await eventually(() => this.healthy(this.authority))) {
+    if (!await eventually(() => this.healthy(this.authority), START_MS)) {
       throw new Error(`authority did not start:\n${this.log('latchkey-authority')}`);
     }
     this.adminToken = readFileSync(join(this.dir, 'data', 'admin.token'), 'utf8').trim();
@@ -145,9 +150,9 @@ export class Stack {
       } catch (e) {
         return false;
       }
-    });
+    }, START_MS);
     if (!consoleUp) throw new Error(`console did not start:\n${this.log('latchkey-console')}`);
-    if (!await eventually(() => this.healthy(this.sidecar))) {
+    if (!await eventually(() => this.healthy(this.sidecar), START_MS)) {
       throw new Error(`sidecar did not start:\n${this.log('latchkey-sidecar')}`);
     }
   }
