@@ -108,7 +108,7 @@ std::unique_ptr<Periodic> ShareReceipts(KeyStore* store, const PropagationTracke
           state->version = version;
         }
         // The store writes only a changed summary and renews its lease when due.
-        const absl::Status shared = store->Share(state->summary);
+        const absl::Status shared = store->replicas().Share(state->summary);
         if (shared.ok() == state->failing) {
           state->failing = !shared.ok();
           if (shared.ok()) {

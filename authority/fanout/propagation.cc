@@ -199,8 +199,8 @@ uint64_t PropagationTracker::version() const {
 }
 
 absl::StatusOr<v1::GetPropagationResponse> PropagationTracker::ReceiptAcrossReplicas(
-    uint64_t revision, const KeyStore& store, absl::Time now) const {
-  absl::StatusOr<std::vector<std::string>> shared = store.SharedByOthers();
+    uint64_t revision, uint64_t head, const Replicas& replicas, absl::Time now) const {
+  absl::StatusOr<std::vector<std::string>> shared = replicas.SharedByOthers();
   if (!shared.ok()) return shared.status();
   std::vector<internal::SharedReceipts> others(shared->size());
   for (size_t i = 0; i < shared->size(); ++i) {
@@ -208,7 +208,7 @@ absl::StatusOr<v1::GetPropagationResponse> PropagationTracker::ReceiptAcrossRepl
       return absl::DataLossError("another replica shared receipts this one cannot read");
     }
   }
-  return Receipt(revision, store.head_revision(), now, others);
+  return Receipt(revision, head, now, others);
 }
 
 }  // namespace latchkey

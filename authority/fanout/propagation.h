@@ -78,10 +78,11 @@ class PropagationTracker {
       uint64_t revision, uint64_t head, absl::Time now,
       const std::vector<internal::SharedReceipts>& others = {}) const;
 
-  // The receipt for `revision` across every replica of `store`: this
-  // tracker's sidecars and what the others shared (KeyStore::SharedByOthers).
-  absl::StatusOr<v1::GetPropagationResponse> ReceiptAcrossReplicas(uint64_t revision,
-                                                                   const KeyStore& store,
+  // The receipt for `revision` (of a store whose head is `head`) across
+  // every one of `replicas`: this tracker's sidecars and what the others
+  // shared (Replicas::SharedByOthers).
+  absl::StatusOr<v1::GetPropagationResponse> ReceiptAcrossReplicas(uint64_t revision, uint64_t head,
+                                                                   const Replicas& replicas,
                                                                    absl::Time now) const;
 
   // What other replicas need of this tracker for their receipts: every

@@ -122,7 +122,8 @@ AdminService::Reactor* AdminService::TestWebhook(Ctx* ctx, const v1::TestWebhook
 }
 
 absl::StatusOr<v1::GetPropagationResponse> AdminService::Receipt(uint64_t revision) const {
-  return propagation_->ReceiptAcrossReplicas(revision, *store_, absl::Now());
+  return propagation_->ReceiptAcrossReplicas(revision, store_->head_revision(), store_->replicas(),
+                                             absl::Now());
 }
 
 }  // namespace latchkey

@@ -26,9 +26,8 @@ class AdminService final : public v1::KeyAdmin::CallbackService {
  public:
   // `store` is `authority`'s, read for receipts across replicas; `webhooks`
   // sends TestWebhook's pings (null: that call is UNAVAILABLE).
-  AdminService(KeyAuthority* authority, const KeyStore* store,
-               const PropagationTracker* propagation, WorkQueue* store_work,
-               WebhookDeliverer* webhooks = nullptr)
+  AdminService(KeyAuthority* authority, KeyStore* store, const PropagationTracker* propagation,
+               WorkQueue* store_work, WebhookDeliverer* webhooks = nullptr)
       : authority_(authority),
         store_(store),
         propagation_(propagation),
@@ -95,7 +94,7 @@ class AdminService final : public v1::KeyAdmin::CallbackService {
   absl::StatusOr<v1::GetPropagationResponse> Receipt(uint64_t revision) const;
 
   KeyAuthority* const authority_;
-  const KeyStore* const store_;
+  KeyStore* const store_;
   const PropagationTracker* const propagation_;
   WorkQueue* const store_work_;
   WebhookDeliverer* const webhooks_;

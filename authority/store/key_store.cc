@@ -16,6 +16,26 @@ void Transaction::Finish(Mutation& m) {
   reads_.clear();
 }
 
+namespace {
+thread_local int listener_depth = 0;
+}  // namespace
+
+void CallCommitListener(const KeyStore::CommitListener& listener, const v1::KeyEvent& event,
+                        const v1::AuditEvent& audit) {
+  if (!listener) return;
+  ++listener_depth;
+  listener(event, audit);
+  --listener_depth;
+}
+
+bool InsideCommitListener() { return listener_depth > 0; }
+
+absl::Status SyncInsideCommitListener() {
+  return absl::FailedPreconditionError(
+      "Sync from inside the commit listener would wait for the publication the listener holds "
+      "up");
+}
+
 std::string UsageRowKey(std::string_view key_id, std::string_view writer) {
   return StrCat(key_id, "/", writer);
 }

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "authority/store/replicas.h"
 #include "latchkey/v1/key_sync.pb.h"
 #include "latchkey/v1/resources.pb.h"
 
@@ -176,10 +177,17 @@ class StoreSnapshot {
 class KeyStore {
  public:
   // Called once per committed mutation, in revision order, after it is
-  // durable, with its event and audit record. Runs while later commits wait,
-  // under locks of the store's own (which ones differ between the stores), so
-  // it must be quick and must not call back into the store: a store call
-  // from inside it may deadlock.
+  // durable and published (head_revision() covers it), with its event and
+  // audit record, on the thread that publishes, before Sync returns for it.
+  // Later publications wait for it, so it must be quick.
+  //
+  // The rule, held by both stores and by the conformance suite: a listener
+  // may read the store (Get, Scan, the *Latest reads, EventsAfter, audit,
+  // Snapshot, Reachable, advisory rows) and none of those waits on the
+  // listener's own thread; Sync from a listener would wait for the very
+  // publication the listener holds up, so it is refused with
+  // FAILED_PRECONDITION. Stores call their listener through
+  // CallCommitListener, which marks the thread (InsideCommitListener).
   using CommitListener = std::function<void(const v1::KeyEvent&, const v1::AuditEvent&)>;
 
   virtual ~KeyStore() = default;
@@ -256,7 +264,7 @@ class KeyStore {
   // the revision log, no event or audit record, not synced, so a crash may
   // lose the last writes and the work is done again (at least once).
   // nullopt deletes the row. With `duty` set, the write happens only while
-  // this process holds that duty (see Lead), else ABORTED and nothing is
+  // this process holds that duty (Replicas::Lead), else ABORTED and nothing is
   // written: a replica whose duty lapsed unnoticed cannot put back an older
   // row over the new holder's.
   virtual absl::Status PutProgress(std::string_view key, std::optional<std::string> value,
@@ -266,13 +274,6 @@ class KeyStore {
   // copying a store.
   virtual absl::StatusOr<Page> ScanProgress(std::string_view after, size_t limit) const = 0;
 
-  // Whether this process is the one that does `duty` now, among the
-  // replicas of a shared store: one holds a duty at a time, while it keeps
-  // asking (at least every few seconds); once it stops (it died, or lost its
-  // cluster) another one that asks takes it over. A store one process owns
-  // has no other replicas: always true.
-  virtual absl::StatusOr<bool> Lead(std::string_view /*duty*/) { return true; }
-
   virtual StoreStats stats() const = 0;
 
   // OK when the store can commit now; for health checks. A replicated store
@@ -281,16 +282,9 @@ class KeyStore {
   // reopened); a local one is always reachable (its failures show on writes).
   virtual absl::Status Reachable() const { return absl::OkStatus(); }
 
-  // Receipts across replicas (docs/design.md, "Receipts across replicas"):
-  // each replica shares a small summary of the sidecars it serves, kept only
-  // while the replica lives (etcd: bound to a lease), never in the revision
-  // log. Share is called often; a store writes only a changed value and
-  // keeps the rest alive. A store one process owns has no other replicas:
-  // it keeps nothing, and SharedByOthers is empty.
-  virtual absl::Status Share(std::string_view /*summary*/) { return absl::OkStatus(); }
-  virtual absl::StatusOr<std::vector<std::string>> SharedByOthers() const {
-    return std::vector<std::string>{};
-  }
+  // What this store's replicas share while they live: receipts and duties
+  // (replicas.h). Lives as long as the store.
+  virtual Replicas& replicas() = 0;
 
   // The row, or nullopt when it does not exist. Reads `at` when given, the
   // head revision (durable, published) otherwise.
@@ -337,6 +331,14 @@ class KeyStore {
   // Replaces the commit listener. Call before concurrent use.
   virtual void SetCommitListener(CommitListener listener) = 0;
 };
+
+// Calls `listener` (when set) with the thread marked as inside it.
+void CallCommitListener(const KeyStore::CommitListener& listener, const v1::KeyEvent& event,
+                        const v1::AuditEvent& audit);
+// Whether this thread is running a commit listener now.
+bool InsideCommitListener();
+// What Sync answers inside a commit listener (KeyStore::CommitListener).
+absl::Status SyncInsideCommitListener();
 
 // One mutation being built: the revision it is built for and reads that
 // record what they saw as its preconditions. Not thread-safe; one builder

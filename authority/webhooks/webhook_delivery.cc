@@ -448,7 +448,7 @@ void WebhookDeliverer::Loop() {
     // once when a webhook was created or deleted).
     if (now - asked >= options_.poll) {
       asked = now;
-      absl::StatusOr<bool> lead = store_->Lead(kDuty);
+      absl::StatusOr<bool> lead = store_->replicas().Lead(kDuty);
       if (!lead.ok()) {
         spdlog::warn("webhooks: asking for the delivery duty: {}", lead.status().ToString());
       }

@@ -11,7 +11,7 @@
 // 2xx, so an authority that dies mid-delivery sends that event again:
 // delivery is at least once, and the receiver dedupes by the event id,
 // which is the same on every attempt. Among replicas over one store, the one
-// that holds the "webhooks" duty (KeyStore::Lead) delivers, and writes
+// that holds the "webhooks" duty (Replicas::Lead) delivers, and writes
 // progress only while it holds it.
 #ifndef LATCHKEY_AUTHORITY_WEBHOOKS_WEBHOOK_DELIVERY_H_
 #define LATCHKEY_AUTHORITY_WEBHOOKS_WEBHOOK_DELIVERY_H_

@@ -25,6 +25,7 @@ class ThreadCheckingStore final : public KeyStore {
   const std::string& store_id() const override { return inner_->store_id(); }
   uint64_t head_revision() const override { return inner_->head_revision(); }
   uint64_t next_revision() const override { return inner_->next_revision(); }
+  void AwaitKnownRevisions() const override { inner_->AwaitKnownRevisions(); }
   absl::StatusOr<uint64_t> Append(Mutation m) override {
     Note();
     Gather();
@@ -72,10 +73,7 @@ class ThreadCheckingStore final : public KeyStore {
   }
   StoreStats stats() const override { return inner_->stats(); }
   absl::Status Reachable() const override { return inner_->Reachable(); }
-  absl::Status Share(std::string_view summary) override { return inner_->Share(summary); }
-  absl::StatusOr<std::vector<std::string>> SharedByOthers() const override {
-    return inner_->SharedByOthers();
-  }
+  Replicas& replicas() override { return inner_->replicas(); }
   absl::StatusOr<std::optional<std::string>> Get(Table table, std::string_view key,
                                                  const StoreSnapshot* at) const override {
     Note();
@@ -129,11 +127,6 @@ class ThreadCheckingStore final : public KeyStore {
     Note();
     MutexLock io(&io_mu_);
     return inner_->ScanProgress(after, limit);
-  }
-  absl::StatusOr<bool> Lead(std::string_view duty) override {
-    Note();
-    MutexLock io(&io_mu_);
-    return inner_->Lead(duty);
   }
   absl::StatusOr<std::optional<std::string>> GetProgress(std::string_view key) const override {
     Note();

@@ -58,7 +58,7 @@ absl::StatusOr<std::vector<v1::KeyEvent>> EtcdStore::EventsAfter(uint64_t after,
   uint64_t head;
   int64_t at;
   {
-    MutexLock lock(&mu_);
+    MutexLock lock(&published_mu_);
     head = head_revision();
     at = head_etcd_revision_;
   }
@@ -106,7 +106,7 @@ absl::StatusOr<std::vector<v1::AuditEvent>> EtcdStore::AuditLog(uint64_t after,
 }
 
 std::unique_ptr<StoreSnapshot> EtcdStore::Snapshot() {
-  MutexLock lock(&mu_);
+  MutexLock lock(&published_mu_);
   return std::make_unique<EtcdSnapshot>(head_revision(), head_etcd_revision_);
 }
 
@@ -126,7 +126,7 @@ StoreStats EtcdStore::stats() const {
 
 absl::Status EtcdStore::Reachable() const {
   {
-    MutexLock lock(&mu_);
+    MutexLock lock(&published_mu_);
     if (!cannot_publish_.ok()) return cannot_publish_;
   }
   // A linearizable read goes through the leader: it answers only with a
@@ -251,7 +251,7 @@ absl::StatusOr<std::optional<std::string>> EtcdStore::GetProgress(std::string_vi
 
 int64_t EtcdStore::EtcdRevisionOf(const StoreSnapshot* at) const {
   if (at != nullptr) return static_cast<const EtcdSnapshot*>(at)->etcd_revision();
-  MutexLock lock(&mu_);
+  MutexLock lock(&published_mu_);
   return head_etcd_revision_;
 }
 

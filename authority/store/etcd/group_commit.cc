@@ -37,6 +37,7 @@ uint64_t EtcdStore::next_revision() const {
 // committed (a lost batch taught it a newer head), or the build is refused
 // again. Bounded: a stale build is only wasted, never wrong.
 void EtcdStore::AwaitKnownRevisions() const {
+  if (InsideCommitListener()) return;  // the publisher is this very thread
   if (head_revision() >= known_committed_.load(std::memory_order_acquire)) return;
   MutexLock lock(&mu_);
   WaitPublished(known_committed_.load(std::memory_order_acquire), kCatchUpWait);
@@ -86,6 +87,7 @@ absl::StatusOr<uint64_t> EtcdStore::Append(Mutation m) {
 }
 
 absl::Status EtcdStore::Sync(uint64_t revision) {
+  if (InsideCommitListener()) return SyncInsideCommitListener();
   absl::Status outcome = absl::OkStatus();
   {
     MutexLock lock(&batch_mu_);

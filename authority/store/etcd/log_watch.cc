@@ -79,6 +79,7 @@ void EtcdStore::WatchLog() {
       if (stopping_) return;
       watch_ctx_ = ctx.get();
       watch_member_ = member;
+      MutexLock published(&published_mu_);
       from = head_etcd_revision_ + 1;
     }
     auto stream = client_->watch(member).Watch(ctx.get());
@@ -175,11 +176,13 @@ void EtcdStore::DropCopiedWrites(uint64_t head) {
   }
 }
 
-// Moves the head to `rec`'s revision (the next one) and tells the listener.
-void EtcdStore::Publish(const internal::LogRecord& rec) {
-  head_.store(rec.event().revision(), std::memory_order_release);
-  NoteCommitted(rec.event().revision());
-  if (listener_) listener_(rec.event(), rec.audit());
+void EtcdStore::MoveHead(uint64_t revision, int64_t etcd_revision) {
+  {
+    MutexLock lock(&published_mu_);
+    head_etcd_revision_ = std::max(head_etcd_revision_, etcd_revision);
+    head_.store(revision, std::memory_order_release);
+  }
+  NoteCommitted(revision);
 }
 
 // What the watch would have brought since the head, read instead: the log
@@ -224,8 +227,12 @@ absl::Status EtcdStore::CatchUp() {
     copy_ = *std::move(rows);
     DropCopiedWrites(head);
   }
-  for (const internal::LogRecord& rec : missed) Publish(rec);
-  head_etcd_revision_ = std::max(head_etcd_revision_, at);
+  // The head first, at once (the rows are all there), then the listener
+  // for each revision in order.
+  MoveHead(missed.empty() ? head_revision() : missed.back().event().revision(), at);
+  for (const internal::LogRecord& rec : missed) {
+    CallCommitListener(listener_, rec.event(), rec.audit());
+  }
   published_.SignalAll();
   spdlog::warn("etcd store: the watch's start was compacted; caught up to revision {} ({} missed)",
                head, missed.size());
@@ -235,7 +242,7 @@ absl::Status EtcdStore::CatchUp() {
 // What the log lost, this replica can never publish: it stays so, and
 // reports it (Reachable) until it is restarted.
 absl::Status EtcdStore::StopPublishing(absl::Status why) {
-  MutexLock lock(&mu_);
+  MutexLock lock(&published_mu_);
   cannot_publish_ = why;
   return why;
 }
@@ -274,9 +281,11 @@ absl::Status EtcdStore::Apply(const etcdserverpb::WatchResponse& resp) {
     }
     DropCopiedWrites(head);
   }
+  // Each revision's state is at its own etcd revision: the head moves one
+  // revision at a time, each followed by its listener call.
   for (auto& [rec, etcd_revision] : heard) {
-    head_etcd_revision_ = etcd_revision;
-    Publish(rec);
+    MoveHead(rec.event().revision(), etcd_revision);
+    CallCommitListener(listener_, rec.event(), rec.audit());
   }
   // A progress notification (no events; etcd sends one only to a watcher
   // that has caught up) says every change of the log up to its revision was
@@ -284,7 +293,7 @@ absl::Status EtcdStore::Apply(const etcdserverpb::WatchResponse& resp) {
   // so for other answers: a catch-up batch names the current revision even
   // when more events follow.
   if (resp.events_size() == 0 && !resp.created()) {
-    head_etcd_revision_ = std::max(head_etcd_revision_, resp.header().revision());
+    MoveHead(head_revision(), resp.header().revision());
   }
   watch_error_ = absl::OkStatus();
   published_.SignalAll();

@@ -127,6 +127,7 @@ class RocksDbStore : public KeyStore {
   }
 
   absl::Status Sync(uint64_t revision) override {
+    if (InsideCommitListener()) return SyncInsideCommitListener();
     MutexLock lock(&sync_mu_);
     while (head_revision() < revision) {
       if (syncing_) {
@@ -216,6 +217,8 @@ class RocksDbStore : public KeyStore {
     if (!s.ok()) return FromRocks(s, "read");
     return value;
   }
+
+  Replicas& replicas() override { return replicas_; }
 
   StoreStats stats() const override {
     return StoreStats{
@@ -409,7 +412,7 @@ class RocksDbStore : public KeyStore {
     }
     if (target > head_revision()) head_.store(target, std::memory_order_release);
     for (const Published& p : ready) {
-      if (listener_) listener_(p.event, p.audit);
+      CallCommitListener(listener_, p.event, p.audit);
     }
   }
 
@@ -479,6 +482,8 @@ class RocksDbStore : public KeyStore {
   std::atomic<uint64_t> appended_;                      // written under mu_
   std::deque<Published> pending_ ABSL_GUARDED_BY(mu_);  // appended, not yet published
   absl::Status broken_ ABSL_GUARDED_BY(mu_);
+
+  LoneReplica replicas_;  // one process owns the database
 
   std::atomic<uint64_t> commits_{0};
   std::atomic<uint64_t> conflicts_{0};

@@ -3,7 +3,10 @@
 // Open(retention): a store over the same data each time it is called, so a
 // second Open after the first is closed is a reopen.
 #include <catch2/catch.hpp>
+#include <cstdio>
 #include <functional>
+#include <future>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -278,6 +281,66 @@ TEMPLATE_TEST_CASE("store: once Sync returns, reads, audit, replay and the liste
   REQUIRE(heard == std::vector<uint64_t>{1});
 }
 
+// Runs `work` on a thread of its own and waits up to `seconds` for it. A
+// store that deadlocks leaves that thread stuck for good (and the store's
+// destructor with it), so the test reports it and ends the process rather
+// than hang until ctest's timeout.
+void FinishesWithin(int seconds, const char* what, std::function<void()> work) {
+  auto done = std::make_shared<std::promise<void>>();
+  std::future<void> finished = done->get_future();
+  std::thread([work = std::move(work), done] {
+    work();
+    done->set_value();
+  }).detach();
+  if (finished.wait_for(std::chrono::seconds(seconds)) != std::future_status::ready) {
+    std::fprintf(stderr, "FAILED: %s did not finish within %d s: a deadlock\n", what, seconds);
+    std::_Exit(1);
+  }
+}
+
+TEMPLATE_TEST_CASE("store: a commit listener may read the store, and its Sync is refused",
+                   "[store]", STORE_KINDS) {
+  TestType kind;
+  auto store = kind.Open();
+  REQUIRE(store->Commit(Put("a", "1")).ok());
+  // What the listener saw, by call, from inside it (key_store.h's rule).
+  std::map<std::string, std::string> seen;
+  store->SetCommitListener([&](const v1::KeyEvent& e, const v1::AuditEvent&) {
+    if (e.revision() != 2) return;
+    const auto note = [&](const char* call, const absl::Status& s) {
+      seen[call] = s.ok() ? "OK" : absl::StatusCodeToString(s.code());
+    };
+    note("head_revision",
+         store->head_revision() >= 2 ? absl::OkStatus() : absl::InternalError("behind"));
+    note("Get", store->Get(Table::kProjects, "b").status());
+    note("Scan", store->Scan(Table::kProjects, "", "", 10).status());
+    note("GetLatest", store->GetLatest(Table::kProjects, "b").status());
+    note("ScanLatest", store->ScanLatest(Table::kProjects, "", "", 10).status());
+    note("EventsAfter", store->EventsAfter(0, 10).status());
+    note("AuditLog", store->AuditLog(0, 10).status());
+    note("AuditEvents", store->AuditEvents("prj_x", 0, 10).status());
+    std::unique_ptr<StoreSnapshot> snap = store->Snapshot();
+    note("Snapshot", store->Get(Table::kProjects, "b", snap.get()).status());
+    note("Reachable", store->Reachable());
+    note("GetProgress", store->GetProgress("p").status());
+    store->AwaitKnownRevisions();
+    note("Sync", store->Sync(e.revision()));
+  });
+  absl::StatusOr<uint64_t> committed;
+  FinishesWithin(20, "a commit whose listener calls the store",
+                 [&] { committed = store->Commit(Put("b", "2")); });
+  REQUIRE(committed.ok());
+  store->SetCommitListener(nullptr);
+  const std::map<std::string, std::string> expected = {
+      {"head_revision", "OK"}, {"Get", "OK"},         {"Scan", "OK"},
+      {"GetLatest", "OK"},     {"ScanLatest", "OK"},  {"EventsAfter", "OK"},
+      {"AuditLog", "OK"},      {"AuditEvents", "OK"}, {"Snapshot", "OK"},
+      {"Reachable", "OK"},     {"GetProgress", "OK"}, {"Sync", "FAILED_PRECONDITION"}};
+  REQUIRE(seen == expected);
+  // Outside the listener the same Sync is fine.
+  REQUIRE(store->Sync(2).ok());
+}
+
 TEMPLATE_TEST_CASE("store: a snapshot keeps reading the state of its revision", "[store]",
                    STORE_KINDS) {
   TestType kind;
@@ -493,11 +556,15 @@ TEMPLATE_TEST_CASE("store: progress rows are kept, replaced and deleted, and tak
   REQUIRE_FALSE(page->more);
 }
 
-TEST_CASE("store: a store one process owns always holds its duties", "[store]") {
+TEST_CASE("store: a store one process owns is a lone replica: its duties, and nobody to share with",
+          "[store]") {
   RocksDbKind kind;
   std::unique_ptr<KeyStore> store = kind.Open();
-  REQUIRE(*store->Lead("webhooks"));
-  REQUIRE(*store->Lead("webhooks"));
+  REQUIRE(dynamic_cast<LoneReplica*>(&store->replicas()) != nullptr);
+  REQUIRE(*store->replicas().Lead("webhooks"));
+  REQUIRE(store->replicas().Share("summary").ok());
+  REQUIRE(store->replicas().SharedByOthers()->empty());
+  // A progress row written for a duty it holds.
   REQUIRE(store->PutProgress("webhook/whk_1", "mine", "webhooks").ok());
   REQUIRE(**store->GetProgress("webhook/whk_1") == "mine");
 }
@@ -507,42 +574,35 @@ TEMPLATE_TEST_CASE("store: two stores have different ids", "[store]", STORE_KIND
   REQUIRE(a.Open()->store_id() != b.Open()->store_id());
 }
 
-TEST_CASE("store: a store one process owns shares with nobody", "[store]") {
-  RocksDbKind kind;
-  std::unique_ptr<KeyStore> store = kind.Open();
-  REQUIRE(store->Share("summary").ok());
-  REQUIRE(store->SharedByOthers()->empty());
-}
-
 #if !defined(__SANITIZE_THREAD__)
 TEST_CASE("store: what an etcd replica shares reaches the others and leaves with it", "[store]") {
   EtcdKind kind;
   std::unique_ptr<KeyStore> a = kind.Open(), b = kind.Open();
-  REQUIRE(a->Share("from a").ok());
-  REQUIRE(*b->SharedByOthers() == std::vector<std::string>{"from a"});
-  REQUIRE(a->SharedByOthers()->empty());  // its own is not another's
-  REQUIRE(b->Share("from b").ok());
-  REQUIRE(a->Share("from a, later").ok());
-  REQUIRE(*b->SharedByOthers() == std::vector<std::string>{"from a, later"});
-  REQUIRE(*a->SharedByOthers() == std::vector<std::string>{"from b"});
+  REQUIRE(a->replicas().Share("from a").ok());
+  REQUIRE(*b->replicas().SharedByOthers() == std::vector<std::string>{"from a"});
+  REQUIRE(a->replicas().SharedByOthers()->empty());  // its own is not another's
+  REQUIRE(b->replicas().Share("from b").ok());
+  REQUIRE(a->replicas().Share("from a, later").ok());
+  REQUIRE(*b->replicas().SharedByOthers() == std::vector<std::string>{"from a, later"});
+  REQUIRE(*a->replicas().SharedByOthers() == std::vector<std::string>{"from b"});
   a.reset();  // a clean shutdown takes its row along at once
-  REQUIRE(b->SharedByOthers()->empty());
+  REQUIRE(b->replicas().SharedByOthers()->empty());
 }
 
 TEST_CASE("store: one etcd replica at a time holds a duty, and another takes it when it leaves",
           "[store]") {
   EtcdKind kind;
   std::unique_ptr<KeyStore> a = kind.Open(), b = kind.Open();
-  REQUIRE(*a->Lead("webhooks"));
-  REQUIRE_FALSE(*b->Lead("webhooks"));
-  REQUIRE(*b->Lead("another duty"));  // duties are held one by one
-  REQUIRE(*a->Lead("webhooks"));      // kept while asked for
+  REQUIRE(*a->replicas().Lead("webhooks"));
+  REQUIRE_FALSE(*b->replicas().Lead("webhooks"));
+  REQUIRE(*b->replicas().Lead("another duty"));  // duties are held one by one
+  REQUIRE(*a->replicas().Lead("webhooks"));      // kept while asked for
   // Progress written as the duty's holder: only while it holds it.
   REQUIRE(a->PutProgress("webhook/whk_1", "from a", "webhooks").ok());
   REQUIRE(absl::IsAborted(b->PutProgress("webhook/whk_1", "from b", "webhooks")));
   REQUIRE(**b->GetProgress("webhook/whk_1") == "from a");
   a.reset();  // a clean shutdown frees it at once
-  REQUIRE(*b->Lead("webhooks"));
+  REQUIRE(*b->replicas().Lead("webhooks"));
   REQUIRE(b->PutProgress("webhook/whk_1", "from b", "webhooks").ok());
   REQUIRE(**b->GetProgress("webhook/whk_1") == "from b");
 }

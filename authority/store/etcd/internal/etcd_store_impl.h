@@ -19,7 +19,7 @@
 // revision, its own and the others', in order, with the rows it wrote, and
 // moves its head (and the etcd revision its plain reads use) only then. The
 // same watch keeps a copy of the rows in memory, which builds read (see
-// "Builds read a local copy" in docs/design.md).
+// "Builds read a local copy" under "The etcd store" in docs/design.md).
 #ifndef LATCHKEY_AUTHORITY_STORE_ETCD_INTERNAL_ETCD_STORE_IMPL_H_
 #define LATCHKEY_AUTHORITY_STORE_ETCD_INTERNAL_ETCD_STORE_IMPL_H_
 
@@ -100,11 +100,7 @@ class EtcdStore : public KeyStore {
                            std::string_view duty) override;
   absl::StatusOr<Page> ScanProgress(std::string_view after, size_t limit) const override;
   absl::StatusOr<std::optional<std::string>> GetProgress(std::string_view key) const override;
-  absl::StatusOr<bool> Lead(std::string_view duty) override { return leases_.Lead(duty); }
-  absl::Status Share(std::string_view summary) override { return leases_.Share(summary); }
-  absl::StatusOr<std::vector<std::string>> SharedByOthers() const override {
-    return leases_.SharedByOthers();
-  }
+  Replicas& replicas() override { return leases_; }
 
   // log_watch.cc: builds read the copy (and this replica's writes not yet
   // in it); no etcd call.
@@ -125,7 +121,7 @@ class EtcdStore : public KeyStore {
 
   // etcd_store.cc
   // The etcd revision a read at `at` (the head when null) uses.
-  int64_t EtcdRevisionOf(const StoreSnapshot* at) const ABSL_LOCKS_EXCLUDED(mu_);
+  int64_t EtcdRevisionOf(const StoreSnapshot* at) const ABSL_LOCKS_EXCLUDED(published_mu_);
   // `etcd_revision` 0 reads the latest; the read ends by `deadline` at the
   // latest.
   absl::StatusOr<std::optional<std::string>> GetAt(
@@ -170,11 +166,12 @@ class EtcdStore : public KeyStore {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Forgets this replica's committed writes the copy holds as of `head`.
   void DropCopiedWrites(uint64_t head) ABSL_EXCLUSIVE_LOCKS_REQUIRED(batch_mu_);
-  // Moves the head to `rec`'s revision (the next one) and tells the listener.
-  void Publish(const internal::LogRecord& rec) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Moves the head to `revision`, whose state etcd holds at `etcd_revision`
+  // (the etcd revision only ever moves forward).
+  void MoveHead(uint64_t revision, int64_t etcd_revision) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Revisions this replica missed left the log: it never publishes again,
   // and says why (Reachable) until it is restarted.
-  absl::Status StopPublishing(absl::Status why) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status StopPublishing(absl::Status why) ABSL_LOCKS_EXCLUDED(published_mu_);
 
   const std::unique_ptr<EtcdClient> client_;
   const EtcdLayout layout_;
@@ -182,18 +179,25 @@ class EtcdStore : public KeyStore {
   const std::string store_id_;
   ReplicaLeases leases_;
 
-  // Lock order: mu_, then batch_mu_. A ReplicaLeases lock is never held
-  // with either.
+  // Lock order: mu_, then batch_mu_, then published_mu_. A ReplicaLeases
+  // lock is never held with any of them.
+  //
+  // mu_ is the publisher's: the watch holds it while it applies an answer
+  // and calls the commit listener, and Sync waits on it for publication.
+  // published_mu_ guards only what readers need of the head, so that a
+  // read, a snapshot or a health check never waits for the publisher (nor
+  // deadlocks inside the listener, which runs under mu_).
   mutable Mutex mu_;
   mutable Mutex batch_mu_ ABSL_ACQUIRED_AFTER(mu_);
+  mutable Mutex published_mu_ ABSL_ACQUIRED_AFTER(mu_, batch_mu_);
 
   // The revisions a replica keeps track of. Always
   //   head_ <= known_committed_, last_committed_ <= last_appended_,
   //   last_committed_ <= known_committed_ once its batch is answered.
   //
-  // head_: published. Its state is in the copy, its listener calls made, and
-  //   head_revision() answers it. Written under mu_ by the watch, read
-  //   anywhere.
+  // head_: published. Its state is in the copy and head_revision() answers
+  //   it; the listener is called for it right after. Written under mu_ and
+  //   published_mu_ by the watch, read anywhere.
   // head_etcd_revision_: the etcd revision at which head_'s state is read
   //   (what reads at the head and snapshots pass to etcd).
   // known_committed_: the newest revision known committed in etcd by any
@@ -203,7 +207,7 @@ class EtcdStore : public KeyStore {
   // last_appended_: the revision of the last pending mutation.
   // last_committed_: the last revision this replica's own batches committed.
   std::atomic<uint64_t> head_;
-  int64_t head_etcd_revision_ ABSL_GUARDED_BY(mu_);
+  int64_t head_etcd_revision_ ABSL_GUARDED_BY(published_mu_);
   std::atomic<uint64_t> known_committed_;
   uint64_t last_appended_ ABSL_GUARDED_BY(batch_mu_) = 0;
   uint64_t last_committed_ ABSL_GUARDED_BY(batch_mu_) = 0;
@@ -212,7 +216,7 @@ class EtcdStore : public KeyStore {
   mutable CondVar published_;
   CommitListener listener_ ABSL_GUARDED_BY(mu_);
   absl::Status watch_error_ ABSL_GUARDED_BY(mu_);
-  absl::Status cannot_publish_ ABSL_GUARDED_BY(mu_);  // see StopPublishing
+  absl::Status cannot_publish_ ABSL_GUARDED_BY(published_mu_);  // see StopPublishing
   grpc::ClientContext* watch_ctx_ ABSL_GUARDED_BY(mu_) = nullptr;
   size_t watch_member_ ABSL_GUARDED_BY(mu_) = 0;  // the member watch_ctx_'s stream is on
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

@@ -10,7 +10,7 @@
 //   P audit/<project>/<revision>  the audit record, by project
 //   P auditlog/<revision>         the audit record, by revision (KeyStore::AuditLog)
 //   P advisory/progress/<key>     a progress row (KeyStore::PutProgress)
-//   P duties/<duty>               the replica doing a duty (KeyStore::Lead), leased
+//   P duties/<duty>               the replica doing a duty (Replicas::Lead), leased
 //   P replicas/<replica id>       internal.SharedReceipts of a live replica, leased
 //   P usage-writers/<n>           the replica holding usage writer n, leased
 //

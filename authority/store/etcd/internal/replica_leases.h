@@ -1,8 +1,8 @@
 // What one replica of the etcd store holds in etcd through leases, so that
 // it leaves with the replica (at once on a clean stop, when its lease runs
 // out on a crash):
-//   - its share, P replicas/<id>: the receipts others read (KeyStore::Share);
-//   - duties, P duties/<duty>, one lease for all (KeyStore::Lead), which
+//   - its share, P replicas/<id>: the receipts others read (Replicas::Share);
+//   - duties, P duties/<duty>, one lease for all (Replicas::Lead), which
 //     progress rows written for a duty are checked against;
 //   - a usage writer, P usage-writers/<n> (KeyStore::UsageWriter), which
 //     usage rows are checked against.
@@ -20,26 +20,24 @@
 #include "absl/time/time.h"
 #include "authority/store/etcd/internal/etcd_client.h"
 #include "authority/store/etcd/internal/layout.h"
+#include "authority/store/replicas.h"
 #include "common/mutex.h"
 
 namespace latchkey {
 
-class ReplicaLeases {
+class ReplicaLeases final : public Replicas {
  public:
   // `client` and `layout` outlive this.
   ReplicaLeases(EtcdClient& client, const EtcdLayout& layout);
   // Revokes every lease: what this replica held is free for others at once.
-  ~ReplicaLeases();
+  ~ReplicaLeases() override;
 
   // This replica's key under P replicas/, also the value of what it holds.
   const std::string& replica_key() const { return replica_key_; }
 
-  // KeyStore::Share and KeyStore::SharedByOthers.
-  absl::Status Share(std::string_view summary);
-  absl::StatusOr<std::vector<std::string>> SharedByOthers() const;
-
-  // KeyStore::Lead.
-  absl::StatusOr<bool> Lead(std::string_view duty);
+  absl::Status Share(std::string_view summary) override;
+  absl::StatusOr<std::vector<std::string>> SharedByOthers() const override;
+  absl::StatusOr<bool> Lead(std::string_view duty) override;
   // The lease duties are held by; ABORTED naming `duty` when none is.
   absl::StatusOr<int64_t> DutyLease(std::string_view duty);
 
