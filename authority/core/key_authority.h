@@ -343,6 +343,11 @@ class KeyAuthority {
   absl::StatusOr<bool> Bootstrap(const std::function<absl::StatusOr<std::string>()>& make_token);
   // ADMIN principals, read for a mutation.
   absl::StatusOr<int> CountAdmins(Transaction& tx) const;
+  // Calls `visit` with every row of `table`, a set guarded by the guard row
+  // `guard`: at the head, or read through `tx` (with the guard as a
+  // precondition). Stops at the first error `visit` returns.
+  absl::Status ForEachRow(Table table, std::string_view guard, Transaction* tx,
+                          const std::function<absl::Status(const Row&)>& visit) const;
   // Calls `visit` with every principal record in the store: at the head, or
   // read through `tx` (with the principals' guard row as a precondition).
   absl::Status ForEachPrincipal(const std::function<void(const internal::PrincipalRecord&)>& visit,

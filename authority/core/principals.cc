@@ -21,26 +21,33 @@ using internal::Erase;
 using internal::PrincipalRecord;
 using internal::Put;
 
-absl::Status KeyAuthority::ForEachPrincipal(
-    const std::function<void(const PrincipalRecord&)>& visit, Transaction* tx) const {
+absl::Status KeyAuthority::ForEachRow(Table table, std::string_view guard, Transaction* tx,
+                                      const std::function<absl::Status(const Row&)>& visit) const {
   if (tx != nullptr) {
-    absl::StatusOr<std::optional<std::string>> guard =
-        tx->Get(Table::kGuards, internal::kPrincipalsGuard);
-    if (!guard.ok()) return guard.status();
+    absl::StatusOr<std::optional<std::string>> read = tx->Get(Table::kGuards, guard);
+    if (!read.ok()) return read.status();
   }
   std::string after;
   for (;;) {
-    absl::StatusOr<Page> page = tx != nullptr ? tx->Scan(Table::kPrincipals, "", after, 1000)
-                                              : store_->Scan(Table::kPrincipals, "", after, 1000);
+    absl::StatusOr<Page> page =
+        tx != nullptr ? tx->Scan(table, "", after, 1000) : store_->Scan(table, "", after, 1000);
     if (!page.ok()) return page.status();
     for (const Row& row : page->rows) {
-      PrincipalRecord rec;
-      if (!rec.ParseFromString(row.value)) return absl::DataLossError("principal record");
-      visit(rec);
+      if (absl::Status s = visit(row); !s.ok()) return s;
     }
     if (!page->more) return absl::OkStatus();
     after = page->rows.back().key;
   }
+}
+
+absl::Status KeyAuthority::ForEachPrincipal(
+    const std::function<void(const PrincipalRecord&)>& visit, Transaction* tx) const {
+  return ForEachRow(Table::kPrincipals, internal::kPrincipalsGuard, tx, [&](const Row& row) {
+    PrincipalRecord rec;
+    if (!rec.ParseFromString(row.value)) return absl::DataLossError("principal record");
+    visit(rec);
+    return absl::OkStatus();
+  });
 }
 
 absl::Status KeyAuthority::LoadPrincipals() { return ReloadPrincipals(); }

@@ -43,23 +43,14 @@ std::string Scope(std::string_view project_id) {
 
 absl::StatusOr<std::vector<v1::RoleBinding>> KeyAuthority::LoadRoleBindings(Transaction* tx) const {
   std::vector<v1::RoleBinding> all;
-  if (tx != nullptr) {
-    absl::StatusOr<std::optional<std::string>> guard = tx->Get(Table::kGuards, kBindingsGuard);
-    if (!guard.ok()) return guard.status();
-  }
-  std::string after;
-  for (;;) {
-    absl::StatusOr<Page> page = tx != nullptr ? tx->Scan(Table::kRoleBindings, "", after, 1000)
-                                              : store_->Scan(Table::kRoleBindings, "", after, 1000);
-    if (!page.ok()) return page.status();
-    for (const Row& row : page->rows) {
-      if (!all.emplace_back().ParseFromString(row.value)) {
-        return absl::DataLossError("role binding record");
-      }
+  absl::Status read = ForEachRow(Table::kRoleBindings, kBindingsGuard, tx, [&](const Row& row) {
+    if (!all.emplace_back().ParseFromString(row.value)) {
+      return absl::DataLossError("role binding record");
     }
-    if (!page->more) return all;
-    after = page->rows.back().key;
-  }
+    return absl::OkStatus();
+  });
+  if (!read.ok()) return read;
+  return all;
 }
 
 absl::Status KeyAuthority::ReloadBindings() {
