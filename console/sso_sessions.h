@@ -1,4 +1,4 @@
-// "Sign in with SSO" for the console (docs/console.md, "Signing in"): the
+// "Sign in with SSO" for the console (docs/console.md, "Signing in, and who decides"): the
 // authorization code flow with PKCE against the organization's identity
 // provider, and the sessions it opens. A session lives in this process only,
 // named by an opaque cookie value of 256 random bits; it holds the person's ID

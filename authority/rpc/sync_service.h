@@ -17,6 +17,9 @@ namespace latchkey {
 
 struct SyncServiceOptions {
   size_t queue_limit = 10000;  // messages a watcher may fall behind by
+  // Streams one authority holds at once; one more is RESOURCE_EXHAUSTED
+  // (docs/security.md). The server keeps the default (10,000 pods per
+  // replica); tests set it low to reach the limit.
   size_t max_watchers = 10000;
 };
 

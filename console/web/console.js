@@ -752,7 +752,7 @@ document.addEventListener('DOMContentLoaded', () => {
   offerSignIn().catch(() => {});
 });
 
-// What the sign-in page offers (docs/console.md, "Signing in"), and a
+// What the sign-in page offers (docs/console.md, "Signing in, and who decides"), and a
 // session already open: back from the provider, or a reload.
 async function offerSignIn() {
   const config = await (await fetch('/oidc/config', { cache: 'no-store' })).json();

@@ -41,7 +41,7 @@ inline constexpr char kMasterKeyCheck[] = "master_key";
 // Marks `guard`'s set changed by the mutation taking `revision`. The value is
 // unique to this change, not just to the revision: two replicas' changes built
 // for one revision (one of them to be lost) must not look alike to a
-// precondition (docs/design.md, "Builds read a local copy").
+// precondition (docs/design.md, "The etcd store": "Builds read a local copy").
 void TouchGuard(Mutation& m, std::string_view guard, uint64_t revision);
 
 // Writes the record as of `revision` and tells sidecars every digest it now
