@@ -105,7 +105,7 @@ class KeyAuthority {
   // Reads every principal afresh into the token table, and every role
   // binding, and reports the principals gone to the deletion listener: for
   // changes another replica committed.
-  absl::Status ReloadPrincipals() ABSL_LOCKS_EXCLUDED(principals_mu_);
+  absl::Status ReloadPrincipals() ABSL_LOCKS_EXCLUDED(reload_mu_, principals_mu_);
 
   absl::StatusOr<v1::CreateProjectResponse> CreateProject(const Caller& caller,
                                                           const v1::CreateProjectRequest& req);
@@ -337,7 +337,8 @@ class KeyAuthority {
   static internal::PrincipalRecord NewPrincipal(const Caller& creator, std::string_view name,
                                                 v1::Role role, const std::string& token,
                                                 absl::Time now, Mutation& m);
-  void Remember(const internal::PrincipalRecord& rec) ABSL_LOCKS_EXCLUDED(principals_mu_);
+  void Remember(const internal::PrincipalRecord& rec)
+      ABSL_LOCKS_EXCLUDED(reload_mu_, principals_mu_);
   // The first ADMIN with the token `make_token` gives, and the master key's
   // check value, when the store has no principal.
   absl::StatusOr<bool> Bootstrap(const std::function<absl::StatusOr<std::string>()>& make_token);
@@ -358,7 +359,7 @@ class KeyAuthority {
   absl::StatusOr<std::vector<v1::RoleBinding>> LoadRoleBindings(Transaction* tx = nullptr) const;
   // Reads every binding afresh into bindings_. Reloads take turns, each
   // reading and then replacing: the last to finish read the newest set.
-  absl::Status ReloadBindings() ABSL_LOCKS_EXCLUDED(bindings_reload_mu_, principals_mu_);
+  absl::Status ReloadBindings() ABSL_LOCKS_EXCLUDED(reload_mu_, principals_mu_);
 
   // A webhook's row, its secret unsealed.
   absl::StatusOr<WebhookTarget> OpenWebhook(const std::string& row) const;
@@ -370,8 +371,12 @@ class KeyAuthority {
 
   Mutex mu_;  // serializes mutations: each reads, checks, then commits
   UsageLedger usage_;
-  Mutex bindings_reload_mu_;  // before principals_mu_
-  mutable Mutex principals_mu_;
+  // The token table and the bindings change one at a time, whether by a
+  // reload from the store or by this process's own change (Remember, a
+  // deletion): a reload that read the store before a change can never
+  // replace the table after it. Before principals_mu_.
+  Mutex reload_mu_;
+  mutable Mutex principals_mu_ ABSL_ACQUIRED_AFTER(reload_mu_);
   mutable std::atomic<uint64_t> failed_auth_{0};
   std::atomic<uint64_t> conflict_retries_{0};
   // Token digest -> caller.

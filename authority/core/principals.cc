@@ -65,6 +65,7 @@ absl::StatusOr<int> KeyAuthority::CountAdmins(Transaction& tx) const {
 
 void KeyAuthority::Remember(const PrincipalRecord& rec) {
   const v1::Principal& p = rec.principal();
+  MutexLock turn(&reload_mu_);  // after any reload that may have read before it
   MutexLock lock(&principals_mu_);
   principals_[rec.token_digest()] = Caller{p.principal_id(), p.name(), p.role()};
 }
@@ -173,17 +174,21 @@ absl::StatusOr<bool> KeyAuthority::Bootstrap(
 }
 
 absl::Status KeyAuthority::ReloadPrincipals() {
-  absl::flat_hash_map<std::string, Caller> now;
-  absl::Status scanned = ForEachPrincipal([&now](const PrincipalRecord& rec) {
-    const v1::Principal& p = rec.principal();
-    now[rec.token_digest()] = Caller{p.principal_id(), p.name(), p.role()};
-  });
-  if (!scanned.ok()) return scanned;
-  if (absl::Status s = ReloadBindings(); !s.ok()) return s;
   std::vector<std::string> gone;
   PrincipalListener listener;
   {
+    // Read and replace in one turn (reload_mu_).
+    MutexLock turn(&reload_mu_);
+    absl::flat_hash_map<std::string, Caller> now;
+    absl::Status scanned = ForEachPrincipal([&now](const PrincipalRecord& rec) {
+      const v1::Principal& p = rec.principal();
+      now[rec.token_digest()] = Caller{p.principal_id(), p.name(), p.role()};
+    });
+    if (!scanned.ok()) return scanned;
+    absl::StatusOr<std::vector<v1::RoleBinding>> bindings = LoadRoleBindings();
+    if (!bindings.ok()) return bindings.status();
     MutexLock lock(&principals_mu_);
+    bindings_ = *std::move(bindings);
     for (const auto& [digest, caller] : principals_) {
       if (!now.contains(digest)) gone.push_back(caller.principal_id);
     }
@@ -315,6 +320,7 @@ absl::StatusOr<v1::DeletePrincipalResponse> KeyAuthority::DeletePrincipal(
   if (!rev.ok()) return rev.status();
   PrincipalListener listener;
   {
+    MutexLock turn(&reload_mu_);
     MutexLock lock(&principals_mu_);
     principals_.erase(rec.token_digest());
     listener = principal_deleted_;

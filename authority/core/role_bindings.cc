@@ -54,7 +54,7 @@ absl::StatusOr<std::vector<v1::RoleBinding>> KeyAuthority::LoadRoleBindings(Tran
 }
 
 absl::Status KeyAuthority::ReloadBindings() {
-  MutexLock turn(&bindings_reload_mu_);
+  MutexLock turn(&reload_mu_);
   absl::StatusOr<std::vector<v1::RoleBinding>> all = LoadRoleBindings();
   if (!all.ok()) return all.status();
   MutexLock lock(&principals_mu_);
@@ -187,6 +187,7 @@ absl::StatusOr<v1::DeleteRoleBindingResponse> KeyAuthority::DeleteRoleBinding(
     // The role must not outlive its binding here: drop it from memory at least.
     spdlog::warn("role bindings not reloaded after unbinding {}: {}", req.binding_id(),
                  s.ToString());
+    MutexLock turn(&reload_mu_);
     MutexLock lock(&principals_mu_);
     std::erase_if(bindings_,
                   [&](const v1::RoleBinding& b) { return b.binding_id() == req.binding_id(); });

@@ -486,6 +486,35 @@ TEST_CASE("rule 9: tokens authenticate their principal but unknown or deleted on
   REQUIRE(absl::IsUnauthenticated(f.authority().Authenticate(made->token()).status()));
 }
 
+// Found by CI on etcd: a console test's fresh principal was UNAUTHENTICATED.
+// A replica reloads its token table on every principal change (its own and
+// other replicas'); a reload that read the store before a creation and
+// replaced the table after it dropped the new token until the next reload.
+TEST_CASE("a new principal's token works as CreatePrincipal returns, whatever reloads run",
+          "[concurrency]") {
+  AuthorityFixture f;
+  const std::string admin_token = testing::ReadFile(f.dir() / "admin.token");
+  const Caller admin = *f.authority().Authenticate(admin_token.substr(0, admin_token.size() - 1));
+  std::atomic<bool> stop{false};
+  std::atomic<int> failed_reloads{0};
+  std::thread reloads([&] {
+    while (!stop) failed_reloads += f.authority().ReloadPrincipals().ok() ? 0 : 1;
+  });
+  int unknown = 0;
+  for (int i = 0; i < 40; ++i) {
+    v1::CreatePrincipalRequest create;
+    create.set_name("p" + std::to_string(i));
+    create.set_role(v1::ROLE_MEMBER);
+    absl::StatusOr<v1::CreatePrincipalResponse> made = f.authority().CreatePrincipal(admin, create);
+    if (!made.ok()) break;
+    if (!f.authority().Authenticate(made->token()).ok()) ++unknown;
+  }
+  stop = true;
+  reloads.join();
+  REQUIRE(failed_reloads == 0);
+  REQUIRE(unknown == 0);
+}
+
 TEST_CASE("WhoAmI names the caller's own principal, for every role") {
   AuthorityFixture f;
   const v1::Role role =
