@@ -335,7 +335,7 @@ class KeyStore {
 // Calls `listener` (when set) with the thread marked as inside it.
 void CallCommitListener(const KeyStore::CommitListener& listener, const v1::KeyEvent& event,
                         const v1::AuditEvent& audit);
-// Whether this thread is running a commit listener now.
+// Whether this thread is running a commit listener now (of any store).
 bool InsideCommitListener();
 // What Sync answers inside a commit listener (KeyStore::CommitListener).
 absl::Status SyncInsideCommitListener();

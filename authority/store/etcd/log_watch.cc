@@ -281,10 +281,12 @@ absl::Status EtcdStore::Apply(const etcdserverpb::WatchResponse& resp) {
     }
     DropCopiedWrites(head);
   }
-  // Each revision's state is at its own etcd revision: the head moves one
-  // revision at a time, each followed by its listener call.
-  for (auto& [rec, etcd_revision] : heard) {
-    MoveHead(rec.event().revision(), etcd_revision);
+  // The head moves once, to the last revision heard: the revisions of one
+  // batch share one etcd revision, which holds the batch's last state, and
+  // the copy already holds the answer's last. Then the listener hears each
+  // revision in order.
+  if (!heard.empty()) MoveHead(heard.back().first.event().revision(), heard.back().second);
+  for (const auto& [rec, etcd_revision] : heard) {
     CallCommitListener(listener_, rec.event(), rec.audit());
   }
   // A progress notification (no events; etcd sends one only to a watcher

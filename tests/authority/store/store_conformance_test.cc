@@ -10,12 +10,14 @@
 #include <set>
 #include <thread>
 
+#include "absl/strings/str_join.h"
 #include "authority/core/internal/mutations.h"
 #include "authority/store/etcd/etcd_store.h"
 #include "authority/store/key_store.h"
 #include "authority/store/rocksdb/rocksdb_store.h"
 #include "common/key_format.h"
 #include "common/mutex.h"
+#include "common/strings.h"
 #include "tests/testing/etcd_cluster.h"
 #include "tests/testing/testing.h"
 #include "tests/testing/thread_checking_store.h"
@@ -339,6 +341,32 @@ TEMPLATE_TEST_CASE("store: a commit listener may read the store, and its Sync is
   REQUIRE(seen == expected);
   // Outside the listener the same Sync is fine.
   REQUIRE(store->Sync(2).ok());
+}
+
+TEMPLATE_TEST_CASE("store: a snapshot taken in the listener reads exactly its revision, in a batch",
+                   "[store]", STORE_KINDS) {
+  TestType kind;
+  auto store = kind.Open();
+  // Two mutations appended together commit as one batch (etcd: one
+  // transaction, one etcd revision); the listener hears the first while the
+  // second is already in the store.
+  std::vector<std::string> mismatches;
+  store->SetCommitListener([&](const v1::KeyEvent& e, const v1::AuditEvent&) {
+    std::unique_ptr<StoreSnapshot> snap = store->Snapshot();
+    absl::StatusOr<std::optional<std::string>> second =
+        store->Get(Table::kProjects, "second", snap.get());
+    const bool has_second = second.ok() && second->has_value();
+    if (snap->revision() < e.revision() || has_second != (snap->revision() >= 2)) {
+      mismatches.push_back(StrCat("heard ", e.revision(), ", snapshot ", snap->revision(),
+                                  has_second ? " holds" : " lacks", " revision 2's row"));
+    }
+  });
+  REQUIRE(*store->Append(Put("first", "1")) == 1);
+  REQUIRE(*store->Append(Put("second", "2")) == 2);
+  REQUIRE(store->Sync(2).ok());
+  store->SetCommitListener(nullptr);
+  INFO(absl::StrJoin(mismatches, "; "));
+  REQUIRE(mismatches.empty());
 }
 
 TEMPLATE_TEST_CASE("store: a snapshot keeps reading the state of its revision", "[store]",

@@ -179,8 +179,9 @@ class EtcdStore : public KeyStore {
   const std::string store_id_;
   ReplicaLeases leases_;
 
-  // Lock order: mu_, then batch_mu_, then published_mu_. A ReplicaLeases
-  // lock is never held with any of them.
+  // Lock order: mu_, then batch_mu_, then published_mu_. ReplicaLeases'
+  // locks come after all three (a listener, under mu_, may share receipts)
+  // and take no lock of the store.
   //
   // mu_ is the publisher's: the watch holds it while it applies an answer
   // and calls the commit listener, and Sync waits on it for publication.
