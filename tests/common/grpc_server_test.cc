@@ -1,0 +1,73 @@
+// common/grpc_server.h: the listeners every latchkey gRPC server shares.
+#include "common/grpc_server.h"
+
+#include <sys/stat.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+
+#include "tests/testing/testing.h"
+
+namespace latchkey {
+namespace {
+
+TEST_CASE("a server listens on loopback TCP (port 0) and on a unix socket made 0660") {
+  EnableServerPlugins();
+  testing::TempDir dir;
+  ListenOptions options({"127.0.0.1:0", "unix:" + (dir / "grpc.sock")});
+  grpc::ServerBuilder builder;
+  std::vector<int> ports;
+  REQUIRE(AddListeners(builder, options, ports).ok());
+  absl::StatusOr<std::unique_ptr<grpc::Server>> server = StartServer(builder, options, ports);
+  REQUIRE(server.ok());
+  REQUIRE(ports[0] > 0);   // the port bound for 127.0.0.1:0
+  REQUIRE(ports[1] == 0);  // none for a socket
+  struct stat st {};
+  REQUIRE(::stat((dir / "grpc.sock").c_str(), &st) == 0);
+  REQUIRE((st.st_mode & 0777) == 0660);
+  for (const std::string& target :
+       {"127.0.0.1:" + std::to_string(ports[0]), "unix:" + (dir / "grpc.sock")}) {
+    auto channel = grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
+    INFO(target);
+    REQUIRE(channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(10)));
+  }
+  (*server)->Shutdown();
+}
+
+TEST_CASE("plaintext beyond loopback is refused unless allowed; TLS is allowed") {
+  grpc::ServerBuilder builder;
+  std::vector<int> ports;
+  absl::Status none = AddListeners(builder, ListenOptions(), ports);
+  REQUIRE(absl::IsInvalidArgument(none));
+  REQUIRE(std::string(none.message()) == "no --listen address");
+
+  ListenOptions remote({"127.0.0.1:0", "0.0.0.0:0"});
+  absl::Status refused = AddListeners(builder, remote, ports);
+  REQUIRE(absl::IsInvalidArgument(refused));
+  REQUIRE_THAT(std::string(refused.message()),
+               Catch::Contains("refusing to listen on 0.0.0.0:0 without TLS"));
+
+  // Added, not started: nothing is bound beyond loopback here.
+  remote.allow_insecure_remote = true;
+  grpc::ServerBuilder allowed;
+  REQUIRE(AddListeners(allowed, remote, ports).ok());
+  ListenOptions tls({"0.0.0.0:0"});
+  tls.tls = grpc::SslServerCredentials(grpc::SslServerCredentialsOptions());
+  grpc::ServerBuilder with_tls;
+  REQUIRE(AddListeners(with_tls, tls, ports).ok());
+}
+
+TEST_CASE("an address that cannot be bound is INTERNAL naming it") {
+  EnableServerPlugins();
+  const std::string address = "unix:/nonexistent-latchkey-dir/grpc.sock";
+  ListenOptions options({address});
+  grpc::ServerBuilder builder;
+  std::vector<int> ports;
+  REQUIRE(AddListeners(builder, options, ports).ok());
+  absl::StatusOr<std::unique_ptr<grpc::Server>> server = StartServer(builder, options, ports);
+  REQUIRE(absl::IsInternal(server.status()));
+  REQUIRE_THAT(std::string(server.status().message()), Catch::Contains(address));
+}
+
+}  // namespace
+}  // namespace latchkey
