@@ -34,7 +34,7 @@ TEST_CASE("a server listens on loopback TCP (port 0) and on a unix socket made 0
   (*server)->Shutdown();
 }
 
-TEST_CASE("plaintext beyond loopback is refused unless allowed; TLS is allowed") {
+TEST_CASE("plaintext beyond loopback is refused unless allowed, and TLS is allowed") {
   grpc::ServerBuilder builder;
   std::vector<int> ports;
   absl::Status none = AddListeners(builder, ListenOptions(), ports);
