@@ -205,8 +205,12 @@ test('a manager does every task of the key page in the browser', async (t) => {
     await page.getByRole('heading', { name: 'Audit log' }).waitFor();
     await page.locator('#audit-table tbody tr', { hasText: 'project.api_access_enabled' }).waitFor();
     const actions = await page.locator('#audit-table tbody tr td:nth-child(4)').allTextContents();
+    // The revoked key's rejections reach the log with the authority's next
+    // usage flush (every 10 s), wherever that falls on a slow machine: not
+    // one of this page's own actions, so left out of the order checked.
+    const own = actions.filter((action) => action !== 'key.rejected_after_revocation');
     // Each "Copy" of an API key is an audited read (key.value_read).
-    assert.deepEqual(actions, ['project.created', 'key.value_read', 'key.created',
+    assert.deepEqual(own, ['project.created', 'key.value_read', 'key.created',
                                'key.value_read', 'key.revoked', 'key.rotated', 'key.created',
                                'key.deleted', 'project.api_access_disabled',
                                'project.api_access_enabled']);
