@@ -75,46 +75,37 @@ absl::StatusOr<ImportReport> ImportIntoEtcd(const KeyStore& source,
   }
   BulkWriter out(**client);
 
-  for (Table table : kAllTables) {
-    std::string after;
-    for (;;) {
-      absl::StatusOr<Page> page = source.Scan(table, "", after, 1000);
+  // Every row of a paged scan (`scan(after)`), put under the etcd key
+  // `key_of(row key)`.
+  const auto copy = [&](const auto& scan, const auto& key_of) -> absl::Status {
+    for (std::string after;;) {
+      absl::StatusOr<Page> page = scan(after);
       if (!page.ok()) return page.status();
       for (Row& row : page->rows) {
         after = row.key;
         ++report.rows;
-        if (absl::Status s = out.Put(layout.Row(table, row.key), std::move(row.value)); !s.ok()) {
-          return s;
-        }
+        if (absl::Status s = out.Put(key_of(row.key), std::move(row.value)); !s.ok()) return s;
       }
-      if (!page->more) break;
+      if (!page->more) return absl::OkStatus();
     }
+  };
+  for (Table table : kAllTables) {
+    absl::Status copied =
+        copy([&](const std::string& after) { return source.Scan(table, "", after, 1000); },
+             [&](const std::string& key) { return layout.Row(table, key); });
+    if (!copied.ok()) return copied;
   }
-
-  for (std::string after;;) {
-    absl::StatusOr<Page> page = source.ScanUsage(after, 1000);
-    if (!page.ok()) return page.status();
-    for (Row& row : page->rows) {
-      after = row.key;
-      ++report.rows;
-      if (absl::Status s = out.Put(layout.Usage(row.key), std::move(row.value)); !s.ok()) {
-        return s;
-      }
-    }
-    if (!page->more) break;
+  if (absl::Status s = copy([&](const std::string& after) { return source.ScanUsage(after, 1000); },
+                            [&](const std::string& key) { return layout.Usage(key); });
+      !s.ok()) {
+    return s;
   }
   // Progress rows: webhooks carry on where they were.
-  for (std::string after;;) {
-    absl::StatusOr<Page> page = source.ScanProgress(after, 1000);
-    if (!page.ok()) return page.status();
-    for (Row& row : page->rows) {
-      after = row.key;
-      ++report.rows;
-      if (absl::Status s = out.Put(layout.Progress(row.key), std::move(row.value)); !s.ok()) {
-        return s;
-      }
-    }
-    if (!page->more) break;
+  if (absl::Status s =
+          copy([&](const std::string& after) { return source.ScanProgress(after, 1000); },
+               [&](const std::string& key) { return layout.Progress(key); });
+      !s.ok()) {
+    return s;
   }
 
   // Audit records, by project: every project's, then those of none. Each
