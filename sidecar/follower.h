@@ -59,7 +59,9 @@ Validation CheckAndCount(const KeySet& keys, UsageCounter& usage, std::string_vi
 class Follower {
  public:
   // Starts following in the background (loading the state file first, if
-  // any). INVALID_ARGUMENT without a token, or for bad TLS files.
+  // any). INVALID_ARGUMENT without a token or for an authority address
+  // ClientTarget refuses; ChannelCredentials' error (common/tls.h) for TLS
+  // files it cannot use.
   static absl::StatusOr<std::unique_ptr<Follower>> Start(FollowerOptions options);
   ~Follower();  // Stop()
 
