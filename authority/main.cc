@@ -10,6 +10,7 @@
 #include "common/daemon.h"
 #include "common/key_format.h"
 #include "common/log.h"
+#include "common/net.h"
 
 namespace {
 
@@ -59,8 +60,18 @@ int main(int argc, char** argv) {
   app.add_option("--master-key-file", options.master_key_file,
                  "AES-256 master key for stored API key values (rocksdb: default "
                  "<data-dir>/master.key, made on first start; etcd: required, never made)");
-  std::string etcd_endpoints;
-  app.add_option("--etcd-endpoints", etcd_endpoints, "etcd members, HOST:PORT,... (--store=etcd)");
+  app.add_option_function<std::string>(
+         "--etcd-endpoints",
+         [&options](const std::string& list) {
+           options.etcd.endpoints = *latchkey::ParseEndpoints(list);
+         },
+         "etcd members, HOST:PORT,... (--store=etcd)")
+      ->check(CLI::Validator(
+          [](std::string& list) -> std::string {
+            absl::StatusOr<std::vector<std::string>> parsed = latchkey::ParseEndpoints(list);
+            return parsed.ok() ? "" : std::string(parsed.status().message());
+          },
+          "HOST:PORT,..."));
   app.add_option("--etcd-prefix", options.etcd.prefix,
                  "key prefix in etcd; deployments sharing a cluster use different ones")
       ->capture_default_str();
@@ -134,14 +145,6 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (*migrate) return Migrate(options, to_etcd);
-  if (options.store == "etcd") {
-    absl::StatusOr<std::vector<std::string>> endpoints = latchkey::ParseEndpoints(etcd_endpoints);
-    if (!endpoints.ok() || etcd_endpoints.empty()) {
-      std::cerr << "latchkey-authority: --store=etcd needs --etcd-endpoints HOST:PORT,...\n";
-      return 2;
-    }
-    options.etcd.endpoints = *std::move(endpoints);
-  }
   options.metrics_listen = daemon.metrics_listen;
   options.metrics_allow_remote = daemon.metrics_allow_remote;
   if (options.listen.addresses.empty()) options.listen.addresses = {"127.0.0.1:7700"};
@@ -162,9 +165,7 @@ int main(int argc, char** argv) {
                     ")");
   }
   spdlog::info("latchkey-authority {} serving on {}; {}; admin token {}", LATCHKEY_VERSION,
-               absl::StrJoin(bound, ", "),
-               options.store == "etcd" ? "etcd " + etcd_endpoints + " prefix " + options.etcd.prefix
-                                       : "data dir " + options.data_dir,
+               absl::StrJoin(bound, ", "), latchkey::StoreDescription(options),
                (*server)->admin_token_path());
   const int sig = latchkey::AwaitStopSignal(stop_signals);
   spdlog::info("signal {}: shutting down", sig);

@@ -168,24 +168,25 @@ absl::StatusOr<std::unique_ptr<AuthorityServer>> AuthorityServer::Start(
   // principal another replica created or deleted reaches this one's token
   // table here (read on a store thread: the listener must not block).
   const bool shared = opened->shared;
-  raw_store->SetCommitListener([hub, propagation, mutations, store_work, core, shared, webhooks](
-                                   const v1::KeyEvent& event, const v1::AuditEvent& audit) {
-    propagation->Committed(event.revision(), absl::Now());
-    const KeyAuthority::Consequences consequences = core->Committed(event, audit);
-    hub->Publish(event);
-    webhooks->Wake(consequences.webhooks);
-    mutations->With({audit.action()}).Inc();
-    spdlog::info("revision {}: {} by {} project={} key={}", event.revision(), audit.action(),
-                 audit.actor(), audit.project_id().empty() ? "-" : audit.project_id(),
-                 audit.key_id().empty() ? "-" : audit.key_id());
-    if (shared && consequences.principals) {
-      store_work->Post([core] {
-        if (absl::Status s = core->ReloadPrincipals(); !s.ok()) {
-          spdlog::error("reloading principals: {}", s.ToString());
+  raw_store->SetCommitListener(
+      [hub, propagation, mutations, store_work, core, shared, webhooks](
+          const v1::KeyEvent& event, const v1::AuditEvent& audit, TableSet written) {
+        propagation->Committed(event.revision(), absl::Now());
+        const KeyAuthority::Consequences consequences = core->Committed(event, written);
+        hub->Publish(event);
+        webhooks->Wake(consequences.webhooks);
+        mutations->With({audit.action()}).Inc();
+        spdlog::info("revision {}: {} by {} project={} key={}", event.revision(), audit.action(),
+                     audit.actor(), audit.project_id().empty() ? "-" : audit.project_id(),
+                     audit.key_id().empty() ? "-" : audit.key_id());
+        if (shared && consequences.principals) {
+          store_work->Post([core] {
+            if (absl::Status s = core->ReloadPrincipals(); !s.ok()) {
+              spdlog::error("reloading principals: {}", s.ToString());
+            }
+          });
         }
       });
-    }
-  });
   parts->admin = std::make_unique<AdminService>(parts->authority.get(), raw_store, propagation,
                                                 parts->store_work.get(), webhooks);
   parts->sync = std::make_unique<SyncService>(parts->authority.get(), raw_store, hub, propagation,

@@ -5,7 +5,8 @@
 #include <filesystem>
 #include <limits>
 
-#include "authority/store/etcd/etcd_store.h"  // with LATCHKEY_WITH_ETCD only
+#include "absl/strings/str_join.h"
+#include "authority/store/etcd/etcd_store.h"  // its types; its code with LATCHKEY_WITH_ETCD only
 #include "authority/store/rocksdb/rocksdb_store.h"
 #include "common/files.h"
 #include "common/log.h"
@@ -128,6 +129,9 @@ absl::Status BootstrapShared(const AuthorityOptions& options, const KeyStore& st
 // The replicated store. Every replica is given the same master key; none
 // makes one.
 absl::StatusOr<OpenedStore> OpenEtcd(const AuthorityOptions& options) {
+  if (options.etcd.endpoints.empty()) {
+    return absl::InvalidArgumentError("--store=etcd needs --etcd-endpoints HOST:PORT,...");
+  }
   if (options.master_key_file.empty()) {
     return absl::InvalidArgumentError(
         "--store=etcd needs --master-key-file: every replica shares one master key, and none "
@@ -153,6 +157,14 @@ absl::StatusOr<OpenedStore> OpenEtcd(const AuthorityOptions&) { return NoEtcd();
 #endif
 
 }  // namespace
+
+std::string StoreDescription(const AuthorityOptions& options) {
+  if (options.store == "etcd") {
+    return StrCat("etcd ", absl::StrJoin(options.etcd.endpoints, ","), " prefix ",
+                  options.etcd.prefix);
+  }
+  return "data dir " + options.data_dir;
+}
 
 absl::StatusOr<OpenedStore> OpenStore(const AuthorityOptions& options) {
   if (options.store == "rocksdb") return OpenEmbedded(options);

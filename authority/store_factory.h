@@ -36,6 +36,10 @@ struct OpenedStore {
 // `options` must outlive the returned bootstrap.
 absl::StatusOr<OpenedStore> OpenStore(const AuthorityOptions& options);
 
+// Where the store of `options` lives, for the log: "data dir D" or "etcd
+// A,B prefix P".
+std::string StoreDescription(const AuthorityOptions& options);
+
 // The embedded store's master key file: --master-key-file, or master.key in
 // the data dir.
 std::string EmbeddedMasterKeyPath(const AuthorityOptions& options);

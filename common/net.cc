@@ -81,6 +81,18 @@ absl::StatusOr<std::string> ClientTarget(std::string_view addresses, std::string
   return all_v4 ? v4 : v6;
 }
 
+absl::StatusOr<std::vector<std::string>> ParseEndpoints(std::string_view list) {
+  std::vector<std::string> endpoints;
+  for (;;) {
+    const size_t comma = list.find(',');
+    const std::string_view e = list.substr(0, comma);
+    if (e.empty()) return absl::InvalidArgumentError("an empty endpoint in the list");
+    endpoints.emplace_back(e);
+    if (comma == std::string_view::npos) return endpoints;
+    list.remove_prefix(comma + 1);
+  }
+}
+
 int PickFreePort() {
   // The kernel may hand a port just closed out again; remember every port
   // given so that two servers of one test never get the same one.

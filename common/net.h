@@ -4,6 +4,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
@@ -35,6 +36,10 @@ absl::StatusOr<HostPort> SplitHostPort(std::string_view address, std::string_vie
 // address, name or not, is used as it is (a DNS name with several records
 // fails over the same way). INVALID_ARGUMENT naming `flag` otherwise.
 absl::StatusOr<std::string> ClientTarget(std::string_view addresses, std::string_view flag);
+
+// "a:1,b:2" as a list of endpoints (etcd's --etcd-endpoints); INVALID_ARGUMENT
+// for an empty one.
+absl::StatusOr<std::vector<std::string>> ParseEndpoints(std::string_view list);
 
 // A loopback TCP port that was free a moment ago, for servers of tests and
 // benches that must be restarted on the same address. Never the same port

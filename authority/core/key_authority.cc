@@ -17,35 +17,6 @@ using internal::KeyRecord;
 using internal::ProjectRecord;
 using internal::Put;
 
-std::vector<v1::KeyEntry> SidecarEntries(const KeyRecord& record) {
-  const v1::Key& key = record.key();
-  std::vector<v1::KeyEntry> entries;
-  auto add = [&](const std::string& digest) -> v1::KeyEntry& {
-    v1::KeyEntry& e = entries.emplace_back();
-    e.set_digest(digest);
-    e.set_key_id(key.key_id());
-    e.set_project_id(key.project_id());
-    e.set_kind(key.kind());
-    e.set_state(key.state());
-    if (key.has_expire_time()) *e.mutable_expire_time() = key.expire_time();
-    return e;
-  };
-  add(record.digest());
-  for (const internal::RetiredValue& old : record.retired()) {
-    v1::KeyEntry& e = add(old.digest());
-    if (old.valid_until_micros() == 0) {
-      e.set_state(v1::KEY_STATE_REVOKED);
-      continue;
-    }
-    // In its grace period: valid until the earlier of its end and the key's expiry.
-    const absl::Time until = absl::FromUnixMicros(old.valid_until_micros());
-    if (!key.has_expire_time() || until < FromProto(key.expire_time())) {
-      *e.mutable_expire_time() = ToProto(until);
-    }
-  }
-  return entries;
-}
-
 namespace {
 
 // The first key record with a sealed value (an API key), if any. Secret keys
@@ -90,6 +61,7 @@ absl::StatusOr<std::unique_ptr<KeyAuthority>> KeyAuthority::Create(KeyStore* sto
         "open): give every replica the original master key file");
   }
   std::unique_ptr<KeyAuthority> authority(new KeyAuthority(store, std::move(sealer), options));
+  if (absl::Status s = authority->FillSidecarKeys(); !s.ok()) return s;
   absl::Status loaded = authority->LoadPrincipals();
   if (!loaded.ok()) return loaded;
   return authority;
@@ -168,14 +140,14 @@ void KeyAuthority::BackOff(int attempt) {
 absl::StatusOr<uint64_t> KeyAuthority::CommitAndRelease(Mutation m, ReleasableMutexLock& lock) {
   // Kept for Committed below: the store takes the mutation.
   const v1::KeyEvent event = m.event;
-  const v1::AuditEvent audit = m.audit;
+  const TableSet written = TableSet::Of(m.writes);
   absl::StatusOr<uint64_t> revision = store_->Append(std::move(m));
   lock.Release();
   if (!revision.ok()) return revision;
   if (absl::Status synced = store_->Sync(*revision); !synced.ok()) return synced;
   // The commit listener calls it too, when there is one (the server's);
   // without one this replica's own changes still count.
-  Committed(event, audit);  // what it asks of the server is the listener's to act on
+  Committed(event, written);  // what it asks of the server is the listener's to act on
   return revision;
 }
 

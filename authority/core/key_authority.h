@@ -15,6 +15,7 @@
 //   key_usage.cc          usage reports from sidecars and the usage a key shows
 //                         (summed and written by usage_ledger.h)
 //   principals.cc         tokens, authentication, principals
+//   sidecar_keys.h        what sidecars hold of each key, kept beside the keys
 //   internal/mutations.h  rows, audit records and checks the mutations share
 //
 // A KeyAuthority is safe for concurrent access from multiple threads without
@@ -52,10 +53,6 @@ struct KeyAuthorityOptions {
   // Webhook URLs may be http:// beyond loopback (behind a TLS proxy).
   bool webhooks_allow_insecure_remote = false;
 };
-
-// The digests a sidecar must know for one key: its current value and every
-// retired value it remembers.
-std::vector<v1::KeyEntry> SidecarEntries(const internal::KeyRecord& record);
 
 class KeyAuthority {
  public:
@@ -227,13 +224,17 @@ class KeyAuthority {
   // Called with every committed change, this replica's and (on a shared
   // store) the others', from the store's commit listener, so it is quick:
   // usage reported before a key's revocation does not count as since it.
-  Consequences Committed(const v1::KeyEvent& event, const v1::AuditEvent& audit);
+  // The consequences follow from the tables the change wrote.
+  Consequences Committed(const v1::KeyEvent& event, TableSet written);
 
  private:
   KeyAuthority(KeyStore* store, Sealer sealer, KeyAuthorityOptions options)
       : store_(store), sealer_(std::move(sealer)), options_(options), usage_(store) {}
 
   absl::Status LoadPrincipals();
+  // Gives every key its sidecar keys row, once, for a store written before
+  // them (sidecar_keys.h); waits while another replica does it.
+  absl::Status FillSidecarKeys() ABSL_LOCKS_EXCLUDED(mu_);
   // Records at the head revision, or read through `tx` for a mutation.
   absl::StatusOr<internal::KeyRecord> LoadKey(std::string_view key_id) const;
   absl::StatusOr<internal::KeyRecord> LoadKey(std::string_view key_id, Transaction& tx) const;

@@ -129,6 +129,7 @@ absl::Status KeyAuthority::EraseSecretKey(const KeyRecord& rec, Transaction& tx,
   const v1::Key& key = rec.key();
   if (absl::Status s = ReleaseActiveKey(key, tx, m); !s.ok()) return s;
   m.writes.push_back(Erase(Table::kKeys, key.key_id()));
+  m.writes.push_back(Erase(Table::kSidecarKeys, key.key_id()));
   m.writes.push_back(Erase(Table::kProjectKeys, ProjectKeysRow(key.project_id(), key.key_id())));
   m.writes.push_back(Erase(Table::kDigests, rec.digest()));
   m.event.add_removed_digests(rec.digest());

@@ -20,6 +20,7 @@ namespace {
 
 using internal::Audit;
 using internal::KeyRecord;
+using internal::Latchkey;
 
 // How long before a key's expiry each notice comes, longest first. A grace
 // period (7 days at most) gets the last one only: a first notice the moment
@@ -28,12 +29,6 @@ constexpr absl::Duration kNoticePeriods[] = {absl::Hours(24 * 7), absl::Hours(24
 constexpr absl::Duration kGraceNoticePeriods[] = {absl::Hours(24)};
 // A revoked key still being sent is announced at most this often.
 constexpr absl::Duration kRejectionNoticeEvery = absl::Hours(1);
-
-// The authority itself, as the actor of its notices.
-const Caller& Latchkey() {
-  static const Caller* const caller = new Caller{"", "latchkey", v1::ROLE_ADMIN};
-  return *caller;
-}
 
 // "in under 7 days"
 std::string Within(absl::Duration d) {

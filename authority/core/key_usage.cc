@@ -63,8 +63,7 @@ absl::Status KeyAuthority::FlushUsage() {
   return absl::OkStatus();
 }
 
-KeyAuthority::Consequences KeyAuthority::Committed(const v1::KeyEvent& event,
-                                                   const v1::AuditEvent& audit) {
+KeyAuthority::Consequences KeyAuthority::Committed(const v1::KeyEvent& event, TableSet written) {
   // A key is revoked when every value it has is: its current one and any
   // retired ones (a rotation without grace revokes only the old value).
   absl::flat_hash_map<std::string_view, bool> revoked;
@@ -75,10 +74,9 @@ KeyAuthority::Consequences KeyAuthority::Committed(const v1::KeyEvent& event,
   for (const auto& [key_id, is_revoked] : revoked) {
     if (is_revoked) usage_.Revoked(key_id);
   }
-  // principals.cc, role_bindings.cc and key_webhooks.cc name their actions so.
   return Consequences{
-      .principals = audit.action().starts_with("principal.") || audit.action().starts_with("role."),
-      .webhooks = audit.action().starts_with("webhook.")};
+      .principals = written.Has(Table::kPrincipals) || written.Has(Table::kRoleBindings),
+      .webhooks = written.Has(Table::kWebhooks)};
 }
 
 }  // namespace latchkey

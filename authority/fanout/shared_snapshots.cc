@@ -1,5 +1,6 @@
 #include "authority/fanout/shared_snapshots.h"
 
+#include <string>
 #include <vector>
 
 #include "authority/fanout/sidecar_snapshot.h"
@@ -41,15 +42,15 @@ class SharedSnapshot {
  private:
   // The next chunk or the end marker, from the store.
   absl::StatusOr<SharedResponse> ReadNext() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    v1::WatchResponse m;
-    m.set_store_id(store_id_);
-    absl::StatusOr<bool> more = reader_.Next(*m.mutable_snapshot_chunk());
+    std::string chunk;
+    absl::StatusOr<bool> more = reader_.Next(chunk);
     if (!more.ok()) return more.status();
-    if (!*more) {
-      m.mutable_snapshot_end()->set_revision(revision_);
-      finished_ = true;
-    }
-    return WireResponse::Encode(m);
+    if (*more) return WireResponse::EncodeSnapshotChunk(store_id_, chunk);
+    v1::WatchResponse end;
+    end.set_store_id(store_id_);
+    end.mutable_snapshot_end()->set_revision(revision_);
+    finished_ = true;
+    return WireResponse::Encode(end);
   }
 
   const std::string store_id_;  // constant after construction

@@ -1,19 +1,42 @@
 #include "authority/fanout/sidecar_snapshot.h"
 
-#include "authority/core/key_authority.h"
 #include "authority/internal/records.pb.h"
+#include "latchkey/v1/key_sync.pb.h"
 
 namespace latchkey {
 namespace {
 
-constexpr size_t kKeysPerChunk = 256;  // <= 256 * 17 entries * ~100 B: under 1 MiB
+constexpr size_t kKeysPerPage = 256;
+// A chunk takes pages until it holds this much; a page adds at most 256 keys
+// of 17 entries (16 retired values) of about 100 bytes: under 1 MiB in all.
+constexpr size_t kChunkBytes = 512 * 1024;
 constexpr size_t kProjectsPerChunk = 4096;
+
+// The tag of v1::SnapshotChunk.entries: field 1, length-delimited.
+constexpr unsigned char kEntriesTag = (v1::SnapshotChunk::kEntriesFieldNumber << 3) | 2;
 
 }  // namespace
 
+bool IsSidecarKeysRow(std::string_view row) {
+  size_t at = 0;
+  while (at < row.size()) {
+    if (static_cast<unsigned char>(row[at++]) != kEntriesTag) return false;
+    uint64_t length = 0;
+    for (int shift = 0;; shift += 7) {
+      if (at == row.size() || shift > 28) return false;
+      const unsigned char b = static_cast<unsigned char>(row[at++]);
+      length |= static_cast<uint64_t>(b & 0x7f) << shift;
+      if ((b & 0x80) == 0) break;
+    }
+    if (length > row.size() - at) return false;
+    at += length;
+  }
+  return !row.empty();  // every key has its current value's entry
+}
+
 SidecarSnapshot::SidecarSnapshot(KeyStore& store) : store_(store), snapshot_(store.Snapshot()) {}
 
-absl::StatusOr<bool> SidecarSnapshot::Next(v1::SnapshotChunk& chunk) {
+absl::StatusOr<bool> SidecarSnapshot::Next(std::string& chunk) {
   switch (part_) {
     case Part::kProjects:
       if (absl::Status s = NextProjects(chunk); !s.ok()) return s;
@@ -26,15 +49,16 @@ absl::StatusOr<bool> SidecarSnapshot::Next(v1::SnapshotChunk& chunk) {
   return false;
 }
 
-absl::Status SidecarSnapshot::NextProjects(v1::SnapshotChunk& chunk) {
-  while (chunk.disabled_project_ids_size() < static_cast<int>(kProjectsPerChunk)) {
+absl::Status SidecarSnapshot::NextProjects(std::string& chunk) {
+  v1::SnapshotChunk projects;
+  while (projects.disabled_project_ids_size() < static_cast<int>(kProjectsPerChunk)) {
     absl::StatusOr<Page> page =
         store_.Scan(Table::kProjects, "", cursor_, kProjectsPerChunk, snapshot_.get());
     if (!page.ok()) return page.status();
     for (const Row& row : page->rows) {
       internal::ProjectRecord rec;
       if (!rec.ParseFromString(row.value)) return absl::DataLossError("project record");
-      if (!rec.project().api_access_enabled()) chunk.add_disabled_project_ids(row.key);
+      if (!rec.project().api_access_enabled()) projects.add_disabled_project_ids(row.key);
     }
     if (!page->more) {
       part_ = Part::kKeys;
@@ -43,23 +67,30 @@ absl::Status SidecarSnapshot::NextProjects(v1::SnapshotChunk& chunk) {
     }
     cursor_ = page->rows.back().key;
   }
+  chunk = projects.SerializeAsString();
   return absl::OkStatus();
 }
 
-absl::StatusOr<bool> SidecarSnapshot::NextKeys(v1::SnapshotChunk& chunk) {
-  absl::StatusOr<Page> page =
-      store_.Scan(Table::kKeys, "", cursor_, kKeysPerChunk, snapshot_.get());
-  if (!page.ok()) return page.status();
-  if (page->rows.empty()) {
-    part_ = Part::kDone;
-    return false;
+absl::StatusOr<bool> SidecarSnapshot::NextKeys(std::string& chunk) {
+  std::string keys;
+  while (keys.size() < kChunkBytes) {
+    absl::StatusOr<Page> page =
+        store_.Scan(Table::kSidecarKeys, "", cursor_, kKeysPerPage, snapshot_.get());
+    if (!page.ok()) return page.status();
+    for (const Row& row : page->rows) {
+      if (!IsSidecarKeysRow(row.value)) {
+        return absl::DataLossError("the sidecar keys row of " + row.key);
+      }
+      keys += row.value;  // rows end to end: one chunk holding all their entries
+    }
+    if (!page->rows.empty()) cursor_ = page->rows.back().key;
+    if (!page->more) {
+      part_ = Part::kDone;
+      break;
+    }
   }
-  for (const Row& row : page->rows) {
-    internal::KeyRecord rec;
-    if (!rec.ParseFromString(row.value)) return absl::DataLossError("key record");
-    for (v1::KeyEntry& e : SidecarEntries(rec)) *chunk.add_entries() = std::move(e);
-  }
-  cursor_ = page->rows.back().key;
+  if (keys.empty()) return false;
+  chunk = std::move(keys);
   return true;
 }
 

@@ -3,6 +3,8 @@
 #include <grpc/slice.h>
 #include <grpcpp/support/slice.h>
 
+#include <cstring>
+#include <string>
 #include <vector>
 
 namespace latchkey {
@@ -24,6 +26,29 @@ std::shared_ptr<const WireResponse> WireResponse::Encode(const v1::WatchResponse
   const uint64_t revision = message.has_event() ? message.event().revision() : 0;
   return std::shared_ptr<const WireResponse>(
       new WireResponse(&bytes, revision, message.message_case()));
+}
+
+std::shared_ptr<const WireResponse> WireResponse::EncodeSnapshotChunk(std::string_view store_id,
+                                                                      std::string_view chunk) {
+  // The store id, then the chunk field's tag and length, then the chunk.
+  v1::WatchResponse head;
+  head.set_store_id(std::string(store_id));
+  std::string prefix = head.SerializeAsString();
+  prefix.push_back(static_cast<char>((v1::WatchResponse::kSnapshotChunkFieldNumber << 3) | 2));
+  for (size_t n = chunk.size();;) {
+    const unsigned char low = n & 0x7f;
+    n >>= 7;
+    prefix.push_back(static_cast<char>(n == 0 ? low : low | 0x80));
+    if (n == 0) break;
+  }
+  grpc_slice slice = grpc_slice_malloc(prefix.size() + chunk.size());
+  uint8_t* out = GRPC_SLICE_START_PTR(slice);
+  std::memcpy(out, prefix.data(), prefix.size());
+  std::memcpy(out + prefix.size(), chunk.data(), chunk.size());
+  grpc::Slice owned(slice, grpc::Slice::STEAL_REF);
+  grpc::ByteBuffer bytes(&owned, 1);
+  return std::shared_ptr<const WireResponse>(
+      new WireResponse(&bytes, 0, v1::WatchResponse::kSnapshotChunk));
 }
 
 std::shared_ptr<const WireResponse> WireResponse::WithSession(std::string_view session) const {

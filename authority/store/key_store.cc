@@ -16,19 +16,32 @@ void Transaction::Finish(Mutation& m) {
   reads_.clear();
 }
 
+TableSet TableSet::Of(const std::vector<Write>& writes) {
+  TableSet s;
+  for (const Write& w : writes) s.Add(w.table);
+  return s;
+}
+
+std::optional<Table> TableNamed(std::string_view name) {
+  for (Table t : kAllTables) {
+    if (TableName(t) == name) return t;
+  }
+  return std::nullopt;
+}
+
 namespace {
 thread_local int listener_depth = 0;
 }  // namespace
 
 void CallCommitListener(const KeyStore::CommitListener& listener, const v1::KeyEvent& event,
-                        const v1::AuditEvent& audit) {
+                        const v1::AuditEvent& audit, TableSet written) {
   if (!listener) return;
   // Unmarked however the listener leaves (a test's failed assertion throws).
   struct Mark {
     Mark() { ++listener_depth; }
     ~Mark() { --listener_depth; }
   } mark;
-  listener(event, audit);
+  listener(event, audit, written);
 }
 
 bool InsideCommitListener() { return listener_depth > 0; }

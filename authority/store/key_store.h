@@ -48,12 +48,14 @@ enum class Table {
   kLeaks,         // digest -> LeakRecord (a value reported leaked)
   kWebhooks,      // webhook id -> WebhookRecord
   kRoleBindings,  // binding id -> v1::RoleBinding
+  kSidecarKeys,   // key id -> what sidecars hold of it (authority/core/sidecar_keys.h)
 };
 
 // Every table, for whatever walks them all (an import, a test's comparison).
-inline constexpr Table kAllTables[] = {Table::kProjects, Table::kKeys,       Table::kProjectKeys,
-                                       Table::kDigests,  Table::kPrincipals, Table::kGuards,
-                                       Table::kLeaks,    Table::kWebhooks,   Table::kRoleBindings};
+inline constexpr Table kAllTables[] = {Table::kProjects,   Table::kKeys,       Table::kProjectKeys,
+                                       Table::kDigests,    Table::kPrincipals, Table::kGuards,
+                                       Table::kLeaks,      Table::kWebhooks,   Table::kRoleBindings,
+                                       Table::kSidecarKeys};
 
 // A table's name as both stores write it: RocksDB's column family, etcd's
 // key segment (P t/<name>/). Never renamed: stored data carries it.
@@ -77,6 +79,8 @@ constexpr std::string_view TableName(Table t) {
       return "webhooks";
     case Table::kRoleBindings:
       return "role_bindings";
+    case Table::kSidecarKeys:
+      return "sidecar_keys";
   }
   return "unknown";
 }
@@ -131,6 +135,33 @@ struct Mutation {
   v1::AuditEvent audit;
 };
 
+// A set of tables: those a revision's writes touched, as its commit
+// listener hears them (KeyStore::CommitListener).
+class TableSet {
+ public:
+  constexpr TableSet() = default;
+  // Every table: for revisions whose writes a store cannot tell.
+  static constexpr TableSet All() {
+    TableSet s;
+    s.bits_ = ~uint32_t{0};
+    return s;
+  }
+  // The tables `writes` touch.
+  static TableSet Of(const std::vector<Write>& writes);
+
+  void Add(Table t) { bits_ |= Bit(t); }
+  void Add(TableSet more) { bits_ |= more.bits_; }
+  bool Has(Table t) const { return (bits_ & Bit(t)) != 0; }
+  bool operator==(const TableSet&) const = default;
+
+ private:
+  static constexpr uint32_t Bit(Table t) { return uint32_t{1} << static_cast<int>(t); }
+  uint32_t bits_ = 0;
+};
+
+// The table `name` names (TableName); nullopt for a name that is no table.
+std::optional<Table> TableNamed(std::string_view name);
+
 // What a store has done since it opened; for tests and metrics.
 struct StoreStats {
   uint64_t commits = 0;          // mutations appended
@@ -177,9 +208,13 @@ class StoreSnapshot {
 class KeyStore {
  public:
   // Called once per committed mutation, in revision order, after it is
-  // durable and published (head_revision() covers it), with its event and
-  // audit record, on the thread that publishes, before Sync returns for it.
-  // Later publications wait for it, so it must be quick.
+  // durable and published (head_revision() covers it), with its event, its
+  // audit record and the tables its writes touched, on the thread that
+  // publishes, before Sync returns for it. Later publications wait for it,
+  // so it must be quick. The tables may be more than the mutation's own
+  // when a store cannot tell them apart (etcd: every revision of one batch
+  // gets the batch's; after a catch-up from the rows, TableSet::All()),
+  // never fewer.
   //
   // The rule, held by both stores and by the conformance suite: a listener
   // may read the store (Get, Scan, the *Latest reads, EventsAfter, audit,
@@ -188,7 +223,8 @@ class KeyStore {
   // publication the listener holds up, so it is refused with
   // FAILED_PRECONDITION. Stores call their listener through
   // CallCommitListener, which marks the thread (InsideCommitListener).
-  using CommitListener = std::function<void(const v1::KeyEvent&, const v1::AuditEvent&)>;
+  using CommitListener =
+      std::function<void(const v1::KeyEvent&, const v1::AuditEvent&, TableSet written)>;
 
   virtual ~KeyStore() = default;
 
@@ -334,7 +370,7 @@ class KeyStore {
 
 // Calls `listener` (when set) with the thread marked as inside it.
 void CallCommitListener(const KeyStore::CommitListener& listener, const v1::KeyEvent& event,
-                        const v1::AuditEvent& audit);
+                        const v1::AuditEvent& audit, TableSet written);
 // Whether this thread is running a commit listener now (of any store).
 bool InsideCommitListener();
 // What Sync answers inside a commit listener (KeyStore::CommitListener).

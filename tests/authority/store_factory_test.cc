@@ -52,5 +52,24 @@ TEST_CASE("the etcd store without --master-key-file is refused before any etcd c
   CHECK(std::string(opened.status().message()).find("--master-key-file") != std::string::npos);
 }
 
+TEST_CASE("the etcd store without --etcd-endpoints is refused, naming the flag") {
+  AuthorityOptions options;
+  options.store = "etcd";
+  options.master_key_file = "/nonexistent/master.key";  // refused before it is read
+  absl::StatusOr<OpenedStore> opened = OpenStore(options);
+  REQUIRE(absl::IsInvalidArgument(opened.status()));
+  CHECK(std::string(opened.status().message()).find("--etcd-endpoints") != std::string::npos);
+}
+
+TEST_CASE("the log names where each store lives") {
+  AuthorityOptions options;
+  options.data_dir = "/var/lib/latchkey";
+  CHECK(StoreDescription(options) == "data dir /var/lib/latchkey");
+  options.store = "etcd";
+  options.etcd.endpoints = {"10.0.0.1:2379", "10.0.0.2:2379"};
+  options.etcd.prefix = "/lk/";
+  CHECK(StoreDescription(options) == "etcd 10.0.0.1:2379,10.0.0.2:2379 prefix /lk/");
+}
+
 }  // namespace
 }  // namespace latchkey

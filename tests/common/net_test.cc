@@ -52,5 +52,14 @@ TEST_CASE("one authority address is the target as given, several IP literals one
   }
 }
 
+TEST_CASE("an endpoint list splits on commas, and an empty endpoint is refused") {
+  REQUIRE(*ParseEndpoints("127.0.0.1:2379") == std::vector<std::string>{"127.0.0.1:2379"});
+  REQUIRE(*ParseEndpoints("a:1,b:2,[::1]:3") == std::vector<std::string>{"a:1", "b:2", "[::1]:3"});
+  for (const char* bad : {"", ",", "a:1,", ",a:1", "a:1,,b:2"}) {
+    INFO(bad);
+    REQUIRE(absl::IsInvalidArgument(ParseEndpoints(bad).status()));
+  }
+}
+
 }  // namespace
 }  // namespace latchkey

@@ -30,7 +30,7 @@ class Services {
     REQUIRE(*core_->BootstrapAdmin(dir_ / "admin.token"));
     hub_ = std::make_unique<EventHub>(store_->store_id(), absl::Milliseconds(50),
                                       [this] { return store_->head_revision(); });
-    store_->SetCommitListener([this](const v1::KeyEvent& e, const v1::AuditEvent&) {
+    store_->SetCommitListener([this](const v1::KeyEvent& e, const v1::AuditEvent&, TableSet) {
       propagation_.Committed(e.revision(), absl::Now());
       hub_->Publish(e);
     });

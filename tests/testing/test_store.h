@@ -19,6 +19,7 @@
 #include "authority/store/rocksdb/rocksdb_store.h"
 #include "common/files.h"
 #include "common/key_format.h"
+#include "common/net.h"
 #include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
 #include "tests/testing/etcd_cluster.h"
 #include "tests/testing/testing.h"

@@ -1,7 +1,9 @@
 #include "authority/core/internal/mutations.h"
 
 #include "authority/core/internal/requests.h"
+#include "authority/core/sidecar_keys.h"
 #include "common/key_format.h"
+#include "common/strings.h"
 #include "common/time_util.h"
 
 namespace latchkey::internal {
@@ -54,6 +56,11 @@ v1::AuditEvent Audit(const Caller& caller, std::string_view action, std::string_
   return e;
 }
 
+const Caller& Latchkey() {
+  static const Caller* const caller = new Caller{"", "latchkey", v1::ROLE_ADMIN};
+  return *caller;
+}
+
 void TouchGuard(Mutation& m, std::string_view guard, uint64_t revision) {
   m.writes.push_back(
       Write{Table::kGuards, std::string(guard), StrCat(revision, " ", RandomBase62(8))});
@@ -62,7 +69,9 @@ void TouchGuard(Mutation& m, std::string_view guard, uint64_t revision) {
 void PutKey(Mutation& m, KeyRecord& record, uint64_t revision) {
   record.mutable_key()->set_revision(revision);
   m.writes.push_back(Put(Table::kKeys, record.key().key_id(), record));
-  for (v1::KeyEntry& entry : SidecarEntries(record)) *m.event.add_upserts() = std::move(entry);
+  std::vector<v1::KeyEntry> entries = SidecarEntries(record);
+  m.writes.push_back(Write{Table::kSidecarKeys, record.key().key_id(), SidecarKeysRow(entries)});
+  for (v1::KeyEntry& entry : entries) *m.event.add_upserts() = std::move(entry);
 }
 
 }  // namespace latchkey::internal

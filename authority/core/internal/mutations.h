@@ -8,7 +8,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
-#include "authority/core/key_authority.h"
+#include "authority/core/access.h"
 #include "authority/internal/records.pb.h"
 #include "authority/store/key_store.h"
 
@@ -27,6 +27,10 @@ Write Erase(Table t, std::string key);
 // The ListKeys index row of a key.
 std::string ProjectKeysRow(std::string_view project_id, std::string_view key_id);
 
+// The authority itself, as the actor of what it does on its own (notices,
+// filling the sidecar keys).
+const Caller& Latchkey();
+
 void SetLastAction(v1::Key& key, std::string_view action, const Caller& caller, absl::Time now);
 v1::AuditEvent Audit(const Caller& caller, std::string_view action, std::string_view project_id,
                      std::string_view key_id, std::string detail, absl::Time now);
@@ -44,8 +48,9 @@ inline constexpr char kMasterKeyCheck[] = "master_key";
 // precondition (docs/design.md, "The etcd store": "Builds read a local copy").
 void TouchGuard(Mutation& m, std::string_view guard, uint64_t revision);
 
-// Writes the record as of `revision` and tells sidecars every digest it now
-// has (its current value and the retired ones it remembers).
+// Writes the record as of `revision`, and its sidecar keys row beside it
+// (authority/core/sidecar_keys.h), and tells sidecars every digest it now has
+// (its current value and the retired ones it remembers).
 void PutKey(Mutation& m, KeyRecord& record, uint64_t revision);
 
 }  // namespace latchkey::internal

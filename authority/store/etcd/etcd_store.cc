@@ -9,6 +9,7 @@
 #include "absl/strings/numbers.h"
 #include "authority/store/etcd/internal/etcd_store_impl.h"
 #include "common/key_format.h"
+#include "common/log.h"
 #include "common/strings.h"
 
 namespace latchkey {
@@ -340,33 +341,57 @@ absl::StatusOr<std::unique_ptr<KeyStore>> OpenEtcdStore(const EtcdStoreOptions& 
   TxnRequest create;
   RequireAbsent(create, layout.Id());
   AddPut(create, layout.Id(), GenerateId("st_", 16));
-  AddPut(create, layout.Head(), "0");
+  AddPut(create, layout.Head(), HeadValue(0));
   TxnResponse created;
   if (absl::Status s = client->BlindTxn(create, &created); !s.ok()) return s;
 
-  // The id and the head, and the etcd revision at which that head holds.
-  RangeRequest req;
-  req.set_key(layout.Meta());
-  req.set_range_end(PrefixEnd(layout.Meta()));
+  // The id and the head, and the etcd revision at which that head holds. A
+  // head of the layout before v2 is moved to v2 first (HeadValue), which
+  // fences off the replicas of the release before.
   RangeResponse resp;
-  if (absl::Status s = client->Range(req, &resp); !s.ok()) return s;
   std::string store_id;
-  uint64_t head = 0;
-  bool have_head = false;
-  for (const auto& kv : resp.kvs()) {
-    if (kv.key() == layout.Id()) store_id = kv.value();
-    if (kv.key() == layout.Head()) have_head = absl::SimpleAtoi(kv.value(), &head);
+  std::optional<uint64_t> head;
+  for (int attempt = 1;; ++attempt) {
+    RangeRequest req;
+    req.set_key(layout.Meta());
+    req.set_range_end(PrefixEnd(layout.Meta()));
+    if (absl::Status s = client->Range(req, &resp); !s.ok()) return s;
+    std::string before_v2;
+    for (const auto& kv : resp.kvs()) {
+      if (kv.key() == layout.Id()) store_id = kv.value();
+      if (kv.key() == layout.Head()) {
+        head = ParseHead(kv.value());
+        if (!head && ParseHeadBeforeV2(kv.value())) before_v2 = kv.value();
+      }
+    }
+    if (head || before_v2.empty()) break;
+    if (attempt == 20) {
+      return absl::AbortedError(
+          "could not move the etcd store's head to layout v2: it kept moving");
+    }
+    TxnRequest upgrade;
+    RequireValue(upgrade, layout.Head(), before_v2);
+    AddPut(upgrade, layout.Head(), HeadValue(*ParseHeadBeforeV2(before_v2)));
+    TxnResponse upgraded;
+    if (absl::Status s = client->BlindTxn(upgrade, &upgraded); !s.ok()) return s;
+    if (upgraded.succeeded()) {
+      spdlog::info(
+          "etcd prefix {}: moved to layout v2 at revision {}; replicas of an earlier "
+          "release can no longer commit to it",
+          options.prefix, before_v2);
+    }
   }
-  if (store_id.empty() || !have_head) {
-    return absl::DataLossError(
-        StrCat("etcd prefix ", options.prefix, " holds no readable store id and head revision"));
+  if (store_id.empty() || !head) {
+    return absl::DataLossError(StrCat("etcd prefix ", options.prefix,
+                                      " holds no readable store id and head revision (a store "
+                                      "of a later release?)"));
   }
   // The rows at that same etcd revision: the copy the watch keeps from there.
   const int64_t at = resp.header().revision();
   absl::StatusOr<std::map<std::string, std::string>> rows = ReadAll(*client, layout.Rows(), at);
   if (!rows.ok()) return rows.status();
   return std::unique_ptr<KeyStore>(
-      new EtcdStore(std::move(client), options, std::move(store_id), head, at, *std::move(rows)));
+      new EtcdStore(std::move(client), options, std::move(store_id), *head, at, *std::move(rows)));
 }
 
 }  // namespace latchkey

@@ -29,9 +29,6 @@ struct EtcdStoreOptions {
   absl::Duration attempt_timeout = absl::Seconds(1);
 };
 
-// "a:1,b:2" as a list of endpoints; INVALID_ARGUMENT for an empty one.
-absl::StatusOr<std::vector<std::string>> ParseEndpoints(std::string_view list);
-
 // Connects to the cluster and opens the store under options.prefix, creating
 // it (a new store id, revision 0) when the prefix holds none.
 absl::StatusOr<std::unique_ptr<KeyStore>> OpenEtcdStore(const EtcdStoreOptions& options);

@@ -19,11 +19,7 @@ using etcdserverpb::TxnResponse;
 // The row still holds what was read: its value, or (read as absent) nothing.
 void RequireRead(TxnRequest& txn, const std::string& row, const Precondition& read) {
   if (!read.value) return RequireAbsent(txn, row);
-  Compare* c = txn.add_compare();
-  c->set_key(row);
-  c->set_result(Compare::EQUAL);
-  c->set_target(Compare::VALUE);
-  c->set_value(*read.value);
+  RequireValue(txn, row, *read.value);
 }
 
 }  // namespace
@@ -166,11 +162,7 @@ absl::StatusOr<bool> EtcdStore::SendBatch(std::vector<Pending>& batch) {
   const std::string nonce = RandomBase62(22);
   const uint64_t first = batch.front().revision, last = batch.back().revision;
   TxnRequest txn;
-  Compare* head = txn.add_compare();
-  head->set_key(layout_.Head());
-  head->set_target(Compare::VALUE);
-  head->set_result(Compare::EQUAL);
-  head->set_value(std::to_string(first - 1));
+  RequireValue(txn, layout_.Head(), HeadValue(first - 1));
   // etcd refuses a transaction that writes one key twice: the last write
   // of each key wins, as it would one after another.
   std::map<std::string, std::optional<std::string>> puts;
@@ -189,7 +181,7 @@ absl::StatusOr<bool> EtcdStore::SendBatch(std::vector<Pending>& batch) {
       puts[layout_.Log(leaving)] = std::nullopt;
     }
   }
-  puts[layout_.Head()] = std::to_string(last);
+  puts[layout_.Head()] = HeadValue(last);
   for (auto& [key, value] : puts) {
     RequestOp* op = txn.add_success();
     if (value) {
@@ -246,9 +238,9 @@ absl::StatusOr<bool> EtcdStore::SendBatch(std::vector<Pending>& batch) {
       conflicts_.fetch_add(1, std::memory_order_relaxed);
       // The head as etcd has it, so the next attempt starts from it.
       if (resp.responses_size() > 0 && resp.responses(0).response_range().kvs_size() > 0) {
-        uint64_t now = 0;
-        if (absl::SimpleAtoi(resp.responses(0).response_range().kvs(0).value(), &now)) {
-          NoteCommitted(now);
+        if (std::optional<uint64_t> now =
+                ParseHead(resp.responses(0).response_range().kvs(0).value())) {
+          NoteCommitted(*now);
         }
       }
       return false;

@@ -108,34 +108,25 @@ absl::StatusOr<ImportReport> ImportIntoEtcd(const KeyStore& source,
     return s;
   }
 
-  // Audit records, by project: every project's, then those of none. Each
-  // retained revision's record also goes into its log record.
-  std::vector<std::string> projects = {""};
-  for (std::string after;;) {
-    absl::StatusOr<Page> page = source.Scan(Table::kProjects, "", after, 1000);
-    if (!page.ok()) return page.status();
-    for (const Row& row : page->rows) projects.push_back(after = row.key);
-    if (!page->more) break;
-  }
+  // Audit records, in revision order, each by revision and by its project.
+  // Each retained revision's record also goes into its log record.
   std::map<uint64_t, v1::AuditEvent> recent;
-  for (const std::string& project : projects) {
-    for (uint64_t after = 0;;) {
-      absl::StatusOr<std::vector<v1::AuditEvent>> audit = source.AuditEvents(project, after, 1000);
-      if (!audit.ok()) return audit.status();
-      for (v1::AuditEvent& a : *audit) {
-        after = a.revision();
-        ++report.audit;
-        std::string record = a.SerializeAsString();
-        if (absl::Status s = out.Put(layout.Audit(project, a.revision()), record); !s.ok()) {
-          return s;
-        }
-        if (absl::Status s = out.Put(layout.AuditLog(a.revision()), std::move(record)); !s.ok()) {
-          return s;
-        }
-        if (a.revision() >= oldest_event) recent.emplace(a.revision(), std::move(a));
+  for (uint64_t after = 0;;) {
+    absl::StatusOr<std::vector<v1::AuditEvent>> audit = source.AuditLog(after, 1000);
+    if (!audit.ok()) return audit.status();
+    for (v1::AuditEvent& a : *audit) {
+      after = a.revision();
+      ++report.audit;
+      std::string record = a.SerializeAsString();
+      if (absl::Status s = out.Put(layout.Audit(a.project_id(), a.revision()), record); !s.ok()) {
+        return s;
       }
-      if (audit->empty()) break;
+      if (absl::Status s = out.Put(layout.AuditLog(a.revision()), std::move(record)); !s.ok()) {
+        return s;
+      }
+      if (a.revision() >= oldest_event) recent.emplace(a.revision(), std::move(a));
     }
+    if (audit->empty()) break;
   }
   if (report.audit != report.head) {
     return absl::DataLossError(StrCat("found ", report.audit, " audit records for ", report.head,
@@ -163,7 +154,7 @@ absl::StatusOr<ImportReport> ImportIntoEtcd(const KeyStore& source,
   TxnRequest finish;
   RequireAbsent(finish, layout.Id());
   AddPut(finish, layout.Id(), report.store_id);
-  AddPut(finish, layout.Head(), std::to_string(report.head));
+  AddPut(finish, layout.Head(), HeadValue(report.head));
   TxnResponse resp;
   if (absl::Status s = (*client)->BlindTxn(finish, &resp); !s.ok()) return s;
   // Sent twice when a member went away mid-call: the id tells whose it is.

@@ -4,6 +4,7 @@
 // in order.
 #include <algorithm>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "authority/store/etcd/internal/etcd_store_impl.h"
@@ -193,10 +194,10 @@ absl::Status EtcdStore::CatchUp() {
   head_req.set_key(layout_.Head());
   RangeResponse head_resp;
   if (absl::Status s = client_->Range(head_req, &head_resp); !s.ok()) return s;
-  uint64_t head = 0;
-  if (head_resp.kvs_size() != 1 || !absl::SimpleAtoi(head_resp.kvs(0).value(), &head)) {
-    return absl::DataLossError("no readable head revision in etcd");
-  }
+  const std::optional<uint64_t> read_head =
+      head_resp.kvs_size() == 1 ? ParseHead(head_resp.kvs(0).value()) : std::nullopt;
+  if (!read_head) return absl::DataLossError("no readable head revision in etcd");
+  const uint64_t head = *read_head;
   const int64_t at = head_resp.header().revision();
   const absl::Status trimmed =
       absl::DataLossError(StrCat("revisions after ", head_revision(),
@@ -230,8 +231,9 @@ absl::Status EtcdStore::CatchUp() {
   // The head first, at once (the rows are all there), then the listener
   // for each revision in order.
   MoveHead(missed.empty() ? head_revision() : missed.back().event().revision(), at);
+  // The rows came all at once: which revision wrote which is not known.
   for (const internal::LogRecord& rec : missed) {
-    CallCommitListener(listener_, rec.event(), rec.audit());
+    CallCommitListener(listener_, rec.event(), rec.audit(), TableSet::All());
   }
   published_.SignalAll();
   spdlog::warn("etcd store: the watch's start was compacted; caught up to revision {} ({} missed)",
@@ -254,6 +256,8 @@ absl::Status EtcdStore::Apply(const etcdserverpb::WatchResponse& resp) {
   MutexLock lock(&mu_);
   const std::string log = layout_.Log(), rows = layout_.Rows();
   std::vector<std::pair<internal::LogRecord, int64_t>> heard;  // and its etcd revision
+  // The tables each etcd revision (one batch) wrote.
+  absl::flat_hash_map<int64_t, TableSet> written;
   {
     MutexLock batch(&batch_mu_);
     uint64_t head = head_revision();
@@ -264,6 +268,10 @@ absl::Status EtcdStore::Apply(const etcdserverpb::WatchResponse& resp) {
           copy_[key] = e.kv().value();
         } else {
           copy_.erase(key);
+        }
+        const std::string_view row = std::string_view(key).substr(rows.size());
+        if (std::optional<Table> t = TableNamed(row.substr(0, row.find('/')))) {
+          written[e.kv().mod_revision()].Add(*t);
         }
         continue;
       }
@@ -287,7 +295,9 @@ absl::Status EtcdStore::Apply(const etcdserverpb::WatchResponse& resp) {
   // revision in order.
   if (!heard.empty()) MoveHead(heard.back().first.event().revision(), heard.back().second);
   for (const auto& [rec, etcd_revision] : heard) {
-    CallCommitListener(listener_, rec.event(), rec.audit());
+    const auto batch_wrote = written.find(etcd_revision);
+    CallCommitListener(listener_, rec.event(), rec.audit(),
+                       batch_wrote == written.end() ? TableSet() : batch_wrote->second);
   }
   // A progress notification (no events; etcd sends one only to a watcher
   // that has caught up) says every change of the log up to its revision was

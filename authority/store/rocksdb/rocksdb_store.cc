@@ -121,8 +121,8 @@ class RocksDbStore : public KeyStore {
     commits_.fetch_add(1, std::memory_order_relaxed);
     // The view is taken before any later append can write: it holds exactly
     // this revision, and becomes the head view once the revision is durable.
-    pending_.push_back(
-        {std::move(m.event), std::move(m.audit), std::make_shared<RocksView>(db_.get(), revision)});
+    pending_.push_back({std::move(m.event), std::move(m.audit), TableSet::Of(m.writes),
+                        std::make_shared<RocksView>(db_.get(), revision)});
     return revision;
   }
 
@@ -335,6 +335,7 @@ class RocksDbStore : public KeyStore {
   struct Published {
     v1::KeyEvent event;
     v1::AuditEvent audit;
+    TableSet written;
     std::shared_ptr<const RocksView> view;  // the state at event.revision()
   };
 
@@ -412,7 +413,7 @@ class RocksDbStore : public KeyStore {
     }
     if (target > head_revision()) head_.store(target, std::memory_order_release);
     for (const Published& p : ready) {
-      CallCommitListener(listener_, p.event, p.audit);
+      CallCommitListener(listener_, p.event, p.audit, p.written);
     }
   }
 

@@ -1081,8 +1081,8 @@ TEST_CASE(
   testing::AuthorityFixture f;
   std::vector<KeyAuthority::Consequences> heard;
   Mutex mu;
-  f.store().SetCommitListener([&](const v1::KeyEvent& e, const v1::AuditEvent& a) {
-    const KeyAuthority::Consequences c = f.authority().Committed(e, a);
+  f.store().SetCommitListener([&](const v1::KeyEvent& e, const v1::AuditEvent&, TableSet w) {
+    const KeyAuthority::Consequences c = f.authority().Committed(e, w);
     MutexLock lock(&mu);
     heard.push_back(c);
   });
@@ -1114,6 +1114,28 @@ TEST_CASE(
   CHECK_FALSE(heard[1].webhooks);
   CHECK_FALSE(heard[2].principals);
   CHECK(heard[2].webhooks);
+}
+
+TEST_CASE("what a committed change asks follows the tables it wrote, not its audit action") {
+  testing::AuthorityFixture f;
+  const v1::KeyEvent event;
+  auto of = [](std::initializer_list<Table> tables) {
+    TableSet s;
+    for (Table t : tables) s.Add(t);
+    return s;
+  };
+  CHECK(f.authority().Committed(event, of({Table::kPrincipals, Table::kGuards})).principals);
+  CHECK(f.authority().Committed(event, of({Table::kRoleBindings})).principals);
+  CHECK_FALSE(f.authority().Committed(event, of({Table::kRoleBindings})).webhooks);
+  CHECK(f.authority().Committed(event, of({Table::kWebhooks})).webhooks);
+  CHECK_FALSE(f.authority().Committed(event, of({Table::kWebhooks})).principals);
+  const KeyAuthority::Consequences keys =
+      f.authority().Committed(event, of({Table::kKeys, Table::kSidecarKeys, Table::kDigests}));
+  CHECK_FALSE(keys.principals);
+  CHECK_FALSE(keys.webhooks);
+  // A store that cannot tell (a replica that caught up from the rows): all.
+  CHECK(f.authority().Committed(event, TableSet::All()).principals);
+  CHECK(f.authority().Committed(event, TableSet::All()).webhooks);
 }
 
 }  // namespace

@@ -92,7 +92,7 @@ TEST_CASE("rows: a put holds the record, an erase deletes, and the index row is 
   REQUIRE(ProjectKeysRow("prj_1", "key_1") == "prj_1key_1");
 }
 
-TEST_CASE("a key written as of a revision carries it, and tells sidecars its digests") {
+TEST_CASE("a key written as of a revision carries it, its sidecar keys row, and tells sidecars") {
   KeyRecord record;
   record.mutable_key()->set_key_id("key_1");
   record.mutable_key()->set_project_id("prj_1");
@@ -103,7 +103,7 @@ TEST_CASE("a key written as of a revision carries it, and tells sidecars its dig
   Mutation m;
   PutKey(m, record, 12);
   REQUIRE(record.key().revision() == 12);
-  REQUIRE(m.writes.size() == 1);
+  REQUIRE(m.writes.size() == 2);
   REQUIRE(m.writes[0].table == Table::kKeys);
   REQUIRE(m.writes[0].key == "key_1");
   KeyRecord written;
@@ -115,6 +115,15 @@ TEST_CASE("a key written as of a revision carries it, and tells sidecars its dig
   REQUIRE(m.event.upserts(1).digest() == std::string(32, 'r'));
   REQUIRE(m.event.upserts(1).state() == v1::KEY_STATE_REVOKED);
   for (const v1::KeyEntry& e : m.event.upserts()) REQUIRE(e.key_id() == "key_1");
+  // The same entries, in the row a snapshot copies (authority/core/sidecar_keys.h).
+  REQUIRE(m.writes[1].table == Table::kSidecarKeys);
+  REQUIRE(m.writes[1].key == "key_1");
+  v1::SnapshotChunk row;
+  REQUIRE(row.ParseFromString(*m.writes[1].value));
+  REQUIRE(row.entries_size() == 2);
+  for (int i = 0; i < 2; ++i) {
+    REQUIRE(row.entries(i).SerializeAsString() == m.event.upserts(i).SerializeAsString());
+  }
 }
 
 }  // namespace

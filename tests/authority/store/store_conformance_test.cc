@@ -1,7 +1,7 @@
 // The store contract of authority/store/key_store.h, run unchanged against every
-// KeyStore (docs/design.md, "The store contract"). A store kind provides
-// Open(retention): a store over the same data each time it is called, so a
-// second Open after the first is closed is a reopen.
+// KeyStore (docs/design.md, "The store contract"), each a kind of
+// store_kinds.h. What one store alone does is in rocksdb_store_test.cc and
+// etcd_store_test.cc.
 #include <catch2/catch.hpp>
 #include <cstdio>
 #include <functional>
@@ -12,75 +12,20 @@
 
 #include "absl/strings/str_join.h"
 #include "authority/core/internal/mutations.h"
-#include "authority/store/etcd/etcd_store.h"
 #include "authority/store/key_store.h"
-#include "authority/store/rocksdb/rocksdb_store.h"
 #include "common/key_format.h"
 #include "common/mutex.h"
 #include "common/strings.h"
-#include "tests/testing/etcd_cluster.h"
-#include "tests/testing/testing.h"
-#include "tests/testing/thread_checking_store.h"
+#include "tests/authority/store/store_kinds.h"
 
 namespace latchkey {
 namespace {
 
-class RocksDbKind {
- public:
-  std::unique_ptr<KeyStore> Open(uint64_t retention = 100000) {
-    absl::StatusOr<std::unique_ptr<KeyStore>> store = OpenRocksDbStore({dir_.path(), retention});
-    REQUIRE(store.ok());
-    // Wrapped only so that ThreadSanitizer sees RocksDB's memtable ordering
-    // (see ThreadCheckingStore); it changes no result.
-    return std::make_unique<testing::ThreadCheckingStore>(*std::move(store));
-  }
-
- private:
-  testing::TempDir dir_;
-};
-
-// A store under its own prefix on the shared three-member etcd cluster.
-class EtcdKind {
- public:
-  std::unique_ptr<KeyStore> Open(uint64_t retention = 100000) {
-    EtcdStoreOptions options;
-    options.endpoints = *ParseEndpoints(testing::EtcdCluster::Shared().endpoints());
-    options.prefix = prefix_;
-    options.event_retention = retention;
-    absl::StatusOr<std::unique_ptr<KeyStore>> store = OpenEtcdStore(options);
-    INFO(store.status());
-    REQUIRE(store.ok());
-    return *std::move(store);
-  }
-
-  const std::string& prefix() const { return prefix_; }
-
- private:
-  const std::string prefix_ = "/conformance-" + RandomBase62(12) + "/";
-};
-
-Mutation Put(const std::string& key, const std::string& value) {
-  Mutation m;
-  m.writes.push_back(Write{Table::kProjects, key, value});
-  m.audit.set_project_id("prj_x");
-  m.audit.set_action("test");
-  return m;
-}
-
-std::optional<std::string> Read(const KeyStore& store, const std::string& key,
-                                const StoreSnapshot* at = nullptr) {
-  absl::StatusOr<std::optional<std::string>> row = store.Get(Table::kProjects, key, at);
-  REQUIRE(row.ok());
-  return *row;
-}
-
-// gRPC cannot run under our ThreadSanitizer build (Debian's Abseil is not
-// instrumented; see scripts/test), so there the etcd store sits out.
-#if defined(__SANITIZE_THREAD__)
-#define STORE_KINDS RocksDbKind
-#else
-#define STORE_KINDS RocksDbKind, EtcdKind
-#endif
+using testing::EtcdKind;
+using testing::Put;
+using testing::Read;
+using testing::RocksDbKind;
+using testing::UsageOnceItHas;
 
 TEMPLATE_TEST_CASE("store: revisions start at 1, are contiguous, and survive reopening", "[store]",
                    STORE_KINDS) {
@@ -117,8 +62,9 @@ TEMPLATE_TEST_CASE("store: a mutation's writes, event and audit record commit to
   m.writes.push_back(Write{Table::kKeys, "k", "2"});
   m.event.add_removed_digests("d");
   std::vector<uint64_t> heard;
-  store->SetCommitListener(
-      [&](const v1::KeyEvent& e, const v1::AuditEvent&) { heard.push_back(e.revision()); });
+  store->SetCommitListener([&](const v1::KeyEvent& e, const v1::AuditEvent&, TableSet) {
+    heard.push_back(e.revision());
+  });
   REQUIRE(*store->Commit(std::move(m)) == 1);
   REQUIRE(*Read(*store, "p") == "1");
   REQUIRE(**store->Get(Table::kKeys, "k") == "2");
@@ -262,7 +208,7 @@ TEMPLATE_TEST_CASE("store: once Sync returns, reads, audit, replay and the liste
   auto store = kind.Open();
   Mutex mu;
   std::vector<uint64_t> heard;
-  store->SetCommitListener([&](const v1::KeyEvent& e, const v1::AuditEvent& a) {
+  store->SetCommitListener([&](const v1::KeyEvent& e, const v1::AuditEvent& a, TableSet) {
     MutexLock lock(&mu);
     if (e.revision() == a.revision()) heard.push_back(e.revision());
   });
@@ -300,6 +246,48 @@ void FinishesWithin(int seconds, const char* what, std::function<void()> work) {
   }
 }
 
+TEMPLATE_TEST_CASE("store: the listener hears the tables each revision wrote", "[store]",
+                   STORE_KINDS) {
+  TestType kind;
+  auto store = kind.Open();
+  Mutex mu;
+  std::map<uint64_t, TableSet> heard;
+  store->SetCommitListener([&](const v1::KeyEvent& e, const v1::AuditEvent&, TableSet written) {
+    MutexLock lock(&mu);
+    heard[e.revision()] = written;
+  });
+  REQUIRE(*store->Commit(Put("p1", "v")) == 1);
+  Mutation principal;
+  principal.writes.push_back(Write{Table::kPrincipals, "prn_1", "record"});
+  principal.writes.push_back(Write{Table::kGuards, "principals", "1 x"});
+  principal.audit.set_action("anything at all");
+  REQUIRE(*store->Commit(std::move(principal)) == 2);
+  Mutation webhook;
+  webhook.writes.push_back(Write{Table::kWebhooks, "whk_1", "record"});
+  webhook.audit.set_action("test");
+  REQUIRE(*store->Commit(std::move(webhook)) == 3);
+  Mutation erase;
+  erase.writes.push_back(Write{Table::kWebhooks, "whk_1", std::nullopt});  // a delete counts
+  erase.audit.set_action("test");
+  REQUIRE(*store->Commit(std::move(erase)) == 4);
+  REQUIRE(testing::Eventually([&] {
+    MutexLock lock(&mu);
+    return heard.size() == 4;
+  }));
+  store->SetCommitListener(nullptr);
+  MutexLock lock(&mu);
+  // Each revision was its own batch here, so each hears its own tables.
+  CHECK(heard[1].Has(Table::kProjects));
+  CHECK_FALSE(heard[1].Has(Table::kPrincipals));
+  CHECK(heard[2].Has(Table::kPrincipals));
+  CHECK(heard[2].Has(Table::kGuards));
+  CHECK_FALSE(heard[2].Has(Table::kProjects));
+  CHECK(heard[3].Has(Table::kWebhooks));
+  CHECK_FALSE(heard[3].Has(Table::kPrincipals));
+  CHECK(heard[4].Has(Table::kWebhooks));
+  CHECK_FALSE(heard[4].Has(Table::kProjects));
+}
+
 TEMPLATE_TEST_CASE("store: a commit listener may read the store, and its Sync is refused",
                    "[store]", STORE_KINDS) {
   TestType kind;
@@ -307,7 +295,7 @@ TEMPLATE_TEST_CASE("store: a commit listener may read the store, and its Sync is
   REQUIRE(store->Commit(Put("a", "1")).ok());
   // What the listener saw, by call, from inside it (key_store.h's rule).
   std::map<std::string, std::string> seen;
-  store->SetCommitListener([&](const v1::KeyEvent& e, const v1::AuditEvent&) {
+  store->SetCommitListener([&](const v1::KeyEvent& e, const v1::AuditEvent&, TableSet) {
     if (e.revision() != 2) return;
     const auto note = [&](const char* call, const absl::Status& s) {
       seen[call] = s.ok() ? "OK" : absl::StatusCodeToString(s.code());
@@ -351,7 +339,7 @@ TEMPLATE_TEST_CASE("store: a snapshot taken in the listener reads exactly its re
   // transaction, one etcd revision); the listener hears the first while the
   // second is already in the store.
   std::vector<std::string> mismatches;
-  store->SetCommitListener([&](const v1::KeyEvent& e, const v1::AuditEvent&) {
+  store->SetCommitListener([&](const v1::KeyEvent& e, const v1::AuditEvent&, TableSet) {
     std::unique_ptr<StoreSnapshot> snap = store->Snapshot();
     absl::StatusOr<std::optional<std::string>> second =
         store->Get(Table::kProjects, "second", snap.get());
@@ -418,17 +406,6 @@ TEMPLATE_TEST_CASE("store: scans page by prefix and resume after the last key", 
   REQUIRE(store->Scan(Table::kKeys, "a", "", 2)->rows.empty());  // tables are apart
 }
 
-// A replicated store reads usage from what its watch brought: a moment.
-std::vector<UsageRow> UsageOnceItHas(const KeyStore& store, const std::string& key_id,
-                                     size_t rows) {
-  std::vector<UsageRow> got;
-  testing::Eventually([&] {
-    got = *store.GetUsage(key_id);
-    return got.size() == rows;
-  });
-  return got;
-}
-
 TEMPLATE_TEST_CASE("store: usage rows are one writer's, replaced blindly, and take no revision",
                    "[store]", STORE_KINDS) {
   TestType kind;
@@ -488,40 +465,6 @@ TEMPLATE_TEST_CASE("store: a reopened store writes usage as the writer it had, r
   REQUIRE(rows.size() == 1);
   REQUIRE(rows[0].writer == writer);
   REQUIRE(rows[0].value == "before");
-}
-
-TEST_CASE("store: replicas over one etcd write usage as different writers, never conflicting",
-          "[store]") {
-  EtcdKind kind;
-  auto a = kind.Open();
-  auto b = kind.Open();
-  const std::string wa = *a->UsageWriter(), wb = *b->UsageWriter();
-  REQUIRE(wa != wb);
-  const uint64_t conflicts = a->stats().conflicts + b->stats().conflicts;
-  REQUIRE(a->PutUsage(wa, {{"key_1", "", "from a"}}).ok());
-  REQUIRE(b->PutUsage(wb, {{"key_1", "", "from b"}}).ok());
-  REQUIRE(absl::IsAborted(b->PutUsage(wa, {{"key_1", "", "b as a"}})));  // not b's
-  for (const auto* store : {a.get(), b.get()}) {
-    std::vector<UsageRow> rows = UsageOnceItHas(*store, "key_1", 2);
-    REQUIRE(rows.size() == 2);
-    std::set<std::pair<std::string, std::string>> seen;
-    for (const UsageRow& r : rows) seen.emplace(r.writer, r.value);
-    REQUIRE(seen == std::set<std::pair<std::string, std::string>>{{wa, "from a"}, {wb, "from b"}});
-  }
-  REQUIRE(a->stats().conflicts + b->stats().conflicts == conflicts);
-
-  // a goes: its writer, rows included, is the next replica's.
-  a.reset();
-  auto c = kind.Open();
-  REQUIRE(*c->UsageWriter() == wa);
-  REQUIRE(c->PutUsage(wa, {{"key_1", "", "from c"}}).ok());
-  REQUIRE(testing::Eventually([&] {
-    const std::vector<UsageRow> rows = *b->GetUsage("key_1");
-    for (const UsageRow& r : rows) {
-      if (r.writer == wa) return r.value == "from c";
-    }
-    return false;
-  }));
 }
 
 TEMPLATE_TEST_CASE("store: the audit log by revision holds every project's records, in order",
@@ -584,301 +527,10 @@ TEMPLATE_TEST_CASE("store: progress rows are kept, replaced and deleted, and tak
   REQUIRE_FALSE(page->more);
 }
 
-TEST_CASE("store: a store one process owns is a lone replica: its duties, and nobody to share with",
-          "[store]") {
-  RocksDbKind kind;
-  std::unique_ptr<KeyStore> store = kind.Open();
-  REQUIRE(dynamic_cast<LoneReplica*>(&store->replicas()) != nullptr);
-  REQUIRE(*store->replicas().Lead("webhooks"));
-  REQUIRE(store->replicas().Share("summary").ok());
-  REQUIRE(store->replicas().SharedByOthers()->empty());
-  // A progress row written for a duty it holds.
-  REQUIRE(store->PutProgress("webhook/whk_1", "mine", "webhooks").ok());
-  REQUIRE(**store->GetProgress("webhook/whk_1") == "mine");
-}
-
 TEMPLATE_TEST_CASE("store: two stores have different ids", "[store]", STORE_KINDS) {
   TestType a, b;
   REQUIRE(a.Open()->store_id() != b.Open()->store_id());
 }
-
-#if !defined(__SANITIZE_THREAD__)
-TEST_CASE("store: what an etcd replica shares reaches the others and leaves with it", "[store]") {
-  EtcdKind kind;
-  std::unique_ptr<KeyStore> a = kind.Open(), b = kind.Open();
-  REQUIRE(a->replicas().Share("from a").ok());
-  REQUIRE(*b->replicas().SharedByOthers() == std::vector<std::string>{"from a"});
-  REQUIRE(a->replicas().SharedByOthers()->empty());  // its own is not another's
-  REQUIRE(b->replicas().Share("from b").ok());
-  REQUIRE(a->replicas().Share("from a, later").ok());
-  REQUIRE(*b->replicas().SharedByOthers() == std::vector<std::string>{"from a, later"});
-  REQUIRE(*a->replicas().SharedByOthers() == std::vector<std::string>{"from b"});
-  a.reset();  // a clean shutdown takes its row along at once
-  REQUIRE(b->replicas().SharedByOthers()->empty());
-}
-
-TEST_CASE("store: one etcd replica at a time holds a duty, and another takes it when it leaves",
-          "[store]") {
-  EtcdKind kind;
-  std::unique_ptr<KeyStore> a = kind.Open(), b = kind.Open();
-  REQUIRE(*a->replicas().Lead("webhooks"));
-  REQUIRE_FALSE(*b->replicas().Lead("webhooks"));
-  REQUIRE(*b->replicas().Lead("another duty"));  // duties are held one by one
-  REQUIRE(*a->replicas().Lead("webhooks"));      // kept while asked for
-  // Progress written as the duty's holder: only while it holds it.
-  REQUIRE(a->PutProgress("webhook/whk_1", "from a", "webhooks").ok());
-  REQUIRE(absl::IsAborted(b->PutProgress("webhook/whk_1", "from b", "webhooks")));
-  REQUIRE(**b->GetProgress("webhook/whk_1") == "from a");
-  a.reset();  // a clean shutdown frees it at once
-  REQUIRE(*b->replicas().Lead("webhooks"));
-  REQUIRE(b->PutProgress("webhook/whk_1", "from b", "webhooks").ok());
-  REQUIRE(**b->GetProgress("webhook/whk_1") == "from b");
-}
-
-TEST_CASE("store: an etcd replica's batch lost to another replica is refused to each appender",
-          "[store]") {
-  EtcdKind kind;
-  std::unique_ptr<KeyStore> a = kind.Open(), b = kind.Open();
-  // Two mutations queued on A, not yet sent.
-  REQUIRE(*a->Append(Put("a1", "x")) == 1);
-  REQUIRE(*a->Append(Put("a2", "x")) == 2);
-  REQUIRE(*a->GetLatest(Table::kProjects, "a2") == "x");  // the batch reads as written
-  REQUIRE_FALSE(Read(*a, "a2").has_value());              // but is not durable yet
-  // B takes revision 1 first: A's whole batch is lost, and each appender hears so.
-  REQUIRE(*b->Commit(Put("b1", "y")) == 1);
-  REQUIRE(absl::IsAborted(a->Sync(1)));
-  REQUIRE(absl::IsAborted(a->Sync(2)));
-  REQUIRE_FALSE(a->GetLatest(Table::kProjects, "a1")->has_value());
-  // Built again, it commits after B's.
-  REQUIRE(testing::Eventually([&] { return a->next_revision() == 2; }));
-  REQUIRE(*a->Commit(Put("a1", "x")) == 2);
-  REQUIRE(*Read(*b, "b1") == "y");
-  REQUIRE(testing::Eventually([&] { return b->head_revision() == 2; }));
-  REQUIRE(*Read(*b, "a1") == "x");
-  REQUIRE_FALSE(Read(*b, "a2").has_value());
-}
-
-// The race that unique guard values close (authority/core/internal/mutations.h,
-// TouchGuard): replica A builds on its own batch while that batch is still
-// pending; the batch is lost to B, whose change took the same revision and
-// touched the same guard. A's build read a set (a scan, not a precondition)
-// that never existed, so its guard precondition must fail.
-TEST_CASE("store: a build on an etcd replica's lost batch is refused though its guard looks alike",
-          "[store]") {
-  EtcdKind kind;
-  std::unique_ptr<KeyStore> a = kind.Open(), b = kind.Open();
-  auto add_member = [](const std::string& name) {
-    Mutation m;
-    m.writes.push_back(Write{Table::kPrincipals, name, "member"});
-    internal::TouchGuard(m, internal::kPrincipalsGuard, 1);
-    m.audit.set_action("test");
-    return m;
-  };
-  REQUIRE(*a->Append(add_member("from-a")) == 1);  // queued on A, not sent
-  REQUIRE(*b->Commit(add_member("from-b")) == 1);
-  // Built on A's pending batch: guard first, then the set it guards.
-  Transaction tx(*a);
-  REQUIRE(tx.revision() == 2);
-  REQUIRE(tx.Get(Table::kGuards, internal::kPrincipalsGuard)->has_value());
-  absl::StatusOr<Page> members = tx.Scan(Table::kPrincipals, "", "", 10);
-  // A set that will never exist: it holds A's lost row (and B's, once A's
-  // watch brought it).
-  REQUIRE(members->rows.front().key == "from-a");
-  REQUIRE(absl::IsAborted(a->Sync(1)));
-  Mutation decided = Put("decided-on-a-lost-set", "x");
-  tx.Finish(decided);
-  absl::StatusOr<uint64_t> committed = a->Commit(std::move(decided));
-  INFO(committed.status());
-  REQUIRE(absl::IsAborted(committed.status()));
-  REQUIRE_FALSE(Read(*b, "decided-on-a-lost-set").has_value());
-}
-
-// A replica under `prefix` that reaches only `endpoints` of a cluster of its
-// own, so that killing a member can cut it off.
-std::unique_ptr<KeyStore> OpenReplica(const std::string& prefix, std::vector<std::string> endpoints,
-                                      uint64_t retention = 100000) {
-  EtcdStoreOptions options;
-  options.endpoints = std::move(endpoints);
-  options.prefix = prefix;
-  options.event_retention = retention;
-  absl::StatusOr<std::unique_ptr<KeyStore>> store = OpenEtcdStore(options);
-  REQUIRE(store.ok());
-  return *std::move(store);
-}
-
-// Runs `meanwhile` with member 0 down, then compacts etcd's history and
-// brings member 0 back: a replica reaching only member 0 finds where its
-// watch stopped compacted away.
-void WhileMemberZeroIsDown(testing::EtcdCluster& cluster, const std::function<void()>& meanwhile) {
-  cluster.Kill(0);
-  REQUIRE(testing::Eventually([&] { return cluster.Leader() >= 0; }, std::chrono::seconds(30)));
-  meanwhile();
-  cluster.Compact(1);
-  cluster.Restart(0);  // serves clients only once it has applied the compaction
-}
-
-// etcd forgets history older than its compaction (operators run it with
-// --auto-compaction-retention): a replica cut off for longer cannot resume its
-// watch where it stopped, and must catch up from the log and the rows.
-TEST_CASE("store: an etcd replica cut off past a compaction catches up from the log and the rows",
-          "[store]") {
-  testing::EtcdCluster cluster(3);
-  const std::string prefix = "/compacted-" + RandomBase62(8) + "/";
-  std::unique_ptr<KeyStore> a = OpenReplica(prefix, {cluster.endpoint(0)});
-  std::unique_ptr<KeyStore> b = OpenReplica(prefix, {cluster.endpoint(1), cluster.endpoint(2)});
-  Mutex mu;
-  std::vector<uint64_t> heard;
-  a->SetCommitListener([&](const v1::KeyEvent& e, const v1::AuditEvent&) {
-    MutexLock lock(&mu);
-    heard.push_back(e.revision());
-  });
-  REQUIRE(*b->Commit(Put("gone", "1")) == 1);
-  REQUIRE(testing::Eventually([&] { return a->head_revision() == 1; }));
-
-  WhileMemberZeroIsDown(cluster, [&] {  // A's only member
-    REQUIRE(*b->Commit(Put("kept", "2")) == 2);
-    Mutation erase;
-    erase.writes.push_back(Write{Table::kProjects, "gone", std::nullopt});
-    erase.audit.set_action("test");
-    REQUIRE(*b->Commit(std::move(erase)) == 3);
-  });
-
-  REQUIRE(testing::Eventually([&] { return a->head_revision() == 3; }, std::chrono::seconds(30)));
-  {
-    MutexLock lock(&mu);
-    REQUIRE(heard == std::vector<uint64_t>{1, 2, 3});  // every revision, in order
-  }
-  REQUIRE(**a->GetLatest(Table::kProjects, "kept") == "2");  // the copy caught up too
-  REQUIRE_FALSE(a->GetLatest(Table::kProjects, "gone")->has_value());
-  REQUIRE(*a->Commit(Put("after", "4")) == 4);  // and the watch goes on from there
-  REQUIRE(testing::Eventually([&] { return b->head_revision() == 4; }));
-}
-
-// Past the event retention the log no longer holds what a cut-off replica
-// missed: it can never publish again, and says so through its health (load
-// balancers move on; docs/operations.md says to restart it).
-TEST_CASE("store: an etcd replica that missed revisions the log no longer holds is not reachable",
-          "[store]") {
-  testing::EtcdCluster cluster(3);
-  const std::string prefix = "/stranded-" + RandomBase62(8) + "/";
-  std::unique_ptr<KeyStore> a = OpenReplica(prefix, {cluster.endpoint(0)}, /*retention=*/1);
-  std::unique_ptr<KeyStore> b =
-      OpenReplica(prefix, {cluster.endpoint(1), cluster.endpoint(2)}, /*retention=*/1);
-  REQUIRE(*b->Commit(Put("one", "1")) == 1);
-  REQUIRE(testing::Eventually([&] { return a->head_revision() == 1; }));
-  REQUIRE(a->Reachable().ok());
-
-  WhileMemberZeroIsDown(cluster, [&] {  // A's only member
-    REQUIRE(*b->Commit(Put("two", "2")) == 2);
-    REQUIRE(*b->Commit(Put("three", "3")) == 3);  // trims revision 2 from the log
-  });
-
-  absl::Status reachable;
-  REQUIRE(testing::Eventually(
-      [&] {
-        reachable = a->Reachable();
-        return absl::IsDataLoss(reachable);
-      },
-      std::chrono::seconds(30)));
-  REQUIRE_THAT(std::string(reachable.message()), Catch::Contains("restart"));
-  REQUIRE(a->head_revision() == 1);
-  REQUIRE(b->Reachable().ok());
-}
-
-// Every row of every table, as "table/key=value" lines.
-std::vector<std::string> AllRows(const KeyStore& store) {
-  std::vector<std::string> rows;
-  for (Table t : kAllTables) {
-    absl::StatusOr<Page> page = store.Scan(t, "", "", 1000);
-    REQUIRE(page.ok());
-    for (const Row& row : page->rows) {
-      rows.push_back(std::to_string(static_cast<int>(t)) + "/" + row.key + "=" + row.value);
-    }
-  }
-  return rows;
-}
-
-std::vector<std::string> Serialized(const auto& messages) {
-  std::vector<std::string> out;
-  for (const auto& m : messages) out.push_back(m.SerializeAsString());
-  return out;
-}
-
-TEST_CASE("store: an embedded store imported into etcd reads the same and takes the next revision",
-          "[store]") {
-  RocksDbKind source_kind;
-  std::unique_ptr<KeyStore> source = source_kind.Open(/*retention=*/5);
-  for (int i = 1; i <= 8; ++i) {
-    Mutation m = Put("prj_x", "v" + std::to_string(i));  // audited under prj_x
-    if (i % 2 == 0) {
-      m.writes = {Write{Table::kPrincipals, "p" + std::to_string(i), "principal"},
-                  Write{Table::kGuards, "principals", std::to_string(i)}};
-      m.audit.clear_project_id();  // audited under no project
-    }
-    m.event.add_removed_digests("d" + std::to_string(i));
-    REQUIRE(source->Commit(std::move(m)).ok());
-  }
-  REQUIRE(source->PutUsage(*source->UsageWriter(), {{"key_1", "", "usage"}}).ok());
-  REQUIRE(source->PutProgress("webhook/whk_1", "cursor", "").ok());
-
-  EtcdKind target;
-  EtcdStoreOptions options;
-  options.endpoints = *ParseEndpoints(testing::EtcdCluster::Shared().endpoints());
-  options.prefix = target.prefix();
-  options.event_retention = 5;
-  absl::StatusOr<ImportReport> report = ImportIntoEtcd(*source, options);
-  INFO(report.status());
-  REQUIRE(report.ok());
-  REQUIRE(report->head == 8);
-  REQUIRE(report->audit == 8);
-  REQUIRE(report->events == 5);
-
-  std::unique_ptr<KeyStore> copy = target.Open(5);
-  REQUIRE(copy->store_id() == source->store_id());
-  REQUIRE(copy->head_revision() == 8);
-  REQUIRE(AllRows(*copy) == AllRows(*source));
-  REQUIRE(UsageOnceItHas(*copy, "key_1", 1).at(0).value == "usage");
-  REQUIRE(**copy->GetProgress("webhook/whk_1") == "cursor");
-  REQUIRE(Serialized(*copy->EventsAfter(3, 100)) == Serialized(*source->EventsAfter(3, 100)));
-  REQUIRE(absl::IsOutOfRange(copy->EventsAfter(2, 100).status()));
-  for (const char* project : {"prj_x", ""}) {
-    REQUIRE(Serialized(*copy->AuditEvents(project, 0, 100)) ==
-            Serialized(*source->AuditEvents(project, 0, 100)));
-  }
-  REQUIRE(Serialized(*copy->AuditLog(0, 100)) == Serialized(*source->AuditLog(0, 100)));
-  REQUIRE(copy->AuditLog(0, 100)->size() == 8);
-  REQUIRE(*copy->Commit(Put("prj_x", "after")) == 9);
-
-  // Only into an empty prefix.
-  REQUIRE(absl::IsFailedPrecondition(ImportIntoEtcd(*source, options).status()));
-}
-
-TEST_CASE("store: an import needs the events to keep, and a prefix cut short opens nowhere",
-          "[store]") {
-  RocksDbKind source_kind;
-  std::unique_ptr<KeyStore> source = source_kind.Open(/*retention=*/2);
-  for (int i = 0; i < 4; ++i) REQUIRE(source->Commit(Put("prj_x", "v")).ok());
-  EtcdKind target;
-  EtcdStoreOptions options;
-  options.endpoints = *ParseEndpoints(testing::EtcdCluster::Shared().endpoints());
-  options.prefix = target.prefix();
-  options.event_retention = 3;  // more than the source kept: refused, nothing written
-  REQUIRE(absl::IsOutOfRange(ImportIntoEtcd(*source, options).status()));
-  options.event_retention = 2;
-  REQUIRE(ImportIntoEtcd(*source, options).ok());
-
-  // Keys under a prefix without its store id, as an import cut short leaves
-  // them (here: another store's, one level down).
-  EtcdStoreOptions outer = options;
-  outer.prefix = options.prefix.substr(0, options.prefix.size() - 1) + "-outer/";
-  EtcdStoreOptions inner = outer;
-  inner.prefix = outer.prefix + "inner/";
-  REQUIRE(OpenEtcdStore(inner).ok());
-  absl::StatusOr<std::unique_ptr<KeyStore>> opened = OpenEtcdStore(outer);
-  REQUIRE(absl::IsFailedPrecondition(opened.status()));
-  REQUIRE_THAT(std::string(opened.status().message()), Catch::Contains("no store id"));
-}
-#endif
 
 }  // namespace
 }  // namespace latchkey

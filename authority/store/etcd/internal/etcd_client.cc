@@ -193,6 +193,14 @@ void RequireAbsent(TxnRequest& txn, const std::string& key) {
   c->set_version(0);
 }
 
+void RequireValue(TxnRequest& txn, const std::string& key, std::string value) {
+  Compare* c = txn.add_compare();
+  c->set_key(key);
+  c->set_target(Compare::VALUE);
+  c->set_result(Compare::EQUAL);
+  c->set_value(std::move(value));
+}
+
 void RequireLease(TxnRequest& txn, const std::string& key, int64_t lease) {
   Compare* c = txn.add_compare();
   c->set_key(key);

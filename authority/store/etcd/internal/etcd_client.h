@@ -140,6 +140,9 @@ absl::StatusOr<int64_t> CountKeys(EtcdClient& client, const std::string& prefix)
 // version 0).
 void RequireAbsent(etcdserverpb::TxnRequest& txn, const std::string& key);
 
+// Makes `txn` hold only while `key` holds `value`.
+void RequireValue(etcdserverpb::TxnRequest& txn, const std::string& key, std::string value);
+
 // Makes `txn` hold only while `key` is bound to `lease`.
 void RequireLease(etcdserverpb::TxnRequest& txn, const std::string& key, int64_t lease);
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/numbers.h"
 #include "common/strings.h"
 
 namespace latchkey {
@@ -21,6 +22,26 @@ std::string PrefixEnd(std::string prefix) {
     prefix.pop_back();
   }
   return std::string(1, '\0');  // every key
+}
+
+namespace {
+constexpr std::string_view kHeadVersion = " v2";
+}  // namespace
+
+std::string HeadValue(uint64_t revision) { return StrCat(revision, kHeadVersion); }
+
+std::optional<uint64_t> ParseHead(std::string_view value) {
+  if (!value.ends_with(kHeadVersion)) return std::nullopt;
+  value.remove_suffix(kHeadVersion.size());
+  return ParseHeadBeforeV2(value);
+}
+
+std::optional<uint64_t> ParseHeadBeforeV2(std::string_view value) {
+  uint64_t revision = 0;
+  if (!absl::SimpleAtoi(absl::string_view(value.data(), value.size()), &revision)) {
+    return std::nullopt;
+  }
+  return revision;
 }
 
 std::string EtcdLayout::Id() const { return StrCat(prefix_, "meta/id"); }

@@ -2,7 +2,8 @@
 // etcd store"):
 //
 //   P meta/id                     the store id
-//   P meta/head                   the last committed revision, in decimal
+//   P meta/head                   the last committed revision and the layout's
+//                                 version (HeadValue)
 //   P t/<table>/<row key>         rows (TableName)
 //   P t/usage/<key id>[/<writer>] usage rows (KeyStore::PutUsage), beside the
 //                                 tables so that the watch keeps them too
@@ -20,6 +21,7 @@
 #define LATCHKEY_AUTHORITY_STORE_ETCD_INTERNAL_LAYOUT_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -32,6 +34,19 @@ std::string Decimal(uint64_t r);
 
 // The first key after every key that starts with `prefix` (etcd's range_end).
 std::string PrefixEnd(std::string prefix);
+
+// meta/head's value: the revision, in decimal, then " v2", this layout's
+// version. The layout before it (no sidecar keys table, whose rows every key
+// change writes since) held the revision alone. A release of that layout
+// cannot open a store at v2, and its commits, which compare the head with a
+// bare revision, all fail: it can never change a key without that key's
+// sidecar keys row (docs/operations.md,
+// "Upgrading: authorities first").
+std::string HeadValue(uint64_t revision);
+// The revision in a head value of this layout; nullopt for any other.
+std::optional<uint64_t> ParseHead(std::string_view value);
+// The revision in a head value of the layout before (a bare decimal).
+std::optional<uint64_t> ParseHeadBeforeV2(std::string_view value);
 
 class EtcdLayout {
  public:

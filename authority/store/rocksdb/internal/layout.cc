@@ -29,6 +29,8 @@ Cf CfOf(Table t) {
       return kCfWebhooks;
     case Table::kRoleBindings:
       return kCfRoleBindings;
+    case Table::kSidecarKeys:
+      return kCfSidecarKeys;
   }
   return kMeta;
 }

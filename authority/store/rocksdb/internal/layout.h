@@ -38,6 +38,7 @@ enum Cf : size_t {
   kCfProgress,
   kCfWebhooks,
   kCfRoleBindings,
+  kCfSidecarKeys,
   kCfCount
 };
 inline constexpr std::array<std::string_view, kCfCount> kCfNames = {
@@ -55,7 +56,8 @@ inline constexpr std::array<std::string_view, kCfCount> kCfNames = {
     "audit_log",
     "progress",
     TableName(Table::kWebhooks),
-    TableName(Table::kRoleBindings)};
+    TableName(Table::kRoleBindings),
+    TableName(Table::kSidecarKeys)};
 // Tables earlier versions kept and this one drops when it opens their
 // database: "tokens" (token digest -> principal id) was written, never read.
 inline constexpr std::array<std::string_view, 1> kRetiredCfNames = {"tokens"};

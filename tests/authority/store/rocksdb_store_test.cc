@@ -1,5 +1,7 @@
 // What only the embedded RocksDB store does; the contract every store keeps
 // is tested in store_conformance_test.cc.
+#include "authority/store/rocksdb/rocksdb_store.h"
+
 #include <rocksdb/db.h>
 
 #include <catch2/catch.hpp>
@@ -8,19 +10,13 @@
 #include <thread>
 
 #include "authority/store/key_store.h"
-#include "authority/store/rocksdb/rocksdb_store.h"
+#include "tests/authority/store/store_kinds.h"
 #include "tests/testing/testing.h"
 
 namespace latchkey {
 namespace {
 
-Mutation Put(const std::string& key, const std::string& value) {
-  Mutation m;
-  m.writes.push_back(Write{Table::kProjects, key, value});
-  m.audit.set_project_id("prj_x");
-  m.audit.set_action("test");
-  return m;
-}
+using testing::Put;
 
 std::unique_ptr<KeyStore> Open(const std::string& path, uint64_t retention = 100000) {
   absl::StatusOr<std::unique_ptr<KeyStore>> store = OpenRocksDbStore({path, retention});
@@ -101,8 +97,9 @@ TEST_CASE("an appended mutation is read only by mutations until Sync publishes i
   testing::TempDir dir;
   auto store = Open(dir.path());
   std::vector<uint64_t> heard;
-  store->SetCommitListener(
-      [&](const v1::KeyEvent& e, const v1::AuditEvent&) { heard.push_back(e.revision()); });
+  store->SetCommitListener([&](const v1::KeyEvent& e, const v1::AuditEvent&, TableSet) {
+    heard.push_back(e.revision());
+  });
   absl::StatusOr<uint64_t> rev = store->Append(Put("p", "1"));
   REQUIRE(*rev == 1);
   REQUIRE(store->next_revision() == 2);
@@ -145,8 +142,9 @@ TEST_CASE("concurrent commits get unique contiguous revisions, heard in order", 
   testing::TempDir dir;
   auto store = Open(dir.path());
   std::vector<uint64_t> heard;  // written under the store's commit lock
-  store->SetCommitListener(
-      [&](const v1::KeyEvent& e, const v1::AuditEvent&) { heard.push_back(e.revision()); });
+  store->SetCommitListener([&](const v1::KeyEvent& e, const v1::AuditEvent&, TableSet) {
+    heard.push_back(e.revision());
+  });
   std::vector<std::vector<uint64_t>> got(4);
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t) {
@@ -160,6 +158,19 @@ TEST_CASE("concurrent commits get unique contiguous revisions, heard in order", 
   std::sort(all.begin(), all.end());
   for (size_t i = 0; i < all.size(); ++i) REQUIRE(all[i] == i + 1);
   REQUIRE(heard == all);
+}
+
+TEST_CASE("store: a store one process owns is a lone replica: its duties, and nobody to share with",
+          "[store]") {
+  testing::RocksDbKind kind;
+  std::unique_ptr<KeyStore> store = kind.Open();
+  REQUIRE(dynamic_cast<LoneReplica*>(&store->replicas()) != nullptr);
+  REQUIRE(*store->replicas().Lead("webhooks"));
+  REQUIRE(store->replicas().Share("summary").ok());
+  REQUIRE(store->replicas().SharedByOthers()->empty());
+  // A progress row written for a duty it holds.
+  REQUIRE(store->PutProgress("webhook/whk_1", "mine", "webhooks").ok());
+  REQUIRE(**store->GetProgress("webhook/whk_1") == "mine");
 }
 
 }  // namespace
