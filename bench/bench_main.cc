@@ -153,13 +153,20 @@ int main(int argc, char** argv) {
   l->add_option("--keys", keys)->capture_default_str();
   l->callback([&] { status = latchkey::bench::Load(data_dir, keys); });
 
+  auto* sr = app.add_subcommand("snapshot-read", "a snapshot's reading, now and from the records");
+  sr->add_option("--data-dir", data_dir)->required();
+  sr->callback([&] { status = latchkey::bench::SnapshotRead(data_dir); });
+
   auto* sn = app.add_subcommand("snapshot", "time a sidecar's first sync, report its memory");
   sn->add_option("--sidecar-bin", sidecar_bin)->required();
   sn->add_option("--authority", authority)->required();
   sn->add_option("--token-file", token_file)->required();
   sn->add_option("--keys", keys, "keys the authority holds (for the report)")->required();
-  sn->callback(
-      [&] { status = latchkey::bench::Snapshot(sidecar_bin, authority, token_file, keys); });
+  int authority_pid = 0;
+  sn->add_option("--authority-pid", authority_pid, "the authority's process, for its CPU");
+  sn->callback([&] {
+    status = latchkey::bench::Snapshot(sidecar_bin, authority, token_file, keys, authority_pid);
+  });
 
   auto* w = app.add_subcommand("writes", "durable mutations per second");
   w->add_option("--clients", clients)->capture_default_str();
@@ -192,6 +199,14 @@ int main(int argc, char** argv) {
   fl->add_option("--authority-bin", fleet.authority_bin)->required();
   fl->add_option("--etcd-endpoints", fleet.etcd_endpoints, "one replica over this etcd cluster");
   fl->callback([&] { status = latchkey::bench::Fleet(fleet); });
+
+  auto* sc = app.add_subcommand("sidecar-cpu", "real sidecars' CPU per applied revision");
+  int cpu_sidecars = 4, cpu_revocations = 200;
+  sc->add_option("--sidecar-bin", sidecar_bin)->required();
+  sc->add_option("--sidecars", cpu_sidecars)->capture_default_str();
+  sc->add_option("--revocations", cpu_revocations)->capture_default_str();
+  sc->callback(
+      [&] { status = latchkey::bench::SidecarCpu(sidecar_bin, cpu_sidecars, cpu_revocations); });
 
   auto* fo = app.add_subcommand("failover", "sidecar failover when its authority is SIGKILLed");
   std::string authority_bin;

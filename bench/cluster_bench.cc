@@ -21,6 +21,8 @@
 
 #include "absl/time/clock.h"
 #include "authority/core/key_authority.h"
+#include "authority/core/sidecar_keys.h"
+#include "authority/fanout/sidecar_snapshot.h"
 #include "authority/server.h"
 #include "authority/store/etcd/etcd_store.h"
 #include "authority/store/rocksdb/rocksdb_store.h"
@@ -32,6 +34,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "latchkey/v1/key_admin.grpc.pb.h"
 #include "latchkey/v1/key_sync.grpc.pb.h"
+#include "latchkey/v1/validator.grpc.pb.h"
 #include "sidecar/sync_client.h"
 
 namespace latchkey::bench {
@@ -321,9 +324,57 @@ int Load(const std::string& data_dir, int keys) {
   return 0;
 }
 
+int SnapshotRead(const std::string& data_dir) {
+  RocksDbStoreOptions so;
+  so.path = data_dir + "/db";
+  absl::StatusOr<std::unique_ptr<KeyStore>> opened = OpenRocksDbStore(so);
+  if (!opened.ok()) {
+    std::fprintf(stderr, "snapshot-read: %s\n", opened.status().ToString().c_str());
+    return 1;
+  }
+  KeyStore& store = **opened;
+  size_t keys = 0, bytes = 0;
+  // Before the sidecar keys rows: every key record parsed, projected and
+  // encoded into chunks of 256 keys, as SidecarSnapshot did.
+  const double records_start = CpuSeconds(getpid());
+  std::unique_ptr<StoreSnapshot> at = store.Snapshot();
+  for (std::string after;;) {
+    absl::StatusOr<Page> page = store.Scan(Table::kKeys, "", after, 256, at.get());
+    if (!page.ok()) return 1;
+    v1::SnapshotChunk chunk;
+    for (const Row& row : page->rows) {
+      internal::KeyRecord rec;
+      if (!rec.ParseFromString(row.value)) return 1;
+      for (v1::KeyEntry& e : SidecarEntries(rec)) *chunk.add_entries() = std::move(e);
+      ++keys;
+    }
+    bytes += chunk.SerializeAsString().size();
+    if (!page->more) break;
+    after = page->rows.back().key;
+  }
+  const double records_cpu = CpuSeconds(getpid()) - records_start;
+  // Now: the rows copied (SidecarSnapshot, without the network).
+  const double rows_start = CpuSeconds(getpid());
+  size_t row_bytes = 0;
+  SidecarSnapshot snapshot(store);
+  for (std::string chunk;;) {
+    absl::StatusOr<bool> more = snapshot.Next(chunk);
+    if (!more.ok()) return 1;
+    if (!*more) break;
+    row_bytes += chunk.size();
+  }
+  const double rows_cpu = CpuSeconds(getpid()) - rows_start;
+  std::printf(
+      "{\"bench\":\"snapshot_read\",\"keys\":%zu,\"records_cpu_s\":%.3f,"
+      "\"sidecar_keys_cpu_s\":%.3f,\"records_bytes\":%zu,\"sidecar_keys_bytes\":%zu}\n",
+      keys, records_cpu, rows_cpu, bytes, row_bytes);
+  return row_bytes > 0 || keys == 0 ? 0 : 1;
+}
+
 int Snapshot(const std::string& sidecar_bin, const std::string& authority,
-             const std::string& token_file, int expected_keys) {
+             const std::string& token_file, int expected_keys, pid_t authority_pid) {
   const std::string listen = "127.0.0.1:" + std::to_string(17000 + getpid() % 20000);
+  const double authority_cpu = authority_pid != 0 ? CpuSeconds(authority_pid) : 0;
   const auto start = Clock::now();
   const pid_t pid = fork();
   if (pid == 0) {
@@ -336,12 +387,18 @@ int Snapshot(const std::string& sidecar_bin, const std::string& authority,
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   const double seconds = Ms(Clock::now() - start) / 1000;
+  // The authority's CPU for this one stream's snapshot (its progress ticks
+  // meanwhile cost microseconds).
+  const double authority_cpu_s =
+      authority_pid != 0 ? CpuSeconds(authority_pid) - authority_cpu : -1;
   std::this_thread::sleep_for(std::chrono::milliseconds(500));  // freed snapshot buffers settle
   const long rss_kib = ResidentKiB(pid);
   kill(pid, SIGTERM);
   waitpid(pid, nullptr, 0);
-  std::printf("{\"bench\":\"snapshot\",\"keys\":%d,\"seconds\":%.3f,\"rss_kib\":%ld}\n",
-              expected_keys, seconds, rss_kib);
+  std::printf(
+      "{\"bench\":\"snapshot\",\"keys\":%d,\"seconds\":%.3f,\"rss_kib\":%ld,"
+      "\"authority_cpu_s\":%.3f}\n",
+      expected_keys, seconds, rss_kib, authority_cpu_s);
   return 0;
 }
 
@@ -499,6 +556,123 @@ int Usage(int clients, double seconds, const std::string& etcd_endpoints) {
       static_cast<unsigned long long>(flush_writes), flush_ms, counted ? "true" : "false",
       static_cast<unsigned long long>(errors.load()));
   return counted && errors == 0 ? 0 : 1;
+}
+
+namespace {
+
+v1::Verdict VerdictAt(const std::string& address, const std::string& key) {
+  auto stub = v1::Validator::NewStub(OwnChannel(address, 0));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  v1::ValidateRequest req;
+  req.set_key(key);
+  v1::ValidateResponse resp;
+  return stub->Validate(&ctx, req, &resp).ok() ? resp.verdict() : v1::VERDICT_UNSPECIFIED;
+}
+
+// Waits until every sidecar answers `want` for `key`, polling gently (each
+// poll is a Validate call the sidecars pay for).
+bool AllSay(const std::vector<std::string>& sidecars, const std::string& key, v1::Verdict want) {
+  const auto deadline = Clock::now() + std::chrono::seconds(60);
+  for (const std::string& s : sidecars) {
+    while (VerdictAt(s, key) != want) {
+      if (Clock::now() > deadline) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+int SidecarCpu(const std::string& sidecar_bin, int sidecars, int revocations) {
+  std::unique_ptr<AuthorityServer> server = StartAuthority(TempDataDir("authority"), true);
+  const std::string address = server->address();
+  Admin admin{v1::KeyAdmin::NewStub(OwnChannel(address, 0)),
+              *ReadTokenFile(server->admin_token_path())};
+  v1::CreatePrincipalRequest pr;
+  pr.set_name("bench sidecars");
+  pr.set_role(v1::ROLE_SIDECAR);
+  v1::CreatePrincipalResponse principal;
+  if (!admin.stub->CreatePrincipal(admin.Ctx().get(), pr, &principal).ok()) return 1;
+  const std::string token_file = TempDataDir("sidecar.token");
+  if (absl::Status s = WritePrivateFile(token_file, principal.token()); !s.ok()) {
+    std::fprintf(stderr, "sidecar-cpu: %s\n", s.ToString().c_str());
+    return 1;
+  }
+
+  // The keys first: their creation is applied before anything is measured.
+  std::vector<std::string> key_ids, values;
+  std::string project;
+  for (int i = 0; i < revocations; ++i) {
+    if (i % 40 == 0) {
+      v1::CreateProjectRequest cp;
+      cp.set_name("bench");
+      v1::CreateProjectResponse p;
+      if (!admin.stub->CreateProject(admin.Ctx().get(), cp, &p).ok()) return 1;
+      project = p.project().project_id();
+    }
+    v1::GenerateApiKeyRequest g;
+    g.set_project_id(project);
+    g.set_name("bench");
+    v1::GenerateApiKeyResponse key;
+    if (!admin.stub->GenerateApiKey(admin.Ctx().get(), g, &key).ok()) return 1;
+    key_ids.push_back(key.key().key_id());
+    values.push_back(key.api_key());
+  }
+
+  std::vector<pid_t> pids;
+  std::vector<std::string> listens;
+  for (int i = 0; i < sidecars; ++i) {
+    listens.push_back("127.0.0.1:" + std::to_string(PickFreePort()));
+    const std::string id = "bench-sidecar-" + std::to_string(i);
+    const pid_t pid = fork();
+    if (pid == 0) {
+      execl(sidecar_bin.c_str(), sidecar_bin.c_str(), "--listen", listens.back().c_str(),
+            "--authority", address.c_str(), "--token-file", token_file.c_str(), "--sidecar-id",
+            id.c_str(), "--metrics-listen", "", "--log-level", "warn", static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    pids.push_back(pid);
+  }
+  auto stop = [&] {
+    for (pid_t pid : pids) kill(pid, SIGTERM);
+    for (pid_t pid : pids) waitpid(pid, nullptr, 0);
+  };
+  if (!AllSay(listens, values.back(), v1::VALID)) {
+    stop();
+    return 1;
+  }
+
+  // Idle: what the sidecars spend on their own (confirmations, usage).
+  const auto idle_start = Clock::now();
+  const double idle_cpu = CpuSeconds(pids);
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  const double idle_rate = (CpuSeconds(pids) - idle_cpu) / (Ms(Clock::now() - idle_start) / 1000);
+
+  // The revocations, one at a time, then until every sidecar has the last.
+  const auto start = Clock::now();
+  const double start_cpu = CpuSeconds(pids);
+  for (const std::string& id : key_ids) {
+    v1::RevokeApiKeyRequest r;
+    r.set_key_id(id);
+    v1::Key revoked;
+    if (!admin.stub->RevokeApiKey(admin.Ctx().get(), r, &revoked).ok()) {
+      stop();
+      return 1;
+    }
+  }
+  const bool all = AllSay(listens, values.back(), v1::REVOKED);
+  const double seconds = Ms(Clock::now() - start) / 1000;
+  const double busy = CpuSeconds(pids) - start_cpu - idle_rate * seconds;
+  stop();
+  const double applied = static_cast<double>(sidecars) * revocations;
+  std::printf(
+      "{\"bench\":\"sidecar_cpu\",\"sidecars\":%d,\"revocations\":%d,"
+      "\"cpu_us_per_applied_revision\":%.1f,\"idle_cpu_ms_per_s\":%.2f,\"all_applied\":%s}\n",
+      sidecars, revocations, busy * 1e6 / applied, idle_rate * 1000 / sidecars,
+      all ? "true" : "false");
+  return all ? 0 : 1;
 }
 
 int Failover(const std::string& authority_bin, const std::string& etcd_endpoints, int rounds) {

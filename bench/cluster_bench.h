@@ -31,10 +31,23 @@ int Propagation(int sidecars, int revocations, const std::string& samples_out,
 // SIDECAR token in <data_dir>/sidecar.token.
 int Load(const std::string& data_dir, int keys);
 
+// Reads a whole snapshot of the store in `data_dir` (Load's) in this
+// process, twice: as snapshots are read now (the sidecar keys rows, copied)
+// and as they were before them (every key record parsed and projected, the
+// baseline). Reports the CPU of each.
+int SnapshotRead(const std::string& data_dir);
+
 // Starts `sidecar_bin` against `authority` and times its first snapshot;
-// reports its resident memory.
+// reports its resident memory and, given the authority's process id, the
+// CPU the authority spent meanwhile (the snapshot's reading and encoding).
 int Snapshot(const std::string& sidecar_bin, const std::string& authority,
-             const std::string& token_file, int expected_keys);
+             const std::string& token_file, int expected_keys, pid_t authority_pid);
+
+// `sidecars` real latchkey-sidecar processes follow an authority in this
+// process through `revocations` revocations; reports the CPU each sidecar
+// spent per applied revision, its idle CPU (progress ticks, usage reports)
+// over the same time taken out.
+int SidecarCpu(const std::string& sidecar_bin, int sidecars, int revocations);
 
 // GenerateApiKey + RevokeApiKey from `clients` threads for `seconds`.
 // Where Writes runs its authorities: the embedded store (one authority), or

@@ -11,6 +11,7 @@
 #include "authority/server.h"
 #include "bench/support.h"
 #include "common/key_format.h"
+#include "common/net.h"
 #include "common/strings.h"
 #include "tests/testing/github_signer.h"
 
