@@ -20,13 +20,13 @@ using latchkey::KeyAuthority;
 namespace v1 = latchkey::v1;
 
 struct World {
+  std::string dir = (std::filesystem::temp_directory_path() / "latchkey-fuzz-XXXXXX").string();
   std::unique_ptr<latchkey::KeyStore> store;
   std::unique_ptr<KeyAuthority> core;
   Caller admin{"prn_fuzz", "fuzz", v1::ROLE_ADMIN};
   std::string project_id, api_key_id, secret_key_id;
 
   World() {
-    std::string dir = (std::filesystem::temp_directory_path() / "latchkey-fuzz-XXXXXX").string();
     if (mkdtemp(dir.data()) == nullptr) std::abort();
     latchkey::RocksDbStoreOptions o;
     o.path = dir + "/db";
@@ -39,6 +39,11 @@ struct World {
     auto p = *core->CreateProject(admin, cp);
     project_id = p.project().project_id();
     api_key_id = p.legacy_key().key_id();
+  }
+  ~World() {
+    core.reset();
+    store.reset();
+    std::filesystem::remove_all(dir);
   }
 };
 
@@ -110,9 +115,20 @@ constexpr Target kTargets[] = {
 
 }  // namespace
 
+// RocksDB flushes and compacts on its own threads. An object one of them
+// allocated and frees a moment later is no leak, yet LeakSanitizer reports it
+// when it looks in between (CI saw a 24-byte CompactionArg). It looks at exit,
+// so the world is a static that closes the store before then (closing waits for
+// the background work), and libFuzzer looks after inputs, while those threads
+// run on, so their allocations are left out. Everything this thread allocates,
+// latchkey's code included, is still checked.
+extern "C" const char* __lsan_default_suppressions() {
+  return "leak:rocksdb::ThreadPoolImpl::Impl::BGThread\n";
+}
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static World* w = new World;
+  static World w;
   if (size == 0) return 0;
-  kTargets[data[0] % std::size(kTargets)](*w, data + 1, size - 1);
+  kTargets[data[0] % std::size(kTargets)](w, data + 1, size - 1);
   return 0;
 }
