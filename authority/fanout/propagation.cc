@@ -19,9 +19,9 @@ PropagationTracker::PropagationTracker(absl::Duration forget_after, size_t max_d
 
 void PropagationTracker::Committed(uint64_t revision, absl::Time at) {
   MutexLock lock(&mu_);
-  commit_times_[revision] = at;
+  timings_[revision].committed = at;
   ++version_;
-  while (commit_times_.size() > kHistory) commit_times_.erase(commit_times_.begin());
+  while (timings_.size() > kHistory) timings_.erase(timings_.begin());
 }
 
 PropagationTracker::Stream PropagationTracker::Opened(const std::string& principal_id,
@@ -75,10 +75,14 @@ absl::Status PropagationTracker::Acknowledged(const std::string& principal_id,
         "Watch stream");
   }
   if (applied_revision <= entry->applied) return absl::OkStatus();
+  // Every kept revision this acknowledgement newly covers was applied by
+  // now: usually one, all of them for a sidecar's first.
+  for (auto it = timings_.upper_bound(entry->applied);
+       it != timings_.end() && it->first <= applied_revision; ++it) {
+    it->second.slowest = std::max(it->second.slowest, at - it->second.committed);
+  }
   entry->applied = applied_revision;
-  entry->acks.emplace_back(applied_revision, at);
   ++version_;
-  while (entry->acks.size() > kHistory) entry->acks.pop_front();
   return absl::OkStatus();
 }
 
@@ -101,17 +105,6 @@ void PropagationTracker::Forget(absl::Time now) const {
     disconnected_.erase(disconnected_.begin());
     ++version_;
   }
-}
-
-absl::Duration PropagationTracker::SlowestDelay(uint64_t revision, absl::Time committed) const {
-  absl::Duration slowest = absl::ZeroDuration();
-  for (const auto& [session, e] : entries_) {
-    if (e.applied < revision) continue;
-    auto ack = std::lower_bound(e.acks.begin(), e.acks.end(), revision,
-                                [](const auto& a, uint64_t r) { return a.first < r; });
-    if (ack != e.acks.end()) slowest = std::max(slowest, ack->second - committed);
-  }
-  return slowest;
 }
 
 absl::StatusOr<v1::GetPropagationResponse> PropagationTracker::Receipt(
@@ -146,8 +139,9 @@ absl::StatusOr<v1::GetPropagationResponse> PropagationTracker::Receipt(
     MutexLock lock(&mu_);
     Forget(now);
     for (const auto& [session, e] : entries_) count(e.sidecar_id, e.applied, e.disconnected);
-    auto committed = commit_times_.find(revision);
-    if (committed != commit_times_.end()) slowest = SlowestDelay(revision, committed->second);
+    if (auto timing = timings_.find(revision); timing != timings_.end()) {
+      slowest = timing->second.slowest;
+    }
   }
   for (const internal::SharedReceipts& other : others) {
     for (const auto& s : other.sidecars()) {
@@ -183,12 +177,12 @@ internal::SharedReceipts PropagationTracker::Share(absl::Time now) const {
     s->set_applied(e.applied);
     if (e.disconnected) s->set_disconnected_unix_micros(absl::ToUnixMicros(*e.disconnected));
   }
-  auto it = commit_times_.end();
-  for (size_t n = 0; n < kSharedDelays && it != commit_times_.begin(); ++n) --it;
-  for (; it != commit_times_.end(); ++it) {
+  auto it = timings_.end();
+  for (size_t n = 0; n < kSharedDelays && it != timings_.begin(); ++n) --it;
+  for (; it != timings_.end(); ++it) {
     auto* d = shared.add_delays();
     d->set_revision(it->first);
-    d->set_slowest_micros(absl::ToInt64Microseconds(SlowestDelay(it->first, it->second)));
+    d->set_slowest_micros(absl::ToInt64Microseconds(it->second.slowest));
   }
   return shared;
 }

@@ -11,17 +11,20 @@
 // that may still be serving keys is not silently dropped from receipts. A
 // sidecar that reconnects names its old session and takes its entry back.
 //
-// Memory is bounded: commit times and acknowledgements are kept for the most
-// recent revisions only (older receipts still count sidecars, without
-// delays), and at most `max_disconnected` disconnected entries (the oldest
-// is forgotten first).
+// Memory is bounded: commit times and each revision's slowest delay are kept
+// for the newest kHistory revisions only (older receipts still count
+// sidecars, without delays), a sidecar's entry holds its latest applied
+// revision and no history (10,000 sidecars cost the same after a million
+// revisions as after one), and at most `max_disconnected` disconnected
+// entries are kept (the oldest is forgotten first). An acknowledgement sets
+// the slowest delay of every kept revision it newly covers, so a delay once
+// seen stays in the receipt after its sidecar leaves.
 //
 // A PropagationTracker is safe for concurrent access from multiple threads.
 #ifndef LATCHKEY_AUTHORITY_FANOUT_PROPAGATION_H_
 #define LATCHKEY_AUTHORITY_FANOUT_PROPAGATION_H_
 
 #include <cstdint>
-#include <deque>
 #include <map>
 #include <optional>
 #include <set>
@@ -100,8 +103,12 @@ class PropagationTracker {
     uint64_t generation = 0;  // of the stream holding the session
     std::optional<absl::Time> disconnected;
     uint64_t applied = 0;
-    // (applied revision, when acknowledged), increasing, at most kHistory.
-    std::deque<std::pair<uint64_t, absl::Time>> acks;
+  };
+  // One of the newest kHistory revisions: when it was committed, and the
+  // longest any sidecar took from then to acknowledge it (or a later one).
+  struct Timing {
+    absl::Time committed;
+    absl::Duration slowest = absl::ZeroDuration();
   };
 
   Entry* Find(const std::string& principal_id, const std::string& session)
@@ -113,14 +120,10 @@ class PropagationTracker {
   const absl::Duration forget_after_;
   const size_t max_disconnected_;
 
-  // The slowest delay to apply `revision` among the sidecars that did.
-  absl::Duration SlowestDelay(uint64_t revision, absl::Time committed) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-
   mutable Mutex mu_;
   uint64_t generations_ ABSL_GUARDED_BY(mu_) = 0;
   mutable uint64_t version_ ABSL_GUARDED_BY(mu_) = 0;
-  std::map<uint64_t, absl::Time> commit_times_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, Timing> timings_ ABSL_GUARDED_BY(mu_);  // by revision
   // Forgetting is done by readers too, so these are mutable.
   mutable absl::flat_hash_map<std::string, Entry> entries_ ABSL_GUARDED_BY(mu_);
   // When each disconnected entry went away, oldest first.
