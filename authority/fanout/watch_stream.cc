@@ -224,19 +224,20 @@ absl::StatusOr<SharedResponse> WatchStream::Snapshot() {
 }
 
 absl::StatusOr<SharedResponse> WatchStream::Replay() {
-  if (replay_.empty()) {
+  if (replayed_ == replay_.size()) {
     absl::StatusOr<std::vector<v1::KeyEvent>> events = store_->EventsAfter(sent_, kReplayPage);
     if (!events.ok()) return events.status();  // trimmed meanwhile: the sidecar resumes
     if (events->empty()) {
+      std::vector<v1::KeyEvent>().swap(replay_);  // a live stream keeps no page
+      replayed_ = 0;
       GoLive();
       return Live();
     }
-    replay_.assign(std::make_move_iterator(events->begin()),
-                   std::make_move_iterator(events->end()));
+    replay_ = *std::move(events);
+    replayed_ = 0;
   }
   v1::WatchResponse m = NewMessage();
-  *m.mutable_event() = std::move(replay_.front());
-  replay_.pop_front();
+  *m.mutable_event() = std::move(replay_[replayed_++]);
   sent_ = m.event().revision();
   return WireResponse::Encode(m);
 }
