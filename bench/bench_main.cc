@@ -11,6 +11,7 @@
 #include "bench/edge_bench.h"
 #include "bench/fleet_bench.h"
 #include "bench/leak_report_bench.h"
+#include "bench/sync_floor.h"
 #include "bench/validate_load.h"
 #include "common/log.h"
 
@@ -193,12 +194,29 @@ int main(int argc, char** argv) {
   fl->add_option("--streams", fleet.streams)->capture_default_str();
   fl->add_option("--connections", fleet.connections)->capture_default_str();
   fl->add_option("--revocations", fleet.revocations)->capture_default_str();
-  fl->add_option("--keys", fleet.keys, "more keys in every stream's snapshot")
-      ->capture_default_str();
+  auto* fleet_keys = fl->add_option("--keys", fleet.keys, "more keys in every stream's snapshot")
+                         ->capture_default_str();
   fl->add_option("--rest-seconds", fleet.rest_seconds)->capture_default_str();
-  fl->add_option("--authority-bin", fleet.authority_bin)->required();
-  fl->add_option("--etcd-endpoints", fleet.etcd_endpoints, "one replica over this etcd cluster");
-  fl->callback([&] { status = latchkey::bench::Fleet(fleet); });
+  auto* fleet_bin = fl->add_option("--authority-bin", fleet.authority_bin);
+  auto* fleet_etcd = fl->add_option("--etcd-endpoints", fleet.etcd_endpoints,
+                                    "one replica over this etcd cluster");
+  fl->add_flag("--floor", fleet.floor,
+               "against a bare gRPC server that only fans events out (the floor), not an authority")
+      ->excludes(fleet_bin)
+      ->excludes(fleet_etcd)
+      ->excludes(fleet_keys);
+  fl->callback([&] {
+    if (!fleet.floor && fleet.authority_bin.empty()) {
+      throw CLI::RequiredError("--authority-bin (or --floor)");
+    }
+    status = latchkey::bench::Fleet(fleet);
+  });
+
+  // The floor's server, run by `fleet --floor` as a process of its own.
+  auto* floor = app.add_subcommand("sync-floor", "")->group("");
+  std::string floor_address;
+  floor->add_option("--listen", floor_address)->required();
+  floor->callback([&] { status = latchkey::bench::SyncFloor(floor_address); });
 
   auto* sc = app.add_subcommand("sidecar-cpu", "real sidecars' CPU per applied revision");
   int cpu_sidecars = 4, cpu_revocations = 200;

@@ -7,10 +7,12 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -170,27 +172,37 @@ std::pair<double, double> Measure(pid_t pid, Work work) {
   return {(CpuSeconds(pid) - before) * 1000, Ms(Clock::now() - start) / 1000};
 }
 
-}  // namespace
+// What the fleet runs against: a server process and what the run needs of
+// it. The reaper stops the process however the run ends.
+struct Target {
+  pid_t pid = 0;
+  std::string address;
+  std::string admin_token;
+  std::string stream_token;          // the sidecar principal's
+  std::vector<std::string> key_ids;  // one to revoke per revision
+  uint64_t head = 0;                 // the revision before the first revocation
+  ~Target() {
+    if (pid == 0) return;
+    kill(pid, SIGTERM);
+    waitpid(pid, nullptr, 0);
+  }
+};
 
-int Fleet(const FleetOptions& o) {
+// An authority process with a sidecar principal, `o.keys` keys that every
+// snapshot carries and `o.revocations` keys to revoke. False when an admin
+// call fails.
+bool SetUpAuthority(const FleetOptions& o, Target& t) {
   const AuthorityProcess authority = StartFreshAuthority(o.authority_bin, o.etcd_endpoints);
-  const pid_t pid = authority.pid;
-  const std::string& address = authority.address;
-  const std::string& token = authority.token;
-  // Stops the authority however the run ends.
-  struct Reaper {
-    pid_t pid;
-    ~Reaper() {
-      kill(pid, SIGTERM);
-      waitpid(pid, nullptr, 0);
-    }
-  } reaper{pid};
-  Admin admin{v1::KeyAdmin::NewStub(OwnChannel(address, 0)), token};
+  t.pid = authority.pid;
+  t.address = authority.address;
+  t.admin_token = authority.token;
+  Admin admin{v1::KeyAdmin::NewStub(OwnChannel(t.address, 0)), t.admin_token};
   v1::CreatePrincipalRequest pr;
   pr.set_name("fleet");
   pr.set_role(v1::ROLE_SIDECAR);
   v1::CreatePrincipalResponse principal;
-  if (!Check(admin.stub->CreatePrincipal(admin.Ctx().get(), pr, &principal))) return 1;
+  if (!Check(admin.stub->CreatePrincipal(admin.Ctx().get(), pr, &principal))) return false;
+  t.stream_token = principal.token();
   std::string project;
   // Keys the snapshots carry beside those to revoke, in projects of 49.
   for (int i = 0; i < o.keys; ++i) {
@@ -198,31 +210,59 @@ int Fleet(const FleetOptions& o) {
       v1::CreateProjectRequest req;
       req.set_name("snapshot");
       v1::CreateProjectResponse resp;
-      if (!Check(admin.stub->CreateProject(admin.Ctx().get(), req, &resp))) return 1;
+      if (!Check(admin.stub->CreateProject(admin.Ctx().get(), req, &resp))) return false;
       project = resp.project().project_id();
     }
     v1::GenerateApiKeyRequest req;
     req.set_project_id(project);
     req.set_name("carried");
     v1::GenerateApiKeyResponse resp;
-    if (!Check(admin.stub->GenerateApiKey(admin.Ctx().get(), req, &resp))) return 1;
+    if (!Check(admin.stub->GenerateApiKey(admin.Ctx().get(), req, &resp))) return false;
   }
   // The keys to revoke, in projects of 40.
-  std::vector<v1::GenerateApiKeyResponse> keys;
   for (int i = 0; i < o.revocations; ++i) {
     if (i % 40 == 0) {
       v1::CreateProjectRequest req;
       req.set_name("fleet");
       v1::CreateProjectResponse resp;
-      if (!Check(admin.stub->CreateProject(admin.Ctx().get(), req, &resp))) return 1;
+      if (!Check(admin.stub->CreateProject(admin.Ctx().get(), req, &resp))) return false;
       project = resp.project().project_id();
     }
     v1::GenerateApiKeyRequest req;
     req.set_project_id(project);
     req.set_name("fleet");
-    if (!Check(admin.stub->GenerateApiKey(admin.Ctx().get(), req, &keys.emplace_back()))) return 1;
+    v1::GenerateApiKeyResponse resp;
+    if (!Check(admin.stub->GenerateApiKey(admin.Ctx().get(), req, &resp))) return false;
+    t.key_ids.push_back(resp.key().key_id());
+    t.head = resp.key().revision();
   }
-  const uint64_t setup_head = keys.empty() ? 0 : keys.back().key().revision();
+  return true;
+}
+
+// The floor (bench/sync_floor.h): this program as its own process, which
+// accepts any token and key id and starts at revision 1.
+void SetUpFloor(const FleetOptions& o, Target& t) {
+  t.address = "127.0.0.1:" + std::to_string(PickFreePort());
+  t.pid = StartServerProcess({std::filesystem::read_symlink("/proc/self/exe").string(),
+                              "sync-floor", "--listen", t.address},
+                             t.address);
+  t.admin_token = t.stream_token = "floor";
+  for (int i = 0; i < o.revocations; ++i) t.key_ids.push_back("floor-" + std::to_string(i));
+  t.head = 1;
+}
+
+}  // namespace
+
+int Fleet(const FleetOptions& o) {
+  Target target;
+  if (o.floor) {
+    SetUpFloor(o, target);
+  } else if (!SetUpAuthority(o, target)) {
+    return 1;
+  }
+  const pid_t pid = target.pid;
+  Admin admin{v1::KeyAdmin::NewStub(OwnChannel(target.address, 0)), target.admin_token};
+  const uint64_t setup_head = target.head;
 
   // The fleet starts together: every stream snapshots the key set, then waits.
   const long rss_before = ResidentKiB(pid);
@@ -231,12 +271,12 @@ int Fleet(const FleetOptions& o) {
   Tally tally;
   std::vector<std::unique_ptr<v1::KeySync::Stub>> stubs;
   for (int c = 0; c < o.connections; ++c) {
-    stubs.push_back(v1::KeySync::NewStub(OwnChannel(address, c + 1)));
+    stubs.push_back(v1::KeySync::NewStub(OwnChannel(target.address, c + 1)));
   }
   std::vector<std::unique_ptr<LeanStream>> streams;
   for (int i = 0; i < o.streams; ++i) {
-    streams.push_back(std::make_unique<LeanStream>(*stubs[i % o.connections], principal.token(), i,
-                                                   &arrivals, &tally));
+    streams.push_back(std::make_unique<LeanStream>(*stubs[i % o.connections], target.stream_token,
+                                                   i, &arrivals, &tally));
   }
   auto end_fleet = [&] {
     for (auto& s : streams) s->Cancel();
@@ -266,9 +306,9 @@ int Fleet(const FleetOptions& o) {
   bool lost = false;
   const double own_before = CpuSeconds(getpid());
   const auto [timed_cpu_ms, timed_s] = Measure(pid, [&] {
-    for (const auto& key : keys) {
+    for (const std::string& key_id : target.key_ids) {
       v1::RevokeApiKeyRequest req;
-      req.set_key_id(key.key().key_id());
+      req.set_key_id(key_id);
       v1::Key revoked;
       const Clock::time_point sent = Clock::now();
       if (!Check(admin.stub->RevokeApiKey(admin.Ctx().get(), req, &revoked))) {
@@ -306,8 +346,10 @@ int Fleet(const FleetOptions& o) {
       "\"authority_rss_mib\":%.1f,\"all_applied_p50_ms\":%.2f,\"all_applied_max_ms\":%.2f,"
       "\"client_cpu_us_per_revision_per_stream\":%.1f,\"keys\":%d,"
       "\"authority_sync_cpu_ms_per_1000\":%.1f}\n",
-      o.etcd_endpoints.empty() ? "rocksdb" : "etcd", o.streams, o.connections, o.revocations,
-      per_rev, per_rev_net, rest_ms_per_s * per_1000,
+      o.floor                    ? "floor"
+      : o.etcd_endpoints.empty() ? "rocksdb"
+                                 : "etcd",
+      o.streams, o.connections, o.revocations, per_rev, per_rev_net, rest_ms_per_s * per_1000,
       static_cast<double>(rss_after - rss_before) / o.streams, rss_after / 1024.0,
       Quantile(all_applied_ms, 0.5), Quantile(all_applied_ms, 1.0),
       own_ms * 1000 / revs / o.streams, o.keys + o.revocations, sync_cpu_ms * per_1000);

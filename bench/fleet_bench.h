@@ -20,6 +20,7 @@ struct FleetOptions {
   double rest_seconds = 3;     // how long the fleet is watched at rest
   std::string authority_bin;   // latchkey-authority, run as its own process
   std::string etcd_endpoints;  // empty: the embedded store
+  bool floor = false;          // against bench/sync_floor.h instead of an authority
 };
 
 // Prints one JSON object on stdout; 1 when a stream fails or a revocation

@@ -81,27 +81,31 @@ double CpuSeconds(const std::vector<pid_t>& pids) {
   return sum;
 }
 
-pid_t StartAuthorityProcess(const std::string& bin, const std::string& address,
-                            const std::vector<std::string>& flags) {
-  std::vector<std::string> args = {bin, "--listen=" + address,
-                                   "--metrics-listen=", "--log-level=error"};
-  args.insert(args.end(), flags.begin(), flags.end());
+pid_t StartServerProcess(std::vector<std::string> args, const std::string& address) {
   const pid_t pid = fork();
   if (pid == 0) {
     std::vector<char*> argv;
     for (std::string& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
-    execv(bin.c_str(), argv.data());
+    execv(args[0].c_str(), argv.data());
     _exit(127);
   }
   for (const auto deadline = Clock::now() + std::chrono::seconds(30); !Serving(address);) {
     if (Clock::now() > deadline) {
-      std::fprintf(stderr, "authority %s did not start\n", address.c_str());
+      std::fprintf(stderr, "%s on %s did not start\n", args[0].c_str(), address.c_str());
       std::exit(1);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   return pid;
+}
+
+pid_t StartAuthorityProcess(const std::string& bin, const std::string& address,
+                            const std::vector<std::string>& flags) {
+  std::vector<std::string> args = {bin, "--listen=" + address,
+                                   "--metrics-listen=", "--log-level=error"};
+  args.insert(args.end(), flags.begin(), flags.end());
+  return StartServerProcess(std::move(args), address);
 }
 
 Shared MakeShared() {
