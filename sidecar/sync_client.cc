@@ -118,6 +118,7 @@ void SyncClient::ReadLoop() {
     v1::WatchRequest& req = *first.mutable_watch();
     req.set_sidecar_id(options_.sidecar_id);
     std::shared_ptr<Stream> stream;
+    building_.reset();  // before the stream's first message can look at it
     {
       MutexLock lock(&mu_);
       if (stopping_) return;
@@ -128,41 +129,38 @@ void SyncClient::ReadLoop() {
       }
       // Opened under mu_, so Stop() either sees stopping_ before this stream
       // exists or finds the stream to say goodbye on.
-      stream = Stream::Open([&](grpc::ClientContext* ctx, Stream::Reactor* r) {
-        ctx->AddMetadata("authorization", "Bearer " + options_.token);
-        stub_->async()->Sync(ctx, r);
-      });
+      stream = Stream::Open(
+          [&](grpc::ClientContext* ctx, Stream::Reactor* r) {
+            ctx->AddMetadata("authorization", "Bearer " + options_.token);
+            stub_->async()->Sync(ctx, r);
+          },
+          [this](const v1::WatchResponse& msg) { return TakeQuick(msg); });
       stream_ = stream;
       stream->Send(first);  // before anything Stop() may send
       acked_ = 0;           // a new stream: tell this authority where we are
+      reader_busy_ = 0;
+      answered_ = false;
+      broken_ = absl::OkStatus();
     }
-    building_.reset();
+    // The messages the quick path passed on: snapshots, and whatever follows
+    // them until this thread has caught up.
     v1::WatchResponse msg;
-    absl::Status broken;
-    bool first_read = true;
     while (stream->Read(&msg)) {
-      if (first_read) {
-        first_read = false;
-        if (!violated) backoff = options_.min_backoff;  // the authority answers: start over
-        MutexLock lock(&mu_);
-        session_ = msg.session();
-      }
-      broken = Handle(msg);
-      if (!broken.ok()) {
-        spdlog::error("watch stream from authority broke the contract: {}; resyncing",
-                      broken.ToString());
-        stream->context()->TryCancel();
-        break;
-      }
-      Acknowledge(*stream);
+      const bool kept = Receive(msg);
+      MutexLock lock(&mu_);
+      --reader_busy_;
+      if (!kept) break;
     }
     const grpc::Status finished = stream->Finish();
+    absl::Status broken;
     bool stopping;
     {
       MutexLock lock(&mu_);
       stream_ = nullptr;
       changed_.SignalAll();
       stopping = stopping_;
+      broken = broken_;
+      if (answered_ && !violated) backoff = options_.min_backoff;  // it answered: start over
       if (!stopping) ++state_.reconnects;
       if (!broken.ok()) ++state_.contract_violations;
       state_.backoff = backoff;
@@ -184,6 +182,40 @@ void SyncClient::ReadLoop() {
     changed_.WaitFor(&mu_, backoff, stop);
     backoff = NextBackoff(backoff);
   }
+}
+
+bool SyncClient::TakeQuick(const v1::WatchResponse& msg) {
+  {
+    MutexLock lock(&mu_);
+    if (!broken_.ok()) return true;  // the stream is being cancelled: drop it
+    const bool quick = msg.has_event() || msg.has_progress();
+    if (!quick || reader_busy_ > 0 || building_ != nullptr) {
+      ++reader_busy_;
+      return false;
+    }
+  }
+  Receive(msg);
+  return true;  // a broken stream was cancelled; its next read ends it
+}
+
+bool SyncClient::Receive(const v1::WatchResponse& msg) {
+  {
+    MutexLock lock(&mu_);
+    if (!answered_) {
+      answered_ = true;
+      session_ = msg.session();
+    }
+  }
+  absl::Status s = Handle(msg);
+  if (!s.ok()) {
+    spdlog::error("watch stream from authority broke the contract: {}; resyncing", s.ToString());
+    MutexLock lock(&mu_);
+    if (broken_.ok()) broken_ = std::move(s);
+    if (stream_ != nullptr) stream_->context()->TryCancel();
+    return false;
+  }
+  Acknowledge();
+  return true;
 }
 
 absl::Status SyncClient::Handle(const v1::WatchResponse& msg) {
@@ -289,18 +321,20 @@ void SyncClient::MarkApplied(uint64_t revision, bool snapshot) {
   if (options_.on_applied) options_.on_applied(revision, snapshot);
 }
 
-void SyncClient::Acknowledge(Stream& stream) {
+void SyncClient::Acknowledge() {
   v1::SyncRequest ack;
+  std::shared_ptr<Stream> stream;
   {
     MutexLock lock(&mu_);
-    if (!state_.synced || state_.applied == acked_) return;
+    if (stream_ == nullptr || !state_.synced || state_.applied == acked_) return;
+    stream = stream_;
     acked_ = state_.applied;
     ack.mutable_acknowledgement()->set_applied_revision(state_.applied);
     ack.mutable_acknowledgement()->set_store_id(state_.store_id);
   }
   // Never blocks: while an earlier acknowledgement is being written this one
   // waits behind it, replacing any older one still waiting.
-  stream.Send(ack);
+  stream->Send(ack);
 }
 
 }  // namespace latchkey

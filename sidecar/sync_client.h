@@ -1,8 +1,13 @@
 // Follows the authority's KeySync.Sync stream into a KeySet.
 //
-// One thread reads the stream: a snapshot is collected in a KeySet::Builder
-// and swapped in at its end marker; events are applied one revision at a
-// time. The client enforces the watch contract on what it receives (ordered,
+// Events and progress marks are applied where gRPC delivers them, on its
+// callback thread, one revision at a time: no thread wakes up for a revision
+// but the one that read it. Snapshots go to the client's own reader thread,
+// which collects one in a KeySet::Builder and swaps it in at its end marker
+// without holding up gRPC's threads (the Validate server's too) for the
+// seconds a million keys take; the messages after a snapshot's follow it
+// there until the reader has caught up, so every message is handled in
+// order and one at a time. The client enforces the watch contract on what it receives (ordered,
 // no duplicates, no gaps, never backwards within a store id) and, when it is
 // broken, drops the stream and resyncs by snapshot. It reconnects with
 // jittered exponential backoff, resuming after its applied revision; a new
@@ -23,6 +28,7 @@
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "common/grpc_client.h"
 #include "common/mutex.h"
@@ -37,8 +43,9 @@ struct SyncOptions {
   std::string sidecar_id;
   absl::Duration min_backoff = absl::Milliseconds(50);
   absl::Duration max_backoff = absl::Seconds(5);
-  // Called on the reader thread after each snapshot (true) or event (false)
-  // is applied, with its revision. For tests and metrics; must be quick.
+  // Called after each snapshot (true) or event (false) is applied, with its
+  // revision, on the thread that applied it (a gRPC callback thread for
+  // events). For tests and metrics; must be quick and must not block.
   std::function<void(uint64_t revision, bool snapshot)> on_applied;
 };
 
@@ -84,9 +91,15 @@ class SyncClient {
   using Stream = BidiStream<v1::SyncRequest, v1::WatchResponse>;
 
   void ReadLoop();
+  // The open stream's quick path (BidiStream::Quick): takes events and
+  // progress marks on gRPC's thread unless the reader has messages in hand.
+  bool TakeQuick(const v1::WatchResponse& msg) ABSL_LOCKS_EXCLUDED(mu_);
+  // Handles one message of the open stream and acknowledges it; false when
+  // it broke the contract (the stream is then cancelled).
+  bool Receive(const v1::WatchResponse& msg) ABSL_LOCKS_EXCLUDED(mu_);
   // Sends the latest applied revision when the authority has not been told
   // it on this stream.
-  void Acknowledge(Stream& stream) ABSL_LOCKS_EXCLUDED(mu_);
+  void Acknowledge() ABSL_LOCKS_EXCLUDED(mu_);
   // Applies one message; an error ends the stream.
   absl::Status Handle(const v1::WatchResponse& msg) ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status HandleEvent(const v1::WatchResponse& msg);
@@ -100,8 +113,10 @@ class SyncClient {
   KeySet* const keys_;
   const std::unique_ptr<v1::KeySync::Stub> stub_;
 
-  // Owned by the reader thread.
+  // Touched by whichever thread handles the open stream's messages: one at a
+  // time, in order (reader_busy_ hands them over).
   std::unique_ptr<KeySet::Builder> building_;
+  // Owned by the reader thread.
   std::mt19937_64 rng_{std::random_device{}()};
 
   mutable Mutex mu_;
@@ -110,6 +125,12 @@ class SyncClient {
   State state_ ABSL_GUARDED_BY(mu_);
   uint64_t known_head_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t acked_ ABSL_GUARDED_BY(mu_) = 0;  // last sent on this stream; 0: none
+  // The open stream's messages that went to the reader thread and are not
+  // handled yet. While there are any, the quick path passes the next ones on
+  // too, so they keep their order.
+  int reader_busy_ ABSL_GUARDED_BY(mu_) = 0;
+  bool answered_ ABSL_GUARDED_BY(mu_) = false;  // the open stream sent a message
+  absl::Status broken_ ABSL_GUARDED_BY(mu_);    // how the open stream broke the contract
   // The receipts session the authority gave the latest stream. Kept across
   // reconnects so that a new stream takes this sidecar's place back.
   std::string session_ ABSL_GUARDED_BY(mu_);

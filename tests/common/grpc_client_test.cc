@@ -2,6 +2,7 @@
 
 #include <catch2/catch.hpp>
 #include <future>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -73,9 +74,10 @@ struct Harness {
   ~Harness() { server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1)); }
 
   // A Sync call that has sent its watch request.
-  std::shared_ptr<SyncStream> Sync() {
+  std::shared_ptr<SyncStream> Sync(SyncStream::Quick quick = nullptr) {
     auto stream = SyncStream::Open(
-        [this](grpc::ClientContext* ctx, SyncStream::Reactor* r) { stub->async()->Sync(ctx, r); });
+        [this](grpc::ClientContext* ctx, SyncStream::Reactor* r) { stub->async()->Sync(ctx, r); },
+        std::move(quick));
     v1::SyncRequest first;
     first.mutable_watch();
     REQUIRE(stream->Send(first));
@@ -102,6 +104,34 @@ TEST_CASE("a bidi stream reads every message in order, then the stream's status"
   REQUIRE(s.error_message() == "going away");
   REQUIRE_FALSE(stream->Read(&msg));  // stays ended
   REQUIRE_FALSE(stream->Send(Ack(1)));
+}
+
+TEST_CASE("a quick handler takes its messages on gRPC's thread, and Read gets the rest in order") {
+  ScriptedSync service;
+  service.messages = 50;
+  Harness h(&service);
+  std::mutex mu;
+  std::vector<uint64_t> quick;
+  std::vector<std::thread::id> quick_threads;
+  auto stream = h.Sync([&](const v1::WatchResponse& msg) {
+    if (msg.progress().head_revision() % 2 == 1) return false;  // odd ones go to Read
+    std::lock_guard<std::mutex> lock(mu);
+    quick.push_back(msg.progress().head_revision());
+    quick_threads.push_back(std::this_thread::get_id());
+    return true;
+  });
+  v1::WatchResponse msg;
+  std::vector<uint64_t> read;
+  while (stream->Read(&msg)) read.push_back(msg.progress().head_revision());
+  REQUIRE(stream->Finish().ok());
+  std::lock_guard<std::mutex> lock(mu);
+  REQUIRE(read.size() == 25);
+  REQUIRE(quick.size() == 25);
+  for (size_t i = 0; i < 25; ++i) {
+    REQUIRE(read[i] == 2 * i + 1);
+    REQUIRE(quick[i] == 2 * i + 2);
+    REQUIRE(quick_threads[i] != std::this_thread::get_id());
+  }
 }
 
 TEST_CASE("cancelling a bidi stream wakes a thread blocked in Read") {

@@ -193,5 +193,40 @@ TEST_CASE("the client acknowledges on its stream: each new revision once, the ne
   CHECK(got[got.size() - 2].applied_revision() == authority.last_event);
 }
 
+TEST_CASE("events are applied in order on gRPC's thread, snapshots on the client's own") {
+  RecordingAuthority authority;
+  Served served(&authority);
+  struct Applied {
+    uint64_t revision;
+    bool snapshot;
+    std::thread::id thread;
+  };
+  Mutex mu;
+  std::vector<Applied> applied;
+  KeySet keys;
+  SyncOptions options = served.Options();
+  options.on_applied = [&](uint64_t revision, bool snapshot) {
+    MutexLock lock(&mu);
+    applied.push_back({revision, snapshot, std::this_thread::get_id()});
+  };
+  SyncClient client(options, &keys);
+  client.Start();
+  REQUIRE(testing::Eventually([&] { return client.state().applied == authority.last_event; }));
+  client.Stop();
+
+  MutexLock lock(&mu);
+  REQUIRE(applied.size() == authority.last_event - 4);  // the snapshot at 5, then 6..last
+  REQUIRE(applied.front().snapshot);
+  const std::thread::id reader = applied.front().thread;
+  CHECK(reader != std::this_thread::get_id());
+  for (size_t i = 1; i < applied.size(); ++i) {
+    INFO("applied " << i);
+    REQUIRE_FALSE(applied[i].snapshot);
+    REQUIRE(applied[i].revision == applied[i - 1].revision + 1);
+    // Where gRPC delivered it: the reader thread is not woken per revision.
+    REQUIRE(applied[i].thread != reader);
+  }
+}
+
 }  // namespace
 }  // namespace latchkey
