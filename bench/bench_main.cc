@@ -11,6 +11,7 @@
 #include "bench/edge_bench.h"
 #include "bench/fleet_bench.h"
 #include "bench/leak_report_bench.h"
+#include "bench/lean_stream.h"
 #include "bench/sync_floor.h"
 #include "bench/validate_load.h"
 #include "common/log.h"
@@ -220,11 +221,26 @@ int main(int argc, char** argv) {
 
   auto* sc = app.add_subcommand("sidecar-cpu", "real sidecars' CPU per applied revision");
   int cpu_sidecars = 4, cpu_revocations = 200;
-  sc->add_option("--sidecar-bin", sidecar_bin)->required();
+  bool cpu_floor = false;
+  auto* cpu_bin = sc->add_option("--sidecar-bin", sidecar_bin);
   sc->add_option("--sidecars", cpu_sidecars)->capture_default_str();
   sc->add_option("--revocations", cpu_revocations)->capture_default_str();
-  sc->callback(
-      [&] { status = latchkey::bench::SidecarCpu(sidecar_bin, cpu_sidecars, cpu_revocations); });
+  sc->add_flag("--floor", cpu_floor,
+               "lean streams that only acknowledge (the floor) instead of real sidecars")
+      ->excludes(cpu_bin);
+  sc->callback([&] {
+    if (!cpu_floor && sidecar_bin.empty()) throw CLI::RequiredError("--sidecar-bin (or --floor)");
+    status = latchkey::bench::SidecarCpu(sidecar_bin, cpu_sidecars, cpu_revocations, cpu_floor);
+  });
+
+  // The floor's sidecar, run by `sidecar-cpu --floor` as a process of its own.
+  auto* lean = app.add_subcommand("lean-sidecar", "")->group("");
+  std::string lean_authority, lean_token_file, lean_id;
+  lean->add_option("--authority", lean_authority)->required();
+  lean->add_option("--token-file", lean_token_file)->required();
+  lean->add_option("--sidecar-id", lean_id)->required();
+  lean->callback(
+      [&] { status = latchkey::bench::LeanSidecar(lean_authority, lean_token_file, lean_id); });
 
   auto* fo = app.add_subcommand("failover", "sidecar failover when its authority is SIGKILLed");
   std::string authority_bin;

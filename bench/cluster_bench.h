@@ -46,8 +46,10 @@ int Snapshot(const std::string& sidecar_bin, const std::string& authority,
 // `sidecars` real latchkey-sidecar processes follow an authority in this
 // process through `revocations` revocations; reports the CPU each sidecar
 // spent per applied revision, its idle CPU (progress ticks, usage reports)
-// over the same time taken out.
-int SidecarCpu(const std::string& sidecar_bin, int sidecars, int revocations);
+// over the same time taken out. With `floor`, lean-sidecar processes
+// (bench/lean_stream.h) follow instead: the same stream and acknowledgements
+// with nothing behind them, what gRPC itself costs per revision.
+int SidecarCpu(const std::string& sidecar_bin, int sidecars, int revocations, bool floor);
 
 // GenerateApiKey + RevokeApiKey from `clients` threads for `seconds`.
 // Where Writes runs its authorities: the embedded store (one authority), or
