@@ -33,6 +33,7 @@ struct AuthorityServer::Parts {
   std::unique_ptr<SyncService> sync;
   std::unique_ptr<grpc::Server> server;
   Registry metrics;
+  RpcMetrics rpc_metrics{&metrics};
   std::unique_ptr<MetricsServer> metrics_server;
   std::unique_ptr<SecretScanningServer> secret_scanning;
   std::unique_ptr<Periodic> store_health;  // stopped first
@@ -191,7 +192,10 @@ absl::StatusOr<std::unique_ptr<AuthorityServer>> AuthorityServer::Start(
                                                 parts->store_work.get(), webhooks);
   parts->sync = std::make_unique<SyncService>(parts->authority.get(), raw_store, hub, propagation,
                                               parts->store_work.get(),
-                                              SyncServiceOptions{options.watch_queue_limit});
+                                              SyncServiceOptions{
+                                                  .queue_limit = options.watch_queue_limit,
+                                                  .metrics = &parts->rpc_metrics,
+                                              });
 
   ListenOptions listen = options.listen;
   if (options.tls.enabled()) {
@@ -204,7 +208,7 @@ absl::StatusOr<std::unique_ptr<AuthorityServer>> AuthorityServer::Start(
   std::vector<int> ports;
   if (absl::Status s = AddListeners(builder, listen, ports); !s.ok()) return s;
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
-  interceptors.push_back(RpcMetricsInterceptor(&parts->metrics));
+  interceptors.push_back(parts->rpc_metrics.Interceptor(SyncService::SelfCounted()));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   builder.RegisterService(parts->admin.get());
   builder.RegisterService(parts->sync.get());

@@ -17,15 +17,10 @@ bool IsKnownMethod(const std::string& service, const std::string& method) {
   return s != nullptr && s->FindMethodByName(method) != nullptr;
 }
 
-struct Families {
-  Registry::Family<Counter>* calls;
-  Registry::Family<Histogram>* durations;
-};
-
-class Interceptor final : public grpc::experimental::Interceptor {
+class CallInterceptor final : public grpc::experimental::Interceptor {
  public:
-  Interceptor(grpc::experimental::ServerRpcInfo* info, const Families& families)
-      : families_(families), start_(std::chrono::steady_clock::now()) {
+  CallInterceptor(grpc::experimental::ServerRpcInfo* info, const RpcMetrics* metrics)
+      : metrics_(metrics), start_(std::chrono::steady_clock::now()) {
     // "/latchkey.v1.KeyAdmin/CreateProject" -> "latchkey.v1.KeyAdmin", "CreateProject"
     const std::string full = info->method() != nullptr ? info->method() : "";
     const size_t slash = full.rfind('/');
@@ -42,45 +37,56 @@ class Interceptor final : public grpc::experimental::Interceptor {
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
     if (methods->QueryInterceptionHookPoint(
             grpc::experimental::InterceptionHookPoints::PRE_SEND_STATUS)) {
-      const double seconds =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-      families_.calls
-          ->With({service_, method_, StatusCodeName(methods->GetSendStatus().error_code())})
-          .Inc();
-      families_.durations->With({service_, method_}).Observe(seconds);
+      metrics_->Count(service_, method_, methods->GetSendStatus().error_code(), start_);
     }
     methods->Proceed();
   }
 
  private:
-  const Families families_;
+  const RpcMetrics* const metrics_;
   const std::chrono::steady_clock::time_point start_;
   std::string service_, method_;
 };
 
 class Factory final : public grpc::experimental::ServerInterceptorFactoryInterface {
  public:
-  explicit Factory(Families families) : families_(families) {}
+  Factory(const RpcMetrics* metrics, std::vector<std::string> self_counted)
+      : metrics_(metrics), self_counted_(std::move(self_counted)) {}
   grpc::experimental::Interceptor* CreateServerInterceptor(
       grpc::experimental::ServerRpcInfo* info) override {
-    return new Interceptor(info, families_);
+    // No interceptor at all for these: gRPC then skips its chain per message.
+    const char* method = info->method() != nullptr ? info->method() : "";
+    for (const std::string& m : self_counted_) {
+      if (m == method) return nullptr;
+    }
+    return new CallInterceptor(info, metrics_);
   }
 
  private:
-  const Families families_;
+  const RpcMetrics* const metrics_;
+  const std::vector<std::string> self_counted_;
 };
 
 }  // namespace
 
-std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> RpcMetricsInterceptor(
-    Registry* registry) {
-  Families f;
-  f.calls = &registry->AddCounterFamily("latchkey_rpcs_total", "RPCs handled, by final status.",
-                                        {"service", "method", "code"});
-  f.durations = &registry->AddHistogramFamily("latchkey_rpc_duration_seconds",
-                                              "Time from receiving an RPC to sending its status.",
-                                              {"service", "method"});
-  return std::make_unique<Factory>(f);
+RpcMetrics::RpcMetrics(Registry* registry)
+    : calls_(&registry->AddCounterFamily("latchkey_rpcs_total", "RPCs handled, by final status.",
+                                         {"service", "method", "code"})),
+      durations_(&registry->AddHistogramFamily("latchkey_rpc_duration_seconds",
+                                               "Time from receiving an RPC to sending its status.",
+                                               {"service", "method"})) {}
+
+std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> RpcMetrics::Interceptor(
+    std::vector<std::string> self_counted) const {
+  return std::make_unique<Factory>(this, std::move(self_counted));
+}
+
+void RpcMetrics::Count(const std::string& service, const std::string& method, grpc::StatusCode code,
+                       std::chrono::steady_clock::time_point start) const {
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  calls_->With({service, method, StatusCodeName(code)}).Inc();
+  durations_->With({service, method}).Observe(seconds);
 }
 
 }  // namespace latchkey

@@ -1,5 +1,6 @@
 #include "authority/rpc/sync_service.h"
 
+#include <chrono>
 #include <optional>
 
 #include "absl/time/clock.h"
@@ -49,11 +50,34 @@ class Following {
   WatchStream stream_;
 };
 
+// One Sync or Watch call in latchkey_rpcs_total: these streams are not
+// intercepted (RpcMetrics::Interceptor), so their reactors count themselves.
+class CallCount {
+ public:
+  CallCount(const RpcMetrics* metrics, const char* method)
+      : metrics_(metrics), method_(method), start_(std::chrono::steady_clock::now()) {}
+
+  // The call's final status, counted; pass it to Finish.
+  grpc::Status Finished(const absl::Status& status) const {
+    grpc::Status out = ToGrpcStatus(status);
+    if (metrics_ != nullptr)
+      metrics_->Count("latchkey.v1.KeySync", method_, out.error_code(), start_);
+    return out;
+  }
+
+ private:
+  const RpcMetrics* const metrics_;
+  const char* const method_;
+  const std::chrono::steady_clock::time_point start_;
+};
+
 // A reactor that finishes at once, for refused calls.
 template <typename Reactor>
 class Refused final : public Reactor {
  public:
-  explicit Refused(const absl::Status& status) { this->Finish(ToGrpcStatus(status)); }
+  Refused(const CallCount& count, const absl::Status& status) {
+    this->Finish(count.Finished(status));
+  }
   void OnDone() override { delete this; }
 };
 
@@ -62,9 +86,10 @@ class Refused final : public Reactor {
 // gRPC has finished with it.
 class WatchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public WatchSink {
  public:
-  WatchReactor(const SyncService::StreamDeps& deps, const std::string& principal_id,
-               const std::string& sidecar_id, const std::string& resume_session)
-      : following_(deps, this, principal_id, sidecar_id, resume_session) {}
+  WatchReactor(const SyncService::StreamDeps& deps, CallCount count,
+               const std::string& principal_id, const std::string& sidecar_id,
+               const std::string& resume_session)
+      : count_(count), following_(deps, this, principal_id, sidecar_id, resume_session) {}
 
   void Start(const v1::WatchRequest& req, WatchStream::Admit admit) {
     following_.stream().Start(req, std::move(admit));
@@ -72,7 +97,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, pu
 
   // WatchSink.
   void Write(const grpc::ByteBuffer* message) override { StartWrite(message); }
-  void End(absl::Status status) override { Finish(ToGrpcStatus(status)); }
+  void End(absl::Status status) override { Finish(count_.Finished(status)); }
 
   // grpc::ServerWriteReactor.
   void OnWriteDone(bool ok) override { following_.stream().OnWriteDone(ok); }
@@ -80,6 +105,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, pu
   void OnDone() override { delete this; }
 
  private:
+  const CallCount count_;
   Following following_;
 };
 
@@ -93,8 +119,10 @@ class WatchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, pu
 class SyncReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
                           public WatchSink {
  public:
-  SyncReactor(const SyncService* service, Caller caller, std::string peer, WatchStream::Admit admit)
+  SyncReactor(const SyncService* service, CallCount count, Caller caller, std::string peer,
+              WatchStream::Admit admit)
       : service_(service),
+        count_(count),
         caller_(std::move(caller)),
         peer_(std::move(peer)),
         admit_(std::move(admit)) {
@@ -103,15 +131,14 @@ class SyncReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
 
   // WatchSink.
   void Write(const grpc::ByteBuffer* message) override { StartWrite(message); }
-  void End(absl::Status status) override { Finish(ToGrpcStatus(status)); }
+  void End(absl::Status status) override { Finish(count_.Finished(status)); }
 
   // grpc::ServerBidiReactor.
   void OnReadDone(bool ok) override {
     if (!following_) {
       // Nothing started yet, so this is the only place the call can end.
       if (!ok) {
-        Finish(ToGrpcStatus(
-            absl::InvalidArgumentError("a Sync call must send its watch request before closing")));
+        End(absl::InvalidArgumentError("a Sync call must send its watch request before closing"));
         return;
       }
       Begin();
@@ -147,17 +174,16 @@ class SyncReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
   // The first message: the watch request.
   void Begin() {
     if (absl::Status parsed = ParseRequest(incoming_, "SyncRequest", request_); !parsed.ok()) {
-      Finish(ToGrpcStatus(parsed));
+      End(std::move(parsed));
       return;
     }
     if (!request_.has_watch()) {
-      Finish(ToGrpcStatus(
-          absl::InvalidArgumentError("the first SyncRequest of a call must carry `watch`")));
+      End(absl::InvalidArgumentError("the first SyncRequest of a call must carry `watch`"));
       return;
     }
     const v1::WatchRequest& req = request_.watch();
     if (absl::Status admitted = service_->CheckWatch(req); !admitted.ok()) {
-      Finish(ToGrpcStatus(admitted));
+      End(std::move(admitted));
       return;
     }
     following_.emplace(service_->stream_deps(), this, caller_.principal_id,
@@ -196,6 +222,7 @@ class SyncReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
   }
 
   const SyncService* const service_;
+  const CallCount count_;
   const Caller caller_;
   const std::string peer_;  // the sidecar id when the request names none
   WatchStream::Admit admit_;
@@ -256,26 +283,33 @@ absl::Status SyncService::CheckWatch(const v1::WatchRequest& req) const {
   return absl::OkStatus();
 }
 
+std::vector<std::string> SyncService::SelfCounted() {
+  return {"/latchkey.v1.KeySync/Sync", "/latchkey.v1.KeySync/Watch"};
+}
+
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* SyncService::Sync(
     grpc::CallbackServerContext* ctx) {
+  const CallCount count(options_.metrics, "Sync");
   absl::StatusOr<Caller> caller = AuthorizeFollower(*ctx);
   if (!caller.ok()) {
     return new Refused<grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>>(
-        caller.status());
+        count, caller.status());
   }
-  return new SyncReactor(this, *std::move(caller), ctx->peer(), Reauthenticate(authority_, *ctx));
+  return new SyncReactor(this, count, *std::move(caller), ctx->peer(),
+                         Reauthenticate(authority_, *ctx));
 }
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* SyncService::Watch(grpc::CallbackServerContext* ctx,
                                                                const grpc::ByteBuffer* raw) {
+  const CallCount count(options_.metrics, "Watch");
   absl::StatusOr<Caller> caller = AuthorizeFollower(*ctx);
   absl::Status status = caller.status();
   v1::WatchRequest req;
   if (status.ok()) status = ParseRequest(*raw, "WatchRequest", req);
   if (status.ok()) status = CheckWatch(req);
-  if (!status.ok()) return new Refused<grpc::ServerWriteReactor<grpc::ByteBuffer>>(status);
+  if (!status.ok()) return new Refused<grpc::ServerWriteReactor<grpc::ByteBuffer>>(count, status);
   auto* reactor =
-      new WatchReactor(stream_deps_, caller->principal_id,
+      new WatchReactor(stream_deps_, count, caller->principal_id,
                        req.sidecar_id().empty() ? ctx->peer() : req.sidecar_id(), req.session());
   reactor->Start(req, Reauthenticate(authority_, *ctx));
   return reactor;

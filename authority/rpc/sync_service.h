@@ -10,6 +10,7 @@
 #include "authority/fanout/event_hub.h"
 #include "authority/fanout/propagation.h"
 #include "authority/fanout/shared_snapshots.h"
+#include "authority/rpc/rpc_metrics.h"
 #include "common/work_queue.h"
 #include "latchkey/v1/key_sync.grpc.pb.h"
 
@@ -21,6 +22,9 @@ struct SyncServiceOptions {
   // (docs/security.md). The server keeps the default (10,000 pods per
   // replica); tests set it low to reach the limit.
   size_t max_watchers = 10000;
+  // Where Sync and Watch calls are counted when they finish; the server's
+  // metrics interceptor skips them (SelfCounted). Null: not counted.
+  const RpcMetrics* metrics = nullptr;
 };
 
 // KeySync's methods as served: the two streams are raw, so that they write
@@ -38,6 +42,10 @@ using KeySyncMethods = v1::KeySync::WithRawCallbackMethod_Sync<
 // UNAUTHENTICATED.
 class SyncService final : public KeySyncMethods {
  public:
+  // The methods this service counts in RpcMetrics itself (full paths, for
+  // RpcMetrics::Interceptor): its two streams.
+  static std::vector<std::string> SelfCounted();
+
   // What every following sidecar's stream is built from.
   struct StreamDeps {
     KeyStore* store;

@@ -128,6 +128,50 @@ TEST_CASE("metrics parse as Prometheus text and move with validations and mutati
   REQUIRE(after_a["latchkey_mutation_retries_total"] == 0);
 }
 
+TEST_CASE("Sync and Watch calls are counted once each, by their handlers") {
+  AuthorityOptions options;
+  options.metrics_listen = "127.0.0.1:0";
+  testing::Cluster c(options);
+  const std::string token = c.admin().CreatePrincipal("follower", v1::ROLE_SIDECAR);
+  auto stub = v1::KeySync::NewStub(testing::Channel(c.authority().address()));
+  auto sync = [&](const std::string& bearer, const v1::SyncRequest& first) {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Bearer " + bearer);
+    auto stream = stub->Sync(&ctx);
+    stream->Write(first);
+    stream->WritesDone();
+    v1::WatchResponse ignored;
+    while (stream->Read(&ignored)) {
+    }
+    return stream->Finish().error_code();
+  };
+  v1::SyncRequest watch;
+  watch.mutable_watch();
+  REQUIRE(sync("lkt_wrong", watch) == grpc::StatusCode::UNAUTHENTICATED);  // refused at once
+  v1::SyncRequest ack_first;
+  ack_first.mutable_acknowledgement();
+  REQUIRE(sync(token, ack_first) == grpc::StatusCode::INVALID_ARGUMENT);  // ended by the reactor
+  {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Bearer lkt_wrong");
+    auto reader = stub->Watch(&ctx, v1::WatchRequest());
+    v1::WatchResponse ignored;
+    while (reader->Read(&ignored)) {
+    }
+    REQUIRE(reader->Finish().error_code() == grpc::StatusCode::UNAUTHENTICATED);
+  }
+
+  std::map<std::string, double> after = Scrape(c.authority().metrics_port());
+  const std::string sync_labels = R"(service="latchkey.v1.KeySync",method="Sync")";
+  CHECK(after["latchkey_rpcs_total{" + sync_labels + R"(,code="UNAUTHENTICATED"})"] == 1);
+  CHECK(after["latchkey_rpcs_total{" + sync_labels + R"(,code="INVALID_ARGUMENT"})"] == 1);
+  CHECK(after["latchkey_rpc_duration_seconds_count{" + sync_labels + "}"] == 2);
+  CHECK(
+      after
+          [R"(latchkey_rpcs_total{service="latchkey.v1.KeySync",method="Watch",code="UNAUTHENTICATED"})"] ==
+      1);
+}
+
 TEST_CASE("calls to methods that do not exist share one metrics label, so /metrics stays bounded") {
   AuthorityOptions options;
   options.metrics_listen = "127.0.0.1:0";

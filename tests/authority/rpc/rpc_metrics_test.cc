@@ -17,19 +17,20 @@ namespace {
 
 struct Intercepted {
   Registry registry;
+  RpcMetrics metrics{&registry};
   KeySet keys;
   UsageCounter usage;
   ValidatorService service{&keys, &usage, nullptr, ValidatorOptions{.max_batch = 1}};
   std::unique_ptr<grpc::Server> server;
   std::shared_ptr<grpc::Channel> channel;
 
-  Intercepted() {
+  explicit Intercepted(std::vector<std::string> self_counted = {}) {
     EnableServerPlugins();
     grpc::ServerBuilder builder;
     int port = 0;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
     std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> factories;
-    factories.push_back(RpcMetricsInterceptor(&registry));
+    factories.push_back(metrics.Interceptor(std::move(self_counted)));
     builder.experimental().SetInterceptorCreators(std::move(factories));
     builder.RegisterService(&service);
     server = builder.BuildAndStart();
@@ -68,6 +69,29 @@ TEST_CASE("each call is counted by service, method and status code, and timed") 
   REQUIRE(
       s.Has("latchkey_rpc_duration_seconds_count{service=\"latchkey.v1.Validator\","
             "method=\"Validate\"} 2\n"));
+}
+
+TEST_CASE("methods whose handlers count themselves are not intercepted") {
+  Intercepted s({"/latchkey.v1.Validator/Validate"});
+  auto stub = v1::Validator::NewStub(s.channel);
+  grpc::ClientContext one_ctx;
+  v1::ValidateResponse one;
+  REQUIRE(stub->Validate(&one_ctx, v1::ValidateRequest(), &one).ok());
+  v1::ValidateBatchRequest batch;
+  batch.add_keys("a");
+  v1::ValidateBatchResponse many;
+  grpc::ClientContext batch_ctx;
+  REQUIRE(stub->ValidateBatch(&batch_ctx, batch, &many).ok());
+  CHECK(s.registry.Render().find("method=\"Validate\"") == std::string::npos);
+  CHECK(
+      s.Has("latchkey_rpcs_total{service=\"latchkey.v1.Validator\",method=\"ValidateBatch\","
+            "code=\"OK\"} 1\n"));
+  // What such a handler calls when its call ends.
+  s.metrics.Count("latchkey.v1.Validator", "Validate", grpc::StatusCode::OK,
+                  std::chrono::steady_clock::now());
+  CHECK(
+      s.Has("latchkey_rpcs_total{service=\"latchkey.v1.Validator\",method=\"Validate\",code=\"OK\"}"
+            " 1\n"));
 }
 
 TEST_CASE("paths the server does not serve share the label unknown") {
