@@ -7,8 +7,10 @@
 // without holding up gRPC's threads (the Validate server's too) for the
 // seconds a million keys take; the messages after a snapshot's follow it
 // there until the reader has caught up, so every message is handled in
-// order and one at a time. The client enforces the watch contract on what it receives (ordered,
-// no duplicates, no gaps, never backwards within a store id) and, when it is
+// order and one at a time.
+//
+// The client enforces the watch contract on what it receives (ordered, no
+// duplicates, no gaps, never backwards within a store id) and, when it is
 // broken, drops the stream and resyncs by snapshot. It reconnects with
 // jittered exponential backoff, resuming after its applied revision; a new
 // store id means a full resync. It acknowledges applied revisions on the

@@ -60,8 +60,9 @@ class CallCount {
   // The call's final status, counted; pass it to Finish.
   grpc::Status Finished(const absl::Status& status) const {
     grpc::Status out = ToGrpcStatus(status);
-    if (metrics_ != nullptr)
-      metrics_->Count("latchkey.v1.KeySync", method_, out.error_code(), start_);
+    if (metrics_ != nullptr) {
+      metrics_->Count(v1::KeySync::service_full_name(), method_, out.error_code(), start_);
+    }
     return out;
   }
 
@@ -284,7 +285,8 @@ absl::Status SyncService::CheckWatch(const v1::WatchRequest& req) const {
 }
 
 std::vector<std::string> SyncService::SelfCounted() {
-  return {"/latchkey.v1.KeySync/Sync", "/latchkey.v1.KeySync/Watch"};
+  const std::string service = StrCat("/", v1::KeySync::service_full_name(), "/");
+  return {service + "Sync", service + "Watch"};
 }
 
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* SyncService::Sync(
