@@ -1,15 +1,18 @@
 #include "authority/fanout/sidecar_snapshot.h"
 
 #include "authority/internal/records.pb.h"
+#include "common/strings.h"
 #include "latchkey/v1/key_sync.pb.h"
 
 namespace latchkey {
 namespace {
 
-constexpr size_t kKeysPerPage = 256;
-// A chunk takes pages until it holds this much; a page adds at most 256 keys
-// of 17 entries (16 retired values) of about 100 bytes: under 1 MiB in all.
+// A chunk takes rows until it holds this much. A row is one key's entries: at
+// most 17 (16 retired values) of about 100 bytes, so a chunk stays well under
+// 1 MiB.
 constexpr size_t kChunkBytes = 512 * 1024;
+// Room for the row that fills a chunk, reserved with it: the largest row.
+constexpr size_t kRowBytes = 17 * 100;
 constexpr size_t kProjectsPerChunk = 4096;
 
 // The tag of v1::SnapshotChunk.entries: field 1, length-delimited.
@@ -34,7 +37,8 @@ bool IsSidecarKeysRow(std::string_view row) {
   return !row.empty();  // every key has its current value's entry
 }
 
-SidecarSnapshot::SidecarSnapshot(KeyStore& store) : store_(store), snapshot_(store.Snapshot()) {}
+SidecarSnapshot::SidecarSnapshot(KeyStore& store)
+    : store_(store), snapshot_(store.Snapshot()), revision_(snapshot_->revision()) {}
 
 absl::StatusOr<bool> SidecarSnapshot::Next(std::string& chunk) {
   switch (part_) {
@@ -73,21 +77,29 @@ absl::Status SidecarSnapshot::NextProjects(std::string& chunk) {
 
 absl::StatusOr<bool> SidecarSnapshot::NextKeys(std::string& chunk) {
   std::string keys;
-  while (keys.size() < kChunkBytes) {
-    absl::StatusOr<Page> page =
-        store_.Scan(Table::kSidecarKeys, "", cursor_, kKeysPerPage, snapshot_.get());
-    if (!page.ok()) return page.status();
-    for (const Row& row : page->rows) {
-      if (!IsSidecarKeysRow(row.value)) {
-        return absl::DataLossError("the sidecar keys row of " + row.key);
-      }
-      keys += row.value;  // rows end to end: one chunk holding all their entries
-    }
-    if (!page->rows.empty()) cursor_ = page->rows.back().key;
-    if (!page->more) {
-      part_ = Part::kDone;
-      break;
-    }
+  keys.reserve(kChunkBytes + kRowBytes);
+  absl::Status bad;
+  bool full = false;
+  absl::Status read =
+      store_.ForEach(Table::kSidecarKeys, cursor_, snapshot_.get(),
+                     [&](std::string_view key, std::string_view row) {
+                       if (keys.size() >= kChunkBytes) {
+                         full = true;
+                         return false;
+                       }
+                       if (!IsSidecarKeysRow(row)) {
+                         bad = absl::DataLossError(StrCat("the sidecar keys row of ", key));
+                         return false;
+                       }
+                       keys += row;  // rows end to end: one chunk holding all their entries
+                       cursor_.assign(key);
+                       return true;
+                     });
+  if (!read.ok()) return read;
+  if (!bad.ok()) return bad;
+  if (!full) {
+    part_ = Part::kDone;
+    snapshot_.reset();  // a kept snapshot (SharedSnapshots) holds no store version
   }
   if (keys.empty()) return false;
   chunk = std::move(keys);

@@ -16,14 +16,15 @@
 
 namespace latchkey {
 
-// Reads one store snapshot in chunks, each under 1 MiB. Not thread-safe; the
-// store must outlive it.
+// Reads one store snapshot in chunks, each under 1 MiB, and lets the store
+// snapshot go once it has read everything. Not thread-safe; the store must
+// outlive it.
 class SidecarSnapshot {
  public:
   // At the store's head revision.
   explicit SidecarSnapshot(KeyStore& store);
 
-  uint64_t revision() const { return snapshot_->revision(); }
+  uint64_t revision() const { return revision_; }
 
   // Sets `chunk` to the next part, an encoded v1::SnapshotChunk: first the
   // disabled projects, then keys. False (and `chunk` untouched) once
@@ -36,7 +37,8 @@ class SidecarSnapshot {
   absl::StatusOr<bool> NextKeys(std::string& chunk);
 
   KeyStore& store_;
-  const std::unique_ptr<StoreSnapshot> snapshot_;
+  std::unique_ptr<StoreSnapshot> snapshot_;  // released once everything was read
+  const uint64_t revision_;
   Part part_ = Part::kProjects;
   std::string cursor_;  // scan position within the part
 };

@@ -44,6 +44,21 @@ void CallCommitListener(const KeyStore::CommitListener& listener, const v1::KeyE
   listener(event, audit, written);
 }
 
+absl::Status KeyStore::ForEach(
+    Table table, std::string_view after, const StoreSnapshot* at,
+    absl::FunctionRef<bool(std::string_view key, std::string_view value)> row) const {
+  constexpr size_t kPage = 256;
+  for (std::string cursor(after);;) {
+    absl::StatusOr<Page> page = Scan(table, "", cursor, kPage, at);
+    if (!page.ok()) return page.status();
+    for (const Row& r : page->rows) {
+      if (!row(r.key, r.value)) return absl::OkStatus();
+    }
+    if (!page->more || page->rows.empty()) return absl::OkStatus();
+    cursor = std::move(page->rows.back().key);
+  }
+}
+
 bool InsideCommitListener() { return listener_depth > 0; }
 
 absl::Status SyncInsideCommitListener() {

@@ -31,6 +31,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "authority/store/replicas.h"
 #include "latchkey/v1/key_sync.pb.h"
@@ -332,6 +333,16 @@ class KeyStore {
   // revision otherwise.
   virtual absl::StatusOr<Page> Scan(Table table, std::string_view prefix, std::string_view after,
                                     size_t limit, const StoreSnapshot* at = nullptr) const = 0;
+
+  // Hands `row` every row of `table` whose key sorts after `after` (empty:
+  // from the start), in key order, until it returns false. The views last
+  // only for the call. Reads `at` when given, the head revision otherwise.
+  // For reads too large to copy row by row (a snapshot's million keys): the
+  // embedded store reads in place, around its block cache; the default pages
+  // through Scan.
+  virtual absl::Status ForEach(
+      Table table, std::string_view after, const StoreSnapshot* at,
+      absl::FunctionRef<bool(std::string_view key, std::string_view value)> row) const;
 
   // Reads for building a mutation (through a Transaction): everything
   // appended, durable or not. A mutation that read an undurable change

@@ -244,6 +244,29 @@ class RocksDbStore : public KeyStore {
     return ScanCf(ro, cfs_[CfOf(table)], prefix, after, limit);
   }
 
+  absl::Status ForEach(
+      Table table, std::string_view after, const StoreSnapshot* at,
+      absl::FunctionRef<bool(std::string_view key, std::string_view value)> row) const override {
+    std::shared_ptr<const RocksView> head;
+    rocksdb::ReadOptions ro;
+    if (at != nullptr) {
+      ro = ReadAt(*at);
+    } else {
+      head = HeadView();
+      ro.snapshot = head->get();
+    }
+    // A read this large would only push everything else out of the block
+    // cache, and every block it read out again.
+    ro.fill_cache = false;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cfs_[CfOf(table)]));
+    it->Seek(after);
+    if (!after.empty() && it->Valid() && it->key() == after) it->Next();
+    for (; it->Valid(); it->Next()) {
+      if (!row(it->key().ToStringView(), it->value().ToStringView())) break;
+    }
+    return FromRocks(it->status(), "scan");
+  }
+
   absl::StatusOr<std::optional<std::string>> GetLatest(Table table,
                                                        std::string_view key) const override {
     return GetCf(rocksdb::ReadOptions(), cfs_[CfOf(table)], key);

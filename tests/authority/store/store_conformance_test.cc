@@ -406,6 +406,54 @@ TEMPLATE_TEST_CASE("store: scans page by prefix and resume after the last key", 
   REQUIRE(store->Scan(Table::kKeys, "a", "", 2)->rows.empty());  // tables are apart
 }
 
+TEMPLATE_TEST_CASE("store: ForEach hands rows in order from a cursor, at a snapshot, until told",
+                   "[store]", STORE_KINDS) {
+  TestType kind;
+  auto store = kind.Open();
+  // More rows than the default's page, so the etcd store pages through them.
+  std::vector<std::string> keys;
+  for (int i = 0; i < 300; ++i) keys.push_back(StrCat("k", 1000 + i));
+  for (size_t from = 0; from < keys.size(); from += 100) {  // within etcd's operations per txn
+    Mutation m = Put(keys[from], "v" + keys[from]);
+    for (size_t i = from + 1; i < from + 100; ++i) {
+      m.writes.push_back(Write{Table::kProjects, keys[i], "v" + keys[i]});
+    }
+    REQUIRE(store->Commit(std::move(m)).ok());
+  }
+  std::unique_ptr<StoreSnapshot> snap = store->Snapshot();
+  REQUIRE(store->Commit(Put("k0000", "later")).ok());
+  REQUIRE(store->Commit(Put(keys[0], "changed")).ok());
+
+  auto read = [&](std::string_view after, const StoreSnapshot* at, size_t stop_after) {
+    std::vector<std::string> seen;
+    absl::Status s = store->ForEach(Table::kProjects, after, at,
+                                    [&](std::string_view key, std::string_view value) {
+                                      seen.push_back(StrCat(key, "=", value));
+                                      return seen.size() < stop_after;
+                                    });
+    REQUIRE(s.ok());
+    return seen;
+  };
+  std::vector<std::string> all = read("", snap.get(), 1000);
+  REQUIRE(all.size() == 300);
+  for (size_t i = 0; i < keys.size(); ++i) REQUIRE(all[i] == keys[i] + "=v" + keys[i]);
+  std::vector<std::string> head = read("", nullptr, 1000);
+  REQUIRE(head.size() == 301);
+  REQUIRE(head[0] == "k0000=later");
+  REQUIRE(head[1] == keys[0] + "=changed");
+  REQUIRE(read(keys[0], snap.get(), 1000).size() == 299);  // after the cursor, not at it
+  REQUIRE(read("k1", snap.get(), 1000).size() == 300);     // a cursor between rows
+  REQUIRE(read("", snap.get(), 7).size() == 7);            // stops when told
+  REQUIRE(read(keys.back(), snap.get(), 1000).empty());
+  REQUIRE(store
+              ->ForEach(Table::kKeys, "", nullptr,
+                        [](std::string_view, std::string_view) {
+                          FAIL("tables are apart");
+                          return true;
+                        })
+              .ok());
+}
+
 TEMPLATE_TEST_CASE("store: usage rows are one writer's, replaced blindly, and take no revision",
                    "[store]", STORE_KINDS) {
   TestType kind;
