@@ -87,6 +87,11 @@ int main(int argc, char** argv) {
   app.add_option("--event-retention", options.event_retention, "events kept for replay")
       ->capture_default_str()
       ->check(CLI::Range(uint64_t{1}, uint64_t{100000000}));
+  app.add_option("--snapshot-cache-mb", options.snapshot_cache_mb,
+                 "keep the last snapshot's chunks for sidecars that start after it, up to this "
+                 "many MiB (about 80 bytes per key); 0: read every snapshot from the store")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{0}, size_t{1} << 20));
   latchkey::AddDurationFlag(app, "--progress-interval", options.progress_interval,
                             "between progress messages on watch streams", absl::Milliseconds(10),
                             absl::Hours(1));

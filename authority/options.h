@@ -30,6 +30,9 @@ struct AuthorityOptions {
   uint64_t event_retention = 100000;
   absl::Duration progress_interval = absl::Seconds(1);
   size_t watch_queue_limit = 10000;
+  // The last snapshot's chunks are kept for the sidecars that start after it
+  // when they total at most this many MiB (about 80 bytes per key); 0: none.
+  size_t snapshot_cache_mb = 256;
   // How long a sidecar whose watch stream ended without a goodbye stays in
   // receipts as missing.
   absl::Duration forget_sidecar_after = absl::Minutes(10);

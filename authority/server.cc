@@ -190,12 +190,23 @@ absl::StatusOr<std::unique_ptr<AuthorityServer>> AuthorityServer::Start(
       });
   parts->admin = std::make_unique<AdminService>(parts->authority.get(), raw_store, propagation,
                                                 parts->store_work.get(), webhooks);
-  parts->sync = std::make_unique<SyncService>(parts->authority.get(), raw_store, hub, propagation,
-                                              parts->store_work.get(),
-                                              SyncServiceOptions{
-                                                  .queue_limit = options.watch_queue_limit,
-                                                  .metrics = &parts->rpc_metrics,
-                                              });
+  parts->sync = std::make_unique<SyncService>(
+      parts->authority.get(), raw_store, hub, propagation, parts->store_work.get(),
+      SyncServiceOptions{
+          .queue_limit = options.watch_queue_limit,
+          .snapshot_keep_bytes = options.snapshot_cache_mb << 20,
+          .metrics = &parts->rpc_metrics,
+      });
+
+  const SharedSnapshots* snapshots = &parts->sync->snapshots();
+  parts->metrics.AddCounterFunc("latchkey_snapshots_read_total",
+                                "Snapshots read from the store for sidecars (shared or kept ones "
+                                "are read once).",
+                                [snapshots] { return static_cast<double>(snapshots->begun()); });
+  parts->metrics.AddGauge("latchkey_snapshot_kept_bytes",
+                          "Bytes of the last snapshot's chunks, kept for the sidecars that start "
+                          "after it (--snapshot-cache-mb).",
+                          [snapshots] { return static_cast<double>(snapshots->kept_bytes()); });
 
   ListenOptions listen = options.listen;
   if (options.tls.enabled()) {

@@ -1,4 +1,5 @@
-// Snapshots shared by the streams that begin one at the same revision.
+// Snapshots shared by the streams that begin one at the same revision, and
+// the last one kept for the streams that begin later.
 //
 // A burst of sidecars starting together (a rolling restart, a new node pool)
 // all snapshot the same state. The first stream that needs a chunk reads and
@@ -6,12 +7,18 @@
 // snapshot writes the same bytes. So a burst costs the authority about one
 // snapshot's reading and encoding, plus each stream's writes.
 //
-// A stream joins the snapshot being read when it is at most 1,000 revisions
+// A stream joins the last snapshot begun when it is at most 1,000 revisions
 // behind the head and the events since are retained; the stream replays those
 // after the snapshot (WatchStream). Otherwise it begins a new snapshot, which
 // later streams join. A snapshot keeps every chunk read until its last reader
-// is done: about 90 bytes per key, for one snapshot at a time in a burst, in
-// place of a chunk of up to 1 MiB per stream being read.
+// is done: about 80 bytes per key.
+//
+// Once a snapshot was read to its end, it is also kept after its last reader
+// (up to `keep_bytes` of chunks), so that pods starting one by one, as a
+// rolling restart starts them, cost the authority only their writes rather
+// than a reading of every key each. The kept one goes when a newer snapshot
+// begins; its store snapshot went when its reading ended, so it holds no
+// store version back.
 #ifndef LATCHKEY_AUTHORITY_FANOUT_SHARED_SNAPSHOTS_H_
 #define LATCHKEY_AUTHORITY_FANOUT_SHARED_SNAPSHOTS_H_
 
@@ -27,12 +34,13 @@
 namespace latchkey {
 
 class SharedSnapshot;
+class SharedSnapshots;
 
 // One stream's place in a shared snapshot. Not thread-safe: one stream reads
 // it, one message at a time.
 class SnapshotReader {
  public:
-  explicit SnapshotReader(std::shared_ptr<SharedSnapshot> snapshot);
+  SnapshotReader(std::shared_ptr<SharedSnapshot> snapshot, SharedSnapshots* owner);
   ~SnapshotReader();
   SnapshotReader(const SnapshotReader&) = delete;
   SnapshotReader& operator=(const SnapshotReader&) = delete;
@@ -47,7 +55,8 @@ class SnapshotReader {
 
  private:
   const std::shared_ptr<SharedSnapshot> snapshot_;
-  size_t next_ = 0;  // the index of the message Next returns
+  SharedSnapshots* const owner_;  // told when the snapshot was read to its end
+  size_t next_ = 0;               // the index of the message Next returns
   bool finished_ = false;
 };
 
@@ -55,20 +64,31 @@ class SnapshotReader {
 // and every reader it made.
 class SharedSnapshots {
  public:
-  explicit SharedSnapshots(KeyStore& store) : store_(store) {}
+  // Keeps the last snapshot read to its end when its chunks total at most
+  // `keep_bytes` (0: keeps none).
+  explicit SharedSnapshots(KeyStore& store, size_t keep_bytes = 0)
+      : store_(store), keep_bytes_(keep_bytes) {}
 
-  // A reader of the snapshot being read, or of a new one at the store's head
+  // A reader of the last snapshot begun, or of a new one at the store's head
   // revision. Reads the store: call it on a thread that may block on it.
   std::unique_ptr<SnapshotReader> Begin();
 
   // Snapshots begun (each read from the store once), since construction.
   uint64_t begun() const;
+  // The chunks' bytes of the snapshot kept; 0 when none is.
+  size_t kept_bytes() const;
 
  private:
+  friend class SnapshotReader;
+  // `snapshot` was read to its end marker.
+  void Finished(const std::shared_ptr<SharedSnapshot>& snapshot);
+
   KeyStore& store_;
+  const size_t keep_bytes_;
 
   mutable Mutex mu_;
   std::weak_ptr<SharedSnapshot> current_ ABSL_GUARDED_BY(mu_);  // the last one begun
+  std::shared_ptr<SharedSnapshot> kept_ ABSL_GUARDED_BY(mu_);   // current_, once read
   uint64_t begun_ ABSL_GUARDED_BY(mu_) = 0;
 };
 

@@ -252,7 +252,7 @@ SyncService::SyncService(KeyAuthority* authority, KeyStore* store, EventHub* hub
       hub_(hub),
       propagation_(propagation),
       options_(options),
-      snapshots_(*store),
+      snapshots_(*store, options.snapshot_keep_bytes),
       stream_deps_{.store = store,
                    .snapshots = &snapshots_,
                    .hub = hub,

@@ -22,6 +22,9 @@ struct SyncServiceOptions {
   // (docs/security.md). The server keeps the default (10,000 pods per
   // replica); tests set it low to reach the limit.
   size_t max_watchers = 10000;
+  // The chunks of the last snapshot read, kept for the streams that begin
+  // after it, up to this many bytes (SharedSnapshots); 0: none kept.
+  size_t snapshot_keep_bytes = 0;
   // Where Sync and Watch calls are counted when they finish; the server's
   // metrics interceptor skips them (SelfCounted). Null: not counted.
   const RpcMetrics* metrics = nullptr;
@@ -74,6 +77,7 @@ class SyncService final : public KeySyncMethods {
                                         v1::ReportUsageResponse* resp) override;
 
   const StreamDeps& stream_deps() const { return stream_deps_; }
+  const SharedSnapshots& snapshots() const { return snapshots_; }
   // Whether a stream may start for `req`: INVALID_ARGUMENT for a sidecar id
   // that is too long, RESOURCE_EXHAUSTED when the authority holds as many
   // streams as it may.

@@ -172,6 +172,50 @@ TEST_CASE("Sync and Watch calls are counted once each, by their handlers") {
       1);
 }
 
+// Follows the authority from revision 0 until the snapshot's end marker, then
+// leaves, as a pod of a rolling restart would be replaced.
+void SyncOnce(const std::string& address, const std::string& token) {
+  auto stub = v1::KeySync::NewStub(testing::Channel(address));
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", "Bearer " + token);
+  auto stream = stub->Sync(&ctx);
+  v1::SyncRequest first;
+  first.mutable_watch();
+  REQUIRE(stream->Write(first));
+  v1::WatchResponse message;
+  bool ended = false;
+  while (!ended && stream->Read(&message)) ended = message.has_snapshot_end();
+  REQUIRE(ended);
+  ctx.TryCancel();
+  while (stream->Read(&message)) {
+  }
+  stream->Finish();
+}
+
+TEST_CASE("sidecars that start one after another are sent the kept snapshot, read once") {
+  AuthorityOptions options;
+  options.metrics_listen = "127.0.0.1:0";
+  size_t expected_reads = 1;
+  SECTION("kept: the default") {}
+  SECTION("none kept: each snapshot is read") {
+    options.snapshot_cache_mb = 0;
+    expected_reads = 3;
+  }
+  testing::Cluster c(options);
+  const std::string token = c.admin().CreatePrincipal("follower", v1::ROLE_SIDECAR);
+  const std::string project = c.admin().CreateProject("rolling").project().project_id();
+  for (int i = 0; i < 5; i++) c.admin().GenerateApiKey(project);
+  for (int pod = 0; pod < 3; pod++) SyncOnce(c.authority().address(), token);
+
+  std::map<std::string, double> after = Scrape(c.authority().metrics_port());
+  CHECK(after["latchkey_snapshots_read_total"] == expected_reads);
+  if (expected_reads == 1) {
+    CHECK(after["latchkey_snapshot_kept_bytes"] > 0);
+  } else {
+    CHECK(after["latchkey_snapshot_kept_bytes"] == 0);
+  }
+}
+
 TEST_CASE("calls to methods that do not exist share one metrics label, so /metrics stays bounded") {
   AuthorityOptions options;
   options.metrics_listen = "127.0.0.1:0";

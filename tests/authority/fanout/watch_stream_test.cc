@@ -26,7 +26,8 @@ using testing::ThreadCheckingStore;
 // A store, the core that writes it and a hub told of every commit.
 class World {
  public:
-  explicit World(absl::Duration progress_interval = absl::Milliseconds(50)) {
+  explicit World(absl::Duration progress_interval = absl::Milliseconds(50),
+                 size_t snapshot_keep_bytes = 0) {
     store_ = testing::OpenTestStore(dir_);
     absl::StatusOr<Sealer> sealer = Sealer::LoadOrCreate(dir_ / "master.key");
     REQUIRE(sealer.ok());
@@ -34,7 +35,7 @@ class World {
         KeyAuthority::Create(store_.get(), *sealer, {});
     REQUIRE(core.ok());
     core_ = *std::move(core);
-    snapshots_ = std::make_unique<SharedSnapshots>(*store_);
+    snapshots_ = std::make_unique<SharedSnapshots>(*store_, snapshot_keep_bytes);
     hub_ = std::make_unique<EventHub>(store_->store_id(), progress_interval,
                                       [this] { return store_->head_revision(); });
     store_->SetCommitListener(
@@ -535,6 +536,30 @@ TEST_CASE("a stream that joins a snapshot behind the head replays the events sin
   first.sink().Hold(false);
   REQUIRE(first.sink().WaitCovered(world.head()));
   CHECK(Replay(first.sink().messages()).keys == told.keys);
+}
+
+TEST_CASE("a stream that begins after a kept snapshot sends it, then the events since") {
+  World world(absl::Hours(1), /*snapshot_keep_bytes=*/1 << 20);
+  const std::string project = world.CreateProject("rolling");
+  for (int k = 0; k < 10; k++) world.GenerateApiKey(project);
+  const uint64_t snapshot_at = world.head();
+  {
+    Watch first(world, 0, 1);
+    first.Start();
+    REQUIRE(first.sink().WaitCovered(snapshot_at));
+  }  // gone before the next pod starts
+  world.GenerateApiKey(project);
+  world.SetApiAccess(project, false);
+  Watch later(world, 0, 2);
+  later.Start();
+  REQUIRE(later.sink().WaitCovered(world.head()));
+
+  CHECK(world.snapshots().begun() == 1);
+  const Told told = Replay(later.sink().messages());
+  CHECK(told.snapshot);
+  CHECK(told.first_event == snapshot_at + 1);
+  CHECK(told.last_covered == world.head());
+  CHECK(told.keys.size() == 12);
 }
 
 TEST_CASE("a client more than the queue limit behind is ended RESOURCE_EXHAUSTED") {
