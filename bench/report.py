@@ -291,7 +291,9 @@ goals = [
      f"{fmt(p100.get('sent_p99_ms', float('nan')), 2)} ms from the request being sent",
      p100.get("p99_ms", 1e9) <= 20 and p100.get("sent_p99_ms", 1e9) <= 20),
     ("first sync of 1M keys", "<= 1.5 s, <= 64 bytes/key resident",
-     (f"{snap_1m['seconds']:.2f} s, {bytes_per_key(1000000):.0f} bytes/key" if snap_1m
+     (f"{snap_1m['seconds']:.2f} s with the snapshot read from the store "
+      f"({snap_kept_1m.get('seconds', float('nan')):.2f} s from kept chunks), "
+      f"{bytes_per_key(1000000):.0f} bytes/key" if snap_1m
       else "not run (--quick runs 100k only)"),
      bool(snap_1m) and snap_1m["seconds"] <= 1.5 and bytes_per_key(1000000) <= 64),
     ("authority CPU per 1M-key snapshot", "<= 0.3 s",
