@@ -123,11 +123,11 @@ void WatchStream::Drive() {
         failed = Unshared(made.status());  // the store may keep the original
       }
     }
-    if (next && !sent_session_ && !session_.empty()) {
+    if (next && !session_.empty()) {
       // Live messages are shared by every stream: the first one gets the
       // session as a suffix of its own.
       next = next->WithSession(session_);
-      sent_session_ = true;
+      std::string().swap(session_);
     }
     // What the sink is handed leaves this frame first: once End or Write is
     // issued, the sink's owner may destroy the stream on another thread, so

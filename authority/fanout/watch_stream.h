@@ -116,7 +116,6 @@ class WatchStream final : public Subscriber {
   const std::string principal_id_;
   const std::string sidecar_id_;
   const size_t queue_limit_;
-  const std::string session_;
 
   // Concurrency: one thread at a time holds the "claim" (claimed_) and with
   // it the writer state below; it holds it from choosing a message until that
@@ -130,7 +129,9 @@ class WatchStream final : public Subscriber {
   // Owned by the holder of the claim.
   Phase phase_ = Phase::kLive;
   uint64_t sent_ = 0;  // last revision sent or covered by the snapshot
-  bool sent_session_ = false;
+  // Set on the first message, then let go: a stream held for good keeps no
+  // copy of what receipts already hold.
+  std::string session_;
   std::unique_ptr<SnapshotReader> snapshot_;
   std::vector<v1::KeyEvent> replay_;  // a page of the store's events
   size_t replayed_ = 0;               // of replay_, sent

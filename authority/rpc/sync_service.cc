@@ -30,12 +30,12 @@ absl::Status ParseRequest(const grpc::ByteBuffer& bytes, std::string_view what,
 // place in receipts and the stream of messages it is sent.
 class Following {
  public:
-  Following(const SyncService::StreamDeps& deps, WatchSink* sink, const std::string& principal_id,
+  Following(const SyncService::StreamDeps& deps, WatchSink* sink, std::string principal_id,
             const std::string& sidecar_id, const std::string& resume_session)
       : propagation_(deps.propagation),
         receipts_(propagation_->Opened(principal_id, sidecar_id, resume_session, absl::Now())),
-        stream_(deps.store, deps.snapshots, deps.hub, deps.store_work, sink, principal_id,
-                sidecar_id, deps.queue_limit, receipts_.session) {}
+        stream_(deps.store, deps.snapshots, deps.hub, deps.store_work, sink,
+                std::move(principal_id), sidecar_id, deps.queue_limit, receipts_.session) {}
   // The session's entry stays in receipts, as disconnected, until the
   // sidecar comes back, leaves or is forgotten. Then the stream leaves the
   // hub.
@@ -120,12 +120,12 @@ class WatchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, pu
 class SyncReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
                           public WatchSink {
  public:
-  SyncReactor(const SyncService* service, CallCount count, Caller caller, std::string peer,
-              WatchStream::Admit admit)
+  SyncReactor(const SyncService* service, const grpc::CallbackServerContext* ctx, CallCount count,
+              std::string principal_id, WatchStream::Admit admit)
       : service_(service),
+        ctx_(ctx),
         count_(count),
-        caller_(std::move(caller)),
-        peer_(std::move(peer)),
+        principal_id_(std::move(principal_id)),
         admit_(std::move(admit)) {
     StartRead(&incoming_);
   }
@@ -150,8 +150,9 @@ class SyncReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
       following_->stream().Cancel(absl::OkStatus());
       return;
     }
-    absl::Status counted = ParseRequest(incoming_, "SyncRequest", request_);
-    if (counted.ok()) counted = Acknowledge();
+    v1::SyncRequest request;
+    absl::Status counted = ParseRequest(incoming_, "SyncRequest", request);
+    if (counted.ok()) counted = Acknowledge(request);
     if (!counted.ok()) {
       following_->stream().Cancel(std::move(counted));
       return;
@@ -174,21 +175,22 @@ class SyncReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
  private:
   // The first message: the watch request.
   void Begin() {
-    if (absl::Status parsed = ParseRequest(incoming_, "SyncRequest", request_); !parsed.ok()) {
+    v1::SyncRequest request;
+    if (absl::Status parsed = ParseRequest(incoming_, "SyncRequest", request); !parsed.ok()) {
       End(std::move(parsed));
       return;
     }
-    if (!request_.has_watch()) {
+    if (!request.has_watch()) {
       End(absl::InvalidArgumentError("the first SyncRequest of a call must carry `watch`"));
       return;
     }
-    const v1::WatchRequest& req = request_.watch();
+    const v1::WatchRequest& req = request.watch();
     if (absl::Status admitted = service_->CheckWatch(req); !admitted.ok()) {
       End(std::move(admitted));
       return;
     }
-    following_.emplace(service_->stream_deps(), this, caller_.principal_id,
-                       req.sidecar_id().empty() ? peer_ : req.sidecar_id(), req.session());
+    following_.emplace(service_->stream_deps(), this, std::move(principal_id_),
+                       req.sidecar_id().empty() ? ctx_->peer() : req.sidecar_id(), req.session());
     following_->stream().Start(req, std::move(admit_));
     bool cancelled;
     {
@@ -202,14 +204,15 @@ class SyncReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
 
   // Every later message: an acknowledgement. Only a malformed one ends the
   // stream.
-  absl::Status Acknowledge() {
-    if (!request_.has_acknowledgement()) {
+  absl::Status Acknowledge(const v1::SyncRequest& request) {
+    if (!request.has_acknowledgement()) {
       return absl::InvalidArgumentError(
           "after the first SyncRequest every one must carry `acknowledgement`");
     }
-    const v1::SyncAcknowledgement& ack = request_.acknowledgement();
+    const v1::SyncAcknowledgement& ack = request.acknowledgement();
     PropagationTracker& receipts = *service_->stream_deps().propagation;
-    if (ack.leaving()) return receipts.Left(caller_.principal_id, following_->session());
+    const std::string& principal_id = following_->stream().principal_id();
+    if (ack.leaving()) return receipts.Left(principal_id, following_->session());
     // Not counted, and no reason to end the stream: a revision of another
     // store (the sidecar has not caught up with a restore yet), or one after
     // this replica's head (it resumed from a replica further ahead, and will
@@ -218,17 +221,19 @@ class SyncReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     const KeyStore& store = *service_->stream_deps().store;
     if (ack.store_id() != store.store_id()) return absl::OkStatus();
     if (ack.applied_revision() > store.head_revision()) return absl::OkStatus();
-    return receipts.Acknowledged(caller_.principal_id, following_->session(),
-                                 ack.applied_revision(), absl::Now());
+    return receipts.Acknowledged(principal_id, following_->session(), ack.applied_revision(),
+                                 absl::Now());
   }
 
+  // A stream held for every sidecar, so only what it needs once started is
+  // kept: the caller's principal, not all of Caller; requests parsed where
+  // they are read; the peer asked for when the request names no sidecar.
   const SyncService* const service_;
+  const grpc::CallbackServerContext* const ctx_;  // lives until OnDone
   const CallCount count_;
-  const Caller caller_;
-  const std::string peer_;  // the sidecar id when the request names none
+  std::string principal_id_;  // the caller's, until the stream (which keeps it) starts
   WatchStream::Admit admit_;
   grpc::ByteBuffer incoming_;  // gRPC's between StartRead and OnReadDone
-  v1::SyncRequest request_;    // the last one read, parsed
   std::optional<Following> following_;
 
   Mutex mu_;
@@ -297,7 +302,7 @@ grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* SyncService::Sync(
     return new Refused<grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>>(
         count, caller.status());
   }
-  return new SyncReactor(this, count, *std::move(caller), ctx->peer(),
+  return new SyncReactor(this, ctx, count, std::move(caller->principal_id),
                          Reauthenticate(authority_, *ctx));
 }
 
