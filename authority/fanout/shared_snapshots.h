@@ -14,11 +14,11 @@
 // is done: about 80 bytes per key.
 //
 // Once a snapshot was read to its end, it is also kept after its last reader
-// (up to `keep_bytes` of chunks), so that pods starting one by one, as a
-// rolling restart starts them, cost the authority only their writes rather
-// than a reading of every key each. The kept one goes when a newer snapshot
-// begins; its store snapshot went when its reading ended, so it holds no
-// store version back.
+// (up to `keep_bytes` of chunks), so that pods starting a few at a time, as a
+// rolling restart with a small surge starts them, cost the authority only
+// their writes rather than a reading of every key each. The kept one goes
+// when a newer snapshot begins; its store snapshot went when its reading
+// ended, so it holds no store version back.
 #ifndef LATCHKEY_AUTHORITY_FANOUT_SHARED_SNAPSHOTS_H_
 #define LATCHKEY_AUTHORITY_FANOUT_SHARED_SNAPSHOTS_H_
 
