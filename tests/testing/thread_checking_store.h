@@ -86,6 +86,14 @@ class ThreadCheckingStore final : public KeyStore {
     MutexLock io(&io_mu_);
     return inner_->Scan(table, prefix, after, limit, at);
   }
+  // `row` runs under io_mu_, so it must not call this store (no caller does).
+  absl::Status ForEach(
+      Table table, std::string_view after, const StoreSnapshot* at,
+      absl::FunctionRef<bool(std::string_view key, std::string_view value)> row) const override {
+    Note();
+    MutexLock io(&io_mu_);
+    return inner_->ForEach(table, after, at, row);
+  }
   absl::StatusOr<std::optional<std::string>> GetLatest(Table table,
                                                        std::string_view key) const override {
     Note();
