@@ -228,33 +228,21 @@ class RocksDbStore : public KeyStore {
 
   absl::StatusOr<std::optional<std::string>> Get(Table table, std::string_view key,
                                                  const StoreSnapshot* at) const override {
-    if (at != nullptr) return GetCf(ReadAt(*at), cfs_[CfOf(table)], key);
-    const std::shared_ptr<const RocksView> head = HeadView();
-    rocksdb::ReadOptions ro;
-    ro.snapshot = head->get();
-    return GetCf(ro, cfs_[CfOf(table)], key);
+    std::shared_ptr<const RocksView> head;
+    return GetCf(ReadAtOrHead(at, head), cfs_[CfOf(table)], key);
   }
 
   absl::StatusOr<Page> Scan(Table table, std::string_view prefix, std::string_view after,
                             size_t limit, const StoreSnapshot* at) const override {
-    if (at != nullptr) return ScanCf(ReadAt(*at), cfs_[CfOf(table)], prefix, after, limit);
-    const std::shared_ptr<const RocksView> head = HeadView();
-    rocksdb::ReadOptions ro;
-    ro.snapshot = head->get();
-    return ScanCf(ro, cfs_[CfOf(table)], prefix, after, limit);
+    std::shared_ptr<const RocksView> head;
+    return ScanCf(ReadAtOrHead(at, head), cfs_[CfOf(table)], prefix, after, limit);
   }
 
   absl::Status ForEach(
       Table table, std::string_view after, const StoreSnapshot* at,
       absl::FunctionRef<bool(std::string_view key, std::string_view value)> row) const override {
     std::shared_ptr<const RocksView> head;
-    rocksdb::ReadOptions ro;
-    if (at != nullptr) {
-      ro = ReadAt(*at);
-    } else {
-      head = HeadView();
-      ro.snapshot = head->get();
-    }
+    rocksdb::ReadOptions ro = ReadAtOrHead(at, head);
     // A read this large would only push everything else out of the block
     // cache, and every block it read out again.
     ro.fill_cache = false;
@@ -313,9 +301,8 @@ class RocksDbStore : public KeyStore {
                                                           uint64_t after,
                                                           size_t limit) const override {
     const std::string prefix = StrCat(project_id, "/");
-    const std::shared_ptr<const RocksView> head = HeadView();
-    rocksdb::ReadOptions ro;
-    ro.snapshot = head->get();
+    std::shared_ptr<const RocksView> head;
+    const rocksdb::ReadOptions ro = ReadAtOrHead(nullptr, head);
     absl::StatusOr<Page> page =
         ScanCf(ro, cfs_[kCfAudit], prefix, after == 0 ? "" : AuditKey(project_id, after), limit);
     if (!page.ok()) return page.status();
@@ -330,9 +317,8 @@ class RocksDbStore : public KeyStore {
 
   absl::StatusOr<std::vector<v1::AuditEvent>> AuditLog(uint64_t after,
                                                        size_t limit) const override {
-    const std::shared_ptr<const RocksView> head = HeadView();
-    rocksdb::ReadOptions ro;
-    ro.snapshot = head->get();
+    std::shared_ptr<const RocksView> head;
+    const rocksdb::ReadOptions ro = ReadAtOrHead(nullptr, head);
     absl::StatusOr<Page> page =
         ScanCf(ro, cfs_[kCfAuditLog], "", after == 0 ? "" : EncodeRevision(after), limit);
     if (!page.ok()) return page.status();
@@ -384,9 +370,17 @@ class RocksDbStore : public KeyStore {
     return head_view_;
   }
 
-  static rocksdb::ReadOptions ReadAt(const StoreSnapshot& at) {
+  // Reads at `at`, or at the head when it is null: then `head` pins the
+  // head's view for as long as the read lasts.
+  rocksdb::ReadOptions ReadAtOrHead(const StoreSnapshot* at,
+                                    std::shared_ptr<const RocksView>& head) const {
     rocksdb::ReadOptions ro;
-    ro.snapshot = static_cast<const RocksSnapshot&>(at).get();
+    if (at != nullptr) {
+      ro.snapshot = static_cast<const RocksSnapshot*>(at)->get();
+    } else {
+      head = HeadView();
+      ro.snapshot = head->get();
+    }
     return ro;
   }
 
