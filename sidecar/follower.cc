@@ -96,10 +96,7 @@ void Follower::LoadStateFile() {
     return;
   }
   const size_t loaded = builder.size();
-  if (absl::Status s = keys_.Replace(builder); !s.ok()) {
-    spdlog::warn("ignoring the state file: {}; starting empty", s.ToString());
-    return;
-  }
+  keys_.Replace(builder);
   sync_->Restore(saved->store_id, saved->revision, saved->confirmed, saved->session);
   saved_ = {saved->store_id, saved->revision, 0, saved->confirmed};
   spdlog::info(

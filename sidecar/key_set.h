@@ -80,21 +80,30 @@ class KeySet {
   using Expiries = absl::flat_hash_map<Tag, int64_t>;
 
   // Accumulates a snapshot to the side, then becomes the table at once.
+  // Each entry is encoded as it arrives, into the 32 bytes its slot will
+  // hold, with its project interned and its expiry noted, so that Replace
+  // only places slots.
   class Builder {
    public:
     Builder();
     ~Builder();
     // INVALID_ARGUMENT for an entry the authority could not have sent (bad
-    // digest length or ids); the caller decides whether to go on.
+    // digest length or ids), RESOURCE_EXHAUSTED past 16,777,216 projects;
+    // the entry is not added and the caller decides whether to go on.
     absl::Status Add(const v1::KeyEntry& entry);
     absl::Status Add(const Record& record);
     absl::Status AddDisabledProject(std::string_view project_id);
-    size_t size() const { return records_.size(); }
+    size_t size() const { return size_; }
 
    private:
     friend class KeySet;
-    std::vector<Record> records_;
-    std::vector<ProjectId> disabled_;
+    struct Slab;  // encoded entries; private to key_set.cc
+    absl::Status AddChecked(const Record& record);
+
+    std::vector<std::unique_ptr<Slab>> slabs_;  // appended to, never copied
+    size_t size_ = 0;
+    std::unique_ptr<Projects> projects_;
+    std::unique_ptr<Expiries> expiries_;
   };
 
   KeySet();
@@ -110,9 +119,8 @@ class KeySet {
   Validation Lookup(const Digest& digest, v1::KeyKind kind, absl::Time now) const;
 
   // Replaces everything with what `builder` holds. Leaves `builder` empty.
-  // Later records for the same tag win. RESOURCE_EXHAUSTED, and no change,
-  // past 16,777,216 projects.
-  absl::Status Replace(Builder& builder);
+  // Later records for the same tag win.
+  void Replace(Builder& builder);
 
   // Applies one revision's changes, all or nothing: INVALID_ARGUMENT and no
   // change when any entry, removed digest or project id is malformed.

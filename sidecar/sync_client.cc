@@ -254,12 +254,11 @@ absl::Status SyncClient::HandleSnapshotEnd(const v1::WatchResponse& msg) {
   KeySet::Builder empty;
   KeySet::Builder& built = building_ ? *building_ : empty;
   const size_t keys = built.size();
-  absl::Status replaced = keys_->Replace(built);
+  keys_->Replace(built);
   building_.reset();
-  // The snapshot's messages and records were freed; give their pages back
+  // The snapshot's messages and entries were freed; give their pages back
   // rather than keep a million keys' worth of transient heap resident.
   ReleaseFreedHeap();
-  if (!replaced.ok()) return replaced;
   {
     MutexLock lock(&mu_);
     state_.store_id = msg.store_id();

@@ -26,7 +26,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         (void)building->AddDisabledProject(p);
       }
     } else if (msg.has_snapshot_end() && building) {
-      (void)keys.Replace(*building);
+      keys.Replace(*building);
       building.reset();
     } else if (msg.has_event()) {
       (void)keys.Apply(msg.event());

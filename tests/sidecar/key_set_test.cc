@@ -161,12 +161,37 @@ TEST_CASE("a snapshot replaces the whole set, disabled projects included") {
   KeySet::Builder builder;
   REQUIRE(builder.Add(new_key.Entry()).ok());
   REQUIRE(builder.AddDisabledProject(new_key.project_id).ok());
-  REQUIRE(keys.Replace(builder).ok());
+  keys.Replace(builder);
   REQUIRE(builder.size() == 0);
   REQUIRE(keys.size() == 1);
   REQUIRE(keys.Validate(old_key.value, absl::Now()).verdict == v1::UNKNOWN);
   REQUIRE(keys.Validate(new_key.value, absl::Now()).verdict == v1::PROJECT_DISABLED);
   REQUIRE(keys.DisabledProjects() == std::vector<std::string>{new_key.project_id});
+}
+
+TEST_CASE("a snapshot keeps every key of a large builder, and a key named twice its later entry") {
+  // More keys than one of the builder's 65,536-entry slabs holds.
+  std::vector<TestKey> keys_in(70000);
+  const absl::Time t = absl::Now();
+  KeySet::Builder builder;
+  for (const TestKey& k : keys_in) REQUIRE(builder.Add(k.Entry()).ok());
+  REQUIRE(builder.Add(keys_in[0].Entry(v1::KEY_STATE_REVOKED)).ok());
+  REQUIRE(builder.Add(keys_in[1].Entry(v1::KEY_STATE_ACTIVE, t)).ok());
+  REQUIRE(builder.Add(keys_in[69999].Entry(v1::KEY_STATE_ACTIVE, t)).ok());
+  REQUIRE(builder.Add(keys_in[69999].Entry()).ok());
+  KeySet keys;
+  keys.Replace(builder);
+  REQUIRE(keys.size() == keys_in.size());
+  CHECK(keys.Validate(keys_in[0].value, t).verdict == v1::REVOKED);
+  CHECK(keys.Validate(keys_in[1].value, t).verdict == v1::EXPIRED);
+  CHECK(keys.Validate(keys_in[69999].value, t + absl::Hours(1)).verdict == v1::VALID);
+  for (size_t i = 2; i < keys_in.size(); ++i) {
+    const Validation v = keys.Validate(keys_in[i].value, t);
+    if (v.verdict != v1::VALID || v.key_id() != keys_in[i].key_id ||
+        v.project_id() != keys_in[i].project_id) {
+      FAIL("key " << i << " of the snapshot reads back wrong");
+    }
+  }
 }
 
 // Run under ThreadSanitizer in CI (ctest label "concurrency").
@@ -176,7 +201,7 @@ TEST_CASE("validations from many threads stay correct while snapshots swap and e
   std::vector<TestKey> stable(200);
   KeySet::Builder initial;
   for (const TestKey& k : stable) REQUIRE(initial.Add(k.Entry()).ok());
-  REQUIRE(keys.Replace(initial).ok());
+  keys.Replace(initial);
 
   std::atomic<bool> stop{false};
   std::atomic<uint64_t> checks{0}, wrong{0};
@@ -194,7 +219,7 @@ TEST_CASE("validations from many threads stay correct while snapshots swap and e
     KeySet::Builder next;
     for (const TestKey& k : stable) REQUIRE(next.Add(k.Entry()).ok());
     for (int i = 0; i < 100; ++i) REQUIRE(next.Add(TestKey().Entry()).ok());
-    REQUIRE(keys.Replace(next).ok());
+    keys.Replace(next);
     for (int i = 0; i < 20; ++i) {
       TestKey churn;
       REQUIRE(keys.Apply(Upsert(churn.Entry())).ok());
@@ -247,7 +272,7 @@ TEST_CASE("a snapshot's table holds at most 64 bytes per key") {
     }
   }
   KeySet keys;
-  REQUIRE(keys.Replace(builder).ok());
+  keys.Replace(builder);
   REQUIRE(keys.size() == 100000);
   CHECK(keys.MemoryBytes() <= 64 * keys.size());
 }
@@ -267,7 +292,7 @@ TEST_CASE("records spell out every key and rebuild the same set") {
   for (const KeySet::Record& r : keys.Records()) REQUIRE(builder.Add(r).ok());
   for (const std::string& p : keys.DisabledProjects()) REQUIRE(builder.AddDisabledProject(p).ok());
   KeySet again;
-  REQUIRE(again.Replace(builder).ok());
+  again.Replace(builder);
   REQUIRE(again.Dump() == keys.Dump());
   REQUIRE(again.Dump().size() == 3);
   REQUIRE(again.DisabledProjects() == std::vector<std::string>{a.project_id});
