@@ -109,7 +109,7 @@ const Fixture& Get(size_t n) {
     f->keys.Replace(builder);
   }
   f->load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  malloc_trim(0);  // the builder's records go back to the kernel, as the sidecar does
+  malloc_trim(0);  // the builder's slabs go back to the kernel, as the sidecar does
   f->bytes_per_key =
       static_cast<double>(ResidentBytes() - resident_before) / static_cast<double>(n);
 

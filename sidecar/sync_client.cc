@@ -251,10 +251,9 @@ absl::Status SyncClient::HandleSnapshotEnd(const v1::WatchResponse& msg) {
           StrCat("snapshot at revision ", revision, " is behind applied ", state_.applied));
     }
   }
-  KeySet::Builder empty;
-  KeySet::Builder& built = building_ ? *building_ : empty;
-  const size_t keys = built.size();
-  keys_->Replace(built);
+  if (!building_) building_ = std::make_unique<KeySet::Builder>();  // a snapshot of nothing
+  const size_t keys = building_->size();
+  keys_->Replace(*building_);
   building_.reset();
   // The snapshot's messages and entries were freed; give their pages back
   // rather than keep a million keys' worth of transient heap resident.
