@@ -1,6 +1,8 @@
 #include "authority/rpc/sync_service.h"
 
 #include <chrono>
+#include <map>
+#include <memory>
 #include <optional>
 
 #include "absl/time/clock.h"
@@ -125,8 +127,7 @@ class SyncReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
       : service_(service),
         ctx_(ctx),
         count_(count),
-        principal_id_(std::move(principal_id)),
-        admit_(std::move(admit)) {
+        starting_(new Starting{std::move(principal_id), std::move(admit)}) {
     StartRead(&incoming_);
   }
 
@@ -151,7 +152,7 @@ class SyncReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
       return;
     }
     v1::SyncRequest request;
-    absl::Status counted = ParseRequest(incoming_, "SyncRequest", request);
+    absl::Status counted = TakeRequest(request);
     if (counted.ok()) counted = Acknowledge(request);
     if (!counted.ok()) {
       following_->stream().Cancel(std::move(counted));
@@ -173,10 +174,19 @@ class SyncReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
   void OnDone() override { delete this; }
 
  private:
+  // Parses the message just read, and lets go of its bytes: gRPC would
+  // otherwise keep them (a few hundred bytes) until the next message, which
+  // for an idle sidecar is its next revision.
+  absl::Status TakeRequest(v1::SyncRequest& request) {
+    absl::Status parsed = ParseRequest(incoming_, "SyncRequest", request);
+    incoming_.Clear();
+    return parsed;
+  }
+
   // The first message: the watch request.
   void Begin() {
     v1::SyncRequest request;
-    if (absl::Status parsed = ParseRequest(incoming_, "SyncRequest", request); !parsed.ok()) {
+    if (absl::Status parsed = TakeRequest(request); !parsed.ok()) {
       End(std::move(parsed));
       return;
     }
@@ -189,9 +199,10 @@ class SyncReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
       End(std::move(admitted));
       return;
     }
-    following_.emplace(service_->stream_deps(), this, std::move(principal_id_),
+    following_.emplace(service_->stream_deps(), this, std::move(starting_->principal_id),
                        req.sidecar_id().empty() ? ctx_->peer() : req.sidecar_id(), req.session());
-    following_->stream().Start(req, std::move(admit_));
+    following_->stream().Start(req, std::move(starting_->admit));
+    starting_.reset();
     bool cancelled;
     {
       MutexLock lock(&mu_);
@@ -225,15 +236,20 @@ class SyncReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
                                  absl::Now());
   }
 
+  // What the stream is started with, held only until it is.
+  struct Starting {
+    std::string principal_id;  // the caller's; the stream keeps it
+    WatchStream::Admit admit;
+  };
+
   // A stream held for every sidecar, so only what it needs once started is
   // kept: the caller's principal, not all of Caller; requests parsed where
   // they are read; the peer asked for when the request names no sidecar.
   const SyncService* const service_;
   const grpc::CallbackServerContext* const ctx_;  // lives until OnDone
   const CallCount count_;
-  std::string principal_id_;  // the caller's, until the stream (which keeps it) starts
-  WatchStream::Admit admit_;
-  grpc::ByteBuffer incoming_;  // gRPC's between StartRead and OnReadDone
+  std::unique_ptr<Starting> starting_;  // until the watch request starts the stream
+  grpc::ByteBuffer incoming_;           // gRPC's between StartRead and OnReadDone
   std::optional<Following> following_;
 
   Mutex mu_;
@@ -245,6 +261,15 @@ class SyncReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
 // caller's principal either closes it there or is seen here.
 WatchStream::Admit Reauthenticate(KeyAuthority* authority, const grpc::CallbackServerContext& ctx) {
   return [authority, token = BearerToken(ctx)] { return authority->Authenticate(token).status(); };
+}
+
+// Frees the call's headers as a map once the token has been read from them.
+// Reading client_metadata() fills a std::multimap, a heap node per header,
+// that gRPC keeps for the life of the call and never fills again; a stream
+// lives as long as its sidecar, and nothing reads the map after Sync. (The
+// map is a mutable member of the context, so no const object is modified.)
+void ReleaseHeaderMap(grpc::CallbackServerContext& ctx) {
+  const_cast<std::multimap<grpc::string_ref, grpc::string_ref>&>(ctx.client_metadata()).clear();
 }
 
 }  // namespace
@@ -302,8 +327,9 @@ grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* SyncService::Sync(
     return new Refused<grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>>(
         count, caller.status());
   }
-  return new SyncReactor(this, ctx, count, std::move(caller->principal_id),
-                         Reauthenticate(authority_, *ctx));
+  WatchStream::Admit admit = Reauthenticate(authority_, *ctx);
+  ReleaseHeaderMap(*ctx);
+  return new SyncReactor(this, ctx, count, std::move(caller->principal_id), std::move(admit));
 }
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* SyncService::Watch(grpc::CallbackServerContext* ctx,
@@ -318,7 +344,9 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* SyncService::Watch(grpc::CallbackSer
   auto* reactor =
       new WatchReactor(stream_deps_, count, caller->principal_id,
                        req.sidecar_id().empty() ? ctx->peer() : req.sidecar_id(), req.session());
-  reactor->Start(req, Reauthenticate(authority_, *ctx));
+  WatchStream::Admit admit = Reauthenticate(authority_, *ctx);
+  ReleaseHeaderMap(*ctx);
+  reactor->Start(req, std::move(admit));
   return reactor;
 }
 
