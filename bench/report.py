@@ -765,16 +765,19 @@ if fleet_kib * 1.024 > 20:
   state for an open bidirectional call on a shared HTTP/2 connection. heaptrack on an
   authority holding 2,000 streams, by hand, puts most of it in gRPC's per-call arena (about
   12 KB per call) and the rest in gRPC's HTTP/2 stream and buffers. latchkey keeps
-  {fleet_kib - floor_kib:.1f} KiB more per stream. By hand (valgrind's massif, 500 streams): the Sync
-  reactor with its watch stream and receipts session, 672 bytes since it stopped keeping the
-  whole caller, the parsed request and a second copy of the session (848 before); the
-  receipts entry, about 210 bytes with its share of the hash table; and gRPC's allocations
-  for each stream's first writes (the snapshot's chunks and end marker, where the floor
-  sends one message). Turning off the metrics interceptor, or the progress messages, or
-  sending a small snapshot as one chunk instead of two each moved the figure by at most
-  0.1 KiB (2,000 streams, by hand). Receipts no longer keep an
-  acknowledgement history per sidecar (up to 100 KB each after 4,096 revisions, which 20
-  revocations never showed), and idle streams no longer hold empty deques (about 1 KiB each).
+  {fleet_kib - floor_kib:.1f} KiB more per stream. By hand (heaptrack, 1,000 and 2,000 streams):
+  the Sync reactor with its watch stream and receipts session, 608 bytes; the receipts entry,
+  about 280 bytes with its share of the hash table, and its session and principal strings;
+  and gRPC's allocations for each stream's first writes (the snapshot's chunks and end
+  marker, where the floor sends one message). A stream no longer keeps the last message it
+  read (gRPC holds a received buffer until the next one, about 345 bytes), the map that
+  reading the call's headers fills (128 bytes), or what it is started with (64 bytes), and
+  the floor no longer keeps that message or an empty deque either (about 1.1 KiB together).
+  Turning off the metrics interceptor, or the progress messages, or sending a small
+  snapshot as one chunk instead of two each moved the figure by at most 0.1 KiB (2,000
+  streams, by hand). Receipts no longer keep an acknowledgement history per sidecar (up to
+  100 KB each after 4,096 revisions, which 20 revocations never showed), and idle streams no
+  longer hold empty deques (about 1 KiB each).
   The goal's 20 KB leaves latchkey {max(0.0, 19.53 - floor_kib):.1f} KiB over gRPC's floor on
   this build; 10,000 streams cost {fmt(fleet_kib * 10000 / 1024)} MiB of authority memory
   against the floor's {fmt(floor_kib * 10000 / 1024)} MiB.""")
