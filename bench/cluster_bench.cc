@@ -405,13 +405,9 @@ int Snapshot(const std::string& sidecar_bin, const std::string& authority,
   const std::string listen = "127.0.0.1:" + std::to_string(17000 + getpid() % 20000);
   const double authority_cpu = authority_pid != 0 ? CpuSeconds(authority_pid) : 0;
   const auto start = Clock::now();
-  const pid_t pid = fork();
-  if (pid == 0) {
-    execl(sidecar_bin.c_str(), sidecar_bin.c_str(), "--listen", listen.c_str(), "--authority",
-          authority.c_str(), "--token-file", token_file.c_str(), "--metrics-listen", "",
-          "--log-level", "warn", static_cast<char*>(nullptr));
-    _exit(127);
-  }
+  const pid_t pid =
+      StartProcess({sidecar_bin, "--listen", listen, "--authority", authority, "--token-file",
+                    token_file, "--metrics-listen", "", "--log-level", "warn"});
   while (!Serving(listen) && Clock::now() - start < std::chrono::minutes(5)) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
@@ -652,22 +648,14 @@ int SidecarCpu(const std::string& sidecar_bin, int sidecars, int revocations, bo
   const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
   std::vector<pid_t> pids;
   for (int i = 0; i < sidecars; ++i) {
-    const std::string listen = "127.0.0.1:" + std::to_string(PickFreePort());
     const std::string id = "bench-sidecar-" + std::to_string(i);
-    const pid_t pid = fork();
-    if (pid == 0) {
-      if (floor) {
-        execl(self.c_str(), self.c_str(), "lean-sidecar", "--authority", address.c_str(),
-              "--token-file", token_file.c_str(), "--sidecar-id", id.c_str(),
-              static_cast<char*>(nullptr));
-      } else {
-        execl(sidecar_bin.c_str(), sidecar_bin.c_str(), "--listen", listen.c_str(), "--authority",
-              address.c_str(), "--token-file", token_file.c_str(), "--sidecar-id", id.c_str(),
-              "--metrics-listen", "", "--log-level", "warn", static_cast<char*>(nullptr));
-      }
-      _exit(127);
-    }
-    pids.push_back(pid);
+    pids.push_back(StartProcess(
+        floor ? std::vector<std::string>{self, "lean-sidecar", "--authority", address,
+                                         "--token-file", token_file, "--sidecar-id", id}
+              : std::vector<std::string>{
+                    sidecar_bin, "--listen", "127.0.0.1:" + std::to_string(PickFreePort()),
+                    "--authority", address, "--token-file", token_file, "--sidecar-id", id,
+                    "--metrics-listen", "", "--log-level", "warn"}));
   }
   auto stop = [&] {
     for (pid_t pid : pids) kill(pid, SIGTERM);

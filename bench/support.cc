@@ -90,7 +90,7 @@ double CpuSeconds(const std::vector<pid_t>& pids) {
   return sum;
 }
 
-pid_t StartServerProcess(std::vector<std::string> args, const std::string& address) {
+pid_t StartProcess(std::vector<std::string> args) {
   const pid_t pid = fork();
   if (pid == 0) {
     std::vector<char*> argv;
@@ -99,6 +99,11 @@ pid_t StartServerProcess(std::vector<std::string> args, const std::string& addre
     execv(args[0].c_str(), argv.data());
     _exit(127);
   }
+  return pid;
+}
+
+pid_t StartServerProcess(std::vector<std::string> args, const std::string& address) {
+  const pid_t pid = StartProcess(args);
   for (const auto deadline = Clock::now() + std::chrono::seconds(30); !Serving(address);) {
     if (Clock::now() > deadline) {
       std::fprintf(stderr, "%s on %s did not start\n", args[0].c_str(), address.c_str());

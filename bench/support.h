@@ -46,9 +46,10 @@ long ResidentKiB(pid_t pid);
 double CpuSeconds(pid_t pid);
 double CpuSeconds(const std::vector<pid_t>& pids);
 
-// Runs `args` (the program's path first) as a child process and waits until
-// the gRPC server it starts on `address` serves; exits the benchmark when it
-// does not within 30 s.
+// Runs `args` (the program's path first) as a child process.
+pid_t StartProcess(std::vector<std::string> args);
+// StartProcess, then waits until the gRPC server it starts on `address`
+// serves; exits the benchmark when it does not within 30 s.
 pid_t StartServerProcess(std::vector<std::string> args, const std::string& address);
 
 // Starts `bin` (latchkey-authority) listening on `address` with `flags`
