@@ -798,9 +798,11 @@ if etcd_kib * 1.024 > 20:
   allocator keeps what the fan-out's writes and acknowledgements used at their peak, while
   the live heap per stream does not grow with revisions (heaptrack, by hand, after 400
   revocations). By hand, 1,000 revocations to 2,000 streams: the floor's resident memory
-  settled within seconds, 1.5 KiB per stream above the held figure; the authority's kept
-  creeping, 3.3 KiB per stream above it by the end. jemalloc in place of glibc's malloc
-  (by `LD_PRELOAD`) did not lower it, and made the held figure 21.2 KiB.
+  settled within seconds, 1.5 KiB per stream above the held figure; the embedded
+  authority's kept creeping, 3.3 KiB per stream above it by the end (net of the store's own
+  growth over as many revocations, measured with 100 streams). jemalloc in place of
+  glibc's malloc (by `LD_PRELOAD`) crept less (1.9 KiB per stream, store included) but
+  held 21.2 KiB per stream from the start, so it is no gain.
   The goal's 20 KB leaves latchkey {max(0.0, 19.53 - floor_kib):.1f} KiB over gRPC's floor on
   this build; 10,000 streams cost {fmt(etcd_kib * 10000 / 1024)} MiB of authority memory
   against the floor's {fmt(floor_kib * 10000 / 1024)} MiB.""")
