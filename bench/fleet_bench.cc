@@ -188,9 +188,9 @@ int Fleet(const FleetOptions& o) {
     }
   });
   const double own_ms = (CpuSeconds(getpid()) - own_before) * 1000;
-  // Again once every stream has received the revocations: what the
-  // allocator keeps after the fan-out's writes and acknowledgements, which
-  // the figure before them does not show.
+  // Again once every stream has applied the revocations (the authority may
+  // still be reading the last acknowledgements): what the allocator keeps
+  // after the fan-out's writes, which the figure before them does not show.
   const long rss_revoked = ResidentKiB(pid);
   end_fleet();
   if (lost || tally.broken.load() > 0) {

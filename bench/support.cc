@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -91,13 +92,19 @@ double CpuSeconds(const std::vector<pid_t>& pids) {
 }
 
 pid_t StartProcess(std::vector<std::string> args) {
+  // Built before the fork: the child of a threaded process only execs.
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
   const pid_t pid = fork();
   if (pid == 0) {
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execv(args[0].c_str(), argv.data());
+    execv(argv[0], argv.data());
     _exit(127);
+  }
+  if (pid < 0) {
+    // Never hand back -1: kill(-1, ...) would signal every process we own.
+    std::perror("fork");
+    std::exit(1);
   }
   return pid;
 }

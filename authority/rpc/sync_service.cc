@@ -267,7 +267,9 @@ WatchStream::Admit Reauthenticate(KeyAuthority* authority, const grpc::CallbackS
 // Reading client_metadata() fills a std::multimap, a heap node per header,
 // that gRPC keeps for the life of the call and never fills again; a stream
 // lives as long as its sidecar, and nothing reads the map after Sync. (The
-// map is a mutable member of the context, so no const object is modified.)
+// map is a mutable member of the context, so no const object is modified;
+// grpcpp/impl/codegen/metadata_map.h in gRPC 1.51 fills it once and only
+// Reset clears it. Check both on a gRPC upgrade.)
 void ReleaseHeaderMap(grpc::CallbackServerContext& ctx) {
   const_cast<std::multimap<grpc::string_ref, grpc::string_ref>&>(ctx.client_metadata()).clear();
 }
