@@ -212,8 +212,8 @@ int Fleet(const FleetOptions& o) {
       "\"authority_rest_cpu_ms_per_s_per_1000\":%.2f,\"authority_kib_per_stream\":%.1f,"
       "\"authority_rss_mib\":%.1f,\"all_applied_p50_ms\":%.2f,\"all_applied_max_ms\":%.2f,"
       "\"client_cpu_us_per_revision_per_stream\":%.1f,\"keys\":%d,"
-      "\"authority_sync_cpu_ms_per_1000\":%.1f,\"authority_kib_per_stream_after_revocations\":%.1f}"
-      "\n",
+      "\"authority_sync_cpu_ms_per_1000\":%.1f,"
+      "\"authority_kib_per_stream_after_revocations\":%.1f}\n",
       o.floor                    ? "floor"
       : o.etcd_endpoints.empty() ? "rocksdb"
                                  : "etcd",
