@@ -171,10 +171,14 @@ def kib_after(r):
     return r.get("authority_kib_per_stream_after_revocations", r["authority_kib_per_stream"])
 
 
+def fleet_kib_after(store):
+    r = fleet_largest.get(store)
+    return kib_after(r) if r else float("nan")
+
+
 def fleet_kib(store):
     """Memory per stream for the goal: the larger of the two readings of the largest fleet."""
-    r = fleet_largest.get(store)
-    return max(r["authority_kib_per_stream"], kib_after(r)) if r else float("nan")
+    return max(fleet_figure(store, "authority_kib_per_stream"), fleet_kib_after(store))
 empty_rss = snap.get(0, {}).get("rss_kib", float("nan"))
 
 
@@ -360,9 +364,9 @@ goals = [
      f"{fmt(fleet_figure('etcd', 'streams'))} streams received all "
      f"{fmt(fleet_figure('etcd', 'revocations'))} revocations; "
      f"{fmt(fleet_kib('etcd'), 1)} KiB of authority memory per stream, the larger of the figure "
-     f"with the streams held ({fmt(fleet_figure('etcd', 'authority_kib_per_stream'), 1)}) and "
-     f"once they received the revocations (embedded: {fmt(fleet_kib('rocksdb'), 1)} KiB; the "
-     f"floor: {fmt(fleet_kib('floor'), 1)} KiB)",
+     f"with the streams held ({fmt(fleet_figure('etcd', 'authority_kib_per_stream'), 1)}) and the "
+     f"one after the revocations ({fmt(fleet_kib_after('etcd'), 1)}); "
+     f"embedded: {fmt(fleet_kib('rocksdb'), 1)} KiB; the floor: {fmt(fleet_kib('floor'), 1)} KiB",
      fleet_figure("etcd", "streams") >= 10000 and fleet_kib("etcd") * 1.024 <= 20),
     ("GitHub secret scanning report of 1,000 tokens, all latchkey's and new (1,000 mutations)",
      "answered well inside GitHub's 30 s: <= 3 s on every store",
