@@ -225,14 +225,14 @@ absl::Status UsageLedger::Flush(std::vector<StillSent>* still_sent) {
   }
   // Nothing to write when every key taken was deleted or only revoked: no
   // store write (the embedded store would count an empty batch as one).
-  if (!rows.empty()) {
-    if (absl::Status put = store_->PutUsage(*writer, rows); !put.ok()) return fail(put);
-  }
   {
+    MutexLock landing(&landing_mu_);
+    if (!rows.empty()) {
+      if (absl::Status put = store_->PutUsage(*writer, rows); !put.ok()) return fail(put);
+    }
     MutexLock lock(&state_mu_);
     for (size_t i = 0; i < rows.size(); ++i) totals_[rows[i].key_id] = std::move(written[i]);
     flushing_.clear();
-    ++generation_;
   }
   // A key deleted after it was read above lost its rows before these
   // landed: take them away again. One deleted after this look erases them
@@ -249,40 +249,56 @@ absl::Status UsageLedger::Flush(std::vector<StillSent>* still_sent) {
   return absl::OkStatus();
 }
 
+UsageLedger::Unwritten UsageLedger::Look(const std::string& key_id) const {
+  Unwritten seen;
+  MutexLock lock(&state_mu_);
+  seen.writer = writer_;
+  if (auto it = totals_.find(key_id); it != totals_.end()) seen.own = it->second;
+  if (auto it = flushing_.find(key_id); it != flushing_.end()) AddPending(seen.pending, it->second);
+  Shard& shard = ShardOf(key_id);
+  MutexLock shard_lock(&shard.mu);
+  if (auto it = shard.keys.find(key_id); it != shard.keys.end()) {
+    AddPending(seen.pending, it->second);
+  }
+  return seen;
+}
+
+absl::StatusOr<internal::KeyUsageRecord> UsageLedger::Combine(const std::string& key_id,
+                                                              const Unwritten& seen,
+                                                              bool revoked) const {
+  absl::StatusOr<std::vector<UsageRow>> rows = store_->GetUsage(key_id);
+  if (!rows.ok()) return rows.status();
+  internal::KeyUsageRecord total;
+  for (const UsageRow& row : *rows) {
+    if (seen.own && row.writer == seen.writer) continue;  // ours as we wrote it: `own`
+    internal::KeyUsageRecord parsed;
+    if (!parsed.ParseFromString(row.value)) return absl::DataLossError("usage row of " + key_id);
+    MergeRecords(total, parsed);
+  }
+  if (seen.own) MergeRecords(total, *seen.own);
+  AddToRecord(total, seen.pending, revoked);
+  return total;
+}
+
 absl::StatusOr<internal::KeyUsageRecord> UsageLedger::Read(std::string_view key_id,
                                                            bool revoked) const {
   const std::string id(key_id);
-  for (int attempt = 1;; ++attempt) {
-    PendingUsage unwritten;
-    std::optional<internal::KeyUsageRecord> own;
-    std::string writer;
-    uint64_t generation;
-    {
-      MutexLock lock(&state_mu_);
-      generation = generation_;
-      writer = writer_;
-      if (auto it = totals_.find(id); it != totals_.end()) own = it->second;
-      if (auto it = flushing_.find(id); it != flushing_.end()) AddPending(unwritten, it->second);
-      Shard& shard = ShardOf(id);
-      MutexLock shard_lock(&shard.mu);
-      if (auto it = shard.keys.find(id); it != shard.keys.end()) AddPending(unwritten, it->second);
-    }
-    absl::StatusOr<std::vector<UsageRow>> rows = store_->GetUsage(id);
-    if (!rows.ok()) return rows.status();
-    internal::KeyUsageRecord total;
-    for (const UsageRow& row : *rows) {
-      if (own && row.writer == writer) continue;  // ours as we wrote it: `own`
-      internal::KeyUsageRecord parsed;
-      if (!parsed.ParseFromString(row.value)) return absl::DataLossError("usage row of " + id);
-      MergeRecords(total, parsed);
-    }
-    if (own) MergeRecords(total, *own);
-    AddToRecord(total, unwritten, revoked);
+  // When this process keeps its own row of the key, the store's copy of it
+  // is not read: what memory holds (the row as written, what a flush took,
+  // what came since) moves between its parts under one lock, so rows landing
+  // meanwhile count once. Only another writer's rows come from the store.
+  if (Unwritten seen = Look(id); seen.own) {
+    absl::StatusOr<internal::KeyUsageRecord> total = Combine(id, seen, revoked);
     MutexLock lock(&state_mu_);
-    // Rows that landed meanwhile may be counted twice: read again (a reader
-    // outpaced by flushes three times takes its answer as it is).
-    if (generation_ == generation || attempt == 3) return total;
+    // A new writer (the old one's lease lost) may have landed its first rows
+    // of the key meanwhile, which the store read would count twice.
+    if (!total.ok() || writer_ == seen.writer) return total;
   }
+  // Otherwise this writer's row comes from the store, and must not change
+  // between the look at memory and the store read: a flush landing between
+  // the two would count what it took twice.
+  MutexLock landing(&landing_mu_);
+  return Combine(id, Look(id), revoked);
 }
 
 }  // namespace latchkey

@@ -8,7 +8,8 @@
 // since: blind puts of rows that only this process writes
 // (KeyStore::PutUsage), so replicas never conflict and a flush costs one
 // row per distinct key, however many reports named it. Read combines every
-// writer's row of a key with what this process has not written yet.
+// writer's row of a key with what this process has not written yet, and
+// counts each report once while a flush's rows land (see Read).
 //
 // A crash loses what was not flushed: at most one flush interval of this
 // process's counts. Usage is advisory.
@@ -24,6 +25,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -94,12 +96,13 @@ class UsageLedger {
   // for the next flush. `still_sent`, when given, receives the revoked keys
   // whose rejections since their revocation this flush wrote.
   absl::Status Flush(std::vector<StillSent>* still_sent = nullptr)
-      ABSL_LOCKS_EXCLUDED(flush_mu_, state_mu_);
+      ABSL_LOCKS_EXCLUDED(flush_mu_, landing_mu_, state_mu_);
 
   // The key's usage: every writer's row plus what this process has not
   // written yet (`revoked`: see AddToRecord).
+  // Counts each report once, however a flush's rows land meanwhile.
   absl::StatusOr<internal::KeyUsageRecord> Read(std::string_view key_id, bool revoked) const
-      ABSL_LOCKS_EXCLUDED(state_mu_);
+      ABSL_LOCKS_EXCLUDED(landing_mu_, state_mu_);
 
  private:
   static constexpr size_t kShards = 16;
@@ -122,17 +125,32 @@ class UsageLedger {
   KeyStore* const store_;
   mutable std::array<Shard, kShards> shards_;
 
-  Mutex flush_mu_;  // one flush at a time; taken before state_mu_
-  // Taken before a shard's mu when both are held.
+  // What Read takes from memory; `own` is this writer's row as last written
+  // here, when this process has written the key's row since it took its
+  // writer.
+  struct Unwritten {
+    std::string writer;
+    std::optional<internal::KeyUsageRecord> own;
+    PendingUsage pending;  // taken by a flush under way, and added since
+  };
+  Unwritten Look(const std::string& key_id) const ABSL_LOCKS_EXCLUDED(state_mu_);
+  // The store's rows of the key (but this writer's when `seen.own` stands
+  // for it) plus what `seen` holds.
+  absl::StatusOr<internal::KeyUsageRecord> Combine(const std::string& key_id, const Unwritten& seen,
+                                                   bool revoked) const;
+
+  // Lock order: flush_mu_, landing_mu_, state_mu_, a shard's mu.
+  Mutex flush_mu_;  // one flush at a time
+  // Held while a flush's rows go into the store and until this process
+  // records them as written, so that a Read that must take this writer's
+  // row from the store sees it either before or after, never half-way.
+  mutable Mutex landing_mu_;
   mutable Mutex state_mu_;
   std::string writer_ ABSL_GUARDED_BY(state_mu_);  // the writer totals_ belong to
   // This writer's rows as this process last wrote them (about 100 bytes a key).
   absl::flat_hash_map<std::string, internal::KeyUsageRecord> totals_ ABSL_GUARDED_BY(state_mu_);
   // What the flush in progress took from the shards, until its rows land.
   absl::flat_hash_map<std::string, PendingUsage> flushing_ ABSL_GUARDED_BY(state_mu_);
-  // Bumped whenever rows land: a Read that saw an older one may have counted
-  // a flush twice (from flushing_ and from the store) and reads again.
-  uint64_t generation_ ABSL_GUARDED_BY(state_mu_) = 0;
 };
 
 }  // namespace latchkey

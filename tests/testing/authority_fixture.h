@@ -41,7 +41,7 @@ class AuthorityFixture {
     REQUIRE(replica.ok());
     return *std::move(replica);
   }
-  KeyStore& store() { return *store_; }
+  ThreadCheckingStore& store() { return *store_; }
   const TempDir& dir() const { return dir_; }
   // Files in dir() and (on etcd) keys of the store that hold `needle`.
   std::vector<std::string> StoredCopiesOf(const std::string& needle) const {
@@ -103,7 +103,7 @@ class AuthorityFixture {
 
  private:
   TempDir dir_;
-  std::unique_ptr<KeyStore> store_;
+  std::unique_ptr<ThreadCheckingStore> store_;
   std::string etcd_prefix_;  // on etcd
   std::unique_ptr<KeyAuthority> authority_;
   Caller admin_, manager_, member_;

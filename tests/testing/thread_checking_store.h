@@ -3,6 +3,7 @@
 #define LATCHKEY_TESTS_TESTING_THREAD_CHECKING_STORE_H_
 
 #include <atomic>
+#include <functional>
 #include <memory>
 
 #include "absl/time/clock.h"
@@ -44,8 +45,18 @@ class ThreadCheckingStore final : public KeyStore {
   absl::Status PutUsage(const std::string& writer, std::vector<UsageRow> rows) override {
     Note();
     absl::SleepFor(absl::Milliseconds(usage_delay_ms_.load()));
-    MutexLock io(&io_mu_);
-    return inner_->PutUsage(writer, std::move(rows));
+    absl::Status put;
+    {
+      MutexLock io(&io_mu_);
+      put = inner_->PutUsage(writer, std::move(rows));
+    }
+    std::function<void()> landed;
+    {
+      MutexLock lock(&landed_mu_);
+      landed.swap(usage_landed_);
+    }
+    if (landed) landed();
+    return put;
   }
   absl::StatusOr<std::vector<UsageRow>> GetUsage(std::string_view key_id) const override {
     Note();
@@ -64,6 +75,12 @@ class ThreadCheckingStore final : public KeyStore {
   }
   // Each usage put waits this long first: widens a race for a test.
   void DelayUsageWrites(int ms) { usage_delay_ms_ = ms; }
+  // `landed` runs once, on the writing thread, after the next usage put is
+  // in the store and before the put returns to its caller.
+  void OnNextUsagePut(std::function<void()> landed) {
+    MutexLock lock(&landed_mu_);
+    usage_landed_ = std::move(landed);
+  }
   // The next `n` Appends wait for one another (at most 10 s) before any goes
   // on: mutations racing from `n` authorities all finish their reads before
   // one commits, however their threads are scheduled.
@@ -177,6 +194,8 @@ class ThreadCheckingStore final : public KeyStore {
   mutable Mutex io_mu_;
   std::atomic<bool> armed_{false};
   std::atomic<int> usage_delay_ms_{0};
+  Mutex landed_mu_;
+  std::function<void()> usage_landed_ ABSL_GUARDED_BY(landed_mu_);
   Mutex gather_mu_;
   CondVar gathered_;
   int gather_awaited_ ABSL_GUARDED_BY(gather_mu_) = 0;  // Appends GatherAppends still awaits

@@ -3,6 +3,8 @@
 
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <chrono>
+#include <future>
 #include <thread>
 #include <vector>
 
@@ -119,6 +121,40 @@ TEST_CASE("usage reported, flushed and read from many threads at once counts eve
   for (const std::string& id : ids) CHECK(f.GetKey(id).use_count() == kReporters * kReports);
   REQUIRE(f.authority().FlushUsage().ok());
   for (const std::string& id : ids) CHECK(f.GetKey(id).use_count() == kReporters * kReports);
+}
+
+TEST_CASE("a read while a flush's rows land counts them once", "[concurrency]") {
+  AuthorityFixture f;
+  const std::string project = f.CreateProject().project().project_id();
+  const std::string id = f.GenerateApiKey(project)->key().key_id();
+  v1::ReportUsageRequest report;
+  report.set_sidecar_id("pod-1");
+  v1::KeyUsage* u = report.add_usage();
+  u->set_key_id(id);
+  u->set_count(7);
+  *u->mutable_last_used_time() = ToProto(absl::Now());
+  // The first flush writes a row this process has not written before; the
+  // second adds to the row it wrote.
+  for (uint64_t flush = 1; flush <= 2; ++flush) {
+    REQUIRE(f.authority().RecordUsage(kSidecar, report).ok());
+    std::future<absl::StatusOr<v1::Key>> read;
+    f.store().OnNextUsagePut([&] {
+      // The rows are in the store; the flush that wrote them has not returned.
+      read = std::async(std::launch::async, [&] {
+        v1::GetKeyRequest get;
+        get.set_key_id(id);
+        return f.authority().GetKey(f.member(), get);
+      });
+      // A read that can finish now does; one that waits for the rows to land
+      // is let go after this.
+      read.wait_for(std::chrono::milliseconds(500));
+    });
+    REQUIRE(f.authority().FlushUsage().ok());
+    REQUIRE(read.valid());
+    absl::StatusOr<v1::Key> key = read.get();
+    REQUIRE(key.ok());
+    CHECK(key->use_count() == 7 * flush);
+  }
 }
 
 }  // namespace
