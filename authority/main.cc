@@ -103,6 +103,10 @@ int main(int argc, char** argv) {
   latchkey::AddDurationFlag(app, "--usage-flush-interval", options.usage_flush_interval,
                             "how often usage reports summed in memory are written to the store",
                             absl::Milliseconds(100), absl::Seconds(30));
+  latchkey::AddDurationFlag(app, "--memory-release-interval", options.memory_release_interval,
+                            "how often to check whether a burst of work is over and give the "
+                            "memory it freed back to the operating system; 0: never",
+                            absl::ZeroDuration(), absl::Minutes(10));
   app.add_option("--tls-cert", options.tls.cert, "PEM certificate for TLS listeners");
   app.add_option("--tls-key", options.tls.key, "PEM private key for --tls-cert");
   app.add_option("--tls-client-ca", options.tls.client_ca,

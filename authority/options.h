@@ -40,6 +40,10 @@ struct AuthorityOptions {
   // once more at shutdown): a crash loses at most this much of this
   // replica's usage counts.
   absl::Duration usage_flush_interval = absl::Seconds(10);
+  // How often to check whether a burst of fan-out work is over, and give
+  // the memory it freed back to the operating system
+  // (common/memory_release.h); 0: never.
+  absl::Duration memory_release_interval = absl::Seconds(1);
   ServerTlsFiles tls;                 // TLS (and mTLS) for the TCP listeners
   std::string metrics_listen;         // host:port for HTTP /metrics; empty: off
   bool metrics_allow_remote = false;  // --metrics-listen may be beyond loopback

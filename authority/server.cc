@@ -10,6 +10,7 @@
 #include "authority/rpc/sync_service.h"
 #include "authority/store_factory.h"
 #include "common/log.h"
+#include "common/memory_release.h"
 #include "common/periodic.h"
 #include "common/strings.h"
 
@@ -39,6 +40,7 @@ struct AuthorityServer::Parts {
   std::unique_ptr<Periodic> store_health;  // stopped first
   std::unique_ptr<Periodic> share_receipts;
   std::unique_ptr<Periodic> usage_flush;
+  std::unique_ptr<MemoryRelease> memory_release;
 };
 
 namespace {
@@ -270,6 +272,20 @@ absl::StatusOr<std::unique_ptr<AuthorityServer>> AuthorityServer::Start(
     parts->share_receipts = ShareReceipts(raw_store, propagation);
   }
   parts->usage_flush = FlushUsage(core, options.usage_flush_interval);
+  parts->memory_release = std::make_unique<MemoryRelease>(options.memory_release_interval,
+                                                          [hub] { return hub->changes(); });
+  const MemoryRelease* release = parts->memory_release.get();
+  parts->metrics.AddCounterFunc(
+      "latchkey_memory_releases_total",
+      "Times freed heap memory was given back to the operating system after a burst of work.",
+      [release] { return static_cast<double>(release->releases()); });
+  parts->metrics.AddCounterFunc("latchkey_memory_release_seconds_total",
+                                "Seconds spent giving freed heap memory back.",
+                                [release] { return release->release_seconds(); });
+  parts->metrics.AddCounterFunc(
+      "latchkey_memory_released_bytes_total",
+      "Resident memory that went away across the releases (a lower bound).",
+      [release] { return static_cast<double>(release->released_bytes()); });
 
   std::unique_ptr<AuthorityServer> self(new AuthorityServer(std::move(parts)));
   self->ports_ = std::move(ports);
@@ -282,6 +298,7 @@ AuthorityServer::~AuthorityServer() { Shutdown(); }
 void AuthorityServer::Shutdown(absl::Duration deadline) {
   if (shut_down_) return;
   shut_down_ = true;
+  parts_->memory_release.reset();
   parts_->store_health.reset();
   parts_->share_receipts.reset();
   parts_->secret_scanning.reset();  // after the reports in flight

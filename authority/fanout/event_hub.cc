@@ -14,11 +14,13 @@ EventHub::~EventHub() { ticker_.Stop(); }
 void EventHub::Add(Subscriber* s) {
   MutexLock lock(&mu_);
   subscribers_.insert(s);
+  changes_.fetch_add(1, std::memory_order_relaxed);
 }
 
 void EventHub::Remove(Subscriber* s) {
   MutexLock lock(&mu_);
   subscribers_.erase(s);
+  changes_.fetch_add(1, std::memory_order_relaxed);
 }
 
 size_t EventHub::size() const {
@@ -43,6 +45,7 @@ void EventHub::Publish(const v1::KeyEvent& event) {
   message.set_store_id(store_id_);
   *message.mutable_event() = event;
   Broadcast(WireResponse::Encode(message));
+  changes_.fetch_add(1, std::memory_order_relaxed);
 }
 
 void EventHub::Broadcast(const SharedResponse& message) {

@@ -12,6 +12,8 @@
 #ifndef LATCHKEY_AUTHORITY_FANOUT_EVENT_HUB_H_
 #define LATCHKEY_AUTHORITY_FANOUT_EVENT_HUB_H_
 
+#include <atomic>
+#include <cstdint>
 #include <functional>
 #include <memory>
 
@@ -59,6 +61,11 @@ class EventHub {
   // Called by the store's commit listener, in revision order.
   void Publish(const v1::KeyEvent& event);
 
+  // Subscribers added and removed and events published so far: the work
+  // that leaves freed memory behind (common/memory_release.h). Progress
+  // messages are not counted; each one's memory is reused by the next.
+  uint64_t changes() const { return changes_.load(std::memory_order_relaxed); }
+
  private:
   void Broadcast(const SharedResponse& message);
   // Sends every subscriber a progress message with the head revision.
@@ -71,6 +78,7 @@ class EventHub {
 
   mutable Mutex mu_;
   absl::flat_hash_set<Subscriber*> subscribers_ ABSL_GUARDED_BY(mu_);
+  std::atomic<uint64_t> changes_{0};
   Periodic ticker_;  // TickProgress every progress_interval_; last, so it starts last
 };
 

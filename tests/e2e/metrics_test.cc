@@ -8,6 +8,7 @@
 #include <map>
 #include <regex>
 #include <sstream>
+#include <thread>
 
 #include "tests/testing/cluster.h"
 
@@ -213,6 +214,32 @@ TEST_CASE("sidecars that start one after another are sent the kept snapshot, rea
     CHECK(after["latchkey_snapshot_kept_bytes"] > 0);
   } else {
     CHECK(after["latchkey_snapshot_kept_bytes"] == 0);
+  }
+}
+
+TEST_CASE("what a burst of streams freed is given back once it is over, and counted") {
+  AuthorityOptions options;
+  options.metrics_listen = "127.0.0.1:0";
+  options.memory_release_interval = absl::Milliseconds(20);
+  bool releases = true;
+  SECTION("releasing") {}
+  SECTION("--memory-release-interval=0: never") {
+    options.memory_release_interval = absl::ZeroDuration();
+    releases = false;
+  }
+  testing::Cluster c(options);
+  const std::string token = c.admin().CreatePrincipal("follower", v1::ROLE_SIDECAR);
+  for (int pod = 0; pod < 3; pod++) SyncOnce(c.authority().address(), token);
+  auto released = [&] {
+    return Scrape(c.authority().metrics_port())["latchkey_memory_releases_total"] > 0;
+  };
+  if (releases) {
+    REQUIRE(testing::Eventually(released));
+    std::map<std::string, double> after = Scrape(c.authority().metrics_port());
+    CHECK(after["latchkey_memory_release_seconds_total"] > 0);
+  } else {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    CHECK_FALSE(released());
   }
 }
 

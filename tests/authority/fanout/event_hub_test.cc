@@ -95,6 +95,19 @@ TEST_CASE("a removed subscriber hears nothing more") {
   REQUIRE(removed.EventRevisions() == std::vector<uint64_t>{1});
 }
 
+TEST_CASE("the hub counts subscribers come and gone and events published, not progress") {
+  Recorder r;
+  EventHub hub("st_1", absl::Milliseconds(1), [] { return uint64_t{0}; });
+  hub.Add(&r);
+  REQUIRE(hub.changes() == 1);
+  hub.Publish(Event(1));
+  REQUIRE(hub.changes() == 2);
+  REQUIRE(testing::Eventually([&] { return r.ProgressHeads().size() >= 3; }));
+  REQUIRE(hub.changes() == 2);
+  hub.Remove(&r);
+  REQUIRE(hub.changes() == 3);
+}
+
 TEST_CASE("progress messages tick at the interval and name the current head") {
   std::atomic<uint64_t> head{7};
   Recorder r;
