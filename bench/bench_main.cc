@@ -206,7 +206,11 @@ int main(int argc, char** argv) {
       ->excludes(fleet_bin)
       ->excludes(fleet_etcd)
       ->excludes(fleet_keys);
+  bool no_release = false;
+  fl->add_flag("--no-memory-release", no_release,
+               "the server keeps what a burst freed (--memory-release-interval=0)");
   fl->callback([&] {
+    fleet.memory_release = !no_release;
     if (!fleet.floor && fleet.authority_bin.empty()) {
       throw CLI::RequiredError("--authority-bin (or --floor)");
     }
@@ -216,8 +220,10 @@ int main(int argc, char** argv) {
   // The floor's server, run by `fleet --floor` as a process of its own.
   auto* floor = app.add_subcommand("sync-floor", "")->group("");
   std::string floor_address;
+  bool floor_keeps = false;
   floor->add_option("--listen", floor_address)->required();
-  floor->callback([&] { status = latchkey::bench::SyncFloor(floor_address); });
+  floor->add_flag("--no-memory-release", floor_keeps);
+  floor->callback([&] { status = latchkey::bench::SyncFloor(floor_address, !floor_keeps); });
 
   auto* sc = app.add_subcommand("sidecar-cpu", "real sidecars' CPU per applied revision");
   int cpu_sidecars = 4, cpu_revocations = 200;

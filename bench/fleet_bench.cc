@@ -14,6 +14,7 @@
 
 #include "bench/lean_stream.h"
 #include "bench/support.h"
+#include "common/memory_release.h"
 #include "latchkey/v1/key_sync.grpc.pb.h"
 
 namespace latchkey::bench {
@@ -24,6 +25,10 @@ bool Check(const grpc::Status& s) {
   if (!s.ok()) std::fprintf(stderr, "fleet: admin call: %s\n", s.error_message().c_str());
   return s.ok();
 }
+
+// Long enough for a server that checks every second to see a burst is over
+// and give back what it freed.
+constexpr auto kSettle = std::chrono::seconds(3);
 
 // CPU milliseconds process `pid` uses while `work` runs, and how long it ran.
 template <typename Work>
@@ -54,7 +59,9 @@ struct Target {
 // snapshot carries and `o.revocations` keys to revoke. False when an admin
 // call fails.
 bool SetUpAuthority(const FleetOptions& o, Target& t) {
-  const AuthorityProcess authority = StartFreshAuthority(o.authority_bin, o.etcd_endpoints);
+  std::vector<std::string> flags;
+  if (!o.memory_release) flags.push_back("--memory-release-interval=0");
+  const AuthorityProcess authority = StartFreshAuthority(o.authority_bin, o.etcd_endpoints, flags);
   t.pid = authority.pid;
   t.address = authority.address;
   t.admin_token = authority.token;
@@ -105,9 +112,10 @@ bool SetUpAuthority(const FleetOptions& o, Target& t) {
 // accepts any token and key id and starts at revision 1.
 void SetUpFloor(const FleetOptions& o, Target& t) {
   t.address = "127.0.0.1:" + std::to_string(PickFreePort());
-  t.pid = StartServerProcess({std::filesystem::read_symlink("/proc/self/exe").string(),
-                              "sync-floor", "--listen", t.address},
-                             t.address);
+  std::vector<std::string> argv = {std::filesystem::read_symlink("/proc/self/exe").string(),
+                                   "sync-floor", "--listen", t.address};
+  if (!o.memory_release) argv.push_back("--no-memory-release");
+  t.pid = StartServerProcess(argv, t.address);
   t.admin_token = t.stream_token = "floor";
   for (int i = 0; i < o.revocations; ++i) t.key_ids.push_back("floor-" + std::to_string(i));
   t.head = 1;
@@ -156,7 +164,10 @@ int Fleet(const FleetOptions& o) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   const double sync_cpu_ms = (CpuSeconds(pid) - sync_cpu_before) * 1000;
-  std::this_thread::sleep_for(std::chrono::seconds(1));  // the snapshots' garbage settles
+  // The snapshots' garbage settles and, the burst over, is given back (a
+  // server checks every second, and releases at the first check that finds
+  // no new work).
+  std::this_thread::sleep_for(kSettle);
   const long rss_after = ResidentKiB(pid);
 
   // At rest: a progress message per stream per --progress-interval.
@@ -192,6 +203,12 @@ int Fleet(const FleetOptions& o) {
   // still be reading the last acknowledgements): what the allocator keeps
   // after the fan-out's writes, which the figure before them does not show.
   const long rss_revoked = ResidentKiB(pid);
+  // And once what the fan-out freed was given back.
+  std::this_thread::sleep_for(kSettle);
+  const long rss_revoked_settled = ResidentKiB(pid);
+  // What giving memory back cost, over the whole run (one release after the
+  // fleet synced and one after the revocations, when the server releases).
+  const double release_cpu_ms = ThreadCpuSeconds(pid, MemoryRelease::kThreadName) * 1000;
   end_fleet();
   if (lost || tally.broken.load() > 0) {
     std::fprintf(stderr, "fleet: a revocation did not reach every stream (%d broken)\n",
@@ -213,7 +230,9 @@ int Fleet(const FleetOptions& o) {
       "\"authority_rss_mib\":%.1f,\"all_applied_p50_ms\":%.2f,\"all_applied_max_ms\":%.2f,"
       "\"client_cpu_us_per_revision_per_stream\":%.1f,\"keys\":%d,"
       "\"authority_sync_cpu_ms_per_1000\":%.1f,"
-      "\"authority_kib_per_stream_after_revocations\":%.1f}\n",
+      "\"authority_kib_per_stream_after_revocations\":%.1f,"
+      "\"authority_kib_per_stream_settled\":%.1f,\"memory_release\":%s,"
+      "\"release_cpu_ms\":%.2f}\n",
       o.floor                    ? "floor"
       : o.etcd_endpoints.empty() ? "rocksdb"
                                  : "etcd",
@@ -221,7 +240,9 @@ int Fleet(const FleetOptions& o) {
       static_cast<double>(rss_after - rss_before) / o.streams, rss_after / 1024.0,
       Quantile(all_applied_ms, 0.5), Quantile(all_applied_ms, 1.0),
       own_ms * 1000 / revs / o.streams, o.keys + o.revocations, sync_cpu_ms * per_1000,
-      static_cast<double>(rss_revoked - rss_before) / o.streams);
+      static_cast<double>(rss_revoked - rss_before) / o.streams,
+      static_cast<double>(rss_revoked_settled - rss_before) / o.streams,
+      o.memory_release ? "true" : "false", release_cpu_ms);
   return 0;
 }
 

@@ -21,6 +21,9 @@ struct FleetOptions {
   std::string authority_bin;   // latchkey-authority, run as its own process
   std::string etcd_endpoints;  // empty: the embedded store
   bool floor = false;          // against bench/sync_floor.h instead of an authority
+  // The server gives freed memory back once a burst is over
+  // (common/memory_release.h); false: --memory-release-interval=0.
+  bool memory_release = true;
 };
 
 // Prints one JSON object on stdout; 1 when a stream fails or a revocation

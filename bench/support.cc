@@ -91,6 +91,21 @@ double CpuSeconds(const std::vector<pid_t>& pids) {
   return sum;
 }
 
+double ThreadCpuSeconds(pid_t pid, const std::string& name) {
+  double sum = 0;
+  std::error_code error;
+  for (const auto& task :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", error)) {
+    std::ifstream comm(task.path() / "comm");
+    std::string thread;
+    if (!std::getline(comm, thread) || thread != name) continue;
+    std::ifstream schedstat(task.path() / "schedstat");
+    uint64_t on_cpu_ns = 0;
+    if (schedstat >> on_cpu_ns) sum += static_cast<double>(on_cpu_ns) * 1e-9;
+  }
+  return sum;
+}
+
 pid_t StartProcess(std::vector<std::string> args) {
   // Built before the fork: the child of a threaded process only execs.
   std::vector<char*> argv;
@@ -149,16 +164,19 @@ std::vector<std::string> EtcdFlags(const Shared& shared, const std::string& endp
           "--bootstrap-token-file=" + shared.token_file};
 }
 
-AuthorityProcess StartFreshAuthority(const std::string& bin, const std::string& etcd_endpoints) {
+AuthorityProcess StartFreshAuthority(const std::string& bin, const std::string& etcd_endpoints,
+                                     std::vector<std::string> flags) {
   AuthorityProcess p;
   p.address = "127.0.0.1:" + std::to_string(PickFreePort());
   if (etcd_endpoints.empty()) {
     const std::string data_dir = TempDataDir("authority");
-    p.pid = StartAuthorityProcess(bin, p.address, {"--data-dir=" + data_dir});
+    flags.push_back("--data-dir=" + data_dir);
+    p.pid = StartAuthorityProcess(bin, p.address, flags);
     p.token = *ReadTokenFile(data_dir + "/admin.token");
   } else {
     const Shared shared = MakeShared();
-    p.pid = StartAuthorityProcess(bin, p.address, EtcdFlags(shared, etcd_endpoints));
+    for (std::string& flag : EtcdFlags(shared, etcd_endpoints)) flags.push_back(std::move(flag));
+    p.pid = StartAuthorityProcess(bin, p.address, flags);
     p.token = shared.token;
   }
   return p;

@@ -45,6 +45,9 @@ long ResidentKiB(pid_t pid);
 // The CPU time (user + system) process `pid` has used so far, in seconds.
 double CpuSeconds(pid_t pid);
 double CpuSeconds(const std::vector<pid_t>& pids);
+// CPU seconds the threads of `pid` named `name` used (from the scheduler's
+// nanosecond count; a thread that exited no longer counts).
+double ThreadCpuSeconds(pid_t pid, const std::string& name);
 
 // Runs `args` (the program's path first) as a child process.
 pid_t StartProcess(std::vector<std::string> args);
@@ -58,13 +61,15 @@ pid_t StartAuthorityProcess(const std::string& bin, const std::string& address,
                             const std::vector<std::string>& flags);
 
 // An authority process on a fresh loopback port, over a fresh store: an
-// embedded one, or a new prefix of the etcd cluster at `etcd_endpoints`.
+// embedded one, or a new prefix of the etcd cluster at `etcd_endpoints`;
+// `flags` are added to those.
 struct AuthorityProcess {
   pid_t pid;
   std::string address;
   std::string token;  // the first ADMIN's
 };
-AuthorityProcess StartFreshAuthority(const std::string& bin, const std::string& etcd_endpoints);
+AuthorityProcess StartFreshAuthority(const std::string& bin, const std::string& etcd_endpoints,
+                                     std::vector<std::string> flags = {});
 
 // What every replica of one etcd deployment is given: a master key, and the
 // first ADMIN's token.

@@ -2,6 +2,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <cstdio>
 #include <list>
 #include <memory>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "common/grpc_server.h"
+#include "common/memory_release.h"
 #include "latchkey/v1/key_admin.grpc.pb.h"
 #include "latchkey/v1/key_sync.grpc.pb.h"
 
@@ -43,8 +45,11 @@ class Fanout {
   void Leave(FloorStream* stream);
   // A new revision: one event, encoded once, written to every stream.
   uint64_t Publish(const std::string& key_id);
+  // Joins, leaves and revisions so far (EventHub::changes).
+  uint64_t changes() const { return changes_.load(std::memory_order_relaxed); }
 
  private:
+  std::atomic<uint64_t> changes_{0};
   std::mutex mu_;
   uint64_t revision_ = 1;
   std::set<FloorStream*> streams_;
@@ -128,11 +133,13 @@ void Fanout::Join(FloorStream* stream) {
   end.mutable_snapshot_end()->set_revision(revision_);
   stream->Send(Encode(end));
   streams_.insert(stream);
+  changes_.fetch_add(1, std::memory_order_relaxed);
 }
 
 void Fanout::Leave(FloorStream* stream) {
   std::lock_guard<std::mutex> lock(mu_);
   streams_.erase(stream);
+  changes_.fetch_add(1, std::memory_order_relaxed);
 }
 
 uint64_t Fanout::Publish(const std::string& key_id) {
@@ -150,6 +157,7 @@ uint64_t Fanout::Publish(const std::string& key_id) {
   entry.set_state(v1::KEY_STATE_REVOKED);
   const Bytes bytes = Encode(event);
   for (FloorStream* s : streams_) s->Send(bytes);
+  changes_.fetch_add(1, std::memory_order_relaxed);
   return revision_;
 }
 
@@ -185,8 +193,10 @@ class FloorAdmin final
 
 }  // namespace
 
-int SyncFloor(const std::string& address) {
+int SyncFloor(const std::string& address, bool memory_release) {
   Fanout fanout;
+  const MemoryRelease release(memory_release ? absl::Seconds(1) : absl::ZeroDuration(),
+                              [&fanout] { return fanout.changes(); });
   FloorSync sync(&fanout);
   FloorAdmin admin(&fanout);
   // The authority's listener settings (streams per connection, message
