@@ -197,7 +197,8 @@ absl::Status UsageLedger::Flush(std::vector<StillSent>* still_sent) {
     return why;
   };
   std::vector<UsageRow> rows;
-  std::vector<internal::KeyUsageRecord> written;
+  // This writer's row of each key in `rows`, before and after this flush.
+  std::vector<internal::KeyUsageRecord> before, written;
   // Keys are read as the latest append left them (on etcd from the local
   // copy, with no call: a flush reads one per key, twice).
   for (const auto& [key_id, pending] : taken) {
@@ -210,6 +211,7 @@ absl::Status UsageLedger::Flush(std::vector<StillSent>* still_sent) {
     absl::StatusOr<internal::KeyUsageRecord> own = OwnRow(key_id, *writer);
     if (!own.ok()) return fail(own.status());
     const bool revoked = key.key().state() == v1::KEY_STATE_REVOKED;
+    before.push_back(*own);
     AddToRecord(*own, pending, revoked);
     if (const uint64_t since = pending.rejected_count - pending.rejected_before_revocation;
         revoked && since > 0 && still_sent != nullptr) {
@@ -227,10 +229,27 @@ absl::Status UsageLedger::Flush(std::vector<StillSent>* still_sent) {
   // store write (the embedded store would count an empty batch as one).
   {
     MutexLock landing(&landing_mu_);
+    absl::Status put;
     if (!rows.empty()) {
-      if (absl::Status put = store_->PutUsage(*writer, rows); !put.ok()) return fail(put);
+      {
+        MutexLock lock(&state_mu_);
+        ++landings_;  // odd: rows may be in the store before totals_ holds them
+      }
+      put = store_->PutUsage(*writer, rows);
     }
     MutexLock lock(&state_mu_);
+    if (!rows.empty()) ++landings_;
+    if (!put.ok()) {
+      if (!absl::IsAborted(put)) {
+        // Some rows may have landed (etcd writes them in several
+        // transactions): keep this writer's rows as they were, so that Read
+        // skips the store's copy and the next flush writes the whole total
+        // over it.
+        for (size_t i = 0; i < rows.size(); ++i) totals_[rows[i].key_id] = std::move(before[i]);
+      }
+      GiveBack(taken, absl::IsAborted(put));
+      return put;
+    }
     for (size_t i = 0; i < rows.size(); ++i) totals_[rows[i].key_id] = std::move(written[i]);
     flushing_.clear();
   }
@@ -253,6 +272,7 @@ UsageLedger::Unwritten UsageLedger::Look(const std::string& key_id) const {
   Unwritten seen;
   MutexLock lock(&state_mu_);
   seen.writer = writer_;
+  seen.landings = landings_;
   if (auto it = totals_.find(key_id); it != totals_.end()) seen.own = it->second;
   if (auto it = flushing_.find(key_id); it != flushing_.end()) AddPending(seen.pending, it->second);
   Shard& shard = ShardOf(key_id);
@@ -283,20 +303,27 @@ absl::StatusOr<internal::KeyUsageRecord> UsageLedger::Combine(const std::string&
 absl::StatusOr<internal::KeyUsageRecord> UsageLedger::Read(std::string_view key_id,
                                                            bool revoked) const {
   const std::string id(key_id);
-  // When this process keeps its own row of the key, the store's copy of it
-  // is not read: what memory holds (the row as written, what a flush took,
-  // what came since) moves between its parts under one lock, so rows landing
-  // meanwhile count once. Only another writer's rows come from the store.
-  if (Unwritten seen = Look(id); seen.own) {
+  Unwritten seen = Look(id);
+  if (seen.own) {
+    // This process keeps its own row of the key, so the store's copy of it
+    // is not read: what memory holds (the row as written, what a flush took,
+    // what came since) moves between its parts under one lock, so rows
+    // landing meanwhile count once. Only other writers' rows come from the
+    // store.
     absl::StatusOr<internal::KeyUsageRecord> total = Combine(id, seen, revoked);
     MutexLock lock(&state_mu_);
     // A new writer (the old one's lease lost) may have landed its first rows
     // of the key meanwhile, which the store read would count twice.
     if (!total.ok() || writer_ == seen.writer) return total;
+  } else if (seen.landings % 2 == 0) {
+    // This writer's row comes from the store: right unless a flush's rows
+    // began landing between the look at memory and the store read, which
+    // would count what it took twice.
+    absl::StatusOr<internal::KeyUsageRecord> total = Combine(id, seen, revoked);
+    MutexLock lock(&state_mu_);
+    if (!total.ok() || landings_ == seen.landings) return total;
   }
-  // Otherwise this writer's row comes from the store, and must not change
-  // between the look at memory and the store read: a flush landing between
-  // the two would count what it took twice.
+  // Rows were landing: read again with none landing.
   MutexLock landing(&landing_mu_);
   return Combine(id, Look(id), revoked);
 }

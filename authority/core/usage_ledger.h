@@ -12,7 +12,9 @@
 // counts each report once while a flush's rows land (see Read).
 //
 // A crash loses what was not flushed: at most one flush interval of this
-// process's counts. Usage is advisory.
+// process's counts. Usage is advisory: a flush whose writer is lost part-way
+// (on etcd, its lease lapsing between two of its transactions) counts the
+// rows that landed before again under the next writer.
 //
 // One ledger per store handle: the writer belongs to the handle, so two
 // ledgers on one handle would overwrite each other's rows. (A replica is a
@@ -129,6 +131,7 @@ class UsageLedger {
   // here, when this process has written the key's row since it took its
   // writer.
   struct Unwritten {
+    uint64_t landings = 0;  // landings_ when looked at
     std::string writer;
     std::optional<internal::KeyUsageRecord> own;
     PendingUsage pending;  // taken by a flush under way, and added since
@@ -142,8 +145,9 @@ class UsageLedger {
   // Lock order: flush_mu_, landing_mu_, state_mu_, a shard's mu.
   Mutex flush_mu_;  // one flush at a time
   // Held while a flush's rows go into the store and until this process
-  // records them as written, so that a Read that must take this writer's
-  // row from the store sees it either before or after, never half-way.
+  // records them as written. A Read that must take this writer's row from
+  // the store, and saw rows landing (landings_), takes it to see them
+  // either before or after, never half-way.
   mutable Mutex landing_mu_;
   mutable Mutex state_mu_;
   std::string writer_ ABSL_GUARDED_BY(state_mu_);  // the writer totals_ belong to
@@ -151,6 +155,9 @@ class UsageLedger {
   absl::flat_hash_map<std::string, internal::KeyUsageRecord> totals_ ABSL_GUARDED_BY(state_mu_);
   // What the flush in progress took from the shards, until its rows land.
   absl::flat_hash_map<std::string, PendingUsage> flushing_ ABSL_GUARDED_BY(state_mu_);
+  // Bumped when a flush begins putting rows and again when it is done with
+  // them: odd while rows may be in the store that totals_ does not hold.
+  uint64_t landings_ ABSL_GUARDED_BY(state_mu_) = 0;
 };
 
 }  // namespace latchkey

@@ -51,11 +51,14 @@ class ThreadCheckingStore final : public KeyStore {
       put = inner_->PutUsage(writer, std::move(rows));
     }
     std::function<void()> landed;
+    bool fail = false;
     {
       MutexLock lock(&landed_mu_);
       landed.swap(usage_landed_);
+      std::swap(fail, fail_after_landing_);
     }
     if (landed) landed();
+    if (put.ok() && fail) return absl::UnavailableError("usage put: answer lost (test)");
     return put;
   }
   absl::StatusOr<std::vector<UsageRow>> GetUsage(std::string_view key_id) const override {
@@ -80,6 +83,12 @@ class ThreadCheckingStore final : public KeyStore {
   void OnNextUsagePut(std::function<void()> landed) {
     MutexLock lock(&landed_mu_);
     usage_landed_ = std::move(landed);
+  }
+  // The next usage put lands, then answers UNAVAILABLE, as a call whose
+  // answer was lost does.
+  void FailNextUsagePutAfterLanding() {
+    MutexLock lock(&landed_mu_);
+    fail_after_landing_ = true;
   }
   // The next `n` Appends wait for one another (at most 10 s) before any goes
   // on: mutations racing from `n` authorities all finish their reads before
@@ -196,6 +205,7 @@ class ThreadCheckingStore final : public KeyStore {
   std::atomic<int> usage_delay_ms_{0};
   Mutex landed_mu_;
   std::function<void()> usage_landed_ ABSL_GUARDED_BY(landed_mu_);
+  bool fail_after_landing_ ABSL_GUARDED_BY(landed_mu_) = false;
   Mutex gather_mu_;
   CondVar gathered_;
   int gather_awaited_ ABSL_GUARDED_BY(gather_mu_) = 0;  // Appends GatherAppends still awaits

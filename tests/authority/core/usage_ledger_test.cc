@@ -157,5 +157,23 @@ TEST_CASE("a read while a flush's rows land counts them once", "[concurrency]") 
   }
 }
 
+TEST_CASE("a flush whose rows landed but whose answer was lost counts them once, then and after") {
+  AuthorityFixture f;
+  const std::string project = f.CreateProject().project().project_id();
+  const std::string id = f.GenerateApiKey(project)->key().key_id();
+  v1::ReportUsageRequest report;
+  report.set_sidecar_id("pod-1");
+  v1::KeyUsage* u = report.add_usage();
+  u->set_key_id(id);
+  u->set_count(7);
+  *u->mutable_last_used_time() = ToProto(absl::Now());
+  REQUIRE(f.authority().RecordUsage(kSidecar, report).ok());
+  f.store().FailNextUsagePutAfterLanding();
+  REQUIRE(absl::IsUnavailable(f.authority().FlushUsage()));
+  CHECK(f.GetKey(id).use_count() == 7);  // in the store, and waiting in memory to be written
+  REQUIRE(f.authority().FlushUsage().ok());
+  CHECK(f.GetKey(id).use_count() == 7);
+}
+
 }  // namespace
 }  // namespace latchkey
