@@ -105,8 +105,8 @@ int main(int argc, char** argv) {
                             absl::Milliseconds(100), absl::Seconds(30));
   latchkey::AddDurationFlag(app, "--memory-release-interval", options.memory_release_interval,
                             "how often to check whether a burst of work is over and give the "
-                            "memory it freed back to the operating system; 0: never",
-                            absl::ZeroDuration(), absl::Minutes(10));
+                            "memory it freed back to the operating system",
+                            absl::Milliseconds(100), absl::Minutes(10), /*zero_turns_off=*/true);
   app.add_option("--tls-cert", options.tls.cert, "PEM certificate for TLS listeners");
   app.add_option("--tls-key", options.tls.key, "PEM private key for --tls-cert");
   app.add_option("--tls-client-ca", options.tls.client_ca,

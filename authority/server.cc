@@ -28,6 +28,8 @@ struct AuthorityServer::Parts {
   std::unique_ptr<KeyAuthority> authority;
   std::unique_ptr<PropagationTracker> propagation;
   std::unique_ptr<EventHub> hub;
+  // Reads the hub; read by /metrics until metrics_server is gone.
+  std::unique_ptr<MemoryRelease> memory_release;
   std::unique_ptr<WorkQueue> store_work;  // outlives the services' calls
   std::unique_ptr<WebhookDeliverer> webhooks;
   std::unique_ptr<AdminService> admin;
@@ -40,7 +42,6 @@ struct AuthorityServer::Parts {
   std::unique_ptr<Periodic> store_health;  // stopped first
   std::unique_ptr<Periodic> share_receipts;
   std::unique_ptr<Periodic> usage_flush;
-  std::unique_ptr<MemoryRelease> memory_release;
 };
 
 namespace {
@@ -277,14 +278,14 @@ absl::StatusOr<std::unique_ptr<AuthorityServer>> AuthorityServer::Start(
   const MemoryRelease* release = parts->memory_release.get();
   parts->metrics.AddCounterFunc(
       "latchkey_memory_releases_total",
-      "Times freed heap memory was given back to the operating system after a burst of work.",
+      "Times what a burst of work freed was handed back to the operating system (malloc_trim).",
       [release] { return static_cast<double>(release->releases()); });
   parts->metrics.AddCounterFunc("latchkey_memory_release_seconds_total",
                                 "Seconds spent giving freed heap memory back.",
                                 [release] { return release->release_seconds(); });
   parts->metrics.AddCounterFunc(
       "latchkey_memory_released_bytes_total",
-      "Resident memory that went away across the releases (a lower bound).",
+      "How much resident memory went down across each release, summed (approximate).",
       [release] { return static_cast<double>(release->released_bytes()); });
 
   std::unique_ptr<AuthorityServer> self(new AuthorityServer(std::move(parts)));
@@ -298,7 +299,7 @@ AuthorityServer::~AuthorityServer() { Shutdown(); }
 void AuthorityServer::Shutdown(absl::Duration deadline) {
   if (shut_down_) return;
   shut_down_ = true;
-  parts_->memory_release.reset();
+  parts_->memory_release->Stop();
   parts_->store_health.reset();
   parts_->share_receipts.reset();
   parts_->secret_scanning.reset();  // after the reports in flight

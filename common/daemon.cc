@@ -51,15 +51,18 @@ std::optional<absl::Duration> ParseFlagDuration(const std::string& text) {
 }  // namespace
 
 CLI::Option* AddDurationFlag(CLI::App& app, const std::string& name, absl::Duration& value,
-                             const std::string& help, absl::Duration min, absl::Duration max) {
+                             const std::string& help, absl::Duration min, absl::Duration max,
+                             bool zero_turns_off) {
   const std::string range =
-      absl::StrCat(" (", absl::FormatDuration(min), " to ", absl::FormatDuration(max), ")");
+      absl::StrCat(" (", zero_turns_off ? "0: off, or " : "", absl::FormatDuration(min), " to ",
+                   absl::FormatDuration(max), ")");
   CLI::Option* opt = app.add_option_function<std::string>(
       name, [&value](const std::string& text) { value = *ParseFlagDuration(text); }, help + range);
   opt->check(CLI::Validator(
-      [min, max, range](std::string& text) -> std::string {
+      [min, max, range, zero_turns_off](std::string& text) -> std::string {
         std::optional<absl::Duration> d = ParseFlagDuration(text);
         if (!d) return "takes a duration such as 500ms, 30s or 2m, got " + text;
+        if (zero_turns_off && *d == absl::ZeroDuration()) return "";
         if (*d < min || *d > max) return "must be" + range + ", got " + text;
         return "";
       },

@@ -33,10 +33,12 @@ struct DaemonFlags {
 void AddDaemonFlags(CLI::App& app, ListenOptions& listen, DaemonFlags& flags);
 
 // A duration flag that takes units ("500ms", "30s", "2m", "1h") or, as before
-// units were accepted, a bare number of seconds; refused outside [min, max].
-// `value` holds the default and receives the parsed duration.
+// units were accepted, a bare number of seconds; refused outside [min, max]
+// (but for 0 when `zero_turns_off`). `value` holds the default and receives
+// the parsed duration.
 CLI::Option* AddDurationFlag(CLI::App& app, const std::string& name, absl::Duration& value,
-                             const std::string& help, absl::Duration min, absl::Duration max);
+                             const std::string& help, absl::Duration min, absl::Duration max,
+                             bool zero_turns_off = false);
 
 }  // namespace latchkey
 

@@ -24,7 +24,9 @@ MemoryRelease::MemoryRelease(absl::Duration interval, std::function<uint64_t()> 
   }
 }
 
-MemoryRelease::~MemoryRelease() {
+MemoryRelease::~MemoryRelease() { Stop(); }
+
+void MemoryRelease::Stop() {
   if (checker_ != nullptr) checker_->Stop();
 }
 

@@ -45,7 +45,11 @@ class MemoryRelease {
   // `work` answers a count that grows with the work that leaves memory
   // behind; it is read on the checking thread.
   MemoryRelease(absl::Duration interval, std::function<uint64_t()> work, Release release = Trim);
-  ~MemoryRelease();  // stops checking
+  ~MemoryRelease();  // Stop()
+
+  // Stops checking: lets a check in progress finish, and none follows.
+  // Idempotent.
+  void Stop();
 
   // One check: releases when work was done since the last release and none
   // since the last check (or kBusyChecks checks went by). Called by the
@@ -56,8 +60,8 @@ class MemoryRelease {
   double release_seconds() const {
     return static_cast<double>(release_nanos_.load(std::memory_order_relaxed)) * 1e-9;
   }
-  // Resident memory that went away across the releases (other threads may
-  // allocate meanwhile, so it is a lower bound).
+  // How much resident memory went down across each release, summed
+  // (approximate: other threads allocate and free meanwhile).
   uint64_t released_bytes() const { return released_bytes_.load(std::memory_order_relaxed); }
 
  private:

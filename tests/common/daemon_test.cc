@@ -54,6 +54,23 @@ TEST_CASE("a duration flag outside its range, or not a duration, is refused with
   }
 }
 
+TEST_CASE("a duration flag that 0 turns off takes 0, and otherwise only its range") {
+  CLI::App app;
+  absl::Duration every = absl::Seconds(1);
+  AddDurationFlag(app, "--every", every, "how often", absl::Milliseconds(100), absl::Minutes(10),
+                  /*zero_turns_off=*/true);
+  CHECK(app.help().find("how often (0: off, or 100ms to 10m)") != std::string::npos);
+  app.parse("--every 0", /*program_name_included=*/false);
+  CHECK(every == absl::ZeroDuration());
+  app.parse("--every 250ms", /*program_name_included=*/false);
+  CHECK(every == absl::Milliseconds(250));
+  for (const char* bad : {"--every 1ms", "--every 20m", "--every -1"}) {
+    INFO(bad);
+    CHECK_THROWS_WITH(app.parse(bad, /*program_name_included=*/false),
+                      Catch::Contains("must be (0: off, or 100ms to 10m)"));
+  }
+}
+
 TEST_CASE("a duration flag's help shows its default and range") {
   CLI::App app;
   absl::Duration wait = absl::Milliseconds(250);
