@@ -18,6 +18,25 @@ using testing::AuthorityFixture;
 
 const Caller kSidecar{"prn_s", "sidecar", v1::ROLE_SIDECAR};
 
+// One sidecar's report of `count` uses of each of `key_ids`, the last now.
+v1::ReportUsageRequest Uses(const std::vector<std::string>& key_ids, uint64_t count,
+                            const std::string& sidecar_id = "pod-1") {
+  v1::ReportUsageRequest report;
+  report.set_sidecar_id(sidecar_id);
+  for (const std::string& id : key_ids) {
+    v1::KeyUsage* u = report.add_usage();
+    u->set_key_id(id);
+    u->set_count(count);
+    *u->mutable_last_used_time() = ToProto(absl::Now());
+  }
+  return report;
+}
+
+// A new API key's id, in a new project.
+std::string NewKeyId(AuthorityFixture& f) {
+  return f.GenerateApiKey(f.CreateProject().project().project_id())->key().key_id();
+}
+
 TEST_CASE("a full list of sidecars gives way to one that rejected more") {
   PendingUsage pending;
   for (int i = 0; i < 64; ++i) {
@@ -85,14 +104,7 @@ TEST_CASE("usage reported, flushed and read from many threads at once counts eve
   std::vector<std::thread> threads;
   for (uint64_t r = 0; r < kReporters; ++r) {
     threads.emplace_back([&, r] {
-      v1::ReportUsageRequest report;
-      report.set_sidecar_id("pod-" + std::to_string(r));
-      for (const std::string& id : ids) {
-        v1::KeyUsage* u = report.add_usage();
-        u->set_key_id(id);
-        u->set_count(1);
-        *u->mutable_last_used_time() = ToProto(absl::Now());
-      }
+      const v1::ReportUsageRequest report = Uses(ids, 1, "pod-" + std::to_string(r));
       for (uint64_t i = 0; i < kReports; ++i) {
         if (!f.authority().RecordUsage(kSidecar, report).ok()) ++failed;
       }
@@ -125,14 +137,8 @@ TEST_CASE("usage reported, flushed and read from many threads at once counts eve
 
 TEST_CASE("a read while a flush's rows land counts them once", "[concurrency]") {
   AuthorityFixture f;
-  const std::string project = f.CreateProject().project().project_id();
-  const std::string id = f.GenerateApiKey(project)->key().key_id();
-  v1::ReportUsageRequest report;
-  report.set_sidecar_id("pod-1");
-  v1::KeyUsage* u = report.add_usage();
-  u->set_key_id(id);
-  u->set_count(7);
-  *u->mutable_last_used_time() = ToProto(absl::Now());
+  const std::string id = NewKeyId(f);
+  const v1::ReportUsageRequest report = Uses({id}, 7);
   // The first flush writes a row this process has not written before; the
   // second adds to the row it wrote.
   for (uint64_t flush = 1; flush <= 2; ++flush) {
@@ -159,14 +165,8 @@ TEST_CASE("a read while a flush's rows land counts them once", "[concurrency]") 
 
 TEST_CASE("a flush whose rows landed but whose answer was lost counts them once, then and after") {
   AuthorityFixture f;
-  const std::string project = f.CreateProject().project().project_id();
-  const std::string id = f.GenerateApiKey(project)->key().key_id();
-  v1::ReportUsageRequest report;
-  report.set_sidecar_id("pod-1");
-  v1::KeyUsage* u = report.add_usage();
-  u->set_key_id(id);
-  u->set_count(7);
-  *u->mutable_last_used_time() = ToProto(absl::Now());
+  const std::string id = NewKeyId(f);
+  const v1::ReportUsageRequest report = Uses({id}, 7);
   REQUIRE(f.authority().RecordUsage(kSidecar, report).ok());
   f.store().FailNextUsagePutAfterLanding();
   REQUIRE(absl::IsUnavailable(f.authority().FlushUsage()));
