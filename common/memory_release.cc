@@ -10,7 +10,7 @@
 
 namespace latchkey {
 
-bool MemoryRelease::Trim() { return malloc_trim(0) == 1; }
+void MemoryRelease::Trim() { malloc_trim(0); }
 
 MemoryRelease::MemoryRelease(absl::Duration interval, std::function<uint64_t()> work,
                              Release release)

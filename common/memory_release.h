@@ -36,10 +36,10 @@ class MemoryRelease {
   // The checking thread's name.
   static constexpr char kThreadName[] = "memory-release";
 
-  // Gives freed memory back; true when it gave some.
-  using Release = std::function<bool()>;
+  // Gives freed memory back.
+  using Release = std::function<void()>;
   // Releases with malloc_trim(0).
-  static bool Trim();
+  static void Trim();
 
   // Checks every `interval` (never when it is zero: the owner calls Check).
   // `work` answers a count that grows with the work that leaves memory

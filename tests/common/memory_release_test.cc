@@ -12,11 +12,7 @@ namespace {
 struct Counted {
   uint64_t work = 0;
   int releases = 0;
-  MemoryRelease release{absl::ZeroDuration(), [this] { return work; },
-                        [this] {
-                          ++releases;
-                          return true;
-                        }};
+  MemoryRelease release{absl::ZeroDuration(), [this] { return work; }, [this] { ++releases; }};
 };
 
 TEST_CASE("freed memory is given back once work pauses, and not while there was none") {
