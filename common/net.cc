@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <random>
 #include <set>
 
 #include "absl/strings/numbers.h"
@@ -93,28 +94,47 @@ absl::StatusOr<std::vector<std::string>> ParseEndpoints(std::string_view list) {
   }
 }
 
+int EphemeralPortsStart() {
+  int first = 32768;  // Linux's default
+  if (FILE* range = std::fopen("/proc/sys/net/ipv4/ip_local_port_range", "r")) {
+    if (std::fscanf(range, "%d", &first) != 1) first = 32768;
+    std::fclose(range);
+  }
+  return first;
+}
+
 int PickFreePort() {
-  // The kernel may hand a port just closed out again; remember every port
-  // given so that two servers of one test never get the same one.
+  // Not from the kernel's ephemeral range: any process's outgoing connection
+  // may take such a port as its own between the pick and the server's bind
+  // (on loopback even a client connecting to that very port, which then
+  // connects to itself). Below it, only a server that binds the port
+  // explicitly can take it. The kernel may hand a port just closed out
+  // again, so every port given is remembered: two servers of one test never
+  // get the same one.
+  constexpr int kFirst = 10000;
   static Mutex mu;
   static std::set<int>* given = new std::set<int>();
+  static std::mt19937* random = new std::mt19937(std::random_device{}());
   MutexLock lock(&mu);
-  for (;;) {
+  const int end = EphemeralPortsStart();
+  for (int attempt = 0; end - kFirst > 1000 && attempt < 10000; ++attempt) {
+    const int port = kFirst + static_cast<int>((*random)() % static_cast<unsigned>(end - kFirst));
+    if (given->contains(port)) continue;
     const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) break;
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = 0;
-    socklen_t len = sizeof(addr);
-    const bool bound = fd >= 0 && bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-                       getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
-    if (fd >= 0) close(fd);
-    if (!bound) {
-      std::perror("no free loopback port");
-      std::abort();
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    const bool bound = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+    close(fd);
+    if (bound) {
+      given->insert(port);
+      return port;
     }
-    if (given->insert(ntohs(addr.sin_port)).second) return ntohs(addr.sin_port);
   }
+  std::fprintf(stderr, "no free loopback port below %d\n", end);
+  std::abort();
 }
 
 }  // namespace latchkey

@@ -43,8 +43,11 @@ absl::StatusOr<std::vector<std::string>> ParseEndpoints(std::string_view list);
 
 // A loopback TCP port that was free a moment ago, for servers of tests and
 // benches that must be restarted on the same address. Never the same port
-// twice in one process.
+// twice in one process, and never one the kernel hands to outgoing
+// connections (below EphemeralPortsStart).
 int PickFreePort();
+// The first port of the kernel's ephemeral range (ip_local_port_range).
+int EphemeralPortsStart();
 
 }  // namespace latchkey
 

@@ -1,7 +1,13 @@
 // Listen addresses: what counts as loopback, and host:port splitting.
 #include "common/net.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
+#include <set>
 
 namespace latchkey {
 namespace {
@@ -58,6 +64,25 @@ TEST_CASE("an endpoint list splits on commas, and an empty endpoint is refused")
   for (const char* bad : {"", ",", "a:1,", ",a:1", "a:1,,b:2"}) {
     INFO(bad);
     REQUIRE(absl::IsInvalidArgument(ParseEndpoints(bad).status()));
+  }
+}
+
+TEST_CASE("picked ports are free, distinct, and never ones outgoing connections are given") {
+  std::set<int> seen;
+  for (int i = 0; i < 50; ++i) {
+    const int port = PickFreePort();
+    INFO(port);
+    CHECK(port >= 1024);
+    CHECK(port < EphemeralPortsStart());
+    CHECK(seen.insert(port).second);
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(fd >= 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    CHECK(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+    close(fd);
   }
 }
 
