@@ -1,12 +1,16 @@
 #include "common/net.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <sys/file.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <random>
 #include <set>
 
@@ -103,6 +107,30 @@ int EphemeralPortsStart() {
   return first;
 }
 
+namespace {
+
+// Reserves `port` among the processes on this machine that pick ports here
+// (tests run in parallel, each with servers of its own): a lock on a file
+// named after it, which the kernel lets go when this process exits, however
+// it ends. False when another process holds it.
+bool Reserve(int port) {
+  static const std::string* dir = [] {
+    auto* d = new std::string(std::filesystem::temp_directory_path() / "latchkey-ports");
+    mkdir(d->c_str(), 0777);
+    return d;
+  }();
+  const int fd =
+      open((*dir + "/" + std::to_string(port)).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+  if (fd < 0) return true;  // cannot coordinate: the bind check alone decides
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    close(fd);
+    return false;
+  }
+  return true;  // the descriptor stays open: the reservation lasts this process's life
+}
+
+}  // namespace
+
 int PickFreePort() {
   // Not from the kernel's ephemeral range: any process's outgoing connection
   // may take such a port as its own between the pick and the server's bind
@@ -110,7 +138,8 @@ int PickFreePort() {
   // connects to itself). Below it, only a server that binds the port
   // explicitly can take it. The kernel may hand a port just closed out
   // again, so every port given is remembered: two servers of one test never
-  // get the same one.
+  // get the same one; and reserved (Reserve): two test processes running
+  // at once never get the same one either.
   constexpr int kFirst = 10000;
   static Mutex mu;
   static std::set<int>* given = new std::set<int>();
@@ -119,7 +148,7 @@ int PickFreePort() {
   const int end = EphemeralPortsStart();
   for (int attempt = 0; end - kFirst > 1000 && attempt < 10000; ++attempt) {
     const int port = kFirst + static_cast<int>((*random)() % static_cast<unsigned>(end - kFirst));
-    if (given->contains(port)) continue;
+    if (given->contains(port) || !Reserve(port)) continue;
     const int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0) break;
     sockaddr_in addr{};
