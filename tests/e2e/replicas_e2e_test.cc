@@ -442,6 +442,8 @@ TEST_CASE(
       a_address + "," + b_address, a.CreatePrincipal("follower", v1::ROLE_SIDECAR), "follower");
   REQUIRE(testing::Eventually(
       [&] { return testing::Verdict(sidecar->address(), key.api_key()) == v1::VALID; }));
+  // The key set is served a moment before its snapshot is counted.
+  REQUIRE(testing::Eventually([&] { return sidecar->sync_state().snapshots >= 1; }));
   const uint64_t snapshots = sidecar->sync_state().snapshots;
   // B must know the key before A goes: it hears A's commits a moment later.
   Admin b(b_address, r.token());
