@@ -577,6 +577,11 @@ void KeySet::Reserve(size_t more) {
 }
 
 void KeySet::Replace(Builder& builder) {
+  Replace(builder, [](absl::FunctionRef<void()> swap) { swap(); });
+}
+
+void KeySet::Replace(Builder& builder,
+                     absl::FunctionRef<void(absl::FunctionRef<void()> swap)> around_swap) {
   const size_t n = builder.size_;
   auto table = std::make_unique<Table>(static_cast<size_t>(static_cast<double>(n) / kBuildLoad));
   // Slots are placed in arrival order (a later record for a tag wins), each
@@ -601,11 +606,15 @@ void KeySet::Replace(Builder& builder) {
   Projects* old_projects = projects_.load(std::memory_order_relaxed);
   const Expiries* old_expiries = expiries_.load(std::memory_order_relaxed);
   Table* t = table.release();
-  Write([&] {
-    table_.store(t, std::memory_order_seq_cst);
-    projects_.store(p, std::memory_order_seq_cst);
-    expiries_.store(e, std::memory_order_seq_cst);
-    size_.store(live, std::memory_order_relaxed);
+  // The analysis cannot see that write_mu_, held here, is held where the
+  // caller calls this back.
+  around_swap([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    Write([&] {
+      table_.store(t, std::memory_order_seq_cst);
+      projects_.store(p, std::memory_order_seq_cst);
+      expiries_.store(e, std::memory_order_seq_cst);
+      size_.store(live, std::memory_order_relaxed);
+    });
   });
   WaitForReaders();
   delete old_table;

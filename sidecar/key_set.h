@@ -31,6 +31,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "common/crypto.h"
@@ -121,6 +122,13 @@ class KeySet {
   // Replaces everything with what `builder` holds. Leaves `builder` empty.
   // Later records for the same tag win.
   void Replace(Builder& builder);
+  // The same, handing `around_swap` the swap itself (the instant readers
+  // move to the new table), which it must call once: a caller that keeps
+  // state beside the key set calls it under its own lock, so that whoever
+  // reads that state under the lock finds it agreeing with the keys served.
+  // The table is built before, and the old one freed after, outside it.
+  void Replace(Builder& builder,
+               absl::FunctionRef<void(absl::FunctionRef<void()> swap)> around_swap);
 
   // Applies one revision's changes, all or nothing: INVALID_ARGUMENT and no
   // change when any entry, removed digest or project id is malformed.

@@ -253,20 +253,22 @@ absl::Status SyncClient::HandleSnapshotEnd(const v1::WatchResponse& msg) {
   }
   if (!building_) building_ = std::make_unique<KeySet::Builder>();  // a snapshot of nothing
   const size_t keys = building_->size();
-  keys_->Replace(*building_);
-  building_.reset();
-  // The snapshot's messages and entries were freed; give their pages back
-  // rather than keep a million keys' worth of transient heap resident.
-  ReleaseFreedHeap();
-  {
+  // The state changes in the instant the keys do: health and metrics never
+  // see the new keys served with the old revision, or the reverse.
+  keys_->Replace(*building_, [&](absl::FunctionRef<void()> swap) {
     MutexLock lock(&mu_);
+    swap();
     state_.store_id = msg.store_id();
     state_.synced = true;
     state_.applied = revision;
     known_head_ = std::max(known_head_, revision);
     ++state_.snapshots;
     state_.last_confirmed = absl::Now();
-  }
+  });
+  building_.reset();
+  // The snapshot's messages and entries were freed; give their pages back
+  // rather than keep a million keys' worth of transient heap resident.
+  ReleaseFreedHeap();
   spdlog::info("loaded snapshot of {} keys at revision {} of store {}", keys, revision,
                msg.store_id());
   MarkApplied(revision, true);

@@ -6,9 +6,12 @@
 #include <grpcpp/grpcpp.h>
 
 #include <catch2/catch.hpp>
+#include <optional>
 #include <thread>
 #include <vector>
 
+#include "common/crypto.h"
+#include "common/key_format.h"
 #include "common/mutex.h"
 #include "tests/testing/testing.h"
 
@@ -226,6 +229,77 @@ TEST_CASE("events are applied in order on gRPC's thread, snapshots on the client
     // Where gRPC delivered it: the reader thread is not woken per revision.
     REQUIRE(applied[i].thread != reader);
   }
+}
+
+// One stream: a snapshot of kKeys keys in chunks of 1,000, then silence
+// until the client hangs up.
+class SnapshotAuthority final : public v1::KeySync::Service {
+ public:
+  static constexpr int kKeys = 50000;
+  std::string first_value;  // the first key's value
+
+  SnapshotAuthority() {
+    for (int i = 0; i < kKeys; ++i) {
+      const std::string value = GenerateKey(v1::API_KEY);
+      if (i == 0) first_value = value;
+      v1::KeyEntry& e = *(i % 1000 == 0 ? chunks_.emplace_back() : chunks_.back())
+                             .mutable_snapshot_chunk()
+                             ->add_entries();
+      e.set_digest(Sha256Bytes(value));
+      e.set_key_id(GenerateKeyId());
+      e.set_project_id(GenerateProjectId());
+      e.set_kind(v1::API_KEY);
+      e.set_state(v1::KEY_STATE_ACTIVE);
+    }
+  }
+
+  grpc::Status Sync(grpc::ServerContext* ctx,
+                    grpc::ServerReaderWriter<v1::WatchResponse, v1::SyncRequest>* stream) override {
+    v1::SyncRequest first;
+    if (!stream->Read(&first)) return grpc::Status::CANCELLED;
+    for (v1::WatchResponse m : chunks_) {
+      m.set_store_id("st_snap");
+      stream->Write(m);
+    }
+    v1::WatchResponse end;
+    end.set_store_id("st_snap");
+    end.mutable_snapshot_end()->set_revision(9);
+    stream->Write(end);
+    while (!ctx->IsCancelled()) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    return grpc::Status::OK;
+  }
+
+ private:
+  std::vector<v1::WatchResponse> chunks_;
+};
+
+TEST_CASE("once the snapshot's keys are served, the client's state says it was loaded") {
+  SnapshotAuthority authority;
+  Served served(&authority);
+  KeySet keys;
+  SyncClient client(served.Options(), &keys);
+  // Watches from the first moment the key set answers for the snapshot's
+  // keys: what health and metrics read must already agree with it.
+  std::optional<SyncClient::State> seen;
+  std::thread watcher([&] {
+    const absl::Time give_up = absl::Now() + absl::Seconds(60);
+    while (absl::Now() < give_up) {
+      if (keys.Validate(authority.first_value).verdict == v1::VALID) {
+        seen = client.state();
+        return;
+      }
+    }
+  });
+  client.Start();
+  watcher.join();
+  client.Stop();
+  served.server->Shutdown();
+
+  REQUIRE(seen.has_value());
+  CHECK(seen->synced);
+  CHECK(seen->snapshots == 1);
+  CHECK(seen->applied == 9);
+  CHECK(seen->store_id == "st_snap");
 }
 
 }  // namespace
