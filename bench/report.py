@@ -722,10 +722,10 @@ if snap_1m and (snap_1m["seconds"] > 1.5 or snap_kept_1m.get("authority_cpu_s", 
   {snap_kept_1m.get('seconds', float('nan')):.2f} s kept) is the sidecar receiving and decoding
   the chunks while the authority reads and sends them, both on this machine's two cores, then
   placing a million slots in its table (the `load` column of section 1 is decoding and
-  placing, without the network). By hand (perf), about a quarter of the sidecar's CPU in a
-  first sync is protobuf allocating and freeing each entry's message and strings: a chunk is
-  one member of `WatchResponse`'s oneof, which protobuf frees at every parse, so no entry is
-  reused from one chunk to the next.
+  placing, without the network). The sidecar decodes chunks in place, with no allocation per
+  key (docs/design.md, "The sidecar's key table"); when the snapshot is read from the store,
+  the authority's reading (RocksDB's iteration, the rows' copy into chunks and its page
+  faults, the kernel's copy into the socket; perf, by hand) runs on the same two cores.
 """)
 if sidecar_cpu and any(r["cpu_us_per_applied_revision"] > 50 for r in sidecar_cpu.values()):
     worst = max(r["cpu_us_per_applied_revision"] for r in sidecar_cpu.values())

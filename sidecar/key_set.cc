@@ -131,24 +131,42 @@ std::string UnpackId(std::string_view prefix, const std::array<char, N>& packed)
   return out;
 }
 
-absl::Status ToRecord(const v1::KeyEntry& in, KeySet::Record& out) {
-  if (in.digest().size() != sizeof(Digest)) {
+absl::Status ToRecord(const KeySet::EntryFields& in, KeySet::Record& out) {
+  if (in.digest.size() != sizeof(Digest)) {
     return absl::InvalidArgumentError("key entry digest is not 32 bytes");
   }
-  std::memcpy(out.tag.data(), in.digest().data(), out.tag.size());
-  if (!PackId(in.key_id(), kKeyIdPrefix, out.key_id) ||
-      !PackId(in.project_id(), kProjectIdPrefix, out.project_id)) {
+  std::memcpy(out.tag.data(), in.digest.data(), out.tag.size());
+  if (!PackId(in.key_id, kKeyIdPrefix, out.key_id) ||
+      !PackId(in.project_id, kProjectIdPrefix, out.project_id)) {
     return absl::InvalidArgumentError("key entry has a malformed key or project id");
   }
-  if ((in.kind() != v1::API_KEY && in.kind() != v1::SECRET_KEY) ||
-      (in.state() != v1::KEY_STATE_ACTIVE && in.state() != v1::KEY_STATE_REVOKED)) {
+  if ((in.kind != v1::API_KEY && in.kind != v1::SECRET_KEY) ||
+      (in.state != v1::KEY_STATE_ACTIVE && in.state != v1::KEY_STATE_REVOKED)) {
     return absl::InvalidArgumentError("key entry has an unknown kind or state");
   }
-  out.kind = static_cast<uint8_t>(in.kind());
-  out.state = static_cast<uint8_t>(in.state());
-  out.expire_micros = in.has_expire_time() ? absl::ToUnixMicros(FromProto(in.expire_time())) : 0;
-  if (in.has_expire_time() && out.expire_micros == 0) out.expire_micros = 1;  // the epoch itself
+  out.kind = static_cast<uint8_t>(in.kind);
+  out.state = static_cast<uint8_t>(in.state);
+  out.expire_micros = 0;
+  if (in.has_expire_time) {
+    // As FromProto (common/time_util.h) reads a Timestamp.
+    out.expire_micros = absl::ToUnixMicros(absl::FromUnixSeconds(in.expire_seconds) +
+                                           absl::Nanoseconds(in.expire_nanos));
+    if (out.expire_micros == 0) out.expire_micros = 1;  // the epoch itself
+  }
   return absl::OkStatus();
+}
+
+absl::Status ToRecord(const v1::KeyEntry& in, KeySet::Record& out) {
+  KeySet::EntryFields fields;
+  fields.digest = in.digest();
+  fields.key_id = in.key_id();
+  fields.project_id = in.project_id();
+  fields.kind = in.kind();
+  fields.state = in.state();
+  fields.has_expire_time = in.has_expire_time();
+  fields.expire_seconds = in.expire_time().seconds();
+  fields.expire_nanos = in.expire_time().nanos();
+  return ToRecord(fields, out);
 }
 
 Validation Only(v1::Verdict verdict) {
@@ -385,6 +403,12 @@ KeySet::Builder::Builder()
 KeySet::Builder::~Builder() = default;
 
 absl::Status KeySet::Builder::Add(const v1::KeyEntry& entry) {
+  Record r;
+  if (absl::Status s = ToRecord(entry, r); !s.ok()) return s;
+  return AddChecked(r);
+}
+
+absl::Status KeySet::Builder::Add(const EntryFields& entry) {
   Record r;
   if (absl::Status s = ToRecord(entry, r); !s.ok()) return s;
   return AddChecked(r);

@@ -76,6 +76,20 @@ class KeySet {
     int64_t expire_micros = 0;  // 0: never
   };
 
+  // One v1::KeyEntry's fields as they were sent, not yet checked: what a
+  // snapshot chunk decoded in place yields (sidecar/snapshot_chunk.h). Kind
+  // and state are the wire's values, as a protobuf enum field reads them.
+  struct EntryFields {
+    std::string_view digest;
+    std::string_view key_id;
+    std::string_view project_id;
+    int32_t kind = 0;
+    int32_t state = 0;
+    bool has_expire_time = false;
+    int64_t expire_seconds = 0;
+    int32_t expire_nanos = 0;
+  };
+
   struct Table;     // the slots; private to key_set.cc
   struct Projects;  // project ids by index; private to key_set.cc
   using Expiries = absl::flat_hash_map<Tag, int64_t>;
@@ -92,6 +106,7 @@ class KeySet {
     // digest length or ids), RESOURCE_EXHAUSTED past 16,777,216 projects;
     // the entry is not added and the caller decides whether to go on.
     absl::Status Add(const v1::KeyEntry& entry);
+    absl::Status Add(const EntryFields& entry);  // checked exactly as a KeyEntry
     absl::Status Add(const Record& record);
     absl::Status AddDisabledProject(std::string_view project_id);
     size_t size() const { return size_; }

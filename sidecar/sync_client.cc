@@ -32,10 +32,14 @@ void ReleaseFreedHeap() {
   if constexpr (!kSanitizerHeap) malloc_trim(0);
 }
 
+// KeySync.Sync, called through a generic stub so that its messages arrive as
+// WatchMessages.
+constexpr char kSyncMethod[] = "/latchkey.v1.KeySync/Sync";
+
 }  // namespace
 
 SyncClient::SyncClient(SyncOptions options, KeySet* keys)
-    : options_(std::move(options)), keys_(keys), stub_(v1::KeySync::NewStub(options_.channel)) {}
+    : options_(std::move(options)), keys_(keys), stub_(options_.channel) {}
 
 SyncClient::~SyncClient() { Stop(); }
 
@@ -132,9 +136,9 @@ void SyncClient::ReadLoop() {
       stream = Stream::Open(
           [&](grpc::ClientContext* ctx, Stream::Reactor* r) {
             ctx->AddMetadata("authorization", "Bearer " + options_.token);
-            stub_->async()->Sync(ctx, r);
+            stub_.PrepareBidiStreamingCall(ctx, kSyncMethod, grpc::StubOptions(), r);
           },
-          [this](const v1::WatchResponse& msg) { return TakeQuick(msg); });
+          [this](const WatchMessage& msg) { return TakeQuick(msg); });
       stream_ = stream;
       stream->Send(first);  // before anything Stop() may send
       acked_ = 0;           // a new stream: tell this authority where we are
@@ -144,7 +148,7 @@ void SyncClient::ReadLoop() {
     }
     // The messages the quick path passed on: snapshots, and whatever follows
     // them until this thread has caught up.
-    v1::WatchResponse msg;
+    WatchMessage msg;
     while (stream->Read(&msg)) {
       const bool kept = Receive(msg);
       MutexLock lock(&mu_);
@@ -184,11 +188,11 @@ void SyncClient::ReadLoop() {
   }
 }
 
-bool SyncClient::TakeQuick(const v1::WatchResponse& msg) {
+bool SyncClient::TakeQuick(const WatchMessage& msg) {
   {
     MutexLock lock(&mu_);
     if (!broken_.ok()) return true;  // the stream is being cancelled: drop it
-    const bool quick = msg.has_event() || msg.has_progress();
+    const bool quick = msg.response().has_event() || msg.response().has_progress();
     if (!quick || reader_busy_ > 0 || building_ != nullptr) {
       ++reader_busy_;
       return false;
@@ -198,12 +202,12 @@ bool SyncClient::TakeQuick(const v1::WatchResponse& msg) {
   return true;  // a broken stream was cancelled; its next read ends it
 }
 
-bool SyncClient::Receive(const v1::WatchResponse& msg) {
+bool SyncClient::Receive(const WatchMessage& msg) {
   {
     MutexLock lock(&mu_);
     if (!answered_) {
       answered_ = true;
-      session_ = msg.session();
+      session_ = msg.response().session();
     }
   }
   absl::Status s = Handle(msg);
@@ -218,24 +222,23 @@ bool SyncClient::Receive(const v1::WatchResponse& msg) {
   return true;
 }
 
-absl::Status SyncClient::Handle(const v1::WatchResponse& msg) {
-  switch (msg.message_case()) {
-    case v1::WatchResponse::kSnapshotChunk: {
-      if (!building_) building_ = std::make_unique<KeySet::Builder>();
-      for (const v1::KeyEntry& e : msg.snapshot_chunk().entries()) {
-        if (absl::Status s = building_->Add(e); !s.ok()) return s;
-      }
-      for (const std::string& p : msg.snapshot_chunk().disabled_project_ids()) {
-        if (absl::Status s = building_->AddDisabledProject(p); !s.ok()) return s;
-      }
-      return absl::OkStatus();
+absl::Status SyncClient::Handle(const WatchMessage& msg) {
+  if (msg.is_snapshot_chunk()) {
+    if (!building_) building_ = std::make_unique<KeySet::Builder>();
+    for (size_t i = 0; i < msg.chunk_parts(); ++i) {
+      if (absl::Status s = AddSnapshotChunk(msg.chunk_part(i), *building_); !s.ok()) return s;
     }
+    return absl::OkStatus();
+  }
+  const v1::WatchResponse& response = msg.response();
+  switch (response.message_case()) {
     case v1::WatchResponse::kSnapshotEnd:
-      return HandleSnapshotEnd(msg);
+      return HandleSnapshotEnd(response);
     case v1::WatchResponse::kEvent:
-      return HandleEvent(msg);
+      return HandleEvent(response);
     case v1::WatchResponse::kProgress:
-      return HandleProgress(msg);
+      return HandleProgress(response);
+    case v1::WatchResponse::kSnapshotChunk:  // never: a chunk is read as its parts
     case v1::WatchResponse::MESSAGE_NOT_SET:
       break;
   }

@@ -21,6 +21,7 @@
 #ifndef LATCHKEY_SIDECAR_SYNC_CLIENT_H_
 #define LATCHKEY_SIDECAR_SYNC_CLIENT_H_
 
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
 #include <functional>
@@ -36,6 +37,7 @@
 #include "common/mutex.h"
 #include "latchkey/v1/key_sync.grpc.pb.h"
 #include "sidecar/key_set.h"
+#include "sidecar/watch_message.h"
 
 namespace latchkey {
 
@@ -90,20 +92,20 @@ class SyncClient {
   std::string session() const;
 
  private:
-  using Stream = BidiStream<v1::SyncRequest, v1::WatchResponse>;
+  using Stream = BidiStream<v1::SyncRequest, WatchMessage>;
 
   void ReadLoop();
   // The open stream's quick path (BidiStream::Quick): takes events and
   // progress marks on gRPC's thread unless the reader has messages in hand.
-  bool TakeQuick(const v1::WatchResponse& msg) ABSL_LOCKS_EXCLUDED(mu_);
+  bool TakeQuick(const WatchMessage& msg) ABSL_LOCKS_EXCLUDED(mu_);
   // Handles one message of the open stream and acknowledges it; false when
   // it broke the contract (the stream is then cancelled).
-  bool Receive(const v1::WatchResponse& msg) ABSL_LOCKS_EXCLUDED(mu_);
+  bool Receive(const WatchMessage& msg) ABSL_LOCKS_EXCLUDED(mu_);
   // Sends the latest applied revision when the authority has not been told
   // it on this stream.
   void Acknowledge() ABSL_LOCKS_EXCLUDED(mu_);
   // Applies one message; an error ends the stream.
-  absl::Status Handle(const v1::WatchResponse& msg) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status Handle(const WatchMessage& msg) ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status HandleEvent(const v1::WatchResponse& msg);
   absl::Status HandleSnapshotEnd(const v1::WatchResponse& msg);
   absl::Status HandleProgress(const v1::WatchResponse& msg);
@@ -113,7 +115,8 @@ class SyncClient {
   // Constant after construction.
   const SyncOptions options_;
   KeySet* const keys_;
-  const std::unique_ptr<v1::KeySync::Stub> stub_;
+  // Sync, read as WatchMessages (sidecar/watch_message.h).
+  grpc::TemplatedGenericStub<v1::SyncRequest, WatchMessage> stub_;
 
   // Touched by whichever thread handles the open stream's messages: one at a
   // time, in order (reader_busy_ hands them over).

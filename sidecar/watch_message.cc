@@ -1,0 +1,302 @@
+#include "sidecar/watch_message.h"
+
+#include <google/protobuf/stubs/common.h>
+
+#include <cstdint>
+#include <utility>
+
+namespace latchkey {
+namespace {
+
+// Protobuf's wire types.
+constexpr uint32_t kVarint = 0;
+constexpr uint32_t kFixed64 = 1;
+constexpr uint32_t kLengthDelimited = 2;
+constexpr uint32_t kStartGroup = 3;
+constexpr uint32_t kEndGroup = 4;
+constexpr uint32_t kFixed32 = 5;
+
+// How deep protobuf lets messages and groups nest: its default recursion
+// limit, which gRPC's parsing keeps, counted down at each message or group
+// entered. A WatchResponse is at the top; a snapshot chunk is one in.
+constexpr int kRecursionLimit = 100;
+constexpr int kChunkDepth = kRecursionLimit - 1;
+
+// The oneof members of v1::WatchResponse other than the chunk.
+constexpr uint32_t kEventField = v1::WatchResponse::kEventFieldNumber;
+constexpr uint32_t kChunkField = v1::WatchResponse::kSnapshotChunkFieldNumber;
+constexpr uint32_t kEndField = v1::WatchResponse::kSnapshotEndFieldNumber;
+constexpr uint32_t kProgressField = v1::WatchResponse::kProgressFieldNumber;
+
+// Protobuf's wire format read in place. Each read takes exactly what
+// protobuf's parser (3.21, google/protobuf/parse_context.h) takes and returns
+// false where it would fail.
+class WireReader {
+ public:
+  explicit WireReader(std::string_view bytes)
+      : at_(bytes.data()), end_(bytes.data() + bytes.size()) {}
+
+  bool done() const { return at_ == end_; }
+  const char* at() const { return at_; }
+
+  // Up to ten bytes; bits past the 64th are dropped.
+  bool Varint(uint64_t& out) { return VarintOf(10, out); }
+
+  // A field's tag: up to five bytes; bits past the 32nd are dropped.
+  bool Tag(uint32_t& out) {
+    uint64_t tag;
+    if (!VarintOf(5, tag)) return false;
+    out = static_cast<uint32_t>(tag);
+    return true;
+  }
+
+  // A length-delimited field's bytes. The length takes up to five bytes and
+  // stays under 2 GiB.
+  bool Bytes(std::string_view& out) {
+    uint64_t size = 0;
+    for (int i = 0;; ++i) {
+      if (at_ == end_) return false;
+      const uint8_t b = static_cast<uint8_t>(*at_++);
+      if (i == 4 && b >= 8) return false;
+      size |= static_cast<uint64_t>(b & 0x7f) << (7 * i);
+      if (b < 0x80) break;
+    }
+    if (size > static_cast<uint64_t>(end_ - at_)) return false;
+    out = std::string_view(at_, size);
+    at_ += size;
+    return true;
+  }
+
+  // A string field's bytes: protobuf checks proto3 strings are UTF-8.
+  bool String(std::string_view& out) {
+    return Bytes(out) && google::protobuf::internal::IsStructurallyValidUTF8(
+                             out.data(), static_cast<int>(out.size()));
+  }
+
+  // Skips a field kept as unknown, `depth` the nesting left where it is.
+  bool Skip(uint32_t tag, int depth) {
+    const uint32_t field = tag >> 3;
+    if (field == 0) return false;
+    switch (tag & 7) {
+      case kVarint: {
+        uint64_t ignored;
+        return Varint(ignored);
+      }
+      case kFixed64:
+        return Advance(8);
+      case kLengthDelimited: {
+        std::string_view ignored;
+        return Bytes(ignored);
+      }
+      case kStartGroup:
+        if (--depth < 0) return false;
+        for (;;) {
+          uint32_t inner;
+          if (done() || !Tag(inner)) return false;
+          if (inner == 0) return false;
+          if ((inner & 7) == kEndGroup) return inner == ((field << 3) | kEndGroup);
+          if (!Skip(inner, depth)) return false;
+        }
+      case kFixed32:
+        return Advance(4);
+      default:  // an end of a group never begun, or no wire type at all
+        return false;
+    }
+  }
+
+ private:
+  bool VarintOf(int max_bytes, uint64_t& out) {
+    out = 0;
+    for (int i = 0; i < max_bytes; ++i) {
+      if (at_ == end_) return false;
+      const uint8_t b = static_cast<uint8_t>(*at_++);
+      out |= static_cast<uint64_t>(b & 0x7f) << (7 * i);
+      if (b < 0x80) return true;
+    }
+    return false;
+  }
+
+  bool Advance(size_t n) {
+    if (n > static_cast<size_t>(end_ - at_)) return false;
+    at_ += n;
+    return true;
+  }
+
+  const char* at_;
+  const char* const end_;
+};
+
+// The next field's tag in a message's body (not a group's): a tag of 0 or
+// the end of a group there fails protobuf's parse.
+bool NextTag(WireReader& r, uint32_t& tag) {
+  if (!r.Tag(tag)) return false;
+  return tag != 0 && (tag & 7) != kEndGroup;  // both end a message where a group should
+}
+
+// Fields 1 and 2 of a google.protobuf.Timestamp, read into the entry's
+// expiry; a later occurrence of the field overrides only what it holds.
+bool DecodeTimestamp(std::string_view bytes, int depth, KeySet::EntryFields& e) {
+  if (--depth < 0) return false;
+  WireReader r(bytes);
+  while (!r.done()) {
+    uint32_t tag;
+    if (!NextTag(r, tag)) return false;
+    uint64_t v;
+    if (tag == ((1 << 3) | kVarint)) {
+      if (!r.Varint(v)) return false;
+      e.expire_seconds = static_cast<int64_t>(v);
+    } else if (tag == ((2 << 3) | kVarint)) {
+      if (!r.Varint(v)) return false;
+      e.expire_nanos = static_cast<int32_t>(static_cast<uint32_t>(v));
+    } else if (!r.Skip(tag, depth)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// One v1::KeyEntry.
+bool DecodeEntry(std::string_view bytes, int depth, KeySet::EntryFields& e) {
+  if (--depth < 0) return false;
+  WireReader r(bytes);
+  while (!r.done()) {
+    uint32_t tag;
+    if (!NextTag(r, tag)) return false;
+    const uint32_t field = tag >> 3;
+    const bool delimited = (tag & 7) == kLengthDelimited;
+    const bool varint = (tag & 7) == kVarint;
+    uint64_t v;
+    if (field == v1::KeyEntry::kDigestFieldNumber && delimited) {
+      if (!r.Bytes(e.digest)) return false;
+    } else if (field == v1::KeyEntry::kKeyIdFieldNumber && delimited) {
+      if (!r.String(e.key_id)) return false;
+    } else if (field == v1::KeyEntry::kProjectIdFieldNumber && delimited) {
+      if (!r.String(e.project_id)) return false;
+    } else if (field == v1::KeyEntry::kKindFieldNumber && varint) {
+      if (!r.Varint(v)) return false;
+      e.kind = static_cast<int32_t>(static_cast<uint32_t>(v));  // an enum is an int32
+    } else if (field == v1::KeyEntry::kStateFieldNumber && varint) {
+      if (!r.Varint(v)) return false;
+      e.state = static_cast<int32_t>(static_cast<uint32_t>(v));
+    } else if (field == v1::KeyEntry::kExpireTimeFieldNumber && delimited) {
+      std::string_view ts;
+      e.has_expire_time = true;
+      if (!r.Bytes(ts) || !DecodeTimestamp(ts, depth, e)) return false;
+    } else if (!r.Skip(tag, depth)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// One part of a v1::SnapshotChunk: each entry to `on_entry`, each disabled
+// project to `on_disabled`, in order. INVALID_ARGUMENT where protobuf would
+// not parse it, or the first error either returns.
+template <typename OnEntry, typename OnDisabled>
+absl::Status DecodeChunk(std::string_view part, OnEntry on_entry, OnDisabled on_disabled) {
+  const absl::Status malformed = absl::InvalidArgumentError("malformed snapshot chunk");
+  WireReader r(part);
+  while (!r.done()) {
+    uint32_t tag;
+    if (!NextTag(r, tag)) return malformed;
+    const uint32_t field = tag >> 3;
+    std::string_view bytes;
+    if (field == v1::SnapshotChunk::kEntriesFieldNumber && (tag & 7) == kLengthDelimited) {
+      KeySet::EntryFields entry;
+      if (!r.Bytes(bytes) || !DecodeEntry(bytes, kChunkDepth, entry)) return malformed;
+      if (absl::Status s = on_entry(entry); !s.ok()) return s;
+    } else if (field == v1::SnapshotChunk::kDisabledProjectIdsFieldNumber &&
+               (tag & 7) == kLengthDelimited) {
+      if (!r.String(bytes)) return malformed;
+      if (absl::Status s = on_disabled(bytes); !s.ok()) return s;
+    } else if (!r.Skip(tag, kChunkDepth)) {
+      return malformed;
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Whether protobuf would parse `part` as a SnapshotChunk.
+bool ChunkParses(std::string_view part) {
+  auto ignore = [](const auto&) { return absl::OkStatus(); };
+  return DecodeChunk(part, ignore, ignore).ok();
+}
+
+}  // namespace
+
+void WatchMessage::Swap(WatchMessage* other) {
+  response_.Swap(&other->response_);
+  std::swap(is_chunk_, other->is_chunk_);
+  std::swap(bytes_, other->bytes_);
+  chunk_parts_.swap(other->chunk_parts_);
+}
+
+std::string_view WatchMessage::chunk_part(size_t i) const {
+  const auto [offset, size] = chunk_parts_[i];
+  return std::string_view(reinterpret_cast<const char*>(bytes_.begin()) + offset, size);
+}
+
+bool ParseWatchMessage(grpc::Slice bytes, WatchMessage& out) {
+  out.bytes_ = std::move(bytes);
+  out.is_chunk_ = false;
+  out.chunk_parts_.clear();
+  const std::string_view all(reinterpret_cast<const char*>(out.bytes_.begin()), out.bytes_.size());
+  // The top level's fields in order. A chunk (field 3) is set aside as bytes;
+  // everything else is left to protobuf. As in protobuf's oneof, another
+  // member after a chunk drops what the chunk held, and a chunk after
+  // another member drops that member.
+  std::string rest;  // the fields protobuf parses, once a chunk was set aside
+  bool set_aside = false;
+  WireReader r(all);
+  while (!r.done()) {
+    const char* start = r.at();
+    uint32_t tag;
+    if (!NextTag(r, tag)) return false;
+    const uint32_t field = tag >> 3;
+    const bool delimited = (tag & 7) == kLengthDelimited;
+    if (field == kChunkField && delimited) {
+      std::string_view part;
+      if (!r.Bytes(part)) return false;
+      if (!set_aside) rest.assign(all.data(), start - all.data());
+      set_aside = true;
+      out.is_chunk_ = true;
+      out.chunk_parts_.emplace_back(part.data() - all.data(), part.size());
+      continue;
+    }
+    if (delimited && (field == kEventField || field == kEndField || field == kProgressField)) {
+      for (size_t i = 0; i < out.chunk_parts_.size(); ++i) {
+        if (!ChunkParses(out.chunk_part(i))) return false;  // protobuf parsed it, then dropped it
+      }
+      out.is_chunk_ = false;
+      out.chunk_parts_.clear();
+    }
+    if (!r.Skip(tag, kRecursionLimit)) return false;
+    if (set_aside) rest.append(start, r.at() - start);
+  }
+  const std::string_view fields = set_aside ? std::string_view(rest) : all;
+  if (!out.response_.ParseFromArray(fields.data(), static_cast<int>(fields.size()))) return false;
+  // A member sent before the chunk was dropped by it.
+  if (out.is_chunk_) out.response_.clear_message();
+  return true;
+}
+
+absl::Status AddSnapshotChunk(std::string_view part, KeySet::Builder& builder) {
+  return DecodeChunk(
+      part, [&](const KeySet::EntryFields& e) { return builder.Add(e); },
+      [&](std::string_view project) { return builder.AddDisabledProject(project); });
+}
+
+}  // namespace latchkey
+
+grpc::Status grpc::SerializationTraits<latchkey::WatchMessage, void>::Deserialize(
+    grpc::ByteBuffer* buffer, latchkey::WatchMessage* msg) {
+  grpc::Slice bytes;
+  if (buffer->Valid() && buffer->Length() > 0) {
+    if (grpc::Status dumped = buffer->DumpToSingleSlice(&bytes); !dumped.ok()) return dumped;
+  }
+  buffer->Clear();
+  if (!latchkey::ParseWatchMessage(std::move(bytes), *msg)) {
+    return grpc::Status(grpc::StatusCode::INTERNAL, "a watch message that does not parse");
+  }
+  return grpc::Status::OK;
+}
