@@ -51,7 +51,7 @@ class SharedSnapshot {
     std::string chunk;
     absl::StatusOr<bool> more = reader_.Next(chunk);
     if (!more.ok()) return more.status();
-    if (*more) return WireResponse::EncodeSnapshotChunk(store_id_, chunk);
+    if (*more) return WireResponse::EncodeSnapshotChunk(store_id_, std::move(chunk));
     v1::WatchResponse end;
     end.set_store_id(store_id_);
     end.mutable_snapshot_end()->set_revision(revision_);

@@ -29,8 +29,8 @@ std::shared_ptr<const WireResponse> WireResponse::Encode(const v1::WatchResponse
 }
 
 std::shared_ptr<const WireResponse> WireResponse::EncodeSnapshotChunk(std::string_view store_id,
-                                                                      std::string_view chunk) {
-  // The store id, then the chunk field's tag and length, then the chunk.
+                                                                      std::string chunk) {
+  // The store id, then the chunk field's tag and length: a slice of their own.
   v1::WatchResponse head;
   head.set_store_id(std::string(store_id));
   std::string prefix = head.SerializeAsString();
@@ -41,12 +41,17 @@ std::shared_ptr<const WireResponse> WireResponse::EncodeSnapshotChunk(std::strin
     prefix.push_back(static_cast<char>(n == 0 ? low : low | 0x80));
     if (n == 0) break;
   }
-  grpc_slice slice = grpc_slice_malloc(prefix.size() + chunk.size());
-  uint8_t* out = GRPC_SLICE_START_PTR(slice);
-  std::memcpy(out, prefix.data(), prefix.size());
-  std::memcpy(out + prefix.size(), chunk.data(), chunk.size());
-  grpc::Slice owned(slice, grpc::Slice::STEAL_REF);
-  grpc::ByteBuffer bytes(&owned, 1);
+  std::vector<grpc::Slice> slices;
+  slices.emplace_back(prefix);
+  if (!chunk.empty()) {
+    // The chunk itself is not copied: the slice owns the string until gRPC
+    // and every stream are done with it.
+    auto* owned = new std::string(std::move(chunk));
+    grpc_slice body = grpc_slice_new_with_user_data(
+        owned->data(), owned->size(), [](void* s) { delete static_cast<std::string*>(s); }, owned);
+    slices.emplace_back(body, grpc::Slice::STEAL_REF);
+  }
+  grpc::ByteBuffer bytes(slices.data(), slices.size());
   return std::shared_ptr<const WireResponse>(
       new WireResponse(&bytes, 0, v1::WatchResponse::kSnapshotChunk));
 }

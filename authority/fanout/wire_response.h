@@ -26,9 +26,9 @@ class WireResponse {
   // Encodes `message`.
   static std::shared_ptr<const WireResponse> Encode(const v1::WatchResponse& message);
   // A WatchResponse of `store_id` holding `chunk`, an encoded
-  // v1::SnapshotChunk, copied in as it is (not parsed).
+  // v1::SnapshotChunk, as it is: neither parsed nor copied.
   static std::shared_ptr<const WireResponse> EncodeSnapshotChunk(std::string_view store_id,
-                                                                 std::string_view chunk);
+                                                                 std::string chunk);
 
   // The event's revision; 0 when the message is not an event.
   uint64_t event_revision() const { return event_revision_; }

@@ -70,7 +70,7 @@ TEST_CASE("a session rides as a suffix that shares the encoded message") {
   CHECK(with_session[0] == shared[0]);
 }
 
-TEST_CASE("an encoded snapshot chunk is copied in as it is, and parses as the chunk it holds") {
+TEST_CASE("an encoded snapshot chunk is taken as it is, and parses as the chunk it holds") {
   v1::SnapshotChunk chunk;
   for (int i = 0; i < 300; ++i) {  // past 127 bytes: a length of several bytes
     v1::KeyEntry* e = chunk.add_entries();
@@ -90,6 +90,14 @@ TEST_CASE("an encoded snapshot chunk is copied in as it is, and parses as the ch
     CHECK_FALSE(r->is_snapshot_end());
     CHECK_FALSE(r->is_progress());
   }
+  // The chunk's bytes are the ones handed in, not a copy of them.
+  std::string bytes = chunk.SerializeAsString();
+  const char* data = bytes.data();
+  SharedResponse r = WireResponse::EncodeSnapshotChunk("st_wire", std::move(bytes));
+  std::vector<grpc::Slice> slices;
+  REQUIRE(r->bytes().Dump(&slices).ok());
+  REQUIRE(slices.size() == 2);
+  CHECK(reinterpret_cast<const char*>(slices[1].begin()) == data);
 }
 
 TEST_CASE("bytes that are not a WatchResponse decode to an empty message") {
