@@ -241,12 +241,16 @@ bool ParseWatchMessage(grpc::Slice bytes, WatchMessage& out) {
   out.is_chunk_ = false;
   out.chunk_parts_.clear();
   const std::string_view all(reinterpret_cast<const char*>(out.bytes_.begin()), out.bytes_.size());
-  // The top level's fields in order. A chunk (field 3) is set aside as bytes;
-  // everything else is left to protobuf. As in protobuf's oneof, another
-  // member after a chunk drops what the chunk held, and a chunk after
-  // another member drops that member.
-  std::string rest;  // the fields protobuf parses, once a chunk was set aside
+  // The top level's fields in order. A chunk (field 3) is set aside as bytes
+  // and everything else is left to protobuf, under protobuf's rules for a
+  // oneof: a chunk drops the member before it, and another member drops the
+  // chunk before it. What is dropped was parsed all the same, so it must
+  // parse.
+  std::string rest;  // the fields left to protobuf, once a chunk was set aside
   bool set_aside = false;
+  // Where the oneof members left to protobuf are: in `rest` once a chunk was
+  // set aside, in `all` (where `rest` begins) before.
+  std::vector<std::pair<size_t, size_t>> members;
   WireReader r(all);
   while (!r.done()) {
     const char* start = r.at();
@@ -259,25 +263,37 @@ bool ParseWatchMessage(grpc::Slice bytes, WatchMessage& out) {
       if (!r.Bytes(part)) return false;
       if (!set_aside) rest.assign(all.data(), start - all.data());
       set_aside = true;
+      for (auto it = members.rbegin(); it != members.rend(); ++it) {  // from the back
+        v1::WatchResponse dropped;
+        if (!dropped.ParseFromArray(rest.data() + it->first, static_cast<int>(it->second))) {
+          return false;
+        }
+        rest.erase(it->first, it->second);
+      }
+      members.clear();
       out.is_chunk_ = true;
       out.chunk_parts_.emplace_back(part.data() - all.data(), part.size());
       continue;
     }
-    if (delimited && (field == kEventField || field == kEndField || field == kProgressField)) {
+    const bool member =
+        delimited && (field == kEventField || field == kEndField || field == kProgressField);
+    if (member) {
       for (size_t i = 0; i < out.chunk_parts_.size(); ++i) {
-        if (!ChunkParses(out.chunk_part(i))) return false;  // protobuf parsed it, then dropped it
+        if (!ChunkParses(out.chunk_part(i))) return false;
       }
       out.is_chunk_ = false;
       out.chunk_parts_.clear();
     }
     if (!r.Skip(tag, kRecursionLimit)) return false;
+    const size_t at = set_aside ? rest.size() : static_cast<size_t>(start - all.data());
     if (set_aside) rest.append(start, r.at() - start);
+    if (member) members.emplace_back(at, r.at() - start);
+  }
+  for (size_t i = 0; i < out.chunk_parts_.size(); ++i) {
+    if (!ChunkParses(out.chunk_part(i))) return false;
   }
   const std::string_view fields = set_aside ? std::string_view(rest) : all;
-  if (!out.response_.ParseFromArray(fields.data(), static_cast<int>(fields.size()))) return false;
-  // A member sent before the chunk was dropped by it.
-  if (out.is_chunk_) out.response_.clear_message();
-  return true;
+  return out.response_.ParseFromArray(fields.data(), static_cast<int>(fields.size()));
 }
 
 absl::Status AddSnapshotChunk(std::string_view part, KeySet::Builder& builder) {

@@ -64,8 +64,8 @@ bool ParseWatchMessage(grpc::Slice bytes, WatchMessage& out);
 // Adds what `part`, an encoded v1::SnapshotChunk, holds to `builder`: its
 // entries and disabled projects, in the order they were sent, each checked as
 // Builder::Add(const v1::KeyEntry&) and AddDisabledProject check them.
-// INVALID_ARGUMENT at the first malformed entry, with what came before it
-// added. The part's encoding was checked by ParseWatchMessage.
+// INVALID_ARGUMENT at the first entry refused, with what came before it
+// added. ParseWatchMessage has checked the part parses.
 absl::Status AddSnapshotChunk(std::string_view part, KeySet::Builder& builder);
 
 }  // namespace latchkey

@@ -3,14 +3,15 @@
 //
 // Each message is also read as the sync client reads it (sidecar/
 // watch_message.h: snapshot chunks decoded in place) into a second key set;
-// the two readings must agree on every message, whether it parses, whether
-// its chunk's entries are taken, and on the keys they leave. A disagreement
-// aborts.
+// the two readings must agree on every message: whether it parses, the
+// message but its chunk, whether the chunk's entries are taken, and the keys
+// they leave. A disagreement aborts.
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/time/clock.h"
@@ -20,21 +21,30 @@
 
 namespace {
 
+// How a reading of one message went.
+struct Reading {
+  bool parsed = false;  // the message parsed
+  bool taken = false;   // and its chunk's entries, if any, were taken
+  std::string text;     // the message but its chunk, as text
+};
+
 void Disagree(const char* what) {
   std::fprintf(stderr, "the two readings of a watch message disagree: %s\n", what);
   std::abort();
 }
 
-// The sync client's reading of one message; false when it does not parse or
-// its chunk is not taken.
-bool ApplyInPlace(const uint8_t* data, size_t len, latchkey::KeySet& keys,
-                  std::unique_ptr<latchkey::KeySet::Builder>& building) {
+// The sync client's reading of one message.
+Reading ApplyInPlace(const uint8_t* data, size_t len, latchkey::KeySet& keys,
+                     std::unique_ptr<latchkey::KeySet::Builder>& building) {
+  Reading out;
   latchkey::WatchMessage msg;
-  if (!latchkey::ParseWatchMessage(grpc::Slice(data, len), msg)) return false;
+  if (!latchkey::ParseWatchMessage(grpc::Slice(data, len), msg)) return out;
+  out.parsed = true;
+  out.text = msg.response().ShortDebugString();
   if (msg.is_snapshot_chunk()) {
     if (!building) building = std::make_unique<latchkey::KeySet::Builder>();
     for (size_t i = 0; i < msg.chunk_parts(); ++i) {
-      if (!latchkey::AddSnapshotChunk(msg.chunk_part(i), *building).ok()) return false;
+      if (!latchkey::AddSnapshotChunk(msg.chunk_part(i), *building).ok()) return out;
     }
   } else if (msg.response().has_snapshot_end() && building) {
     keys.Replace(*building);
@@ -42,21 +52,27 @@ bool ApplyInPlace(const uint8_t* data, size_t len, latchkey::KeySet& keys,
   } else if (msg.response().has_event()) {
     (void)keys.Apply(msg.response().event());
   }
-  return true;
+  out.taken = true;
+  return out;
 }
 
 // The same with protobuf parsing the whole message.
-bool ApplyParsed(const uint8_t* data, size_t len, latchkey::KeySet& keys,
-                 std::unique_ptr<latchkey::KeySet::Builder>& building) {
+Reading ApplyParsed(const uint8_t* data, size_t len, latchkey::KeySet& keys,
+                    std::unique_ptr<latchkey::KeySet::Builder>& building) {
+  Reading out;
   latchkey::v1::WatchResponse msg;
-  if (!msg.ParseFromArray(data, static_cast<int>(len))) return false;
+  if (!msg.ParseFromArray(data, static_cast<int>(len))) return out;
+  out.parsed = true;
+  latchkey::v1::WatchResponse but_chunk = msg;
+  but_chunk.clear_snapshot_chunk();
+  out.text = but_chunk.ShortDebugString();
   if (msg.has_snapshot_chunk()) {
     if (!building) building = std::make_unique<latchkey::KeySet::Builder>();
     for (const auto& e : msg.snapshot_chunk().entries()) {
-      if (!building->Add(e).ok()) return false;
+      if (!building->Add(e).ok()) return out;
     }
     for (const auto& p : msg.snapshot_chunk().disabled_project_ids()) {
-      if (!building->AddDisabledProject(p).ok()) return false;
+      if (!building->AddDisabledProject(p).ok()) return out;
     }
   } else if (msg.has_snapshot_end() && building) {
     keys.Replace(*building);
@@ -64,7 +80,8 @@ bool ApplyParsed(const uint8_t* data, size_t len, latchkey::KeySet& keys,
   } else if (msg.has_event()) {
     (void)keys.Apply(msg.event());
   }
-  return true;
+  out.taken = true;
+  return out;
 }
 
 }  // namespace
@@ -80,10 +97,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const size_t len = std::min<size_t>(data[at], size - at - 1);
     const uint8_t* msg = data + at + 1;
     at += 1 + len;
-    const bool parsed = ApplyParsed(msg, len, parsed_keys, parsed_building);
-    const bool in_place = ApplyInPlace(msg, len, in_place_keys, in_place_building);
-    if (parsed != in_place) Disagree(parsed ? "taken only when parsed" : "taken only in place");
-    if (!parsed) {
+    const Reading parsed = ApplyParsed(msg, len, parsed_keys, parsed_building);
+    const Reading in_place = ApplyInPlace(msg, len, in_place_keys, in_place_building);
+    if (parsed.parsed != in_place.parsed) Disagree("whether the message parses");
+    if (parsed.text != in_place.text) Disagree("the message but its chunk");
+    if (parsed.taken != in_place.taken) Disagree("whether the chunk is taken");
+    if (!parsed.taken) {
       parsed_building.reset();
       in_place_building.reset();
       continue;

@@ -54,22 +54,25 @@ std::string Chunk(const std::vector<std::string>& entries) {
 // What a reading left: whether it was taken, and then the message's kind,
 // ids and the keys a snapshot of it holds.
 struct Outcome {
-  bool taken = false;
+  bool parsed = false;  // the message parsed
+  bool taken = false;   // and its chunk's entries were taken
   bool chunk = false;
+  std::string text;  // the message but its chunk, as text
   int message_case = 0;
   std::string store_id, session;
   std::vector<std::string> keys, disabled;
 
   bool operator==(const Outcome& o) const {
-    return taken == o.taken && chunk == o.chunk && message_case == o.message_case &&
-           store_id == o.store_id && session == o.session && keys == o.keys &&
-           disabled == o.disabled;
+    return parsed == o.parsed && taken == o.taken && chunk == o.chunk && text == o.text &&
+           message_case == o.message_case && store_id == o.store_id && session == o.session &&
+           keys == o.keys && disabled == o.disabled;
   }
 };
 
 std::ostream& operator<<(std::ostream& os, const Outcome& o) {
-  os << "{taken " << o.taken << ", chunk " << o.chunk << ", case " << o.message_case << ", "
-     << o.keys.size() << " keys, " << o.disabled.size() << " disabled}";
+  os << "{parsed " << o.parsed << ", taken " << o.taken << ", " << o.text << ", chunk " << o.chunk
+     << ", case " << o.message_case << ", " << o.keys.size() << " keys, " << o.disabled.size()
+     << " disabled}";
   return os;
 }
 
@@ -85,6 +88,8 @@ Outcome InPlace(const std::string& bytes) {
   Outcome out;
   WatchMessage msg;
   if (!ParseWatchMessage(grpc::Slice(bytes), msg)) return out;
+  out.parsed = true;
+  out.text = msg.response().ShortDebugString();
   KeySet::Builder builder;
   for (size_t i = 0; i < msg.chunk_parts(); ++i) {
     if (!AddSnapshotChunk(msg.chunk_part(i), builder).ok()) return out;
@@ -102,6 +107,10 @@ Outcome Parsed(const std::string& bytes) {
   Outcome out;
   v1::WatchResponse msg;
   if (!msg.ParseFromString(bytes)) return out;
+  out.parsed = true;
+  v1::WatchResponse but_chunk = msg;
+  but_chunk.clear_snapshot_chunk();
+  out.text = but_chunk.ShortDebugString();
   KeySet::Builder builder;
   for (const v1::KeyEntry& e : msg.snapshot_chunk().entries()) {
     if (!builder.Add(e).ok()) return out;
@@ -181,6 +190,14 @@ TEST_CASE("a chunk is read as protobuf merges and replaces the fields of a messa
     CHECK(read.chunk);
     CHECK(read.keys.size() == 1);
   }
+  SECTION("a chunk drops the member before it: one of the same kind after it starts anew") {
+    const Outcome read = Read(Field(2, VarintField(1, 5)) + Field(3, "") + Field(2, ""));
+    CHECK(read.message_case == v1::WatchResponse::kEvent);
+    CHECK(read.text == "event { }");  // revision 0, not 5
+  }
+  SECTION("a member a chunk drops must still parse") {
+    CHECK_FALSE(Read(Field(2, Tag(1, 0)) + Field(3, "")).parsed);
+  }
   SECTION("a dropped chunk must still parse") {
     std::string bad = a.Fields();
     bad.pop_back();
@@ -230,7 +247,7 @@ TEST_CASE("bytes protobuf would not parse are refused, in the chunk and around i
   };
   for (const auto& [what, bytes] : cases) {
     INFO(what);
-    CHECK_FALSE(Read(bytes).taken);
+    CHECK_FALSE(Read(bytes).parsed);  // the read fails, as protobuf's does
   }
 }
 
@@ -249,6 +266,7 @@ TEST_CASE("groups nest as deep as protobuf lets them, and no deeper") {
 
 TEST_CASE("an entry the key set would refuse is refused in place too") {
   const Entry a;
+  REQUIRE(Read(Chunk({a.Fields() + Field(1, "short")})).parsed);  // parsed, then refused
   CHECK_FALSE(Read(Chunk({a.Fields() + Field(1, "short")})).taken);
   CHECK_FALSE(Read(Chunk({a.Fields() + Field(2, "key_!")})).taken);
   CHECK_FALSE(Read(Chunk({a.Fields() + VarintField(5, 9)})).taken);
