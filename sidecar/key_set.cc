@@ -12,7 +12,6 @@
 #include "absl/time/clock.h"
 #include "common/key_format.h"
 #include "common/strings.h"
-#include "common/time_util.h"
 #include "sidecar/epoch.h"
 
 namespace latchkey {

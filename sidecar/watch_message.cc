@@ -307,7 +307,9 @@ absl::Status AddSnapshotChunk(std::string_view part, KeySet::Builder& builder) {
 grpc::Status grpc::SerializationTraits<latchkey::WatchMessage, void>::Deserialize(
     grpc::ByteBuffer* buffer, latchkey::WatchMessage* msg) {
   grpc::Slice bytes;
-  if (buffer->Valid() && buffer->Length() > 0) {
+  // A message that arrived in one slice is shared, not copied; one in many
+  // (most chunks) is joined into one.
+  if (buffer->Valid() && buffer->Length() > 0 && !buffer->TrySingleSlice(&bytes).ok()) {
     if (grpc::Status dumped = buffer->DumpToSingleSlice(&bytes); !dumped.ok()) return dumped;
   }
   buffer->Clear();
