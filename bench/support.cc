@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -32,10 +33,34 @@ std::unique_ptr<grpc::ClientContext> Admin::Ctx() const {
   return c;
 }
 
+namespace {
+
+// The temporary directories this process made, removed when it exits: a full
+// run makes hundreds, and a 1M-key store or an etcd member is hundreds of MB.
+class TempDirs {
+ public:
+  ~TempDirs() {
+    std::error_code ignored;
+    for (const std::string& dir : dirs_) std::filesystem::remove_all(dir, ignored);
+  }
+  std::string Make() {
+    std::string dir = (std::filesystem::temp_directory_path() / "latchkey-bench-XXXXXX").string();
+    if (mkdtemp(dir.data()) == nullptr) std::abort();
+    std::lock_guard<std::mutex> lock(mu_);
+    dirs_.push_back(dir);
+    return dir;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::string> dirs_;
+};
+
+}  // namespace
+
 std::string TempDataDir(const char* what) {
-  std::string dir = (std::filesystem::temp_directory_path() / "latchkey-bench-XXXXXX").string();
-  if (mkdtemp(dir.data()) == nullptr) std::abort();
-  return dir + "/" + what;
+  static TempDirs dirs;
+  return dirs.Make() + "/" + what;
 }
 
 double Quantile(std::vector<double> v, double q) {

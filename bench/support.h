@@ -35,7 +35,8 @@ struct Admin {
   std::unique_ptr<grpc::ClientContext> Ctx() const;
 };
 
-// A path named `what` inside a new temporary directory.
+// A path named `what` inside a new temporary directory, which is removed
+// when the process exits.
 std::string TempDataDir(const char* what);
 // Whether the gRPC health service at `address` answers SERVING.
 bool Serving(const std::string& address);
