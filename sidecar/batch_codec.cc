@@ -4,28 +4,13 @@
 
 #include "common/key_format.h"
 #include "common/strings.h"
+#include "sidecar/wire_reader.h"
 
 namespace latchkey {
 namespace {
 
-// Protobuf wire types.
-constexpr uint32_t kVarint = 0, kFixed64 = 1, kLengthDelimited = 2, kStartGroup = 3, kEndGroup = 4,
-                   kFixed32 = 5;
-
-// Reads a base-128 varint at `*pos`; false when it is truncated or longer
-// than 10 bytes.
-bool ReadVarint(std::string_view wire, size_t* pos, uint64_t* value) {
-  uint64_t v = 0;
-  for (int shift = 0; shift < 64 && *pos < wire.size(); shift += 7) {
-    const uint8_t byte = static_cast<uint8_t>(wire[(*pos)++]);
-    v |= static_cast<uint64_t>(byte & 0x7f) << shift;
-    if ((byte & 0x80) == 0) {
-      *value = v;
-      return true;
-    }
-  }
-  return false;
-}
+using wire::kLengthDelimited;
+using wire::kVarint;
 
 void AppendVarint(uint64_t v, std::string* out) {
   while (v >= 0x80) {
@@ -43,67 +28,31 @@ absl::Status Malformed(std::string_view why) {
   return absl::InvalidArgumentError(StrCat("malformed ValidateBatchRequest: ", why));
 }
 
-// Reads fields from `*pos` until the end of `wire` (group == 0) or the end
-// tag of group `group`; at the top level (depth 0) field 1 holds the keys.
-absl::Status ParseFields(std::string_view wire, size_t* pos, uint64_t group, int depth,
-                         size_t max_keys, std::vector<std::string_view>* keys) {
-  constexpr int kMaxDepth = 100;  // protobuf's own recursion limit
-  while (*pos < wire.size()) {
-    uint64_t tag;
-    if (!ReadVarint(wire, pos, &tag)) return Malformed("truncated tag");
-    const uint64_t field = tag >> 3;
-    const uint32_t type = static_cast<uint32_t>(tag & 7);
-    if (field == 0 || field > 0x1fffffff) return Malformed("field number out of range");
-    switch (type) {
-      case kVarint: {
-        uint64_t ignored;
-        if (!ReadVarint(wire, pos, &ignored)) return Malformed("truncated varint");
-        break;
-      }
-      case kFixed64:
-      case kFixed32: {
-        const size_t n = type == kFixed64 ? 8 : 4;
-        if (wire.size() - *pos < n) return Malformed("truncated fixed-width field");
-        *pos += n;
-        break;
-      }
-      case kLengthDelimited: {
-        uint64_t len;
-        if (!ReadVarint(wire, pos, &len)) return Malformed("truncated length");
-        if (len > wire.size() - *pos) return Malformed("length beyond the end");
-        if (field == 1 && depth == 0) {
-          if (keys->size() >= max_keys) {
-            return absl::InvalidArgumentError(
-                StrCat("a batch holds at most ", max_keys, " keys; got more"));
-          }
-          keys->push_back(wire.substr(*pos, len));
-        }
-        *pos += len;
-        break;
-      }
-      case kStartGroup:  // an unknown field of a long-deprecated kind: skipped whole
-        if (depth + 1 > kMaxDepth) return Malformed("groups nested too deep");
-        if (absl::Status s = ParseFields(wire, pos, field, depth + 1, max_keys, keys); !s.ok()) {
-          return s;
-        }
-        break;
-      case kEndGroup:
-        if (field != group) return Malformed("unmatched end of group");
-        return absl::OkStatus();
-      default:
-        return Malformed("unsupported wire type");
-    }
-  }
-  if (group != 0) return Malformed("unterminated group");
-  return absl::OkStatus();
-}
-
 }  // namespace
 
-absl::Status ParseBatchRequest(std::string_view wire, size_t max_keys,
+absl::Status ParseBatchRequest(std::string_view bytes, size_t max_keys,
                                std::vector<std::string_view>* keys) {
-  size_t pos = 0;
-  return ParseFields(wire, &pos, 0, 0, max_keys, keys);
+  // Field 1 holds the keys; anything else is skipped, as protobuf skips a
+  // field it does not know. Keys are not checked to be UTF-8, as protobuf
+  // would check them: one that is not is MALFORMED, like any other key that
+  // is not a key, rather than its whole batch refused.
+  wire::Reader r(bytes);
+  while (!r.done()) {
+    uint32_t tag;
+    if (!wire::NextTag(r, tag)) return Malformed("bad field tag");
+    if (tag == ((v1::ValidateBatchRequest::kKeysFieldNumber << 3) | kLengthDelimited)) {
+      std::string_view key;
+      if (!r.Bytes(key)) return Malformed("truncated or oversized key");
+      if (keys->size() >= max_keys) {
+        return absl::InvalidArgumentError(
+            StrCat("a batch holds at most ", max_keys, " keys; got more"));
+      }
+      keys->push_back(key);
+    } else if (!r.Skip(tag, wire::kRecursionLimit)) {
+      return Malformed("bad unknown field");
+    }
+  }
+  return absl::OkStatus();
 }
 
 void AppendBatchResult(const Validation& v, std::string* out) {

@@ -18,9 +18,11 @@
 namespace latchkey {
 
 // Appends the keys of a serialized ValidateBatchRequest to `keys`, as views
-// into `wire`. Unknown fields are skipped, as protobuf does. INVALID_ARGUMENT
-// when `wire` is not a well-formed message or holds more than `max_keys` keys.
-absl::Status ParseBatchRequest(std::string_view wire, size_t max_keys,
+// into `bytes`. Unknown fields are skipped, as protobuf does. INVALID_ARGUMENT
+// when protobuf would not parse `bytes` or they hold more than `max_keys`
+// keys; the one difference is that a key which is not UTF-8 is taken (and
+// is MALFORMED) where protobuf would refuse its whole batch.
+absl::Status ParseBatchRequest(std::string_view bytes, size_t max_keys,
                                std::vector<std::string_view>* keys);
 
 // Appends `v` to `out` as one `results` entry of a serialized

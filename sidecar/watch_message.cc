@@ -1,25 +1,21 @@
 #include "sidecar/watch_message.h"
 
-#include <google/protobuf/stubs/common.h>
-
 #include <cstdint>
 #include <utility>
+
+#include "sidecar/wire_reader.h"
 
 namespace latchkey {
 namespace {
 
-// Protobuf's wire types.
-constexpr uint32_t kVarint = 0;
-constexpr uint32_t kFixed64 = 1;
-constexpr uint32_t kLengthDelimited = 2;
-constexpr uint32_t kStartGroup = 3;
-constexpr uint32_t kEndGroup = 4;
-constexpr uint32_t kFixed32 = 5;
+using wire::kEndGroup;
+using wire::kLengthDelimited;
+using wire::kRecursionLimit;
+using wire::kVarint;
+using wire::NextTag;
 
-// How deep protobuf lets messages and groups nest: its default recursion
-// limit, which gRPC's parsing keeps, counted down at each message or group
-// entered. A WatchResponse is at the top; a snapshot chunk is one in.
-constexpr int kRecursionLimit = 100;
+// A WatchResponse is at the top of the nesting protobuf allows; a snapshot
+// chunk is one in.
 constexpr int kChunkDepth = kRecursionLimit - 1;
 
 // The oneof members of v1::WatchResponse other than the chunk.
@@ -28,116 +24,11 @@ constexpr uint32_t kChunkField = v1::WatchResponse::kSnapshotChunkFieldNumber;
 constexpr uint32_t kEndField = v1::WatchResponse::kSnapshotEndFieldNumber;
 constexpr uint32_t kProgressField = v1::WatchResponse::kProgressFieldNumber;
 
-// Protobuf's wire format read in place. Each read takes exactly what
-// protobuf's parser (3.21, google/protobuf/parse_context.h) takes and returns
-// false where it would fail.
-class WireReader {
- public:
-  explicit WireReader(std::string_view bytes)
-      : at_(bytes.data()), end_(bytes.data() + bytes.size()) {}
-
-  bool done() const { return at_ == end_; }
-  const char* at() const { return at_; }
-
-  // Up to ten bytes; bits past the 64th are dropped.
-  bool Varint(uint64_t& out) { return VarintOf(10, out); }
-
-  // A field's tag: up to five bytes; bits past the 32nd are dropped.
-  bool Tag(uint32_t& out) {
-    uint64_t tag;
-    if (!VarintOf(5, tag)) return false;
-    out = static_cast<uint32_t>(tag);
-    return true;
-  }
-
-  // A length-delimited field's bytes. The length takes up to five bytes and
-  // stays under 2 GiB.
-  bool Bytes(std::string_view& out) {
-    uint64_t size = 0;
-    for (int i = 0;; ++i) {
-      if (at_ == end_) return false;
-      const uint8_t b = static_cast<uint8_t>(*at_++);
-      if (i == 4 && b >= 8) return false;
-      size |= static_cast<uint64_t>(b & 0x7f) << (7 * i);
-      if (b < 0x80) break;
-    }
-    if (size > static_cast<uint64_t>(end_ - at_)) return false;
-    out = std::string_view(at_, size);
-    at_ += size;
-    return true;
-  }
-
-  // A string field's bytes: protobuf checks proto3 strings are UTF-8.
-  bool String(std::string_view& out) {
-    return Bytes(out) && google::protobuf::internal::IsStructurallyValidUTF8(
-                             out.data(), static_cast<int>(out.size()));
-  }
-
-  // Skips a field kept as unknown, `depth` the nesting left where it is.
-  bool Skip(uint32_t tag, int depth) {
-    const uint32_t field = tag >> 3;
-    if (field == 0) return false;
-    switch (tag & 7) {
-      case kVarint: {
-        uint64_t ignored;
-        return Varint(ignored);
-      }
-      case kFixed64:
-        return Advance(8);
-      case kLengthDelimited: {
-        std::string_view ignored;
-        return Bytes(ignored);
-      }
-      case kStartGroup:
-        if (--depth < 0) return false;
-        for (;;) {
-          uint32_t inner;
-          if (done() || !Tag(inner)) return false;
-          if (inner == 0) return false;
-          if ((inner & 7) == kEndGroup) return inner == ((field << 3) | kEndGroup);
-          if (!Skip(inner, depth)) return false;
-        }
-      case kFixed32:
-        return Advance(4);
-      default:  // an end of a group never begun, or no wire type at all
-        return false;
-    }
-  }
-
- private:
-  bool VarintOf(int max_bytes, uint64_t& out) {
-    out = 0;
-    for (int i = 0; i < max_bytes; ++i) {
-      if (at_ == end_) return false;
-      const uint8_t b = static_cast<uint8_t>(*at_++);
-      out |= static_cast<uint64_t>(b & 0x7f) << (7 * i);
-      if (b < 0x80) return true;
-    }
-    return false;
-  }
-
-  bool Advance(size_t n) {
-    if (n > static_cast<size_t>(end_ - at_)) return false;
-    at_ += n;
-    return true;
-  }
-
-  const char* at_;
-  const char* const end_;
-};
-
-// The next field's tag in a message's body (not a group's): a tag of 0 or
-// the end of a group there fails protobuf's parse.
-bool NextTag(WireReader& r, uint32_t& tag) {
-  if (!r.Tag(tag)) return false;
-  return tag != 0 && (tag & 7) != kEndGroup;  // both end a message where a group should
-}
-
 // Fields 1 and 2 of a google.protobuf.Timestamp, read into the entry's
 // expiry; a later occurrence of the field overrides only what it holds.
 bool DecodeTimestamp(std::string_view bytes, int depth, KeySet::EntryFields& e) {
   if (--depth < 0) return false;
-  WireReader r(bytes);
+  wire::Reader r(bytes);
   while (!r.done()) {
     uint32_t tag;
     if (!NextTag(r, tag)) return false;
@@ -158,7 +49,7 @@ bool DecodeTimestamp(std::string_view bytes, int depth, KeySet::EntryFields& e) 
 // One v1::KeyEntry.
 bool DecodeEntry(std::string_view bytes, int depth, KeySet::EntryFields& e) {
   if (--depth < 0) return false;
-  WireReader r(bytes);
+  wire::Reader r(bytes);
   while (!r.done()) {
     uint32_t tag;
     if (!NextTag(r, tag)) return false;
@@ -195,7 +86,7 @@ bool DecodeEntry(std::string_view bytes, int depth, KeySet::EntryFields& e) {
 template <typename OnEntry, typename OnDisabled>
 absl::Status DecodeChunk(std::string_view part, OnEntry on_entry, OnDisabled on_disabled) {
   const absl::Status malformed = absl::InvalidArgumentError("malformed snapshot chunk");
-  WireReader r(part);
+  wire::Reader r(part);
   while (!r.done()) {
     uint32_t tag;
     if (!NextTag(r, tag)) return malformed;
@@ -251,7 +142,7 @@ bool ParseWatchMessage(grpc::Slice bytes, WatchMessage& out) {
   // Where the oneof members left to protobuf are: in `rest` once a chunk was
   // set aside, in `all` (where `rest` begins) before.
   std::vector<std::pair<size_t, size_t>> members;
-  WireReader r(all);
+  wire::Reader r(all);
   while (!r.done()) {
     const char* start = r.at();
     uint32_t tag;

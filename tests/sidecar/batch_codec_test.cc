@@ -1,8 +1,10 @@
 // The hand-written ValidateBatch codec against protobuf itself.
 #include "sidecar/batch_codec.h"
 
+#include <google/protobuf/stubs/common.h>
 #include <google/protobuf/stubs/logging.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <random>
 
@@ -73,6 +75,27 @@ TEST_CASE("unknown groups are skipped whole, as protobuf skips them") {
   CHECK(absl::IsInvalidArgument(ParseBatchRequest(std::string(200, 0x43), 10, &keys)));  // deep
 }
 
+TEST_CASE("tags and lengths are read with protobuf's limits") {
+  auto protobuf_parses = [](const std::string& wire) {
+    v1::ValidateBatchRequest check;
+    return check.ParseFromString(wire);
+  };
+  std::vector<std::string_view> keys;
+  // A key's length in six bytes, and a key's tag in six: protobuf reads at
+  // most five of either.
+  const std::string long_length("\x0a\x82\x80\x80\x80\x80\x00xy", 9);
+  const std::string long_tag("\x8a\x80\x80\x80\x80\x00\x02xy", 9);
+  for (const std::string& wire : {long_length, long_tag}) {
+    CHECK_FALSE(protobuf_parses(wire));
+    CHECK(absl::IsInvalidArgument(ParseBatchRequest(wire, 10, &keys)));
+  }
+  // A five-byte tag whose bits past the 32nd are set: protobuf drops them,
+  // which leaves field 1.
+  const std::string high_bits("\x8a\x80\x80\x80\x70\x02xy", 8);
+  REQUIRE(protobuf_parses(high_bits));
+  CHECK(Parsed(high_bits) == std::vector<std::string>{"xy"});
+}
+
 TEST_CASE("malformed or oversized batch requests are INVALID_ARGUMENT") {
   auto refused = [](std::string_view wire, size_t max_keys = 100) {
     std::vector<std::string_view> keys;
@@ -103,7 +126,7 @@ TEST_CASE("random bytes: whatever protobuf reads, the codec reads the same keys"
   v1::ValidateBatchRequest base;
   for (int i = 0; i < 5; ++i) base.add_keys("lkp_" + std::string(38, static_cast<char>('a' + i)));
   const std::string seed = base.SerializeAsString();
-  int agreed = 0;
+  int agreed = 0, not_utf8 = 0;
   for (int round = 0; round < 200000; ++round) {
     std::string wire = seed;
     const int edits = 1 + static_cast<int>(rng() % 4);
@@ -126,15 +149,23 @@ TEST_CASE("random bytes: whatever protobuf reads, the codec reads the same keys"
     v1::ValidateBatchRequest theirs;
     // protobuf also refuses keys that are not UTF-8; the codec leaves those
     // to the check, which calls them MALFORMED.
+    INFO("round " << round);
     if (theirs.ParseFromString(wire)) {
-      INFO("round " << round);
       REQUIRE(ours_ok);
       REQUIRE(std::vector<std::string>(ours.begin(), ours.end()) ==
               std::vector<std::string>(theirs.keys().begin(), theirs.keys().end()));
       ++agreed;
+    } else if (ours_ok) {
+      // Then protobuf refused only a key that is not UTF-8.
+      REQUIRE(std::any_of(ours.begin(), ours.end(), [](std::string_view key) {
+        return !google::protobuf::internal::IsStructurallyValidUTF8(key.data(),
+                                                                    static_cast<int>(key.size()));
+      }));
+      ++not_utf8;
     }
   }
   CHECK(agreed > 10000);
+  CHECK(not_utf8 > 1000);
 }
 
 TEST_CASE("batch results are the bytes protobuf writes for the same responses") {
