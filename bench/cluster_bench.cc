@@ -402,7 +402,10 @@ int SnapshotRead(const std::string& data_dir) {
 
 int Snapshot(const std::string& sidecar_bin, const std::string& authority,
              const std::string& token_file, int expected_keys, pid_t authority_pid) {
-  const std::string listen = "127.0.0.1:" + std::to_string(17000 + getpid() % 20000);
+  // A port nothing listens on. gRPC servers bind with SO_REUSEPORT, so on a
+  // port another server already holds (a pid-derived one can be) the sidecar
+  // starts all the same, and the other server can answer the health check.
+  const std::string listen = "127.0.0.1:" + std::to_string(PickFreePort());
   const double authority_cpu = authority_pid != 0 ? CpuSeconds(authority_pid) : 0;
   const auto start = Clock::now();
   const pid_t pid =
