@@ -37,6 +37,10 @@ absl::Status AddListeners(grpc::ServerBuilder& builder, const ListenOptions& opt
     builder.AddListeningPort(address, tls ? options.tls : grpc::InsecureServerCredentials(),
                              IsUnixAddress(address) ? nullptr : &ports[i]);
   }
+  // A port another process holds is an error, as for any server: gRPC's
+  // default, SO_REUSEPORT, would start a second authority or sidecar on it
+  // and let the kernel split new connections between the two.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, options.max_concurrent_streams);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS, options.max_connection_idle_ms);

@@ -69,5 +69,30 @@ TEST_CASE("an address that cannot be bound is INTERNAL naming it") {
   REQUIRE_THAT(std::string(server.status().message()), Catch::Contains(address));
 }
 
+TEST_CASE("a port another server holds is INTERNAL, not shared with it") {
+  // gRPC binds with SO_REUSEPORT unless told not to: a second authority or
+  // sidecar started on a port in use would start, and the kernel would split
+  // new connections between the two processes.
+  EnableServerPlugins();
+  ListenOptions first_options({"127.0.0.1:0"});
+  grpc::ServerBuilder first_builder;
+  std::vector<int> first_ports;
+  REQUIRE(AddListeners(first_builder, first_options, first_ports).ok());
+  absl::StatusOr<std::unique_ptr<grpc::Server>> first =
+      StartServer(first_builder, first_options, first_ports);
+  REQUIRE(first.ok());
+
+  const std::string taken = "127.0.0.1:" + std::to_string(first_ports[0]);
+  ListenOptions options({taken});
+  grpc::ServerBuilder builder;
+  std::vector<int> ports;
+  REQUIRE(AddListeners(builder, options, ports).ok());
+  absl::StatusOr<std::unique_ptr<grpc::Server>> second = StartServer(builder, options, ports);
+  CHECK(absl::IsInternal(second.status()));
+  CHECK_THAT(std::string(second.status().message()), Catch::Contains(taken));
+  if (second.ok()) (*second)->Shutdown();
+  (*first)->Shutdown();
+}
+
 }  // namespace
 }  // namespace latchkey
