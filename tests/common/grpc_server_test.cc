@@ -11,14 +11,21 @@
 namespace latchkey {
 namespace {
 
+// A server with no services on `options`' listeners, as latchkey's servers
+// start theirs; `ports` gets the TCP ports bound.
+absl::StatusOr<std::unique_ptr<grpc::Server>> Listen(const ListenOptions& options,
+                                                     std::vector<int>& ports) {
+  grpc::ServerBuilder builder;
+  REQUIRE(AddListeners(builder, options, ports).ok());
+  return StartServer(builder, options, ports);
+}
+
 TEST_CASE("a server listens on loopback TCP (port 0) and on a unix socket made 0660") {
   EnableServerPlugins();
   testing::TempDir dir;
   ListenOptions options({"127.0.0.1:0", "unix:" + (dir / "grpc.sock")});
-  grpc::ServerBuilder builder;
   std::vector<int> ports;
-  REQUIRE(AddListeners(builder, options, ports).ok());
-  absl::StatusOr<std::unique_ptr<grpc::Server>> server = StartServer(builder, options, ports);
+  absl::StatusOr<std::unique_ptr<grpc::Server>> server = Listen(options, ports);
   REQUIRE(server.ok());
   REQUIRE(ports[0] > 0);   // the port bound for 127.0.0.1:0
   REQUIRE(ports[1] == 0);  // none for a socket
@@ -60,11 +67,8 @@ TEST_CASE("plaintext beyond loopback is refused unless allowed, and TLS is allow
 TEST_CASE("an address that cannot be bound is INTERNAL naming it") {
   EnableServerPlugins();
   const std::string address = "unix:/nonexistent-latchkey-dir/grpc.sock";
-  ListenOptions options({address});
-  grpc::ServerBuilder builder;
   std::vector<int> ports;
-  REQUIRE(AddListeners(builder, options, ports).ok());
-  absl::StatusOr<std::unique_ptr<grpc::Server>> server = StartServer(builder, options, ports);
+  absl::StatusOr<std::unique_ptr<grpc::Server>> server = Listen(ListenOptions({address}), ports);
   REQUIRE(absl::IsInternal(server.status()));
   REQUIRE_THAT(std::string(server.status().message()), Catch::Contains(address));
 }
@@ -74,20 +78,14 @@ TEST_CASE("a port another server holds is INTERNAL, not shared with it") {
   // sidecar started on a port in use would start, and the kernel would split
   // new connections between the two processes.
   EnableServerPlugins();
-  ListenOptions first_options({"127.0.0.1:0"});
-  grpc::ServerBuilder first_builder;
   std::vector<int> first_ports;
-  REQUIRE(AddListeners(first_builder, first_options, first_ports).ok());
   absl::StatusOr<std::unique_ptr<grpc::Server>> first =
-      StartServer(first_builder, first_options, first_ports);
+      Listen(ListenOptions({"127.0.0.1:0"}), first_ports);
   REQUIRE(first.ok());
 
   const std::string taken = "127.0.0.1:" + std::to_string(first_ports[0]);
-  ListenOptions options({taken});
-  grpc::ServerBuilder builder;
   std::vector<int> ports;
-  REQUIRE(AddListeners(builder, options, ports).ok());
-  absl::StatusOr<std::unique_ptr<grpc::Server>> second = StartServer(builder, options, ports);
+  absl::StatusOr<std::unique_ptr<grpc::Server>> second = Listen(ListenOptions({taken}), ports);
   CHECK(absl::IsInternal(second.status()));
   CHECK_THAT(std::string(second.status().message()), Catch::Contains(taken));
   if (second.ok()) (*second)->Shutdown();
